@@ -1,0 +1,1 @@
+"""ClinLens desktop application: Qt widgets only. Models are reached through ``engine``."""

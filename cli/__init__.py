@@ -1,0 +1,1 @@
+"""Command-line sub-commands of ``main.py``. Each module exposes ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""ClinLens engine: imaging, annotations, grounding, models. Plain Python, numpy and torch; never Qt."""
