@@ -1,0 +1,35 @@
+"""Where ClinLens keeps per-user files.
+
+One place decides the directories so that the app, the CLI and every engine module agree, and so
+that tests can point all of them at a temporary folder with two environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "ClinLens"
+
+
+def config_dir() -> Path:
+    """User configuration (presets, settings, recent files); ``CLINLENS_CONFIG_DIR`` overrides it."""
+    override = os.environ.get("CLINLENS_CONFIG_DIR")
+    path = Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Re-creatable data (feature caches); ``CLINLENS_CACHE_DIR`` overrides it."""
+    override = os.environ.get("CLINLENS_CACHE_DIR")
+    path = Path(override) if override else Path(platformdirs.user_cache_dir(APP_NAME))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resources_dir() -> Path:
+    """The bundled ``resources/`` folder of this checkout."""
+    return Path(__file__).resolve().parent.parent / "resources"
