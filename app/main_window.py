@@ -1,0 +1,302 @@
+"""The ClinLens main window: canvas in the middle, image list and metadata at the sides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem,
+    QMainWindow, QMenu, QSlider, QVBoxLayout, QWidget,
+)
+from superqt.utils import create_worker
+
+from app import recent_files
+from app.canvas import ImageCanvas
+from app.error_banner import ErrorBanner
+from app.metadata_panel import MetadataPanel
+from app.viewer_state import ViewerState
+from engine.imaging import ImageStack, OpenResult, Preset, Window, load_presets, open_paths, save_user_preset
+
+IMAGE_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
+PAGE_FRAMES = 10
+
+
+class MainWindow(QMainWindow):
+    load_finished = Signal(object)   # OpenResult, after the stacks are listed and errors shown
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("ClinLens")
+        self.resize(1400, 900)
+        self.setAcceptDrops(True)
+        self.state = ViewerState()
+        self.stacks: list[ImageStack] = []
+        self._workers: list = []
+        self.canvas = ImageCanvas(self.state)
+        self.banner = ErrorBanner()
+        self.frame_slider = QSlider(Qt.Orientation.Horizontal)
+        self.frame_slider.setMinimum(0)
+        self.frame_label = QLabel()
+        self.image_list = QListWidget()
+        self.metadata = MetadataPanel(self.state)
+        self._build_central()
+        self._build_docks()
+        self._build_status_bar()
+        self._build_menus()
+        self._connect()
+        self._update_frame_controls()
+
+    # ----- layout
+    def _build_central(self) -> None:
+        slider_row = QHBoxLayout()
+        slider_row.setContentsMargins(6, 0, 6, 2)
+        slider_row.addWidget(self.frame_slider, 1)
+        slider_row.addWidget(self.frame_label)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.canvas, 1)
+        layout.addLayout(slider_row)
+        self.setCentralWidget(central)
+
+    def _build_docks(self) -> None:
+        images = QDockWidget("Images", self)
+        images.setObjectName("imagesDock")
+        images.setWidget(self.image_list)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, images)
+        metadata = QDockWidget("Metadata", self)
+        metadata.setObjectName("metadataDock")
+        metadata.setWidget(self.metadata)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, metadata)
+        self.resizeDocks([images, metadata], [220, 380], Qt.Orientation.Horizontal)
+
+    def _build_status_bar(self) -> None:
+        self.cursor_label = QLabel()
+        self.window_label = QLabel()
+        self.zoom_label = QLabel()
+        self.frame_status = QLabel()
+        bar = self.statusBar()
+        bar.addWidget(self.cursor_label, 1)
+        for label in (self.window_label, self.zoom_label, self.frame_status):
+            bar.addPermanentWidget(label)
+
+    def _action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        self.addAction(action)   # shortcuts work even when the menu bar is hidden
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&Open files…", self.choose_files, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "Open &folder…", self.choose_folder, "Ctrl+Shift+O")
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._refresh_recent_menu(recent_files.load_recent())
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view = bar.addMenu("&View")
+        self._action(view, "&Fit to window", self.canvas.fit_to_window, "F")
+        self._action(view, "&Actual size (1:1)", lambda: self.canvas.set_zoom(1.0), "Ctrl+0")
+        self._action(view, "Zoom &in", lambda: self.canvas.zoom_by(1.25), ["+", "="])
+        self._action(view, "Zoom &out", lambda: self.canvas.zoom_by(0.8), "-")
+        view.addSeparator()
+        self._action(view, "&Next frame", lambda: self.state.step_frame(1), ["Right", "Down"])
+        self._action(view, "&Previous frame", lambda: self.state.step_frame(-1), ["Left", "Up"])
+        self._action(view, f"Forward {PAGE_FRAMES} frames", lambda: self.state.step_frame(PAGE_FRAMES), "PgDown")
+        self._action(view, f"Back {PAGE_FRAMES} frames", lambda: self.state.step_frame(-PAGE_FRAMES), "PgUp")
+        self._action(view, "First frame", lambda: self.state.set_frame(0), "Home")
+        self._action(view, "Last frame", lambda: self.state.set_frame(self.state.n_frames - 1), "End")
+
+        self.window_menu = bar.addMenu("&Window")
+        self.header_windows_menu = QMenu("From DICOM &header", self)
+        self._rebuild_window_menu()
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Controls", self._show_controls)
+
+    def _rebuild_window_menu(self) -> None:
+        menu = self.window_menu
+        for action in menu.actions():
+            self.removeAction(action)
+        menu.clear()
+        menu.addMenu(self.header_windows_menu)
+        menu.addSeparator()
+        for preset in load_presets():
+            label = f"{preset.name}  (C {preset.center:g} / W {preset.width:g})" + ("  ★" if preset.user else "")
+            self._action(menu, label, lambda _=False, p=preset: self.apply_preset(p), preset.key)
+        menu.addSeparator()
+        self._action(menu, "&Invert", self.state.toggle_invert, "I")
+        self._action(menu, "&Reset display", self.reset_display, "R")
+        self._action(menu, "&Save current window as preset…", self._ask_preset_name)
+
+    def _rebuild_header_windows(self) -> None:
+        self.header_windows_menu.clear()
+        frame = self.state.frame
+        windows = frame.windows if frame is not None else ()
+        if frame is not None and frame.has_voi_lut:
+            self.header_windows_menu.addAction("VOI LUT (header)", self.reset_display)
+        for window in windows:
+            text = f"C {window.center:g} / W {window.width:g}"
+            if window.explanation:
+                text = f"{window.explanation}: {text}"
+            self.header_windows_menu.addAction(text, lambda w=window: self.state.set_window(w))
+        self.header_windows_menu.setEnabled(bool(windows) or (frame is not None and frame.has_voi_lut))
+
+    def _connect(self) -> None:
+        self.state.frame_changed.connect(self._update_frame_controls)
+        self.state.frame_changed.connect(lambda _i: self._rebuild_header_windows())
+        self.state.stack_changed.connect(self._update_frame_controls)
+        self.state.display_changed.connect(self._update_window_label)
+        self.state.frame_failed.connect(self.banner.show_message)
+        self.frame_slider.valueChanged.connect(self.state.set_frame)
+        self.canvas.cursor_moved.connect(self._update_cursor_label)
+        self.canvas.cursor_left.connect(self.cursor_label.clear)
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"Zoom {z * 100:.0f}%"))
+        self.image_list.currentRowChanged.connect(self._show_stack_at)
+
+    # ----- opening
+    def choose_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", IMAGE_FILTER)
+        if paths:
+            self.open(paths)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images (searched recursively)")
+        if folder:
+            self.open([folder])
+
+    def open(self, paths: list[str]) -> None:
+        """Index and open ``paths`` on a worker thread; the window stays responsive meanwhile."""
+        self.statusBar().showMessage(f"Opening {len(paths)} item(s)…")
+        worker = create_worker(open_paths, [str(p) for p in paths], _start_thread=False)
+        worker.returned.connect(lambda result, p=list(paths): self._on_opened(result, p))
+        worker.errored.connect(lambda error: self.banner.show_message(f"Opening failed: {error}"))
+        worker.finished.connect(lambda w=worker: self._workers.remove(w))
+        self._workers.append(worker)
+        worker.start()
+
+    def _on_opened(self, result: OpenResult, paths: list[str]) -> None:
+        self.statusBar().clearMessage()
+        if result.errors:
+            self.banner.show_errors(result.errors)
+        if result.stacks:
+            self._refresh_recent_menu(recent_files.remember(paths))
+            first_new = len(self.stacks)
+            for stack in result.stacks:
+                self.stacks.append(stack)
+                item = QListWidgetItem(stack.title)
+                item.setToolTip(f"{stack.n_frames} frame(s), {stack.columns} × {stack.rows}\n" + "\n".join(stack.paths[:3]))
+                self.image_list.addItem(item)
+            self.image_list.setCurrentRow(first_new)
+        self.load_finished.emit(result)
+
+    def _refresh_recent_menu(self, recent: list[str]) -> None:
+        self.recent_menu.clear()
+        for path in recent:
+            self.recent_menu.addAction(path, lambda p=path: self.open([p]))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def _show_stack_at(self, row: int) -> None:
+        if 0 <= row < len(self.stacks) and self.stacks[row] is not self.state.stack:
+            self.state.set_stack(self.stacks[row])
+            self.setWindowTitle(f"ClinLens — {self.stacks[row].title}")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.open(paths)
+            event.acceptProposedAction()
+
+    # ----- display
+    def apply_preset(self, preset: Preset) -> None:
+        self.state.set_window(Window(preset.center, preset.width, explanation=preset.name))
+
+    def reset_display(self) -> None:
+        self.state.reset_display()
+        self.canvas.fit_to_window()
+
+    def save_window_as_preset(self, name: str) -> None:
+        window = self.state.effective_window()
+        if window is None or not name.strip():
+            return
+        used = {p.key for p in load_presets() if p.key}
+        key = next((k for k in "123456789" if k not in used), None)
+        save_user_preset(Preset(name.strip(), window.center, window.width, key, user=True))
+        self._rebuild_window_menu()
+
+    def _ask_preset_name(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save preset", "Preset name:")
+        if ok:
+            self.save_window_as_preset(name)
+
+    # ----- status
+    def _update_frame_controls(self, *_args) -> None:
+        n = self.state.n_frames
+        self.frame_slider.blockSignals(True)
+        self.frame_slider.setMaximum(max(n - 1, 0))
+        self.frame_slider.setValue(self.state.frame_index)
+        self.frame_slider.blockSignals(False)
+        self.frame_slider.setVisible(n > 1)
+        self.frame_label.setVisible(n > 1)
+        text = f"Frame {self.state.frame_index + 1}/{n}" if n else "No image"
+        self.frame_label.setText(text)
+        self.frame_status.setText(text)
+
+    def _update_window_label(self) -> None:
+        window, frame = self.state.window, self.state.frame
+        if frame is None:
+            text = ""
+        elif frame.is_color:
+            text = "Colour"
+        elif window is None:
+            text = "VOI LUT (header)"
+        else:
+            text = f"C {window.center:.0f} / W {window.width:.0f}"
+            if window.function != "LINEAR":
+                text += f" {window.function}"
+        if self.state.invert:
+            text += "  inverted"
+        self.window_label.setText(text)
+
+    def _update_cursor_label(self, x: float, y: float) -> None:
+        frame, stack = self.state.frame, self.state.stack
+        col, row = int(x // 1), int(y // 1)
+        if frame is None or stack is None or not (0 <= col < stack.columns and 0 <= row < stack.rows):
+            self.cursor_label.clear()
+            return
+        stored = frame.stored_value_at(col, row)
+        value = frame.modality_value_at(col, row)
+        unit = "HU" if stack.modality == "CT" else "value"
+        self.cursor_label.setText(f"x {col}, y {row}   stored {_fmt(stored)}   {unit} {_fmt(value)}")
+
+    def _show_controls(self) -> None:
+        self.banner.show_message(
+            "Wheel: frames (zoom on single images) · Ctrl+wheel: zoom · left/middle drag: pan · "
+            "right drag: window (horizontal = width, vertical = level) · 1-9 presets · I invert · "
+            "R reset · F fit · Ctrl+0 1:1 · arrows / Page Up/Down / Home / End: frames")
+
+    def closeEvent(self, event) -> None:
+        for worker in list(self._workers):
+            worker.quit()
+        super().closeEvent(event)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

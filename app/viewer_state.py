@@ -1,0 +1,88 @@
+"""What the viewer shows: which image stack, which frame, which window, inverted or not.
+
+The canvas, the status bar, the metadata panel and (later) the model input all read this one
+object, so they cannot disagree about the frame or the window a user is looking at.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.imaging import Frame, ImageLoadError, ImageStack, Window, auto_window, initial_window
+
+
+class ViewerState(QObject):
+    stack_changed = Signal()
+    frame_changed = Signal(int)
+    display_changed = Signal()          # window or invert changed
+    frame_failed = Signal(str)          # a frame could not be decoded: user-facing message
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: ImageStack | None = None
+        self.frame_index = 0
+        self.window: Window | None = None   # None: the header's VOI LUT applies
+        self.invert = False
+        self._frame: Frame | None = None
+        self._window_is_user_choice = False
+
+    # ----- reading
+    @property
+    def frame(self) -> Frame | None:
+        return self._frame
+
+    @property
+    def n_frames(self) -> int:
+        return self.stack.n_frames if self.stack else 0
+
+    # ----- changing
+    def set_stack(self, stack: ImageStack | None, frame_index: int = 0) -> None:
+        self.stack = stack
+        self.invert = False
+        self._window_is_user_choice = False
+        self._frame = None
+        self.frame_index = 0
+        self.stack_changed.emit()
+        if stack is not None:
+            self.set_frame(min(max(frame_index, 0), stack.n_frames - 1), force=True)
+
+    def set_frame(self, index: int, *, force: bool = False) -> None:
+        if self.stack is None:
+            return
+        index = min(max(index, 0), self.stack.n_frames - 1)
+        if index == self.frame_index and not force:
+            return
+        self.frame_index = index
+        try:
+            self._frame = self.stack.frame(index)
+        except ImageLoadError as error:
+            self._frame = None
+            self.frame_failed.emit(str(error))
+        if self._frame is not None and not self._window_is_user_choice:
+            self.window = initial_window(self._frame)
+        self.frame_changed.emit(index)
+        self.display_changed.emit()
+
+    def step_frame(self, delta: int) -> None:
+        self.set_frame(self.frame_index + delta)
+
+    def set_window(self, window: Window) -> None:
+        self.window = window
+        self._window_is_user_choice = True
+        self.display_changed.emit()
+
+    def effective_window(self) -> Window | None:
+        """The window a drag starts from: the current one, or an automatic one over the VOI LUT."""
+        if self.window is not None or self._frame is None:
+            return self.window
+        return auto_window(self._frame)
+
+    def toggle_invert(self) -> None:
+        self.invert = not self.invert
+        self.display_changed.emit()
+
+    def reset_display(self) -> None:
+        self.invert = False
+        self._window_is_user_choice = False
+        self.window = initial_window(self._frame) if self._frame is not None else None
+        self.display_changed.emit()

@@ -1,0 +1,35 @@
+"""Suite-wide guards: an isolated user directory, headless Qt, and no thread left running."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Presets, settings and caches written by a test never touch the real user's folders."""
+    root = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("CLINLENS_CONFIG_DIR", str(root / "config"))
+    monkeypatch.setenv("CLINLENS_CACHE_DIR", str(root / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_python_threads():
+    """Fail a test that leaves a Python thread running (a streamer, a loader, a server).
+
+    Threads get a short grace period to finish what the test already asked them to stop.
+    """
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leaked:
+        thread.join(timeout=5)
+    still_running = [t.name for t in leaked if t.is_alive()]
+    assert not still_running, f"test left threads running: {still_running}"
