@@ -1,0 +1,51 @@
+"""Pixel boxes <-> the 0-1000 grid that Qwen-VL-family models read and write.
+
+Why a module of its own: every coordinate that crosses the model boundary goes through these two
+functions, so the convention (grid relative to the ORIGINAL width and height, never to the
+processor's resized image; round half up; clamp to [0, 1000]; corners ordered) lives in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+GRID = 1000
+"""Size of the normalised grid: Qwen2-VL writes (x, y) as integers in [0, 1000]."""
+
+PixelBox = tuple[float, float, float, float]
+"""(x1, y1, x2, y2) in pixels of the original image, top-left origin, x to the right."""
+
+GridBox = tuple[int, int, int, int]
+"""(x1, y1, x2, y2) as integers on the 0-1000 grid, x1 <= x2 and y1 <= y2."""
+
+
+def _check_size(width: float, height: float) -> None:
+    if not (width > 0 and height > 0):
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+
+
+def ordered(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, float, float]:
+    """Return the corners as top-left then bottom-right, whatever order they came in."""
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+def pixels_to_grid(box: Sequence[float], width: float, height: float) -> GridBox:
+    """Map a pixel box to grid integers: round half up, clamp to [0, 1000], order corners."""
+    _check_size(width, height)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise ValueError(f"box coordinates must be finite, got {tuple(box)}")
+
+    def to_grid(value: float, size: float) -> int:
+        return min(GRID, max(0, math.floor(value / size * GRID + 0.5)))
+
+    gx1, gy1, gx2, gy2 = ordered(to_grid(x1, width), to_grid(y1, height), to_grid(x2, width), to_grid(y2, height))
+    return int(gx1), int(gy1), int(gx2), int(gy2)
+
+
+def grid_to_pixels(grid: Sequence[float], width: float, height: float) -> PixelBox:
+    """Map grid values (already clamped and ordered) to pixels of the original image."""
+    _check_size(width, height)
+    x1, y1, x2, y2 = (float(v) for v in grid)
+    return x1 / GRID * width, y1 / GRID * height, x2 / GRID * width, y2 / GRID * height
