@@ -1,0 +1,1 @@
+"""Box and image-level annotations as an undoable document, with sidecar persistence and exports."""

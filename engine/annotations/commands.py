@@ -1,0 +1,179 @@
+"""Every edit of an annotation document, as an undoable command.
+
+Commands are built with the user's intent (ids and new values) and resolved against the document
+when first applied: they then keep exact before/after snapshots, so undo and redo restore the very
+same values (ids, timestamps, review states) however often they are repeated. Multi-annotation
+commands are one undo step. Execute them with ``AnnotationDocument.execute``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from engine.annotations.model import Annotation, Box, Review, edited, normalize_label_name
+from engine.annotations.undo import Command
+
+if TYPE_CHECKING:
+    from engine.annotations.document import AnnotationDocument
+
+
+class _Replace(Command):
+    """Base of the annotation commands: swap snapshots in and out."""
+
+    def __init__(self, image_id: str, text: str) -> None:
+        super().__init__(image_id, text)
+        self._before: dict[str, Annotation | None] = {}
+        self._after: dict[str, Annotation | None] | None = None
+
+    @abstractmethod
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        """The new values of the annotations this command changes (nothing = no-op)."""
+
+    def redo(self, doc: AnnotationDocument) -> bool:
+        if self._after is None:
+            after = self._plan(doc)
+            if not after:
+                return False
+            self._before = {key: doc.find(self.image_id, key) for key in after}
+            self._after = after
+        doc.apply_changes(self.image_id, self._after)
+        return True
+
+    def undo(self, doc: AnnotationDocument) -> None:
+        doc.apply_changes(self.image_id, self._before)
+
+
+class AddAnnotations(_Replace):
+    """Create boxes or image labels (drawn, accepted from a model, imported)."""
+
+    def __init__(self, image_id: str, annotations: Sequence[Annotation], text: str = "") -> None:
+        n = len(annotations)
+        super().__init__(image_id, text or ("Add box" if n == 1 else f"Add {n} annotations"))
+        self.annotations = tuple(annotations)
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        ref = doc.image(self.image_id)
+        for annotation in self.annotations:
+            if doc.find(self.image_id, annotation.id) is not None:
+                raise ValueError(f"annotation {annotation.id} already exists")
+            if isinstance(annotation, Box) and annotation.frame >= ref.n_frames:
+                raise ValueError(f"frame {annotation.frame} out of range for {ref.image_id} ({ref.n_frames} frames)")
+        return {a.id: a for a in self.annotations}
+
+
+class RemoveAnnotations(_Replace):
+    """Delete one or several annotations in one step."""
+
+    def __init__(self, image_id: str, annotation_ids: Iterable[str]) -> None:
+        self.annotation_ids = tuple(annotation_ids)
+        n = len(self.annotation_ids)
+        super().__init__(image_id, "Delete annotation" if n == 1 else f"Delete {n} annotations")
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        for key in self.annotation_ids:
+            doc.annotation(self.image_id, key)  # raises KeyError for an unknown id
+        return dict.fromkeys(self.annotation_ids)
+
+
+class SetGeometry(_Replace):
+    """Move or resize a box.
+
+    Pass the same ``drag`` token (any hashable, e.g. a counter per mouse press) for every
+    intermediate position of one drag: consecutive commands with the same token and box merge,
+    so the whole drag is one undo step.
+    """
+
+    def __init__(self, image_id: str, annotation_id: str, x1: float, y1: float, x2: float, y2: float,
+                 *, drag: object | None = None) -> None:
+        super().__init__(image_id, "Move box")
+        self.annotation_id = annotation_id
+        self.rect = (x1, y1, x2, y2)
+        self.drag = drag
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        box = doc.annotation(self.image_id, self.annotation_id)
+        if not isinstance(box, Box):
+            raise TypeError(f"annotation {self.annotation_id} is not a box")
+        x1, y1, x2, y2 = self.rect
+        moved = edited(box, doc.now(), x1=x1, y1=y1, x2=x2, y2=y2)
+        if moved.rect == box.rect:
+            return {}
+        if (moved.width, moved.height) != (box.width, box.height):
+            self.text = "Resize box"
+        return {box.id: moved}
+
+    def merge(self, newer: Command) -> bool:
+        if (self.drag is None or not isinstance(newer, SetGeometry) or newer.drag != self.drag
+                or newer.image_id != self.image_id or newer.annotation_id != self.annotation_id):
+            return False
+        assert newer._after is not None  # an applied command
+        self._after = dict(newer._after)
+        if newer.text == "Resize box":
+            self.text = newer.text
+        return True
+
+
+class SetLabel(_Replace):
+    """Relabel one or several annotations (the label joins the label set if new)."""
+
+    def __init__(self, image_id: str, annotation_ids: Iterable[str], label: str) -> None:
+        self.annotation_ids = tuple(annotation_ids)
+        self.label = normalize_label_name(label)
+        super().__init__(image_id, f"Label as {self.label}")
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        current = [doc.annotation(self.image_id, key) for key in self.annotation_ids]
+        now = doc.now()
+        return {a.id: edited(a, now, label=self.label) for a in current if a.label != self.label}
+
+
+class SetNote(_Replace):
+    """Change the free-text note of an annotation."""
+
+    def __init__(self, image_id: str, annotation_id: str, note: str) -> None:
+        super().__init__(image_id, "Edit note")
+        self.annotation_id = annotation_id
+        self.note = note
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        annotation = doc.annotation(self.image_id, self.annotation_id)
+        if annotation.note == self.note:
+            return {}
+        return {annotation.id: edited(annotation, doc.now(), note=self.note)}
+
+
+class SetReview(_Replace):
+    """Accept, reject or mark corrected one or several annotations in one step."""
+
+    def __init__(self, image_id: str, annotation_ids: Iterable[str], review: Review | str) -> None:
+        self.annotation_ids = tuple(annotation_ids)
+        self.review = Review(review)
+        verb = {Review.ACCEPTED: "Accept", Review.REJECTED: "Reject", Review.CORRECTED: "Mark corrected",
+                Review.PENDING: "Reset review of"}[self.review]
+        n = len(self.annotation_ids)
+        super().__init__(image_id, f"{verb} {'annotation' if n == 1 else f'{n} annotations'}")
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        current = [doc.annotation(self.image_id, key) for key in self.annotation_ids]
+        now = doc.now()
+        return {a.id: replace(a, review=self.review, modified=now) for a in current if a.review != self.review}
+
+
+class SetImageReviewed(Command):
+    """Mark a whole image reviewed (or not); counts towards the review progress."""
+
+    def __init__(self, image_id: str, reviewed: bool = True) -> None:
+        super().__init__(image_id, "Mark image reviewed" if reviewed else "Mark image not reviewed")
+        self.reviewed = reviewed
+
+    def redo(self, doc: AnnotationDocument) -> bool:
+        if doc.image_state(self.image_id).reviewed == self.reviewed:
+            return False
+        doc.set_reviewed_state(self.image_id, self.reviewed)
+        return True
+
+    def undo(self, doc: AnnotationDocument) -> None:
+        doc.set_reviewed_state(self.image_id, not self.reviewed)

@@ -1,0 +1,175 @@
+"""The plain data of an annotation document: boxes, image-level labels, labels and review states.
+
+Everything here is a frozen dataclass so that a GUI can hold, compare and hand these values to
+other threads without fear of them changing underneath; edits produce new values (commands do
+that), which is what makes snapshot-based undo simple and exact.
+
+Coordinates follow the project contract (design.md): pixel coordinates of the original image,
+top-left origin, x to the right, y down, floats allowed. ``(0, 0)`` is the top-left corner of the
+top-left pixel and ``(width, height)`` the bottom-right corner of the bottom-right pixel, so a box
+covering the whole image is ``(0, 0, width, height)``; this is also the DICOM SCOORD convention.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from enum import StrEnum
+
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class Source(StrEnum):
+    """Who produced an annotation; drives the automatic 'corrected' review state."""
+
+    USER = "user"
+    MODEL = "model"            # grounding model boxes (ClinKD / Qwen2-VL)
+    CLASSIFIER = "classifier"  # zero-shot classifier (KPL) image labels
+
+
+class Review(StrEnum):
+    """The reviewer's decision about one annotation."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CORRECTED = "corrected"
+
+
+def default_review(source: Source) -> Review:
+    """A box the user draws is their own decision (accepted); machine output waits for review."""
+    return Review.ACCEPTED if source is Source.USER else Review.PENDING
+
+
+def utc_now() -> str:
+    """UTC timestamp in ISO 8601 with milliseconds, the format every annotation time uses."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_id() -> str:
+    """A fresh stable annotation id (uuid4 hex): unique across documents, safe to merge."""
+    return uuid.uuid4().hex
+
+
+def normalize_color(color: str) -> str:
+    """Validate a ``#rrggbb`` colour and return it lower-case (one spelling per colour)."""
+    if not isinstance(color, str) or not _HEX_COLOR.match(color):
+        raise ValueError(f"colour must look like #rrggbb, got {color!r}")
+    return color.lower()
+
+
+def normalize_label_name(name: str) -> str:
+    """Label names are trimmed, non-empty text; two spellings differing in spaces are one label."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a label name must be non-empty text")
+    return name.strip()
+
+
+def _finite(value: float, what: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Label:
+    """One entry of the project's label set."""
+
+    name: str
+    color: str  # "#rrggbb"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", normalize_label_name(self.name))
+        object.__setattr__(self, "color", normalize_color(self.color))
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle on one frame of one image.
+
+    ``frame`` is the 0-based index into the image's frames (the ImageStack index);
+    ``sop_instance_uid``/``frame_number`` (1-based, DICOM) bind the box to its source file so it
+    survives re-sorting of a series and can be referenced from a DICOM SR. Corners are stored
+    ordered (x1 <= x2, y1 <= y2) whatever order they are given in.
+    """
+
+    id: str
+    frame: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    label: str
+    source: Source = Source.USER
+    score: float | None = None
+    note: str = ""
+    review: Review = Review.ACCEPTED
+    created: str = ""
+    modified: str = ""
+    sop_instance_uid: str | None = None
+    frame_number: int | None = None
+
+    def __post_init__(self) -> None:
+        x1, x2 = sorted((_finite(self.x1, "x1"), _finite(self.x2, "x2")))
+        y1, y2 = sorted((_finite(self.y1, "y1"), _finite(self.y2, "y2")))
+        for name, value in (("x1", x1), ("y1", y1), ("x2", x2), ("y2", y2)):
+            object.__setattr__(self, name, value)
+        if isinstance(self.frame, bool) or not isinstance(self.frame, int) or self.frame < 0:
+            raise ValueError(f"frame must be a non-negative integer, got {self.frame!r}")
+        object.__setattr__(self, "label", normalize_label_name(self.label))
+        object.__setattr__(self, "source", Source(self.source))
+        object.__setattr__(self, "review", Review(self.review))
+        if self.score is not None:
+            object.__setattr__(self, "score", _finite(self.score, "score"))
+
+    @property
+    def rect(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+
+@dataclass(frozen=True)
+class ImageLabel:
+    """A label for a whole image (a classifier result, or the user's image-level finding)."""
+
+    id: str
+    label: str
+    source: Source = Source.CLASSIFIER
+    score: float | None = None
+    note: str = ""
+    review: Review = Review.PENDING
+    created: str = ""
+    modified: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", normalize_label_name(self.label))
+        object.__setattr__(self, "source", Source(self.source))
+        object.__setattr__(self, "review", Review(self.review))
+        if self.score is not None:
+            object.__setattr__(self, "score", _finite(self.score, "score"))
+
+
+Annotation = Box | ImageLabel
+
+
+def edited(annotation: Annotation, now: str, **changes: object) -> Annotation:
+    """Apply a user edit: bump ``modified`` and mark machine output as corrected.
+
+    Only changes of what the annotation *says* (geometry, label) count as a correction; a note
+    or a review decision does not. User-drawn annotations keep their review state.
+    """
+    substantive = any(key in changes for key in ("x1", "y1", "x2", "y2", "label", "frame"))
+    if substantive and annotation.source is not Source.USER and "review" not in changes:
+        changes["review"] = Review.CORRECTED
+    return replace(annotation, modified=now, **changes)

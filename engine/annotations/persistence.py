@@ -1,0 +1,317 @@
+"""Saving and loading annotation documents: the lossless JSON format, sidecars, atomic writes.
+
+Sidecars live next to the images so that annotations travel with the data: a folder keeps
+``<folder>/.clinlens/annotations.json``, a single file ``<file>.clinlens.json``. Paths inside are
+stored relative to the JSON file, so a folder moved together with its sidecar still binds.
+A save never leaves a half-written file (temporary file in the same folder, fsync, os.replace),
+and a file that cannot be read is never overwritten: ``open_sidecar`` moves it aside first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePath
+from typing import Any
+
+from engine.annotations.document import AnnotationDocument, ImageState
+from engine.annotations.image_ref import FrameRef, ImageRef, SpacingRef
+from engine.annotations.model import Annotation, Box, ImageLabel, Label
+from engine.annotations.undo import DEFAULT_UNDO_LIMIT
+
+FORMAT = "clinlens-annotations"
+SCHEMA_VERSION = 1
+SIDECAR_DIR = ".clinlens"
+SIDECAR_NAME = "annotations.json"
+SIDECAR_SUFFIX = ".clinlens.json"
+
+
+class DocumentError(Exception):
+    """An annotation file that cannot be used; ``str(err)`` is a sentence for the user."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = None if path is None else Path(path)
+
+
+class DamagedDocumentError(DocumentError):
+    """Not valid JSON, or JSON that does not follow the schema."""
+
+
+class UnsupportedVersionError(DocumentError):
+    """Written by a newer ClinLens (higher schema version); left untouched."""
+
+
+# --- file locations ------------------------------------------------------------------------
+
+def sidecar_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
+    """Where the annotations of an image set are saved by default.
+
+    One folder: ``<folder>/.clinlens/annotations.json``; one file: ``<file>.clinlens.json``;
+    several paths: the sidecar folder of their closest common folder.
+    """
+    items = [Path(p).absolute() for p in paths]
+    if not items:
+        raise ValueError("no image paths given")
+    if len(items) == 1 and not items[0].is_dir():
+        return items[0].with_name(items[0].name + SIDECAR_SUFFIX)
+    folders = [p if p.is_dir() else p.parent for p in items]
+    return Path(os.path.commonpath(folders)) / SIDECAR_DIR / SIDECAR_NAME
+
+
+def _relative(path: str, base_dir: Path | None) -> str:
+    if base_dir is None:
+        return path
+    try:
+        return PurePath(os.path.relpath(path, base_dir)).as_posix()
+    except ValueError:   # another drive on Windows: keep it absolute
+        return path
+
+
+def _absolute(path: str, base_dir: Path | None) -> str:
+    if base_dir is None or os.path.isabs(path):
+        return path
+    return os.path.normpath(base_dir / path)
+
+
+# --- document <-> plain dict ---------------------------------------------------------------
+
+def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
+    common = {"id": annotation.id, "label": annotation.label, "source": str(annotation.source),
+              "score": annotation.score, "note": annotation.note, "review": str(annotation.review),
+              "created": annotation.created, "modified": annotation.modified}
+    if isinstance(annotation, ImageLabel):
+        return {"type": "image_label", **common}
+    return {"type": "box", **common, "frame": annotation.frame, "x1": annotation.x1, "y1": annotation.y1,
+            "x2": annotation.x2, "y2": annotation.y2, "sop_instance_uid": annotation.sop_instance_uid,
+            "frame_number": annotation.frame_number}
+
+
+def image_ref_to_dict(ref: ImageRef, base_dir: Path | None = None) -> dict[str, Any]:
+    path_index = {p: i for i, p in enumerate(ref.paths)}
+    return {
+        "image_id": ref.image_id, "kind": ref.kind, "title": ref.title, "width": ref.width,
+        "height": ref.height, "channels": ref.channels, "n_frames": ref.n_frames,
+        "paths": [_relative(p, base_dir) for p in ref.paths],
+        "frames": [{"path": path_index[f.path], "sop_instance_uid": f.sop_instance_uid,
+                    "frame_number": f.frame_number} for f in ref.frames],
+        "spacing": None if ref.spacing is None else {
+            "row_mm": ref.spacing.row_mm, "col_mm": ref.spacing.col_mm, "source": ref.spacing.source},
+        "study_instance_uid": ref.study_instance_uid, "series_instance_uid": ref.series_instance_uid,
+    }
+
+
+def document_to_dict(doc: AnnotationDocument, base_dir: Path | None = None) -> dict[str, Any]:
+    """The whole document as JSON-ready data; paths relative to ``base_dir`` when given."""
+    images = []
+    for ref in doc.images:
+        state = doc.image_state(ref.image_id)
+        images.append({**image_ref_to_dict(ref, base_dir), "reviewed": state.reviewed,
+                       "last_frame": state.last_frame,
+                       "annotations": [annotation_to_dict(a) for a in doc.annotations(ref.image_id)]})
+    return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "saved": doc.now(),
+            "labels": [{"name": label.name, "color": label.color} for label in doc.labels],
+            "images": images}
+
+
+_MISSING = object()
+_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true/false", list: "a list",
+          dict: "an object", type(None): "null"}
+
+
+def _field(obj: Any, key: str, kinds: tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
+    """Read one JSON field with a type check; the error names the exact place in the file."""
+    if not isinstance(obj, dict):
+        raise DamagedDocumentError(f"{where}: expected an object")
+    if key not in obj:
+        if default is _MISSING:
+            raise DamagedDocumentError(f"{where}: missing field {key!r}")
+        return default
+    value = obj[key]
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        expected = " or ".join(_NAMES[k] for k in kinds)
+        raise DamagedDocumentError(f"{where}.{key}: expected {expected}, got {json.dumps(value)[:40]}")
+    return value
+
+
+def annotation_from_dict(data: Any, where: str) -> Annotation:
+    kind = _field(data, "type", (str,), where)
+    try:
+        common = dict(
+            id=_field(data, "id", (str,), where), label=_field(data, "label", (str,), where),
+            source=_field(data, "source", (str,), where), score=_field(data, "score", (float, type(None)), where, None),
+            note=_field(data, "note", (str,), where, ""), review=_field(data, "review", (str,), where),
+            created=_field(data, "created", (str,), where, ""), modified=_field(data, "modified", (str,), where, ""))
+        if kind == "image_label":
+            return ImageLabel(**common)
+        if kind == "box":
+            return Box(**common, frame=_field(data, "frame", (int,), where),
+                       x1=_field(data, "x1", (float,), where), y1=_field(data, "y1", (float,), where),
+                       x2=_field(data, "x2", (float,), where), y2=_field(data, "y2", (float,), where),
+                       sop_instance_uid=_field(data, "sop_instance_uid", (str, type(None)), where, None),
+                       frame_number=_field(data, "frame_number", (int, type(None)), where, None))
+    except ValueError as err:
+        raise DamagedDocumentError(f"{where}: {err}") from None
+    raise DamagedDocumentError(f"{where}.type: unknown annotation type {kind!r}")
+
+
+def image_ref_from_dict(data: Any, where: str, base_dir: Path | None = None) -> ImageRef:
+    paths = [_absolute(p, base_dir) for p in _field(data, "paths", (list,), where)]
+    if not all(isinstance(p, str) for p in paths):
+        raise DamagedDocumentError(f"{where}.paths: expected a list of text")
+    frames = []
+    for j, item in enumerate(_field(data, "frames", (list,), where)):
+        at = f"{where}.frames[{j}]"
+        index = _field(item, "path", (int,), at)
+        if not 0 <= index < len(paths):
+            raise DamagedDocumentError(f"{at}.path: no path number {index}")
+        frames.append(FrameRef(paths[index], _field(item, "sop_instance_uid", (str, type(None)), at),
+                               _field(item, "frame_number", (int,), at)))
+    spacing = _field(data, "spacing", (dict, type(None)), where, None)
+    if spacing is not None:
+        at = f"{where}.spacing"
+        spacing = SpacingRef(_field(spacing, "row_mm", (float,), at), _field(spacing, "col_mm", (float,), at),
+                             _field(spacing, "source", (str,), at))
+    try:
+        return ImageRef(
+            image_id=_field(data, "image_id", (str,), where), paths=tuple(paths),
+            width=_field(data, "width", (int,), where), height=_field(data, "height", (int,), where),
+            n_frames=_field(data, "n_frames", (int,), where), frames=tuple(frames),
+            kind=_field(data, "kind", (str,), where, "raster"), title=_field(data, "title", (str,), where, ""),
+            channels=_field(data, "channels", (int,), where, 1), spacing=spacing,
+            study_instance_uid=_field(data, "study_instance_uid", (str, type(None)), where, None),
+            series_instance_uid=_field(data, "series_instance_uid", (str, type(None)), where, None))
+    except ValueError as err:
+        raise DamagedDocumentError(f"{where}: {err}") from None
+
+
+def document_from_dict(data: Any, base_dir: Path | None = None, *,
+                       undo_limit: int = DEFAULT_UNDO_LIMIT) -> AnnotationDocument:
+    """Rebuild a document; raises ``DamagedDocumentError`` naming the first bad field."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise DamagedDocumentError(f"not a ClinLens annotation file (no \"format\": \"{FORMAT}\")")
+    version = _field(data, "schema_version", (int,), "document")
+    if version > SCHEMA_VERSION:
+        raise UnsupportedVersionError(
+            f"schema version {version} was written by a newer ClinLens (this one reads up to {SCHEMA_VERSION})")
+    if version < 1:
+        raise DamagedDocumentError(f"invalid schema version {version}")
+    labels = []
+    for i, item in enumerate(_field(data, "labels", (list,), "document")):
+        at = f"labels[{i}]"
+        try:
+            labels.append(Label(_field(item, "name", (str,), at), _field(item, "color", (str,), at)))
+        except ValueError as err:
+            raise DamagedDocumentError(f"{at}: {err}") from None
+    if len({label.name for label in labels}) != len(labels):
+        raise DamagedDocumentError("labels: a label name appears twice")
+    doc = AnnotationDocument(labels=labels, undo_limit=undo_limit)
+    for i, item in enumerate(_field(data, "images", (list,), "document")):
+        where = f"images[{i}]"
+        ref = image_ref_from_dict(item, where, base_dir)
+        if doc.has_image(ref.image_id):
+            raise DamagedDocumentError(f"{where}: image {ref.image_id!r} appears twice")
+        annotations = [annotation_from_dict(a, f"{where}.annotations[{j}]")
+                       for j, a in enumerate(_field(item, "annotations", (list,), where))]
+        if len({a.id for a in annotations}) != len(annotations):
+            raise DamagedDocumentError(f"{where}.annotations: an annotation id appears twice")
+        last_frame = _field(item, "last_frame", (int,), where, 0)
+        state = ImageState(reviewed=_field(item, "reviewed", (bool,), where, False),
+                           last_frame=last_frame if 0 <= last_frame < ref.n_frames else 0)
+        doc.restore_image(ref, annotations, state)
+    doc.mark_saved()
+    return doc
+
+
+# --- files ---------------------------------------------------------------------------------
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON so that ``path`` holds either the old or the new content, never a mix.
+
+    Serialise first (a bad value fails before the disk is touched), write a temporary file in
+    the same folder, fsync it, then os.replace it over the target. On any failure the temporary
+    file is removed and the previous file is left as it was.
+    """
+    path = Path(path)
+    payload = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError, AttributeError):   # persist the rename (POSIX only)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def save_document(doc: AnnotationDocument, path: str | os.PathLike[str]) -> None:
+    """Save atomically and mark the document clean (OSError when the disk refuses)."""
+    path = Path(path).absolute()
+    revision = doc.revision
+    write_json_atomic(path, document_to_dict(doc, path.parent))
+    doc.mark_saved(revision)
+
+
+def load_document(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> AnnotationDocument:
+    """Read a document; ``DocumentError`` for bad content (the file is not touched)."""
+    path = Path(path).absolute()
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedDocumentError(f"not valid JSON ({err})", path) from None
+    try:
+        return document_from_dict(data, path.parent, undo_limit=undo_limit)
+    except DocumentError as err:
+        raise type(err)(str(err), path) from None
+
+
+@dataclass(frozen=True)
+class OpenedDocument:
+    """What ``open_sidecar`` found: the document, and what happened to a damaged file."""
+
+    document: AnnotationDocument
+    path: Path
+    problem: str | None = None      # why the previous file could not be read
+    moved_to: Path | None = None    # where that file now is
+
+
+def open_sidecar(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> OpenedDocument:
+    """Open the document that autosaves to ``path``: empty when absent; a damaged file is moved aside.
+
+    The damaged file is renamed ``<name>.damaged-<UTC timestamp>`` so the next autosave cannot
+    overwrite it, and the reason is returned for the GUI to show. A file from a newer ClinLens
+    raises ``UnsupportedVersionError`` instead (it is not damaged; do not save over it).
+    """
+    path = Path(path).absolute()
+    if not path.exists():
+        return OpenedDocument(AnnotationDocument(undo_limit=undo_limit), path)
+    try:
+        return OpenedDocument(load_document(path, undo_limit=undo_limit), path)
+    except DamagedDocumentError as err:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        moved = path.with_name(f"{path.name}.damaged-{stamp}")
+        counter = 1
+        while moved.exists():
+            counter += 1
+            moved = path.with_name(f"{path.name}.damaged-{stamp}-{counter}")
+        os.replace(path, moved)
+        return OpenedDocument(AnnotationDocument(undo_limit=undo_limit), path, problem=str(err), moved_to=moved)
