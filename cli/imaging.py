@@ -1,0 +1,213 @@
+"""`info` and `render` sub-commands: inspect an image and write exactly what the viewer shows.
+
+`render` writes `engine.imaging.render(frame, window)` unchanged (no overlays), so scripts,
+tests and the models see the same pixels as the canvas. Bad input prints one sentence on
+stderr and exits with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from engine.imaging import (
+    ImageLoadError,
+    ImageStack,
+    Window,
+    find_preset,
+    initial_window,
+    load_presets,
+    open_image,
+    render,
+)
+
+EXIT_OK = 0
+EXIT_WRITE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def register(subparsers: Any) -> None:
+    """Add the `info` and `render` sub-commands to a main.py argparse sub-parser set."""
+    info = subparsers.add_parser("info", help="describe an image file (DICOM, PNG, JPEG, TIFF)")
+    info.add_argument("file", help="image file, or a folder (its first series)")
+    info.add_argument("--json", action="store_true", help="print the facts as JSON")
+    info.set_defaults(func=run_info)
+
+    rend = subparsers.add_parser(
+        "render",
+        help="write one frame as PNG, exactly as displayed",
+        description="Write render(frame, window) as an 8-bit PNG. Negative centres need the "
+        "'=' form: --window=-600,1500.",
+    )
+    rend.add_argument("file", help="image file, or a folder (its first series)")
+    rend.add_argument("out", help="output PNG path")
+    rend.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
+    choice = rend.add_mutually_exclusive_group()
+    choice.add_argument("--window", metavar="CENTER,WIDTH", help="window centre and width")
+    choice.add_argument("--preset", metavar="NAME", help="preset name or key, e.g. Lung or 2")
+    rend.add_argument("--invert", action="store_true", help="invert the displayed image")
+    rend.set_defaults(func=run_render)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `info` or `render` standalone (tests and scripts); main.py uses `register`."""
+    parser = argparse.ArgumentParser(prog="clinlens")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    try:
+        stack = open_image(args.file)
+        facts = describe(stack)
+    except ImageLoadError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        print(_as_text(facts))
+    return EXIT_OK
+
+
+def run_render(args: argparse.Namespace) -> int:
+    try:
+        window = _window_arg(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        stack = open_image(args.file)
+        if not 1 <= args.frame <= stack.n_frames:
+            return _fail(f"--frame {args.frame} is out of range: {stack.title} has {stack.n_frames} frame(s).")
+        pixels = render(stack.frame(args.frame - 1), window, invert=args.invert)
+    except ImageLoadError as exc:
+        return _fail(str(exc))
+    try:
+        Image.fromarray(pixels).save(args.out, format="PNG")
+    except (OSError, ValueError) as exc:
+        print(f"error: could not write {args.out}: {exc}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    return EXIT_OK
+
+
+def describe(stack: ImageStack) -> dict[str, Any]:
+    """The facts `info` prints, as plain data (JSON-ready)."""
+    frame = stack.frame(0)
+    header = stack.header(0)
+    values = frame.modality_values()
+    finite = values[np.isfinite(values)]
+    spacing = stack.spacing
+    rescale = frame.pixel_params.rescale if not frame.is_color else None
+    window = None if frame.is_color else initial_window(frame)
+    syntax = header.file_meta.get("TransferSyntaxUID") if header is not None and hasattr(header, "file_meta") else None
+    return {
+        "file": stack.paths[0],
+        "kind": stack.kind,
+        "is_color": stack.is_color,
+        "modality": stack.modality,
+        "rows": stack.rows,
+        "columns": stack.columns,
+        "frames": stack.n_frames,
+        "photometric_interpretation": stack.photometric,
+        "transfer_syntax": stack.transfer_syntax,
+        "transfer_syntax_uid": str(syntax) if syntax else "",
+        "bits_stored": None if header is None else header.get("BitsStored"),
+        "stored_dtype": str(frame.stored.dtype),
+        "pixel_spacing_mm": None if spacing is None else [spacing.row_mm, spacing.col_mm],
+        "pixel_spacing_source": None if spacing is None else spacing.source,
+        "rescale_slope": None if rescale is None else rescale[0],
+        "rescale_intercept": None if rescale is None else rescale[1],
+        "modality_lut": frame.pixel_params.modality_lut is not None,
+        "voi_lut_sequence": frame.has_voi_lut,
+        "header_windows": [
+            {"center": w.center, "width": w.width, "function": w.function, "explanation": w.explanation}
+            for w in frame.windows
+        ],
+        "initial_window": None
+        if window is None
+        else {"center": window.center, "width": window.width, "function": window.function, "explanation": window.explanation},
+        "modality_min": float(finite.min()) if finite.size else None,
+        "modality_max": float(finite.max()) if finite.size else None,
+        "modality_range_of": "frame 1",
+    }
+
+
+def _as_text(facts: dict[str, Any]) -> str:
+    spacing = (
+        "unknown"
+        if facts["pixel_spacing_mm"] is None
+        else f"{facts['pixel_spacing_mm'][0]:g} x {facts['pixel_spacing_mm'][1]:g} mm "
+        f"(row x column, from {facts['pixel_spacing_source']})"
+    )
+    if facts["modality_lut"]:
+        rescale = "Modality LUT Sequence"
+    elif facts["rescale_slope"] is None:
+        rescale = "none (modality values = stored values)"
+    else:
+        rescale = f"slope {facts['rescale_slope']:g}, intercept {facts['rescale_intercept']:g}"
+    windows = ", ".join(
+        f"{w['center']:g}/{w['width']:g} {w['function']}" + (f" ({w['explanation']})" if w["explanation"] else "")
+        for w in facts["header_windows"]
+    ) or ("none (VOI LUT Sequence)" if facts["voi_lut_sequence"] else "none")
+    init = facts["initial_window"]
+    initial = (
+        "header VOI LUT Sequence"
+        if init is None and facts["voi_lut_sequence"]
+        else "n/a (colour)"
+        if init is None
+        else f"{init['center']:g}/{init['width']:g} {init['function']}"
+        + (f" ({init['explanation']})" if init["explanation"] else "")
+    )
+    syntax = facts["transfer_syntax"] or "n/a (raster file)"
+    if facts["transfer_syntax_uid"]:
+        syntax += f" ({facts['transfer_syntax_uid']})"
+    value_range = (
+        "n/a"
+        if facts["modality_min"] is None
+        else f"min {facts['modality_min']:g}, max {facts['modality_max']:g} ({facts['modality_range_of']})"
+    )
+    rows = [
+        ("File", facts["file"]),
+        ("Modality", facts["modality"] or "n/a"),
+        ("Size", f"{facts['columns']} x {facts['rows']} px (columns x rows), {facts['frames']} frame(s)"),
+        ("Photometric", facts["photometric_interpretation"]),
+        ("Transfer syntax", syntax),
+        ("Stored values", f"{facts['stored_dtype']}" + (f", {facts['bits_stored']} bits stored" if facts["bits_stored"] else "")),
+        ("Pixel spacing", spacing),
+        ("Rescale", rescale),
+        ("Header windows", windows),
+        ("Initial window", initial),
+        ("RGB values" if facts["is_color"] else "Modality values", value_range),
+    ]
+    width = max(len(label) for label, _ in rows) + 1
+    return "\n".join(f"{label + ':':<{width}} {value}" for label, value in rows)
+
+
+def _window_arg(args: argparse.Namespace) -> Window | None:
+    if args.window:
+        parts = args.window.split(",")
+        try:
+            center, width = (float(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"--window expects CENTER,WIDTH (e.g. 40,400), got {args.window!r}.") from None
+        if width <= 0:
+            raise ValueError(f"--window width must be positive, got {width:g}.")
+        return Window(center, width, "LINEAR", "command line")
+    if args.preset:
+        preset = find_preset(args.preset)
+        if preset is None:
+            names = ", ".join(f"{p.name} ({p.key})" if p.key else p.name for p in load_presets())
+            raise ValueError(f"unknown preset {args.preset!r}; choose one of: {names}.")
+        return preset.to_window()
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT

@@ -1,0 +1,134 @@
+"""Decode one DICOM frame with pydicom's decoder plugins, and say clearly when we cannot.
+
+The most common DICOM complaint is "pixel_array fails on JPEG 2000 / JPEG-LS / JPEG Lossless"
+(anchors B2). So the transfer syntax is checked before decoding, and a failure names the
+syntax (name and UID) and the pip package that would decode it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from pydicom import dcmread, uid
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+
+from .errors import ImageLoadError
+from .frame import to_uint8_rgb
+
+# pip packages that decode each compressed syntax (GPL pylibjpeg-libjpeg deliberately absent).
+_PACKAGES_BY_SYNTAX: dict[str, str] = {
+    uid.JPEGBaseline8Bit: "pillow or python-gdcm",
+    uid.JPEGExtended12Bit: (
+        "pillow or python-gdcm for 8-bit samples; 12-bit samples need pylibjpeg-libjpeg "
+        "(GPL-licensed, so not bundled)"
+    ),
+    uid.JPEGLossless: "python-gdcm",
+    uid.JPEGLosslessSV1: "python-gdcm",
+    uid.JPEGLSLossless: "pyjpegls or python-gdcm",
+    uid.JPEGLSNearLossless: "pyjpegls or python-gdcm",
+    uid.JPEG2000Lossless: "pylibjpeg with pylibjpeg-openjpeg, or python-gdcm",
+    uid.JPEG2000: "pylibjpeg with pylibjpeg-openjpeg, or python-gdcm",
+    uid.HTJ2KLossless: "pylibjpeg with pylibjpeg-openjpeg",
+    uid.HTJ2KLosslessRPCL: "pylibjpeg with pylibjpeg-openjpeg",
+    uid.HTJ2K: "pylibjpeg with pylibjpeg-openjpeg",
+    uid.RLELossless: "pylibjpeg with pylibjpeg-rle",
+}
+_DEFAULT_PACKAGE = "python-gdcm"
+
+
+def syntax_label(syntax: uid.UID | str | None) -> str:
+    """'JPEG 2000 Image Compression (1.2.840.10008.1.2.4.91)' style label for messages."""
+    if not syntax:
+        return "an unknown transfer syntax"
+    syntax = uid.UID(str(syntax))
+    name = syntax.name if syntax.name != str(syntax) else "unrecognised transfer syntax"
+    return f"{name} ({syntax})"
+
+
+def decoder_packages(syntax: uid.UID | str) -> str:
+    """The pip package(s) that would decode `syntax`."""
+    return _PACKAGES_BY_SYNTAX.get(str(syntax), _DEFAULT_PACKAGE)
+
+
+def check_decodable(path: str, syntax: uid.UID | str | None) -> None:
+    """Raise ImageLoadError naming syntax and package when no installed plugin decodes it."""
+    if not syntax:
+        return
+    name = os.path.basename(path)
+    decoder = get_decoder(uid.UID(str(syntax)))
+    if decoder is None:
+        raise ImageLoadError(
+            path,
+            f"{name} uses {syntax_label(syntax)}, which no pydicom decoder supports; "
+            f"convert it to an uncompressed or JPEG/JPEG 2000 syntax first.",
+        )
+    if not decoder.is_available:
+        raise ImageLoadError(
+            path,
+            f"{name} uses {syntax_label(syntax)} and no installed decoder can read it; "
+            f"install {decoder_packages(syntax)} (pip install {decoder_packages(syntax).split()[0]}).",
+        )
+
+
+def decode_frame(path: str, header: Dataset, frame_index: int) -> tuple[np.ndarray, bool]:
+    """Decode frame `frame_index` (0-based) of a file: (stored values, is_color).
+
+    Colour comes back as uint8 RGB: YBR is converted by pydicom, palette colour goes through
+    apply_color_lut, and 16-bit colour is scaled to 8 bit.
+    """
+    syntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
+    check_decodable(path, syntax)
+    arr = _decode(path, syntax, frame_index if _is_multiframe(header) else None)
+    photometric = str(header.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, header)  # uint8 or uint16 by the LUT descriptor
+        return to_uint8_rgb(rgb[..., :3]), True
+    if arr.ndim == 3:
+        bits = int(header.get("BitsStored") or arr.dtype.itemsize * 8)
+        return to_uint8_rgb(arr, bits), True
+    return arr, False
+
+
+def _decode(path: str, syntax: uid.UID | None, index: int | None) -> np.ndarray:
+    """pixel_array on the path reads only the wanted frame; it cannot read deflated files
+    and trips on some valid encapsulations, so those are decoded from the whole dataset."""
+    if syntax is None or not syntax.is_deflated:
+        try:
+            return pixel_array(path, index=index)
+        except Exception:  # retried below on the whole dataset, which reports the real error
+            pass
+    try:
+        return pixel_array(dcmread(path), index=index)
+    except Exception as exc:  # decoders raise many types; the user needs one sentence
+        raise ImageLoadError(path, _decode_failure(path, syntax, exc)) from exc
+
+
+def _is_multiframe(header: Dataset) -> bool:
+    try:
+        return int(header.get("NumberOfFrames") or 1) > 1
+    except (TypeError, ValueError):
+        return False
+
+
+def _decode_failure(path: str, syntax: uid.UID | str | None, exc: Exception) -> str:
+    name = os.path.basename(path)
+    reason = " ".join(str(exc).split())
+    if "less than expected" in reason or "truncated" in reason.lower():
+        return f"{name} is truncated: its pixel data is shorter than the header says ({reason.split(' - ')[0]})."
+    if "missing dependencies" in reason or "no plugins" in reason.lower():
+        return (
+            f"{name} uses {syntax_label(syntax)} and no installed decoder can read it; "
+            f"install {decoder_packages(syntax or '')}."
+        )
+    if "raised by all available plugins" in reason:
+        detail = reason.split(":", 1)[-1].strip()
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        return (
+            f"{name} uses {syntax_label(syntax)} and none of the installed decoders could read it "
+            f"({detail}); it may need {decoder_packages(syntax or '')}."
+        )
+    if len(reason) > 200:
+        reason = reason[:197] + "..."
+    return f"{name} could not be decoded ({syntax_label(syntax)}): {reason}"

@@ -1,0 +1,26 @@
+"""Errors of the imaging engine.
+
+Loading many files must never stop at the first bad one, so bulk opens collect `LoadError`
+records; single-file calls raise `ImageLoadError`. Both carry one user-facing sentence.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class ImageLoadError(Exception):
+    """A file could not be opened or decoded; ``str(err)`` is a sentence fit for the user."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        super().__init__(message)
+        self.path = os.fspath(path)
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A file that could not be opened, reported (never raised) by ``open_paths``."""
+
+    path: str
+    message: str

@@ -1,0 +1,316 @@
+"""Image stacks: what the viewer scrolls through, decoded lazily frame by frame.
+
+Opening indexes headers only (anchors B4: "index first, decode per frame, keep at most N
+decoded frames"); `ImageStack.frame` decodes on demand and keeps a small LRU bounded by bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydicom.dataset import Dataset
+
+from .decoders import decode_frame
+from .dicom_index import has_dicom_preamble, read_header
+from .dicom_params import PixelSpacing, frame_params, frame_spacing, number_of_frames, slice_location
+from .errors import ImageLoadError, LoadError
+from .frame import Frame
+from .raster import RasterInfo, probe_raster, raster_windows, read_raster_frame
+
+CACHE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """Binds a displayed frame back to its file (annotations are re-bound to DICOM with it)."""
+
+    path: str
+    sop_instance_uid: str | None  # None for PNG/JPEG/TIFF
+    frame_number: int  # 1-based frame number inside that file
+
+
+class _FrameReader(Protocol):
+    def read(self, index: int) -> Frame: ...
+    def source(self, index: int) -> FrameSource: ...
+    def header(self, index: int) -> Dataset | None: ...
+
+
+class ImageStack:
+    """An ordered set of same-sized frames: a DICOM series, a multi-frame file, or a raster file."""
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        title: str,
+        kind: str,
+        n_frames: int,
+        rows: int,
+        columns: int,
+        is_color: bool,
+        modality: str,
+        photometric: str,
+        transfer_syntax: str,
+        spacing: PixelSpacing | None,
+        paths: list[str],
+        reader: _FrameReader,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        self.key = key
+        self.title = title
+        self.kind = kind
+        self.n_frames = n_frames
+        self.rows = rows
+        self.columns = columns
+        self.is_color = is_color
+        self.modality = modality
+        self.photometric = photometric
+        self.transfer_syntax = transfer_syntax
+        self.spacing = spacing
+        self.paths = paths
+        self._reader = reader
+        self._cache: OrderedDict[int, Frame] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ImageStack({self.key!r}, {self.n_frames} frame(s), {self.columns}x{self.rows})"
+
+    def frame(self, index: int) -> Frame:
+        """Decoded frame `index` (0-based); ImageLoadError when the file cannot be decoded."""
+        self._check(index)
+        with self._lock:
+            cached = self._cache.get(index)
+            if cached is not None:
+                self._cache.move_to_end(index)
+                return cached
+        frame = self._reader.read(index)  # decode outside the lock: other frames stay readable
+        with self._lock:
+            self._cache[index] = frame
+            self._cache.move_to_end(index)
+            while len(self._cache) > 1 and self._cached_bytes() > self._cache_bytes:
+                self._cache.popitem(last=False)
+        return frame
+
+    def frame_source(self, index: int) -> FrameSource:
+        self._check(index)
+        return self._reader.source(index)
+
+    def header(self, index: int) -> Dataset | None:
+        """The header (no pixel data) of the file holding frame `index`; None for raster."""
+        self._check(index)
+        return self._reader.header(index)
+
+    def _cached_bytes(self) -> int:
+        return sum(f.stored.nbytes for f in self._cache.values())
+
+    def _check(self, index: int) -> None:
+        if not 0 <= index < self.n_frames:
+            raise IndexError(f"frame {index} out of range 0..{self.n_frames - 1}")
+
+
+@dataclass
+class OpenResult:
+    stacks: list[ImageStack]
+    errors: list[LoadError]
+
+
+class _DicomFrames:
+    """Frames of one or more DICOM files: (path, 0-based frame in file, header) each."""
+
+    def __init__(self, entries: list[tuple[str, int, Dataset]]) -> None:
+        self._entries = entries
+
+    def read(self, index: int) -> Frame:
+        path, frame_in_file, header = self._entries[index]
+        stored, is_color = decode_frame(path, header, frame_in_file)
+        if is_color:
+            return Frame(index, stored, True, False, (), False)
+        params, windows = frame_params(header, frame_in_file)
+        monochrome1 = str(header.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+        return Frame(index, stored, False, monochrome1, windows, bool(params.voi_luts), params)
+
+    def source(self, index: int) -> FrameSource:
+        path, frame_in_file, header = self._entries[index]
+        uid = header.get("SOPInstanceUID")
+        return FrameSource(path, str(uid) if uid else None, frame_in_file + 1)
+
+    def header(self, index: int) -> Dataset | None:
+        return self._entries[index][2]
+
+
+class _RasterFrames:
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def read(self, index: int) -> Frame:
+        stored, is_color = read_raster_frame(self._path, index)
+        return Frame(index, stored, is_color, False, raster_windows(stored, is_color), False)
+
+    def source(self, index: int) -> FrameSource:
+        return FrameSource(self._path, None, index + 1)
+
+    def header(self, index: int) -> Dataset | None:
+        return None
+
+
+def open_paths(paths: Sequence[str | os.PathLike[str]]) -> OpenResult:
+    """Open files and folders (recursively); bad files become LoadErrors, never exceptions.
+
+    DICOM single-frame files are grouped by SeriesInstanceUID (and image size) and sorted by
+    position along the slice normal, falling back to InstanceNumber; multi-frame files and
+    raster files are stacks of their own. Stacks come in the order their first file was found.
+    """
+    errors: list[LoadError] = []
+    stacks: list[ImageStack | None] = []
+    groups: dict[tuple[str, int, int], list[tuple[str, Dataset]]] = {}
+    group_slot: dict[tuple[str, int, int], int] = {}
+    for path in _expand(paths, errors):
+        try:
+            opened = _open_file(path)
+        except ImageLoadError as exc:
+            errors.append(LoadError(exc.path, str(exc)))
+            continue
+        if isinstance(opened, ImageStack):
+            stacks.append(opened)
+            continue
+        header = opened
+        if number_of_frames(header) > 1 or not header.get("SeriesInstanceUID"):
+            stacks.append(_dicom_stack(os.path.abspath(path), [(path, header)]))
+            continue
+        group = (str(header.SeriesInstanceUID), int(header.Rows), int(header.Columns))
+        if group not in groups:
+            groups[group] = []
+            group_slot[group] = len(stacks)
+            stacks.append(None)
+        groups[group].append((path, header))
+    seen_series: set[str] = set()
+    for group, members in groups.items():
+        series_uid, rows, columns = group
+        key = f"series:{series_uid}"
+        if series_uid in seen_series:  # a second image size within one series
+            key += f"#{columns}x{rows}"
+        seen_series.add(series_uid)
+        stacks[group_slot[group]] = _dicom_stack(key, _sort_series(members))
+    return OpenResult([s for s in stacks if s is not None], errors)
+
+
+def open_image(path: str | os.PathLike[str]) -> ImageStack:
+    """One file or folder as a stack (a folder's first stack); raises ImageLoadError."""
+    result = open_paths([path])
+    if result.stacks:
+        return result.stacks[0]
+    if result.errors:
+        raise ImageLoadError(result.errors[0].path, result.errors[0].message)
+    raise ImageLoadError(path, f"{os.path.basename(os.fspath(path))} contains no images.")
+
+
+def _expand(paths: Sequence[str | os.PathLike[str]], errors: list[LoadError]) -> list[str]:
+    """Files in the order given, folders walked recursively in name order, hidden ones skipped."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            out.append(path)
+
+    for raw in paths:
+        path = os.fspath(raw)
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        add(os.path.join(root, name))
+        elif os.path.isfile(path):
+            add(path)
+        else:
+            errors.append(LoadError(path, f"{os.path.basename(path) or path} does not exist."))
+    return out
+
+
+def _open_file(path: str) -> ImageStack | Dataset:
+    """A raster file's stack, or a DICOM file's vetted header."""
+    name = os.path.basename(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageLoadError(path, f"{name} is empty (0 bytes).")
+        if has_dicom_preamble(path):
+            return read_header(path)
+        info = probe_raster(path)
+    except OSError as exc:
+        raise ImageLoadError(path, f"{name} could not be read: {exc.strerror or exc}.") from exc
+    if info is not None:
+        return _raster_stack(info)
+    return read_header(path, force=True)
+
+
+def _raster_stack(info: RasterInfo) -> ImageStack:
+    path = os.path.abspath(info.path)
+    return ImageStack(
+        key=path,
+        title=os.path.basename(path),
+        kind="raster",
+        n_frames=info.n_frames,
+        rows=info.rows,
+        columns=info.columns,
+        is_color=info.is_color,
+        modality="",
+        photometric="RGB" if info.is_color else "MONOCHROME2",
+        transfer_syntax="",
+        spacing=None,
+        paths=[path],
+        reader=_RasterFrames(path),
+    )
+
+
+def _sort_series(members: list[tuple[str, Dataset]]) -> list[tuple[str, Dataset]]:
+    """Slices by position along the slice normal when every slice has one, else InstanceNumber."""
+
+    def instance(header: Dataset) -> float:
+        try:
+            return float(header.get("InstanceNumber"))
+        except (TypeError, ValueError):
+            return float("inf")
+
+    locations = [slice_location(header) for _, header in members]
+    if all(loc is not None for loc in locations):
+        order = sorted(range(len(members)), key=lambda i: (locations[i], instance(members[i][1]), members[i][0]))
+    else:
+        order = sorted(range(len(members)), key=lambda i: (instance(members[i][1]), members[i][0]))
+    return [members[i] for i in order]
+
+
+def _dicom_stack(key: str, files: list[tuple[str, Dataset]]) -> ImageStack:
+    first = files[0][1]
+    entries = [(path, i, header) for path, header in files for i in range(number_of_frames(header))]
+    photometric = str(first.get("PhotometricInterpretation", ""))
+    syntax = first.file_meta.get("TransferSyntaxUID") if hasattr(first, "file_meta") else None
+    return ImageStack(
+        key=key,
+        title=_series_title(first, files[0][0], len(entries)),
+        kind="dicom",
+        n_frames=len(entries),
+        rows=int(first.Rows),
+        columns=int(first.Columns),
+        is_color=int(first.get("SamplesPerPixel") or 1) > 1 or photometric.upper() == "PALETTE COLOR",
+        modality=str(first.get("Modality", "")),
+        photometric=photometric,
+        transfer_syntax=syntax.name if syntax else "",
+        spacing=frame_spacing(first, 0),
+        paths=[os.path.abspath(path) for path, _ in files],
+        reader=_DicomFrames([(os.path.abspath(path), i, header) for path, i, header in entries]),
+    )
+
+
+def _series_title(header: Dataset, path: str, n_frames: int) -> str:
+    parts = [str(header.get(k) or "").strip() for k in ("Modality", "SeriesNumber", "SeriesDescription")]
+    title = " ".join(p for p in parts if p) or os.path.basename(path)
+    return f"{title} ({n_frames} frames)" if n_frames > 1 else title
