@@ -11,7 +11,8 @@ import argparse
 import importlib
 import sys
 
-# Each module adds its sub-commands with register(subparsers); handlers return an exit code.
+# Each module adds its sub-commands with register(subparsers), set_defaults(func=handler);
+# a handler returns the exit code.
 COMMAND_MODULES = ("cli.imaging",)
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.application import run_gui
 
         return run_gui(args.paths)
-    return args.handler(args)
+    return args.func(args)
 
 
 if __name__ == "__main__":

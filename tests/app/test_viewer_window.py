@@ -1,0 +1,192 @@
+"""The viewer as a user drives it: open, window drag, presets, frames, cursor values, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtTest import QTest
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
+
+from app.main_window import MainWindow
+from engine.imaging import Preset, Window, render
+
+CT = get_testdata_file("CT_small.dcm")
+
+
+@pytest.fixture
+def window(qtbot):
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.resize(1000, 700)
+    main.show()
+    qtbot.waitExposed(main)
+    return main
+
+
+def open_and_wait(qtbot, main: MainWindow, paths: list[str]):
+    with qtbot.waitSignal(main.load_finished, timeout=20000) as blocker:
+        main.open(paths)
+    qtbot.wait_until(lambda: main.canvas.rendered_step >= 1 and not main.canvas.image_item.pixmap().isNull())
+    return blocker.args[0]
+
+
+def canvas_pixels(main: MainWindow) -> np.ndarray:
+    image = main.canvas.image_item.pixmap().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    width, height = image.width(), image.height()
+    data = np.frombuffer(image.constBits(), dtype=np.uint8, count=image.bytesPerLine() * height)
+    return data.reshape(height, image.bytesPerLine())[:, :width].copy()
+
+
+def viewport_point_of_pixel(main: MainWindow, x: float, y: float) -> QPoint:
+    return main.canvas.mapFromScene(x + 0.5, y + 0.5)
+
+
+def test_open_ct_shows_it_and_reports_frame_and_window(qtbot, window):
+    result = open_and_wait(qtbot, window, [CT])
+    assert len(result.stacks) == 1 and not result.errors
+    assert window.state.stack.modality == "CT"
+    assert window.frame_status.text() == "Frame 1/1"
+    assert window.window_label.text().startswith("C ")        # CT_small has no header window: auto
+    assert not window.frame_slider.isVisible()                 # one frame: no slider
+    window.canvas.set_zoom(1.0)
+    qtbot.wait_until(lambda: window.canvas.rendered_step == 1)
+    expected = render(window.state.frame, window.state.window)
+    np.testing.assert_array_equal(canvas_pixels(window), expected)
+
+
+def test_right_drag_changes_window_and_rendered_pixels(qtbot, window):
+    open_and_wait(qtbot, window, [CT])
+    window.canvas.set_zoom(2.0)
+    before_window = window.state.window
+    before_pixels = canvas_pixels(window)
+    viewport = window.canvas.viewport()
+    start = viewport_point_of_pixel(window, 64, 64)
+    QTest.mousePress(viewport, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(viewport, start + QPoint(-120, 40))
+    QTest.mouseRelease(viewport, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, start + QPoint(-120, 40))
+    qtbot.wait_until(lambda: not window.canvas._render_pending)
+    after = window.state.window
+    assert after.width < before_window.width            # drag left narrows the window
+    assert after.center > before_window.center          # drag down raises the level
+    assert not np.array_equal(canvas_pixels(window), before_pixels)
+    assert window.window_label.text().startswith(f"C {after.center:.0f} / W {after.width:.0f}")
+
+
+def test_preset_keys_invert_and_reset(qtbot, window):
+    open_and_wait(qtbot, window, [CT])
+    initial = window.state.window
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_2)        # second default preset
+    qtbot.wait_until(lambda: not window.canvas._render_pending)
+    preset = next(p for p in __import__("engine.imaging", fromlist=["load_presets"]).load_presets() if p.key == "2")
+    assert (window.state.window.center, window.state.window.width) == (preset.center, preset.width)
+    window.canvas.set_zoom(1.0)
+    qtbot.wait_until(lambda: window.canvas.rendered_step == 1 and not window.canvas._render_pending)
+    np.testing.assert_array_equal(canvas_pixels(window), render(window.state.frame, window.state.window))
+    QTest.keyClick(window.canvas, Qt.Key.Key_I)
+    qtbot.wait_until(lambda: not window.canvas._render_pending)
+    assert window.state.invert
+    np.testing.assert_array_equal(canvas_pixels(window), render(window.state.frame, window.state.window, invert=True))
+    QTest.keyClick(window.canvas, Qt.Key.Key_R)
+    assert not window.state.invert and window.state.window == initial
+
+
+def test_user_preset_is_saved_and_offered(qtbot, window):
+    open_and_wait(qtbot, window, [CT])
+    window.state.set_window(Window(123, 456))
+    window.save_window_as_preset("My abdomen")
+    labels = [a.text() for a in window.window_menu.actions()]
+    assert any(text.startswith("My abdomen  (C 123 / W 456)") for text in labels)
+    from engine.imaging import load_presets
+    assert Preset("My abdomen", 123, 456, next(p.key for p in load_presets() if p.name == "My abdomen"), True) in load_presets()
+
+
+def test_status_line_shows_stored_and_hounsfield_values_under_cursor(qtbot, window):
+    open_and_wait(qtbot, window, [CT])
+    dataset = pydicom.dcmread(CT)
+    hounsfield = apply_modality_lut(dataset.pixel_array, dataset)
+    window.canvas.set_zoom(3.0)
+    window.canvas.center_on_pixel(40, 70)
+    QTest.mouseMove(window.canvas.viewport(), viewport_point_of_pixel(window, 40, 70))
+    text = window.cursor_label.text()
+    assert f"x 40, y 70" in text
+    assert f"stored {dataset.pixel_array[70, 40]}" in text
+    assert f"HU {hounsfield[70, 40]:.6g}" in text
+
+
+def test_frame_scrolling_with_keys_wheel_and_slider(qtbot, window):
+    multi = get_testdata_file("SC_rgb_rle_2frame.dcm")
+    open_and_wait(qtbot, window, [multi])
+    assert window.state.n_frames == 2 and window.frame_slider.isVisible()
+    first = canvas_pixels(window)
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Right)
+    assert window.state.frame_index == 1 and window.frame_status.text() == "Frame 2/2"
+    qtbot.wait_until(lambda: not window.canvas._render_pending)
+    assert not np.array_equal(canvas_pixels(window), first)
+    window.frame_slider.setValue(0)
+    assert window.state.frame_index == 0
+    QTest.keyClick(window.canvas, Qt.Key.Key_PageDown)
+    assert window.state.frame_index == 1             # clamped at the last frame
+
+
+def test_bad_file_shows_a_message_and_the_good_one_stays_usable(qtbot, window):
+    truncated = get_testdata_file("MR_truncated.dcm")
+    plan = get_testdata_file("rtplan.dcm")
+    result = open_and_wait(qtbot, window, [truncated, plan, CT])
+    assert window.banner.isVisible()
+    text = window.banner.label.text()
+    assert "rtplan.dcm" in text and "MR_truncated.dcm" in text
+    assert "Traceback" not in text
+    assert [s.modality for s in result.stacks] == ["CT"]
+    assert window.state.stack.modality == "CT"
+    open_and_wait(qtbot, window, [get_testdata_file("MR_small.dcm")])   # the app goes on
+    assert window.state.stack.modality == "MR" and window.image_list.count() == 2
+
+
+def test_metadata_panel_hides_patient_identifiers_until_revealed(qtbot, window):
+    open_and_wait(qtbot, window, [CT])
+    panel = window.metadata
+
+    def value_of(keyword: str) -> str:
+        items = panel.tags.findItems(keyword, Qt.MatchFlag.MatchExactly | Qt.MatchFlag.MatchRecursive, 1)
+        return items[0].text(3)
+
+    assert "CompressedSamples" not in value_of("PatientName")
+    facts = {panel.facts.item(r, 0).text(): panel.facts.item(r, 1).text() for r in range(panel.facts.rowCount())}
+    assert facts.get("Modality") == "CT"
+    assert not any("CompressedSamples" in v for v in facts.values())
+    panel.reveal_phi.setChecked(True)
+    assert "CompressedSamples^CT1" in value_of("PatientName")
+    panel.search.setText("Rows")
+    rows_item = panel.tags.findItems("Rows", Qt.MatchFlag.MatchExactly | Qt.MatchFlag.MatchRecursive, 1)[0]
+    name_item = panel.tags.findItems("PatientName", Qt.MatchFlag.MatchExactly | Qt.MatchFlag.MatchRecursive, 1)[0]
+    assert not rows_item.isHidden() and name_item.isHidden()
+
+
+def test_zoomed_out_renders_at_viewport_resolution_and_1to1_is_exact(qtbot, window):
+    open_and_wait(qtbot, window, [CT])
+    window.canvas.set_zoom(0.25)
+    assert window.canvas.rendered_step == 4
+    assert window.canvas.image_item.pixmap().width() == 32
+    window.canvas.set_zoom(1.0)
+    assert window.canvas.rendered_step == 1
+    assert window.canvas.image_item.pixmap().width() == 128
+
+
+def test_files_dropped_on_the_window_open(qtbot, window):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(CT)])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.dropEvent(event)
+    assert window.state.stack is not None and window.state.stack.modality == "CT"
+    assert window.recent_menu.actions()[0].text().endswith("CT_small.dcm")
