@@ -1,1 +1,46 @@
-"""Box and image-level annotations as an undoable document, with sidecar persistence and exports."""
+"""Box and image-level annotations as an undoable document, with sidecar persistence and exports.
+
+Plain data (``model``, ``image_ref``), one document with listeners and per-image undo
+(``document``, ``commands``, ``undo``), files (``persistence``) and exchange formats
+(``formats``). No Qt: the app builds its canvas tools and panels on top of this.
+"""
+
+from engine.annotations.commands import (
+    AddAnnotations,
+    RemoveAnnotations,
+    SetGeometry,
+    SetImageReviewed,
+    SetLabel,
+    SetNote,
+    SetReview,
+)
+from engine.annotations.document import (
+    AnnotationDocument,
+    Change,
+    DocumentEvent,
+    ImageState,
+    Listener,
+    ReviewProgress,
+)
+from engine.annotations.image_ref import ImageRef, image_ref_from_stack
+from engine.annotations.model import Annotation, Box, ImageLabel, Label, Review, Source, default_review
+from engine.annotations.persistence import (
+    DamagedDocumentError,
+    DocumentError,
+    OpenedDocument,
+    UnsupportedVersionError,
+    load_document,
+    open_sidecar,
+    save_document,
+    sidecar_path,
+)
+from engine.annotations.undo import DEFAULT_UNDO_LIMIT, Command, UndoStack
+
+__all__ = [
+    "DEFAULT_UNDO_LIMIT", "AddAnnotations", "Annotation", "AnnotationDocument", "Box", "Change", "Command",
+    "DamagedDocumentError", "DocumentError", "DocumentEvent", "ImageLabel", "ImageRef",
+    "ImageState", "Label", "Listener", "OpenedDocument", "RemoveAnnotations", "Review", "ReviewProgress",
+    "SetGeometry", "SetImageReviewed", "SetLabel", "SetNote", "SetReview", "Source",
+    "UndoStack", "UnsupportedVersionError", "default_review", "image_ref_from_stack", "load_document",
+    "open_sidecar", "save_document", "sidecar_path",
+]

@@ -2,8 +2,8 @@
 
 An ``ImageRef`` is what the sidecar remembers about an ``engine.imaging.ImageStack``: enough to
 export (file names, sizes, DICOM UIDs, frame bindings, spacing) and to re-bind the annotations
-when the image set is opened again, even from a moved folder. Field names mirror the imaging
-contract (``FrameSource``, ``PixelSpacing``) so converting is a straight copy.
+when the image set is opened again, even from a moved folder. Frames and spacing reuse the
+imaging records (``FrameSource``, ``PixelSpacing``), so a ref compares directly with a stack.
 """
 
 from __future__ import annotations
@@ -11,23 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class FrameRef:
-    """The source of one frame: file, SOP Instance UID (None for raster) and 1-based frame number."""
-
-    path: str
-    sop_instance_uid: str | None
-    frame_number: int
-
-
-@dataclass(frozen=True)
-class SpacingRef:
-    """Pixel spacing in mm and the attribute it came from (PixelSpacing, ImagerPixelSpacing...)."""
-
-    row_mm: float
-    col_mm: float
-    source: str
+from engine.imaging import FrameSource, PixelSpacing
 
 
 @dataclass(frozen=True)
@@ -43,11 +27,11 @@ class ImageRef:
     width: int
     height: int
     n_frames: int
-    frames: tuple[FrameRef, ...]
+    frames: tuple[FrameSource, ...]
     kind: str = "raster"            # "dicom" | "raster"
     title: str = ""
     channels: int = 1               # 1 grey, 3 colour (VOC <depth>)
-    spacing: SpacingRef | None = None
+    spacing: PixelSpacing | None = None
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
 
@@ -59,7 +43,7 @@ class ImageRef:
         if self.n_frames < 1 or len(self.frames) != self.n_frames:
             raise ValueError(f"{self.image_id}: n_frames={self.n_frames} but {len(self.frames)} frame entries")
 
-    def frame(self, index: int) -> FrameRef:
+    def frame(self, index: int) -> FrameSource:
         if not 0 <= index < self.n_frames:
             raise IndexError(f"{self.image_id}: frame {index} out of range (0..{self.n_frames - 1})")
         return self.frames[index]
@@ -82,22 +66,13 @@ def image_ref_from_stack(stack: Any) -> ImageRef:
     Reads only what the stack already indexed (frame sources, spacing) plus the first header for
     the study/series UIDs; no pixel data is decoded.
     """
-    frames = tuple(
-        FrameRef(path=str(src.path), sop_instance_uid=src.sop_instance_uid or None,
-                 frame_number=int(src.frame_number))
-        for src in (stack.frame_source(i) for i in range(stack.n_frames)))
-    spacing = None
-    if stack.spacing is not None:
-        spacing = SpacingRef(row_mm=float(stack.spacing.row_mm), col_mm=float(stack.spacing.col_mm),
-                             source=str(stack.spacing.source))
     study = series = None
-    if stack.kind == "dicom":
-        header = stack.header(0)
-        if header is not None:
-            study = str(header.get("StudyInstanceUID", "")) or None
-            series = str(header.get("SeriesInstanceUID", "")) or None
+    header = stack.header(0) if stack.kind == "dicom" else None
+    if header is not None:
+        study = str(header.get("StudyInstanceUID", "")) or None
+        series = str(header.get("SeriesInstanceUID", "")) or None
     return ImageRef(
-        image_id=stack.key, paths=tuple(str(p) for p in stack.paths), width=int(stack.columns),
-        height=int(stack.rows), n_frames=int(stack.n_frames), frames=frames, kind=stack.kind,
-        title=stack.title, channels=3 if stack.is_color else 1, spacing=spacing,
+        image_id=stack.key, paths=tuple(stack.paths), width=int(stack.columns), height=int(stack.rows),
+        n_frames=int(stack.n_frames), frames=tuple(stack.frame_source(i) for i in range(stack.n_frames)),
+        kind=stack.kind, title=stack.title, channels=3 if stack.is_color else 1, spacing=stack.spacing,
         study_instance_uid=study, series_instance_uid=series)

@@ -20,7 +20,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from engine.annotations.document import AnnotationDocument, ImageState
-from engine.annotations.image_ref import FrameRef, ImageRef, SpacingRef
+from engine.annotations.image_ref import ImageRef
+from engine.imaging import FrameSource, PixelSpacing
 from engine.annotations.model import Annotation, Box, ImageLabel, Label
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
 
@@ -106,10 +107,11 @@ def image_ref_to_dict(ref: ImageRef, base_dir: Path | None = None) -> dict[str, 
     }
 
 
-def document_to_dict(doc: AnnotationDocument, base_dir: Path | None = None) -> dict[str, Any]:
-    """The whole document as JSON-ready data; paths relative to ``base_dir`` when given."""
+def document_to_dict(doc: AnnotationDocument, base_dir: Path | None = None,
+                     image_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """The document (or some of its images) as JSON-ready data; paths relative to ``base_dir``."""
     images = []
-    for ref in doc.images:
+    for ref in (doc.images if image_ids is None else [doc.image(i) for i in image_ids]):
         state = doc.image_state(ref.image_id)
         images.append({**image_ref_to_dict(ref, base_dir), "reviewed": state.reviewed,
                        "last_frame": state.last_frame,
@@ -124,8 +126,11 @@ _NAMES = {str: "text", int: "an integer", float: "a number", bool: "true/false",
           dict: "an object", type(None): "null"}
 
 
-def _field(obj: Any, key: str, kinds: tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
-    """Read one JSON field with a type check; the error names the exact place in the file."""
+def json_field(obj: Any, key: str, kinds: tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
+    """Read one JSON field with a type check; the error names the exact place in the file.
+
+    ``float`` accepts integers too (JSON does not tell 3 from 3.0); ``bool`` never passes as int.
+    """
     if not isinstance(obj, dict):
         raise DamagedDocumentError(f"{where}: expected an object")
     if key not in obj:
@@ -143,52 +148,52 @@ def _field(obj: Any, key: str, kinds: tuple[type, ...], where: str, default: Any
 
 
 def annotation_from_dict(data: Any, where: str) -> Annotation:
-    kind = _field(data, "type", (str,), where)
+    kind = json_field(data, "type", (str,), where)
     try:
         common = dict(
-            id=_field(data, "id", (str,), where), label=_field(data, "label", (str,), where),
-            source=_field(data, "source", (str,), where), score=_field(data, "score", (float, type(None)), where, None),
-            note=_field(data, "note", (str,), where, ""), review=_field(data, "review", (str,), where),
-            created=_field(data, "created", (str,), where, ""), modified=_field(data, "modified", (str,), where, ""))
+            id=json_field(data, "id", (str,), where), label=json_field(data, "label", (str,), where),
+            source=json_field(data, "source", (str,), where), score=json_field(data, "score", (float, type(None)), where, None),
+            note=json_field(data, "note", (str,), where, ""), review=json_field(data, "review", (str,), where),
+            created=json_field(data, "created", (str,), where, ""), modified=json_field(data, "modified", (str,), where, ""))
         if kind == "image_label":
             return ImageLabel(**common)
         if kind == "box":
-            return Box(**common, frame=_field(data, "frame", (int,), where),
-                       x1=_field(data, "x1", (float,), where), y1=_field(data, "y1", (float,), where),
-                       x2=_field(data, "x2", (float,), where), y2=_field(data, "y2", (float,), where),
-                       sop_instance_uid=_field(data, "sop_instance_uid", (str, type(None)), where, None),
-                       frame_number=_field(data, "frame_number", (int, type(None)), where, None))
+            return Box(**common, frame=json_field(data, "frame", (int,), where),
+                       x1=json_field(data, "x1", (float,), where), y1=json_field(data, "y1", (float,), where),
+                       x2=json_field(data, "x2", (float,), where), y2=json_field(data, "y2", (float,), where),
+                       sop_instance_uid=json_field(data, "sop_instance_uid", (str, type(None)), where, None),
+                       frame_number=json_field(data, "frame_number", (int, type(None)), where, None))
     except ValueError as err:
         raise DamagedDocumentError(f"{where}: {err}") from None
     raise DamagedDocumentError(f"{where}.type: unknown annotation type {kind!r}")
 
 
 def image_ref_from_dict(data: Any, where: str, base_dir: Path | None = None) -> ImageRef:
-    paths = [_absolute(p, base_dir) for p in _field(data, "paths", (list,), where)]
+    paths = [_absolute(p, base_dir) for p in json_field(data, "paths", (list,), where)]
     if not all(isinstance(p, str) for p in paths):
         raise DamagedDocumentError(f"{where}.paths: expected a list of text")
     frames = []
-    for j, item in enumerate(_field(data, "frames", (list,), where)):
+    for j, item in enumerate(json_field(data, "frames", (list,), where)):
         at = f"{where}.frames[{j}]"
-        index = _field(item, "path", (int,), at)
+        index = json_field(item, "path", (int,), at)
         if not 0 <= index < len(paths):
             raise DamagedDocumentError(f"{at}.path: no path number {index}")
-        frames.append(FrameRef(paths[index], _field(item, "sop_instance_uid", (str, type(None)), at),
-                               _field(item, "frame_number", (int,), at)))
-    spacing = _field(data, "spacing", (dict, type(None)), where, None)
+        frames.append(FrameSource(paths[index], json_field(item, "sop_instance_uid", (str, type(None)), at),
+                               json_field(item, "frame_number", (int,), at)))
+    spacing = json_field(data, "spacing", (dict, type(None)), where, None)
     if spacing is not None:
         at = f"{where}.spacing"
-        spacing = SpacingRef(_field(spacing, "row_mm", (float,), at), _field(spacing, "col_mm", (float,), at),
-                             _field(spacing, "source", (str,), at))
+        spacing = PixelSpacing(json_field(spacing, "row_mm", (float,), at), json_field(spacing, "col_mm", (float,), at),
+                             json_field(spacing, "source", (str,), at))
     try:
         return ImageRef(
-            image_id=_field(data, "image_id", (str,), where), paths=tuple(paths),
-            width=_field(data, "width", (int,), where), height=_field(data, "height", (int,), where),
-            n_frames=_field(data, "n_frames", (int,), where), frames=tuple(frames),
-            kind=_field(data, "kind", (str,), where, "raster"), title=_field(data, "title", (str,), where, ""),
-            channels=_field(data, "channels", (int,), where, 1), spacing=spacing,
-            study_instance_uid=_field(data, "study_instance_uid", (str, type(None)), where, None),
-            series_instance_uid=_field(data, "series_instance_uid", (str, type(None)), where, None))
+            image_id=json_field(data, "image_id", (str,), where), paths=tuple(paths),
+            width=json_field(data, "width", (int,), where), height=json_field(data, "height", (int,), where),
+            n_frames=json_field(data, "n_frames", (int,), where), frames=tuple(frames),
+            kind=json_field(data, "kind", (str,), where, "raster"), title=json_field(data, "title", (str,), where, ""),
+            channels=json_field(data, "channels", (int,), where, 1), spacing=spacing,
+            study_instance_uid=json_field(data, "study_instance_uid", (str, type(None)), where, None),
+            series_instance_uid=json_field(data, "series_instance_uid", (str, type(None)), where, None))
     except ValueError as err:
         raise DamagedDocumentError(f"{where}: {err}") from None
 
@@ -198,33 +203,33 @@ def document_from_dict(data: Any, base_dir: Path | None = None, *,
     """Rebuild a document; raises ``DamagedDocumentError`` naming the first bad field."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DamagedDocumentError(f"not a ClinLens annotation file (no \"format\": \"{FORMAT}\")")
-    version = _field(data, "schema_version", (int,), "document")
+    version = json_field(data, "schema_version", (int,), "document")
     if version > SCHEMA_VERSION:
         raise UnsupportedVersionError(
             f"schema version {version} was written by a newer ClinLens (this one reads up to {SCHEMA_VERSION})")
     if version < 1:
         raise DamagedDocumentError(f"invalid schema version {version}")
     labels = []
-    for i, item in enumerate(_field(data, "labels", (list,), "document")):
+    for i, item in enumerate(json_field(data, "labels", (list,), "document")):
         at = f"labels[{i}]"
         try:
-            labels.append(Label(_field(item, "name", (str,), at), _field(item, "color", (str,), at)))
+            labels.append(Label(json_field(item, "name", (str,), at), json_field(item, "color", (str,), at)))
         except ValueError as err:
             raise DamagedDocumentError(f"{at}: {err}") from None
     if len({label.name for label in labels}) != len(labels):
         raise DamagedDocumentError("labels: a label name appears twice")
     doc = AnnotationDocument(labels=labels, undo_limit=undo_limit)
-    for i, item in enumerate(_field(data, "images", (list,), "document")):
+    for i, item in enumerate(json_field(data, "images", (list,), "document")):
         where = f"images[{i}]"
         ref = image_ref_from_dict(item, where, base_dir)
         if doc.has_image(ref.image_id):
             raise DamagedDocumentError(f"{where}: image {ref.image_id!r} appears twice")
         annotations = [annotation_from_dict(a, f"{where}.annotations[{j}]")
-                       for j, a in enumerate(_field(item, "annotations", (list,), where))]
+                       for j, a in enumerate(json_field(item, "annotations", (list,), where))]
         if len({a.id for a in annotations}) != len(annotations):
             raise DamagedDocumentError(f"{where}.annotations: an annotation id appears twice")
-        last_frame = _field(item, "last_frame", (int,), where, 0)
-        state = ImageState(reviewed=_field(item, "reviewed", (bool,), where, False),
+        last_frame = json_field(item, "last_frame", (int,), where, 0)
+        state = ImageState(reviewed=json_field(item, "reviewed", (bool,), where, False),
                            last_frame=last_frame if 0 <= last_frame < ref.n_frames else 0)
         doc.restore_image(ref, annotations, state)
     doc.mark_saved()

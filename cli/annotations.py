@@ -1,0 +1,88 @@
+"""``export``: write an image set's annotations as COCO, YOLO, VOC, CSV, ClinLens JSON or DICOM SR.
+
+    python main.py export FOLDER --format coco --out train.json
+    python main.py export a.dcm b.dcm --format sr --out reports/ --annotations project.json
+
+The annotations come from the image set's sidecar (where the app autosaves them) or from
+``--annotations``; only images that lie in the given paths are exported. The images themselves
+are not decoded (DICOM SR reads their headers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from engine.annotations.document import AnnotationDocument
+from engine.annotations.persistence import DocumentError, load_document, sidecar_path
+
+EXIT_BAD_INPUT = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+    from engine.annotations.formats import FORMATS
+
+    parser = subparsers.add_parser(
+        "export", help="export annotations (coco, yolo, voc, csv, json, sr)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help="the image set: files and/or folders")
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS),
+                        help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output file (coco, csv, json) or folder (yolo, voc, sr)")
+    parser.add_argument("--annotations", type=Path, metavar="FILE",
+                        help="annotation document to read instead of the image set's sidecar")
+    parser.add_argument("--include-rejected", action="store_true",
+                        help="also export boxes a reviewer rejected (coco, csv and json always keep them)")
+    parser.set_defaults(handler=run_export)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _within(path: str, roots: list[str]) -> bool:
+    path = os.path.normcase(os.path.abspath(path))
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def selected_image_ids(doc: AnnotationDocument, images: list[str]) -> list[str]:
+    """Ids of the document's images that have a file inside the given files/folders."""
+    roots = [os.path.normcase(os.path.abspath(p)) for p in images]
+    return [ref.image_id for ref in doc.images if any(_within(p, roots) for p in ref.paths)]
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from engine.annotations.formats import FORMATS, ExportError
+
+    missing = [p for p in args.images if not os.path.exists(p)]
+    if missing:
+        return _error(f"{missing[0]} does not exist")
+    source = args.annotations or sidecar_path(args.images)
+    if not source.is_file():
+        return _error(f"no annotations found: {source} does not exist"
+                      + ("" if args.annotations else " (annotate in the app first, or pass --annotations FILE)"))
+    try:
+        doc = load_document(source)
+    except (DocumentError, OSError) as err:
+        return _error(f"cannot read the annotations: {err}")
+    image_ids = selected_image_ids(doc, args.images)
+    if not image_ids:
+        return _error(f"{source} has no images inside {', '.join(args.images)}")
+    fmt = FORMATS[args.format]
+    if fmt.writes_folder and args.out.is_file():
+        return _error(f"--out {args.out} is a file; the {fmt.name} export writes a folder")
+    if not fmt.writes_folder and args.out.is_dir():
+        return _error(f"--out {args.out} is a folder; the {fmt.name} export writes a file")
+    options = {"include_rejected": True} if args.include_rejected else {}   # else the format's default
+    try:
+        written = fmt.export(doc, args.out, image_ids=image_ids, **options)
+    except ExportError as err:
+        return _error(str(err))
+    except OSError as err:
+        return _error(f"cannot write {args.out}: {err}")
+    print(f"exported {len(image_ids)} image(s) as {fmt.name}: {len(written)} file(s) written to {args.out}")
+    return 0

@@ -1,0 +1,54 @@
+"""Exchange formats: every exporter has the signature ``(doc, out, *, image_ids=None,
+include_rejected=...) -> list[Path]``; ``FORMATS`` lists them for the CLI and the GUI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.annotations.document import AnnotationDocument
+from engine.annotations.formats.coco import coco_dict, coco_to_document, export_coco, read_coco
+from engine.annotations.formats.table import export_csv
+from engine.annotations.formats.targets import ExportError, ExportTarget, export_targets
+from engine.annotations.formats.voc import export_voc
+from engine.annotations.formats.yolo import export_yolo
+from engine.annotations.persistence import document_to_dict, write_json_atomic
+
+
+def export_json(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
+                include_rejected: bool = True) -> list[Path]:
+    """Our lossless document format (read back with ``load_document``); always keeps every box."""
+    out = Path(out).absolute()
+    write_json_atomic(out, document_to_dict(doc, out.parent, image_ids))
+    return [out]
+
+
+def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], **options: object) -> list[Path]:
+    """DICOM SR (see ``dicom_sr.export_sr``); imported on use because highdicom is slow to load."""
+    from engine.annotations.formats.dicom_sr import export_sr as export
+
+    return export(doc, out, **options)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    description: str
+    writes_folder: bool     # True: ``out`` is a folder of files; False: ``out`` is one file
+    export: Callable[..., list[Path]]
+
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("coco", "COCO detection JSON (bbox = x, y, w, h in pixels)", False, export_coco),
+    ExportFormat("yolo", "YOLO txt per picture (class cx cy w h, normalised) + classes.txt", True, export_yolo),
+    ExportFormat("voc", "Pascal VOC XML per picture (1-based pixel corners)", True, export_voc),
+    ExportFormat("csv", "CSV, one row per annotation", False, export_csv),
+    ExportFormat("json", "ClinLens JSON (lossless)", False, export_json),
+    ExportFormat("sr", "DICOM SR TID 1500 per study (DICOM images only)", True, export_sr),
+)}
+
+__all__ = ["FORMATS", "ExportError", "ExportFormat", "ExportTarget", "coco_dict", "coco_to_document",
+           "export_coco", "export_csv", "export_json", "export_sr", "export_targets", "export_voc",
+           "export_yolo", "read_coco"]

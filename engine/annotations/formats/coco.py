@@ -1,0 +1,174 @@
+"""COCO detection JSON: export and import.
+
+Standard fields: ``bbox = [x, y, w, h]`` in pixels, origin at the top-left corner of the image
+(same convention as our boxes), ``area = w * h``, ``iscrowd = 0``, categories from the label set
+(ids 1..n in label-set order). Everything COCO has no field for travels in extra keys so that an
+export imports back without loss: on images ``clinlens_image_id``, ``frame`` (0-based),
+``frame_number`` (1-based DICOM), ``sop_instance_uid``, study/series UIDs, ``reviewed`` and
+``image_labels``; on annotations ``clinlens_id``, ``source``, ``score``, ``review``, ``note``,
+``created``, ``modified``, the DICOM binding, and ``xyxy`` (the exact corners, since x + w can
+differ from x2 in the last bit of a float). Tools that do not know these keys ignore them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.annotations.document import AnnotationDocument, ImageState
+from engine.annotations.formats.targets import export_targets, relative_file_name
+from engine.annotations.image_ref import ImageRef
+from engine.imaging import FrameSource
+from engine.annotations.model import Box, default_review, new_id, utc_now
+from engine.annotations.persistence import (
+    SCHEMA_VERSION,
+    DamagedDocumentError,
+    annotation_from_dict,
+    annotation_to_dict,
+    json_field,
+    write_json_atomic,
+)
+
+
+def coco_dict(doc: AnnotationDocument, base_dir: Path, image_ids: Sequence[str] | None = None, *,
+              include_rejected: bool = True) -> dict[str, Any]:
+    """The COCO structure; ``file_name`` is relative to ``base_dir`` (where the JSON goes)."""
+    category_ids = {label.name: i + 1 for i, label in enumerate(doc.labels)}
+    images, annotations = [], []
+    for target in export_targets(doc, image_ids, include_rejected=include_rejected):
+        ref, source = target.image, target.source
+        state = doc.image_state(ref.image_id)
+        coco_image_id = len(images) + 1
+        images.append({
+            "id": coco_image_id, "file_name": relative_file_name(source.path, base_dir),
+            "width": ref.width, "height": ref.height,
+            "clinlens_image_id": ref.image_id, "frame": target.frame, "frame_number": source.frame_number,
+            "sop_instance_uid": source.sop_instance_uid, "study_instance_uid": ref.study_instance_uid,
+            "series_instance_uid": ref.series_instance_uid, "reviewed": state.reviewed,
+            "image_labels": [annotation_to_dict(a) for a in doc.image_labels(ref.image_id)]})
+        for box in target.boxes:
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": coco_image_id, "category_id": category_ids[box.label],
+                "bbox": [box.x1, box.y1, box.width, box.height], "area": box.width * box.height,
+                "iscrowd": 0, "segmentation": [],
+                "clinlens_id": box.id, "xyxy": list(box.rect), "source": str(box.source), "score": box.score,
+                "review": str(box.review), "note": box.note, "created": box.created, "modified": box.modified,
+                "sop_instance_uid": box.sop_instance_uid, "frame_number": box.frame_number})
+    return {
+        "info": {"description": "ClinLens annotations", "date_created": doc.now(), "clinlens_schema": SCHEMA_VERSION},
+        "licenses": [],
+        "categories": [{"id": category_ids[label.name], "name": label.name, "supercategory": "",
+                        "color": label.color} for label in doc.labels],
+        "images": images, "annotations": annotations}
+
+
+def export_coco(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
+                include_rejected: bool = True) -> list[Path]:
+    out = Path(out).absolute()
+    write_json_atomic(out, coco_dict(doc, out.parent, image_ids, include_rejected=include_rejected))
+    return [out]
+
+
+def read_coco(path: str | os.PathLike[str], *, images: Sequence[ImageRef] = ()) -> AnnotationDocument:
+    """A document from a COCO file (ours or any other tool's).
+
+    ``images`` (e.g. ``image_ref_from_stack`` of the opened stacks) bind the COCO images to full
+    image descriptions, matched by our image id or by file path; without a match the image is
+    described from the COCO entries alone (size, file names, the frames that appear).
+    Raises ``DamagedDocumentError`` for files that are not valid COCO.
+    """
+    path = Path(path).absolute()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return coco_to_document(data, path.parent, images=images)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedDocumentError(f"not valid JSON ({err})", path) from None
+    except DamagedDocumentError as err:
+        raise DamagedDocumentError(str(err), path) from None
+
+
+def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = ()) -> AnnotationDocument:
+    doc = AnnotationDocument()
+    names = {}
+    for i, category in enumerate(json_field(data, "categories", (list,), "coco")):
+        at = f"categories[{i}]"
+        names[json_field(category, "id", (int,), at)] = json_field(category, "name", (str,), at)
+        try:
+            doc.ensure_label(names[category["id"]], json_field(category, "color", (str, type(None)), at, None))
+        except ValueError as err:
+            raise DamagedDocumentError(f"{at}: {err}") from None
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    by_coco_id: dict[int, tuple[str, dict[str, Any]]] = {}
+    for i, entry in enumerate(json_field(data, "images", (list,), "coco")):
+        at = f"images[{i}]"
+        entry = dict(entry, file_name=os.path.normpath(base_dir / json_field(entry, "file_name", (str,), at)),
+                     frame=json_field(entry, "frame", (int,), at, 0))
+        key = json_field(entry, "clinlens_image_id", (str,), at, entry["file_name"])
+        groups.setdefault(key, []).append(entry)
+        by_coco_id[json_field(entry, "id", (int,), at)] = (key, entry)
+
+    boxes: dict[str, list[Box]] = {key: [] for key in groups}
+    for i, item in enumerate(json_field(data, "annotations", (list,), "coco")):
+        at = f"annotations[{i}]"
+        coco_image = json_field(item, "image_id", (int,), at)
+        category = json_field(item, "category_id", (int,), at)
+        if coco_image not in by_coco_id or category not in names:
+            raise DamagedDocumentError(f"{at}: unknown image_id {coco_image} or category_id {category}")
+        key, entry = by_coco_id[coco_image]
+        source = json_field(item, "source", (str,), at, "user")
+        now = utc_now()
+        try:
+            corners = json_field(item, "xyxy", (list,), at, None)
+            if corners is None:
+                x, y, w, h = json_field(item, "bbox", (list,), at)
+                corners = [x, y, x + w, y + h]
+            boxes[key].append(Box(
+                id=json_field(item, "clinlens_id", (str,), at, None) or new_id(), frame=entry["frame"],
+                x1=corners[0], y1=corners[1], x2=corners[2], y2=corners[3], label=names[category],
+                source=source, score=json_field(item, "score", (float, type(None)), at, None),
+                note=json_field(item, "note", (str,), at, ""),
+                review=json_field(item, "review", (str,), at, str(default_review(source))),
+                created=json_field(item, "created", (str,), at, now), modified=json_field(item, "modified", (str,), at, now),
+                sop_instance_uid=json_field(item, "sop_instance_uid", (str, type(None)), at, entry.get("sop_instance_uid")),
+                frame_number=json_field(item, "frame_number", (int, type(None)), at, entry.get("frame_number"))))
+        except (ValueError, TypeError) as err:
+            raise DamagedDocumentError(f"{at}: {err}") from None
+
+    for key, entries in groups.items():
+        ref = _match(key, entries, images) or _ref_from_entries(key, entries)
+        labels = next((e["image_labels"] for e in entries if e.get("image_labels")), [])
+        image_labels = [annotation_from_dict(a, f"image {key}: image_labels[{j}]") for j, a in enumerate(labels)]
+        state = ImageState(reviewed=any(e.get("reviewed") is True for e in entries))
+        doc.restore_image(ref, [*boxes[key], *image_labels], state)
+    doc.mark_saved()
+    return doc
+
+
+def _match(key: str, entries: list[dict[str, Any]], images: Sequence[ImageRef]) -> ImageRef | None:
+    files = {e["file_name"] for e in entries}
+    for ref in images:
+        if ref.image_id == key or files & {os.path.normpath(p) for p in ref.paths}:
+            return ref
+    return None
+
+
+def _ref_from_entries(key: str, entries: list[dict[str, Any]]) -> ImageRef:
+    by_frame = {e["frame"]: e for e in entries}
+    first = entries[0]
+    paths = tuple(dict.fromkeys(by_frame[f]["file_name"] for f in sorted(by_frame)))
+    frames = tuple(
+        FrameSource(by_frame[i]["file_name"], by_frame[i].get("sop_instance_uid"), by_frame[i].get("frame_number") or i + 1)
+        if i in by_frame else FrameSource(paths[0], None, i + 1)
+        for i in range(max(by_frame) + 1))
+    try:
+        return ImageRef(
+            image_id=key, paths=paths, width=first["width"], height=first["height"], n_frames=len(frames),
+            frames=frames, kind="dicom" if first.get("sop_instance_uid") else "raster",
+            title=os.path.basename(paths[0]), study_instance_uid=first.get("study_instance_uid"),
+            series_instance_uid=first.get("series_instance_uid"))
+    except (KeyError, ValueError, TypeError) as err:
+        raise DamagedDocumentError(f"image {key}: {err}") from None

@@ -1,0 +1,129 @@
+"""DICOM SR export: a TID 1500 Measurement Report per study, written with highdicom.
+
+Each box becomes a TID 1410 "Planar ROI Measurements and Qualitative Evaluations" group whose
+Image Region is a SCOORD ``POLYLINE`` of five points (the four corners clockwise from the
+top-left, then the top-left again to close it), selected from the box's source image (SOP
+Instance UID, plus Referenced Frame Number for multi-frame files). SCOORD Graphic Data are
+(column, row) pairs "such that the origin at the TLHC of the TLHC pixel is 0.0\\0.0, the BRHC of
+the TLHC pixel is 1.0\\1.0, and the BRHC of the BRHC pixel is Columns\\Rows" (PS3.3 Table C.18.6-1,
+Spatial Coordinates Macro; also highdicom's image coordinate convention), so a pixel centre is
+at +0.5. That is exactly our box convention: x is the column, y the row, no shift. The values
+must lie within 0..Columns / 0..Rows, so boxes are clipped to the image (a box entirely outside
+is skipped). The label is the Finding Type (a code
+in the private scheme ``99CLINLENS`` whose meaning is the label text); the Tracking Unique
+Identifier is ``2.25.<the box id as an integer>``, so every SR group names its ClinLens box.
+Rejected boxes are left out unless asked for; non-DICOM images cannot be referenced and are
+skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+
+from engine.annotations.document import AnnotationDocument
+from engine.annotations.formats.targets import ExportError, clipped, kept_boxes, selected_images
+from engine.annotations.image_ref import ImageRef
+from engine.imaging import FrameSource
+from engine.annotations.model import Box
+
+CODING_SCHEME = "99CLINLENS"
+MANUFACTURER = "ClinLens"
+_DEVICE_UID = "2.25.229615433404476045355766183357826400419"   # fixed: identifies ClinLens as observer
+
+
+def label_code(label: str) -> hd.sr.CodedConcept:
+    """A stable private code for a free-text label (CodeValue fits SH, CodeMeaning fits LO)."""
+    value = "L" + hashlib.sha1(label.encode("utf-8")).hexdigest()[:15]
+    return hd.sr.CodedConcept(value=value, scheme_designator=CODING_SCHEME, meaning=label[:64])
+
+
+def tracking_uid(annotation_id: str) -> str:
+    """The box id (uuid hex) as a DICOM UID under the UUID root 2.25 (PS3.5 B.2)."""
+    return f"2.25.{int(annotation_id, 16)}"
+
+
+def polyline(rect: tuple[float, float, float, float]) -> np.ndarray:
+    """Closed rectangle as SCOORD (column, row) points: TL, TR, BR, BL, TL."""
+    x1, y1, x2, y2 = rect
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]], dtype=float)
+
+
+def _source_frame(ref: ImageRef, box: Box) -> FrameSource:
+    if box.sop_instance_uid and box.frame_number:
+        index = ref.frame_index(box.sop_instance_uid, box.frame_number)
+        if index is not None:
+            return ref.frames[index]
+    return ref.frames[box.frame]
+
+
+def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
+              include_rejected: bool = False) -> list[Path]:
+    """Write ``<out>/sr-<StudyInstanceUID>.dcm`` for every study with boxes on DICOM images.
+
+    Reads the headers (not the pixels) of the referenced files, which must still exist: they
+    are the evidence the SR inherits patient and study from.
+    """
+    studies: dict[str, list[tuple[ImageRef, Box, tuple[float, float, float, float]]]] = {}
+    headers: dict[str, pydicom.Dataset] = {}
+    for ref in selected_images(doc, image_ids):
+        if ref.kind != "dicom":
+            continue
+        for box in kept_boxes(doc, ref.image_id, include_rejected):
+            rect = clipped(box, ref.width, ref.height)
+            if rect is None:
+                continue
+            source = _source_frame(ref, box)
+            if source.path not in headers:
+                try:
+                    headers[source.path] = pydicom.dcmread(source.path, stop_before_pixels=True)
+                except (OSError, pydicom.errors.InvalidDicomError) as err:
+                    raise ExportError(f"cannot read the source image {source.path} for the DICOM SR: {err}") from None
+            header = headers[source.path]
+            if header.SOPInstanceUID != source.sop_instance_uid:
+                raise ExportError(f"{source.path} is no longer the image the box was drawn on "
+                                  f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})")
+            studies.setdefault(str(header.StudyInstanceUID), []).append((ref, box, rect))
+    if not studies:
+        raise ExportError("no boxes on DICOM images: a DICOM SR can only reference DICOM sources")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for number, (study_uid, boxes) in enumerate(studies.items(), start=1):
+        evidence, groups = {}, []
+        for ref, box, rect in boxes:
+            source = _source_frame(ref, box)
+            header = headers[source.path]
+            evidence[header.SOPInstanceUID] = header
+            multi_frame = int(header.get("NumberOfFrames", 1) or 1) > 1
+            region = hd.sr.ImageRegion(
+                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                graphic_data=polyline(rect),
+                source_image=hd.sr.SourceImageForRegion(
+                    referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID,
+                    referenced_frame_numbers=[source.frame_number] if multi_frame else None))
+            groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid(box.id),
+                                                             identifier=f"{box.label} ({box.id[:8]})"),
+                referenced_region=region, finding_type=label_code(box.label)))
+        report = hd.sr.MeasurementReport(
+            observation_context=hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+                observer_type=codes.DCM.Device,
+                observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                    uid=_DEVICE_UID, name=MANUFACTURER))),
+            procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups)
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=list(evidence.values()), content=report, series_instance_uid=hd.UID(), series_number=900 + number,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
+            series_description="ClinLens annotations", is_complete=True)
+        path = out / f"sr-{study_uid}.dcm"
+        sr.save_as(path)
+        written.append(path)
+    return written

@@ -1,0 +1,86 @@
+"""Which pictures an export writes and what each is called; shared by every exporter.
+
+Exchange formats know flat pictures, not series or multi-frame files, so each exported picture
+is one frame of one image: every frame that carries a box, and frame 0 of an image without
+boxes (so it still appears, with its image-level labels and review flag).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from engine.annotations.document import AnnotationDocument
+from engine.annotations.image_ref import ImageRef
+from engine.imaging import FrameSource
+from engine.annotations.model import Box, Review
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    image: ImageRef
+    frame: int                 # 0-based frame index in the image
+    name: str                  # unique, file-system-safe stem for per-picture files (YOLO, VOC)
+    boxes: tuple[Box, ...]
+
+    @property
+    def source(self) -> FrameSource:
+        return self.image.frames[self.frame]
+
+
+class ExportError(Exception):
+    """The export cannot be written as asked; ``str(err)`` is a sentence for the user."""
+
+
+def selected_images(doc: AnnotationDocument, image_ids: Sequence[str] | None) -> list[ImageRef]:
+    return list(doc.images) if image_ids is None else [doc.image(i) for i in image_ids]
+
+
+def kept_boxes(doc: AnnotationDocument, image_id: str, include_rejected: bool) -> list[Box]:
+    return [b for b in doc.boxes(image_id) if include_rejected or b.review is not Review.REJECTED]
+
+
+def export_targets(doc: AnnotationDocument, image_ids: Sequence[str] | None = None, *,
+                   include_rejected: bool = True, reserved: Sequence[str] = ()) -> list[ExportTarget]:
+    """The exported pictures in document order, with unique names (``reserved`` names are avoided)."""
+    taken = {name.lower() for name in reserved}
+    targets = []
+    for ref in selected_images(doc, image_ids):
+        boxes = kept_boxes(doc, ref.image_id, include_rejected)
+        for frame in sorted({b.frame for b in boxes}) or [0]:
+            source = ref.frames[frame]
+            stem = _UNSAFE.sub("_", PurePath(source.path).stem) or "image"
+            if ref.frames_in_file(source.path) > 1:
+                stem = f"{stem}_f{source.frame_number:04d}"
+            name, counter = stem, 1
+            while name.lower() in taken:
+                counter += 1
+                name = f"{stem}_{counter}"
+            taken.add(name.lower())
+            targets.append(ExportTarget(ref, frame, name, tuple(b for b in boxes if b.frame == frame)))
+    return targets
+
+
+def relative_file_name(path: str, base_dir: Path) -> str:
+    """A picture's file name as written into an export: relative to the export, '/'-separated."""
+    try:
+        return PurePath(os.path.relpath(path, base_dir)).as_posix()
+    except ValueError:   # another drive on Windows
+        return PurePath(path).as_posix()
+
+
+def number(value: float) -> str:
+    """Short exact text for a coordinate (integers without '.0', others as Python's repr)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def clipped(box: Box, width: int, height: int) -> tuple[float, float, float, float] | None:
+    """The box corners limited to the image, or None when nothing of it lies inside."""
+    x1, x2 = min(max(box.x1, 0.0), width), min(max(box.x2, 0.0), width)
+    y1, y2 = min(max(box.y1, 0.0), height), min(max(box.y2, 0.0), height)
+    return (x1, y1, x2, y2) if x2 > x1 and y2 > y1 else None
