@@ -81,6 +81,8 @@ def decode_frame(path: str, header: Dataset, frame_index: int) -> tuple[np.ndarr
     syntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
     check_decodable(path, syntax)
     arr = _decode(path, syntax, frame_index if _is_multiframe(header) else None)
+    if not arr.dtype.isnative:  # big endian files: the display LUTs index native integers
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     photometric = str(header.get("PhotometricInterpretation", "")).upper()
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(arr, header)  # uint8 or uint16 by the LUT descriptor

@@ -58,11 +58,12 @@ def auto_window(frame: Frame) -> Window:
 
 
 def initial_window(frame: Frame) -> Window | None:
-    """The header's first window; None when a VOI LUT Sequence applies; else the auto window."""
-    if frame.windows:
-        return frame.windows[0]
+    """None when a VOI LUT Sequence applies (it replaces WC/WW, as pydicom's prefer_lut does);
+    else the header's first window; else the auto window."""
     if frame.has_voi_lut:
         return None
+    if frame.windows:
+        return frame.windows[0]
     return auto_window(frame)
 
 
@@ -109,7 +110,8 @@ def display_values(
     """
     values = modality_of(stored, params)
     if window is not None:
-        scaled = apply_windowing(values, _window_dataset(window))
+        with np.errstate(over="ignore"):  # SIGMOID far from the centre: exp -> inf -> 0, as meant
+            scaled = apply_windowing(values, _window_dataset(window))
     elif params.voi_luts:
         scaled = _apply_voi_lut(values, params)
     else:

@@ -39,7 +39,7 @@ class LutData:
 
     first_mapped: int
     bits: int
-    data: bytes
+    data: bytes = field(repr=False)
     explanation: str = ""
 
     @classmethod
@@ -111,7 +111,7 @@ class Frame:
     monochrome1: bool
     windows: tuple[Window, ...]
     has_voi_lut: bool
-    params: PixelParams | None = None  # None: identity transform for stored.dtype
+    params: PixelParams | None = field(default=None, repr=False)  # None: identity for stored.dtype
     _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
