@@ -1,0 +1,149 @@
+"""`ask` sub-command: a grounded question to ClinKD about one displayed frame.
+
+The model sees exactly what the viewer shows: the frame rendered through the display pipeline
+in the chosen window (engine.imaging.render_rgb). Boxes are given and printed in pixels of the
+original image. Bad input (model folder, image, options) prints one sentence on stderr and exits
+with code 2; a failure while answering exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from cli.imaging import _window_arg
+from engine.imaging import ImageLoadError, open_image, render_rgb
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+MODEL_ENV = "CLINLENS_CLINKD_MODEL"
+
+
+def register(subparsers: Any) -> None:
+    """Add the `ask` sub-command to a main.py argparse sub-parser set."""
+    ask = subparsers.add_parser(
+        "ask",
+        help="ask ClinKD (a Qwen2-VL checkpoint) a question about an image",
+        description="Answer a question about one frame as displayed. Tasks: vg (find QUESTION, e.g. "
+        "'left lung'), roc (what is in --box), rc (describe --box), mia (whole image). Boxes are "
+        "x1,y1,x2,y2 in pixels of the original image. Negative window centres need the '=' form: "
+        "--window=-600,1500.",
+    )
+    ask.add_argument("image", help="image file (DICOM, PNG, JPEG, TIFF), or a folder (its first series)")
+    ask.add_argument("question", nargs="?", default="", help="the question (for vg: what to find)")
+    ask.add_argument("--model", default=os.environ.get(MODEL_ENV),
+                     help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})")
+    ask.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="Med-GRIT task (default: free question)")
+    ask.add_argument("--box", metavar="X1,Y1,X2,Y2", help="region in pixels of the original image")
+    ask.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
+    choice = ask.add_mutually_exclusive_group()
+    choice.add_argument("--window", metavar="CENTER,WIDTH", help="window the model sees (default: as displayed)")
+    choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
+    ask.add_argument("--best-of", type=int, default=1, metavar="N", help="SASG: sample N answers, keep the consensus")
+    ask.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --best-of (0.7)")
+    ask.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
+    ask.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N", help="image pixel floor (512*512)")
+    ask.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N", help="image pixel cap (1024*1024)")
+    ask.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: bf16 on GPU, fp32 on CPU")
+    ask.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    ask.add_argument("--quantization", choices=["8bit", "4bit"], help="bitsandbytes loading (CUDA only)")
+    ask.add_argument("--mcg-rope", choices=["auto", "on", "off"], default="auto",
+                     help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off")
+    ask.add_argument("--stream", action="store_true", help="print the answer while it is generated")
+    ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.set_defaults(func=run_ask)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _box_arg(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--box expects X1,Y1,X2,Y2 in pixels, got {text!r}.") from None
+    return x1, y1, x2, y2
+
+
+def _print_text(result: Any, *, with_text: bool) -> None:
+    if with_text:
+        print(result.text)
+    for i, box in enumerate(result.boxes, 1):
+        label = f" {box.phrase}" if box.phrase else ""
+        grid = ",".join(f"{v:g}" for v in box.grid)
+        print(f"box {i}:{label} {box.x1:.1f},{box.y1:.1f},{box.x2:.1f},{box.y2:.1f} px (grid {grid})")
+    for issue in result.issues:
+        print(f"note: {issue}", file=sys.stderr)
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from engine.clinkd import (
+        AskRequest,
+        ClinKDError,
+        GenerationSettings,
+        LoadSettings,
+        ModelFolderError,
+        QuantizationUnavailable,
+        Task,
+        ask,
+        build_prompt,
+        load_model,
+        read_checkpoint_config,
+    )
+
+    if not args.model:
+        return _fail(f"no model folder: pass --model DIR or set {MODEL_ENV}.")
+    try:
+        box = _box_arg(args.box)
+        window = _window_arg(args)
+        settings = GenerationSettings(
+            max_new_tokens=args.max_new_tokens, best_of=args.best_of, temperature=args.temperature
+        )
+        load = LoadSettings(
+            model_dir=args.model,
+            dtype=args.dtype,
+            device=args.device,
+            quantization=args.quantization,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            mcg_rope={"auto": None, "on": True, "off": False}[args.mcg_rope],
+        )
+        read_checkpoint_config(args.model)  # a wrong folder fails before the image is decoded
+        stack = open_image(args.image)
+        if not 1 <= args.frame <= stack.n_frames:
+            return _fail(f"--frame {args.frame} is out of range: {stack.title} has {stack.n_frames} frame(s).")
+        rgb = render_rgb(stack.frame(args.frame - 1), window)
+        task = Task(args.task) if args.task else Task.FREE
+        request = AskRequest(rgb, args.question, task, box, width=stack.columns, height=stack.rows)
+        build_prompt(task, args.question, box, stack.columns, stack.rows)  # bad task input fails before loading
+        clinkd = load_model(load)
+    except (ModelFolderError, QuantizationUnavailable, ImageLoadError, ValueError) as exc:
+        return _fail(str(exc))
+    except ClinKDError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+
+    stream = sys.stderr if args.json else sys.stdout
+
+    def on_text(chunk: str) -> None:
+        stream.write(chunk)
+        stream.flush()
+
+    try:
+        result = ask(clinkd, request, settings, on_text=on_text if args.stream else None)
+    except ClinKDError as exc:  # out of memory included
+        return _fail(str(exc), EXIT_FAILED)
+    if args.stream:
+        stream.write("\n")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_text(result, with_text=not args.stream)
+    return EXIT_OK

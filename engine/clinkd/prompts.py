@@ -1,0 +1,132 @@
+"""Task prompts for ClinKD / Qwen2-VL: the four Med-GRIT tasks and free questions.
+
+Why fixed phrasings: a fine-tuned checkpoint answers best in the wording it was trained on, so the
+task templates follow the Med-GRIT (BiRD) and ClinKD demo phrasings, with boxes written in the
+model's own ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` format on the 0-1000 grid of the original
+image (engine.grounding does the conversion).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.grounding import box_to_text, normalize_box_markup
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+
+BOX_PLACEHOLDER = "{box}"
+"""Where a free question wants the user's box; without it the box is appended to the question."""
+
+# The chat template that Qwen2-VL-*-Instruct ships (chat_template.json); used when a checkpoint
+# folder (for example a bare fine-tune export) carries none, so every folder gets the same prompt.
+QWEN2VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class Task(enum.Enum):
+    """Med-GRIT task codes (as the CLI spells them) plus free questions."""
+
+    FREE = "free"
+    VG = "vg"  # visual grounding: phrase -> box
+    ROC = "roc"  # referring object classification: box -> label
+    RC = "rc"  # region captioning: box -> description
+    MIA = "mia"  # medical image analysis: whole image -> description
+
+    @property
+    def needs_box(self) -> bool:
+        return self in (Task.ROC, Task.RC)
+
+    @property
+    def grounds(self) -> bool:
+        """True when a good answer contains boxes (SASG penalises candidates without them)."""
+        return self is Task.VG
+
+
+_TEMPLATES = {
+    Task.ROC: "What is located at {box}?",
+    Task.RC: "Can you describe the content within the {box}?",
+    Task.MIA: "What can you interpret from the overall image?",
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The question as the model reads it, and the phrase a VG answer's boxes ground."""
+
+    task: Task
+    question: str
+    phrase: str | None = None
+
+
+def _target_phrase(text: str) -> str:
+    words = text.strip().rstrip("?.").strip()
+    lowered = words.lower()
+    return words if lowered.startswith(("the ", "a ", "an ")) else f"the {words}"
+
+
+def build_prompt(
+    task: Task,
+    text: str = "",
+    box: Sequence[float] | None = None,
+    width: float | None = None,
+    height: float | None = None,
+) -> Prompt:
+    """Build the question for ``task``.
+
+    - VG: ``text`` is the structure to find ("left lung"); a full question ending in "?" is kept.
+    - ROC / RC: need ``box`` (pixels of the original ``width`` x ``height`` image); ``text``, when
+      given, replaces the template and may place the box with ``{box}``.
+    - MIA: the Med-GRIT whole-image question unless ``text`` is given.
+    - FREE: ``text`` as typed; a box goes where ``{box}`` is, or after the question.
+    Dataset markup (``<box>``, ``<ref>``) in ``text`` is rewritten into Qwen2-VL tokens.
+    """
+    text = normalize_box_markup(text.strip())
+    box_text = None
+    if box is not None:
+        if width is None or height is None:
+            raise ValueError("a box needs the original image width and height")
+        box_text = box_to_text(box, width, height)
+    if task.needs_box and box_text is None:
+        raise ValueError(f"task {task.value} needs a box")
+
+    if task is Task.VG:
+        if not text:
+            raise ValueError("visual grounding needs the structure to find, e.g. 'left lung'")
+        if text.endswith("?"):
+            return Prompt(task, text, None)
+        phrase = _target_phrase(text)
+        return Prompt(task, f"Where is {phrase} located in the image?", phrase.split(" ", 1)[1])
+
+    template = text or _TEMPLATES.get(task, "")
+    if not template:
+        raise ValueError("a free question needs text")
+    if box_text is None:
+        if BOX_PLACEHOLDER in template:
+            raise ValueError("the question has a {box} placeholder but no box was given")
+        return Prompt(task, template)
+    if BOX_PLACEHOLDER in template:
+        return Prompt(task, template.replace(BOX_PLACEHOLDER, box_text))
+    return Prompt(task, f"{template} {box_text}")
+
+
+def chat_messages(question: str) -> list[dict]:
+    """Chat messages as ClinKD was trained: system prompt, then the image before the question."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
+    ]
