@@ -51,6 +51,7 @@ class ImageCanvas(QGraphicsView):
         self._drag_sensitivity = 1.0
         self._fit_pending = False
         self._render_pending = False
+        self.tools = None   # BoxTools, installed by the main window; gets left-button events first
         state.stack_changed.connect(self._on_stack_changed)
         state.display_changed.connect(self.schedule_render)
 
@@ -134,7 +135,10 @@ class ImageCanvas(QGraphicsView):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         button = event.button()
-        if button == Qt.MouseButton.RightButton and self.state.frame is not None and not self.state.frame.is_color:
+        if button == Qt.MouseButton.LeftButton and self.tools is not None and self.tools.press(event):
+            self._drag_kind = "tool"
+            event.accept()
+        elif button == Qt.MouseButton.RightButton and self.state.frame is not None and not self.state.frame.is_color:
             self._start_drag("window", event)
         elif button in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
             self._start_drag("pan", event)
@@ -154,7 +158,9 @@ class ImageCanvas(QGraphicsView):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         position = event.position()
-        if self._drag_kind == "window" and self._drag_window is not None:
+        if self._drag_kind == "tool":
+            self.tools.move(event)
+        elif self._drag_kind == "window" and self._drag_window is not None:
             delta = position - self._drag_origin
             start = self._drag_window
             self.state.set_window(Window(
@@ -174,6 +180,8 @@ class ImageCanvas(QGraphicsView):
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if self._drag_kind is not None:
+            if self._drag_kind == "tool":
+                self.tools.release(event)
             self._drag_kind = None
             self.viewport().unsetCursor()
             event.accept()

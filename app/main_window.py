@@ -5,18 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem,
+    QCheckBox, QDockWidget, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem,
     QMainWindow, QMenu, QSlider, QVBoxLayout, QWidget,
 )
 from superqt.utils import create_worker
 
 from app import recent_files
+from app.annotation_controller import AnnotationController
+from app.annotation_panel import AnnotationPanel
+from app.box_overlay import BoxOverlay
+from app.box_tools import BoxTools, Tool
 from app.canvas import ImageCanvas
 from app.error_banner import ErrorBanner
 from app.metadata_panel import MetadataPanel
 from app.viewer_state import ViewerState
+from engine.annotations import AnnotationDocument, DocumentError, Review, load_document
+from engine.annotations.formats import FORMATS, ExportError, read_coco
 from engine.imaging import ImageStack, OpenResult, Preset, Window, load_presets, open_paths, save_user_preset
 
 IMAGE_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
@@ -35,6 +41,12 @@ class MainWindow(QMainWindow):
         self.stacks: list[ImageStack] = []
         self._workers: list = []
         self.canvas = ImageCanvas(self.state)
+        self.annotations = AnnotationController()
+        self.overlay = BoxOverlay(self.canvas.scene(), self.state, self.annotations)
+        self.tools = BoxTools(self.canvas, self.state, self.annotations, self.overlay)
+        self.canvas.tools = self.tools
+        self.annotation_panel = AnnotationPanel(self.state, self.annotations)
+        self.needs_review_only = QCheckBox("Only images needing review")
         self.banner = ErrorBanner()
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
         self.frame_slider.setMinimum(0)
@@ -64,15 +76,25 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
     def _build_docks(self) -> None:
+        images_widget = QWidget()
+        images_layout = QVBoxLayout(images_widget)
+        images_layout.setContentsMargins(2, 2, 2, 2)
+        images_layout.addWidget(self.image_list, 1)
+        images_layout.addWidget(self.needs_review_only)
         images = QDockWidget("Images", self)
         images.setObjectName("imagesDock")
-        images.setWidget(self.image_list)
+        images.setWidget(images_widget)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, images)
+        boxes = QDockWidget("Boxes", self)
+        boxes.setObjectName("boxesDock")
+        boxes.setWidget(self.annotation_panel)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, boxes)
         metadata = QDockWidget("Metadata", self)
         metadata.setObjectName("metadataDock")
         metadata.setWidget(self.metadata)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, metadata)
-        self.resizeDocks([images, metadata], [220, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([images, metadata], [330, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([images, boxes], [250, 500], Qt.Orientation.Vertical)
 
     def _build_status_bar(self) -> None:
         self.cursor_label = QLabel()
@@ -103,7 +125,40 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent_menu(recent_files.load_recent())
         file_menu.addSeparator()
+        self._action(file_menu, "&Import annotations (COCO or ClinLens JSON)…", self.choose_import)
+        export_menu = file_menu.addMenu("&Export annotations")
+        for name, spec in FORMATS.items():
+            export_menu.addAction(f"{name.upper()}: {spec.description}", lambda n=name: self.choose_export(n))
+        self._action(file_menu, "&Save annotations now", self.annotations.save_all, QKeySequence.StandardKey.Save)
+        file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        edit = bar.addMenu("&Edit")
+        self._action(edit, "&Undo", self.annotations.undo, [QKeySequence("Ctrl+Z")])
+        self._action(edit, "&Redo", self.annotations.redo, [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit.addSeparator()
+        self._action(edit, "&Delete selected boxes", self.annotations.delete_selected,
+                     [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)])
+        self._action(edit, "Select &all boxes on this frame", self.select_all_on_frame, "Ctrl+A")
+        self._action(edit, "Clear selection", lambda: (self.tools.cancel(), self.annotations.select(set())), "Esc")
+        edit.addSeparator()
+        self._action(edit, "&Accept selected boxes", lambda: self.annotations.review_selected(Review.ACCEPTED), "A")
+        self._action(edit, "Re&ject selected boxes", lambda: self.annotations.review_selected(Review.REJECTED), "X")
+        self._action(edit, "Mark image reviewed and go to the next one", self.mark_reviewed_and_next, "Ctrl+Return")
+
+        tools = self.addToolBar("Tools")
+        tools.setObjectName("toolsBar")
+        group = QActionGroup(self)
+        self.tool_actions: dict[Tool, QAction] = {}
+        for tool, text, key in ((Tool.PAN, "Pan", "H"), (Tool.SELECT, "Select", "V"), (Tool.BOX, "Box", "B")):
+            action = QAction(f"{text} ({key})", self, checkable=True)
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
+            group.addAction(action)
+            tools.addAction(action)
+            self.addAction(action)
+            self.tool_actions[tool] = action
+        self.tool_actions[Tool.PAN].setChecked(True)
 
         view = bar.addMenu("&View")
         self._action(view, "&Fit to window", self.canvas.fit_to_window, "F")
@@ -117,6 +172,9 @@ class MainWindow(QMainWindow):
         self._action(view, f"Back {PAGE_FRAMES} frames", lambda: self.state.step_frame(-PAGE_FRAMES), "PgUp")
         self._action(view, "First frame", lambda: self.state.set_frame(0), "Home")
         self._action(view, "Last frame", lambda: self.state.set_frame(self.state.n_frames - 1), "End")
+        view.addSeparator()
+        self._action(view, "Ne&xt image", lambda: self.step_image(1), "N")
+        self._action(view, "Pre&vious image", lambda: self.step_image(-1), "P")
 
         self.window_menu = bar.addMenu("&Window")
         self.header_windows_menu = QMenu("From DICOM &header", self)
@@ -164,6 +222,11 @@ class MainWindow(QMainWindow):
         self.canvas.cursor_left.connect(self.cursor_label.clear)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"Zoom {z * 100:.0f}%"))
         self.image_list.currentRowChanged.connect(self._show_stack_at)
+        self.state.frame_changed.connect(self.annotations.remember_frame)
+        self.annotations.problem.connect(self.banner.show_message)
+        self.annotations.changed.connect(lambda _e: self._refresh_review_filter())
+        self.annotation_panel.box_activated.connect(self.show_box)
+        self.needs_review_only.toggled.connect(lambda _on: self._refresh_review_filter())
 
     # ----- opening
     def choose_files(self) -> None:
@@ -192,6 +255,7 @@ class MainWindow(QMainWindow):
             self.banner.show_errors(result.errors)
         if result.stacks:
             self._refresh_recent_menu(recent_files.remember(paths))
+            self.annotations.attach(result.stacks, [str(p) for p in paths])
             first_new = len(self.stacks)
             for stack in result.stacks:
                 self.stacks.append(stack)
@@ -209,8 +273,98 @@ class MainWindow(QMainWindow):
 
     def _show_stack_at(self, row: int) -> None:
         if 0 <= row < len(self.stacks) and self.stacks[row] is not self.state.stack:
-            self.state.set_stack(self.stacks[row])
-            self.setWindowTitle(f"ClinLens — {self.stacks[row].title}")
+            stack = self.stacks[row]
+            last_frame = self.annotations.show_stack(stack)
+            self.state.set_stack(stack, last_frame)
+            self.setWindowTitle(f"ClinLens — {stack.title}")
+
+    def step_image(self, delta: int) -> None:
+        """N / P: the next or previous image in the list, skipping images hidden by the review filter."""
+        row = self.image_list.currentRow()
+        for _ in range(len(self.stacks)):
+            row += delta
+            if not 0 <= row < len(self.stacks):
+                return
+            if not self.image_list.item(row).isHidden():
+                self.image_list.setCurrentRow(row)
+                return
+
+    def _refresh_review_filter(self) -> None:
+        only_pending = self.needs_review_only.isChecked()
+        for row, stack in enumerate(self.stacks):
+            reviewed = self.annotations.is_reviewed(stack)
+            item = self.image_list.item(row)
+            item.setText(("✓ " if reviewed else "") + stack.title)
+            item.setHidden(only_pending and reviewed and row != self.image_list.currentRow())
+
+    # ----- annotations
+    def set_tool(self, tool: Tool) -> None:
+        self.tools.cancel()
+        self.tools.tool = tool
+        self.tool_actions[tool].setChecked(True)
+        cursor = Qt.CursorShape.CrossCursor if tool is Tool.BOX else Qt.CursorShape.ArrowCursor
+        self.canvas.viewport().setCursor(cursor)
+
+    def select_all_on_frame(self) -> None:
+        self.annotations.select({box.id for box in self.annotations.visible_boxes(self.state.frame_index)})
+
+    def show_box(self, box_id: str) -> None:
+        box = self.annotations.box(box_id)
+        if box is None:
+            return
+        self.annotations.select({box_id})
+        self.state.set_frame(box.frame)
+        self.canvas.center_on_pixel((box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2)
+
+    def mark_reviewed_and_next(self) -> None:
+        self.annotations.set_image_reviewed(True)
+        self._refresh_review_filter()
+        self.step_image(1)
+
+    def choose_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import annotations", "", "Annotations (*.json);;All files (*)")
+        if path:
+            self.import_annotations(path)
+
+    def import_annotations(self, path: str) -> int:
+        """Merge boxes from a COCO or ClinLens JSON file into the open images; returns how many."""
+        doc = self.annotations.doc
+        if doc is None:
+            self.banner.show_message("Open the images first, then import their annotations.")
+            return 0
+        try:
+            imported = _read_annotation_file(path, doc)
+        except (DocumentError, ValueError, OSError) as error:
+            self.banner.show_message(f"Could not import {Path(path).name}: {error}")
+            return 0
+        added = doc.merge(imported)
+        self.overlay.sync()
+        self.annotation_panel.refresh()
+        self.statusBar().showMessage(f"Imported {added} annotation(s) from {Path(path).name}", 5000)
+        return added
+
+    def choose_export(self, name: str) -> None:
+        spec = FORMATS[name]
+        if spec.writes_folder:
+            out = QFileDialog.getExistingDirectory(self, f"Export {name.upper()} into folder")
+        else:
+            out, _ = QFileDialog.getSaveFileName(self, f"Export {name.upper()}", f"annotations.{name}.json"
+                                                 if name in ("coco", "json") else f"annotations.{name}")
+        if out:
+            self.export_annotations(name, out)
+
+    def export_annotations(self, name: str, out: str) -> list[Path]:
+        doc = self.annotations.doc
+        if doc is None:
+            self.banner.show_message("Nothing to export: no images are open.")
+            return []
+        try:
+            written = FORMATS[name].export(doc, out)
+        except (ExportError, OSError, ValueError) as error:
+            self.banner.show_message(f"Export to {name.upper()} failed: {error}")
+            return []
+        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {out}", 5000)
+        return written
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -288,12 +442,26 @@ class MainWindow(QMainWindow):
         self.banner.show_message(
             "Wheel: frames (zoom on single images) · Ctrl+wheel: zoom · left/middle drag: pan · "
             "right drag: window (horizontal = width, vertical = level) · 1-9 presets · I invert · "
-            "R reset · F fit · Ctrl+0 1:1 · arrows / Page Up/Down / Home / End: frames")
+            "R reset · F fit · Ctrl+0 1:1 · arrows / Page Up/Down / Home / End: frames · "
+            "H pan · B box · V select · Del delete · Ctrl+Z undo · Ctrl+Shift+Z / Ctrl+Y redo · "
+            "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next")
 
     def closeEvent(self, event) -> None:
         for worker in list(self._workers):
             worker.quit()
+        self.annotations.save_all()
         super().closeEvent(event)
+
+
+def _read_annotation_file(path: str, doc: AnnotationDocument) -> AnnotationDocument:
+    """COCO files have an "annotations" list and "categories"; anything else must be our JSON."""
+    import json
+
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if isinstance(data, dict) and "categories" in data and "annotations" in data:
+        return read_coco(path, images=doc.images)
+    return load_document(path)
 
 
 def _fmt(value) -> str:

@@ -1,0 +1,167 @@
+"""The box list beside the canvas: labels, sizes in pixels and millimetres, review decisions.
+
+It mirrors the document (rebuilt after every change) and the selection (both ways); clicking a
+row selects the box, shows its frame and centres it.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+)
+
+from app.annotation_controller import AnnotationController
+from app.viewer_state import ViewerState
+from engine.annotations import Box, Review, Source
+
+COLUMNS = ["Label", "Frame", "Source", "Review", "Size (px)", "Size (mm)", "Score", "Note"]
+NOTE_COLUMN = COLUMNS.index("Note")
+
+
+def box_size_mm(box: Box, spacing) -> str:
+    if spacing is None:
+        return "—"
+    return f"{box.width * spacing.col_mm:.1f} × {box.height * spacing.row_mm:.1f}"
+
+
+class AnnotationPanel(QWidget):
+    box_activated = Signal(str)      # a row was clicked: show and centre this box
+
+    def __init__(self, state: ViewerState, controller: AnnotationController, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.controller = controller
+        self._syncing = False
+        self.label_picker = QComboBox()
+        self.label_picker.setEditable(True)
+        self.label_picker.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.label_picker.setToolTip("Label for new boxes; type a new name and press Enter to add one")
+        self.apply_label = QPushButton("Relabel selected")
+        self.source_toggles = {source: QCheckBox(source.value.capitalize()) for source in Source}
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(COLUMNS)
+        self.tree.setRootIsDecorated(False)
+        self.tree.setSelectionMode(QTreeWidget.SelectionMode.ExtendedSelection)
+        self.tree.setColumnWidth(0, 110)
+        self.spacing_note = QLabel()
+        self.spacing_note.setWordWrap(True)
+        self.accept_button = QPushButton("Accept (A)")
+        self.reject_button = QPushButton("Reject (X)")
+        self.corrected_button = QPushButton("Corrected")
+        self.image_reviewed = QCheckBox("Image reviewed")
+        self.progress = QLabel()
+
+        label_row = QHBoxLayout()
+        label_row.addWidget(QLabel("Label"))
+        label_row.addWidget(self.label_picker, 1)
+        label_row.addWidget(self.apply_label)
+        source_row = QHBoxLayout()
+        source_row.addWidget(QLabel("Show"))
+        for toggle in self.source_toggles.values():
+            toggle.setChecked(True)
+            source_row.addWidget(toggle)
+        source_row.addStretch(1)
+        review_row = QHBoxLayout()
+        for button in (self.accept_button, self.reject_button, self.corrected_button):
+            review_row.addWidget(button)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.image_reviewed)
+        status_row.addStretch(1)
+        status_row.addWidget(self.progress)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(label_row)
+        layout.addLayout(source_row)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.spacing_note)
+        layout.addLayout(review_row)
+        layout.addLayout(status_row)
+
+        self.label_picker.lineEdit().returnPressed.connect(self._label_entered)
+        self.label_picker.activated.connect(lambda _i: self._label_entered())
+        self.apply_label.clicked.connect(self._relabel)
+        for source, toggle in self.source_toggles.items():
+            toggle.toggled.connect(lambda on, s=source: controller.set_source_visible(s, on))
+        self.tree.itemSelectionChanged.connect(self._tree_selection_changed)
+        self.tree.itemClicked.connect(lambda item, _col: self.box_activated.emit(item.data(0, Qt.ItemDataRole.UserRole)))
+        self.tree.itemChanged.connect(self._item_edited)
+        self.accept_button.clicked.connect(lambda: controller.review_selected(Review.ACCEPTED))
+        self.reject_button.clicked.connect(lambda: controller.review_selected(Review.REJECTED))
+        self.corrected_button.clicked.connect(lambda: controller.review_selected(Review.CORRECTED))
+        self.image_reviewed.toggled.connect(self._reviewed_toggled)
+        controller.changed.connect(lambda _e: self.refresh())
+        controller.current_image_changed.connect(self.refresh)
+        controller.selection_changed.connect(self._sync_selection)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._syncing = True
+        controller, doc = self.controller, self.controller.doc
+        self.tree.clear()
+        self.setEnabled(doc is not None)
+        if doc is None:
+            self.progress.clear()
+            self._syncing = False
+            return
+        names = [label.name for label in doc.labels]
+        if [self.label_picker.itemText(i) for i in range(self.label_picker.count())] != names:
+            self.label_picker.clear()
+            self.label_picker.addItems(names)
+        self.label_picker.setCurrentText(controller.current_label)
+        spacing = self.state.stack.spacing if self.state.stack else None
+        for box in controller.boxes():
+            if box.source not in controller.visible_sources:
+                continue
+            item = QTreeWidgetItem([
+                box.label, str(box.frame + 1), box.source.value, box.review.value,
+                f"{box.width:g} × {box.height:g}", box_size_mm(box, spacing),
+                "" if box.score is None else f"{box.score:.2f}", box.note,
+            ])
+            item.setData(0, Qt.ItemDataRole.UserRole, box.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            self.tree.addTopLevelItem(item)
+        self.spacing_note.setText(
+            f"mm from {spacing.source} ({spacing.row_mm:g} × {spacing.col_mm:g} mm per row × column)"
+            if spacing else "No pixel spacing in this image: sizes in pixels only.")
+        state = doc.image_state(controller.image_id)
+        self.image_reviewed.setChecked(state.reviewed)
+        progress = doc.progress()
+        self.progress.setText(f"Reviewed {progress.reviewed_images} of {progress.total_images}")
+        self._syncing = False
+        self._sync_selection()
+
+    def _sync_selection(self) -> None:
+        self._syncing = True
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            item.setSelected(item.data(0, Qt.ItemDataRole.UserRole) in self.controller.selected)
+        self._syncing = False
+
+    def _tree_selection_changed(self) -> None:
+        if not self._syncing:
+            self.controller.select({item.data(0, Qt.ItemDataRole.UserRole) for item in self.tree.selectedItems()})
+
+    def _item_edited(self, item: QTreeWidgetItem, column: int) -> None:
+        if self._syncing:
+            return
+        box_id = item.data(0, Qt.ItemDataRole.UserRole)
+        if column == NOTE_COLUMN:
+            self.controller.set_note(box_id, item.text(column))
+        elif column == 0 and item.text(0).strip():
+            self.controller.select({box_id})
+            self.controller.relabel_selected(item.text(0))
+        else:
+            self.refresh()   # other columns are facts, not edits
+
+    def _label_entered(self) -> None:
+        self.controller.set_current_label(self.label_picker.currentText())
+
+    def _relabel(self) -> None:
+        self._label_entered()
+        self.controller.relabel_selected(self.controller.current_label)
+
+    def _reviewed_toggled(self, on: bool) -> None:
+        if not self._syncing and self.controller.doc is not None:
+            if self.controller.doc.image_state(self.controller.image_id).reviewed != on:
+                self.controller.set_image_reviewed(on)

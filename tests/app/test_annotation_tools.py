@@ -1,0 +1,216 @@
+"""Box annotation in the window: draw, resize, undo/redo, delete, relabel, review, save, export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+from pydicom.data import get_testdata_file
+
+from app.box_tools import Tool
+from app.main_window import MainWindow
+from engine.annotations import Review, Source
+
+
+@pytest.fixture
+def images(tmp_path) -> dict[str, str]:
+    """Copies of real files, so sidecars are written in tmp_path, never next to pydicom's data."""
+    out = {}
+    for name in ("CT_small.dcm", "MR_small.dcm", "SC_rgb_rle_2frame.dcm"):
+        target = tmp_path / "study" / name
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(get_testdata_file(name), target)
+        out[name] = str(target)
+    return out
+
+
+def make_window(qtbot) -> MainWindow:
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.resize(1200, 800)
+    main.show()
+    qtbot.waitExposed(main)
+    return main
+
+
+@pytest.fixture
+def window(qtbot):
+    return make_window(qtbot)
+
+
+def open_and_wait(qtbot, main: MainWindow, paths: list[str]) -> None:
+    with qtbot.waitSignal(main.load_finished, timeout=20000):
+        main.open(paths)
+    qtbot.wait_until(lambda: not main.canvas.image_item.pixmap().isNull())
+    main.canvas.set_zoom(4.0)
+    main.canvas.center_on_pixel(40, 40)
+
+
+def at(main: MainWindow, x: float, y: float) -> QPoint:
+    return main.canvas.mapFromScene(QPointF(x, y))
+
+
+def drag(main: MainWindow, start: tuple[float, float], end: tuple[float, float], steps: int = 3) -> None:
+    viewport = main.canvas.viewport()
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(main, *start))
+    for i in range(1, steps + 1):
+        x = start[0] + (end[0] - start[0]) * i / steps
+        y = start[1] + (end[1] - start[1]) * i / steps
+        QTest.mouseMove(viewport, at(main, x, y))
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, at(main, *end))
+
+
+def panel_rows(main: MainWindow) -> list[list[str]]:
+    tree = main.annotation_panel.tree
+    return [[tree.topLevelItem(r).text(c) for c in range(tree.columnCount())] for r in range(tree.topLevelItemCount())]
+
+
+def test_draw_resize_undo_redo_delete_and_the_list_follows(qtbot, window, images):
+    open_and_wait(qtbot, window, [images["CT_small.dcm"]])
+    window.set_tool(Tool.BOX)
+    drag(window, (10, 20), (50, 45))
+    boxes = window.annotations.boxes()
+    assert len(boxes) == 1
+    box = boxes[0]
+    assert box.rect == (10, 20, 50, 45) and box.source is Source.USER and box.frame == 0
+    assert box.sop_instance_uid                                   # bound back to the DICOM source
+    assert window.overlay.items[box.id].rect().getCoords() == (10, 20, 50, 45)
+    assert panel_rows(window)[0][:5] == ["finding", "1", "user", "accepted", "40 × 25"]
+    assert panel_rows(window)[0][5] == f"{40 * 0.661468:.1f} × {25 * 0.661468:.1f}"
+    assert "PixelSpacing" in window.annotation_panel.spacing_note.text()
+
+    window.set_tool(Tool.SELECT)
+    assert window.annotations.selected == {box.id}                # a new box is selected
+    drag(window, (50, 45), (60, 70))                              # bottom-right handle
+    assert window.annotations.box(box.id).rect == (10, 20, 60, 70)
+    assert panel_rows(window)[0][4] == "50 × 50"
+    drag(window, (30, 40), (35, 42))                              # move the whole box
+    assert window.annotations.box(box.id).rect == (15, 22, 65, 72)
+
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.annotations.box(box.id).rect == (10, 20, 60, 70)   # one drag = one undo step
+    QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.annotations.box(box.id).rect == (10, 20, 50, 45)
+    QTest.keyClick(window.canvas, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert window.annotations.box(box.id).rect == (10, 20, 60, 70)
+    QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.annotations.box(box.id).rect == (15, 22, 65, 72)
+
+    window.annotations.select({box.id})
+    QTest.keyClick(window.canvas, Qt.Key.Key_Delete)
+    assert window.annotations.boxes() == [] and panel_rows(window) == [] and window.overlay.items == {}
+    QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert [b.id for b in window.annotations.boxes()] == [box.id] and len(panel_rows(window)) == 1
+
+
+def test_relabel_with_a_new_label_and_select_from_the_list(qtbot, window, images):
+    open_and_wait(qtbot, window, [images["CT_small.dcm"]])
+    window.set_tool(Tool.BOX)
+    drag(window, (5, 5), (20, 20))
+    drag(window, (30, 30), (60, 50))
+    first, second = window.annotations.boxes()
+    panel = window.annotation_panel
+    panel.tree.topLevelItem(0).setSelected(True)
+    panel.tree.topLevelItem(1).setSelected(False)
+    assert window.annotations.selected == {first.id}
+    assert window.overlay.items[first.id].selected_look and not window.overlay.items[second.id].selected_look
+    panel.label_picker.setCurrentText("nodule")
+    panel.apply_label.click()
+    assert window.annotations.box(first.id).label == "nodule"
+    assert window.annotations.box(second.id).label == "finding"
+    assert "nodule" in [label.name for label in window.annotations.doc.labels]
+    assert panel_rows(window)[0][0] == "nodule"
+    QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.annotations.box(first.id).label == "finding"
+
+
+def test_boxes_live_on_their_frame(qtbot, window, images):
+    open_and_wait(qtbot, window, [images["SC_rgb_rle_2frame.dcm"]])
+    window.state.set_frame(1)
+    window.set_tool(Tool.BOX)
+    drag(window, (10, 10), (30, 30))
+    box = window.annotations.boxes()[0]
+    assert box.frame == 1 and box.frame_number == 2
+    assert box.id in window.overlay.items
+    window.state.set_frame(0)
+    assert window.overlay.items == {}
+    window.state.set_frame(1)
+    window.show_box(box.id)
+    assert window.state.frame_index == 1 and window.annotations.selected == {box.id}
+
+
+def test_annotations_autosave_and_come_back_with_the_frame(qtbot, window, images):
+    open_and_wait(qtbot, window, [images["SC_rgb_rle_2frame.dcm"]])
+    window.state.set_frame(1)
+    window.set_tool(Tool.BOX)
+    drag(window, (12, 14), (40, 44))
+    with qtbot.waitSignal(window.annotations.saved, timeout=5000) as saved:
+        pass
+    sidecar = Path(saved.args[0])
+    assert sidecar == Path(images["SC_rgb_rle_2frame.dcm"] + ".clinlens.json")
+    assert json.loads(sidecar.read_text())            # valid JSON on disk
+    window.close()
+
+    reopened = make_window(qtbot)
+    open_and_wait(qtbot, reopened, [images["SC_rgb_rle_2frame.dcm"]])
+    assert reopened.state.frame_index == 1             # the frame the user left
+    assert [b.rect for b in reopened.annotations.boxes()] == [(12, 14, 40, 44)]
+    assert reopened.overlay.items
+
+
+def test_damaged_sidecar_is_reported_kept_aside_and_not_overwritten(qtbot, window, images):
+    sidecar = Path(images["CT_small.dcm"] + ".clinlens.json")
+    sidecar.write_text("{ this is not json")
+    open_and_wait(qtbot, window, [images["CT_small.dcm"]])
+    assert window.banner.isVisible() and "damaged" in window.banner.label.text()
+    kept = list(sidecar.parent.glob("CT_small.dcm.clinlens.json.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{ this is not json"
+
+
+def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, images, tmp_path):
+    open_and_wait(qtbot, window, [images["CT_small.dcm"], images["MR_small.dcm"]])
+    doc, image_id = window.annotations.doc, window.annotations.image_id
+    from engine.annotations import AddAnnotations
+    model_box = doc.new_box(image_id, 0, 1, 2, 30, 40, "lesion", source=Source.MODEL, score=0.7)
+    doc.execute(AddAnnotations(image_id, [model_box]))
+    assert panel_rows(window)[0][3] == "pending"
+    window.annotations.select({model_box.id})
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_A)
+    assert window.annotations.box(model_box.id).review is Review.ACCEPTED
+    QTest.keyClick(window.canvas, Qt.Key.Key_X)
+    assert window.annotations.box(model_box.id).review is Review.REJECTED
+    first_title = window.state.stack.title
+    assert window.annotation_panel.progress.text() == "Reviewed 0 of 2"
+    QTest.keyClick(window.canvas, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert window.state.stack.title != first_title                  # moved on to the next image
+    assert window.annotation_panel.progress.text() == "Reviewed 1 of 2"
+    window.needs_review_only.setChecked(True)
+    assert window.image_list.item(0).isHidden() and not window.image_list.item(1).isHidden()
+    QTest.keyClick(window.canvas, Qt.Key.Key_P)                      # the reviewed image is filtered out
+    assert window.image_list.currentRow() == 1
+
+    written = window.export_annotations("coco", str(tmp_path / "out.coco.json"))
+    coco = json.loads(written[0].read_text())
+    [exported] = coco["annotations"]
+    assert exported["bbox"] == [1, 2, 29, 38]
+    csv_file = window.export_annotations("csv", str(tmp_path / "out.csv"))[0]
+    assert "rejected" in csv_file.read_text()
+
+
+def test_import_coco_into_open_images(qtbot, window, images, tmp_path):
+    open_and_wait(qtbot, window, [images["CT_small.dcm"]])
+    window.set_tool(Tool.BOX)
+    drag(window, (10, 10), (20, 30))
+    exported = window.export_annotations("coco", str(tmp_path / "boxes.json"))[0]
+    window.annotations.select({b.id for b in window.annotations.boxes()})
+    window.annotations.delete_selected()
+    assert window.annotations.boxes() == []
+    assert window.import_annotations(str(exported)) == 1
+    assert [b.rect for b in window.annotations.boxes()] == [(10, 10, 20, 30)]
+    assert len(panel_rows(window)) == 1
