@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - 
                         help="annotation document to read instead of the image set's sidecar")
     parser.add_argument("--include-rejected", action="store_true",
                         help="also export boxes a reviewer rejected (coco, csv and json always keep them)")
-    parser.set_defaults(handler=run_export)
+    parser.set_defaults(func=run_export)
 
 
 def _error(message: str) -> int:

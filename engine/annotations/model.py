@@ -39,9 +39,9 @@ class Review(StrEnum):
     CORRECTED = "corrected"
 
 
-def default_review(source: Source) -> Review:
+def default_review(source: Source | str) -> Review:
     """A box the user draws is their own decision (accepted); machine output waits for review."""
-    return Review.ACCEPTED if source is Source.USER else Review.PENDING
+    return Review.ACCEPTED if Source(source) is Source.USER else Review.PENDING
 
 
 def utc_now() -> str:
