@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 # Each module adds its sub-commands with register(subparsers), set_defaults(func=handler);
 # a handler returns the exit code.
-COMMAND_MODULES = ("cli.imaging",)
+COMMAND_MODULES = ("cli.imaging", "cli.annotations", "cli.clinkd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.application import run_gui
 
         return run_gui(args.paths)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `main.py info x | head` ends quietly
     return args.func(args)
 
 

@@ -43,7 +43,8 @@ class AnnotationPanel(QWidget):
         self.tree.setHeaderLabels(COLUMNS)
         self.tree.setRootIsDecorated(False)
         self.tree.setSelectionMode(QTreeWidget.SelectionMode.ExtendedSelection)
-        self.tree.setColumnWidth(0, 110)
+        for column, width in enumerate((110, 45, 60, 72, 70, 80, 45)):
+            self.tree.setColumnWidth(column, width)
         self.spacing_note = QLabel()
         self.spacing_note.setWordWrap(True)
         self.accept_button = QPushButton("Accept (A)")

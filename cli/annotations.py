@@ -21,7 +21,7 @@ from engine.annotations.persistence import DocumentError, load_document, sidecar
 EXIT_BAD_INPUT = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - argparse's own type
+def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.annotations.formats import FORMATS
 
     parser = subparsers.add_parser(

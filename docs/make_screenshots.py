@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,26 @@ def main() -> int:
     window.grab().save(str(OUT / "viewer.png"))
     print(f"wrote {OUT / 'viewer.png'}")
     window.close()
+
+    # Annotation: a copy of the demo (its sidecar goes to a temp folder), two boxes, one selected.
+    with tempfile.TemporaryDirectory() as folder:
+        demo = Path(folder) / DEMO_IMAGE.name
+        shutil.copy(DEMO_IMAGE, demo)
+        window = MainWindow()
+        window.resize(1400, 860)
+        window.show()
+        open_and_wait(app, window, [str(demo)])
+        controller = window.annotations
+        controller.set_current_label("vertebral body")
+        body = controller.add_box(0, 48, 8, 84, 44)
+        controller.set_current_label("spinal canal")
+        controller.add_box(0, 54, 45, 76, 64)
+        controller.select({body.id})
+        window.canvas.fit_to_window()
+        settle(app)
+        window.grab().save(str(OUT / "annotation.png"))
+        print(f"wrote {OUT / 'annotation.png'}")
+        window.close()
     return 0
 
 
