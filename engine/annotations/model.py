@@ -16,7 +16,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -46,7 +46,7 @@ def default_review(source: Source | str) -> Review:
 
 def utc_now() -> str:
     """UTC timestamp in ISO 8601 with milliseconds, the format every annotation time uses."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_id() -> str:

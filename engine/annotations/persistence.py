@@ -15,15 +15,15 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
 from engine.annotations.document import AnnotationDocument, ImageState
 from engine.annotations.image_ref import ImageRef
-from engine.imaging import FrameSource, PixelSpacing
 from engine.annotations.model import Annotation, Box, ImageLabel, Label
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
+from engine.imaging import FrameSource, PixelSpacing
 
 FORMAT = "clinlens-annotations"
 SCHEMA_VERSION = 1
@@ -152,9 +152,11 @@ def annotation_from_dict(data: Any, where: str) -> Annotation:
     try:
         common = dict(
             id=json_field(data, "id", (str,), where), label=json_field(data, "label", (str,), where),
-            source=json_field(data, "source", (str,), where), score=json_field(data, "score", (float, type(None)), where, None),
+            source=json_field(data, "source", (str,), where),
+            score=json_field(data, "score", (float, type(None)), where, None),
             note=json_field(data, "note", (str,), where, ""), review=json_field(data, "review", (str,), where),
-            created=json_field(data, "created", (str,), where, ""), modified=json_field(data, "modified", (str,), where, ""))
+            created=json_field(data, "created", (str,), where, ""),
+            modified=json_field(data, "modified", (str,), where, ""))
         if kind == "image_label":
             return ImageLabel(**common)
         if kind == "box":
@@ -312,7 +314,7 @@ def open_sidecar(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO
     try:
         return OpenedDocument(load_document(path, undo_limit=undo_limit), path)
     except DamagedDocumentError as err:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         moved = path.with_name(f"{path.name}.damaged-{stamp}")
         counter = 1
         while moved.exists():

@@ -110,7 +110,7 @@ def test_foreign_coco_import(tmp_path):
 
 
 def test_yolo_export(project, tmp_path):
-    doc, refs, _ = project
+    doc, _, _ = project
     files = export_yolo(doc, tmp_path / "yolo")
     names = sorted(p.name for p in files)
     assert names == ["classes.txt", "ct.txt", "photo.txt", "us_f0001.txt", "us_f0018.txt"]
@@ -129,7 +129,7 @@ def test_yolo_export(project, tmp_path):
 
 
 def test_voc_export(project, tmp_path):
-    doc, refs, _ = project
+    doc, _, _ = project
     export_voc(doc, tmp_path / "voc")
     root = ET.parse(tmp_path / "voc" / "us_f0018.xml").getroot()
     assert root.findtext("filename") == "us.dcm"
@@ -194,7 +194,8 @@ def test_dicom_sr_readable_by_pydicom(project, tmp_path):
     kind, points, finding, sop, frame = found[tracking_uid(cyst.id)]
     assert (kind, finding, sop, int(frame)) == ("POLYLINE", "cyst", refs["us"].frames[17].sop_instance_uid, 18)
     assert points == [200.5, 100, 319, 100, 319, 239.5, 200.5, 239.5, 200.5, 100]   # column,row = x,y
-    nodule = next(b for b in kept if b.label == "nodule" and b.sop_instance_uid == refs["ct"].frames[0].sop_instance_uid)
+    ct_uid = refs["ct"].frames[0].sop_instance_uid
+    nodule = next(b for b in kept if b.label == "nodule" and b.sop_instance_uid == ct_uid)
     _, points, _, sop, frame = found[tracking_uid(nodule.id)]
     assert points[:4] == [float(np.float32(v)) for v in (10.1, 20.25, 50.5, 20.25)]   # Graphic Data is FL
     assert frame is None   # single-frame: no frame number

@@ -107,7 +107,7 @@ def test_full_disk_during_write_keeps_previous_file(tmp_path, monkeypatch):
 def test_damaged_sidecar_is_reported_and_moved_aside(tmp_path, content, reason):
     path = tmp_path / "x.png.clinlens.json"
     path.write_bytes(content)
-    with pytest.raises(DamagedDocumentError, match="x.png.clinlens.json") as err:
+    with pytest.raises(DamagedDocumentError, match=r"x\.png\.clinlens\.json") as err:
         load_document(path)
     assert reason in str(err.value)
     assert path.read_bytes() == content   # loading alone never touches the file

@@ -21,7 +21,6 @@ from typing import Any
 from engine.annotations.document import AnnotationDocument, ImageState
 from engine.annotations.formats.targets import export_targets, relative_file_name
 from engine.annotations.image_ref import ImageRef
-from engine.imaging import FrameSource
 from engine.annotations.model import Box, default_review, new_id, utc_now
 from engine.annotations.persistence import (
     SCHEMA_VERSION,
@@ -31,6 +30,7 @@ from engine.annotations.persistence import (
     json_field,
     write_json_atomic,
 )
+from engine.imaging import FrameSource
 
 
 def coco_dict(doc: AnnotationDocument, base_dir: Path, image_ids: Sequence[str] | None = None, *,
@@ -132,8 +132,10 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
                 source=source, score=json_field(item, "score", (float, type(None)), at, None),
                 note=json_field(item, "note", (str,), at, ""),
                 review=json_field(item, "review", (str,), at, str(default_review(source))),
-                created=json_field(item, "created", (str,), at, now), modified=json_field(item, "modified", (str,), at, now),
-                sop_instance_uid=json_field(item, "sop_instance_uid", (str, type(None)), at, entry.get("sop_instance_uid")),
+                created=json_field(item, "created", (str,), at, now),
+                modified=json_field(item, "modified", (str,), at, now),
+                sop_instance_uid=json_field(item, "sop_instance_uid", (str, type(None)), at,
+                                            entry.get("sop_instance_uid")),
                 frame_number=json_field(item, "frame_number", (int, type(None)), at, entry.get("frame_number"))))
         except (ValueError, TypeError) as err:
             raise DamagedDocumentError(f"{at}: {err}") from None
@@ -161,8 +163,8 @@ def _ref_from_entries(key: str, entries: list[dict[str, Any]]) -> ImageRef:
     first = entries[0]
     paths = tuple(dict.fromkeys(by_frame[f]["file_name"] for f in sorted(by_frame)))
     frames = tuple(
-        FrameSource(by_frame[i]["file_name"], by_frame[i].get("sop_instance_uid"), by_frame[i].get("frame_number") or i + 1)
-        if i in by_frame else FrameSource(paths[0], None, i + 1)
+        FrameSource(e["file_name"], e.get("sop_instance_uid"), e.get("frame_number") or i + 1)
+        if (e := by_frame.get(i)) else FrameSource(paths[0], None, i + 1)
         for i in range(max(by_frame) + 1))
     try:
         return ImageRef(

@@ -31,8 +31,8 @@ from pydicom.sr.codedict import codes
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.targets import ExportError, clipped, kept_boxes, selected_images
 from engine.annotations.image_ref import ImageRef
-from engine.imaging import FrameSource
 from engine.annotations.model import Box
+from engine.imaging import FrameSource
 
 CODING_SCHEME = "99CLINLENS"
 MANUFACTURER = "ClinLens"

@@ -43,7 +43,8 @@ def export_csv(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_id
                                  "x1": number(a.x1), "y1": number(a.y1), "x2": number(a.x2), "y2": number(a.y2),
                                  "kind": "box"})
             else:
-                writer.writerow({**common, "image": relative_file_name(ref.paths[0], out.parent), "kind": "image_label"})
+                writer.writerow({**common, "image": relative_file_name(ref.paths[0], out.parent),
+                                 "kind": "image_label"})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     return [out]

@@ -15,8 +15,8 @@ from pathlib import Path, PurePath
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.image_ref import ImageRef
-from engine.imaging import FrameSource
 from engine.annotations.model import Box, Review
+from engine.imaging import FrameSource
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
