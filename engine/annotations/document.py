@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from engine.annotations.colors import distinct_color
+from engine.annotations.commands import AddAnnotations
 from engine.annotations.image_ref import ImageRef
 from engine.annotations.model import (
     Annotation,
@@ -97,7 +98,12 @@ class AnnotationDocument:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` after every change; returns a function that unsubscribes."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def _emit(self, event: DocumentEvent) -> None:
         if event.change is not Change.HISTORY:
@@ -188,7 +194,15 @@ class AnnotationDocument:
 
     def restore_image(self, ref: ImageRef, annotations: Iterable[Annotation] = (),
                       state: ImageState = ImageState()) -> None:
-        """Put an image exactly as read from a file (readers use this; not undoable)."""
+        """Put an image exactly as read from a file (readers use this; not undoable).
+
+        Raises ValueError when a box lies on a frame the image does not have.
+        """
+        annotations = list(annotations)
+        for annotation in annotations:
+            if isinstance(annotation, Box) and annotation.frame >= ref.n_frames:
+                raise ValueError(f"box {annotation.id} is on frame {annotation.frame} "
+                                 f"but the image has {ref.n_frames} frame(s)")
         entry = _Entry(ref, state, UndoStack(self.undo_limit))
         self._images[ref.image_id] = entry
         self._emit(DocumentEvent(Change.IMAGES, ref.image_id, added=(ref.image_id,)))
@@ -404,8 +418,6 @@ class AnnotationDocument:
         The annotations added to each image form one undo step of that image; returns how many
         were added. Images and labels already here keep their description and colour.
         """
-        from engine.annotations.commands import AddAnnotations
-
         for label in other.labels:
             self.ensure_label(label.name, label.color)
         added = 0

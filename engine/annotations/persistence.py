@@ -233,7 +233,10 @@ def document_from_dict(data: Any, base_dir: Path | None = None, *,
         last_frame = json_field(item, "last_frame", (int,), where, 0)
         state = ImageState(reviewed=json_field(item, "reviewed", (bool,), where, False),
                            last_frame=last_frame if 0 <= last_frame < ref.n_frames else 0)
-        doc.restore_image(ref, annotations, state)
+        try:
+            doc.restore_image(ref, annotations, state)
+        except ValueError as err:
+            raise DamagedDocumentError(f"{where}: {err}") from None
     doc.mark_saved()
     return doc
 

@@ -101,6 +101,11 @@ def test_full_disk_during_write_keeps_previous_file(tmp_path, monkeypatch):
      b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
      b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
      b'"frame": 0, "x1": "1", "y1": 0, "x2": 1, "y2": 1}]}]}', "images[0].annotations[0].x1: expected a number"),
+    (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
+     b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
+     b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
+     b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
+     b'"frame": 1, "x1": 1, "y1": 0, "x2": 1, "y2": 1}]}]}', "images[0]: box x is on frame 1"),
     (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [{"name": "n", "color": "red"}], '
      b'"images": []}', "labels[0]: colour must look like #rrggbb"),
 ])

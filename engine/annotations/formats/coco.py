@@ -145,7 +145,10 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
         labels = next((e["image_labels"] for e in entries if e.get("image_labels")), [])
         image_labels = [annotation_from_dict(a, f"image {key}: image_labels[{j}]") for j, a in enumerate(labels)]
         state = ImageState(reviewed=any(e.get("reviewed") is True for e in entries))
-        doc.restore_image(ref, [*boxes[key], *image_labels], state)
+        try:
+            doc.restore_image(ref, [*boxes[key], *image_labels], state)
+        except ValueError as err:
+            raise DamagedDocumentError(f"image {key}: {err}") from None
     doc.mark_saved()
     return doc
 
