@@ -1,4 +1,4 @@
-"""``export``: write an image set's annotations as COCO, YOLO, VOC, CSV, ClinLens JSON or DICOM SR.
+"""export: write an image set's annotations as COCO, YOLO, VOC, CSV, ClinLens JSON or DICOM SR.
 
     python main.py export FOLDER --format coco --out train.json
     python main.py export a.dcm b.dcm --format sr --out reports/ --annotations project.json
