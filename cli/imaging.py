@@ -125,16 +125,20 @@ def describe(stack: ImageStack) -> dict[str, Any]:
         "rescale_intercept": None if rescale is None else rescale[1],
         "modality_lut": frame.pixel_params.modality_lut is not None,
         "voi_lut_sequence": frame.has_voi_lut,
-        "header_windows": [
-            {"center": w.center, "width": w.width, "function": w.function, "explanation": w.explanation}
-            for w in frame.windows
-        ],
-        "initial_window": None
-        if window is None
-        else {"center": window.center, "width": window.width, "function": window.function, "explanation": window.explanation},
+        "header_windows": [_window_dict(w) for w in frame.windows],
+        "initial_window": None if window is None else _window_dict(window),
         "modality_min": float(finite.min()) if finite.size else None,
         "modality_max": float(finite.max()) if finite.size else None,
         "modality_range_of": "frame 1",
+    }
+
+
+def _window_dict(window: Window) -> dict[str, Any]:
+    return {
+        "center": window.center,
+        "width": window.width,
+        "function": window.function,
+        "explanation": window.explanation,
     }
 
 
@@ -172,13 +176,14 @@ def _as_text(facts: dict[str, Any]) -> str:
         if facts["modality_min"] is None
         else f"min {facts['modality_min']:g}, max {facts['modality_max']:g} ({facts['modality_range_of']})"
     )
+    stored = facts["stored_dtype"] + (f", {facts['bits_stored']} bits stored" if facts["bits_stored"] else "")
     rows = [
         ("File", facts["file"]),
         ("Modality", facts["modality"] or "n/a"),
         ("Size", f"{facts['columns']} x {facts['rows']} px (columns x rows), {facts['frames']} frame(s)"),
         ("Photometric", facts["photometric_interpretation"]),
         ("Transfer syntax", syntax),
-        ("Stored values", f"{facts['stored_dtype']}" + (f", {facts['bits_stored']} bits stored" if facts["bits_stored"] else "")),
+        ("Stored values", stored),
         ("Pixel spacing", spacing),
         ("Rescale", rescale),
         ("Header windows", windows),

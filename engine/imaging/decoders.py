@@ -68,7 +68,7 @@ def check_decodable(path: str, syntax: uid.UID | str | None) -> None:
         raise ImageLoadError(
             path,
             f"{name} uses {syntax_label(syntax)} and no installed decoder can read it; "
-            f"install {decoder_packages(syntax)} (pip install {decoder_packages(syntax).split()[0]}).",
+            f"install {decoder_packages(syntax)}.",
         )
 
 

@@ -92,7 +92,7 @@ def _windows(source: Dataset) -> tuple[Window, ...]:
         function = "LINEAR"
     return tuple(
         Window(c, w, function, explanations[i] if i < len(explanations) else "")
-        for i, (c, w) in enumerate(zip(centers, widths))
+        for i, (c, w) in enumerate(zip(centers, widths, strict=False))  # extra values: ignored
         if w > 0
     )
 

@@ -173,7 +173,7 @@ def write_series(folder, z_values, instance_numbers, *, orientation=(1, 0, 0, 0,
     series_uid = series_uid or generate_uid()
     row, col = np.array(orientation[:3], float), np.array(orientation[3:], float)
     normal = np.cross(row, col)
-    for i, (z, number) in enumerate(zip(z_values, instance_numbers)):
+    for i, (z, number) in enumerate(zip(z_values, instance_numbers, strict=True)):
         ds = copy.deepcopy(base)
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = generate_uid()

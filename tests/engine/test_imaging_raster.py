@@ -44,7 +44,9 @@ def test_16bit_grayscale_keeps_its_values_and_gets_windowed(tmp_path, suffix):
     assert auto_window(frame) == Window((lo + hi) / 2, hi - lo, "LINEAR_EXACT", "auto")
     center, width = 1100.0, 300.0
     x = values.astype(np.float64)
-    expected = np.where(x <= center - 0.5 - (width - 1) / 2, 0.0, np.where(x > center - 0.5 + (width - 1) / 2, 255.0, ((x - (center - 0.5)) / (width - 1) + 0.5) * 255))
+    ramp = ((x - (center - 0.5)) / (width - 1) + 0.5) * 255  # PS3.3 C.11.2.1.2.1, output 0..255
+    low, high = center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2
+    expected = np.where(x <= low, 0.0, np.where(x > high, 255.0, ramp))
     assert np.abs(render(frame, Window(center, width)).astype(float) - expected).max() <= 0.5 + 1e-6
 
 
