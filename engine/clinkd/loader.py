@@ -8,8 +8,10 @@ missing rather than by a transformers stack trace.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +164,21 @@ def _attn_implementation(settings: LoadSettings, device: str, dtype: torch.dtype
     return "flash_attention_2" if flash_ok and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Hide transformers' loading bars: nobody reads stderr in the app, and each bar starts a
+    tqdm monitor thread that outlives the load."""
+    from transformers.utils import logging as hf_logging
+
+    were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if were_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(settings: LoadSettings) -> ClinKDModel:
     """Load the checkpoint in ``settings.model_dir`` offline and prepare it for generation."""
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
@@ -173,7 +190,8 @@ def load_model(settings: LoadSettings) -> ClinKDModel:
     device = _resolve_device(settings)
     if settings.dtype is not None and settings.dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {settings.dtype!r}")
-    dtype = DTYPES[settings.dtype] if settings.dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    default_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = DTYPES[settings.dtype] if settings.dtype else default_dtype
     quantization_config = _quantization_config(settings, device, dtype)
     attn = _attn_implementation(settings, device, dtype)
     has_safetensors = any(folder.glob("*.safetensors"))
@@ -190,13 +208,14 @@ def load_model(settings: LoadSettings) -> ClinKDModel:
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     try:
-        model = Qwen2VLForConditionalGeneration.from_pretrained(folder, **kwargs)
-        processor = AutoProcessor.from_pretrained(
-            folder,
-            local_files_only=True,
-            trust_remote_code=False,
-            size={"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
-        )
+        with no_progress_bars():
+            model = Qwen2VLForConditionalGeneration.from_pretrained(folder, **kwargs)
+            processor = AutoProcessor.from_pretrained(
+                folder,
+                local_files_only=True,
+                trust_remote_code=False,
+                size={"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
+            )
     except (OSError, ValueError, KeyError) as err:
         raise ModelFolderError(f"Could not load the checkpoint in {folder}: {err}") from None
     model.eval()

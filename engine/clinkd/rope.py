@@ -106,7 +106,10 @@ def mcg_rope_index(
     grids = iter(image_grid_thw if image_grid_thw is not None else [])
     deltas = []
     for row in range(input_ids.shape[0]):
-        keep = attention_mask[row].bool() if attention_mask is not None else torch.ones_like(input_ids[row], dtype=torch.bool)
+        if attention_mask is None:
+            keep = torch.ones_like(input_ids[row], dtype=torch.bool)
+        else:
+            keep = attention_mask[row].bool()
         types_row = mm_token_type_ids[row][keep].tolist()
         sample = mcg_positions(_segments(types_row, grids, spatial_merge_size), gaps)
         positions[:, row, keep] = sample.to(positions.device, positions.dtype)

