@@ -13,9 +13,24 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.annotations import (
-    AddAnnotations, AnnotationDocument, Box, Change, DocumentError, DocumentEvent, RemoveAnnotations, Review,
-    SetGeometry, SetImageReviewed, SetLabel, SetNote, SetReview, Source, image_ref_from_stack, open_sidecar,
-    save_document, sidecar_path,
+    AddAnnotations,
+    AnnotationDocument,
+    Box,
+    Change,
+    DocumentError,
+    DocumentEvent,
+    RemoveAnnotations,
+    Review,
+    SetGeometry,
+    SetImageReviewed,
+    SetLabel,
+    SetNote,
+    SetReview,
+    Source,
+    image_ref_from_stack,
+    open_sidecar,
+    save_document,
+    sidecar_path,
 )
 from engine.imaging import ImageStack
 

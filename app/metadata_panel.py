@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
-    QCheckBox, QHeaderView, QLineEdit, QTableWidget, QTableWidgetItem, QTreeWidget, QTreeWidgetItem,
-    QVBoxLayout, QWidget,
+    QCheckBox,
+    QHeaderView,
+    QLineEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from app.viewer_state import ViewerState

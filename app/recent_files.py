@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.files import write_json_atomic
 from engine.paths import config_dir
 
 MAX_RECENT = 10
@@ -27,5 +28,5 @@ def remember(paths: list[str]) -> list[str]:
     recent = [str(Path(p).resolve()) for p in paths]
     recent += [p for p in load_recent() if p not in recent]
     recent = recent[:MAX_RECENT]
-    _store().write_text(json.dumps(recent, indent=1), encoding="utf-8")
+    write_json_atomic(_store(), recent)
     return recent

@@ -12,6 +12,10 @@ from pathlib import Path
 import platformdirs
 
 APP_NAME = "ClinLens"
+# Annotation sidecars: ``<file>.clinlens.json`` beside a file, ``.clinlens/`` inside a folder.
+# Image discovery skips both; the annotation store writes them.
+SIDECAR_SUFFIX = ".clinlens.json"
+SIDECAR_DIR = ".clinlens"
 
 
 def config_dir() -> Path:

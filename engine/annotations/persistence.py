@@ -9,10 +9,8 @@ and a file that cannot be read is never overwritten: ``open_sidecar`` moves it a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,13 +21,13 @@ from engine.annotations.document import AnnotationDocument, ImageState
 from engine.annotations.image_ref import ImageRef
 from engine.annotations.model import Annotation, Box, ImageLabel, Label
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
+from engine.files import write_json_atomic
 from engine.imaging import FrameSource, PixelSpacing
+from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX
 
 FORMAT = "clinlens-annotations"
 SCHEMA_VERSION = 1
-SIDECAR_DIR = ".clinlens"
 SIDECAR_NAME = "annotations.json"
-SIDECAR_SUFFIX = ".clinlens.json"
 
 
 class DocumentError(Exception):
@@ -242,35 +240,6 @@ def document_from_dict(data: Any, base_dir: Path | None = None, *,
 
 
 # --- files ---------------------------------------------------------------------------------
-
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON so that ``path`` holds either the old or the new content, never a mix.
-
-    Serialise first (a bad value fails before the disk is touched), write a temporary file in
-    the same folder, fsync it, then os.replace it over the target. On any failure the temporary
-    file is removed and the previous file is left as it was.
-    """
-    path = Path(path)
-    payload = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError, AttributeError):   # persist the rename (POSIX only)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
 
 def save_document(doc: AnnotationDocument, path: str | os.PathLike[str]) -> None:
     """Save atomically and mark the document clean (OSError when the disk refuses)."""

@@ -1,24 +1,22 @@
 """Window presets as data: built-ins in resources/presets.json, user presets in the config dir.
 
 Sources disagree on preset values (anchors A.3), so they are data a site can edit, not code.
-User presets live in `platformdirs.user_config_dir("ClinLens")/presets.json`;
-the CLINLENS_CONFIG_DIR environment variable overrides the directory (tests, portable installs).
+User presets live in ``engine.paths.config_dir()/presets.json`` (the platformdirs user config
+folder; CLINLENS_CONFIG_DIR overrides it for tests and portable installs).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
+from engine.files import write_json_atomic
+from engine.paths import config_dir, resources_dir
 
 from .frame import Window
 
-BUILTIN_PRESETS_PATH = Path(__file__).resolve().parents[2] / "resources" / "presets.json"
-CONFIG_DIR_ENV = "CLINLENS_CONFIG_DIR"
+BUILTIN_PRESETS_PATH = resources_dir() / "presets.json"
 USER_PRESETS_FILE = "presets.json"
 
 
@@ -32,11 +30,6 @@ class Preset:
 
     def to_window(self) -> Window:
         return Window(float(self.center), float(self.width), "LINEAR", self.name)
-
-
-def config_dir() -> Path:
-    override = os.environ.get(CONFIG_DIR_ENV)
-    return Path(override) if override else Path(platformdirs.user_config_dir("ClinLens"))
 
 
 def user_presets_path() -> Path:
@@ -64,12 +57,7 @@ def save_user_preset(preset: Preset) -> None:
     existing = _read(path, user=True) if path.exists() else []
     kept = [p for p in existing if p.name.casefold() != preset.name.casefold()]
     kept.append(Preset(preset.name, float(preset.center), float(preset.width), preset.key, True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"version": 1, "presets": [_as_dict(p) for p in kept]}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".presets-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(path, {"version": 1, "presets": [_as_dict(p) for p in kept]})
 
 
 def find_preset(name_or_key: str) -> Preset | None:

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from pydicom.dataset import Dataset
 
+from engine.paths import SIDECAR_SUFFIX
+
 from .decoders import decode_frame
 from .dicom_index import has_dicom_preamble, read_header
 from .dicom_params import PixelSpacing, frame_params, frame_spacing, number_of_frames, slice_location
@@ -211,7 +213,10 @@ def open_image(path: str | os.PathLike[str]) -> ImageStack:
 
 
 def _expand(paths: Sequence[str | os.PathLike[str]], errors: list[LoadError]) -> list[str]:
-    """Files in the order given, folders walked recursively in name order, hidden ones skipped."""
+    """Files in the order given, folders walked recursively in name order.
+
+    Hidden files and folders (including ``.clinlens/``) and annotation sidecars are not images.
+    """
     out: list[str] = []
     seen: set[str] = set()
 
@@ -227,7 +232,7 @@ def _expand(paths: Sequence[str | os.PathLike[str]], errors: list[LoadError]) ->
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    if not name.startswith("."):
+                    if not name.startswith(".") and not name.endswith(SIDECAR_SUFFIX):
                         add(os.path.join(root, name))
         elif os.path.isfile(path):
             add(path)

@@ -113,7 +113,7 @@ def test_status_line_shows_stored_and_hounsfield_values_under_cursor(qtbot, wind
     window.canvas.center_on_pixel(40, 70)
     QTest.mouseMove(window.canvas.viewport(), viewport_point_of_pixel(window, 40, 70))
     text = window.cursor_label.text()
-    assert f"x 40, y 70" in text
+    assert "x 40, y 70" in text
     assert f"stored {dataset.pixel_array[70, 40]}" in text
     assert f"HU {hounsfield[70, 40]:.6g}" in text
 
