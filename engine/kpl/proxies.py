@@ -1,0 +1,161 @@
+"""The numerical core of KPL: text proxies, transport pseudo-labels and proxy learning.
+
+Everything here works on L2-normalised float32 features and mirrors the authors' code
+(JXLiu-AI/KPL ``Main.py``, itself a fork of InMaP, Apache-2.0) step by step, including the
+"StableGreenkhorn" quirk described in docs/kpl.md: its rows sum to 1/n, so the confidence
+sharpening never fires and proxy learning becomes an implicit class balancing. That quirk is
+what produced the published numbers, so it is reproduced on purpose; the usual Sinkhorn is
+offered separately as ``sinkhorn`` (the InMaP method).
+
+Conventions: ``X`` is (n, d) image features, description blocks are (m_c, d), proxies are
+returned as (d, C) with unit columns (the authors' layout).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from engine.kpl.progress import CancelFlag, ProgressFn, check_cancel, report
+
+def select_descriptions(image_features: torch.Tensor, descriptions: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` descriptions with the highest mean cosine to *all* pool images.
+
+    The mean runs over the whole pool (every class), exactly as the authors do: retrieval picks
+    what this kind of image shows, not what one predicted class shows. Best first.
+    """
+    relevance = (image_features @ descriptions.T).mean(0)
+    return relevance.topk(min(k, descriptions.shape[0])).indices
+
+
+def text_proxies(
+    image_features: torch.Tensor, description_features: Sequence[torch.Tensor], k: int
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Knowledge-enhanced text proxies (d, C) and the selected description indices per class.
+
+    Each proxy is the re-normalised unweighted mean of its class's top-k descriptions.
+    """
+    proxies, selected = [], []
+    for block in description_features:
+        idx = select_descriptions(image_features, block, k)
+        proxies.append(F.normalize(block[idx].mean(0), dim=0))
+        selected.append(idx)
+    return torch.stack(proxies, 1), selected
+
+
+def stable_greenkhorn(logits: torch.Tensor, tau: float = 0.01, iterations: int = 20) -> torch.Tensor:
+    """The authors' "StableGreenkhorn" transport plan for (n, C) cosine logits.
+
+    Greedy: each step rescales only the single row or column whose marginal is furthest from its
+    target (columns 1/C, rows 1/n; the column wins only on a strict ">", first index on ties).
+    There is deliberately no final rescale, so the plan's rows sum to about 1/n (see module doc).
+    """
+    n, c = logits.shape
+    log_plan = logits / tau
+    log_plan = log_plan - log_plan.logsumexp(1, keepdim=True)
+    col_target, row_target = 1.0 / c, 1.0 / n
+    for _ in range(iterations):
+        plan = log_plan.exp()
+        col_viol = (plan.sum(0) - col_target).abs()
+        row_viol = (plan.sum(1) - row_target).abs()
+        if col_viol.max() > row_viol.max():
+            j = int(col_viol.argmax())
+            log_plan[:, j] += math.log(col_target) - log_plan[:, j].logsumexp(0)
+        else:
+            i = int(row_viol.argmax())
+            log_plan[i, :] += math.log(row_target) - log_plan[i, :].logsumexp(0)
+    return log_plan.exp()
+
+
+def sinkhorn(logits: torch.Tensor, tau: float = 0.01, iterations: int = 20) -> torch.Tensor:
+    """InMaP's balanced Sinkhorn: alternate column (1/C) and row (1/n) scaling, then rows to 1.
+
+    Unlike ``stable_greenkhorn`` the result is row-stochastic, so confident rows get sharpened.
+    """
+    n, c = logits.shape
+    plan = torch.softmax(logits / tau, 1) / n
+    for _ in range(iterations):
+        plan = plan / plan.sum(0, keepdim=True) / c
+        plan = plan / plan.sum(1, keepdim=True) / n
+    return plan * n
+
+
+def sharpen(plan: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Rows whose largest entry exceeds ``alpha`` become one-hot (InMaP's confidence step)."""
+    plan = plan.clone()
+    top, arg = plan.max(1)
+    confident = top > alpha
+    plan[confident] = 0
+    plan[confident, arg[confident]] = 1
+    return plan
+
+
+@dataclass(frozen=True)
+class ProxyRun:
+    """Learned proxies (d, C) and how the run went (for logs and tests)."""
+
+    proxies: torch.Tensor
+    iterations: int
+    halvings: int
+    final_lr: float
+
+
+def learn_proxies(
+    image_features: torch.Tensor,
+    initial_proxies: torch.Tensor,
+    plan: torch.Tensor,
+    *,
+    tau: float = 0.04,
+    lr: float = 10.0,
+    iterations: int = 2000,
+    alpha: float = 0.6,
+    stop_early: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelFlag | None = None,
+) -> ProxyRun:
+    """InMaP's projected gradient descent of the proxies towards the transport targets.
+
+    Per step: S = softmax(X W / tau), G = X^T S - X^T P, lr halves whenever ||G|| rose,
+    W <- normalise_columns(W - lr / (n tau) G): the authors' arithmetic, element for element.
+    X^T S is computed as (S^T X)^T, which streams X in memory order (about 3x faster on CPU) and
+    gives bit-identical values; G is then laid out (d, C) like theirs, because the norm and the
+    normalisation sum in memory order and the halving rule reacts to the last bit of ||G||.
+
+    ``stop_early`` ends the loop at an exact fixed point: once an update leaves every proxy bit
+    for bit unchanged, ||G|| repeats, lr stays, and all later iterations would reproduce the same
+    proxies, so the result is identical to running them. The authors' loop usually gets there
+    within a few hundred of its 2000 iterations (its step keeps halving until it falls below
+    float precision); ``stop_early=False`` runs every iteration anyway.
+    """
+    x = image_features.contiguous()
+    n = x.shape[0]
+    target = (sharpen(plan, alpha).T @ x).T.contiguous()  # X^T P, (d, C)
+    proxies = initial_proxies.contiguous()
+    step = lr / (n * tau)
+    previous = math.inf
+    halvings = 0
+    done = 0
+    report_every = max(1, iterations // 100)
+    for it in range(iterations):
+        if it % report_every == 0:
+            check_cancel(cancel)
+            report(progress, "proxies", it, iterations)
+        soft = torch.softmax(x @ proxies / tau, 1)
+        grad = (soft.T @ x).T.contiguous() - target
+        norm = grad.norm()
+        if norm > previous:
+            lr /= 2
+            step = lr / (n * tau)
+            halvings += 1
+        previous = norm
+        updated = F.normalize(proxies - step * grad, dim=0)
+        done = it + 1
+        if stop_early and torch.equal(updated, proxies):
+            break
+        proxies = updated
+    report(progress, "proxies", iterations, iterations)
+    return ProxyRun(proxies=proxies, iterations=done, halvings=halvings, final_lr=lr)
