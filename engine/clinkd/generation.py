@@ -121,7 +121,6 @@ class _Progress(TextStreamer):
         self.on_text = on_text
         self.end_ids = torch.tensor(list(end_ids), dtype=torch.long)
         self.first_token_at: float | None = None
-        self.next_tokens_are_prompt = True
 
     def put(self, value: torch.Tensor) -> None:
         if self.next_tokens_are_prompt:  # generate() first echoes the prompt
