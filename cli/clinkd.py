@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from cli.imaging import _window_arg
+from cli.imaging import window_arg
 from engine.imaging import ImageLoadError, open_image, render_rgb
 
 EXIT_OK = 0
@@ -103,7 +103,7 @@ def run_ask(args: argparse.Namespace) -> int:
         return _fail(f"no model folder: pass --model DIR or set {MODEL_ENV}.")
     try:
         box = _box_arg(args.box)
-        window = _window_arg(args)
+        window = window_arg(args)
         settings = GenerationSettings(
             max_new_tokens=args.max_new_tokens, best_of=args.best_of, temperature=args.temperature
         )

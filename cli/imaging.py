@@ -78,7 +78,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_render(args: argparse.Namespace) -> int:
     try:
-        window = _window_arg(args)
+        window = window_arg(args)
     except ValueError as exc:
         return _fail(str(exc))
     try:
@@ -194,7 +194,7 @@ def _as_text(facts: dict[str, Any]) -> str:
     return "\n".join(f"{label + ':':<{width}} {value}" for label, value in rows)
 
 
-def _window_arg(args: argparse.Namespace) -> Window | None:
+def window_arg(args: argparse.Namespace) -> Window | None:
     if args.window:
         parts = args.window.split(",")
         try:
