@@ -104,6 +104,38 @@ class AnnotationController(QObject):
         self.current_image_changed.emit()
         return self.doc.image_state(self.image_id).last_frame
 
+    def save_as(self, path: str) -> None:
+        """Save the current image set's document to a project file of the user's choice and keep
+        autosaving there (instead of the sidecar) for this session."""
+        old = self.document_path()
+        if old is None:
+            return
+        new = Path(path).absolute()
+        document = self._documents.pop(old)
+        self._documents[new] = document
+        self._read_only.discard(new)
+        for key, where in self._document_of_stack.items():
+            if where == old:
+                self._document_of_stack[key] = new
+        try:
+            save_document(document, new)
+        except OSError as error:
+            self.problem.emit(f"Could not save annotations to {new}: {error.strerror or error}.")
+        else:
+            self.saved.emit(str(new))
+
+    def rename_label(self, old: str, new: str) -> None:
+        if self.doc is not None and new.strip() and new.strip() != old:
+            self.doc.rename_label(old, new)
+            if self.current_label == old:
+                self.current_label = new.strip()
+            self.changed.emit(DocumentEvent(Change.LABELS, self.image_id))
+
+    def set_label_color(self, name: str, color: str) -> None:
+        if self.doc is not None:
+            self.doc.set_label_color(name, color)
+            self.changed.emit(DocumentEvent(Change.LABELS, self.image_id))
+
     def is_reviewed(self, stack: ImageStack) -> bool:
         path = self._document_of_stack.get(stack.key)
         return path is not None and self._documents[path].image_state(self._image_id_of_stack[stack.key]).reviewed

@@ -46,6 +46,9 @@ class AnnotationPanel(QWidget):
         self.label_picker.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.label_picker.setToolTip("Label for new boxes; type a new name and press Enter to add one")
         self.apply_label = QPushButton("Relabel selected")
+        self.rename_label = QPushButton("Rename…")
+        self.rename_label.setToolTip("Rename the current label everywhere (onto an existing name merges the two)")
+        self.colour_label = QPushButton("Colour…")
         self.source_toggles = {source: QCheckBox(source.value.capitalize()) for source in Source}
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(COLUMNS)
@@ -65,6 +68,10 @@ class AnnotationPanel(QWidget):
         label_row.addWidget(QLabel("Label"))
         label_row.addWidget(self.label_picker, 1)
         label_row.addWidget(self.apply_label)
+        label_edit_row = QHBoxLayout()
+        label_edit_row.addStretch(1)
+        label_edit_row.addWidget(self.rename_label)
+        label_edit_row.addWidget(self.colour_label)
         source_row = QHBoxLayout()
         source_row.addWidget(QLabel("Show"))
         for toggle in self.source_toggles.values():
@@ -81,6 +88,7 @@ class AnnotationPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(label_row)
+        layout.addLayout(label_edit_row)
         layout.addLayout(source_row)
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.spacing_note)
@@ -90,6 +98,8 @@ class AnnotationPanel(QWidget):
         self.label_picker.lineEdit().returnPressed.connect(self._label_entered)
         self.label_picker.activated.connect(lambda _i: self._label_entered())
         self.apply_label.clicked.connect(self._relabel)
+        self.rename_label.clicked.connect(self._ask_rename)
+        self.colour_label.clicked.connect(self._ask_colour)
         for source, toggle in self.source_toggles.items():
             toggle.toggled.connect(lambda on, s=source: controller.set_source_visible(s, on))
         self.tree.itemSelectionChanged.connect(self._tree_selection_changed)
@@ -169,6 +179,18 @@ class AnnotationPanel(QWidget):
     def _relabel(self) -> None:
         self._label_entered()
         self.controller.relabel_selected(self.controller.current_label)
+
+    def _ask_rename(self) -> None:
+        old = self.controller.current_label
+        new, ok = QInputDialog.getText(self, "Rename label", f"New name for “{old}”:", text=old)
+        if ok:
+            self.controller.rename_label(old, new)
+
+    def _ask_colour(self) -> None:
+        name = self.controller.current_label
+        colour = QColorDialog.getColor(QColor(self.controller.doc.label(name).color), self, f"Colour of “{name}”")
+        if colour.isValid():
+            self.controller.set_label_color(name, colour.name())
 
     def _reviewed_toggled(self, on: bool) -> None:
         if not self._syncing and self.controller.doc is not None:

@@ -141,6 +141,8 @@ class MainWindow(QMainWindow):
         for name, spec in FORMATS.items():
             export_menu.addAction(f"{name.upper()}: {spec.description}", lambda n=name: self.choose_export(n))
         self._action(file_menu, "&Save annotations now", self.annotations.save_all, QKeySequence.StandardKey.Save)
+        self._action(file_menu, "Save annotations &as project file…", self.choose_project_file,
+                     QKeySequence.StandardKey.SaveAs)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -353,6 +355,14 @@ class MainWindow(QMainWindow):
         self.annotation_panel.refresh()
         self.statusBar().showMessage(f"Imported {added} annotation(s) from {Path(path).name}", 5000)
         return added
+
+    def choose_project_file(self) -> None:
+        if self.annotations.doc is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save annotations as", "project.clinlens.json",
+                                              "ClinLens annotations (*.json)")
+        if path:
+            self.annotations.save_as(path)
 
     def choose_export(self, name: str) -> None:
         spec = FORMATS[name]

@@ -214,3 +214,25 @@ def test_import_coco_into_open_images(qtbot, window, images, tmp_path):
     assert window.import_annotations(str(exported)) == 1
     assert [b.rect for b in window.annotations.boxes()] == [(10, 10, 20, 30)]
     assert len(panel_rows(window)) == 1
+
+
+def test_label_rename_colour_and_project_file(qtbot, window, images, tmp_path):
+    open_and_wait(qtbot, window, [images["CT_small.dcm"]])
+    window.set_tool(Tool.BOX)
+    drag(window, (5, 5), (25, 25))
+    [box] = window.annotations.boxes()
+    window.annotations.rename_label("finding", "nodule")
+    assert window.annotations.box(box.id).label == "nodule"
+    assert window.annotations.current_label == "nodule" and panel_rows(window)[0][0] == "nodule"
+    window.annotations.set_label_color("nodule", "#00ff00")
+    assert window.overlay.items[box.id].color.name() == "#00ff00"
+    project = tmp_path / "project.clinlens.json"
+    with qtbot.waitSignal(window.annotations.saved, timeout=5000):
+        window.annotations.save_as(str(project))
+    saved = json.loads(project.read_text())
+    assert {label["name"]: label["color"] for label in saved["labels"]}["nodule"] == "#00ff00"
+    drag(window, (40, 40), (60, 60))                     # later edits autosave to the project file
+    with qtbot.waitSignal(window.annotations.saved, timeout=5000) as later:
+        pass
+    assert later.args[0] == str(project)
+    assert len(json.loads(project.read_text())["images"][0]["annotations"]) == 2
