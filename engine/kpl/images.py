@@ -1,0 +1,207 @@
+"""Image pools for KPL: frames from the imaging engine, rendered as displayed, encoded in batches.
+
+A pool is what KPL learns from: a folder, a series, or the user's selection of frames. Every
+frame goes through ``engine.imaging.render_rgb`` (DICOM windowed as shown), then the CLIP
+preprocess. Decoding and preprocessing run in a few threads ahead of the model; features are
+looked up in and written to the ``FeatureCache`` by file content, frame and window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.imaging import ImageLoadError, ImageStack, LoadError, Window, open_image, open_paths, render_rgb
+from engine.kpl.cache import FeatureCache
+from engine.kpl.clip import LoadedClip, encode_image_batch
+from engine.kpl.progress import CancelFlag, ProgressFn, check_cancel, report
+
+
+@dataclass(frozen=True)
+class PoolImage:
+    """One pool member as plain data: which frame of which file, and a short name for it."""
+
+    path: str
+    frame_number: int  # 1-based inside the file
+    title: str
+
+
+@dataclass(frozen=True)
+class _Source:
+    stack: ImageStack | None  # None: a single-file stack, re-opened when rendered
+    path: str
+    index: int  # frame index inside the stack
+
+
+class Pool:
+    """Frames to classify together, plus the files that could not be opened."""
+
+    def __init__(self, sources: list[_Source], images: list[PoolImage], errors: list[LoadError], window: Window | None):
+        self._sources = sources
+        self.images = images
+        self.errors = errors
+        self.window = window
+        self._digests: dict[str, str] = {}
+        self._open_lock = threading.Lock()
+        self._open: tuple[str, ImageStack] | None = None
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[str | os.PathLike[str]], window: Window | None = None) -> Pool:
+        """Every frame of every image under ``paths`` (files or folders, recursively)."""
+        opened = open_paths(paths)
+        return cls._build([(s, i) for s in opened.stacks for i in range(s.n_frames)], list(opened.errors), window)
+
+    @classmethod
+    def from_frames(cls, frames: Sequence[tuple[ImageStack, int]], window: Window | None = None) -> Pool:
+        """A selection of already open frames (the viewer's series or selection)."""
+        return cls._build(list(frames), [], window)
+
+    @classmethod
+    def _build(cls, frames: list[tuple[ImageStack, int]], errors: list[LoadError], window: Window | None) -> Pool:
+        sources, images = [], []
+        for stack, index in frames:
+            source = stack.frame_source(index)
+            # Single-file stacks are re-opened on demand: holding hundreds of them would also
+            # hold each one's decoded frame (the stack's LRU keeps at least one).
+            keep = stack if len(stack.paths) > 1 else None
+            sources.append(_Source(keep, source.path, index))
+            name = os.path.basename(source.path)
+            if len(stack.paths) > 1:
+                title = f"{stack.title} [{index + 1}/{stack.n_frames}]"
+            elif stack.n_frames > 1:
+                title = f"{name} [frame {index + 1}/{stack.n_frames}]"
+            else:
+                title = name
+            images.append(PoolImage(source.path, source.frame_number, title))
+        return cls(sources, images, errors, window)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _stack(self, source: _Source) -> ImageStack:
+        if source.stack is not None:
+            return source.stack
+        with self._open_lock:  # consecutive frames of one multi-frame file share one opening
+            if self._open is None or self._open[0] != source.path:
+                self._open = (source.path, open_image(source.path))
+            return self._open[1]
+
+    def render(self, i: int) -> np.ndarray:
+        """Frame i as the viewer shows it, (H, W, 3) uint8; ImageLoadError if it cannot be decoded."""
+        source = self._sources[i]
+        return render_rgb(self._stack(source).frame(source.index), self.window)
+
+    def content_key(self, i: int) -> str:
+        """Names the pixels the model would see: file content, frame, window."""
+        image = self.images[i]
+        digest = self._digests.get(image.path)
+        if digest is None:
+            with open(image.path, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            self._digests[image.path] = digest
+        w = self.window
+        window = "as-stored" if w is None else f"{w.center!r},{w.width!r},{w.function}"
+        return hashlib.sha256(f"image\0{digest}\0{image.frame_number}\0{window}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EncodedPool:
+    """Features of the images that could be encoded (``kept`` indexes ``Pool.images``)."""
+
+    features: torch.Tensor  # (len(kept), d) float32, L2-normalised
+    kept: tuple[int, ...]
+    errors: tuple[LoadError, ...]  # frames that failed to decode
+    cache_hits: int
+    cache_misses: int
+    seconds: float
+
+
+def encode_pool(
+    pool: Pool,
+    clip: LoadedClip,
+    *,
+    cache: FeatureCache | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFlag | None = None,
+) -> EncodedPool:
+    """CLIP features of every pool image: cached ones read back, the others encoded in batches.
+
+    Rendering and preprocessing run in ``workers`` threads a few batches ahead of the model, so
+    the model rarely waits for the disk. Each finished batch is cached at once: a cancelled run
+    keeps what it encoded.
+    """
+    start = time.perf_counter()
+    n = len(pool)
+    namespace = clip.cache_namespace
+    keys: list[str] = []
+    errors: list[LoadError] = []
+    unreadable: set[int] = set()
+    for i in range(n):
+        check_cancel(cancel)
+        try:
+            keys.append(pool.content_key(i))
+        except OSError as exc:
+            keys.append("")
+            unreadable.add(i)
+            errors.append(LoadError(pool.images[i].path, f"{pool.images[i].title} could not be read: {exc}"))
+    cached = cache.get(namespace, [k for k in keys if k]) if cache is not None else {}
+    features: dict[int, torch.Tensor] = {i: torch.from_numpy(cached[k].copy()) for i, k in enumerate(keys) if k in cached}
+    todo = [i for i in range(n) if i not in features and i not in unreadable]
+    hits = len(features)
+    report(progress, "encoding", hits, n - len(unreadable))
+
+    def prepare(i: int) -> torch.Tensor:
+        return clip.preprocess(Image.fromarray(pool.render(i)))
+
+    done = hits
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kpl-prep") as executor:
+        queue: deque[tuple[int, Future[torch.Tensor]]] = deque()
+        upcoming = iter(todo)
+        ahead = 2 * batch_size + workers
+
+        def refill() -> None:
+            while len(queue) < ahead:
+                nxt = next(upcoming, None)
+                if nxt is None:
+                    return
+                queue.append((nxt, executor.submit(prepare, nxt)))
+
+        try:
+            refill()
+            batch: list[tuple[int, torch.Tensor]] = []
+            while queue:
+                i, future = queue.popleft()
+                refill()
+                try:
+                    batch.append((i, future.result()))
+                except ImageLoadError as exc:
+                    errors.append(LoadError(exc.path, str(exc)))
+                if batch and (len(batch) == batch_size or not queue):
+                    check_cancel(cancel)
+                    encoded = encode_image_batch(clip, torch.stack([t for _, t in batch]))
+                    for (j, _), vector in zip(batch, encoded):
+                        features[j] = vector
+                    if cache is not None:
+                        cache.put(namespace, [(keys[j], v.numpy()) for (j, _), v in zip(batch, encoded)])
+                    done += len(batch)
+                    report(progress, "encoding", done, n - len(unreadable))
+                    batch = []
+        except BaseException:
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+    kept = tuple(sorted(features))
+    stacked = torch.stack([features[i] for i in kept]) if kept else torch.zeros(0, 0)
+    return EncodedPool(stacked, kept, tuple(errors), hits, len(todo), time.perf_counter() - start)
