@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,7 +240,7 @@ def load_clip(
                 weights_only=True,
             )
             tokenizer = open_clip.get_tokenizer(spec.model, cache_dir=cache_dir)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
         raise ClipLoadError(f"could not load CLIP {spec}: {exc}") from exc
     model.eval()
     return LoadedClip(

@@ -52,3 +52,18 @@ def save_tiny_clip_checkpoint(folder: Path, name: str = "ClinLensTiny", seed: in
     checkpoint = folder / f"{name}.pt"
     torch.save({"state_dict": build_tiny_clip(seed).state_dict()}, checkpoint)
     return name, checkpoint
+
+
+def write_image_folder(root: Path, per_class: int = 6, classes: tuple[str, ...] = ("normal", "tuberculosis")) -> Path:
+    """A folder-per-class layout of small grayscale PNGs (brighter noise in the second class)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 128 + 127 * c, size=(40, 48), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{name}_{i}.png")
+    return root
