@@ -129,7 +129,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
         ot_iterations=args.ot_iterations,
     )
     settings = KplSettings(
-        k=args.k, method=args.method, template=args.template or DEFAULT_TEMPLATE, params=params, batch_size=args.batch_size
+        k=args.k,
+        method=args.method,
+        template=args.template or DEFAULT_TEMPLATE,
+        params=params,
+        batch_size=args.batch_size,
     )
     clip = load_clip(args.clip, device=args.device, allow_download=args.allow_download)
     return kb, settings, clip, None if args.no_cache else FeatureCache()
@@ -176,7 +180,10 @@ def _matrix(classes: tuple[str, ...], matrix: Any) -> str:
     width = max(len(c) for c in classes)
     cell = max(6, len(str(int(matrix.max()))) + 1)
     head = " " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(classes)))
-    rows = [f"{i:>2} {c:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row) for i, (c, row) in enumerate(zip(classes, matrix))]
+    rows = [
+        f"{i:>2} {c:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row)
+        for i, (c, row) in enumerate(zip(classes, matrix))
+    ]
     return "\n".join([head, *rows])
 
 
@@ -204,7 +211,8 @@ def run_eval(args: argparse.Namespace) -> int:
             "model": report.result.model,
         }, indent=2))
         return EXIT_OK
-    print(f"{report.truth.size} images in {len(report.folders)} class folders; CLIP {report.result.model}, k={settings.k}")
+    print(f"{report.truth.size} images in {len(report.folders)} class folders; "
+          f"CLIP {report.result.model}, k={settings.k}")
     print(f"text proxy accuracy: {report.text_accuracy:.4f}")
     print(f"{report.result.method} accuracy: {report.accuracy:.4f}")
     print("\nconfusion (rows: truth, columns: prediction), text proxy:")
@@ -251,7 +259,12 @@ def run_generate(args: argparse.Namespace) -> int:
             return _fail("give at least two classes")
         model, tokenizer = load_language_model(args.llm, args.device)
         replies = generate_replies(
-            model, tokenizer, classes, max_new_tokens=args.max_new_tokens, temperature=args.temperature, progress=_progress
+            model,
+            tokenizer,
+            classes,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            progress=_progress,
         )
     except (KnowledgeError, LanguageModelError) as exc:
         return _fail(str(exc))

@@ -31,7 +31,7 @@ from engine.kpl.knowledge import (
     save_knowledge,
 )
 from engine.kpl.predict import METHOD_TITLES, METHODS, KplPrediction, Method, ProxyParams, kpl_predict
-from engine.kpl.progress import Cancelled, CancelFlag, ProgressFn
+from engine.kpl.progress import CancelFlag, Cancelled, ProgressFn
 
 __all__ = [
     "DEFAULT_TEMPLATE",

@@ -167,7 +167,7 @@ def _local_dir_files(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise ClipWeightsMissing(f"CLIP folder {folder} does not exist")
     if not (folder / "open_clip_config.json").is_file():
-        raise ClipWeightsMissing(f"CLIP folder {folder} has no open_clip_config.json (an open_clip local-dir needs one)")
+        raise ClipWeightsMissing(f"CLIP folder {folder} has no open_clip_config.json (a local-dir: folder needs one)")
     weights = sorted(str(p) for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     if not weights:
         raise ClipWeightsMissing(f"CLIP folder {folder} has a config but no weights (*.safetensors, *.bin, *.pth)")

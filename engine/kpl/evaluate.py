@@ -46,9 +46,13 @@ def class_folders(folder: str | os.PathLike[str], kb: KnowledgeBase) -> dict[int
         hits = [i for i, c in enumerate(kb.classes) if c.matches(sub.name)]
         if not hits:
             names = ", ".join(kb.class_names)
-            raise KnowledgeError(f"folder {sub.name!r} names no class of {kb.name} ({names}); rename it or add an alias")
+            raise KnowledgeError(
+                f"folder {sub.name!r} names no class of {kb.name} ({names}); rename it or add an alias"
+            )
         if hits[0] in mapping:
-            raise KnowledgeError(f"folders {mapping[hits[0]].name!r} and {sub.name!r} both name class {kb.classes[hits[0]].name!r}")
+            raise KnowledgeError(
+                f"folders {mapping[hits[0]].name!r} and {sub.name!r} both name class {kb.classes[hits[0]].name!r}"
+            )
         mapping[hits[0]] = sub
     return mapping
 

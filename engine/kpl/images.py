@@ -157,7 +157,7 @@ def encode_pool(
             unreadable.add(i)
             errors.append(LoadError(pool.images[i].path, f"{pool.images[i].title} could not be read: {exc}"))
     cached = cache.get(namespace, [k for k in keys if k]) if cache is not None else {}
-    features: dict[int, torch.Tensor] = {i: torch.from_numpy(cached[k].copy()) for i, k in enumerate(keys) if k in cached}
+    features = {i: torch.from_numpy(cached[k].copy()) for i, k in enumerate(keys) if k in cached}
     todo = [i for i in range(n) if i not in features and i not in unreadable]
     hits = len(features)
     report(progress, "encoding", hits, n - len(unreadable))

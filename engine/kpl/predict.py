@@ -6,8 +6,9 @@ can be tested on synthetic features and reused on cached ones.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -105,7 +106,9 @@ def kpl_predict(
         raise ValueError("need descriptions for at least two classes")
     with torch.inference_mode():
         x = _as_features(image_features, "image_features")
-        blocks = [_as_features(b, f"description_features[{c}]").to(x.device) for c, b in enumerate(description_features)]
+        blocks = [
+            _as_features(b, f"description_features[{c}]").to(x.device) for c, b in enumerate(description_features)
+        ]
         if any(b.shape[1] != x.shape[1] for b in blocks):
             raise ValueError("image and description features have different dimensions")
         check_cancel(cancel)

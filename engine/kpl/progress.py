@@ -6,7 +6,8 @@ KPL runs in the GUI's worker thread, so every long loop takes a ``progress`` cal
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 ProgressFn = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called from the worker thread; must be cheap and thread-safe."""

@@ -14,13 +14,14 @@ returned as (d, C) with unit columns (the authors' layout).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from engine.kpl.progress import CancelFlag, ProgressFn, check_cancel, report
+
 
 def select_descriptions(image_features: torch.Tensor, descriptions: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` descriptions with the highest mean cosine to *all* pool images.

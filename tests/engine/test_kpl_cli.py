@@ -47,7 +47,8 @@ def test_classify_prints_labels_scores_and_descriptions(clip_arg, folder, capsys
     assert first["label"] in ("normal", "tuberculosis") and len(first["scores"]) == 2
     assert len(first["evidence"]) == 4
 
-    assert run(["classify", str(folder), "--knowledge", "tuberculosis-cxr", "--clip", clip_arg, "--top", "2", *FAST]) == 0
+    argv = ["classify", str(folder), "--knowledge", "tuberculosis-cxr", "--clip", clip_arg, "--top", "2", *FAST]
+    assert run(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("12 image(s), Tuberculosis screening on chest X-ray; method kpl, k=4")
     assert lines[-1] == "features: 12 from cache, 0 encoded"
@@ -66,7 +67,8 @@ def test_classify_one_image_says_it_used_the_text_proxy(clip_arg, folder, capsys
 def test_classify_methods_and_env_default(clip_arg, folder, capsys, monkeypatch):
     monkeypatch.setenv(kpl_cli.CLIP_ENV, clip_arg)
     for method in ("text", "inmap"):
-        assert run(["classify", str(folder), "--knowledge", "tuberculosis-cxr", "--method", method, "--json", *FAST]) == 0
+        argv = ["classify", str(folder), "--knowledge", "tuberculosis-cxr", "--method", method, "--json", *FAST]
+        assert run(argv) == 0
         assert json.loads(capsys.readouterr().out)["method"] == method
 
 

