@@ -280,3 +280,30 @@ def test_auto_window_of_a_flat_image_is_valid():
     frame = frame_from_array(np.full((8, 8), 7, dtype=np.uint16))
     assert auto_window(frame).width == 1.0
     assert render(frame).shape == (8, 8)
+
+
+WINDOWS = [(40.0, 400.0), (-600.0, 1500.0), (0.5, 1.0), (12.25, 3.5), (100.0, 0.3)]
+
+
+@pytest.mark.parametrize("function,center,width", [
+    (function, center, width)
+    for function in ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+    for center, width in WINDOWS
+    if not (function == "LINEAR" and width < 1)   # pydicom rejects these; ours widens them to 1
+])
+def test_window_values_equal_pydicom_apply_windowing(function, center, width):
+    """Our window formulas are pydicom's, bit for bit, over a dense range of values."""
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_windowing
+
+    from engine.imaging.display import window_values
+
+    values = np.linspace(-2000, 2000, 40001)
+    ds = Dataset()
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsStored = 8
+    ds.PixelRepresentation = 0
+    ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = center, width, function
+    with np.errstate(over="ignore"):
+        expected = apply_windowing(values.copy(), ds)
+    np.testing.assert_array_equal(window_values(values, Window(center, width, function)), expected)
