@@ -97,12 +97,16 @@ def sharpen(plan: torch.Tensor, alpha: float) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ProxyRun:
-    """Learned proxies (d, C) and how the run went (for logs and tests)."""
+    """Learned proxies (d, C) and how the run went (for logs, tests and the bench)."""
 
     proxies: torch.Tensor
-    iterations: int
+    iterations: int  # iterations actually computed
     halvings: int
     final_lr: float
+    period: int  # 0: ran to the end; 1: stopped at a fixed point; p > 1: stopped on a p-cycle
+
+
+_MAX_PERIOD = 8
 
 
 def learn_proxies(
@@ -126,37 +130,45 @@ def learn_proxies(
     gives bit-identical values; G is then laid out (d, C) like theirs, because the norm and the
     normalisation sum in memory order and the halving rule reacts to the last bit of ||G||.
 
-    ``stop_early`` ends the loop at an exact fixed point: once an update leaves every proxy bit
-    for bit unchanged, ||G|| repeats, lr stays, and all later iterations would reproduce the same
-    proxies, so the result is identical to running them. The authors' loop usually gets there
-    within a few hundred of its 2000 iterations (its step keeps halving until it falls below
-    float precision); ``stop_early=False`` runs every iteration anyway.
+    ``stop_early`` stops as soon as the loop's state (proxies, lr, last ||G||) repeats bit for
+    bit, and returns the state the full run would end in. The map from one state to the next
+    is deterministic, so a repeat means the rest of the run only cycles: at a fixed point
+    (period 1), or, as often happens once the step is below float precision, between two
+    states that differ in the last bit of the normalisation (period 2). The result is
+    identical to running all iterations; ``stop_early=False`` runs them anyway.
     """
     x = image_features.contiguous()
     n = x.shape[0]
     target = (sharpen(plan, alpha).T @ x).T.contiguous()  # X^T P, (d, C)
     proxies = initial_proxies.contiguous()
-    step = lr / (n * tau)
     previous = math.inf
     halvings = 0
-    done = 0
+    history: list[tuple[torch.Tensor, float, float]] = [(proxies, lr, previous)]  # states s_0, s_1, ...
     report_every = max(1, iterations // 100)
     for it in range(iterations):
         if it % report_every == 0:
             check_cancel(cancel)
             report(progress, "proxies", it, iterations)
         soft = torch.softmax(x @ proxies / tau, 1)
-        grad = (soft.T @ x).T.contiguous() - target
-        norm = grad.norm()
+        grad = (soft.T.contiguous() @ x).T.contiguous() - target
+        norm = float(grad.norm())
         if norm > previous:
             lr /= 2
-            step = lr / (n * tau)
             halvings += 1
         previous = norm
-        updated = F.normalize(proxies - step * grad, dim=0)
+        proxies = F.normalize(proxies - lr / (n * tau) * grad, dim=0)
+        if not stop_early:
+            continue
         done = it + 1
-        if stop_early and torch.equal(updated, proxies):
-            break
-        proxies = updated
+        for period in range(1, min(_MAX_PERIOD, len(history)) + 1):
+            old_w, old_lr, old_prev = history[-period]
+            if old_lr == lr and old_prev == previous and torch.equal(old_w, proxies):
+                # s_done == s_(done - period): the run cycles; take the state at `iterations`.
+                offset = (iterations - done) % period
+                final = history[-period + offset] if offset else (proxies, lr, previous)
+                report(progress, "proxies", iterations, iterations)
+                return ProxyRun(final[0], done, halvings, final[1], period)
+        history.append((proxies, lr, previous))
+        del history[: -_MAX_PERIOD]
     report(progress, "proxies", iterations, iterations)
-    return ProxyRun(proxies=proxies, iterations=done, halvings=halvings, final_lr=lr)
+    return ProxyRun(proxies=proxies, iterations=iterations, halvings=halvings, final_lr=lr, period=0)
