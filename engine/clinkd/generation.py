@@ -25,6 +25,7 @@ from engine.clinkd.prompts import Prompt, Task, build_prompt, chat_messages
 from engine.grounding import GroundedBox, parse_answer
 
 TextCallback = Callable[[str], None]
+StepCallback = Callable[[int], None]  # number of decoding steps so far (new tokens per sequence)
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,14 @@ class AskResult:
 class _Progress(TextStreamer):
     """Records when tokens arrive and, for a single answer, streams decoded text to a callback."""
 
-    def __init__(self, tokenizer: object, on_text: TextCallback | None, end_ids: Sequence[int]) -> None:
+    def __init__(self, tokenizer: object, on_text: TextCallback | None, end_ids: Sequence[int],
+                 on_step: StepCallback | None = None) -> None:
         super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=False)
         self.on_text = on_text
+        self.on_step = on_step
         self.end_ids = torch.tensor(list(end_ids), dtype=torch.long)
         self.first_token_at: float | None = None
+        self.steps = 0
 
     def put(self, value: torch.Tensor) -> None:
         if self.next_tokens_are_prompt:  # generate() first echoes the prompt
@@ -128,6 +132,9 @@ class _Progress(TextStreamer):
             return
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
+        self.steps += 1
+        if self.on_step is not None:
+            self.on_step(self.steps)
         if self.on_text is not None:
             tokens = value.reshape(-1)
             super().put(tokens[~torch.isin(tokens, self.end_ids)])
@@ -213,6 +220,7 @@ def _run(
     n: int,
     on_text: TextCallback | None,
     cancel: threading.Event | None,
+    on_step: StepCallback | None = None,
 ) -> _Generated:
     processor, model = clinkd.processor, clinkd.model
     prompts = [build_prompt(r.task, r.question, r.box, *r.size) for r in requests]
@@ -228,7 +236,7 @@ def _run(
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         inputs = processor(text=texts, images=images, return_tensors="pt", padding=True).to(device)
-        progress = _Progress(processor.tokenizer, on_text, clinkd.eos_token_ids)
+        progress = _Progress(processor.tokenizer, on_text, clinkd.eos_token_ids, on_step)
         stopping = StoppingCriteriaList([_Cancelled(cancel)] if cancel is not None else [])
         with torch.inference_mode():
             output = model.generate(
@@ -328,18 +336,20 @@ def ask(
     on_text: TextCallback | None = None,
     cancel: threading.Event | None = None,
     embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+    on_step: StepCallback | None = None,
 ) -> AskResult:
     """Answer one question. Call from a worker thread; ``on_text`` receives text as it is decoded.
 
     With ``settings.best_of > 1`` (SASG), N candidates are sampled and the consensus one is
     returned with every candidate listed; ``embed`` is the sentence embedder (default: the bundled
     all-MiniLM-L6-v2) and nothing is streamed. A set ``cancel`` event stops between tokens; the
-    result is then marked cancelled and carries no boxes.
+    result is then marked cancelled and carries no boxes. ``on_step`` gets the number of
+    decoding steps so far (live tokens/s in a status bar).
     """
     started_at = time.perf_counter()
     settings = resolve_settings(clinkd, settings)
     n = settings.best_of
-    generated = _run(clinkd, [request], settings, n, on_text if n == 1 else None, cancel)
+    generated = _run(clinkd, [request], settings, n, on_text if n == 1 else None, cancel, on_step)
     cancelled = cancel is not None and cancel.is_set()
     prompt = generated.prompts[0]
     if n == 1 or cancelled:

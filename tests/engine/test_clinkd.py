@@ -281,3 +281,11 @@ def test_settings_are_validated() -> None:
         with pytest.raises(ValueError):
             GenerationSettings(**bad)
     assert GenerationSettings().max_new_tokens == 80 and not GenerationSettings().samples
+
+
+def test_step_callback_counts_every_decoding_step(clinkd):
+    steps: list[int] = []
+    result = ask(clinkd, AskRequest(_image(), "Describe."),
+                 GenerationSettings(max_new_tokens=6), on_step=steps.append)
+    assert steps == list(range(1, len(steps) + 1))
+    assert len(steps) >= result.new_tokens >= 1
