@@ -64,6 +64,12 @@ _TEMPLATES = {
 }
 
 
+def default_question(task: Task) -> str:
+    """The Med-GRIT wording of a task ("{box}" marks where the box goes); empty for VG and free
+    questions, which start from the user's words. The GUI shows it as an editable template."""
+    return _TEMPLATES.get(task, "")
+
+
 @dataclass(frozen=True)
 class Prompt:
     """The question as the model reads it, and the phrase a VG answer's boxes ground."""

@@ -1,0 +1,248 @@
+"""The one long-lived inference thread: owns the models, runs one job at a time, never blocks the GUI.
+
+Jobs go in through a queued signal and run in submission order on the worker's QThread; what
+comes back (state, text chunks, progress, results, errors) is plain data on queued signals. Each
+job carries its own ``threading.Event``: the GUI sets it to cancel, the engine checks it between
+tokens (ClinKD) or batches (KPL). Models load on first use and stay loaded until ``unload``.
+Torch is reached only through the engine, imported inside this thread on first use, so the window
+opens without paying for it; the engine enters ``torch.inference_mode`` in this thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from app.settings import AssistantSettings
+from engine.imaging import Window
+
+THREAD_STOP_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True, eq=False)
+class AskJob:
+    """A question about the frame the user sees (its displayed RGB pixels)."""
+
+    image: np.ndarray            # (H, W, 3) uint8, render_rgb of the frame in the current window
+    question: str
+    task: str                    # engine.clinkd.Task value: "free", "vg", "roc", "rc", "mia"
+    box: tuple[float, float, float, float] | None
+    image_key: str
+    frame: int
+    window: Window | None
+    settings: AssistantSettings
+
+
+@dataclass(frozen=True)
+class ClassifyJob:
+    """KPL over a pool of files (a folder, a series) or one image."""
+
+    paths: tuple[str, ...]
+    settings: AssistantSettings
+
+
+@dataclass(frozen=True)
+class UnloadJob:
+    """Free the models (and GPU memory) now."""
+
+
+@dataclass
+class _Ticket:
+    job: object
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class _Worker(QObject):
+    """Lives in the inference thread; its slot runs the jobs one after another."""
+
+    state = Signal(str, str)                 # "not configured" | "loading" | "ready" | "busy" | "error", detail
+    started = Signal(int)
+    partial_text = Signal(int, str)
+    steps = Signal(int, int, float)          # job id, decoding steps so far, seconds since the job started
+    progress = Signal(int, str, int, int)    # job id, stage, done, total
+    result = Signal(int, object)
+    error = Signal(int, str)
+    cancelled = Signal(int)
+    finished = Signal(int)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clinkd = None
+        self._clinkd_key = None
+        self._clip = None
+        self._clip_key = None
+
+    @Slot(int, object)
+    def run(self, job_id: int, ticket: _Ticket) -> None:
+        job = ticket.job
+        if ticket.cancel.is_set():
+            self.cancelled.emit(job_id)
+            self.finished.emit(job_id)
+            return
+        self.started.emit(job_id)
+        try:
+            if isinstance(job, AskJob):
+                self._ask(job_id, job, ticket.cancel)
+            elif isinstance(job, ClassifyJob):
+                self._classify(job_id, job, ticket.cancel)
+            elif isinstance(job, UnloadJob):
+                self._unload()
+        except Exception as error:  # noqa: BLE001 - every failure must reach the panel, the thread lives on
+            self.state.emit("error", _message(error))
+            self.error.emit(job_id, _message(error))
+            traceback.print_exc()
+        finally:
+            self.finished.emit(job_id)
+
+    # ----- ClinKD
+    def _ask(self, job_id: int, job: AskJob, cancel: threading.Event) -> None:
+        from engine.clinkd import AskRequest, GenerationSettings, Task, ask
+
+        model = self._load_clinkd(job.settings)
+        if cancel.is_set():
+            self.cancelled.emit(job_id)
+            return
+        self.state.emit("busy", _device_text(model.info))
+        began = time.perf_counter()
+        settings = GenerationSettings(max_new_tokens=job.settings.max_new_tokens, best_of=job.settings.best_of)
+        result = ask(
+            model,
+            AskRequest(job.image, job.question, Task(job.task), job.box),
+            settings,
+            on_text=lambda text: self.partial_text.emit(job_id, text),
+            on_step=lambda n: self.steps.emit(job_id, n, time.perf_counter() - began),
+            cancel=cancel,
+        )
+        self.state.emit("ready", _device_text(model.info))
+        if result.cancelled:
+            self.cancelled.emit(job_id)
+        else:
+            self.result.emit(job_id, result)
+
+    def _load_clinkd(self, settings: AssistantSettings):
+        from engine.clinkd import LoadSettings, load_model
+
+        if not settings.clinkd_dir:
+            raise RuntimeError("No ClinKD / Qwen2-VL checkpoint folder is configured (Settings > ClinKD folder).")
+        load = LoadSettings(
+            model_dir=settings.clinkd_dir,
+            dtype=None if settings.dtype == "auto" else settings.dtype,
+            device=settings.device,
+            max_pixels=settings.max_pixels,
+            min_pixels=min(512 * 512, settings.max_pixels),
+            mcg_rope={"auto": None, "on": True, "off": False}[settings.mcg_rope],
+        )
+        if self._clinkd is None or self._clinkd_key != load:
+            self._clinkd = None
+            self.state.emit("loading", f"ClinKD from {settings.clinkd_dir}")
+            self._clinkd = load_model(load)
+            self._clinkd_key = load
+        self.state.emit("ready", _device_text(self._clinkd.info))
+        return self._clinkd
+
+    # ----- KPL
+    def _classify(self, job_id: int, job: ClassifyJob, cancel: threading.Event) -> None:
+        from engine.kpl import Cancelled, FeatureCache, KplSettings, Pool, classify_pool, load_clip, resolve_knowledge
+
+        settings = job.settings
+        if not settings.clip_model:
+            raise RuntimeError("No CLIP model is configured (Settings > CLIP model).")
+        knowledge = resolve_knowledge(settings.knowledge)
+        key = (settings.clip_model, settings.device)
+        if self._clip is None or self._clip_key != key:
+            self._clip = None
+            self.state.emit("loading", f"CLIP {settings.clip_model}")
+            self._clip = load_clip(settings.clip_model, device=settings.device)
+            self._clip_key = key
+        self.state.emit("busy", f"CLIP {self._clip.spec} on {self._clip.device}")
+        try:
+            result = classify_pool(
+                Pool.from_paths(list(job.paths)),
+                knowledge,
+                self._clip,
+                KplSettings(k=settings.kpl_k, method=settings.kpl_method),
+                cache=FeatureCache(),
+                progress=lambda stage, done, total: self.progress.emit(job_id, stage, done, total),
+                cancel=cancel,
+            )
+        except Cancelled:
+            self.cancelled.emit(job_id)
+        else:
+            self.result.emit(job_id, result)
+        finally:
+            self.state.emit("ready", f"CLIP {self._clip.spec} on {self._clip.device}")
+
+    def _unload(self) -> None:
+        from engine.device import free_memory
+
+        self._clinkd = self._clinkd_key = self._clip = self._clip_key = None
+        free_memory()
+        self.state.emit("not loaded", "models unloaded")
+
+
+class InferenceService(QObject):
+    """The GUI-side handle: submit jobs, cancel them, shut the thread down on close."""
+
+    _submit = Signal(int, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._ids = itertools.count(1)
+        self._tickets: dict[int, _Ticket] = {}
+        self.running: int | None = None
+        self.thread = QThread()
+        self.thread.setObjectName("inference")
+        self.worker = _Worker()
+        self.worker.moveToThread(self.thread)
+        self._submit.connect(self.worker.run)
+        self.worker.started.connect(self._on_started)
+        self.worker.finished.connect(self._on_finished)
+        self.thread.start()
+
+    def submit(self, job: object) -> int:
+        job_id = next(self._ids)
+        ticket = _Ticket(job)
+        self._tickets[job_id] = ticket
+        self._submit.emit(job_id, ticket)
+        return job_id
+
+    def cancel(self, job_id: int | None = None) -> None:
+        """Cancel one job, or every queued and running job."""
+        for key, ticket in self._tickets.items():
+            if job_id is None or key == job_id:
+                ticket.cancel.set()
+
+    def busy(self) -> bool:
+        return bool(self._tickets)
+
+    def shutdown(self) -> None:
+        """Cancel everything, let the running job stop at its next check, and stop the thread."""
+        self.cancel()
+        self.thread.quit()
+        if not self.thread.wait(THREAD_STOP_TIMEOUT_MS):
+            raise RuntimeError("the inference thread did not stop in time")
+
+    def _on_started(self, job_id: int) -> None:
+        self.running = job_id
+
+    def _on_finished(self, job_id: int) -> None:
+        self._tickets.pop(job_id, None)
+        if self.running == job_id:
+            self.running = None
+
+
+def _device_text(info) -> str:
+    from engine.device import describe_device
+
+    return f"{info.model_id} · {describe_device(info.device)} · {info.dtype}"
+
+
+def _message(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if len(text) < 600 else text[:600] + "…"
