@@ -120,6 +120,11 @@ def kpl_predict(
         if method != "text" and n < 2:
             applied = "text"
             note = "single image: KPL needs a pool of images, so the description-ensemble text proxy decided"
+        elif method != "text" and n < 2 * len(blocks):
+            note = (
+                f"small pool ({n} images, {len(blocks)} classes): KPL spreads the pool evenly over the classes,"
+                " so results on small or one-sided pools are unreliable"
+            )
         iterations = 0
         if applied == "text":
             scores, tau = text_scores, params.tau_text

@@ -227,6 +227,8 @@ def test_a_single_image_falls_back_to_the_text_proxy_and_says_so():
     single = kpl_predict(x[:1], blocks, k=3)
     assert single.method == "text" and not single.transductive
     assert "single image" in single.note
+    small = kpl_predict(x[:3], blocks, k=3)
+    assert small.method == "kpl" and small.note.startswith("small pool (3 images, 2 classes)")
     assert single.predictions.shape == (1,)
     assert single.predictions[0] == single.text_scores[0].argmax()
 
