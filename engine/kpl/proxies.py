@@ -106,6 +106,14 @@ class ProxyRun:
     period: int  # 0: ran to the end; 1: stopped at a fixed point; p > 1: stopped on a p-cycle
 
 
+@dataclass(frozen=True)
+class _State:
+    proxies: torch.Tensor
+    lr: float
+    norm: float  # ||G|| of the step that produced this state (the next step compares with it)
+    frozen: bool  # that step's subtraction left the proxies bit for bit unchanged
+
+
 _MAX_PERIOD = 8
 
 
@@ -130,20 +138,24 @@ def learn_proxies(
     gives bit-identical values; G is then laid out (d, C) like theirs, because the norm and the
     normalisation sum in memory order and the halving rule reacts to the last bit of ||G||.
 
-    ``stop_early`` stops as soon as the loop's state (proxies, lr, last ||G||) repeats bit for
-    bit, and returns the state the full run would end in. The map from one state to the next
-    is deterministic, so a repeat means the rest of the run only cycles: at a fixed point
-    (period 1), or, as often happens once the step is below float precision, between two
-    states that differ in the last bit of the normalisation (period 2). The result is
-    identical to running all iterations; ``stop_early=False`` runs them anyway.
+    ``stop_early`` stops once the proxies provably only cycle for the rest of the run, and
+    returns exactly what the full run ends with (proxies, lr, halvings). The step map is
+    deterministic, so W_t == W_(t-p) cycles forever with period p when either
+    - lr and the last ||G|| also repeat (the whole loop state repeats; p = 1 is a fixed point), or
+    - each of the last p subtractions W - step G left W bit for bit unchanged: the step only
+      shrinks from here and rounding is monotone, so every later subtraction is a no-op too and
+      W just cycles through re-normalisations (typically a 2-cycle in the last bit), whatever lr
+      does meanwhile.
+    The authors' loop reaches one of these within a few hundred of its 2000 iterations; the lr
+    of the remaining ones is replayed from the cycle's ||G|| values. ``stop_early=False`` runs
+    every iteration.
     """
     x = image_features.contiguous()
     n = x.shape[0]
     target = (sharpen(plan, alpha).T @ x).T.contiguous()  # X^T P, (d, C)
     proxies = initial_proxies.contiguous()
-    previous = math.inf
     halvings = 0
-    history: list[tuple[torch.Tensor, float, float]] = [(proxies, lr, previous)]  # states s_0, s_1, ...
+    history = [_State(proxies, lr, math.inf, False)]  # the last states s_(t-k) .. s_t
     report_every = max(1, iterations // 100)
     for it in range(iterations):
         if it % report_every == 0:
@@ -152,23 +164,49 @@ def learn_proxies(
         soft = torch.softmax(x @ proxies / tau, 1)
         grad = (soft.T.contiguous() @ x).T.contiguous() - target
         norm = float(grad.norm())
+        if norm > history[-1].norm:
+            lr /= 2
+            halvings += 1
+        moved = proxies - lr / (n * tau) * grad
+        frozen = stop_early and torch.equal(moved, proxies)
+        proxies = F.normalize(moved, dim=0)
+        if not stop_early:
+            history[-1] = _State(proxies, lr, norm, False)
+            continue
+        state = _State(proxies, lr, norm, frozen)
+        period = _cycle(history, state)
+        if period:
+            report(progress, "proxies", iterations, iterations)
+            return _finish(history, state, period, it + 1, iterations, halvings)
+        history.append(state)
+        del history[:-_MAX_PERIOD]
+    report(progress, "proxies", iterations, iterations)
+    return ProxyRun(proxies=proxies, iterations=iterations, halvings=halvings, final_lr=lr, period=0)
+
+
+def _cycle(history: list[_State], state: _State) -> int:
+    """The period p with s_t's proxies equal to s_(t-p)'s and a proof the cycle lasts; else 0."""
+    for period in range(1, len(history) + 1):
+        old = history[-period]
+        if not torch.equal(old.proxies, state.proxies):
+            continue
+        repeats = old.lr == state.lr and old.norm == state.norm
+        frozen = state.frozen and all(s.frozen for s in history[len(history) - period + 1 :])
+        if repeats or frozen:
+            return period
+    return 0
+
+
+def _finish(history: list[_State], state: _State, period: int, done: int, total: int, halvings: int) -> ProxyRun:
+    """The end state of a run that cycles with ``period`` from step ``done`` on."""
+    cycle = [*history[len(history) - period + 1 :], state]  # s_(t-p+1) .. s_t
+    offset = (total - done) % period
+    proxies = state.proxies if offset == 0 else cycle[offset - 1].proxies
+    lr, previous = state.lr, state.norm
+    for j in range(total - done):  # replay the halving rule on the cycle's gradient norms
+        norm = cycle[j % period].norm
         if norm > previous:
             lr /= 2
             halvings += 1
         previous = norm
-        proxies = F.normalize(proxies - lr / (n * tau) * grad, dim=0)
-        if not stop_early:
-            continue
-        done = it + 1
-        for period in range(1, min(_MAX_PERIOD, len(history)) + 1):
-            old_w, old_lr, old_prev = history[-period]
-            if old_lr == lr and old_prev == previous and torch.equal(old_w, proxies):
-                # s_done == s_(done - period): the run cycles; take the state at `iterations`.
-                offset = (iterations - done) % period
-                final = history[-period + offset] if offset else (proxies, lr, previous)
-                report(progress, "proxies", iterations, iterations)
-                return ProxyRun(final[0], done, halvings, final[1], period)
-        history.append((proxies, lr, previous))
-        del history[: -_MAX_PERIOD]
-    report(progress, "proxies", iterations, iterations)
-    return ProxyRun(proxies=proxies, iterations=iterations, halvings=halvings, final_lr=lr, period=0)
+    return ProxyRun(proxies=proxies, iterations=done, halvings=halvings, final_lr=lr, period=period)

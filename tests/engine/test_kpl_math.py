@@ -161,18 +161,26 @@ def test_learn_proxies_follows_the_authors_loop_and_halving_rule():
     assert torch.equal((x @ run.proxies).argmax(1), (x @ ref_w).argmax(1))
 
 
-@pytest.mark.parametrize(("c", "seed", "period"), [(2, 6, 1), (3, 3, 2)])
-def test_stopping_when_the_state_repeats_changes_nothing(c, seed, period):
-    """At a fixed point (period 1) or on the last-bit 2-cycle of the normalisation (period 2)."""
-    x, w_text, _ = collapsed_pool(n=300 + 100 * (c == 2), c=c, d=128, seed=seed)
+@pytest.mark.parametrize(
+    ("n", "c", "seed", "period", "min_halvings"),
+    [
+        (400, 2, 6, 1, 0),  # a fixed point
+        (300, 3, 3, 2, 0),  # the whole loop state repeats every 2 steps
+        (400, 2, 7, 2, 900),  # updates below float precision: W cycles while lr keeps halving
+    ],
+)
+def test_stopping_on_a_provable_cycle_changes_nothing(n, c, seed, period, min_halvings):
+    x, w_text, _ = collapsed_pool(n=n, c=c, d=128, seed=seed)
     plan = stable_greenkhorn(x @ w_text)
     full = learn_proxies(x, w_text, plan, stop_early=False)
     early = learn_proxies(x, w_text, plan)
     assert early.period == period and full.period == 0
     assert early.iterations < 500
     assert torch.equal(early.proxies, full.proxies)
-    assert early.halvings == full.halvings and early.final_lr == full.final_lr
-    ref_w, _ = reference_proxy_opt(x, w_text, plan)
+    assert early.halvings == full.halvings >= min_halvings
+    assert early.final_lr == full.final_lr
+    ref_w, ref_halvings = reference_proxy_opt(x, w_text, plan)
+    assert ref_halvings == full.halvings
     assert torch.equal((x @ early.proxies).argmax(1), (x @ ref_w).argmax(1))
 
 
