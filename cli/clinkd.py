@@ -31,12 +31,11 @@ def register(subparsers: Any) -> None:
         description="Answer a question about one frame as displayed. Tasks: vg (find QUESTION, e.g. "
         "'left lung'), roc (what is in --box), rc (describe --box), mia (whole image). Boxes are "
         "x1,y1,x2,y2 in pixels of the original image. Negative window centres need the '=' form: "
-        "--window=-600,1500.",
+        "--window=-600,1500. With --server URL the question goes to a vLLM or SGLang server instead "
+        "of a local checkpoint.",
     )
     ask.add_argument("image", help="image file (DICOM, PNG, JPEG, TIFF), or a folder (its first series)")
     ask.add_argument("question", nargs="?", default="", help="the question (for vg: what to find)")
-    ask.add_argument("--model", default=os.environ.get(MODEL_ENV),
-                     help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})")
     ask.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="Med-GRIT task (default: free question)")
     ask.add_argument("--box", metavar="X1,Y1,X2,Y2", help="region in pixels of the original image")
     ask.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
@@ -46,16 +45,68 @@ def register(subparsers: Any) -> None:
     ask.add_argument("--best-of", type=int, default=1, metavar="N", help="SASG: sample N answers, keep the consensus")
     ask.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --best-of (0.7)")
     ask.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
-    ask.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N", help="image pixel floor (512*512)")
-    ask.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N", help="image pixel cap (1024*1024)")
-    ask.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: bf16 on GPU, fp32 on CPU")
-    ask.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
-    ask.add_argument("--quantization", choices=["8bit", "4bit"], help="bitsandbytes loading (CUDA only)")
-    ask.add_argument("--mcg-rope", choices=["auto", "on", "off"], default="auto",
-                     help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off")
+    add_model_options(ask)
     ask.add_argument("--stream", action="store_true", help="print the answer while it is generated")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.set_defaults(func=run_ask)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Where answers come from: a local checkpoint (--model) or an inference server (--server).
+
+    Shared by every command that asks ClinKD (ask, eval-medgrit).
+    """
+    parser.add_argument("--model", default=os.environ.get(MODEL_ENV),
+                        help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})")
+    parser.add_argument("--server", metavar="URL",
+                        help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000")
+    parser.add_argument("--server-model", metavar="NAME", help="served model name (default: the only one served)")
+    parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="seconds to wait for the server's next token (120)")
+    parser.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N",
+                        help="image pixel floor (512*512); with --server, what the server uses")
+    parser.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N",
+                        help="image pixel cap (1024*1024); with --server, what the server uses")
+    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: bf16 on GPU, fp32 on CPU")
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    parser.add_argument("--quantization", choices=["8bit", "4bit"], help="bitsandbytes loading (CUDA only)")
+    parser.add_argument("--mcg-rope", choices=["auto", "on", "off"], default="auto",
+                        help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off")
+
+
+def load_settings(args: argparse.Namespace) -> Any:
+    """LoadSettings from the --model options."""
+    from engine.clinkd import LoadSettings
+
+    return LoadSettings(
+        model_dir=args.model,
+        dtype=args.dtype,
+        device=args.device,
+        quantization=args.quantization,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        mcg_rope={"auto": None, "on": True, "off": False}[args.mcg_rope],
+    )
+
+
+def server_settings(args: argparse.Namespace) -> Any:
+    """ServerSettings from the --server options; raises ValueError on a bad URL or a missing key."""
+    from engine.clinkd import ServerSettings
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise ValueError(f"--api-key-env names {args.api_key_env}, but that environment variable is not set.")
+    return ServerSettings(
+        url=args.server,
+        model=args.server_model,
+        api_key=api_key,
+        timeout_s=args.timeout,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+    )
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -89,34 +140,29 @@ def run_ask(args: argparse.Namespace) -> int:
         AskRequest,
         ClinKDError,
         GenerationSettings,
-        LoadSettings,
         ModelFolderError,
         QuantizationUnavailable,
         Task,
         ask,
         build_prompt,
         load_model,
+        open_server,
         read_checkpoint_config,
     )
 
-    if not args.model:
-        return _fail(f"no model folder: pass --model DIR or set {MODEL_ENV}.")
+    if not args.model and not args.server:
+        return _fail(f"no model: pass --model DIR (or set {MODEL_ENV}) or --server URL.")
     try:
         box = _box_arg(args.box)
         window = window_arg(args)
         settings = GenerationSettings(
             max_new_tokens=args.max_new_tokens, best_of=args.best_of, temperature=args.temperature
         )
-        load = LoadSettings(
-            model_dir=args.model,
-            dtype=args.dtype,
-            device=args.device,
-            quantization=args.quantization,
-            min_pixels=args.min_pixels,
-            max_pixels=args.max_pixels,
-            mcg_rope={"auto": None, "on": True, "off": False}[args.mcg_rope],
-        )
-        read_checkpoint_config(args.model)  # a wrong folder fails before the image is decoded
+        if args.server:
+            server = server_settings(args)
+        else:
+            load = load_settings(args)
+            read_checkpoint_config(args.model)  # a wrong folder fails before the image is decoded
         stack = open_image(args.image)
         if not 1 <= args.frame <= stack.n_frames:
             return _fail(f"--frame {args.frame} is out of range: {stack.title} has {stack.n_frames} frame(s).")
@@ -124,10 +170,13 @@ def run_ask(args: argparse.Namespace) -> int:
         task = Task(args.task) if args.task else Task.FREE
         request = AskRequest(rgb, args.question, task, box, width=stack.columns, height=stack.rows)
         build_prompt(task, args.question, box, stack.columns, stack.rows)  # bad task input fails before loading
-        clinkd = load_model(load)
+        if args.server:
+            backend = open_server(server)
+        else:
+            clinkd = load_model(load)
     except (ModelFolderError, QuantizationUnavailable, ImageLoadError, ValueError) as exc:
         return _fail(str(exc))
-    except ClinKDError as exc:
+    except ClinKDError as exc:  # the server cannot be reached included
         return _fail(str(exc), EXIT_FAILED)
 
     stream = sys.stderr if args.json else sys.stdout
@@ -137,8 +186,11 @@ def run_ask(args: argparse.Namespace) -> int:
         stream.flush()
 
     try:
-        result = ask(clinkd, request, settings, on_text=on_text if args.stream else None)
-    except ClinKDError as exc:  # out of memory included
+        if args.server:
+            result = backend.ask(request, settings, on_text=on_text if args.stream else None)
+        else:
+            result = ask(clinkd, request, settings, on_text=on_text if args.stream else None)
+    except ClinKDError as exc:  # out of memory and server failures included
         return _fail(str(exc), EXIT_FAILED)
     if args.stream:
         stream.write("\n")

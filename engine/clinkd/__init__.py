@@ -1,10 +1,13 @@
 """ClinKD grounded question answering: Qwen2-VL-family loading, task prompts, generation
-(streaming, cancel, out-of-memory recovery, batches), MCG-RoPE positions and SASG best-of-N.
+(streaming, cancel, out-of-memory recovery, batches), MCG-RoPE positions, SASG best-of-N, and
+the same ask contract against an OpenAI-compatible inference server (``server``).
 
 Typical use from a worker thread::
 
     clinkd = load_model(LoadSettings("/models/Qwen2-VL-2B-Instruct"))
     result = ask(clinkd, AskRequest(rgb, "left lung", Task.VG), on_text=print, cancel=event)
+    backend = open_server(ServerSettings("http://gpu-server:8000"))   # or LocalBackend(clinkd)
+    result = backend.ask(AskRequest(rgb, "left lung", Task.VG), on_text=print, cancel=event)
 """
 
 from importlib import import_module
@@ -28,6 +31,15 @@ if TYPE_CHECKING:
     from engine.clinkd.loader import ClinKDModel, LoadSettings, ModelInfo, load_model, read_checkpoint_config
     from engine.clinkd.rope import RopeGaps, install_mcg_rope, installed_gaps, mcg_positions, mcg_rope_index
     from engine.clinkd.sasg import CandidateScore, SentenceEmbedder, score_candidates, semantic_similarity
+from engine.clinkd.server import (
+    Backend,
+    LocalBackend,
+    ServerBackend,
+    ServerError,
+    ServerSettings,
+    open_server,
+    png_data_url,
+)
 
 
 def __getattr__(name: str) -> object:
@@ -44,6 +56,7 @@ __all__ = [
     "default_question",
     "AskRequest",
     "AskResult",
+    "Backend",
     "Candidate",
     "CandidateScore",
     "ClinKDError",
@@ -51,12 +64,16 @@ __all__ = [
     "GenerationOutOfMemory",
     "GenerationSettings",
     "LoadSettings",
+    "LocalBackend",
     "ModelFolderError",
     "ModelInfo",
     "Prompt",
     "QuantizationUnavailable",
     "RopeGaps",
     "SentenceEmbedder",
+    "ServerBackend",
+    "ServerError",
+    "ServerSettings",
     "Task",
     "ask",
     "ask_batch",
@@ -67,6 +84,8 @@ __all__ = [
     "load_model",
     "mcg_positions",
     "mcg_rope_index",
+    "open_server",
+    "png_data_url",
     "read_checkpoint_config",
     "score_candidates",
     "semantic_similarity",

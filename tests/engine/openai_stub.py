@@ -31,8 +31,10 @@ class StubBehaviour:
     malformed: bool = False  # answer chat requests with text that is not JSON
     usage: bool = True  # report token usage
     chunk_size: int = 3  # characters per streamed delta
-    stall: threading.Event | None = None  # stream one delta, then wait for this event before the rest
-    requests: list[dict] = field(default_factory=list)
+    stall: threading.Event | None = None  # wait for this event after the first streamed delta, or
+    # before a whole (non-streamed) answer
+    requests: list[dict] = field(default_factory=list)  # chat request bodies, in arrival order
+    authorizations: list[str | None] = field(default_factory=list)  # their Authorization headers
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,6 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         behaviour.requests.append(body)
+        behaviour.authorizations.append(self.headers.get("Authorization"))
         if body.get("model") not in behaviour.models:
             message = f"The model `{body.get('model')}` does not exist."
             error = {"object": "error", "message": message, "type": "NotFoundError", "code": 404}
@@ -80,6 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             self._stream(texts[0], usage if behaviour.usage else None)
             return
+        if behaviour.stall is not None:
+            behaviour.stall.wait(timeout=10)
         choices = [
             {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
             for i, t in enumerate(texts)
@@ -136,7 +141,9 @@ class OpenAIStub:
     def __init__(self, behaviour: StubBehaviour | None = None) -> None:
         self.behaviour = behaviour or StubBehaviour()
         self._server = _Server(self.behaviour)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="openai-stub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-stub", daemon=True
+        )
 
     @property
     def url(self) -> str:
