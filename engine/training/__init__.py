@@ -1,0 +1,127 @@
+"""ClinKD training: MCG-RoPE fine-tuning (full or LoRA), pseudo-label distillation from a teacher,
+and reflective correction, on Med-GRIT-style conversations.
+
+Everything model-facing is engine.clinkd's: the loader, the chat prompt, MCG-RoPE positions,
+generation and the SASG scorer; box markup goes through engine.grounding. A trained folder loads
+in the ClinKD engine as it is. Typical use::
+
+    result = train(TrainSettings("/models/Qwen2-VL-2B-Instruct", ("train.json",), "/runs/sft"))
+    report = reflect(ReflectSettings("/runs/sft", ("train.json",), "/runs/reflected.json"))
+
+Importing this package is light; torch, transformers and peft load on first use.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from engine.training.errors import TrainingDataError, TrainingError
+from engine.training.settings import DistillSettings, LoraSettings, ReflectSettings, TrainSettings
+
+_LAZY = {
+    "engine.training.data": (
+        "Conversation", "DataSet", "Turn", "clean_text", "conversation_record", "load_rgb",
+        "read_conversations", "write_records",
+    ),
+    "engine.training.encode": (
+        "IGNORE_INDEX", "ChatCollator", "ChatDataset", "ChatEncoder", "assistant_labels", "chat_text",
+    ),
+    "engine.training.losses": ("LossParts", "clinkd_loss", "confidence_margins", "forward_kl"),
+    "engine.training.model": ("PreparedModel", "export_checkpoint", "prepare_model"),
+    "engine.training.trainer": (
+        "TrainProgress", "TrainResult", "curriculum", "distill", "teacher_margins", "train",
+    ),
+    "engine.training.reflect": (
+        "Judgement", "QuestionRecord", "ReflectProgress", "ReflectReport", "Selection", "box_iou",
+        "judge", "reflect", "select_candidate",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+if TYPE_CHECKING:
+    from engine.training.data import (
+        Conversation,
+        DataSet,
+        Turn,
+        clean_text,
+        conversation_record,
+        load_rgb,
+        read_conversations,
+        write_records,
+    )
+    from engine.training.encode import (
+        IGNORE_INDEX,
+        ChatCollator,
+        ChatDataset,
+        ChatEncoder,
+        assistant_labels,
+        chat_text,
+    )
+    from engine.training.losses import LossParts, clinkd_loss, confidence_margins, forward_kl
+    from engine.training.model import PreparedModel, export_checkpoint, prepare_model
+    from engine.training.reflect import (
+        Judgement,
+        QuestionRecord,
+        ReflectProgress,
+        ReflectReport,
+        Selection,
+        box_iou,
+        judge,
+        reflect,
+        select_candidate,
+    )
+    from engine.training.trainer import TrainProgress, TrainResult, curriculum, distill, teacher_margins, train
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.training' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "ChatCollator",
+    "ChatDataset",
+    "ChatEncoder",
+    "Conversation",
+    "DataSet",
+    "DistillSettings",
+    "Judgement",
+    "LoraSettings",
+    "LossParts",
+    "PreparedModel",
+    "QuestionRecord",
+    "ReflectProgress",
+    "ReflectReport",
+    "ReflectSettings",
+    "Selection",
+    "TrainProgress",
+    "TrainResult",
+    "TrainSettings",
+    "TrainingDataError",
+    "TrainingError",
+    "Turn",
+    "assistant_labels",
+    "box_iou",
+    "chat_text",
+    "clean_text",
+    "clinkd_loss",
+    "confidence_margins",
+    "conversation_record",
+    "curriculum",
+    "distill",
+    "export_checkpoint",
+    "forward_kl",
+    "judge",
+    "load_rgb",
+    "prepare_model",
+    "read_conversations",
+    "reflect",
+    "select_candidate",
+    "teacher_margins",
+    "train",
+    "write_records",
+]

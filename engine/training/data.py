@@ -1,0 +1,216 @@
+"""Med-GRIT conversations -> chat samples (image, question/answer turns) in Qwen2-VL's dialect.
+
+Why one reader for every layout: Med-GRIT circulates in three shapes (BiRD's lists of
+``[question, answer]`` pairs, ClinKD's intermediate ``{"from", "value"}`` turns, and the ShareGPT
+``{"messages", "images"}`` records LLaMA-Factory reads), its questions carry Qwen-VL debris
+(``<img>path</img>``, ``Picture 1:``, ``<image>``, ChatML tags), and its boxes are written
+``<box>(x1,y1),(x2,y2)</box>``. Every record is reduced here to the same clean turns with box
+markup rewritten by engine.grounding into the ``<|box_start|>`` tokens the model reads and
+writes, so training, distillation and reflective correction see identical text.
+
+A record that cannot be used (no turns, unpaired roles, image file missing) is skipped with a
+reason instead of stopping a 240k-sample run; the reasons are returned to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from engine.files import write_json_atomic
+from engine.grounding import normalize_box_markup
+from engine.training.errors import TrainingDataError
+
+USER_ROLES = {"human", "user"}
+ASSISTANT_ROLES = {"gpt", "assistant", "model"}
+SYSTEM_ROLES = {"system"}
+
+_SYSTEM_BLOCK = re.compile(r"<\|im_start\|>system.*?<\|im_end\|>", re.DOTALL)
+_DEBRIS = re.compile(
+    r"<img>.*?</img>"  # Qwen-VL image reference (BiRD writes the image path inside)
+    r"|Picture\s*\d+\s*:"  # Qwen-VL image label
+    r"|<image>"  # LLaVA / ShareGPT image placeholder
+    r"|<\|im_start\|>(?:user|assistant)?\n?"  # ChatML wrappers left in a question
+    r"|<\|im_end\|>|<\|endoftext\|>",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question and its reference answer, both with Qwen2-VL box markup."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One image with one or more question/answer turns (Med-GRIT training dialogues are multi-turn)."""
+
+    sample_id: str
+    image: Path
+    turns: tuple[Turn, ...]
+
+    @property
+    def modality(self) -> str:
+        """Med-GRIT's modality key: the file-name prefix before the first underscore ('ct', 'x', ...)."""
+        return self.sample_id.split("_")[0]
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """Conversations read from one or more files, and why records were left out."""
+
+    conversations: tuple[Conversation, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def turns(self) -> int:
+        return sum(len(c.turns) for c in self.conversations)
+
+
+def clean_text(text: str) -> str:
+    """Strip Qwen-VL / LLaVA / ChatML debris and rewrite ``<box>``/``<ref>`` markup to Qwen2-VL tokens."""
+    text = _DEBRIS.sub("", _SYSTEM_BLOCK.sub("", text))
+    return normalize_box_markup(text).strip()
+
+
+def _role_turns(items: Sequence[dict], role_key: str, text_key: str) -> list[tuple[str, str]]:
+    roles = []
+    for item in items:
+        role = str(item.get(role_key, "")).lower()
+        if role in SYSTEM_ROLES:
+            continue
+        if role in USER_ROLES:
+            roles.append(("user", item.get(text_key)))
+        elif role in ASSISTANT_ROLES:
+            roles.append(("assistant", item.get(text_key)))
+        else:
+            raise ValueError(f"unknown role {role!r}")
+    return roles
+
+
+def _turn_pairs(record: dict) -> list[tuple[object, object]]:
+    """(question, answer) pairs of a record in any of the three layouts."""
+    if "messages" in record:  # ShareGPT, as LLaMA-Factory reads it
+        roles = _role_turns(record["messages"], "role", "content")
+    else:
+        conversations = record.get("conversations")
+        if not isinstance(conversations, list) or not conversations:
+            raise ValueError("no 'conversations' or 'messages' list")
+        if all(isinstance(c, (list, tuple)) for c in conversations):  # BiRD: [[question, answer], ...]
+            if any(len(c) != 2 for c in conversations):
+                raise ValueError("a conversation pair does not hold exactly [question, answer]")
+            return [(c[0], c[1]) for c in conversations]
+        roles = _role_turns(conversations, "from", "value")
+    if len(roles) % 2 or any(
+        roles[i][0] != "user" or roles[i + 1][0] != "assistant" for i in range(0, len(roles), 2)
+    ):
+        raise ValueError("turns do not alternate user, assistant")
+    return [(roles[i][1], roles[i + 1][1]) for i in range(0, len(roles), 2)]
+
+
+def _image_name(record: dict) -> str:
+    image = record.get("image")
+    if image is None and isinstance(record.get("images"), list) and record["images"]:
+        image = record["images"][0]
+    if image is None and record.get("id") is not None:
+        image = f"{record['id']}.png"  # BiRD / ClinKD: the image file is named after the sample id
+    if not isinstance(image, str) or not image:
+        raise ValueError("no image: give 'image', 'images' or an 'id' naming <id>.png")
+    return image
+
+
+def conversation_from_record(record: dict, image_root: Path) -> Conversation:
+    """One record -> Conversation; raises ValueError with the reason when it cannot be used."""
+    if not isinstance(record, dict):
+        raise ValueError("a record must be a JSON object")
+    turns = []
+    for question, answer in _turn_pairs(record):
+        if not isinstance(question, str) or not isinstance(answer, str):
+            raise ValueError("a question or answer is not text")
+        question, answer = clean_text(question), clean_text(answer)
+        if not question or not answer:
+            raise ValueError("an empty question or answer")
+        turns.append(Turn(question, answer))
+    name = _image_name(record)
+    path = Path(name).expanduser()
+    image = path if path.is_absolute() else image_root / path
+    if not image.is_file():
+        raise ValueError(f"image {image} not found")
+    sample_id = str(record.get("id") or Path(name).stem)
+    return Conversation(sample_id=sample_id, image=image, turns=tuple(turns))
+
+
+def _records(path: Path) -> list[object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise TrainingDataError(f"Cannot read the training file {path}: {err}") from None
+    try:
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except ValueError as err:
+        raise TrainingDataError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, list):
+        raise TrainingDataError(f"{path} must hold a JSON list of records (Med-GRIT layout), got {type(data).__name__}")
+    return data
+
+
+def read_conversations(
+    paths: Iterable[str | Path], image_root: str | Path | None = None, max_samples: int | None = None
+) -> DataSet:
+    """Read Med-GRIT / ClinKD / ShareGPT files (.json lists or .jsonl) into conversations.
+
+    Relative image names resolve against ``image_root`` (default: each file's own folder).
+    ``max_samples`` keeps the first N usable conversations over all files.
+    """
+    files = [Path(p).expanduser() for p in paths]
+    conversations: list[Conversation] = []
+    skipped: list[str] = []
+    for path in files:
+        root = Path(image_root).expanduser() if image_root is not None else path.parent
+        for index, record in enumerate(_records(path)):
+            if max_samples is not None and len(conversations) >= max_samples:
+                break
+            try:
+                conversations.append(conversation_from_record(record, root))
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                skipped.append(f"{path.name}[{index}]: {err}")
+    if not conversations:
+        first = f" (first problem: {skipped[0]})" if skipped else ""
+        raise TrainingDataError(f"No usable training sample in {', '.join(map(str, files))}{first}.")
+    return DataSet(tuple(conversations), tuple(skipped))
+
+
+def conversation_record(conversation: Conversation) -> dict:
+    """A record in ClinKD's intermediate layout, which read_conversations reads back unchanged.
+
+    The image path is written absolute so the file can be mixed with the original data whatever
+    image root that data needs.
+    """
+    turns = []
+    for turn in conversation.turns:
+        turns += [{"from": "human", "value": turn.question}, {"from": "gpt", "value": turn.answer}]
+    return {"id": conversation.sample_id, "image": str(conversation.image.resolve()), "conversations": turns}
+
+
+def write_records(path: str | Path, records: Sequence[dict]) -> None:
+    """Write records (from conversation_record, possibly with extra keys) as one JSON list."""
+    write_json_atomic(path, list(records))
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """The image as the model reads it: 8-bit RGB (Med-GRIT images are display PNGs)."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as err:
+        raise TrainingDataError(f"Cannot read the image {path}: {err}") from None
