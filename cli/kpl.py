@@ -197,6 +197,10 @@ def run_eval(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     for error in report.result.errors:
         print(f"warning: {error.message}", file=sys.stderr)
+    absent = [c for c in report.classes if c not in report.folders]
+    if absent:
+        print(f"warning: no folder for {', '.join(absent)}; KPL still spreads the pool over every class",
+              file=sys.stderr)
     if args.json:
         print(json.dumps({
             "classes": report.classes,

@@ -87,8 +87,7 @@ def evaluate_folder(
     pool.errors.extend(errors)
     result = classify_pool(pool, kb, clip, settings, cache=cache, progress=progress, cancel=cancel)
     index = {name: i for i, name in enumerate(kb.class_names)}
-    truth_of = {(img.path, img.frame_number): lab for img, lab in zip(pool.images, labels)}
-    truth = np.array([truth_of[(r.image.path, r.image.frame_number)] for r in result.images], dtype=np.int64)
+    truth = np.array([labels[r.image.index] for r in result.images], dtype=np.int64)
     predicted = np.array([index[r.label] for r in result.images], dtype=np.int64)
     text = np.array([index[r.text_label] for r in result.images], dtype=np.int64)
     n = len(kb.classes)

@@ -34,6 +34,7 @@ class PoolImage:
     path: str
     frame_number: int  # 1-based inside the file
     title: str
+    index: int  # position in the pool, in the order the frames were given
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Pool:
                 title = f"{name} [frame {index + 1}/{stack.n_frames}]"
             else:
                 title = name
-            images.append(PoolImage(source.path, source.frame_number, title))
+            images.append(PoolImage(source.path, source.frame_number, title, len(images)))
         return cls(sources, images, errors, window)
 
     def __len__(self) -> int:

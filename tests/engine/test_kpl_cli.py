@@ -130,3 +130,13 @@ def test_knowledge_lists_and_checks(tmp_path, capsys):
     bad.write_text(json.dumps({"task": "t", "modality": "m", "classes": [], "provenance": {"source": "me"}}))
     assert run(["knowledge", str(bad)]) == 2
     assert "need at least two classes" in capsys.readouterr().err
+
+
+def test_eval_kpl_warns_about_classes_without_a_folder(clip_arg, folder, capsys):
+    for image in (folder / "tuberculosis").iterdir():
+        image.unlink()
+    (folder / "tuberculosis").rmdir()
+    assert run(["eval-kpl", str(folder), "--knowledge", "tuberculosis-cxr", "--clip", clip_arg, *FAST]) == 0
+    captured = capsys.readouterr()
+    assert "warning: no folder for tuberculosis" in captured.err
+    assert captured.out.startswith("6 images in 1 class folders")

@@ -168,6 +168,7 @@ def test_classify_a_folder_end_to_end_with_cache(clip, folder, tb, tmp_path):
     assert (first.cache_hits, first.cache_misses) == (0, 12)
     assert first.method == "kpl" and first.transductive and first.classes == ("normal", "tuberculosis")
     assert [r.image.title for r in first.images] == sorted(p.name for p in folder.rglob("*.png"))
+    assert [r.image.index for r in first.images] == list(range(12))
     for r in first.images:
         assert r.label in first.classes and r.text_label in first.classes
         assert sum(r.scores) == pytest.approx(1.0, abs=1e-5)
@@ -233,6 +234,7 @@ def test_unreadable_files_are_reported_not_fatal(clip, folder, tb):
     result = classify_pool(Pool.from_paths([folder]), tb, clip, FAST)
     assert len(result.images) == 12
     assert any("broken.png" in e.path for e in result.errors)
+    assert all(r.image.title != "broken.png" for r in result.images)
 
 
 def test_cancel_stops_encoding_and_keeps_finished_batches(clip, folder, tmp_path):
