@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from engine.clinkd.loader import ClinKDModel, LoadSettings, load_model
+from engine.clinkd.loader import ClinKDModel, LoadSettings, load_model, no_progress_bars
 from engine.files import write_json_atomic
 from engine.training.data import Conversation, read_conversations
 from engine.training.encode import ChatCollator, ChatDataset, ChatEncoder
@@ -320,10 +320,12 @@ def _run(settings: TrainSettings, distill: DistillSettings | None, on_progress: 
         distill=distill,
         sequential=sequential,
     )
+    trainer.remove_callback(PrinterCallback)  # progress goes to on_progress instead of stdout
     resume = _resume_point(settings)
     if prepared.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(prepared.device)
-    output = trainer.train(resume_from_checkpoint=resume)
+    with no_progress_bars():
+        output = trainer.train(resume_from_checkpoint=resume)
     peak = int(torch.cuda.max_memory_allocated(prepared.device)) if prepared.device.startswith("cuda") else None
     metrics = output.metrics
     result = TrainResult(
@@ -342,7 +344,8 @@ def _run(settings: TrainSettings, distill: DistillSettings | None, on_progress: 
         log_history=tuple(trainer.state.log_history),
     )
     if trainer.is_world_process_zero():
-        export_checkpoint(prepared, settings.output_dir)
+        with no_progress_bars():
+            export_checkpoint(prepared, settings.output_dir)
         write_json_atomic(Path(settings.output_dir) / RECORD_FILE, _record(settings, distill, result))
     return result
 
