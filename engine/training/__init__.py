@@ -30,7 +30,7 @@ _LAZY = {
     "engine.training.trainer": (
         "TrainProgress", "TrainResult", "curriculum", "distill", "teacher_margins", "train",
     ),
-    "engine.training.reflect": (
+    "engine.training.correction": (
         "Judgement", "QuestionRecord", "ReflectProgress", "ReflectReport", "Selection", "box_iou",
         "judge", "reflect", "select_candidate",
     ),
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     )
     from engine.training.losses import LossParts, clinkd_loss, confidence_margins, forward_kl
     from engine.training.model import PreparedModel, export_checkpoint, prepare_model
-    from engine.training.reflect import (
+    from engine.training.correction import (
         Judgement,
         QuestionRecord,
         ReflectProgress,

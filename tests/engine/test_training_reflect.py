@@ -1,0 +1,111 @@
+"""Reflective correction: box IoU and judgement, SASG selection of candidates against a reference
+(real bundled MiniLM), and the whole pass on the tiny Qwen2-VL writing the expected samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.clinkd import SentenceEmbedder
+from engine.grounding import parse_answer
+from engine.training import ReflectSettings, box_iou, judge, read_conversations, reflect, select_candidate
+from tests.engine.test_training_data import make_medgrit
+from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
+
+BOX = "<|box_start|>({},{}),({},{})<|box_end|>"
+
+
+@pytest.fixture(scope="module")
+def embed() -> SentenceEmbedder:
+    return SentenceEmbedder()
+
+
+def _settings(**changes: object) -> ReflectSettings:
+    return ReflectSettings("unused", ("unused.json",), "unused.json", **changes)
+
+
+def test_box_iou() -> None:
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0  # touching edges share no area
+    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+def test_judge_flags_missing_wrong_boxes_and_low_similarity() -> None:
+    reference = parse_answer(f"The liver is at {BOX.format(100, 100, 500, 500)}.", 200, 200)
+    right = parse_answer(f"Liver: {BOX.format(110, 100, 500, 520)}", 200, 200)
+    wrong = parse_answer(f"Liver: {BOX.format(600, 600, 900, 900)}", 200, 200)
+    none = parse_answer("The liver is on the left.", 200, 200)
+    common = {"iou_threshold": 0.5, "similarity_threshold": 0.8}
+    assert judge(reference, right, 0.9, **common).ok
+    assert judge(reference, wrong, 0.9, **common).reasons == ("wrong_box",)
+    assert judge(reference, none, 0.5, **common).reasons == ("missing_box", "low_similarity")
+    plain = parse_answer("Sacrum.", 200, 200)
+    assert judge(plain, right, 0.95, **common).ok  # no reference box: boxes are not judged
+    assert judge(reference, right, 0.9, iou_threshold=0.99, similarity_threshold=0.8).matched == 0
+
+
+def test_selection_prefers_the_right_box_and_the_right_meaning(embed: SentenceEmbedder) -> None:
+    reference = f"The left lung is located at {BOX.format(520, 200, 850, 820)}."
+    candidates = [
+        "The left lung is located in the chest.",  # no box
+        f"The left lung is located at {BOX.format(100, 100, 300, 300)}.",  # wrong box
+        f"The left lung is located at {BOX.format(530, 190, 850, 800)}.",  # right box
+        f"A fractured femur is seen at {BOX.format(530, 190, 850, 800)}.",  # right box, wrong words
+    ]
+    selection = select_candidate(reference, candidates, 96, 112, embed, _settings())
+    assert selection.index == 2 and selection.accepted and selection.raw_text == candidates[2]
+    scores = selection.scores
+    assert scores[2] > scores[1] > scores[0] and scores[2] > scores[3]
+    # nothing passes: the best is still named, but not accepted
+    rejected = select_candidate(reference, candidates[:2], 96, 112, embed, _settings())
+    assert rejected.index == 1 and not rejected.accepted and rejected.judgement.reasons == ("wrong_box",)
+    # a classification answer is judged on meaning only
+    roc = select_candidate("Sacrum.", ["Left kidney.", "The sacrum."], 96, 112, embed, _settings())
+    assert roc.index == 1 and roc.accepted
+
+
+def test_reflect_pass_writes_corrections_for_the_flagged_questions(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, embed: SentenceEmbedder
+) -> None:
+    model = tiny_checkpoint(tmp_path_factory)
+    data = make_medgrit(tmp_path / "data", n=2)
+    out = tmp_path / "reflected.json"
+    progress = []
+    # similarity never flags here: only grounding turns whose random answer lacks the boxes are corrected
+    report = reflect(
+        ReflectSettings(
+            str(model), (str(data),), str(out), candidates=2, max_new_tokens=8, batch_size=4,
+            similarity_threshold=-1.0, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS,
+        ),
+        on_progress=progress.append,
+        embed=embed,
+    )
+    assert report.questions == 6 and [p.done for p in progress] == [4, 6]
+    source = read_conversations([data]).conversations
+    flagged = {(r.sample_id, r.turn) for r in report.records if r.origin != "kept"}
+    assert flagged == {(c.sample_id, 0) for c in source}  # the VG turns; ROC and MIA answers carry no box
+    assert set(report.reasons) <= {"missing_box", "wrong_box"} and sum(report.reasons.values()) == 2
+    written = json.loads(out.read_text())
+    assert len(written) == report.written == report.flagged == 2
+    for record, conversation in zip(written, source, strict=True):
+        assert record["id"] == conversation.sample_id and record["reflect"]["turn"] == 0
+        assert record["conversations"][0] == {"from": "human", "value": conversation.turns[0].question}
+        if record["reflect"]["origin"] == "reference":  # a random model's candidates do not pass
+            assert record["conversations"][1]["value"] == conversation.turns[0].answer
+    again = read_conversations([out])  # the new samples are training data as they are
+    assert [len(c.turns) for c in again.conversations] == [1, 1]
+    assert all(c.image.is_file() for c in again.conversations)
+
+    skipped = reflect(
+        ReflectSettings(
+            str(model), (str(data),), str(tmp_path / "none.json"), candidates=1, max_new_tokens=4, max_samples=1,
+            similarity_threshold=2.0, fallback="skip", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS,
+        ),
+        embed=embed,
+    )
+    assert skipped.questions == 3 and skipped.flagged == 3 and skipped.skipped == 3 and skipped.written == 0
+    assert skipped.reasons["low_similarity"] == 3
+    assert json.loads((tmp_path / "none.json").read_text()) == []
