@@ -1,0 +1,157 @@
+"""Evaluation sub-commands: `eval-medgrit` (ClinKD on a Med-GRIT test file).
+
+`eval-medgrit` answers every question of a Med-GRIT / BiRD test file with a local checkpoint or an
+inference server, appending each batch to OUT/predictions.jsonl (a rerun continues where the last
+one stopped, and Ctrl-C loses at most one batch), then writes the papers' metrics per modality to
+OUT/metrics.{json,csv,md} and prints the Markdown table. Progress goes to stderr. Bad input prints
+one sentence on stderr and exits with code 2; a failure while answering exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cli.clinkd import MODEL_ENV, add_model_options, load_settings, server_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: Any) -> None:
+    """Add the evaluation sub-commands to a main.py argparse sub-parser set."""
+    medgrit = subparsers.add_parser(
+        "eval-medgrit",
+        help="evaluate ClinKD on a Med-GRIT test file with the papers' metrics",
+        description="Answer the questions of a Med-GRIT-270k / BiRD test file (JSON list of {id, conversations}) "
+        "and score them as the BiRD/ClinKD scripts do: VG recall@0.5, ROC accuracy, RC/MIA BLEU, METEOR, ROUGE-L, "
+        "CIDEr, SPICE, per modality and averaged. Answers are appended to OUT/predictions.jsonl; a rerun skips "
+        "what is answered.",
+    )
+    medgrit.add_argument("--data", required=True, metavar="FILE", help="test file, e.g. Test_VG.json")
+    medgrit.add_argument("--images", required=True, metavar="DIR", help="folder of the images (<id>.png)")
+    medgrit.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="task (default: from the file name)")
+    medgrit.add_argument("--limit", type=int, metavar="N", help="only the first N questions (a quick look)")
+    medgrit.add_argument("--out", metavar="DIR", help="output folder (default: eval-<data file name>)")
+    medgrit.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per batch (8)")
+    medgrit.add_argument("--concurrency", type=int, default=8, metavar="N",
+                         help="requests in flight with --server (8)")
+    medgrit.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
+    medgrit.add_argument("--no-java", action="store_true",
+                         help="skip METEOR and SPICE and tokenize in Python (faster; not the papers' numbers)")
+    add_model_options(medgrit)
+    medgrit.set_defaults(func=run_eval_medgrit)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+class ProgressPrinter:
+    """Progress on stderr: one rewritten line on a terminal, a line per tenth otherwise (logs)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_done: int | None = None
+        self.last_tenth = -1
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.first_done is None:
+            self.first_done, self.started = done, time.monotonic()
+        rate = (done - self.first_done) / max(time.monotonic() - self.started, 1e-9)
+        eta = f", {(total - done) / rate / 60:.1f} min left" if rate > 0 and done < total else ""
+        line = f"{stage}: {done}/{total} ({100 * done / max(total, 1):.0f}%){eta}"
+        if sys.stderr.isatty():
+            print(f"\r{line}   ", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+            return
+        tenth = 10 * done // max(total, 1)
+        if tenth != self.last_tenth:
+            self.last_tenth = tenth
+            print(line, file=sys.stderr, flush=True)
+
+
+def _open_backend(args: argparse.Namespace) -> Any:
+    from engine.clinkd import LocalBackend, load_model, open_server
+
+    if args.server:
+        return open_server(dataclasses.replace(server_settings(args), concurrency=args.concurrency))
+    return LocalBackend(load_model(load_settings(args)))
+
+
+def run_eval_medgrit(args: argparse.Namespace) -> int:
+    from engine.clinkd import ClinKDError, GenerationSettings, ModelFolderError, QuantizationUnavailable, Task
+    from engine.evaluation import (
+        PREDICTIONS_FILE,
+        TASK_TITLES,
+        DatasetError,
+        answered_samples,
+        load_medgrit,
+        pending,
+        read_predictions,
+        run_medgrit,
+        score_task,
+        task_markdown,
+        write_task_report,
+    )
+
+    if args.limit is not None and args.limit < 1:
+        return _fail("--limit must be at least 1")
+    try:
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+        data = load_medgrit(args.data, args.images, Task(args.task) if args.task else None)
+        samples = data.samples[: args.limit]
+        out = Path(args.out or f"eval-{data.path.stem}")
+        todo = pending(samples, out)
+    except (DatasetError, ValueError) as exc:
+        return _fail(str(exc))
+    for warning in data.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if todo:
+        if not args.model and not args.server:
+            return _fail(f"{len(todo)} questions to answer and no model: pass --model DIR (or set {MODEL_ENV}) "
+                         "or --server URL.")
+        try:
+            backend = _open_backend(args)
+        except (ModelFolderError, QuantizationUnavailable, ValueError) as exc:
+            return _fail(str(exc))
+        except ClinKDError as exc:
+            return _fail(str(exc), EXIT_FAILED)
+        print(f"{len(todo)} of {len(samples)} questions to answer with {backend.info.model_id}", file=sys.stderr)
+        try:
+            run_medgrit(samples, backend, out, settings, batch_size=args.batch_size,
+                                  progress=ProgressPrinter())
+        except DatasetError as exc:
+            return _fail(str(exc))
+        except ClinKDError as exc:
+            return _fail(f"{exc} Answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.", EXIT_FAILED)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+    answers = answered_samples(samples, out)
+    records = read_predictions(out / PREDICTIONS_FILE, samples).values()
+    models = sorted({str(r.get("model")) for r in records})
+    report = score_task(data.task, answers, use_java=not args.no_java)
+    title = f"{TASK_TITLES[data.task]}: {data.path.name}, {', '.join(models)}"
+    about = {
+        "data": str(data.path),
+        "images": str(Path(args.images)),
+        "samples": len(samples),
+        "answered": len(answers),
+        "model": models,
+        "max_new_tokens": settings.max_new_tokens,
+        "unreadable_images": sum(1 for r in records if r.get("error")),
+    }
+    files = write_task_report(report, out, title, about)
+    print(task_markdown(report, title))
+    if len(answers) < len(samples):
+        print(f"note: partial result, {len(answers)} of {len(samples)} questions answered", file=sys.stderr)
+    print("wrote " + ", ".join(str(f) for f in files), file=sys.stderr)
+    return EXIT_OK

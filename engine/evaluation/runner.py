@@ -1,0 +1,187 @@
+"""Answer Med-GRIT samples with a ClinKD backend: batches, progress, resume and cancel.
+
+Why a JSON-lines file: an evaluation of 30k questions runs for hours, so every finished batch is
+appended and flushed at once; a rerun reads the file, skips what is answered and goes on (a line
+cut off by a crash is dropped). A file written for another data file or by another model is
+refused rather than mixed in. The lines carry the fields of the papers' prediction files
+(``id``, ``image``, ``question``, ``annotation``, ``response``), so their scripts can read them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.clinkd.generation import AskRequest, GenerationSettings
+from engine.clinkd.prompts import Task
+from engine.clinkd.server import Backend
+from engine.evaluation.medgrit import DatasetError, MedGritSample
+from engine.evaluation.scores import Answered
+from engine.imaging import ImageLoadError, open_image, render_rgb
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``, called from the running thread after each batch."""
+
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    total: int  # samples in this run
+    already: int  # answered by an earlier run and skipped
+    answered: int  # answered now
+    unreadable: int  # images that could not be decoded (recorded with an empty answer)
+    cancelled: bool
+    predictions: Path
+    seconds: float
+
+
+def read_predictions(path: Path, samples: Sequence[MedGritSample]) -> dict[int, dict]:
+    """Records of an earlier run by sample index; refuses a file that belongs to other data.
+
+    A last line without its newline (the process died while writing) is cut off the file.
+    """
+    if not path.exists():
+        return {}
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    if len(complete) != len(raw):
+        with path.open("r+b") as handle:
+            handle.truncate(len(complete))
+    by_index = {s.index: s for s in samples}
+    records: dict[int, dict] = {}
+    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            index, sample_id, task = record["index"], record["id"], record["task"]
+        except (ValueError, KeyError, TypeError):
+            raise DatasetError(f"{path} line {number} is not a prediction record; move the file away") from None
+        sample = by_index.get(index)
+        if sample is not None and (sample.id != sample_id or sample.task.value != task):
+            raise DatasetError(
+                f"{path} holds answers for another data file (line {number}: item {index} is {sample_id!r}, "
+                f"the data says {sample.id!r}); choose another --out folder"
+            )
+        if sample is not None:
+            records[index] = record
+    return records
+
+
+def _check_model(records: dict[int, dict], model_id: str, path: Path) -> None:
+    others = sorted({r.get("model") for r in records.values()} - {model_id}, key=str)
+    if others:
+        raise DatasetError(
+            f"{path} holds answers of model {others[0]!r}, and this run uses {model_id!r}; "
+            "choose another --out folder to keep them apart"
+        )
+
+
+def _request(sample: MedGritSample) -> AskRequest:
+    """The image exactly as displayed (8-bit PNGs as stored), and the dataset question verbatim."""
+    stack = open_image(sample.image)
+    rgb = render_rgb(stack.frame(0))
+    return AskRequest(rgb, sample.question, Task.FREE, width=stack.columns, height=stack.rows)
+
+
+def _record(sample: MedGritSample, model_id: str, **fields: object) -> dict:
+    return {
+        "index": sample.index,
+        "id": sample.id,
+        "task": sample.task.value,
+        "modality": sample.modality,
+        "image": sample.image.name,
+        "question": sample.question,
+        "annotation": sample.annotation,
+        "model": model_id,
+        **fields,
+    }
+
+
+def run_medgrit(
+    samples: Sequence[MedGritSample],
+    backend: Backend,
+    out_dir: str | os.PathLike[str],
+    settings: GenerationSettings = GenerationSettings(),
+    *,
+    batch_size: int = 8,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> RunSummary:
+    """Answer every sample not yet in ``out_dir/predictions.jsonl``, one batch at a time.
+
+    Stops between batches when ``cancel`` is set (a batch cut short is not written).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    started = time.perf_counter()
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PREDICTIONS_FILE
+    done = read_predictions(path, samples)
+    model_id = backend.info.model_id
+    _check_model(done, model_id, path)
+    todo = [s for s in samples if s.index not in done]
+    answered = unreadable = 0
+    cancelled = False
+    if progress is not None:
+        progress("answering", len(done), len(samples))
+    with path.open("a", encoding="utf-8") as out:
+        for start in range(0, len(todo), batch_size):
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            batch, requests, lines = todo[start : start + batch_size], [], []
+            for sample in batch:
+                try:
+                    requests.append((sample, _request(sample)))
+                except (ImageLoadError, OSError) as err:
+                    unreadable += 1
+                    lines.append(_record(sample, model_id, response="", answer="", boxes=[], error=str(err)))
+            results = backend.ask_batch([r for _, r in requests], settings, cancel=cancel)
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            for (sample, _), result in zip(requests, results, strict=True):
+                lines.append(_record(
+                    sample, model_id,
+                    response=result.raw_text,
+                    answer=result.text,
+                    boxes=[list(b.grid) for b in result.boxes],
+                    new_tokens=result.new_tokens,
+                    seconds=round(result.total_s, 3),
+                ))
+            out.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+            out.flush()
+            answered += len(batch)
+            if progress is not None:
+                progress("answering", len(done) + answered, len(samples))
+    return RunSummary(
+        total=len(samples),
+        already=len(done),
+        answered=answered,
+        unreadable=unreadable,
+        cancelled=cancelled,
+        predictions=path,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def pending(samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str]) -> list[MedGritSample]:
+    """The samples an earlier run in ``out_dir`` has not answered (all of them for a new folder)."""
+    done = read_predictions(Path(out_dir) / PREDICTIONS_FILE, samples)
+    return [s for s in samples if s.index not in done]
+
+
+def answered_samples(samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str]) -> list[Answered]:
+    """The answered ones among ``samples``, from the predictions file, ready for scoring."""
+    records = read_predictions(Path(out_dir) / PREDICTIONS_FILE, samples)
+    return [
+        Answered(modality=s.modality, annotation=s.annotation, response=records[s.index]["response"])
+        for s in samples
+        if s.index in records
+    ]
