@@ -164,7 +164,8 @@ def _print_progress(progress: Any) -> None:
         if progress.learning_rate is not None:
             parts.append(f"lr {progress.learning_rate:.2e}")
         line = "  ".join(parts)
-    print(f"{line}  elapsed {_duration(progress.elapsed_s)}  eta {_duration(progress.eta_s)}", file=sys.stderr, flush=True)
+    timing = f"elapsed {_duration(progress.elapsed_s)}  eta {_duration(progress.eta_s)}"
+    print(f"{line}  {timing}", file=sys.stderr, flush=True)
 
 
 def _train_settings(args: argparse.Namespace) -> Any:

@@ -38,6 +38,17 @@ _LAZY = {
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
 if TYPE_CHECKING:
+    from engine.training.correction import (
+        Judgement,
+        QuestionRecord,
+        ReflectProgress,
+        ReflectReport,
+        Selection,
+        box_iou,
+        judge,
+        reflect,
+        select_candidate,
+    )
     from engine.training.data import (
         Conversation,
         DataSet,
@@ -58,17 +69,6 @@ if TYPE_CHECKING:
     )
     from engine.training.losses import LossParts, clinkd_loss, confidence_margins, forward_kl
     from engine.training.model import PreparedModel, export_checkpoint, prepare_model
-    from engine.training.correction import (
-        Judgement,
-        QuestionRecord,
-        ReflectProgress,
-        ReflectReport,
-        Selection,
-        box_iou,
-        judge,
-        reflect,
-        select_candidate,
-    )
     from engine.training.trainer import TrainProgress, TrainResult, curriculum, distill, teacher_margins, train
 
 

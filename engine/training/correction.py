@@ -37,8 +37,15 @@ from engine.clinkd.generation import AskRequest, GenerationSettings, ask, ask_ba
 from engine.clinkd.loader import LoadSettings, load_model
 from engine.clinkd.sasg import Embed, SentenceEmbedder, score_candidates, semantic_similarity
 from engine.grounding import GroundedBox, ParsedAnswer, parse_answer
-from engine.training.data import Conversation, Turn, clean_text, conversation_record, load_rgb, read_conversations
-from engine.training.data import write_records
+from engine.training.data import (
+    Conversation,
+    Turn,
+    clean_text,
+    conversation_record,
+    load_rgb,
+    read_conversations,
+    write_records,
+)
 from engine.training.settings import ReflectSettings
 
 HINT_TEMPLATE = "{question}\nA correct answer is: {reference}\nAnswer the question in your own words."

@@ -32,7 +32,7 @@ ASSISTANT_HEADER = "assistant\n"
 def chat_text(processor: object, conversation: Conversation) -> str:
     """The whole dialogue rendered by the chat template: system, image + first question, answers."""
     first, *rest = conversation.turns
-    messages = chat_messages(first.question) + [{"role": "assistant", "content": first.answer}]
+    messages = [*chat_messages(first.question), {"role": "assistant", "content": first.answer}]
     for turn in rest:
         messages += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]
     return processor.apply_chat_template(messages, tokenize=False)

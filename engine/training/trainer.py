@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from engine.clinkd.loader import ClinKDModel, LoadSettings, load_model, no_progress_bars
@@ -84,10 +84,15 @@ class _Reporter(TrainerCallback):
         self.on_progress = on_progress
         self.started = time.perf_counter()
 
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201 - Trainer's signature
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> None:
         self.started = time.perf_counter()
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        logs: dict[str, float] | None = None, **kwargs: object,
+    ) -> None:
         if self.on_progress is None or not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         self.on_progress(TrainProgress(
@@ -128,10 +133,17 @@ class ClinKDTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset: object = None) -> torch.utils.data.Sampler | None:
         if self.sequential:  # the curriculum's order, easy to hard, every epoch
-            return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return torch.utils.data.SequentialSampler(dataset)
         return super()._get_train_sampler(train_dataset)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, object]:
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         weights = inputs.pop("sample_weight", None)

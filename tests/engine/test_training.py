@@ -46,7 +46,9 @@ def _losses(result: object) -> list[float]:
     return [entry["loss"] for entry in result.log_history if "loss" in entry]
 
 
-def test_full_fine_tune_lowers_the_loss_and_exports_an_engine_checkpoint(base: Path, data: Path, tmp_path: Path) -> None:
+def test_full_fine_tune_lowers_the_loss_and_exports_an_engine_checkpoint(
+    base: Path, data: Path, tmp_path: Path
+) -> None:
     progress = []
     out = tmp_path / "sft"
     result = train(
@@ -78,14 +80,13 @@ def test_full_fine_tune_lowers_the_loss_and_exports_an_engine_checkpoint(base: P
 
 def test_lora_trains_adapters_only_and_merges_into_a_plain_checkpoint(base: Path, data: Path, tmp_path: Path) -> None:
     settings = TrainSettings(
-        str(base), (str(data),), str(tmp_path / "lora"), method="lora", max_steps=4, learning_rate=1e-2,
-        mcg_rope=False, **FAST,
+        str(base), (str(data),), str(tmp_path / "lora"), method="lora", max_steps=4, learning_rate=1e-2, **FAST
     )
     prepared = prepare_model(settings)
     assert 0 < prepared.trainable_parameters < prepared.total_parameters / 2
     trainable = [n for n, p in prepared.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n and "visual" not in n for n in trainable)
-    assert installed_gaps(prepared.clinkd.model) is None
+    assert installed_gaps(prepared.clinkd.model) == RopeGaps(2, 2)  # the instance peft wraps trains with MCG
     result = train(settings)
     assert _losses(result)[-1] < _losses(result)[0]
     out = tmp_path / "lora"
@@ -94,20 +95,22 @@ def test_lora_trains_adapters_only_and_merges_into_a_plain_checkpoint(base: Path
     q_proj = [k for k in before if k.endswith("q_proj.weight")]
     assert q_proj and all(not torch.equal(before[k], after[k]) for k in q_proj)
     assert all(torch.equal(before[k], after[k]) for k in before if "mlp.fc1" in k or "embed_tokens" in k)
-    assert json.loads((out / "config.json").read_text())["mcg_rope"] is False
-    clinkd = load_model(LoadSettings(str(out), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
-    assert clinkd.info.mcg_rope is None
+    assert json.loads((out / "config.json").read_text())["mcg_rope"] == {"gap_in": 2, "gap_out": 2}
 
 
 def test_training_resumes_from_its_last_checkpoint(base: Path, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumable"
     fast = {**FAST, "save_steps": 2}
-    first = train(TrainSettings(str(base), (str(data),), str(out), max_steps=2, **fast))
+    first = train(TrainSettings(str(base), (str(data),), str(out), max_steps=2, mcg_rope=False, **fast))
     assert first.global_step == 2 and (out / "checkpoint-2" / "trainer_state.json").is_file()
-    resumed = train(TrainSettings(str(base), (str(data),), str(out), max_steps=3, resume="auto", **fast))
+    assert json.loads((out / "checkpoint-2" / "config.json").read_text())["mcg_rope"] is False
+    again = TrainSettings(str(base), (str(data),), str(out), max_steps=3, mcg_rope=False, resume="auto", **fast)
+    resumed = train(again)
     assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-2")
     assert resumed.global_step == 3
     assert [e["step"] for e in resumed.log_history if "loss" in e] == [1, 2, 3]  # history carried over
+    clinkd = load_model(LoadSettings(str(out), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    assert clinkd.info.mcg_rope is None  # trained with stock positions: the engine keeps them
     with pytest.raises(Exception, match="does not exist"):
         train(TrainSettings(str(base), (str(data),), str(out), max_steps=3, resume=str(tmp_path / "nowhere"), **fast))
 

@@ -212,7 +212,7 @@ def test_labels_cover_exactly_the_answers(tmp_path: Path, tiny_processor: object
     assert torch.equal(labels[kept], ids[kept])
     # the targets are the three answers, each followed by <|im_end|>, in order, and nothing else
     spans, start = [], None
-    for i, k in enumerate(kept.tolist() + [False]):
+    for i, k in enumerate([*kept.tolist(), False]):
         if k and start is None:
             start = i
         elif not k and start is not None:
