@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine.clinkd import AskRequest, GenerationSettings, LoadSettings, RopeGaps, Task, ask, installed_gaps, load_model
-from engine.training import DistillSettings, TrainSettings, distill, prepare_model, train
+from engine.training import ChatDataset, DistillSettings, TrainSettings, distill, prepare_model, train
 from tests.engine.test_training_data import make_medgrit
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
@@ -116,11 +116,20 @@ def test_training_resumes_from_its_last_checkpoint(base: Path, data: Path, tmp_p
 
 
 def test_distillation_mixes_kl_and_ce_and_orders_by_teacher_margin(
-    base: Path, data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    base: Path, data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     teacher = tiny_checkpoint(tmp_path_factory, "tiny-teacher", seed=1)
     out = tmp_path / "kd"
     phases = []
+    seen: list[str] = []  # sample ids in the order the data loaders read them
+    read = ChatDataset.__getitem__
+
+    def recording(self: ChatDataset, index: int) -> dict:
+        seen.append(self.conversations[index].sample_id)
+        return read(self, index)
+
+    monkeypatch.setattr(ChatDataset, "__getitem__", recording)
     result = distill(
         TrainSettings(str(base), (str(data),), str(out), max_steps=4, learning_rate=3e-3, **FAST),
         DistillSettings(str(teacher), margin_batch_size=2),
@@ -135,5 +144,8 @@ def test_distillation_mixes_kl_and_ce_and_orders_by_teacher_margin(
     margins = json.loads((out / "teacher_margins.json").read_text())
     assert len(margins["margins"]) == 4 and all(0 <= m <= 1 for m in margins["margins"])
     assert margins["ids"][0].startswith("x_00") and margins["ids"][1].startswith("ct_00")
+    by_margin = [margins["ids"][i] for i in np.argsort(-np.asarray(margins["margins"]), kind="stable")]
+    assert seen[:4] == margins["ids"]  # the scoring pass reads the data in file order
+    assert seen[4:] == by_margin * 2  # training: most confident first, same order each epoch
     record = json.loads((out / "training_record.json").read_text())
     assert record["distill"]["temperature"] == 0.5 and record["distill"]["curriculum"] == "order"
