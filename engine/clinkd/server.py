@@ -437,7 +437,9 @@ class ServerBackend:
             if isinstance(index, int) and 0 <= index < n:
                 texts[index] = message.get("content") or ""
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return _Reply(texts=texts, prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
+        return _Reply(
+            texts=texts, prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")
+        )
 
     def _exchange(
         self,

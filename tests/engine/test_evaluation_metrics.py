@@ -202,7 +202,10 @@ CAPTION_PAIRS = {
         ("The CT image shows the liver and the spine.", "The CT image shows the liver."),
         ("A large lesion in the left kidney.", "A large lesion in the left kidney."),
     ],
-    "x": [("A chest X-ray showing both lungs (left and right).", ""), ("Région hépatique normale.", "Région hépatique.")],
+    "x": [
+        ("A chest X-ray showing both lungs (left and right).", ""),
+        ("Région hépatique normale.", "Région hépatique."),
+    ],
 }
 
 
