@@ -19,7 +19,7 @@ from engine.training.settings import DistillSettings, LoraSettings, ReflectSetti
 
 _LAZY = {
     "engine.training.data": (
-        "Conversation", "DataSet", "Turn", "clean_text", "conversation_record", "load_rgb",
+        "Conversation", "DataSet", "Turn", "conversation_record", "load_rgb",
         "read_conversations", "write_records",
     ),
     "engine.training.encode": (
@@ -31,8 +31,8 @@ _LAZY = {
         "TrainProgress", "TrainResult", "curriculum", "distill", "teacher_margins", "train",
     ),
     "engine.training.correction": (
-        "Judgement", "QuestionRecord", "ReflectProgress", "ReflectReport", "Selection", "box_iou",
-        "judge", "reflect", "select_candidate",
+        "Judgement", "QuestionRecord", "ReflectProgress", "ReflectReport", "Selection", "judge",
+        "matched_boxes", "reflect", "select_candidate",
     ),
 }
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
         ReflectProgress,
         ReflectReport,
         Selection,
-        box_iou,
         judge,
+        matched_boxes,
         reflect,
         select_candidate,
     )
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
         Conversation,
         DataSet,
         Turn,
-        clean_text,
         conversation_record,
         load_rgb,
         read_conversations,
@@ -105,9 +104,7 @@ __all__ = [
     "TrainingError",
     "Turn",
     "assistant_labels",
-    "box_iou",
     "chat_text",
-    "clean_text",
     "clinkd_loss",
     "confidence_margins",
     "conversation_record",
@@ -117,6 +114,7 @@ __all__ = [
     "forward_kl",
     "judge",
     "load_rgb",
+    "matched_boxes",
     "prepare_model",
     "read_conversations",
     "reflect",

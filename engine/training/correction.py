@@ -36,11 +36,12 @@ import torch
 from engine.clinkd.generation import AskRequest, GenerationSettings, ask, ask_batch
 from engine.clinkd.loader import LoadSettings, load_model
 from engine.clinkd.sasg import Embed, SentenceEmbedder, score_candidates, semantic_similarity
+from engine.evaluation.medgrit import clean_question
+from engine.evaluation.protocol import iou
 from engine.grounding import GroundedBox, ParsedAnswer, parse_answer
 from engine.training.data import (
     Conversation,
     Turn,
-    clean_text,
     conversation_record,
     load_rgb,
     read_conversations,
@@ -54,20 +55,9 @@ HINT_TEMPLATE = "{question}\nA correct answer is: {reference}\nAnswer the questi
 REASONS = ("missing_box", "wrong_box", "low_similarity")
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes with ordered corners (0 when disjoint)."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def matched_boxes(reference: Sequence[GroundedBox], answer: Sequence[GroundedBox], iou_threshold: float) -> int:
     """How many reference boxes some answer box overlaps with IoU >= threshold (on the 0-1000 grid)."""
-    return sum(any(box_iou(r.grid, a.grid) >= iou_threshold for a in answer) for r in reference)
+    return sum(any(iou(r.grid, a.grid) >= iou_threshold for a in answer) for r in reference)
 
 
 @dataclass(frozen=True)
@@ -238,7 +228,7 @@ def reflect(
             selection = select_candidate(turn.answer, candidates, width, height, embed, settings)
             best_score = round(selection.scores[selection.index], 4)
             if selection.accepted:
-                origin, text = "candidate", clean_text(selection.raw_text)
+                origin, text = "candidate", clean_question(selection.raw_text)
             elif settings.fallback == "reference":
                 origin, text = "reference", turn.answer
             else:

@@ -5,8 +5,9 @@ Why one reader for every layout: Med-GRIT circulates in three shapes (BiRD's lis
 ``{"messages", "images"}`` records LLaMA-Factory reads), its questions carry Qwen-VL debris
 (``<img>path</img>``, ``Picture 1:``, ``<image>``, ChatML tags), and its boxes are written
 ``<box>(x1,y1),(x2,y2)</box>``. Every record is reduced here to the same clean turns with box
-markup rewritten by engine.grounding into the ``<|box_start|>`` tokens the model reads and
-writes, so training, distillation and reflective correction see identical text.
+markup rewritten into the ``<|box_start|>`` tokens the model reads and writes (the cleaning is
+engine.evaluation's ``clean_question``, applied to answers too), so training, distillation,
+reflective correction and evaluation see identical questions.
 
 A record that cannot be used (no turns, unpaired roles, image file missing) is skipped with a
 reason instead of stopping a 240k-sample run; the reasons are returned to the caller.
@@ -15,30 +16,19 @@ reason instead of stopping a 240k-sample run; the reasons are returned to the ca
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from engine.evaluation.medgrit import clean_question, modality_of
 from engine.files import write_json_atomic
-from engine.grounding import normalize_box_markup
 from engine.training.errors import TrainingDataError
 
 USER_ROLES = {"human", "user"}
 ASSISTANT_ROLES = {"gpt", "assistant", "model"}
 SYSTEM_ROLES = {"system"}
-
-_SYSTEM_BLOCK = re.compile(r"<\|im_start\|>system.*?<\|im_end\|>", re.DOTALL)
-_DEBRIS = re.compile(
-    r"<img>.*?</img>"  # Qwen-VL image reference (BiRD writes the image path inside)
-    r"|Picture\s*\d+\s*:"  # Qwen-VL image label
-    r"|<image>"  # LLaVA / ShareGPT image placeholder
-    r"|<\|im_start\|>(?:user|assistant)?\n?"  # ChatML wrappers left in a question
-    r"|<\|im_end\|>|<\|endoftext\|>",
-    re.DOTALL,
-)
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ class Conversation:
     @property
     def modality(self) -> str:
         """Med-GRIT's modality key: the file-name prefix before the first underscore ('ct', 'x', ...)."""
-        return self.sample_id.split("_")[0]
+        return modality_of(self.sample_id)
 
 
 @dataclass(frozen=True)
@@ -73,12 +63,6 @@ class DataSet:
     @property
     def turns(self) -> int:
         return sum(len(c.turns) for c in self.conversations)
-
-
-def clean_text(text: str) -> str:
-    """Strip Qwen-VL / LLaVA / ChatML debris and rewrite ``<box>``/``<ref>`` markup to Qwen2-VL tokens."""
-    text = _DEBRIS.sub("", _SYSTEM_BLOCK.sub("", text))
-    return normalize_box_markup(text).strip()
 
 
 def _role_turns(items: Sequence[dict], role_key: str, text_key: str) -> list[tuple[str, str]]:
@@ -135,7 +119,8 @@ def conversation_from_record(record: dict, image_root: Path) -> Conversation:
     for question, answer in _turn_pairs(record):
         if not isinstance(question, str) or not isinstance(answer, str):
             raise ValueError("a question or answer is not text")
-        question, answer = clean_text(question), clean_text(answer)
+        # the evaluation's cleaner for both sides: no image tags or chat wrappers, Qwen2-VL boxes
+        question, answer = clean_question(question), clean_question(answer)
         if not question or not answer:
             raise ValueError("an empty question or answer")
         turns.append(Turn(question, answer))

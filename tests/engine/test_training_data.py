@@ -25,7 +25,6 @@ from engine.training import (
     TrainingDataError,
     assistant_labels,
     chat_text,
-    clean_text,
     clinkd_loss,
     confidence_margins,
     conversation_record,
@@ -149,13 +148,13 @@ def test_sharegpt_layout_chatml_debris_and_skipped_records(tmp_path: Path) -> No
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     records = [
         {"messages": [
-            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "system", "content": "You are a helpful assistant."},  # skipped
             {"role": "user", "content": "<image>What is located at <box>(1,2),(300,400)</box>?"},
             {"role": "assistant", "content": "Sacrum.<|im_end|>"},
         ], "images": ["a.png"]},
         {"id": "missing", "conversations": [["q", "a"]]},  # missing.png does not exist
         {"id": "a", "conversations": [{"from": "human", "value": "q"}]},  # no answer
-        {"id": "a", "conversations": [["<|im_start|>user\nWhat?<|im_end|>", "  "]]},  # empty answer
+        {"id": "a", "conversations": [["<|im_start|>user\nWhat?<|im_end|>", "<|im_end|>"]]},  # empty answer
     ]
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records))
@@ -163,7 +162,6 @@ def test_sharegpt_layout_chatml_debris_and_skipped_records(tmp_path: Path) -> No
     assert len(data.conversations) == 1 and len(data.skipped) == 3
     assert data.conversations[0].turns == (Turn(f"What is located at {BOX_START}(1,2),(300,400){BOX_END}?", "Sacrum."),)
     assert any("missing.png not found" in s for s in data.skipped)
-    assert clean_text("<|im_start|>system\nYou are x.<|im_end|>\n<|im_start|>user\nHi<|im_end|>") == "Hi"
     with pytest.raises(TrainingDataError, match="No usable training sample"):
         read_conversations([path], max_samples=0)
     (tmp_path / "bad.json").write_text("{}")

@@ -10,7 +10,7 @@ import pytest
 
 from engine.clinkd import SentenceEmbedder
 from engine.grounding import parse_answer
-from engine.training import ReflectSettings, box_iou, judge, read_conversations, reflect, select_candidate
+from engine.training import ReflectSettings, judge, matched_boxes, read_conversations, reflect, select_candidate
 from tests.engine.test_training_data import make_medgrit
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
@@ -26,11 +26,13 @@ def _settings(**changes: object) -> ReflectSettings:
     return ReflectSettings("unused", ("unused.json",), "unused.json", **changes)
 
 
-def test_box_iou() -> None:
-    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0  # touching edges share no area
-    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+def test_matched_boxes_counts_reference_boxes_found_at_the_threshold() -> None:
+    reference = parse_answer(f"{BOX.format(0, 0, 100, 100)} and {BOX.format(500, 500, 600, 600)}", 50, 50).boxes
+    half = parse_answer(BOX.format(50, 0, 150, 100), 50, 50).boxes  # IoU 1/3 with the first
+    exact = parse_answer(f"{BOX.format(500, 500, 600, 600)} {BOX.format(0, 0, 100, 100)}", 50, 50).boxes
+    assert matched_boxes(reference, exact, 0.5) == 2  # order does not matter
+    assert matched_boxes(reference, half, 0.5) == 0 and matched_boxes(reference, half, 1 / 3) == 1
+    assert matched_boxes(reference, (), 0.5) == 0 and matched_boxes((), exact, 0.5) == 0
 
 
 def test_judge_flags_missing_wrong_boxes_and_low_similarity() -> None:
