@@ -208,7 +208,7 @@ def reflect(
     started = time.perf_counter()
     for start in range(0, len(questions), settings.batch_size):
         batch = questions[start : start + settings.batch_size]
-        images = {c.image: np.asarray(load_rgb(c.image)) for c, _ in batch}
+        images = {c.image: load_rgb(c.image) for c, _ in batch}
         requests = [AskRequest(images[c.image], c.turns[i].question) for c, i in batch]
         for (conversation, index), result in zip(batch, ask_batch(clinkd, requests, greedy), strict=True):
             turn, image = conversation.turns[index], images[conversation.image]

@@ -20,10 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
 
 from engine.evaluation.medgrit import clean_question, modality_of
 from engine.files import write_json_atomic
+from engine.imaging import ImageLoadError, open_image, render_rgb
 from engine.training.errors import TrainingDataError
 
 USER_ROLES = {"human", "user"}
@@ -192,10 +193,13 @@ def write_records(path: str | Path, records: Sequence[dict]) -> None:
     write_json_atomic(path, list(records))
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """The image as the model reads it: 8-bit RGB (Med-GRIT images are display PNGs)."""
+def load_rgb(path: str | Path) -> np.ndarray:
+    """The image as the model reads it everywhere: (H, W, 3) uint8 through the display pipeline.
+
+    The same call as evaluation and the app make, so a model is trained on the pixels it is later
+    asked about (an 8-bit PNG as stored; a DICOM in its header window).
+    """
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as err:
+        return render_rgb(open_image(path).frame(0))
+    except ImageLoadError as err:
         raise TrainingDataError(f"Cannot read the image {path}: {err}") from None

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 from engine.clinkd import chat_messages
 from engine.training.data import Conversation, load_rgb
@@ -89,7 +90,7 @@ class ChatEncoder:
 
     def __call__(self, conversation: Conversation) -> dict[str, torch.Tensor]:
         text = chat_text(self.processor, conversation)
-        batch = self.processor(text=[text], images=[load_rgb(conversation.image)], return_tensors="pt")
+        batch = self.processor(text=[text], images=[Image.fromarray(load_rgb(conversation.image))], return_tensors="pt")
         ids = batch["input_ids"][0]
         labels = torch.tensor(assistant_labels(ids.tolist(), self.ids.im_start, self.ids.im_end, self.ids.header))
         item = {key: value[0] for key, value in batch.items() if key not in ("pixel_values", "image_grid_thw")}

@@ -30,6 +30,7 @@ from engine.training import (
     conversation_record,
     curriculum,
     forward_kl,
+    load_rgb,
     read_conversations,
     write_records,
 )
@@ -142,6 +143,15 @@ def test_bird_and_clinkd_layouts_read_to_the_same_clean_turns(tmp_path: Path) ->
     assert vg.answer.startswith("The left lung is located at " + BOX_START) and BOX_END in vg.answer
     assert "<box>" not in first.turns[1].question and BOX_START in first.turns[1].question
     assert bird.turns == 6 and bird.skipped == ()
+
+
+def test_images_reach_the_model_as_stored_and_bad_files_say_so(tmp_path: Path) -> None:
+    conversation = read_conversations([make_medgrit(tmp_path, n=1)]).conversations[0]
+    rgb = load_rgb(conversation.image)  # the display pipeline: an 8-bit PNG exactly as stored
+    assert rgb.dtype == np.uint8 and np.array_equal(rgb, np.asarray(Image.open(conversation.image).convert("RGB")))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(TrainingDataError, match="broken.png"):
+        load_rgb(tmp_path / "broken.png")
 
 
 def test_sharegpt_layout_chatml_debris_and_skipped_records(tmp_path: Path) -> None:
