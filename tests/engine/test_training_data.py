@@ -150,7 +150,7 @@ def test_images_reach_the_model_as_stored_and_bad_files_say_so(tmp_path: Path) -
     rgb = load_rgb(conversation.image)  # the display pipeline: an 8-bit PNG exactly as stored
     assert rgb.dtype == np.uint8 and np.array_equal(rgb, np.asarray(Image.open(conversation.image).convert("RGB")))
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(TrainingDataError, match="broken.png"):
+    with pytest.raises(TrainingDataError, match=r"broken\.png"):
         load_rgb(tmp_path / "broken.png")
 
 
