@@ -1,22 +1,29 @@
-"""Evaluation sub-commands: `eval-medgrit` (ClinKD on a Med-GRIT test file).
+"""Evaluation sub-commands: `eval-medgrit` (ClinKD on a Med-GRIT test file) and `eval-kpl-sets`
+(KPL on several labelled datasets, beside the authors' log).
 
 `eval-medgrit` answers every question of a Med-GRIT / BiRD test file with a local checkpoint or an
 inference server, appending each batch to OUT/predictions.jsonl (a rerun continues where the last
 one stopped, and Ctrl-C loses at most one batch), then writes the papers' metrics per modality to
 OUT/metrics.{json,csv,md} and prints the Markdown table. Progress goes to stderr. Bad input prints
 one sentence on stderr and exits with code 2; a failure while answering exits with 1.
+
+`eval-kpl-sets` runs `eval-kpl`'s evaluation (engine.kpl.evaluate_folder) on each NAME KNOWLEDGE
+FOLDER triple with one CLIP model and prints a Markdown table of text-proxy and KPL accuracy per
+dataset next to the authors' logged numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from cli.clinkd import MODEL_ENV, add_model_options, load_settings, server_settings
+from cli.kpl import add_clip_options
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -48,6 +55,20 @@ def register(subparsers: Any) -> None:
     add_model_options(medgrit)
     medgrit.set_defaults(func=run_eval_medgrit)
 
+    kpl_sets = subparsers.add_parser(
+        "eval-kpl-sets",
+        help="KPL accuracy on several labelled datasets, beside the authors' logged numbers",
+        description="Each --set NAME KNOWLEDGE FOLDER is a folder with one sub-folder per class (as for eval-kpl) "
+        "and its knowledge base. Prints a Markdown table of the text-proxy and KPL accuracy per dataset; "
+        "datasets named Montgomery, Shenzhen, IDRiD, Cataract or Malaria get the authors' log numbers beside "
+        "them when --clip is OpenAI's ViT-L-14 or ViT-L-14-336.",
+    )
+    kpl_sets.add_argument("--set", dest="datasets", action="append", nargs=3, required=True,
+                          metavar=("NAME", "KNOWLEDGE", "FOLDER"), help="one dataset (repeat)")
+    add_clip_options(kpl_sets)
+    kpl_sets.add_argument("--json", action="store_true", help="print the results as JSON")
+    kpl_sets.set_defaults(func=run_eval_kpl_sets)
+
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"error: {message}", file=sys.stderr)
@@ -58,11 +79,14 @@ class ProgressPrinter:
     """Progress on stderr: one rewritten line on a terminal, a line per tenth otherwise (logs)."""
 
     def __init__(self) -> None:
+        self.stage = ""
         self.started = time.monotonic()
         self.first_done: int | None = None
         self.last_tenth = -1
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.stage, self.first_done, self.last_tenth = stage, None, -1
         if self.first_done is None:
             self.first_done, self.started = done, time.monotonic()
         rate = (done - self.first_done) / max(time.monotonic() - self.started, 1e-9)
@@ -154,4 +178,33 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
     if len(answers) < len(samples):
         print(f"note: partial result, {len(answers)} of {len(samples)} questions answered", file=sys.stderr)
     print("wrote " + ", ".join(str(f) for f in files), file=sys.stderr)
+    return EXIT_OK
+
+
+def run_eval_kpl_sets(args: argparse.Namespace) -> int:
+    from cli.kpl import prepare_clip
+    from engine.evaluation.kpl_sets import (
+        KplDataset,
+        check_kpl_sets,
+        evaluate_kpl_sets,
+        kpl_sets_json,
+        kpl_sets_markdown,
+    )
+    from engine.kpl import ClipLoadError, KnowledgeError
+
+    datasets = [KplDataset(name, knowledge, folder) for name, knowledge, folder in args.datasets]
+    try:
+        check_kpl_sets(datasets)  # every folder and knowledge base, before CLIP loads
+        settings, clip, cache = prepare_clip(args)
+        results = evaluate_kpl_sets(datasets, clip, settings, cache=cache, progress=ProgressPrinter())
+    except (ClipLoadError, KnowledgeError, ValueError) as exc:
+        return _fail(str(exc))
+    for result in results:
+        for warning in result.warnings:
+            print(f"warning: {result.name}: {warning}", file=sys.stderr)
+    if args.json:
+        data = {"model": str(clip.spec), "k": settings.k, "datasets": kpl_sets_json(results)}
+        print(json.dumps(data, indent=2))
+    else:
+        print(kpl_sets_markdown(results, str(clip.spec), settings.k))
     return EXIT_OK

@@ -79,6 +79,11 @@ def register(subparsers: Any) -> None:
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--knowledge", required=True, metavar="NAME_OR_FILE", help="knowledge base name or .json file")
+    add_clip_options(parser)
+
+
+def add_clip_options(parser: argparse.ArgumentParser) -> None:
+    """The CLIP model and KPL settings options (everything but --knowledge); also used by eval-kpl-sets."""
     parser.add_argument(
         "--clip",
         default=os.environ.get(CLIP_ENV),
@@ -115,11 +120,23 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """(knowledge base, settings, clip, cache) from the shared options; raises on bad input."""
-    from engine.kpl import DEFAULT_TEMPLATE, FeatureCache, KplSettings, ProxyParams, load_clip, resolve_knowledge
+    from engine.kpl import resolve_knowledge
 
+    _require_clip(args)
+    kb = resolve_knowledge(args.knowledge)
+    return (kb, *prepare_clip(args))
+
+
+def _require_clip(args: argparse.Namespace) -> None:
     if not args.clip:
         raise ValueError(f"no CLIP model: give --clip (e.g. ViT-L-14:openai) or set ${CLIP_ENV}")
-    kb = resolve_knowledge(args.knowledge)
+
+
+def prepare_clip(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(settings, clip, cache) from the add_clip_options options; raises on bad input."""
+    from engine.kpl import DEFAULT_TEMPLATE, FeatureCache, KplSettings, ProxyParams, load_clip
+
+    _require_clip(args)
     params = ProxyParams(
         tau_text=args.tau_text,
         tau_image=args.tau_image,
@@ -136,7 +153,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
         batch_size=args.batch_size,
     )
     clip = load_clip(args.clip, device=args.device, allow_download=args.allow_download)
-    return kb, settings, clip, None if args.no_cache else FeatureCache()
+    return settings, clip, None if args.no_cache else FeatureCache()
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:

@@ -130,11 +130,26 @@ def authors_run(dataset: str, model: str, pretrained: str, k: int) -> AuthorsRun
         dataset=key,
         backbone=backbone,
         k=k if k in sweep else None,
-        text_accuracy=None if text is None else text / 100,
-        accuracy=None if final is None else final / 100,
-        best_accuracy=sweep[best_k][1] / 100,
+        text_accuracy=None if text is None else round(text / 100, 4),
+        accuracy=None if final is None else round(final / 100, 4),
+        best_accuracy=round(sweep[best_k][1] / 100, 4),
         best_k=best_k,
     )
+
+
+def check_kpl_sets(datasets: Sequence[KplDataset]) -> None:
+    """Resolve every knowledge base and class folder before any image is encoded (fail in seconds)."""
+    from engine.kpl import KnowledgeError, resolve_knowledge
+    from engine.kpl.evaluate import class_folders
+
+    names = [d.name for d in datasets]
+    if not datasets or len(set(names)) != len(names):
+        raise ValueError("give each dataset once, with a name of its own")
+    for dataset in datasets:
+        try:
+            class_folders(dataset.folder, resolve_knowledge(dataset.knowledge))
+        except KnowledgeError as err:
+            raise KnowledgeError(f"{dataset.name}: {err}") from None
 
 
 def evaluate_kpl_sets(
@@ -146,9 +161,14 @@ def evaluate_kpl_sets(
     progress: ProgressFn | None = None,
     cancel: CancelFlag | None = None,
 ) -> list[KplSetResult]:
-    """Score every dataset with ``engine.kpl.evaluate_folder``; knowledge errors name the dataset."""
-    from engine.kpl import KnowledgeError, KplSettings, evaluate_folder, resolve_knowledge
+    """Score every dataset with ``engine.kpl.evaluate_folder`` (the code of ``eval-kpl``), in order.
 
+    ``progress`` stages are prefixed with the dataset name; a set ``cancel`` raises
+    ``engine.kpl.Cancelled`` from inside the running dataset.
+    """
+    from engine.kpl import KplSettings, evaluate_folder, resolve_knowledge
+
+    check_kpl_sets(datasets)
     settings = settings or KplSettings()
     results = []
     for dataset in datasets:
@@ -156,11 +176,8 @@ def evaluate_kpl_sets(
             if progress is not None:
                 progress(f"{name}: {stage}", done, total)
 
-        try:
-            kb = resolve_knowledge(dataset.knowledge)
-            report = evaluate_folder(dataset.folder, kb, clip, settings, cache=cache, progress=staged, cancel=cancel)
-        except KnowledgeError as err:
-            raise KnowledgeError(f"{dataset.name}: {err}") from None
+        kb = resolve_knowledge(dataset.knowledge)
+        report = evaluate_folder(dataset.folder, kb, clip, settings, cache=cache, progress=staged, cancel=cancel)
         warnings = [e.message for e in report.result.errors] + list(report.result.warnings)
         missing = [c for c in report.classes if c not in report.folders]
         if missing:
