@@ -157,18 +157,18 @@ def test_bad_data_is_reported(tmp_path, content, task, message) -> None:
 # ------------------------------------------------------------------ through the stub server
 
 
-def test_eval_medgrit_through_a_server_gives_the_hand_counted_metrics(tmp_path, capsys) -> None:
+def test_eval_medgrit_through_a_server_gives_the_hand_counted_metrics(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("CLINLENS_CLINKD_MODEL", raising=False)
     data, images = write_fixture(tmp_path, VG_ITEMS)
     out = tmp_path / "out"
+    argv = ["--data", str(data), "--images", str(images), "--out", str(out), "--no-java"]
     with OpenAIStub(StubBehaviour(answer=stub_answers(VG_ITEMS))) as stub:
-        argv = ["--data", str(data), "--images", str(images), "--server", stub.url, "--out", str(out), "--no-java"]
-        assert run_cli(*argv, "--limit", "2", "--batch-size", "1") == 0
+        assert run_cli(*argv, "--server", stub.url, "--limit", "2", "--batch-size", "1") == 0
         assert len(stub.behaviour.requests) == 2
-        assert run_cli(*argv, "--batch-size", "4") == 0  # the first two are not asked again
-        assert len(stub.behaviour.requests) == 6
-        assert run_cli(*argv) == 0  # everything answered: no request at all
+        assert run_cli(*argv, "--server", stub.url, "--batch-size", "4") == 0  # the first two are not asked again
         assert len(stub.behaviour.requests) == 6
         requests = list(stub.behaviour.requests)
+    assert run_cli(*argv) == 0  # everything answered: rescoring needs no model or server
     printed = capsys.readouterr()
     # what the server was sent: the questions without image tags, and the images' pixels as RGB
     sent = {r["messages"][1]["content"][1]["text"]: r for r in requests}
