@@ -15,6 +15,7 @@ everything in bf16 (half the optimizer memory, coarser updates); "fp32" is for t
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,10 @@ def _add_lora(model: torch.nn.Module, settings: TrainSettings) -> torch.nn.Modul
         target_modules=rf"^(?!.*\bvisual\b).*\.({names})$",  # language model only
         modules_to_save=None if settings.freeze_merger else ["merger"],
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers' deprecated alias `is_gradient_checkpointing`; nothing to act on here
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def prepare_model(settings: TrainSettings) -> PreparedModel:

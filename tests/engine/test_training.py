@@ -119,7 +119,7 @@ def test_distillation_mixes_kl_and_ce_and_orders_by_teacher_margin(
     base: Path, data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    teacher = tiny_checkpoint(tmp_path_factory, "tiny-teacher", seed=1)
+    teacher = tiny_checkpoint(tmp_path_factory, "tiny-training-teacher", seed=1)
     out = tmp_path / "kd"
     phases = []
     seen: list[str] = []  # sample ids in the order the data loaders read them

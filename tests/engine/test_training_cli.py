@@ -61,7 +61,7 @@ def test_reflect_then_distill_on_the_corrections(
     assert "wrote 3 samples (0 from candidates, 3 references)" in captured.out
     assert len(json.loads(reflected.read_text())) == 3
 
-    teacher = tiny_checkpoint(tmp_path_factory, "tiny-teacher", seed=1)
+    teacher = tiny_checkpoint(tmp_path_factory, "tiny-training-teacher", seed=1)
     code = _run(["distill", "--model", str(base), "--teacher", str(teacher), "--data", str(data), str(reflected),
                  "--output", str(tmp_path / "kd"), "--max-steps", "1", "--curriculum", "weight", *FAST])
     captured = capsys.readouterr()

@@ -60,7 +60,7 @@ def test_gpu_mixed_precision_defaults_and_export(tmp_path: Path, tmp_path_factor
 
 def test_gpu_lora_and_distillation(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tiny_checkpoint(tmp_path_factory)
-    teacher = tiny_checkpoint(tmp_path_factory, "tiny-teacher", seed=1)
+    teacher = tiny_checkpoint(tmp_path_factory, "tiny-training-teacher", seed=1)
     data = make_medgrit(tmp_path / "data", n=4)
     lora = train(TrainSettings(
         str(base), (str(data),), str(tmp_path / "lora"), method="lora", max_steps=4, learning_rate=1e-2, **FAST
