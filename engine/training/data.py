@@ -66,16 +66,18 @@ class DataSet:
         return sum(len(c.turns) for c in self.conversations)
 
 
-def _role_turns(items: Sequence[dict], role_key: str, text_key: str) -> list[tuple[str, str]]:
+def _role_turns(items: Sequence[dict]) -> list[tuple[str, object]]:
+    """(role, text) of {"from", "value"} or {"role", "content"} turns (both spellings seen in the wild)."""
     roles = []
     for item in items:
-        role = str(item.get(role_key, "")).lower()
+        role = str(item.get("from", item.get("role", ""))).lower()
+        text = item.get("value", item.get("content"))
         if role in SYSTEM_ROLES:
             continue
         if role in USER_ROLES:
-            roles.append(("user", item.get(text_key)))
+            roles.append(("user", text))
         elif role in ASSISTANT_ROLES:
-            roles.append(("assistant", item.get(text_key)))
+            roles.append(("assistant", text))
         else:
             raise ValueError(f"unknown role {role!r}")
     return roles
@@ -84,7 +86,7 @@ def _role_turns(items: Sequence[dict], role_key: str, text_key: str) -> list[tup
 def _turn_pairs(record: dict) -> list[tuple[object, object]]:
     """(question, answer) pairs of a record in any of the three layouts."""
     if "messages" in record:  # ShareGPT, as LLaMA-Factory reads it
-        roles = _role_turns(record["messages"], "role", "content")
+        roles = _role_turns(record["messages"])
     else:
         conversations = record.get("conversations")
         if not isinstance(conversations, list) or not conversations:
@@ -93,7 +95,7 @@ def _turn_pairs(record: dict) -> list[tuple[object, object]]:
             if any(len(c) != 2 for c in conversations):
                 raise ValueError("a conversation pair does not hold exactly [question, answer]")
             return [(c[0], c[1]) for c in conversations]
-        roles = _role_turns(conversations, "from", "value")
+        roles = _role_turns(conversations)
     if len(roles) % 2 or any(
         roles[i][0] != "user" or roles[i + 1][0] != "assistant" for i in range(0, len(roles), 2)
     ):

@@ -162,6 +162,7 @@ def test_sharegpt_layout_chatml_debris_and_skipped_records(tmp_path: Path) -> No
             {"role": "user", "content": "<image>What is located at <box>(1,2),(300,400)</box>?"},
             {"role": "assistant", "content": "Sacrum.<|im_end|>"},
         ], "images": ["a.png"]},
+        {"id": "a", "conversations": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]},
         {"id": "missing", "conversations": [["q", "a"]]},  # missing.png does not exist
         {"id": "a", "conversations": [{"from": "human", "value": "q"}]},  # no answer
         {"id": "a", "conversations": [["<|im_start|>user\nWhat?<|im_end|>", "<|im_end|>"]]},  # empty answer
@@ -169,8 +170,9 @@ def test_sharegpt_layout_chatml_debris_and_skipped_records(tmp_path: Path) -> No
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records))
     data = read_conversations([path])
-    assert len(data.conversations) == 1 and len(data.skipped) == 3
+    assert len(data.conversations) == 2 and len(data.skipped) == 3
     assert data.conversations[0].turns == (Turn(f"What is located at {BOX_START}(1,2),(300,400){BOX_END}?", "Sacrum."),)
+    assert data.conversations[1].turns == (Turn("Q?", "A."),) and data.conversations[1].image == tmp_path / "a.png"
     assert any("missing.png not found" in s for s in data.skipped)
     with pytest.raises(TrainingDataError, match="No usable training sample"):
         read_conversations([path], max_samples=0)
