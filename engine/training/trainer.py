@@ -129,7 +129,7 @@ class ClinKDTrainer(Trainer):
         self.teacher = teacher
         self.distill = distill
         self.sequential = sequential
-        self._parts: dict[str, list[float]] = {"ce": [], "kl": []}
+        self._parts: dict[str, list[torch.Tensor]] = {"ce": [], "kl": []}  # detached; read at log time
 
     def _get_train_sampler(self, train_dataset: object = None) -> torch.utils.data.Sampler | None:
         if self.sequential:  # the curriculum's order, easy to hard, every epoch
@@ -162,16 +162,16 @@ class ClinKDTrainer(Trainer):
                 alpha=kd.alpha, temperature=kd.temperature, use_ce=kd.use_ce, kd_reduction=kd.kd_reduction,
             )
         if model.training:
-            self._parts["ce"].append(float(parts.ce))
+            self._parts["ce"].append(parts.ce)
             if parts.kl is not None:
-                self._parts["kl"].append(float(parts.kl))
+                self._parts["kl"].append(parts.kl)
         return (parts.loss, outputs) if return_outputs else parts.loss
 
     def log(self, logs: dict[str, float], *args: object, **kwargs: object) -> None:
         if "loss" in logs:
             for name, values in self._parts.items():
                 if values:
-                    logs[name] = round(sum(values) / len(values), 4)
+                    logs[name] = round(float(torch.stack(values).mean()), 4)
                 values.clear()
         super().log(logs, *args, **kwargs)
 
