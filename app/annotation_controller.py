@@ -205,6 +205,16 @@ class AnnotationController(QObject):
         self.select({box.id})
         return box
 
+    def accept_model_box(self, frame: int, rect: tuple[float, float, float, float], phrase: str) -> Box | None:
+        """An answer box the user accepted: a model annotation, already reviewed as accepted."""
+        if self.doc is None or self.image_id is None:
+            return None
+        label = self.doc.ensure_label(phrase.strip() or self.current_label).name
+        box = self.doc.new_box(self.image_id, frame, *rect, label, source=Source.MODEL, review=Review.ACCEPTED)
+        self._execute(AddAnnotations(self.image_id, [box], text="Accept model box"))
+        self.select({box.id})
+        return box
+
     def new_drag(self) -> int:
         return next(self._drag_tokens)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -26,11 +27,16 @@ from superqt.utils import create_worker
 from app import recent_files
 from app.annotation_controller import AnnotationController
 from app.annotation_panel import AnnotationPanel
+from app.answer_overlay import AnswerOverlay
+from app.ask_panel import AskPanel
 from app.box_overlay import BoxOverlay
 from app.box_tools import BoxTools, Tool
 from app.canvas import ImageCanvas
 from app.error_banner import ErrorBanner
+from app.inference_worker import InferenceService, UnloadJob
 from app.metadata_panel import MetadataPanel
+from app.settings import AssistantSettings, load_settings, save_settings
+from app.settings_dialog import SettingsDialog
 from app.viewer_state import ViewerState
 from engine.annotations import AnnotationDocument, DocumentError, Review, load_document
 from engine.annotations.formats import FORMATS, ExportError, read_coco
@@ -57,6 +63,11 @@ class MainWindow(QMainWindow):
         self.tools = BoxTools(self.canvas, self.state, self.annotations, self.overlay)
         self.canvas.tools = self.tools
         self.annotation_panel = AnnotationPanel(self.state, self.annotations)
+        self.assistant_settings = load_settings()
+        self.service = InferenceService(self)
+        self.answer_overlay = AnswerOverlay(self.canvas.scene(), self.state)
+        self.ask_panel = AskPanel(self.state, self.annotations, self.service, self.answer_overlay,
+                                  lambda: self.assistant_settings, self.choose_clinkd_folder)
         self.needs_review_only = QCheckBox("Only images needing review")
         self.banner = ErrorBanner()
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
@@ -104,6 +115,12 @@ class MainWindow(QMainWindow):
         metadata.setObjectName("metadataDock")
         metadata.setWidget(self.metadata)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, metadata)
+        self.ask_dock = QDockWidget("Ask ClinKD", self)
+        self.ask_dock.setObjectName("askDock")
+        self.ask_dock.setWidget(self.ask_panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ask_dock)
+        self.tabifyDockWidget(metadata, self.ask_dock)
+        self.ask_dock.raise_()
         self.resizeDocks([images, metadata], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([images, boxes], [250, 500], Qt.Orientation.Vertical)
 
@@ -112,9 +129,10 @@ class MainWindow(QMainWindow):
         self.window_label = QLabel()
         self.zoom_label = QLabel()
         self.frame_status = QLabel()
+        self.model_status = QLabel()
         bar = self.statusBar()
         bar.addWidget(self.cursor_label, 1)
-        for label in (self.window_label, self.zoom_label, self.frame_status):
+        for label in (self.model_status, self.window_label, self.zoom_label, self.frame_status):
             bar.addPermanentWidget(label)
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -155,7 +173,7 @@ class MainWindow(QMainWindow):
         self._action(edit, "Select &all boxes on this frame", self.select_all_on_frame, "Ctrl+A")
         self._action(edit, "Clear selection", lambda: (self.tools.cancel(), self.annotations.select(set())), "Esc")
         edit.addSeparator()
-        self._action(edit, "&Accept selected boxes", lambda: self.annotations.review_selected(Review.ACCEPTED), "A")
+        self._action(edit, "&Accept (the highlighted answer box, else the selected boxes)", self.accept, "A")
         self._action(edit, "Re&ject selected boxes", lambda: self.annotations.review_selected(Review.REJECTED), "X")
         self._action(edit, "Mark image reviewed and go to the next one", self.mark_reviewed_and_next, "Ctrl+Return")
 
@@ -192,6 +210,12 @@ class MainWindow(QMainWindow):
         self.window_menu = bar.addMenu("&Window")
         self.header_windows_menu = QMenu("From DICOM &header", self)
         self._rebuild_window_menu()
+
+        assistant = bar.addMenu("&Assistant")
+        self._action(assistant, "&Settings…", self.edit_settings)
+        self._action(assistant, "Choose ClinKD &folder…", self.choose_clinkd_folder)
+        self._action(assistant, "&Unload models (free memory)", lambda: self.service.submit(UnloadJob()))
+        self._action(assistant, "&Cancel the running job", lambda: self.service.cancel())
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Controls", self._show_controls)
@@ -240,6 +264,10 @@ class MainWindow(QMainWindow):
         self.annotations.changed.connect(lambda _e: self._refresh_review_filter())
         self.annotation_panel.box_activated.connect(self.show_box)
         self.needs_review_only.toggled.connect(lambda _on: self._refresh_review_filter())
+        worker = self.service.worker
+        worker.state.connect(self._on_model_state)
+        worker.steps.connect(self._on_steps)
+        self._on_model_state("not loaded" if self.assistant_settings.clinkd_dir else "not configured", "")
 
     # ----- opening
     def choose_files(self) -> None:
@@ -317,6 +345,43 @@ class MainWindow(QMainWindow):
         self.tool_actions[tool].setChecked(True)
         cursor = Qt.CursorShape.CrossCursor if tool is Tool.BOX else Qt.CursorShape.ArrowCursor
         self.canvas.viewport().setCursor(cursor)
+
+    def accept(self) -> None:
+        if not self.ask_panel.accept_highlighted():
+            self.annotations.review_selected(Review.ACCEPTED)
+
+    # ----- assistant
+    def set_assistant_settings(self, settings: AssistantSettings) -> None:
+        self.assistant_settings = settings
+        save_settings(settings)
+        self.ask_panel.refresh_settings()
+        if self.service.running is None:
+            self._on_model_state("not loaded" if settings.clinkd_dir else "not configured", "")
+
+    def choose_clinkd_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "ClinKD / Qwen2-VL checkpoint folder")
+        if folder:
+
+            self.set_assistant_settings(replace(self.assistant_settings, clinkd_dir=folder))
+
+    def edit_settings(self) -> None:
+        from engine.kpl.knowledge import available_knowledge
+
+        dialog = SettingsDialog(self.assistant_settings, [p.stem for p in available_knowledge()], self)
+        if dialog.exec():
+            self.set_assistant_settings(dialog.value())
+
+    def _on_model_state(self, state: str, detail: str) -> None:
+        self._model_state = state
+        text = {"not configured": "Model: not configured", "not loaded": "Model: not loaded yet",
+                "loading": "Model: loading…", "ready": "Model: ready", "busy": "Model: busy",
+                "error": "Model: error"}.get(state, f"Model: {state}")
+        self.model_status.setText(text + (f" · {detail}" if detail and state != "error" else ""))
+        self.model_status.setToolTip(detail)
+
+    def _on_steps(self, _job_id: int, steps: int, seconds: float) -> None:
+        rate = steps / seconds if seconds > 0 else 0.0
+        self.model_status.setText(f"Model: busy · {steps} tokens · {seconds:.1f} s · {rate:.1f} tok/s")
 
     def select_all_on_frame(self) -> None:
         self.annotations.select({box.id for box in self.annotations.visible_boxes(self.state.frame_index)})
@@ -470,6 +535,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         for worker in list(self._workers):
             worker.quit()
+        self.service.shutdown()
         self.annotations.save_all()
         super().closeEvent(event)
 

@@ -1,0 +1,296 @@
+"""The Ask panel: questions to ClinKD about the frame on screen, answers streamed, boxes drawn.
+
+The model is shown exactly what the user sees (the frame through the display pipeline in the
+current window, as RGB). A selected box becomes the box prompt. Ask turns into Cancel while an
+answer streams; a cancelled answer keeps its text but draws no boxes.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget,
+)
+
+from app.annotation_controller import AnnotationController
+from app.answer_overlay import AnswerBox, AnswerOverlay
+from app.conversation import Conversations, Turn
+from app.inference_worker import AskJob, InferenceService
+from app.settings import AssistantSettings
+from app.viewer_state import ViewerState
+from engine.clinkd import Task, default_question
+from engine.files import write_json_atomic
+from engine.imaging import render_rgb
+
+NOTICE = "Research use only — not for diagnosis. Answers can be wrong; check every box."
+TASK_BUTTONS = (
+    (Task.FREE, "Ask", "Free question about the image (a selected box is added as the box prompt)"),
+    (Task.VG, "Where is…", "Visual grounding: name a structure, get its box"),
+    (Task.ROC, "What is here?", "Referring object classification: what is in the selected box"),
+    (Task.RC, "Describe region", "Region captioning: describe the selected box"),
+    (Task.MIA, "Analyse image", "Whole-image analysis"),
+)
+PLACEHOLDERS = {Task.FREE: "Ask about this image…", Task.VG: "Structure to find, e.g. left lung"}
+
+
+class AskPanel(QWidget):
+    ask_started = Signal(int)      # job id
+    answer_finished = Signal(int)  # job id (done, cancelled or failed)
+
+    def __init__(self, state: ViewerState, annotations: AnnotationController, service: InferenceService,
+                 overlay: AnswerOverlay, settings: Callable[[], AssistantSettings],
+                 choose_model: Callable[[], None], parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.annotations = annotations
+        self.service = service
+        self.overlay = overlay
+        self.settings = settings
+        self.conversations = Conversations()
+        self.task = Task.FREE
+        self.running_job: int | None = None
+        self.notice = QLabel(NOTICE)
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #8a8f98; font-size: 11px;")
+        self.missing = QLabel()
+        self.missing.setWordWrap(True)
+        self.missing.setStyleSheet("color: #ffcf70;")
+        self.choose_button = QPushButton("Choose folder…")
+        self.choose_button.clicked.connect(choose_model)
+        self.task_group = QButtonGroup(self)
+        task_row = QHBoxLayout()
+        for task, text, tip in TASK_BUTTONS:
+            button = QPushButton(text)
+            button.setCheckable(True)
+            button.setToolTip(tip)
+            button.setChecked(task is Task.FREE)
+            self.task_group.addButton(button)
+            button.clicked.connect(lambda _=False, t=task: self.set_task(t))
+            task_row.addWidget(button)
+        self.question = QLineEdit()
+        self.question.setPlaceholderText(PLACEHOLDERS[Task.FREE])
+        self.question.setClearButtonEnabled(True)
+        self.box_label = QLabel()
+        self.box_label.setStyleSheet("color: #8a8f98;")
+        self.ask_button = QPushButton("Ask")
+        self.ask_button.setDefault(True)
+        self.regenerate_button = QPushButton("Regenerate")
+        self.clear_button = QPushButton("Clear")
+        self.export_button = QPushButton("Export…")
+        self.accept_button = QPushButton("Accept box (A)")
+        self.accept_button.setToolTip("Add the highlighted answer box to the annotations (undoable)")
+        self.chat = QTextBrowser()
+        self.chat.setOpenLinks(False)
+        self.chat.setPlaceholderText("Answers appear here. Hover a box link to find it on the image.")
+        buttons = QHBoxLayout()
+        for button in (self.ask_button, self.regenerate_button, self.clear_button, self.export_button):
+            buttons.addWidget(button)
+        missing_row = QHBoxLayout()
+        missing_row.addWidget(self.missing, 1)
+        missing_row.addWidget(self.choose_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(missing_row)
+        layout.addLayout(task_row)
+        layout.addWidget(self.question)
+        layout.addWidget(self.box_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.chat, 1)
+        layout.addWidget(self.accept_button)
+        layout.addWidget(self.notice)
+
+        self.question.returnPressed.connect(self.ask_or_cancel)
+        self.ask_button.clicked.connect(self.ask_or_cancel)
+        self.regenerate_button.clicked.connect(self.regenerate)
+        self.clear_button.clicked.connect(self.clear)
+        self.export_button.clicked.connect(self._choose_export)
+        self.chat.highlighted.connect(self._hovered)
+        self.chat.anchorClicked.connect(self._hovered)
+        worker = service.worker
+        worker.partial_text.connect(self._on_partial)
+        worker.result.connect(self._on_result)
+        worker.cancelled.connect(self._on_cancelled)
+        worker.error.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        annotations.selection_changed.connect(self._update_box_label)
+        annotations.current_image_changed.connect(self.refresh)
+        state.frame_changed.connect(lambda _i: (self._update_box_label(), self._update_buttons()))
+        self.refresh_settings()
+        self.refresh()
+
+    # ----- state
+    @property
+    def image_key(self) -> str | None:
+        return self.state.stack.key if self.state.stack else None
+
+    def refresh_settings(self) -> None:
+        settings = self.settings()
+        missing = not settings.clinkd_dir
+        self.missing.setText(
+            "No ClinKD / Qwen2-VL checkpoint is configured. Choose the folder of a local checkpoint "
+            "(ClinKD, or Qwen2-VL-2B/7B-Instruct: see README, “Point it at your weights”)." if missing else "")
+        self.missing.setVisible(missing)
+        self.choose_button.setVisible(missing)
+        self._update_buttons()
+
+    def set_task(self, task: Task) -> None:
+        self.task = task
+        self.question.setText(default_question(task))
+        self.question.setPlaceholderText(PLACEHOLDERS.get(task, ""))
+        for button, (button_task, _text, _tip) in zip(self.task_group.buttons(), TASK_BUTTONS):
+            button.setChecked(button_task is task)
+        self._update_box_label()
+
+    def selected_box(self) -> tuple[float, float, float, float] | None:
+        boxes = [b for b in self.annotations.boxes(self.state.frame_index) if b.id in self.annotations.selected]
+        return boxes[0].rect if boxes else None
+
+    def _update_box_label(self) -> None:
+        box = self.selected_box()
+        if box is not None:
+            self.box_label.setText("Box prompt: ({:.0f}, {:.0f}) – ({:.0f}, {:.0f}) px".format(*box))
+        elif self.task.needs_box:
+            self.box_label.setText("Select or draw a box (B) for this task.")
+        else:
+            self.box_label.setText("No box prompt (select a box to add one).")
+
+    def _update_buttons(self) -> None:
+        running = self.running_job is not None
+        configured = bool(self.settings().clinkd_dir)
+        self.ask_button.setText("Cancel" if running else "Ask")
+        self.ask_button.setEnabled(running or (configured and self.state.frame is not None))
+        has_turns = bool(self.image_key and self.conversations.turns(self.image_key))
+        self.regenerate_button.setEnabled(not running and configured and has_turns)
+        self.clear_button.setEnabled(not running and has_turns)
+        self.export_button.setEnabled(has_turns)
+        self.accept_button.setEnabled(self.overlay.highlighted_box() is not None)
+
+    # ----- asking
+    def ask_or_cancel(self) -> None:
+        if self.running_job is not None:
+            self.service.cancel(self.running_job)
+            return
+        self.ask(self.question.text(), self.task, self.selected_box())
+
+    def ask(self, question: str, task: Task, box) -> int | None:
+        frame, key = self.state.frame, self.image_key
+        if frame is None or key is None or self.running_job is not None:
+            return None
+        if task.needs_box and box is None:
+            self.box_label.setText("Select or draw a box (B) first: this task asks about a region.")
+            return None
+        if task is Task.VG and not question.strip():
+            self.question.setFocus()
+            return None
+        turn = Turn(question=question.strip(), task=task.value, box=box, frame=self.state.frame_index,
+                    window=self.state.window)
+        job = AskJob(image=render_rgb(frame, self.state.window, invert=self.state.invert),
+                     question=turn.question, task=task.value, box=box, image_key=key,
+                     frame=turn.frame, window=turn.window, settings=self.settings())
+        turn.job_id = self.running_job = self.service.submit(job)
+        self.conversations.turns(key).append(turn)
+        self.refresh()
+        self.ask_started.emit(turn.job_id)
+        return turn.job_id
+
+    def regenerate(self) -> None:
+        turns = self.conversations.turns(self.image_key) if self.image_key else []
+        if turns:
+            last = turns[-1]
+            self.ask(last.question, Task(last.task), last.box)
+
+    def clear(self) -> None:
+        if self.image_key and self.running_job is None:
+            self.conversations.by_image.pop(self.image_key, None)
+            self.refresh()
+
+    # ----- worker signals
+    def _on_partial(self, job_id: int, text: str) -> None:
+        turn = self.conversations.find(job_id)
+        if turn is not None:
+            turn.streamed += text
+            self._render_chat()
+
+    def _on_result(self, job_id: int, result) -> None:
+        turn = self.conversations.find(job_id)
+        if turn is not None:
+            turn.result, turn.status = result, "done"
+
+    def _on_cancelled(self, job_id: int) -> None:
+        turn = self.conversations.find(job_id)
+        if turn is not None:
+            turn.status = "cancelled"
+
+    def _on_error(self, job_id: int, message: str) -> None:
+        turn = self.conversations.find(job_id)
+        if turn is not None:
+            turn.status, turn.error = "error", message
+
+    def _on_finished(self, job_id: int) -> None:
+        if job_id == self.running_job:
+            self.running_job = None
+            self.refresh()
+            self.answer_finished.emit(job_id)
+
+    # ----- view
+    def refresh(self) -> None:
+        self._render_chat()
+        self.overlay.show(self.answer_boxes())
+        self._update_box_label()
+        self._update_buttons()
+
+    def answer_boxes(self) -> list[AnswerBox]:
+        turns = self.conversations.turns(self.image_key) if self.image_key else []
+        return [AnswerBox(t, i, b.x1, b.y1, b.x2, b.y2, b.phrase or "", turn.frame)
+                for t, turn in enumerate(turns) for i, b in enumerate(turn.boxes)]
+
+    def _render_chat(self) -> None:
+        turns = self.conversations.turns(self.image_key) if self.image_key else []
+        parts = []
+        for t, turn in enumerate(turns):
+            ask = html.escape(turn.question or default_question(Task(turn.task)))
+            where = f" · box ({', '.join(f'{v:.0f}' for v in turn.box)})" if turn.box else ""
+            parts.append(f"<p><b>You</b> <span style='color:#8a8f98'>[{turn.task} · frame {turn.frame + 1}"
+                         f"{where}]</span><br>{ask}</p>")
+            answer = html.escape(turn.answer)
+            status = {"running": " <i>…</i>", "cancelled": " <i style='color:#ffcf70'>(cancelled: no boxes)</i>",
+                      "error": f" <span style='color:#ff8080'>Error: {html.escape(turn.error)}</span>"}.get(turn.status, "")
+            links = "".join(
+                f"<br>▣ <a href='box:{t}:{i}'>{html.escape(b.phrase or 'box ' + str(i + 1))}</a> "
+                f"<span style='color:#8a8f98'>({b.x1:.0f}, {b.y1:.0f}) – ({b.x2:.0f}, {b.y2:.0f})</span>"
+                for i, b in enumerate(turn.boxes))
+            meta = ""
+            if turn.result is not None and turn.status == "done":
+                r = turn.result
+                speed = f" · {r.tokens_per_second:.1f} tok/s" if r.tokens_per_second else ""
+                meta = (f"<br><span style='color:#8a8f98'>{html.escape(r.model.model_id)} · {r.new_tokens} tokens"
+                        f" · {r.total_s:.1f} s{speed}</span>")
+            parts.append(f"<p><b>ClinKD</b>{status}<br>{answer}{links}{meta}</p>")
+        self.chat.setHtml("".join(parts))
+        self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())
+
+    def _hovered(self, url: QUrl) -> None:
+        text = url.toString()
+        self.overlay.highlight(text.split(":", 1)[1] if text.startswith("box:") else None)
+        self._update_buttons()
+
+    def accept_highlighted(self) -> bool:
+        """A: the highlighted answer box becomes a model annotation (one undoable step)."""
+        box = self.overlay.highlighted_box()
+        if box is None or self.annotations.doc is None:
+            return False
+        self.annotations.accept_model_box(box.frame, (box.x1, box.y1, box.x2, box.y2), box.phrase)
+        return True
+
+    # ----- export
+    def _choose_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.json", "JSON (*.json)")
+        if path:
+            self.export(path)
+
+    def export(self, path: str) -> None:
+        if self.image_key and self.state.stack is not None:
+            write_json_atomic(path, self.conversations.export(self.image_key, self.state.stack.paths))

@@ -1,0 +1,83 @@
+"""A conversation per image: every question, the box and window it was asked with, and the answer.
+
+Plain data kept on the GUI thread. ``export`` writes what a reader needs to reproduce or audit an
+answer (task, box prompt, frame, window, model, settings, timings, candidates) and nothing that
+identifies the patient: images are named by file name only, never by patient name, ID or date.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.imaging import Window
+
+
+@dataclass
+class Turn:
+    question: str
+    task: str
+    box: tuple[float, float, float, float] | None
+    frame: int
+    window: Window | None
+    asked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    job_id: int | None = None
+    status: str = "running"          # running | done | cancelled | error
+    streamed: str = ""               # text as it arrived
+    result: Any = None               # engine.clinkd.AskResult once done
+    error: str = ""
+
+    @property
+    def answer(self) -> str:
+        return self.result.text if self.result is not None else self.streamed
+
+    @property
+    def boxes(self) -> tuple:
+        return self.result.boxes if self.result is not None and not self.result.cancelled else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "question": self.question,
+            "task": self.task,
+            "box_prompt": list(self.box) if self.box else None,
+            "frame": self.frame,
+            "window": None if self.window is None else {
+                "center": self.window.center, "width": self.window.width, "function": self.window.function},
+            "asked_at": self.asked_at,
+            "status": self.status,
+            "answer": self.answer,
+            "error": self.error or None,
+        }
+        if self.result is not None:
+            result = self.result.to_dict()
+            data["raw_answer"] = result["raw_text"]
+            data["boxes"] = [{"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "phrase": b.phrase}
+                             for b in self.boxes]
+            data["model"] = {k: result["model"][k] for k in ("model_id", "dtype", "device", "quantization",
+                                                             "min_pixels", "max_pixels", "mcg_rope")}
+            data["settings"] = result["settings"]
+            data["timings"] = {k: result[k] for k in ("time_to_first_token_s", "tokens_per_second", "total_s")}
+            data["tokens"] = {k: result[k] for k in ("prompt_tokens", "image_tokens", "new_tokens")}
+            data["candidates"] = [{"text": c["text"], "score": c["score"]} for c in result["candidates"]]
+        return data
+
+
+@dataclass
+class Conversations:
+    by_image: dict[str, list[Turn]] = field(default_factory=dict)
+
+    def turns(self, image_key: str) -> list[Turn]:
+        return self.by_image.setdefault(image_key, [])
+
+    def find(self, job_id: int) -> Turn | None:
+        return next((t for turns in self.by_image.values() for t in turns if t.job_id == job_id), None)
+
+    def export(self, image_key: str, image_paths: list[str]) -> dict[str, Any]:
+        return {
+            "format": "clinlens-conversation",
+            "version": 1,
+            "images": [os.path.basename(p) for p in image_paths],
+            "turns": [turn.to_dict() for turn in self.turns(image_key)],
+        }

@@ -1,0 +1,103 @@
+"""Settings > Assistant: the weights and how to run them, validated before they are kept."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtWidgets import (
+    QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+    QSpinBox, QVBoxLayout, QWidget,
+)
+
+from app.settings import DEVICES, DTYPES, KPL_METHODS, MCG_ROPE, AssistantSettings
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: AssistantSettings, knowledge_names: list[str], parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Assistant settings")
+        self.clinkd_dir = QLineEdit(settings.clinkd_dir)
+        self.clinkd_dir.setPlaceholderText("Folder of a Qwen2-VL-family checkpoint (config.json, *.safetensors)")
+        self.clip_model = QLineEdit(settings.clip_model)
+        self.clip_model.setPlaceholderText("ViT-L-14:openai, ViT-B-16:/path/to/weights.pt or local-dir:/path")
+        self.knowledge = QComboBox()
+        self.knowledge.setEditable(True)
+        self.knowledge.addItems(knowledge_names)
+        self.knowledge.setCurrentText(settings.knowledge)
+        self.device = _combo(DEVICES, settings.device)
+        self.dtype = _combo(DTYPES, settings.dtype)
+        self.mcg_rope = _combo(MCG_ROPE, settings.mcg_rope)
+        self.kpl_method = _combo(KPL_METHODS, settings.kpl_method)
+        self.max_pixels = _spin(28 * 28, 4096 * 4096, settings.max_pixels, 28 * 28)
+        self.max_new_tokens = _spin(1, 4096, settings.max_new_tokens)
+        self.best_of = _spin(1, 32, settings.best_of)
+        self.kpl_k = _spin(1, 256, settings.kpl_k)
+        self.problems = QLabel()
+        self.problems.setStyleSheet("color: #ff8080;")
+        self.problems.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("ClinKD folder", _with_browse(self.clinkd_dir, self._browse_clinkd))
+        form.addRow("CLIP model", self.clip_model)
+        form.addRow("Knowledge base", self.knowledge)
+        form.addRow("Device", self.device)
+        form.addRow("Precision", self.dtype)
+        form.addRow("Max pixels", self.max_pixels)
+        form.addRow("Max new tokens", self.max_new_tokens)
+        form.addRow("Best of N (SASG)", self.best_of)
+        form.addRow("MCG-RoPE", self.mcg_rope)
+        form.addRow("KPL k", self.kpl_k)
+        form.addRow("KPL method", self.kpl_method)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.problems)
+        layout.addWidget(buttons)
+        self._base = settings
+
+    def value(self) -> AssistantSettings:
+        return replace(
+            self._base, clinkd_dir=self.clinkd_dir.text().strip(), clip_model=self.clip_model.text().strip(),
+            knowledge=self.knowledge.currentText().strip(), device=self.device.currentText(),
+            dtype=self.dtype.currentText(), mcg_rope=self.mcg_rope.currentText(),
+            kpl_method=self.kpl_method.currentText(), max_pixels=self.max_pixels.value(),
+            max_new_tokens=self.max_new_tokens.value(), best_of=self.best_of.value(), kpl_k=self.kpl_k.value())
+
+    def accept(self) -> None:
+        problems = self.value().problems()
+        if problems:
+            self.problems.setText("\n".join(problems))
+            return
+        super().accept()
+
+    def _browse_clinkd(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "ClinKD / Qwen2-VL checkpoint folder", self.clinkd_dir.text())
+        if folder:
+            self.clinkd_dir.setText(folder)
+
+
+def _combo(options: tuple[str, ...], current: str) -> QComboBox:
+    combo = QComboBox()
+    combo.addItems(list(options))
+    combo.setCurrentText(current)
+    return combo
+
+
+def _spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    return spin
+
+
+def _with_browse(edit: QLineEdit, browse) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit, 1)
+    button = QPushButton("Browse…")
+    button.clicked.connect(browse)
+    layout.addWidget(button)
+    return row

@@ -1,0 +1,191 @@
+"""The assistant in the window, driven through the real worker thread and the real engine loader
+with a tiny random Qwen2-VL. Where a test needs a known answer (boxes at known places, a pause to
+cancel in), it scripts the model's tokens through the real streamer and stopping criteria: the
+plumbing is under test, never the model's words."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import pytest
+import torch
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtTest import QTest
+from pydicom.data import get_testdata_file
+from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
+
+from app.main_window import MainWindow
+from app.settings import AssistantSettings, save_settings
+from engine.annotations import Review, Source
+from engine.clinkd import Task
+from tests.engine.tiny_qwen import TINY_MAX_PIXELS, tiny_checkpoint
+
+BOX_ANSWER = "<|object_ref_start|>spine<|object_ref_end|><|box_start|>(250,500),(750,1000)<|box_end|>"
+
+
+@pytest.fixture
+def tiny_folder(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture
+def ct(tmp_path) -> str:
+    target = tmp_path / "CT_small.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), target)
+    return str(target)
+
+
+def make_window(qtbot, settings: AssistantSettings) -> MainWindow:
+    save_settings(settings)
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.resize(1300, 800)
+    main.show()
+    qtbot.waitExposed(main)
+    return main
+
+
+def open_and_wait(qtbot, main: MainWindow, path: str) -> None:
+    with qtbot.waitSignal(main.load_finished, timeout=20000):
+        main.open([path])
+    qtbot.wait_until(lambda: main.state.frame is not None)
+
+
+@pytest.fixture
+def scripted(monkeypatch, tiny_folder):
+    """Make generate() emit ``answer`` token by token; optionally stop after ``pause_after`` tokens
+    until ``gate`` is set (the test cancels in that pause)."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
+    control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event()}
+
+    def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
+        tokens = tokenizer(control["answer"], add_special_tokens=False).input_ids
+        tokens.append(self.generation_config.eos_token_id if isinstance(self.generation_config.eos_token_id, int)
+                      else self.generation_config.eos_token_id[0])
+        streamer.put(input_ids)
+        out = input_ids
+        for step, token in enumerate(tokens):
+            if step == control["pause_after"]:
+                assert control["gate"].wait(20), "the test never released the scripted answer"
+            out = torch.cat([out, torch.tensor([[token]])], dim=1)
+            streamer.put(torch.tensor([token]))
+            if any(bool(c(out, None).all()) for c in stopping_criteria):
+                break
+        streamer.end()
+        return out
+
+    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "generate", generate)
+    return control
+
+
+def test_without_weights_the_panel_says_what_is_missing(qtbot, ct):
+    main = make_window(qtbot, AssistantSettings())
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    assert panel.missing.isVisible() and "No ClinKD" in panel.missing.text()
+    assert panel.choose_button.isVisible()
+    assert not panel.ask_button.isEnabled()
+    assert main.model_status.text() == "Model: not configured"
+    assert panel.notice.text().startswith("Research use only")
+
+
+def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_folder, scripted):
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    open_and_wait(qtbot, main, ct)
+    worker = main.service.worker
+    order: list[str] = []
+    for name in ("started", "partial_text", "result", "finished"):
+        getattr(worker, name).connect(lambda *_a, n=name: order.append(n))
+    chunks: list[str] = []
+    worker.partial_text.connect(lambda _id, text: chunks.append(text))
+    main.ask_panel.set_task(Task.VG)
+    main.ask_panel.question.setText("spine")
+    with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
+        QTest.mouseClick(main.ask_panel.ask_button, Qt.MouseButton.LeftButton)
+        assert main.ask_panel.ask_button.text() == "Cancel"
+    assert order[0] == "started" and order[-2:] == ["result", "finished"] and "partial_text" in order
+    assert "".join(chunks)                                   # text streamed before the result
+    turn = main.ask_panel.conversations.turns(main.state.stack.key)[0]
+    assert turn.status == "done" and turn.question == "spine"
+    [item] = main.answer_overlay.items.values()              # 0-1000 grid of a 128 x 128 CT
+    assert item.rect().getCoords() == (32.0, 64.0, 96.0, 128.0)
+    assert item.box.phrase == "spine"
+    assert "spine" in main.ask_panel.chat.toPlainText()
+    assert main.ask_panel.ask_button.text() == "Ask"
+    assert main.model_status.text().startswith("Model: ready")
+
+    main.ask_panel._hovered(QUrl("box:0:0"))                 # hovering the phrase link
+    assert main.answer_overlay.items["0:0"].pen().widthF() > 3
+    main.canvas.setFocus()
+    QTest.keyClick(main.canvas, Qt.Key.Key_A)                # accept as an annotation
+    [box] = main.annotations.boxes()
+    assert (box.rect, box.source, box.review, box.label) == ((32, 64, 96, 128), Source.MODEL, Review.ACCEPTED, "spine")
+    QTest.keyClick(main.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert main.annotations.boxes() == []                    # the accept is undoable
+
+    exported = main.ask_panel.conversations.export(main.state.stack.key, main.state.stack.paths)
+    text = json.dumps(exported)
+    assert exported["turns"][0]["boxes"][0]["x1"] == 32.0 and exported["turns"][0]["model"]["model_id"]
+    assert "CompressedSamples" not in text and "1CT1" not in text   # no patient name or id
+
+
+def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_folder, scripted):
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    open_and_wait(qtbot, main, ct)
+    scripted["answer"] = "The spine is here " + BOX_ANSWER
+    scripted["pause_after"] = 3
+    panel = main.ask_panel
+    with qtbot.waitSignal(main.service.worker.partial_text, timeout=60000):
+        panel.ask("Where is the spine?", Task.FREE, None)
+    with qtbot.waitSignal(main.service.worker.cancelled, timeout=20000):
+        QTest.mouseClick(panel.ask_button, Qt.MouseButton.LeftButton)    # the button is Cancel now
+        scripted["gate"].set()
+    qtbot.wait_until(lambda: panel.running_job is None)
+    turn = panel.conversations.turns(main.state.stack.key)[0]
+    assert turn.status == "cancelled" and turn.boxes == () and main.answer_overlay.items == {}
+    assert "cancelled" in panel.chat.toPlainText()
+    scripted["pause_after"] = None                                       # the worker takes the next job
+    with qtbot.waitSignal(panel.answer_finished, timeout=60000):
+        panel.ask("spine", Task.VG, None)
+    assert panel.conversations.turns(main.state.stack.key)[1].status == "done"
+    assert len(main.answer_overlay.items) == 1
+
+
+def test_an_error_in_the_worker_shows_in_the_panel_and_the_next_job_runs(qtbot, ct, tiny_folder, tmp_path):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(not_a_model), max_pixels=TINY_MAX_PIXELS))
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    with qtbot.waitSignal(panel.answer_finished, timeout=60000):
+        panel.ask("What is this?", Task.FREE, None)
+    turn = panel.conversations.turns(main.state.stack.key)[0]
+    assert turn.status == "error" and "config.json" in turn.error
+    assert "Error" in panel.chat.toPlainText() and main.model_status.text() == "Model: error"
+    from dataclasses import replace
+    main.set_assistant_settings(replace(main.assistant_settings, clinkd_dir=str(tiny_folder)))
+    with qtbot.waitSignal(panel.answer_finished, timeout=60000):
+        panel.ask("What is this?", Task.FREE, None)          # a real (random) answer from the tiny model
+    second = panel.conversations.turns(main.state.stack.key)[1]
+    assert second.status == "done" and second.result.new_tokens >= 1
+    assert second.result.model.max_pixels == TINY_MAX_PIXELS
+
+
+def test_box_tasks_need_a_box_and_send_the_selected_one(qtbot, ct, tiny_folder, scripted):
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    panel.set_task(Task.ROC)
+    assert panel.question.text() == "What is located at {box}?"
+    assert panel.ask(panel.question.text(), Task.ROC, None) is None      # no box: nothing sent
+    assert "box" in panel.box_label.text()
+    box = main.annotations.add_box(0, 10, 20, 40, 60)
+    assert panel.selected_box() == box.rect and "Box prompt" in panel.box_label.text()
+    scripted["answer"] = "vertebra"
+    with qtbot.waitSignal(main.service.worker.result, timeout=60000) as got:
+        panel.ask_or_cancel()
+    result = got.args[1]
+    assert "<|box_start|>(78,156),(313,469)<|box_end|>" in result.question   # the box on the 0-1000 grid
+    qtbot.wait_until(lambda: panel.running_job is None)
