@@ -215,6 +215,16 @@ class AnnotationController(QObject):
         self.select({box.id})
         return box
 
+    def accept_image_label(self, label: str, score: float, note: str):
+        """A classifier result the user accepted, as an image-level annotation (undoable)."""
+        if self.doc is None or self.image_id is None:
+            return None
+        self.doc.ensure_label(label)
+        image_label = self.doc.new_image_label(self.image_id, label, source=Source.CLASSIFIER, score=score,
+                                               note=note, review=Review.ACCEPTED)
+        self._execute(AddAnnotations(self.image_id, [image_label], text="Accept classifier label"))
+        return image_label
+
     def new_drag(self) -> int:
         return next(self._drag_tokens)
 

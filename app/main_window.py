@@ -32,6 +32,7 @@ from app.ask_panel import AskPanel
 from app.box_overlay import BoxOverlay
 from app.box_tools import BoxTools, Tool
 from app.canvas import ImageCanvas
+from app.classify_panel import ClassifyPanel
 from app.error_banner import ErrorBanner
 from app.inference_worker import InferenceService, UnloadJob
 from app.metadata_panel import MetadataPanel
@@ -68,6 +69,13 @@ class MainWindow(QMainWindow):
         self.answer_overlay = AnswerOverlay(self.canvas.scene(), self.state)
         self.ask_panel = AskPanel(self.state, self.annotations, self.service, self.answer_overlay,
                                   lambda: self.assistant_settings, self.choose_clinkd_folder)
+        self.classify_panel = ClassifyPanel(self.state, self.annotations, self.service,
+                                            lambda: self.assistant_settings, self.set_assistant_settings,
+                                            self.edit_settings, self.open_image_paths)
+        self.canvas_label = QLabel(self.canvas.viewport())
+        self.canvas_label.setStyleSheet("background: rgba(0, 0, 0, 160); color: #9dff57; padding: 3px 6px;")
+        self.canvas_label.move(8, 8)
+        self.canvas_label.hide()
         self.needs_review_only = QCheckBox("Only images needing review")
         self.banner = ErrorBanner()
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
@@ -119,7 +127,12 @@ class MainWindow(QMainWindow):
         self.ask_dock.setObjectName("askDock")
         self.ask_dock.setWidget(self.ask_panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ask_dock)
+        self.classify_dock = QDockWidget("Classify (KPL)", self)
+        self.classify_dock.setObjectName("classifyDock")
+        self.classify_dock.setWidget(self.classify_panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.classify_dock)
         self.tabifyDockWidget(metadata, self.ask_dock)
+        self.tabifyDockWidget(self.ask_dock, self.classify_dock)
         self.ask_dock.raise_()
         self.resizeDocks([images, metadata], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([images, boxes], [250, 500], Qt.Orientation.Vertical)
@@ -264,6 +277,8 @@ class MainWindow(QMainWindow):
         self.annotations.changed.connect(lambda _e: self._refresh_review_filter())
         self.annotation_panel.box_activated.connect(self.show_box)
         self.needs_review_only.toggled.connect(lambda _on: self._refresh_review_filter())
+        self.classify_panel.image_requested.connect(self.show_image)
+        self.classify_panel.label_changed.connect(self._show_canvas_label)
         worker = self.service.worker
         worker.state.connect(self._on_model_state)
         worker.steps.connect(self._on_steps)
@@ -319,6 +334,25 @@ class MainWindow(QMainWindow):
             self.state.set_stack(stack, last_frame)
             self.setWindowTitle(f"ClinLens — {stack.title}")
 
+    def open_image_paths(self) -> list[str]:
+        """Every file of every open image: the pool KPL classifies transductively."""
+        return [path for stack in self.stacks for path in stack.paths]
+
+    def show_image(self, path: str, frame_number: int = 1) -> None:
+        """Show the frame of ``path`` (a result row was clicked)."""
+        for row, stack in enumerate(self.stacks):
+            for index in range(stack.n_frames):
+                source = stack.frame_source(index)
+                if source.path == path and source.frame_number == frame_number:
+                    self.image_list.setCurrentRow(row)
+                    self.state.set_frame(index)
+                    return
+
+    def _show_canvas_label(self, text: str) -> None:
+        self.canvas_label.setText(text)
+        self.canvas_label.adjustSize()
+        self.canvas_label.setVisible(bool(text))
+
     def step_image(self, delta: int) -> None:
         """N / P: the next or previous image in the list, skipping images hidden by the review filter."""
         row = self.image_list.currentRow()
@@ -355,6 +389,7 @@ class MainWindow(QMainWindow):
         self.assistant_settings = settings
         save_settings(settings)
         self.ask_panel.refresh_settings()
+        self.classify_panel.refresh_settings()
         if self.service.running is None:
             self._on_model_state("not loaded" if settings.clinkd_dir else "not configured", "")
 

@@ -24,7 +24,7 @@ KPL_METHODS = ("kpl", "text", "inmap")
 class AssistantSettings:
     clinkd_dir: str = ""             # a Qwen2-VL-family checkpoint folder (ClinKD or stock Qwen2-VL)
     clip_model: str = ""             # open_clip spec: "ViT-L-14:openai", a checkpoint file or local-dir:
-    knowledge: str = "tuberculosis"  # knowledge base name in resources/knowledge or a JSON file
+    knowledge: str = "tuberculosis-cxr"  # knowledge base name in resources/knowledge or a JSON file
     device: str = "auto"
     dtype: str = "auto"
     max_pixels: int = 1024 * 1024

@@ -5,20 +5,9 @@ Knowledge bases (``knowledge``), the open_clip backend and its feature cache (``
 pipeline the CLI and the GUI worker call (``classify``, ``evaluate``). Nothing here imports Qt.
 """
 
-from engine.kpl.cache import FeatureCache
-from engine.kpl.classify import Evidence, ImageResult, KplResult, KplSettings, classify_pool, description_features
-from engine.kpl.clip import (
-    ClipLoadError,
-    ClipSpec,
-    ClipSpecError,
-    ClipWeightsMissing,
-    LoadedClip,
-    encode_image_batch,
-    encode_texts,
-    load_clip,
-)
-from engine.kpl.evaluate import EvalReport, evaluate_folder
-from engine.kpl.images import EncodedPool, Pool, PoolImage, encode_pool
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from engine.kpl.knowledge import (
     DEFAULT_TEMPLATE,
     KnowledgeBase,
@@ -30,8 +19,80 @@ from engine.kpl.knowledge import (
     resolve_knowledge,
     save_knowledge,
 )
-from engine.kpl.predict import METHOD_TITLES, METHODS, KplPrediction, Method, ProxyParams, kpl_predict
-from engine.kpl.progress import CancelFlag, Cancelled, ProgressFn
+from engine.kpl.progress import (
+    CancelFlag,
+    Cancelled,
+    ProgressFn,
+)
+
+# Knowledge bases and progress are light; everything else imports torch/open_clip (seconds),
+# so it loads on first use (PEP 562): the GUI lists knowledge bases without paying for torch.
+_LAZY = {
+    "engine.kpl.cache": ("FeatureCache",),
+    "engine.kpl.classify": (
+        "Evidence",
+        "ImageResult",
+        "KplResult",
+        "KplSettings",
+        "classify_pool",
+        "description_features",
+    ),
+    "engine.kpl.clip": (
+        "ClipLoadError",
+        "ClipSpec",
+        "ClipSpecError",
+        "ClipWeightsMissing",
+        "LoadedClip",
+        "encode_image_batch",
+        "encode_texts",
+        "load_clip",
+    ),
+    "engine.kpl.evaluate": ("EvalReport", "evaluate_folder"),
+    "engine.kpl.images": ("EncodedPool", "Pool", "PoolImage", "encode_pool"),
+    "engine.kpl.predict": (
+        "METHOD_TITLES",
+        "METHODS",
+        "KplPrediction",
+        "Method",
+        "ProxyParams",
+        "kpl_predict",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+if TYPE_CHECKING:
+    from engine.kpl.cache import FeatureCache
+    from engine.kpl.classify import (
+        Evidence,
+        ImageResult,
+        KplResult,
+        KplSettings,
+        classify_pool,
+        description_features,
+    )
+    from engine.kpl.clip import (
+        ClipLoadError,
+        ClipSpec,
+        ClipSpecError,
+        ClipWeightsMissing,
+        LoadedClip,
+        encode_image_batch,
+        encode_texts,
+        load_clip,
+    )
+    from engine.kpl.evaluate import EvalReport, evaluate_folder
+    from engine.kpl.images import EncodedPool, Pool, PoolImage, encode_pool
+    from engine.kpl.predict import METHOD_TITLES, METHODS, KplPrediction, Method, ProxyParams, kpl_predict
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.kpl' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_TEMPLATE",
