@@ -1,0 +1,116 @@
+"""How long does the window stall while the model works? A timer probe on the GUI thread.
+
+A 5 ms QTimer records when it actually fires; the longest gap minus 5 ms is the longest time the
+event loop could not run (a stall the user would feel as a frozen window). Measured in one run:
+the idle window (baseline), while the model loads, and while answers are generated, with a tiny
+random Qwen2-VL through the real worker thread and engine. Target: the longest stall while
+generating under 50 ms.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_gui_responsiveness.py [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+PROBE_MS = 5
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(PROBE_MS)
+        self.timer.timeout.connect(lambda: self.stamps.append(time.perf_counter()))
+
+    def __enter__(self) -> "Probe":
+        self.stamps = [time.perf_counter()]
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.stop()
+
+    def worst_stall_ms(self) -> float:
+        gaps = [(b - a) * 1000 for a, b in zip(self.stamps, self.stamps[1:])]
+        return max(0.0, max(gaps, default=0.0) - PROBE_MS)
+
+
+def wait(ms: int) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_for(signal) -> None:
+    loop = QEventLoop()
+    signal.connect(loop.quit)
+    loop.exec()
+    signal.disconnect(loop.quit)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0, help="how long to keep the model generating")
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication([])
+    from app.application import DEMO_IMAGE
+    from app.main_window import MainWindow
+    from app.settings import AssistantSettings
+    from engine.clinkd import Task
+    from tests.engine.tiny_qwen import TINY_MAX_PIXELS, build_tiny_qwen2vl
+
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["CLINLENS_CONFIG_DIR"] = str(Path(folder) / "config")
+        model = build_tiny_qwen2vl(Path(folder) / "tiny")
+        window = MainWindow()
+        window.set_assistant_settings(AssistantSettings(clinkd_dir=str(model), max_pixels=TINY_MAX_PIXELS,
+                                                        max_new_tokens=200))
+        window.resize(1300, 800)
+        window.show()
+        window.open([str(DEMO_IMAGE)])
+        wait_for(window.load_finished)
+        panel = window.ask_panel
+
+        with Probe() as idle:
+            wait(int(args.seconds * 1000))
+        with Probe() as loading:
+            panel.ask("Describe the image.", Task.FREE, None)
+            wait_for(panel.answer_finished)
+        answers, tokens = 0, 0
+        with Probe() as generating:
+            deadline = time.perf_counter() + args.seconds
+            while time.perf_counter() < deadline:
+                panel.ask("Describe the image.", Task.FREE, None)
+                wait_for(panel.answer_finished)
+                turn = panel.conversations.turns(window.state.stack.key)[-1]
+                answers += 1
+                tokens += turn.result.new_tokens if turn.result else 0
+        window.close()
+
+    print(f"probe: a {PROBE_MS} ms timer on the GUI thread; worst stall = longest gap minus {PROBE_MS} ms")
+    print(f"idle window (baseline):            {idle.worst_stall_ms():7.1f} ms over {len(idle.stamps)} ticks")
+    print(f"first answer (model load + answer): {loading.worst_stall_ms():7.1f} ms over {len(loading.stamps)} ticks")
+    print(f"generating ({answers} answers, {tokens} tokens): {generating.worst_stall_ms():7.1f} ms over "
+          f"{len(generating.stamps)} ticks")
+    ratio = generating.worst_stall_ms() / max(idle.worst_stall_ms(), 0.1)
+    print(f"ratio generating / idle: {ratio:.1f}x")
+    verdict = "met" if generating.worst_stall_ms() < 50 else "NOT met"
+    print(f"target: worst stall while generating < 50 ms: {generating.worst_stall_ms():.1f} ms ({verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
