@@ -111,6 +111,7 @@ class AnnotationPanel(QWidget):
         self.image_reviewed.toggled.connect(self._reviewed_toggled)
         controller.changed.connect(lambda _e: self.refresh())
         controller.current_image_changed.connect(self.refresh)
+        state.stack_changed.connect(self.refresh)   # the spacing note needs the new stack
         controller.selection_changed.connect(self._sync_selection)
         self.refresh()
 

@@ -72,7 +72,7 @@ class MainWindow(QMainWindow):
         self.classify_panel = ClassifyPanel(self.state, self.annotations, self.service,
                                             lambda: self.assistant_settings, self.set_assistant_settings,
                                             self.edit_settings, self.open_image_paths)
-        self.canvas_label = QLabel(self.canvas.viewport())
+        self.canvas_label = QLabel(self.canvas)   # not the viewport: scrolling moves its children
         self.canvas_label.setStyleSheet("background: rgba(0, 0, 0, 160); color: #9dff57; padding: 3px 6px;")
         self.canvas_label.move(8, 8)
         self.canvas_label.hide()
@@ -352,6 +352,7 @@ class MainWindow(QMainWindow):
         self.canvas_label.setText(text)
         self.canvas_label.adjustSize()
         self.canvas_label.setVisible(bool(text))
+        self.canvas_label.raise_()
 
     def step_image(self, delta: int) -> None:
         """N / P: the next or previous image in the list, skipping images hidden by the review filter."""
