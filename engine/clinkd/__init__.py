@@ -10,45 +10,65 @@ Typical use from a worker thread::
     result = backend.ask(AskRequest(rgb, "left lung", Task.VG), on_text=print, cancel=event)
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 from engine.clinkd.errors import ClinKDError, GenerationOutOfMemory, ModelFolderError, QuantizationUnavailable
 from engine.clinkd.prompts import SYSTEM_PROMPT, Prompt, Task, build_prompt, chat_messages, default_question
+from engine.lazy import lazy_attributes
 
 # Prompts and errors are light; everything below imports torch and transformers (2-3 s), so it
 # loads on first use (PEP 562): the GUI can build its task buttons without paying for torch.
 _LAZY = {
-    "engine.clinkd.generation": ("AskRequest", "AskResult", "Candidate", "GenerationSettings", "ask", "ask_batch"),
-    "engine.clinkd.loader": ("ClinKDModel", "LoadSettings", "ModelInfo", "load_model", "read_checkpoint_config"),
-    "engine.clinkd.rope": ("RopeGaps", "install_mcg_rope", "installed_gaps", "mcg_positions", "mcg_rope_index"),
+    "engine.clinkd.generation": (
+        "AskRequest",
+        "AskResult",
+        "Candidate",
+        "GenerationSettings",
+        "ask",
+        "ask_batch",
+    ),
+    "engine.clinkd.loader": (
+        "ClinKDModel",
+        "LoadSettings",
+        "ModelInfo",
+        "load_model",
+        "read_checkpoint_config",
+    ),
+    "engine.clinkd.rope": (
+        "RopeGaps",
+        "install_mcg_rope",
+        "installed_gaps",
+        "mcg_positions",
+        "mcg_rope_index",
+    ),
     "engine.clinkd.sasg": ("CandidateScore", "SentenceEmbedder", "score_candidates", "semantic_similarity"),
+    "engine.clinkd.server": (
+        "Backend",
+        "LocalBackend",
+        "ServerBackend",
+        "ServerError",
+        "ServerSettings",
+        "open_server",
+        "png_data_url",
+    ),
 }
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
 if TYPE_CHECKING:
     from engine.clinkd.generation import AskRequest, AskResult, Candidate, GenerationSettings, ask, ask_batch
     from engine.clinkd.loader import ClinKDModel, LoadSettings, ModelInfo, load_model, read_checkpoint_config
     from engine.clinkd.rope import RopeGaps, install_mcg_rope, installed_gaps, mcg_positions, mcg_rope_index
     from engine.clinkd.sasg import CandidateScore, SentenceEmbedder, score_candidates, semantic_similarity
-from engine.clinkd.server import (
-    Backend,
-    LocalBackend,
-    ServerBackend,
-    ServerError,
-    ServerSettings,
-    open_server,
-    png_data_url,
-)
+    from engine.clinkd.server import (
+        Backend,
+        LocalBackend,
+        ServerBackend,
+        ServerError,
+        ServerSettings,
+        open_server,
+        png_data_url,
+    )
 
-
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.clinkd' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -5,7 +5,6 @@ Knowledge bases (``knowledge``), the open_clip backend and its feature cache (``
 pipeline the CLI and the GUI worker call (``classify``, ``evaluate``). Nothing here imports Qt.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 from engine.kpl.knowledge import (
@@ -24,6 +23,7 @@ from engine.kpl.progress import (
     Cancelled,
     ProgressFn,
 )
+from engine.lazy import lazy_attributes
 
 # Knowledge bases and progress are light; everything else imports torch/open_clip (seconds),
 # so it loads on first use (PEP 562): the GUI lists knowledge bases without paying for torch.
@@ -58,7 +58,6 @@ _LAZY = {
         "kpl_predict",
     ),
 }
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
 if TYPE_CHECKING:
     from engine.kpl.cache import FeatureCache
@@ -85,13 +84,7 @@ if TYPE_CHECKING:
     from engine.kpl.predict import METHOD_TITLES, METHODS, KplPrediction, Method, ProxyParams, kpl_predict
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.kpl' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -11,9 +11,9 @@ in the ClinKD engine as it is. Typical use::
 Importing this package is light; torch, transformers and peft load on first use.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
+from engine.lazy import lazy_attributes
 from engine.training.errors import TrainingDataError, TrainingError
 from engine.training.settings import DistillSettings, LoraSettings, ReflectSettings, TrainSettings
 
@@ -35,7 +35,6 @@ _LAZY = {
         "matched_boxes", "reflect", "select_candidate",
     ),
 }
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
 if TYPE_CHECKING:
     from engine.training.correction import (
@@ -71,13 +70,7 @@ if TYPE_CHECKING:
     from engine.training.trainer import TrainProgress, TrainResult, curriculum, distill, teacher_margins, train
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.training' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
