@@ -14,7 +14,7 @@ import sys
 
 # Each module adds its sub-commands with register(subparsers), set_defaults(func=handler);
 # a handler returns the exit code.
-COMMAND_MODULES = ("cli.imaging", "cli.annotations", "cli.clinkd", "cli.kpl", "cli.training")
+COMMAND_MODULES = ("cli.imaging", "cli.annotations", "cli.clinkd", "cli.kpl", "cli.evaluation", "cli.training")
 
 
 def build_parser() -> argparse.ArgumentParser:

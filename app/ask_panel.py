@@ -37,7 +37,10 @@ PLACEHOLDERS = {Task.FREE: "Ask about this image…", Task.VG: "Structure to fin
 
 
 class AskPanel(QWidget):
+    # Emitted on the GUI thread (worker signals arrive queued): safe to wait on, unlike the
+    # worker's own signals, whose direct Python callbacks would run in the worker thread.
     ask_started = Signal(int)      # job id
+    answer_updated = Signal(int)   # job id: more text streamed in
     answer_finished = Signal(int)  # job id (done, cancelled or failed)
 
     def __init__(self, state: ViewerState, annotations: AnnotationController, service: InferenceService,
@@ -128,10 +131,11 @@ class AskPanel(QWidget):
 
     def refresh_settings(self) -> None:
         settings = self.settings()
-        missing = not settings.clinkd_dir
+        missing = not settings.clinkd_configured
         self.missing.setText(
             "No ClinKD / Qwen2-VL checkpoint is configured. Choose the folder of a local checkpoint "
-            "(ClinKD, or Qwen2-VL-2B/7B-Instruct: see README, “Point it at your weights”)." if missing else "")
+            "(ClinKD, or Qwen2-VL-2B/7B-Instruct: see README, “Point it at your weights”), or a "
+            "server in Assistant > Settings." if missing else "")
         self.missing.setVisible(missing)
         self.choose_button.setVisible(missing)
         self._update_buttons()
@@ -159,7 +163,7 @@ class AskPanel(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.running_job is not None
-        configured = bool(self.settings().clinkd_dir)
+        configured = self.settings().clinkd_configured
         self.ask_button.setText("Cancel" if running else "Ask")
         self.ask_button.setEnabled(running or (configured and self.state.frame is not None))
         has_turns = bool(self.image_key and self.conversations.turns(self.image_key))
@@ -213,6 +217,7 @@ class AskPanel(QWidget):
         if turn is not None:
             turn.streamed += text
             self._render_chat()
+            self.answer_updated.emit(job_id)
 
     def _on_result(self, job_id: int, result) -> None:
         turn = self.conversations.find(job_id)

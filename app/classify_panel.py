@@ -49,6 +49,7 @@ def _bar(value: float) -> QProgressBar:
 class ClassifyPanel(QWidget):
     image_requested = Signal(str, int)   # path, 1-based frame number: show this image
     label_changed = Signal(str)          # the current image's label text for the canvas ("" = none)
+    run_finished = Signal(int)           # job id, on the GUI thread (done, cancelled or failed)
 
     def __init__(self, state: ViewerState, annotations: AnnotationController, service: InferenceService,
                  settings: Callable[[], AssistantSettings], set_settings: Callable[[AssistantSettings], None],
@@ -179,7 +180,7 @@ class ClassifyPanel(QWidget):
         stack = self.state.stack
         if stack is None:
             return None
-        return self._submit([self.state.stack.frame_source(self.state.frame_index).path])
+        return self._submit([stack.frame_source(self.state.frame_index).path])
 
     def classify_pool(self) -> int | None:
         return self._submit(self.pool_paths())
@@ -222,6 +223,7 @@ class ClassifyPanel(QWidget):
         if job_id == self.running_job:
             self.running_job = None
             self._update_buttons()
+            self.run_finished.emit(job_id)
 
     # ----- showing
     def _fill_table(self) -> None:

@@ -104,32 +104,57 @@ class _Worker(QObject):
     def _ask(self, job_id: int, job: AskJob, cancel: threading.Event) -> None:
         from engine.clinkd import AskRequest, GenerationSettings, Task, ask
 
-        model = self._load_clinkd(job.settings)
-        if cancel.is_set():
-            self.cancelled.emit(job_id)
-            return
-        self.state.emit("busy", _device_text(model.info))
-        began = time.perf_counter()
+        request = AskRequest(job.image, job.question, Task(job.task), job.box)
         settings = GenerationSettings(max_new_tokens=job.settings.max_new_tokens, best_of=job.settings.best_of)
-        result = ask(
-            model,
-            AskRequest(job.image, job.question, Task(job.task), job.box),
-            settings,
-            on_text=lambda text: self.partial_text.emit(job_id, text),
-            on_step=lambda n: self.steps.emit(job_id, n, time.perf_counter() - began),
-            cancel=cancel,
-        )
-        self.state.emit("ready", _device_text(model.info))
+        began = time.perf_counter()
+        if job.settings.server_url:
+            backend = self._open_server(job.settings)
+            self.state.emit("busy", _device_text(backend.info))
+            chunks = itertools.count(1)
+
+            def on_text(text: str) -> None:   # a server streams about one token per event
+                self.partial_text.emit(job_id, text)
+                self.steps.emit(job_id, next(chunks), time.perf_counter() - began)
+
+            result = backend.ask(request, settings, on_text=on_text, cancel=cancel)
+            info = backend.info
+        else:
+            model = self._load_clinkd(job.settings)
+            if cancel.is_set():
+                self.cancelled.emit(job_id)
+                return
+            self.state.emit("busy", _device_text(model.info))
+            result = ask(
+                model, request, settings,
+                on_text=lambda text: self.partial_text.emit(job_id, text),
+                on_step=lambda n: self.steps.emit(job_id, n, time.perf_counter() - began),
+                cancel=cancel,
+            )
+            info = model.info
+        self.state.emit("ready", _device_text(info))
         if result.cancelled:
             self.cancelled.emit(job_id)
         else:
             self.result.emit(job_id, result)
 
+    def _open_server(self, settings: AssistantSettings):
+        from engine.clinkd import ServerSettings, open_server
+
+        key = ("server", settings.server_url, settings.server_model)
+        if self._clinkd is None or self._clinkd_key != key:
+            self._clinkd = None
+            self.state.emit("loading", f"connecting to {settings.server_url}")
+            self._clinkd = open_server(ServerSettings(settings.server_url, settings.server_model or None,
+                                                      max_pixels=settings.max_pixels,
+                                                      min_pixels=min(512 * 512, settings.max_pixels)))
+            self._clinkd_key = key
+        return self._clinkd
+
     def _load_clinkd(self, settings: AssistantSettings):
         from engine.clinkd import LoadSettings, load_model
 
         if not settings.clinkd_dir:
-            raise RuntimeError("No ClinKD / Qwen2-VL checkpoint folder is configured (Settings > ClinKD folder).")
+            raise RuntimeError("No ClinKD / Qwen2-VL checkpoint folder or server is configured (Assistant > Settings).")
         load = LoadSettings(
             model_dir=settings.clinkd_dir,
             dtype=None if settings.dtype == "auto" else settings.dtype,
@@ -240,6 +265,8 @@ class InferenceService(QObject):
 def _device_text(info) -> str:
     from engine.device import describe_device
 
+    if info.device.startswith("server"):
+        return f"{info.model_id} · {info.path}"
     return f"{info.model_id} · {describe_device(info.device)} · {info.dtype}"
 
 

@@ -57,7 +57,6 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.state = ViewerState()
         self.stacks: list[ImageStack] = []
-        self._workers: list = []
         self.canvas = ImageCanvas(self.state)
         self.annotations = AnnotationController()
         self.overlay = BoxOverlay(self.canvas.scene(), self.state, self.annotations)
@@ -282,7 +281,7 @@ class MainWindow(QMainWindow):
         worker = self.service.worker
         worker.state.connect(self._on_model_state)
         worker.steps.connect(self._on_steps)
-        self._on_model_state("not loaded" if self.assistant_settings.clinkd_dir else "not configured", "")
+        self._on_model_state("not loaded" if self.assistant_settings.clinkd_configured else "not configured", "")
 
     # ----- opening
     def choose_files(self) -> None:
@@ -296,16 +295,23 @@ class MainWindow(QMainWindow):
             self.open([folder])
 
     def open(self, paths: list[str]) -> None:
-        """Index and open ``paths`` on a worker thread; the window stays responsive meanwhile."""
+        """Index and open ``paths`` on a worker thread; the window stays responsive meanwhile.
+
+        Results come back through bound methods of this window, so Qt queues them to the GUI
+        thread (a lambda would run in the worker's thread and touch widgets from there).
+        """
         self.statusBar().showMessage(f"Opening {len(paths)} item(s)…")
-        worker = create_worker(open_paths, [str(p) for p in paths], _start_thread=False)
-        worker.returned.connect(lambda result, p=list(paths): self._on_opened(result, p))
-        worker.errored.connect(lambda error: self.banner.show_message(f"Opening failed: {error}"))
-        worker.finished.connect(lambda w=worker: self._workers.remove(w))
-        self._workers.append(worker)
+        worker = create_worker(_open_in_background, [str(p) for p in paths], _start_thread=False)
+        worker.returned.connect(self._on_opened)
+        worker.errored.connect(self._on_open_failed)
         worker.start()
 
-    def _on_opened(self, result: OpenResult, paths: list[str]) -> None:
+    def _on_open_failed(self, error: Exception) -> None:
+        self.statusBar().clearMessage()
+        self.banner.show_message(f"Opening failed: {error}")
+
+    def _on_opened(self, opened: tuple[OpenResult, list[str]]) -> None:
+        result, paths = opened
         self.statusBar().clearMessage()
         if result.errors:
             self.banner.show_errors(result.errors)
@@ -392,7 +398,7 @@ class MainWindow(QMainWindow):
         self.ask_panel.refresh_settings()
         self.classify_panel.refresh_settings()
         if self.service.running is None:
-            self._on_model_state("not loaded" if settings.clinkd_dir else "not configured", "")
+            self._on_model_state("not loaded" if settings.clinkd_configured else "not configured", "")
 
     def choose_clinkd_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "ClinKD / Qwen2-VL checkpoint folder")
@@ -569,11 +575,13 @@ class MainWindow(QMainWindow):
             "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next")
 
     def closeEvent(self, event) -> None:
-        for worker in list(self._workers):
-            worker.quit()
         self.service.shutdown()
         self.annotations.save_all()
         super().closeEvent(event)
+
+
+def _open_in_background(paths: list[str]) -> tuple[OpenResult, list[str]]:
+    return open_paths(paths), paths
 
 
 def _read_annotation_file(path: str, doc: AnnotationDocument) -> AnnotationDocument:

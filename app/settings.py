@@ -23,6 +23,8 @@ KPL_METHODS = ("kpl", "text", "inmap")
 @dataclass(frozen=True)
 class AssistantSettings:
     clinkd_dir: str = ""             # a Qwen2-VL-family checkpoint folder (ClinKD or stock Qwen2-VL)
+    server_url: str = ""             # an OpenAI-compatible server (vLLM, SGLang) instead of the folder
+    server_model: str = ""           # its served model name; empty: the only one it serves
     clip_model: str = ""             # open_clip spec: "ViT-L-14:openai", a checkpoint file or local-dir:
     knowledge: str = "tuberculosis-cxr"  # knowledge base name in resources/knowledge or a JSON file
     device: str = "auto"
@@ -34,9 +36,15 @@ class AssistantSettings:
     kpl_k: int = 8
     kpl_method: str = "kpl"
 
+    @property
+    def clinkd_configured(self) -> bool:
+        return bool(self.clinkd_dir or self.server_url)
+
     def problems(self) -> list[str]:
         """Why these settings cannot work, one sentence each (empty when they can)."""
         found = []
+        if self.server_url and not self.server_url.startswith(("http://", "https://")):
+            found.append(f"The server URL must start with http:// or https://, not {self.server_url!r}.")
         if self.clinkd_dir and not Path(self.clinkd_dir).is_dir():
             found.append(f"The ClinKD folder {self.clinkd_dir} does not exist.")
         for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("mcg_rope", MCG_ROPE),

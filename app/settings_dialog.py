@@ -18,6 +18,10 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Assistant settings")
         self.clinkd_dir = QLineEdit(settings.clinkd_dir)
         self.clinkd_dir.setPlaceholderText("Folder of a Qwen2-VL-family checkpoint (config.json, *.safetensors)")
+        self.server_url = QLineEdit(settings.server_url)
+        self.server_url.setPlaceholderText("or an OpenAI-compatible server: http://gpu-server:8000 (vLLM, SGLang)")
+        self.server_model = QLineEdit(settings.server_model)
+        self.server_model.setPlaceholderText("served model name (empty: the only one it serves)")
         self.clip_model = QLineEdit(settings.clip_model)
         self.clip_model.setPlaceholderText("ViT-L-14:openai, ViT-B-16:/path/to/weights.pt or local-dir:/path")
         self.knowledge = QComboBox()
@@ -37,6 +41,8 @@ class SettingsDialog(QDialog):
         self.problems.setWordWrap(True)
         form = QFormLayout()
         form.addRow("ClinKD folder", _with_browse(self.clinkd_dir, self._browse_clinkd))
+        form.addRow("ClinKD server", self.server_url)
+        form.addRow("Server model", self.server_model)
         form.addRow("CLIP model", self.clip_model)
         form.addRow("Knowledge base", self.knowledge)
         form.addRow("Device", self.device)
@@ -58,7 +64,8 @@ class SettingsDialog(QDialog):
 
     def value(self) -> AssistantSettings:
         return replace(
-            self._base, clinkd_dir=self.clinkd_dir.text().strip(), clip_model=self.clip_model.text().strip(),
+            self._base, clinkd_dir=self.clinkd_dir.text().strip(), server_url=self.server_url.text().strip(),
+            server_model=self.server_model.text().strip(), clip_model=self.clip_model.text().strip(),
             knowledge=self.knowledge.currentText().strip(), device=self.device.currentText(),
             dtype=self.dtype.currentText(), mcg_rope=self.mcg_rope.currentText(),
             kpl_method=self.kpl_method.currentText(), max_pixels=self.max_pixels.value(),

@@ -95,7 +95,7 @@ def assistant_screenshots(app: QApplication, folder: Path) -> None:
     window.show()
     open_and_wait(app, window, [str(cxr)])
     loop = QEventLoop()
-    window.service.worker.finished.connect(loop.quit)
+    window.classify_panel.run_finished.connect(loop.quit)
     window.classify_panel.classify_pool()
     loop.exec()
     window.classify_panel._row_clicked(2, 0)

@@ -1,5 +1,6 @@
 """The assistant in the window, driven through the real worker thread and the real engine loader
-with a tiny random Qwen2-VL. Where a test needs a known answer (boxes at known places, a pause to
+with a tiny random Qwen2-VL. Tests wait on the panels' GUI-thread signals: pytest-qt's blocker
+called back from the worker thread can miss its own timeout. Where a test needs a known answer (boxes at known places, a pause to
 cancel in), it scripts the model's tokens through the real streamer and stopping criteria: the
 plumbing is under test, never the model's words."""
 
@@ -137,12 +138,11 @@ def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_f
     scripted["answer"] = "The spine is here " + BOX_ANSWER
     scripted["pause_after"] = 3
     panel = main.ask_panel
-    with qtbot.waitSignal(main.service.worker.partial_text, timeout=60000):
+    with qtbot.waitSignal(panel.answer_updated, timeout=60000):
         panel.ask("Where is the spine?", Task.FREE, None)
-    with qtbot.waitSignal(main.service.worker.cancelled, timeout=20000):
+    with qtbot.waitSignal(panel.answer_finished, timeout=20000):
         QTest.mouseClick(panel.ask_button, Qt.MouseButton.LeftButton)    # the button is Cancel now
         scripted["gate"].set()
-    qtbot.wait_until(lambda: panel.running_job is None)
     turn = panel.conversations.turns(main.state.stack.key)[0]
     assert turn.status == "cancelled" and turn.boxes == () and main.answer_overlay.items == {}
     assert "cancelled" in panel.chat.toPlainText()
@@ -184,8 +184,26 @@ def test_box_tasks_need_a_box_and_send_the_selected_one(qtbot, ct, tiny_folder, 
     box = main.annotations.add_box(0, 10, 20, 40, 60)
     assert panel.selected_box() == box.rect and "Box prompt" in panel.box_label.text()
     scripted["answer"] = "vertebra"
-    with qtbot.waitSignal(main.service.worker.result, timeout=60000) as got:
+    with qtbot.waitSignal(panel.answer_finished, timeout=60000):
         panel.ask_or_cancel()
-    result = got.args[1]
+    result = panel.conversations.turns(main.state.stack.key)[0].result
     assert "<|box_start|>(78,156),(313,469)<|box_end|>" in result.question   # the box on the 0-1000 grid
-    qtbot.wait_until(lambda: panel.running_job is None)
+
+
+def test_asking_through_an_inference_server(qtbot, ct):
+    """The same panel against an OpenAI-compatible server (a stub on 127.0.0.1 speaking the
+    chat-completions protocol; its fixed reply stands for the server's answer)."""
+    from tests.engine.openai_stub import OpenAIStub, StubBehaviour
+
+    with OpenAIStub(StubBehaviour(answer=lambda body: BOX_ANSWER + "<|im_end|>")) as stub:
+        main = make_window(qtbot, AssistantSettings(server_url=stub.url))
+        open_and_wait(qtbot, main, ct)
+        assert not main.ask_panel.missing.isVisible() and main.model_status.text() == "Model: not loaded yet"
+        with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
+            main.ask_panel.ask("spine", Task.VG, None)
+        turn = main.ask_panel.conversations.turns(main.state.stack.key)[0]
+        assert turn.status == "done" and turn.result.model.model_id == "clinkd-7b"
+        [item] = main.answer_overlay.items.values()
+        assert item.rect().getCoords() == (32.0, 64.0, 96.0, 128.0)
+        assert stub.url in main.model_status.text()
+        main.close()

@@ -32,7 +32,7 @@ def test_kpl_over_the_open_folder_fills_the_table_and_explains_the_label(qtbot, 
     assert not panel.missing.isVisible() and panel.classify_pool_button.isEnabled()
     stages: list[str] = []
     main.service.worker.progress.connect(lambda _id, stage, _d, _t: stages.append(stage))
-    with qtbot.waitSignal(main.service.worker.finished, timeout=120000):
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
         job = panel.classify_pool()
         assert job is not None and panel.cancel_button.isEnabled()
     assert {"encoding", "knowledge"} <= set(stages)
@@ -63,18 +63,18 @@ def test_kpl_over_the_open_folder_fills_the_table_and_explains_the_label(qtbot, 
 
 def test_a_single_image_is_not_transductive_and_says_so(qtbot, window_with_folder):
     panel = window_with_folder.classify_panel
-    with qtbot.waitSignal(window_with_folder.service.worker.finished, timeout=120000):
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
         panel.classify_current()
-    assert panel.result is not None and len(panel.result.images) == 1
+    assert panel.result is not None, panel.stage.text()
+    assert len(panel.result.images) == 1
     assert not panel.result.transductive and panel.note.text()
 
 
 def test_cancelled_classification_changes_nothing(qtbot, window_with_folder):
     panel = window_with_folder.classify_panel
-    with qtbot.waitSignal(window_with_folder.service.worker.cancelled, timeout=120000):
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
         panel.classify_pool()
         panel.cancel_button.click()
-    qtbot.wait_until(lambda: panel.running_job is None)
     assert panel.result is None and panel.table.rowCount() == 0
     assert panel.stage.text().startswith("Cancelled")
 
