@@ -328,6 +328,29 @@ def _result(
     )
 
 
+def rank_candidates(
+    raws: Sequence[str],
+    request: AskRequest,
+    prompt: Prompt,
+    settings: GenerationSettings,
+    embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+) -> tuple[tuple[Candidate, ...], int]:
+    """SASG's selection, shared by every backend: parse each sampled answer, score it by its mean
+    semantic similarity to the others (minus the box penalty on grounding tasks), and return the
+    candidates with the index of the best one."""
+    from engine.clinkd.sasg import default_embedder, score_candidates
+
+    parsed = [parse_answer(raw, *request.size) for raw in raws]
+    scores = score_candidates(
+        parsed, embed or default_embedder(), grounding=prompt.task.grounds, box_penalty=settings.box_penalty
+    )
+    candidates = tuple(
+        Candidate(raw_text=r, text=p.text, boxes=p.boxes, similarity=s.similarity, penalty=s.penalty, score=s.score)
+        for r, p, s in zip(raws, parsed, scores, strict=True)
+    )
+    return candidates, max(range(len(candidates)), key=lambda i: scores[i].score)
+
+
 def ask(
     clinkd: ClinKDModel,
     request: AskRequest,
@@ -358,20 +381,9 @@ def ask(
             generated=generated, index=0, started_at=started_at, sequences=n,
             generated_tokens=sum(len(r) for r in generated.rows),
         )
-    from engine.clinkd.sasg import default_embedder, score_candidates
-
     decode = clinkd.processor.tokenizer.decode
     raws = [decode(row, skip_special_tokens=False) for row in generated.rows]
-    parsed = [parse_answer(raw, *request.size) for raw in raws]
-    scores = score_candidates(
-        parsed, embed or default_embedder(),
-        grounding=prompt.task.grounds, box_penalty=settings.box_penalty,
-    )
-    candidates = tuple(
-        Candidate(raw_text=r, text=p.text, boxes=p.boxes, similarity=s.similarity, penalty=s.penalty, score=s.score)
-        for r, p, s in zip(raws, parsed, scores, strict=True)
-    )
-    best = max(range(n), key=lambda i: scores[i].score)
+    candidates, best = rank_candidates(raws, request, prompt, settings, embed)
     return _result(
         clinkd, request, prompt, generated.rows[best], settings=settings, cancelled=False,
         generated=generated, index=0, started_at=started_at, sequences=n,

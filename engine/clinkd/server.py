@@ -41,6 +41,7 @@ from engine.clinkd.generation import (
     TextCallback,
     ask,
     ask_batch,
+    rank_candidates,
 )
 from engine.clinkd.loader import ClinKDModel, ModelInfo
 from engine.clinkd.prompts import SYSTEM_PROMPT, Prompt, build_prompt
@@ -528,18 +529,8 @@ class ServerBackend:
         reply = self._exchange(self._payload(prompt, request, settings, stream), stream, on_text, cancel)
         if n == 1 or reply.cancelled:
             return self._result(request, prompt, reply.texts[0], reply, settings, started_at)
-        from engine.clinkd.sasg import default_embedder, score_candidates
-
         raws = [_strip_end(t) for t in reply.texts]
-        parsed = [parse_answer(raw, *request.size) for raw in raws]
-        scores = score_candidates(
-            parsed, self.embed or default_embedder(), grounding=prompt.task.grounds, box_penalty=settings.box_penalty
-        )
-        candidates = tuple(
-            Candidate(raw_text=r, text=p.text, boxes=p.boxes, similarity=s.similarity, penalty=s.penalty, score=s.score)
-            for r, p, s in zip(raws, parsed, scores, strict=True)
-        )
-        best = max(range(n), key=lambda i: scores[i].score)
+        candidates, best = rank_candidates(raws, request, prompt, settings, self.embed)
         return self._result(request, prompt, raws[best], reply, settings, started_at, candidates)
 
     def ask_batch(
