@@ -207,3 +207,21 @@ def test_asking_through_an_inference_server(qtbot, ct):
         assert item.rect().getCoords() == (32.0, 64.0, 96.0, 128.0)
         assert stub.url in main.model_status.text()
         main.close()
+
+
+def test_unload_frees_the_model_and_the_next_question_loads_it_again(qtbot, ct, tiny_folder, scripted):
+    from app.inference_worker import UnloadJob
+
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    open_and_wait(qtbot, main, ct)
+    with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
+        main.ask_panel.ask("spine", Task.VG, None)
+    assert main.service.worker._clinkd is not None
+    states: list[str] = []
+    main.service.worker.state.connect(lambda state, _detail: states.append(state))
+    main.service.submit(UnloadJob())
+    qtbot.wait_until(lambda: main.model_status.text().startswith("Model: not loaded"))
+    assert main.service.worker._clinkd is None
+    with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
+        main.ask_panel.ask("spine", Task.VG, None)
+    assert "loading" in states and main.service.worker._clinkd is not None
