@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QUrl, Signal
 from PySide6.QtWidgets import (
     QButtonGroup, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget,
 )
@@ -39,7 +39,6 @@ PLACEHOLDERS = {Task.FREE: "Ask about this image…", Task.VG: "Structure to fin
 class AskPanel(QWidget):
     # Emitted on the GUI thread (worker signals arrive queued): safe to wait on, unlike the
     # worker's own signals, whose direct Python callbacks would run in the worker thread.
-    ask_started = Signal(int)      # job id
     answer_updated = Signal(int)   # job id: more text streamed in
     answer_finished = Signal(int)  # job id (done, cancelled or failed)
 
@@ -197,7 +196,6 @@ class AskPanel(QWidget):
         turn.job_id = self.running_job = self.service.submit(job)
         self.conversations.turns(key).append(turn)
         self.refresh()
-        self.ask_started.emit(turn.job_id)
         return turn.job_id
 
     def regenerate(self) -> None:

@@ -243,9 +243,6 @@ class InferenceService(QObject):
             if job_id is None or key == job_id:
                 ticket.cancel.set()
 
-    def busy(self) -> bool:
-        return bool(self._tickets)
-
     def shutdown(self) -> None:
         """Cancel everything, let the running job stop at its next check, and stop the thread."""
         self.cancel()

@@ -414,7 +414,6 @@ class MainWindow(QMainWindow):
             self.set_assistant_settings(dialog.value())
 
     def _on_model_state(self, state: str, detail: str) -> None:
-        self._model_state = state
         text = {"not configured": "Model: not configured", "not loaded": "Model: not loaded yet",
                 "loading": "Model: loading…", "ready": "Model: ready", "busy": "Model: busy",
                 "error": "Model: error"}.get(state, f"Model: {state}")

@@ -65,7 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to keep the model generating")
     args = parser.parse_args()
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])  # noqa: F841 - keeps Qt alive for the run
     from app.application import DEMO_IMAGE
     from app.main_window import MainWindow
     from app.settings import AssistantSettings

@@ -236,3 +236,18 @@ def test_label_rename_colour_and_project_file(qtbot, window, images, tmp_path):
         pass
     assert later.args[0] == str(project)
     assert len(json.loads(project.read_text())["images"][0]["annotations"]) == 2
+
+
+def test_rename_and_colour_buttons_ask_and_apply(qtbot, window, images, monkeypatch):
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QColorDialog, QInputDialog
+
+    open_and_wait(qtbot, window, [images["CT_small.dcm"]])
+    window.set_tool(Tool.BOX)
+    drag(window, (5, 5), (25, 25))
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("lesion", True)))
+    monkeypatch.setattr(QColorDialog, "getColor", staticmethod(lambda *a, **k: QColor("#123456")))
+    window.annotation_panel.rename_label.click()
+    window.annotation_panel.colour_label.click()
+    [box] = window.annotations.boxes()
+    assert box.label == "lesion" and window.annotations.doc.label("lesion").color == "#123456"
