@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from app.viewer_state import ViewerState
 from engine.annotations import AnnotationDocument, DocumentError, Review, load_document
 from engine.annotations.formats import FORMATS, ExportError, read_coco
 from engine.imaging import ImageStack, OpenResult, Preset, Window, load_presets, open_paths, save_user_preset
+from engine.kpl import available_knowledge
 
 IMAGE_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
 PAGE_FRAMES = 10
@@ -407,8 +409,6 @@ class MainWindow(QMainWindow):
             self.set_assistant_settings(replace(self.assistant_settings, clinkd_dir=folder))
 
     def edit_settings(self) -> None:
-        from engine.kpl.knowledge import available_knowledge
-
         dialog = SettingsDialog(self.assistant_settings, [p.stem for p in available_knowledge()], self)
         if dialog.exec():
             self.set_assistant_settings(dialog.value())
@@ -585,8 +585,6 @@ def _open_in_background(paths: list[str]) -> tuple[OpenResult, list[str]]:
 
 def _read_annotation_file(path: str, doc: AnnotationDocument) -> AnnotationDocument:
     """COCO files have an "annotations" list and "categories"; anything else must be our JSON."""
-    import json
-
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     if isinstance(data, dict) and "categories" in data and "annotations" in data:

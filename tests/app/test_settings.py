@@ -1,0 +1,33 @@
+"""Assistant settings: validated before they are kept, saved per user, robust to damaged files."""
+
+from __future__ import annotations
+
+from app.settings import AssistantSettings, load_settings, save_settings, settings_path
+from app.settings_dialog import SettingsDialog
+
+
+def test_dialog_refuses_bad_values_and_returns_good_ones(qtbot, tmp_path):
+    dialog = SettingsDialog(AssistantSettings(), ["tuberculosis-cxr", "malaria-cells"])
+    qtbot.addWidget(dialog)
+    dialog.clinkd_dir.setText(str(tmp_path / "missing"))
+    dialog.server_url.setText("gpu-server:8000")
+    dialog.accept()
+    assert dialog.result() == 0                                   # not accepted
+    assert "does not exist" in dialog.problems.text() and "http://" in dialog.problems.text()
+    dialog.clinkd_dir.setText(str(tmp_path))
+    dialog.server_url.setText("")
+    dialog.knowledge.setCurrentText("malaria-cells")
+    dialog.best_of.setValue(4)
+    dialog.accept()
+    assert dialog.result() == 1
+    value = dialog.value()
+    assert (value.clinkd_dir, value.knowledge, value.best_of) == (str(tmp_path), "malaria-cells", 4)
+
+
+def test_settings_round_trip_and_damaged_file_falls_back(tmp_path):
+    save_settings(AssistantSettings(clip_model="ViT-L-14:openai", kpl_k=5))
+    assert load_settings() == AssistantSettings(clip_model="ViT-L-14:openai", kpl_k=5)
+    settings_path().write_text('{"kpl_k": "five", "unknown": 1, "device": "cpu"')   # broken JSON
+    assert load_settings() == AssistantSettings()
+    settings_path().write_text('{"kpl_k": "five", "unknown": 1, "device": "cpu"}')  # wrong type ignored
+    assert load_settings() == AssistantSettings(device="cpu")
