@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydicom.data import get_testdata_file
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
-from pydicom.data import get_testdata_file
 
 from app.box_tools import Tool
 from app.main_window import MainWindow

@@ -12,9 +12,9 @@ import threading
 
 import pytest
 import torch
+from pydicom.data import get_testdata_file
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtTest import QTest
-from pydicom.data import get_testdata_file
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
 from app.main_window import MainWindow

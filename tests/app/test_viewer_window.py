@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
-from pydicom.data import get_testdata_file
-from pydicom.pixels import apply_modality_lut
 
 from app.main_window import MainWindow
 from engine.imaging import Preset, Window, render
