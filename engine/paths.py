@@ -1,7 +1,7 @@
 """Where ClinLens keeps per-user files.
 
 One place decides the directories so that the app, the CLI and every engine module agree, and so
-that tests can point all of them at a temporary folder with two environment variables.
+that tests can point all of them at a temporary folder with environment variables.
 """
 
 from __future__ import annotations
@@ -30,6 +30,17 @@ def cache_dir() -> Path:
     """Re-creatable data (feature caches); ``CLINLENS_CACHE_DIR`` overrides it."""
     override = os.environ.get("CLINLENS_CACHE_DIR")
     path = Path(override) if override else Path(platformdirs.user_cache_dir(APP_NAME))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """User data that must survive (annotations of read-only or PACS images); ``CLINLENS_DATA_DIR`` overrides it.
+
+    Unlike :func:`cache_dir`, nothing here may be evicted: it holds people's work.
+    """
+    override = os.environ.get("CLINLENS_DATA_DIR")
+    path = Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -23,6 +23,7 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("CLINLENS_CONFIG_DIR", str(root / "config"))
     monkeypatch.setenv("CLINLENS_CACHE_DIR", str(root / "cache"))
+    monkeypatch.setenv("CLINLENS_DATA_DIR", str(root / "data"))
 
 
 @pytest.fixture(autouse=True)
