@@ -2,7 +2,8 @@
 
 Every edit goes through an engine command (so it is undoable); the document's plain-Python events
 are re-emitted as a Qt signal for the overlay and the panels. Each opened image set gets the
-document of its sidecar file, saved atomically a moment after the last edit and on close.
+document of its annotation file (the sidecar, or the user data folder for read-only images),
+saved atomically a moment after the last edit and on close.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from engine.annotations import (
     SetNote,
     SetReview,
     Source,
+    annotation_path,
     image_ref_from_stack,
     open_sidecar,
     save_document,
-    sidecar_path,
 )
+from engine.paths import data_dir
 from engine.imaging import ImageStack
 
 AUTOSAVE_DELAY_MS = 800
@@ -65,8 +67,8 @@ class AnnotationController(QObject):
 
     # ----- documents
     def attach(self, stacks: list[ImageStack], opened_paths: list[str]) -> None:
-        """Bind newly opened stacks to the sidecar document of the image set they came from."""
-        path = sidecar_path(opened_paths)
+        """Bind newly opened stacks to the annotation document of the image set they came from."""
+        path = annotation_path(opened_paths)
         if path not in self._documents:
             try:
                 opened = open_sidecar(path)
@@ -142,6 +144,16 @@ class AnnotationController(QObject):
 
     def document_path(self) -> Path | None:
         return self._document_of_stack.get(self.stack.key) if self.stack else None
+
+    def location_note(self) -> tuple[str, str]:
+        """Where the current image's annotations are saved: a short text and a tooltip for the window."""
+        path = self.document_path()
+        if path is None:
+            return "", ""
+        if path.is_relative_to(data_dir()):
+            return ("Saved in your ClinLens data folder (the images' folder is not written to)",
+                    f"Annotations of these images are saved to\n{path}\nbecause their folder is read-only or bundled with ClinLens.")
+        return f"Saved to {Path(path.parent.name, path.name)}", f"Annotations are saved to\n{path}"
 
     def remember_frame(self, frame: int) -> None:
         if self.doc is not None and self.image_id is not None:

@@ -66,6 +66,8 @@ class AnnotationPanel(QWidget):
         self.corrected_button = QPushButton("Corrected")
         self.image_reviewed = QCheckBox("Image reviewed")
         self.progress = QLabel()
+        self.location = QLabel()        # where the annotations are saved (tooltip: the full path)
+        self.location.setWordWrap(True)
 
         label_row = QHBoxLayout()
         label_row.addWidget(QLabel("Label"))
@@ -97,6 +99,7 @@ class AnnotationPanel(QWidget):
         layout.addWidget(self.spacing_note)
         layout.addLayout(review_row)
         layout.addLayout(status_row)
+        layout.addWidget(self.location)
 
         self.label_picker.lineEdit().returnPressed.connect(self._label_entered)
         self.label_picker.activated.connect(lambda _i: self._label_entered())
@@ -123,6 +126,9 @@ class AnnotationPanel(QWidget):
         controller, doc = self.controller, self.controller.doc
         self.tree.clear()
         self.setEnabled(doc is not None)
+        text, tip = controller.location_note()
+        self.location.setText(text)
+        self.location.setToolTip(tip)
         if doc is None:
             self.progress.clear()
             self._syncing = False

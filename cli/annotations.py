@@ -1,9 +1,9 @@
 """export: write an image set's annotations as COCO, YOLO, VOC, CSV, ClinLens JSON or DICOM SR.
 
-    python main.py export FOLDER --format coco --out train.json
-    python main.py export a.dcm b.dcm --format sr --out reports/ --annotations project.json
+    clinlens export FOLDER --format coco --out train.json
+    clinlens export a.dcm b.dcm --format sr --out reports/ --annotations project.json
 
-The annotations come from the image set's sidecar (where the app autosaves them) or from
+The annotations come from where the app autosaves them (engine.annotations.annotation_path) or from
 ``--annotations``; only images that lie in the given paths are exported. The images themselves
 are not decoded (DICOM SR reads their headers).
 """
@@ -15,8 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from cli.help import examples
 from engine.annotations.document import AnnotationDocument
-from engine.annotations.persistence import DocumentError, load_document, sidecar_path
+from engine.annotations.persistence import DocumentError, annotation_path, load_document
 
 EXIT_BAD_INPUT = 2
 
@@ -26,7 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "export", help="export annotations (coco, yolo, voc, csv, json, sr)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Write an image set's annotations as COCO, YOLO, Pascal VOC, CSV, ClinLens JSON or DICOM SR. "
+        "They come from where the app autosaves them (the image set's sidecar, or the user data folder for "
+        "read-only images) or from --annotations; only images inside the given paths are exported. Images are "
+        "not decoded (DICOM SR reads their headers). Bad input exits with code 2.",
+        epilog=examples("~/cxr --format coco --out ~/cxr-coco.json",
+                        "~/ct/series1 --format sr --out ~/ct/reports",
+                        "a.dcm b.dcm --format yolo --out yolo/ --annotations project.json"))
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="the image set: files and/or folders")
     parser.add_argument("--format", required=True, choices=sorted(FORMATS),
                         help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
@@ -61,7 +68,7 @@ def run_export(args: argparse.Namespace) -> int:
     missing = [p for p in args.images if not os.path.exists(p)]
     if missing:
         return _error(f"{missing[0]} does not exist")
-    source = args.annotations or sidecar_path(args.images)
+    source = args.annotations or annotation_path(args.images)
     if not source.is_file():
         return _error(f"no annotations found: {source} does not exist"
                       + ("" if args.annotations else " (annotate in the app first, or pass --annotations FILE)"))

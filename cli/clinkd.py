@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from cli.help import examples
 from cli.imaging import window_arg
 from engine.imaging import ImageLoadError, open_image, render_rgb
 
@@ -30,10 +31,13 @@ def register(subparsers: Any) -> None:
         help="ask ClinKD (a Qwen2-VL checkpoint) a question about an image",
         description="Answer a question about one frame as displayed. Tasks: vg (find QUESTION, e.g. "
         "'left lung'), roc (what is in --box), rc (describe --box), mia (whole image). Boxes are "
-        "x1,y1,x2,y2 in pixels of the original image. Negative window centres need the '=' form: "
-        "--window=-600,1500. With --server URL the question goes to a vLLM or SGLang server instead "
-        "of a local checkpoint.",
-    )
+        "x1,y1,x2,y2 in pixels of the original image. With --server URL the question goes to a vLLM or "
+        "SGLang server instead of a local checkpoint. Exit codes: 0 answered, 2 bad input, 1 failure while "
+        "answering.",
+        epilog=examples('chest.png "left lung" --task vg --stream --model ~/models/Qwen2-VL-2B-Instruct',
+                        "ct/ --frame 40 --preset Lung --task roc --box 120,88,190,150",
+                        'ct.dcm "Is there a nodule?" --best-of 5 --json',
+                        'chest.png "left lung" --task vg --server http://gpu-server:8000 --stream'))
     ask.add_argument("image", help="image file (DICOM, PNG, JPEG, TIFF), or a folder (its first series)")
     ask.add_argument("question", nargs="?", default="", help="the question (for vg: what to find)")
     ask.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="Med-GRIT task (default: free question)")
@@ -68,8 +72,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="image pixel floor (512*512); with --server, what the server uses")
     parser.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N",
                         help="image pixel cap (1024*1024); with --server, what the server uses")
-    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: bf16 on GPU, fp32 on CPU")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
+                        help="weight precision (default: bf16 on GPU, fp32 on CPU)")
+    parser.add_argument("--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, "
+                        "cuda, cuda:N")
     parser.add_argument("--quantization", choices=["8bit", "4bit"], help="bitsandbytes loading (CUDA only)")
     parser.add_argument("--mcg-rope", choices=["auto", "on", "off"], default="auto",
                         help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli.help import examples
 from cli.clinkd import MODEL_ENV, add_model_options, load_settings, server_settings
 from cli.kpl import add_clip_options
 
@@ -40,7 +41,8 @@ def register(subparsers: Any) -> None:
         "and score them as the BiRD/ClinKD scripts do: VG recall@0.5, ROC accuracy, RC/MIA BLEU, METEOR, ROUGE-L, "
         "CIDEr, SPICE, per modality and averaged. Answers are appended to OUT/predictions.jsonl; a rerun skips "
         "what is answered.",
-    )
+        epilog=examples("--data Test_VG.json --images images/ --model ~/models/ClinKD-7B --out runs/vg",
+                        "--data Test_MII.json --images images/ --server http://gpu-server:8000 --limit 200"))
     medgrit.add_argument("--data", required=True, metavar="FILE", help="test file, e.g. Test_VG.json")
     medgrit.add_argument("--images", required=True, metavar="DIR", help="folder of the images (<id>.png)")
     medgrit.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="task (default: from the file name)")
@@ -62,7 +64,8 @@ def register(subparsers: Any) -> None:
         "and its knowledge base. Prints a Markdown table of the text-proxy and KPL accuracy per dataset; "
         "datasets named Montgomery, Shenzhen, IDRiD, Cataract or Malaria get the authors' log numbers beside "
         "them when --clip is OpenAI's ViT-L-14 or ViT-L-14-336.",
-    )
+        epilog=examples("--clip ViT-L-14:openai --k 20 --set Montgomery tuberculosis-cxr /data/MontgomerySet/val "
+                        "--set IDRiD diabetic-retinopathy /data/IDRiD/val"))
     kpl_sets.add_argument("--set", dest="datasets", action="append", nargs=3, required=True,
                           metavar=("NAME", "KNOWLEDGE", "FOLDER"), help="one dataset (repeat)")
     add_clip_options(kpl_sets)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cli.help import examples
 import numpy as np
 from PIL import Image
 
@@ -34,7 +35,12 @@ EXIT_BAD_INPUT = 2
 
 def register(subparsers: Any) -> None:
     """Add the `info` and `render` sub-commands to a main.py argparse sub-parser set."""
-    info = subparsers.add_parser("info", help="describe an image file (DICOM, PNG, JPEG, TIFF)")
+    info = subparsers.add_parser(
+        "info", help="describe an image file (DICOM, PNG, JPEG, TIFF)",
+        description="Print what ClinLens reads from an image: modality, size, frames, photometric interpretation, "
+        "transfer syntax, stored type, pixel spacing and where it came from, rescale, the header windows, the "
+        "initial window and the range of modality values (HU for CT) of frame 1. Bad input exits with code 2.",
+        epilog=examples("CT_small.dcm", "~/scans/ct-series/ --json", "photo.png"))
     info.add_argument("file", help="image file, or a folder (its first series)")
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(func=run_info)
@@ -42,9 +48,12 @@ def register(subparsers: Any) -> None:
     rend = subparsers.add_parser(
         "render",
         help="write one frame as PNG, exactly as displayed",
-        description="Write render(frame, window) as an 8-bit PNG. Negative centres need the "
-        "'=' form: --window=-600,1500.",
-    )
+        description="Write one frame through the display pipeline (modality LUT, window, MONOCHROME1 "
+        "inversion) as an 8-bit PNG, without overlays. With neither --window nor --preset the header's VOI LUT, "
+        "first window or an automatic window applies. Bad input exits with code 2; an output that cannot be "
+        "written with 1.",
+        epilog=examples("CT_small.dcm lung.png --preset lung", "CT_small.dcm lung.png --window -600,1500",
+                        "us-multiframe.dcm frame18.png --frame 18 --invert"))
     rend.add_argument("file", help="image file, or a folder (its first series)")
     rend.add_argument("out", help="output PNG path")
     rend.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")

@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any
 
+from cli.help import examples
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -26,8 +28,10 @@ def register(subparsers: Any) -> None:
         "classify",
         help="zero-shot KPL classification of images with a knowledge base",
         description="Classify every frame of the given files and folders together (KPL learns from the "
-        "whole pool). Prints per image the label, its score and the knowledge descriptions that drove it.",
-    )
+        "whole pool). Prints per image the label, its score and the knowledge descriptions that drove it. "
+        "DICOM is windowed as displayed unless --window or --preset says otherwise.",
+        epilog=examples("/data/cxr --knowledge tuberculosis-cxr --clip ViT-L-14:openai",
+                        "/data/ct/series1 --knowledge my-task.json --clip local-dir:/models/clip --preset Lung --json"))
     classify.add_argument("paths", nargs="+", help="image files or folders (DICOM, PNG, JPEG, TIFF)")
     _model_options(classify)
     choice = classify.add_mutually_exclusive_group()
@@ -42,7 +46,7 @@ def register(subparsers: Any) -> None:
         help="KPL accuracy on a folder with one sub-folder per class",
         description="Sub-folder names are class names (or aliases) of the knowledge base. Prints the accuracy "
         "of the text proxy and of the chosen method, and confusion matrices (rows: truth).",
-    )
+        epilog=examples("/data/shenzhen/val --knowledge tuberculosis-cxr --clip ViT-L-14-336:openai --k 35"))
     evaluate.add_argument("folder", help="folder with one sub-folder of images per class")
     _model_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -53,7 +57,7 @@ def register(subparsers: Any) -> None:
         help="list KPL knowledge bases, or check one",
         description="Without argument: list the bundled and user knowledge bases. With a name or a .json "
         "file: validate it and print its classes.",
-    )
+        epilog=examples("", "tuberculosis-cxr", "my-task.json"))
     knowledge.add_argument("name", nargs="?", help="knowledge base name or .json file to check")
     knowledge.set_defaults(func=run_knowledge)
 
@@ -63,7 +67,9 @@ def register(subparsers: Any) -> None:
         description="Asks the model, once per class, the KPL paper's question ('what are useful visual "
         "features for distinguishing ...'), parses the numbered lists and writes a knowledge base JSON "
         "with the raw replies in its provenance. Offline: the model must be a local transformers folder.",
-    )
+        epilog=examples("--llm /models/Qwen2.5-7B-Instruct --out my-cells.json --classes-from malaria-cells",
+                        "--llm /models/Qwen2.5-7B-Instruct --out cxr.json --class normal --class pneumonia "
+                        '--task "Pneumonia on chest X-ray" --modality "chest X-ray"'))
     generate.add_argument("--llm", required=True, metavar="FOLDER", help="local transformers causal LM folder")
     generate.add_argument("--out", required=True, metavar="FILE.json", help="knowledge base file to write")
     names = generate.add_mutually_exclusive_group(required=True)
@@ -73,7 +79,8 @@ def register(subparsers: Any) -> None:
     generate.add_argument("--modality", default="medical image", help="imaging modality (default: medical image)")
     generate.add_argument("--max-new-tokens", type=int, default=1024, metavar="N", help="reply length limit (1024)")
     generate.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (0)")
-    generate.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    generate.add_argument("--device", default="auto", help="where the model runs: auto (the GPU when present), "
+                          "cpu, cuda, cuda:N")
     generate.set_defaults(func=run_generate)
 
 

@@ -15,6 +15,8 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from cli.help import examples
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -29,7 +31,11 @@ def register(subparsers: Any) -> None:
         "{from, value} turns or ShareGPT messages; .json or .jsonl). Checkpoints are written every "
         "--save-steps to OUTPUT/checkpoint-N (resume with --resume); the final model is written to OUTPUT "
         "itself, a folder `ask --model OUTPUT` loads as it is. Defaults are ClinKD's published settings.",
-    )
+        epilog=examples("--model ~/models/Qwen2-VL-2B-Instruct --data train.json --images images/ --output runs/sft",
+                        "--model ~/models/Qwen2-VL-7B-Instruct --method lora --data train.json --images images/ "
+                        "--output runs/teacher-7b",
+                        "--model runs/sft --data train.json runs/reflected.json --images images/ --output runs/final "
+                        "--epochs 1"))
     _train_options(train)
     train.set_defaults(func=run_train)
 
@@ -40,7 +46,8 @@ def register(subparsers: Any) -> None:
         "answer tokens at --temperature, the teacher's vocabulary cut to the student's. The teacher first "
         "scores every sample's confidence margin (cached in OUTPUT/teacher_margins.json): --curriculum "
         "order trains the most confident samples first, weight scales each sample's loss by its margin.",
-    )
+        epilog=examples("--model ~/models/Qwen2-VL-2B-Instruct --teacher runs/teacher-7b --data train.json "
+                        "--images images/ --output runs/kd --max-samples 50000 --epochs 1"))
     _train_options(distill)
     distill.add_argument("--teacher", required=True, metavar="DIR", help="teacher checkpoint folder (e.g. 7B)")
     distill.add_argument("--alpha", type=float, default=0.5, help="KL weight alpha (0.5)")
@@ -51,7 +58,7 @@ def register(subparsers: Any) -> None:
     distill.add_argument("--curriculum", choices=["order", "weight", "none"], default="order",
                          help="confidence-margin curriculum (order)")
     distill.add_argument("--teacher-dtype", choices=["bfloat16", "float16", "float32"],
-                         help="default: bf16 on GPU, fp32 on CPU")
+                         help="teacher precision (default: bf16 on GPU, fp32 on CPU)")
     distill.add_argument("--margin-batch-size", type=int, default=4, metavar="N",
                          help="batch size of the teacher's scoring pass (4)")
     distill.set_defaults(func=run_distill)
@@ -64,7 +71,7 @@ def register(subparsers: Any) -> None:
         "--similarity-threshold, sample N candidates (seeing the reference unless --no-hint), keep the best "
         "by the SASG scorer and write it, or the reference when no candidate passes, to OUTPUT (a JSON "
         "file `train --data` reads).",
-    )
+        epilog=examples("--model runs/sft --data train.json --images images/ --output runs/reflected.json"))
     reflect.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder to correct")
     reflect.add_argument("--data", required=True, nargs="+", metavar="FILE", help="training data files")
     reflect.add_argument("--images", metavar="DIR", help="image folder (default: each data file's folder)")
@@ -83,8 +90,10 @@ def register(subparsers: Any) -> None:
     reflect.add_argument("--box-penalty", type=float, default=0.5, help="SASG box penalty (0.5)")
     reflect.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N", help="image pixel floor")
     reflect.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N", help="image pixel cap")
-    reflect.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="default: bf16 on GPU")
-    reflect.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    reflect.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
+                         help="weight precision (default: bf16 on GPU, fp32 on CPU)")
+    reflect.add_argument("--device", default="auto", help="where the model runs: auto (the GPU when present), "
+                         "cpu, cuda, cuda:N")
     reflect.add_argument("--mcg-rope", choices=["auto", "on", "off"], default="auto",
                          help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off")
     reflect.add_argument("--max-samples", type=int, metavar="N", help="use only the first N conversations")
@@ -130,7 +139,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                         help="continue from the latest checkpoint in OUTPUT, or from CHECKPOINT")
     parser.add_argument("--seed", type=int, default=42, help="data order and dropout seed (42)")
-    parser.add_argument("--device", default="auto", help="auto (this process's GPU when present), cpu, cuda:N")
+    parser.add_argument("--device", default="auto", help="where training runs: auto (this process's GPU when "
+                        "present), cpu, cuda:N")
     parser.add_argument("--max-samples", type=int, metavar="N", help="use only the first N conversations")
     parser.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes (0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -17,8 +17,12 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     the same folder, fsync it, then os.replace it over the target. On any failure the temporary
     file is removed and the previous file is left as it was.
     """
+    write_bytes_atomic(path, json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
+    """Write ``payload`` so that ``path`` holds either the old or the new content (see write_json_atomic)."""
     path = Path(path)
-    payload = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

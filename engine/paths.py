@@ -46,5 +46,16 @@ def data_dir() -> Path:
 
 
 def resources_dir() -> Path:
-    """The bundled ``resources/`` folder of this checkout."""
-    return Path(__file__).resolve().parent.parent / "resources"
+    """The bundled resources (presets, demo image, knowledge bases, icon).
+
+    An installed ClinLens carries them as package data in ``engine/resources`` (pyproject.toml maps
+    the checkout's top-level ``resources/`` there); a checkout uses ``resources/`` itself.
+    """
+    engine = Path(__file__).resolve().parent
+    installed = engine / "resources"
+    return installed if installed.is_dir() else engine.parent / "resources"
+
+
+def is_bundled(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` lies inside the bundled resources (never a place to write user data)."""
+    return Path(path).resolve().is_relative_to(resources_dir())

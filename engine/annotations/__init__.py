@@ -29,10 +29,12 @@ from engine.annotations.persistence import (
     DocumentError,
     OpenedDocument,
     UnsupportedVersionError,
+    annotation_path,
     load_document,
     open_sidecar,
     save_document,
     sidecar_path,
+    user_data_path,
 )
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT, Command, UndoStack
 
@@ -42,5 +44,5 @@ __all__ = [
     "ImageState", "Label", "Listener", "OpenedDocument", "RemoveAnnotations", "Review", "ReviewProgress",
     "SetGeometry", "SetImageReviewed", "SetLabel", "SetNote", "SetReview", "Source",
     "UndoStack", "UnsupportedVersionError", "default_review", "image_ref_from_stack", "load_document",
-    "open_sidecar", "save_document", "sidecar_path",
+    "open_sidecar", "save_document", "sidecar_path", "annotation_path", "user_data_path",
 ]

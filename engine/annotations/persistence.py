@@ -1,7 +1,9 @@
 """Saving and loading annotation documents: the lossless JSON format, sidecars, atomic writes.
 
 Sidecars live next to the images so that annotations travel with the data: a folder keeps
-``<folder>/.clinlens/annotations.json``, a single file ``<file>.clinlens.json``. Paths inside are
+``<folder>/.clinlens/annotations.json``, a single file ``<file>.clinlens.json``. Images whose
+folder cannot be written (a read-only share, the bundled demo) keep theirs in the user data
+folder instead, one file per image set (``annotation_path``). Paths inside are
 stored relative to the JSON file, so a folder moved together with its sidecar still binds.
 A save never leaves a half-written file (temporary file in the same folder, fsync, os.replace),
 and a file that cannot be read is never overwritten: ``open_sidecar`` moves it aside first.
@@ -9,6 +11,7 @@ and a file that cannot be read is never overwritten: ``open_sidecar`` moves it a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -23,7 +26,7 @@ from engine.annotations.model import Annotation, Box, ImageLabel, Label
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
 from engine.files import write_json_atomic
 from engine.imaging import FrameSource, PixelSpacing
-from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX
+from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX, data_dir, is_bundled
 
 FORMAT = "clinlens-annotations"
 SCHEMA_VERSION = 1
@@ -61,6 +64,42 @@ def sidecar_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
         return items[0].with_name(items[0].name + SIDECAR_SUFFIX)
     folders = [p if p.is_dir() else p.parent for p in items]
     return Path(os.path.commonpath(folders)) / SIDECAR_DIR / SIDECAR_NAME
+
+
+def user_data_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
+    """The annotation file of an image set in the user data folder, keyed by the set's paths.
+
+    The key is a hash of the sorted absolute paths, so opening the same files or folder again finds
+    the same file; the name starts with the first item's name so that people can tell them apart.
+    """
+    items = sorted(str(Path(p).absolute()) for p in paths)
+    if not items:
+        raise ValueError("no image paths given")
+    key = hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()[:16]
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(items[0]).name)[:40] or "images"
+    return data_dir() / "annotations" / f"{readable}-{key}.json"
+
+
+def _writable(path: Path) -> bool:
+    """Whether a file could be created at ``path``: its nearest existing folder accepts writes."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
+
+
+def annotation_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
+    """Where the annotations of an image set are kept (what the app autosaves and export reads).
+
+    The sidecar (``sidecar_path``) when it already exists or its folder can be written; the user
+    data folder (``user_data_path``) for images bundled with ClinLens and for read-only folders.
+    """
+    sidecar = sidecar_path(paths)
+    if any(is_bundled(p) for p in paths):
+        return user_data_path(paths)
+    if sidecar.exists() or _writable(sidecar):
+        return sidecar
+    return user_data_path(paths)
 
 
 def _relative(path: str, base_dir: Path | None) -> str:

@@ -251,3 +251,19 @@ def test_rename_and_colour_buttons_ask_and_apply(qtbot, window, images, monkeypa
     window.annotation_panel.colour_label.click()
     [box] = window.annotations.boxes()
     assert box.label == "lesion" and window.annotations.doc.label("lesion").color == "#123456"
+
+
+def test_annotations_of_the_bundled_demo_go_to_the_user_data_folder_and_the_panel_says_so(qtbot, window):
+    from engine.paths import data_dir, resources_dir
+
+    demo = resources_dir() / "demo" / "CT_small.dcm"
+    open_and_wait(qtbot, window, [str(demo)])
+    window.set_tool(Tool.BOX)
+    drag(window, (12, 14), (40, 44))
+    with qtbot.waitSignal(window.annotations.saved, timeout=5000) as saved:
+        pass
+    written = Path(saved.args[0])
+    assert written.is_relative_to(data_dir()) and json.loads(written.read_text())["images"]
+    assert not list(demo.parent.glob("*.clinlens.json"))        # nothing written beside the demo
+    assert "data folder" in window.annotation_panel.location.text()
+    assert str(written) in window.annotation_panel.location.toolTip()

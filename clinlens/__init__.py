@@ -1,0 +1,1 @@
+"""ClinLens: the installed ``clinlens`` command and ``python -m clinlens`` (see clinlens.command)."""
