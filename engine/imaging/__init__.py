@@ -1,7 +1,8 @@
 """engine.imaging: files -> frames of modality values -> display pixels.
 
-Public API (contract in docs/helpers/IMAGING_API.md): open files and folders into lazily
-decoded stacks, render frames through one display pipeline, presets and metadata.
+Public API (the names in ``__all__``; where it sits in the layering: docs/development/architecture.md):
+open files and folders into lazily decoded stacks, render frames through one display pipeline,
+presets and metadata.
 """
 
 from .decoders import decoder_packages, syntax_label

@@ -1,7 +1,7 @@
 """Knowledge bases: per task, the classes and short visual descriptions KPL retrieves from.
 
 One JSON file per task (bundled in resources/knowledge/, user files in the user data folder or
-anywhere on disk). The format is documented in docs/kpl.md; ``parse_knowledge`` validates it and
+anywhere on disk). The format is documented in docs/reference/knowledge-base.md; ``parse_knowledge`` validates it and
 names the exact place of every problem, because users write these files by hand.
 """
 

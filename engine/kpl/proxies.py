@@ -2,7 +2,7 @@
 
 Everything here works on L2-normalised float32 features and mirrors the authors' code
 (JXLiu-AI/KPL ``Main.py``, itself a fork of InMaP, Apache-2.0) step by step, including the
-"StableGreenkhorn" quirk described in docs/kpl.md: its rows sum to 1/n, so the confidence
+"StableGreenkhorn" quirk described in docs/user-guide/kpl.md (Methods): its rows sum to 1/n, so the confidence
 sharpening never fires and proxy learning becomes an implicit class balancing. That quirk is
 what produced the published numbers, so it is reproduced on purpose; the usual Sinkhorn is
 offered separately as ``sinkhorn`` (the InMaP method).

@@ -103,7 +103,7 @@ class DistillSettings:
     temperature: float = 0.5  # ClinKD: temp=0.5
     use_ce: bool = True  # ClinKD's if_use_entropy; False trains on the KL alone
     kd_reduction: str = "mean"  # our choice; "sum" is the published snippet's
-    curriculum: str = "order"  # our reading of the confidence-margin curriculum (see docs/training.md)
+    curriculum: str = "order"  # our reading of the confidence-margin curriculum (see docs/training.md, `distill`)
     teacher_dtype: str | None = None  # None: bf16 on a GPU, fp32 on the CPU
     margin_batch_size: int = 4  # batch size of the teacher's scoring pass
 

@@ -1,0 +1,61 @@
+"""MkDocs hook: the command reference is generated from the argparse parsers at build time.
+
+A page that contains ``<!-- commands -->`` gets, in its place, one section per sub-command of
+``clinlens.command.build_parser()``: summary, description, usage, every option with its help,
+and the examples of its epilog. The reference therefore cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = "<!-- commands -->"
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if MARKER not in markdown:
+        return markdown
+    return markdown.replace(MARKER, command_reference())
+
+
+def command_reference() -> str:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from clinlens.command import build_parser, commands
+
+    parser = build_parser("clinlens")
+    summaries = {a.dest: a.help for a in parser._subparsers._group_actions[0]._choices_actions}  # noqa: SLF001
+    sections = ["## Overview\n", "```text", parser.format_usage().strip(), "", parser.description % {"prog": "clinlens"},
+                "```\n", "| command | what it does |", "|---|---|"]
+    sections += [f"| [`{name}`](#{name}) | {_cell(summaries[name])} |" for name in commands(parser)]
+    sections.append("")
+    for name, sub in commands(parser).items():
+        sections.append(_command_section(name, sub, summaries[name]))
+    return "\n".join(sections)
+
+
+def _cell(text: str) -> str:
+    return html.escape(" ".join(text.split())).replace("|", "\\|")
+
+
+def _command_section(name: str, sub: argparse.ArgumentParser, summary: str) -> str:
+    formatter = sub._get_formatter()  # noqa: SLF001 - argparse's own rendering of each option
+    rows = []
+    for action in sub._actions:  # noqa: SLF001
+        if action.dest == "help":
+            continue
+        invocation = formatter._format_action_invocation(action)  # noqa: SLF001
+        required = " (required)" if action.required and action.option_strings else ""
+        rows.append(f"| `{invocation}` | {_cell(formatter._expand_help(action))}{required} |")  # noqa: SLF001
+    lines = [f"## clinlens {name} {{#{name}}}\n", f"{html.escape(summary[0].upper() + summary[1:])}.\n"]
+    if sub.description:
+        lines.append(html.escape(" ".join(sub.description.split())) + "\n")
+    lines += ["```text", sub.format_usage().strip(), "```\n", "| argument | meaning |", "|---|---|", *rows, ""]
+    if sub.epilog:
+        examples = (sub.epilog % {"prog": sub.prog}).split("\n")[1:]
+        lines += ["Examples:\n", "```bash", *(line.strip() for line in examples), "```\n"]
+    return "\n".join(lines)
