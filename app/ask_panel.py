@@ -141,8 +141,8 @@ class AskPanel(QWidget):
         missing = not settings.clinkd_configured
         self.missing.setText(
             "No ClinKD / Qwen2-VL checkpoint is configured. Choose the folder of a local checkpoint "
-            "(ClinKD, or Qwen2-VL-2B/7B-Instruct: see README, “Point it at your weights”), or a "
-            "server in Assistant > Settings." if missing else "")
+            "(ClinKD, or Qwen2-VL-2B/7B-Instruct: see docs/models/weights.md, “Point ClinLens at your "
+            "weights”), or a server in Assistant > Settings." if missing else "")
         self.missing.setVisible(missing)
         self.choose_button.setVisible(missing)
         self._update_buttons()

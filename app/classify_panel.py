@@ -162,7 +162,8 @@ class ClassifyPanel(QWidget):
         self.knowledge.blockSignals(False)
         missing = not settings.clip_model
         self.missing.setText("No CLIP model is configured. Set one in Settings (an open_clip name with a local "
-                             "checkpoint, a local-dir: folder, or a Hugging Face cache entry; see README)."
+                             "checkpoint, a local-dir: folder, or a Hugging Face cache entry; see "
+                             "docs/models/weights.md)."
                              if missing else "")
         self.missing.setVisible(missing)
         self.settings_button.setVisible(missing)
