@@ -1,4 +1,4 @@
-"""Render the real main window offscreen and save the README screenshots.
+"""Render the real main window offscreen and save the screenshots of the README and docs/.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py   (or under Xvfb)
 """
@@ -110,6 +110,7 @@ def main() -> int:
     import os
 
     os.environ["CLINLENS_CONFIG_DIR"] = tempfile.mkdtemp(prefix="clinlens-shots-")   # never the user's settings
+    os.environ["CLINLENS_DATA_DIR"] = tempfile.mkdtemp(prefix="clinlens-shots-data-")
     app = QApplication.instance() or QApplication([])
     apply_dark_theme(app)
     window = MainWindow()
@@ -126,7 +127,8 @@ def main() -> int:
 
     # Annotation: a copy of the demo (its sidecar goes to a temp folder), two boxes, one selected.
     with tempfile.TemporaryDirectory() as folder:
-        demo = Path(folder) / DEMO_IMAGE.name
+        demo = Path(folder) / "study" / DEMO_IMAGE.name
+        demo.parent.mkdir()
         shutil.copy(DEMO_IMAGE, demo)
         window = MainWindow()
         window.resize(1400, 860)
