@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from app.main_window import MainWindow
@@ -11,11 +12,14 @@ from app.theme import apply_dark_theme
 from engine.paths import resources_dir
 
 DEMO_IMAGE = resources_dir() / "demo" / "CT_small.dcm"
+ICON = resources_dir() / "icons" / "clinlens.svg"
 
 
 def run_gui(paths: list[str]) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ClinLens")
+    app.setDesktopFileName("clinlens")          # matches the entry `clinlens install-desktop` writes
+    app.setWindowIcon(QIcon(str(ICON)))
     apply_dark_theme(app)
     window = MainWindow()
     window.show()
