@@ -96,3 +96,21 @@ def graphic_points(kind: MeasureKind | str | None, points: Sequence[tuple[float,
         major, minor = (horizontal, vertical) if x2 - x1 >= y2 - y1 else (vertical, horizontal)
         return np.array(major + minor)
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]])
+
+
+def outline(kind: MeasureKind | str | None, graphic: np.ndarray, segments: int = 48) -> tuple[np.ndarray, bool]:
+    """The drawable outline of SCOORD graphic data (2-D or patient 3-D): (points, closed).
+
+    An ELLIPSE (two axes' end points) becomes a polygon of ``segments`` points; rectangles
+    and boxes are closed polylines already; lengths and angles are open.
+    """
+    kind = None if kind is None else MeasureKind(kind)
+    graphic = np.asarray(graphic, dtype=np.float64)
+    if kind is MeasureKind.ELLIPSE:
+        centre = graphic.mean(axis=0)
+        a, b = (graphic[1] - graphic[0]) / 2, (graphic[3] - graphic[2]) / 2
+        t = np.linspace(0, 2 * np.pi, segments, endpoint=False)[:, None]
+        return centre + np.cos(t) * a + np.sin(t) * b, True
+    if kind in (MeasureKind.LENGTH, MeasureKind.ANGLE):
+        return graphic, False
+    return graphic[:-1] if len(graphic) > 1 and np.allclose(graphic[0], graphic[-1]) else graphic, True

@@ -13,7 +13,16 @@ from .frame import Frame, LutData, PixelParams, Window, frame_from_array
 from .metadata import PHI_KEYWORDS, TagNode, key_facts, tag_tree
 from .presets import Preset, find_preset, load_presets, save_user_preset
 from .stack import FrameSource, ImageStack, OpenResult, open_image, open_paths
-from .volume import Plane, PlaneAxes, Volume, VolumeError, VolumeGeometry, load_volume, volume_geometry
+from .volume import (
+    Plane,
+    PlaneAxes,
+    Volume,
+    VolumeError,
+    VolumeGeometry,
+    iter_load_volume,
+    load_volume,
+    volume_geometry,
+)
 
 __all__ = [
     "MAX_PIXELS",
@@ -42,6 +51,7 @@ __all__ = [
     "find_preset",
     "frame_from_array",
     "initial_window",
+    "iter_load_volume",
     "key_facts",
     "load_presets",
     "load_volume",

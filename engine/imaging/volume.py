@@ -22,7 +22,7 @@ Voxel indices are (slice, row, column), fractional, a voxel centre at an integer
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import permutations
@@ -409,6 +409,33 @@ class Volume:
     def patient_to_display(self, plane: Plane | str, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.voxel_to_display(plane, self.geometry.patient_to_voxel(point))
 
+    def crossings(self, plane: Plane | str, index: int, points_mm: np.ndarray,
+                  closed: bool) -> tuple[np.ndarray, bool]:
+        """Where a patient-space outline meets one plane slice: (display points, lies in it).
+
+        When every point is within half a slice of the plane the outline lies in it and all its
+        points come back in display coordinates; otherwise the points where its segments cross
+        the plane (two for a closed shape cut through, one per crossing of an open line).
+        """
+        s, x, y = self.patient_to_display(plane, np.asarray(points_mm, dtype=np.float64))
+        depth = s - index
+        if np.all(np.abs(depth) <= 0.5):
+            return np.stack([x, y], axis=-1), True
+        n = len(depth)
+        pairs = [(i, (i + 1) % n) for i in range(n if closed and n > 2 else n - 1)]
+        hits = []
+        for i, j in pairs:
+            if depth[i] == depth[j] or depth[i] * depth[j] > 0:
+                continue
+            t = depth[i] / (depth[i] - depth[j])
+            hits.append((x[i] + t * (x[j] - x[i]), y[i] + t * (y[j] - y[i])))
+        return np.asarray(hits, dtype=np.float64).reshape(-1, 2), False
+
+    def nearest_frame(self, voxel: np.ndarray) -> int:
+        """The ImageStack frame of the slice nearest a voxel (annotations bind to a real file)."""
+        k = int(np.clip(np.rint(np.asarray(voxel)[0]), 0, len(self.geometry.frame_indices) - 1))
+        return self.geometry.frame_indices[k]
+
 
 def _resample(values: np.ndarray, sampling: Any, axis: int) -> np.ndarray:
     """Linear resampling along one axis with precomputed (lower, upper, weight) or a plain gather."""
@@ -426,21 +453,19 @@ def _resample(values: np.ndarray, sampling: Any, axis: int) -> np.ndarray:
     return a
 
 
-def load_volume(stack: ImageStack, *, progress: Callable[[int, int], None] | None = None,
-                cancelled: Callable[[], bool] | None = None) -> Volume:
-    """Decode every slice once into one array of stored values; VolumeError when not a volume.
+def iter_load_volume(stack: ImageStack) -> Generator[tuple[int, int], None, Volume]:
+    """Decode every slice once into one array of stored values, yielding (done, total) per slice.
 
-    ``progress(done, total)`` is called after each slice; ``cancelled()`` returning True stops
-    the load (VolumeError "cancelled"). Slices whose pixel transforms differ (PET rescale per
-    slice) are refused: one stored array cannot carry them without a float copy.
+    A generator so that a GUI worker can report progress and stop between slices; its return
+    value is the Volume. VolumeError when the stack is not a volume. Slices whose pixel
+    transforms differ (PET rescale per slice) are refused: one stored array cannot carry them
+    without a float copy.
     """
     geometry = volume_geometry(stack)
     data: np.ndarray | None = None
     first: Frame | None = None
     total = len(geometry.frame_indices)
     for k, frame_index in enumerate(geometry.frame_indices):
-        if cancelled is not None and cancelled():
-            raise VolumeError(f"Loading {stack.title} as a volume was cancelled.")
         frame = stack.frame(frame_index)
         if first is None:
             first = frame
@@ -449,7 +474,18 @@ def load_volume(stack: ImageStack, *, progress: Callable[[int, int], None] | Non
             raise VolumeError(f"{stack.title}: slice {k + 1} has other pixel transforms (rescale or dtype) than "
                               "slice 1, so the slices cannot share one volume of stored values.")
         data[k] = frame.stored
-        if progress is not None:
-            progress(k + 1, total)
+        yield k + 1, total
     assert first is not None and data is not None
     return Volume(geometry, data, first.pixel_params, first.windows, first.monochrome1, stack.title)
+
+
+def load_volume(stack: ImageStack, *, progress: Callable[[int, int], None] | None = None) -> Volume:
+    """``iter_load_volume`` run to the end (scripts, the CLI, tests)."""
+    steps = iter_load_volume(stack)
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress is not None:
+            progress(done, total)

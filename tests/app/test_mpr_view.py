@@ -1,0 +1,150 @@
+"""The three-plane view as a user drives it: open a series, planes, crosshair, window, measurements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtTest import QTest
+
+from app.main_window import MainWindow
+from engine.annotations import MeasureKind, Measurement
+from engine.imaging import Plane, Window, render
+from tests.engine.phantom import SPHERE_HU, Phantom
+
+
+@pytest.fixture
+def window(qtbot):
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.resize(1300, 700)
+    main.show()
+    qtbot.waitExposed(main)
+    return main
+
+
+@pytest.fixture
+def phantom(tmp_path):
+    phantom = Phantom()
+    phantom.write_series(tmp_path / "series")
+    return phantom, tmp_path / "series"
+
+
+def open_planes(qtbot, main: MainWindow, path) -> None:
+    with qtbot.waitSignal(main.load_finished, timeout=20000):
+        main.open([str(path)])
+    main.mpr.toggle_action.setChecked(True)
+    qtbot.wait_until(lambda: main.mpr.pages.currentWidget() is main.mpr.view, timeout=20000)
+
+
+def pixmap_pixels(port) -> np.ndarray:
+    image = port.image_item.pixmap().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    width, height = image.width(), image.height()
+    data = np.frombuffer(image.constBits(), dtype=np.uint8, count=image.bytesPerLine() * height)
+    return data.reshape(height, image.bytesPerLine())[:, :width].copy()
+
+
+def screen_point(port, x: float, y: float) -> QPoint:
+    return port.mapFromScene(x, y)
+
+
+def test_series_opens_in_three_linked_planes(qtbot, window, phantom):
+    sphere, series = phantom
+    open_planes(qtbot, window, series)
+    view = window.mpr.view
+    assert window.mpr.volume.geometry.shape == (sphere.slices, sphere.rows, sphere.columns)
+    ports = view.viewports
+    assert all(port.isVisible() for port in ports.values())           # 1x3 by default
+    assert ports[Plane.CORONAL].letters["top"].text() == "S" and ports[Plane.AXIAL].letters["right"].text() == "L"
+    # each viewport shows exactly render(plane frame, shared window)
+    for plane, port in ports.items():
+        expected = render(window.mpr.volume.plane_frame(plane, port.index), window.state.window)
+        np.testing.assert_array_equal(pixmap_pixels(port), expected)
+    # a click on the sphere centre in the coronal plane moves the crosshair: the other planes follow
+    coronal = ports[Plane.CORONAL]
+    view.set_index(Plane.CORONAL, sphere.centre_voxel[1])
+    _, x, y = window.mpr.volume.patient_to_display(Plane.CORONAL, sphere.centre)
+    QTest.mouseClick(coronal.viewport(), Qt.MouseButton.LeftButton, pos=screen_point(coronal, float(x), float(y)))
+    k, r, c = sphere.centre_voxel
+    assert abs(ports[Plane.AXIAL].index - k) <= 1 and abs(ports[Plane.SAGITTAL].index - c) <= 1
+    assert "value 60" in window.cursor_label.text()
+    # the wheel scrolls one plane's own slices
+    before = ports[Plane.SAGITTAL].index
+    view.set_index(Plane.SAGITTAL, before + 3)
+    assert ports[Plane.SAGITTAL].index == before + 3 and ports[Plane.CORONAL].index == r
+
+
+def test_window_is_shared_and_layouts_switch(qtbot, window, phantom):
+    _, series = phantom
+    open_planes(qtbot, window, series)
+    view = window.mpr.view
+    window.state.set_window(Window(40, 10))
+    qtbot.wait_until(lambda: pixmap_pixels(view.viewports[Plane.SAGITTAL]).max() == 255)
+    for plane, port in view.viewports.items():
+        np.testing.assert_array_equal(pixmap_pixels(port),
+                                      render(window.mpr.volume.plane_frame(plane, port.index), Window(40, 10)))
+    window.mpr.set_layout("2x2")
+    assert view.info.isVisible() and "slice spacing from positions" in view.info.text()
+    view.set_active(Plane.SAGITTAL)
+    window.mpr.set_layout("1x1")
+    assert [p for p, port in view.viewports.items() if port.isVisible()] == [Plane.SAGITTAL]
+
+
+def test_length_drawn_on_a_reformat_is_kept_and_shown_where_it_crosses(qtbot, window, phantom):
+    sphere, series = phantom
+    open_planes(qtbot, window, series)
+    view, volume = window.mpr.view, window.mpr.volume
+    view.set_index(Plane.CORONAL, sphere.centre_voxel[1])
+    coronal = view.viewports[Plane.CORONAL]
+    _, x, y = (float(v) for v in volume.patient_to_display(Plane.CORONAL, sphere.centre))
+    half = sphere.radius_mm / volume.axes(Plane.CORONAL).pixel_mm
+    window.mpr.tool_actions[MeasureKind.LENGTH].trigger()
+    assert view.tool is MeasureKind.LENGTH
+    start, end = screen_point(coronal, x, y - half), screen_point(coronal, x, y + half)
+    QTest.mousePress(coronal.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    QTest.mouseMove(coronal.viewport(), end)
+    QTest.mouseRelease(coronal.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    doc, image_id = window.annotations.doc, window.annotations.image_id
+    [length] = doc.measurements(image_id)
+    assert isinstance(length, Measurement) and length.placement.plane == "coronal"
+    assert length.values[0].unit == "mm"
+    assert length.values[0].value == pytest.approx(2 * sphere.radius_mm, abs=1.0)   # screen rounding only
+    # the vertical line crosses the axial plane through the centre: one intersection marker there
+    axial = view.viewports[Plane.AXIAL]
+    view.set_index(Plane.AXIAL, sphere.centre_voxel[0])
+    assert len(axial.annotations.childItems()) == 1
+    assert len(coronal.annotations.childItems()) == 2                 # the line and its value
+    # it is listed in the Annotations panel, and undo removes it everywhere
+    panel = window.annotation_panel
+    assert panel.tree.topLevelItemCount() == 1 and "mm" in panel.tree.topLevelItem(0).text(5)
+    window.annotations.undo()
+    assert doc.measurements(image_id) == [] and axial.annotations.childItems() == []
+
+
+def test_roi_reports_hu_and_the_assistant_sees_the_active_plane(qtbot, window, phantom):
+    sphere, series = phantom
+    open_planes(qtbot, window, series)
+    view, volume = window.mpr.view, window.mpr.volume
+    view.set_index(Plane.SAGITTAL, sphere.centre_voxel[2])
+    sagittal = view.viewports[Plane.SAGITTAL]
+    _, x, y = (float(v) for v in volume.patient_to_display(Plane.SAGITTAL, sphere.centre))
+    measurement = view.add_measurement(Plane.SAGITTAL, sagittal.index, MeasureKind.ELLIPSE,
+                                       ((x - 5, y - 5), (x + 5, y + 5)))
+    assert abs(measurement.value("mean").value - SPHERE_HU) <= 0.5 and measurement.value("mean").unit == "[hnsf'U]"
+    view.set_active(Plane.SAGITTAL)
+    shown = window.state.shown_frame()
+    assert shown.stored.shape == (volume.axes(Plane.SAGITTAL).height, volume.axes(Plane.SAGITTAL).width)
+    np.testing.assert_array_equal(shown.stored, volume.plane_pixels(Plane.SAGITTAL, sagittal.index))
+    window.mpr.toggle_action.setChecked(False)
+    assert window.mpr.pages.currentWidget() is window.canvas and window.state.shown_frame() is window.state.frame
+
+
+def test_single_images_stay_single_plane_with_a_reason(qtbot, window):
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([get_testdata_file("CT_small.dcm")])
+    window.mpr.toggle_action.setChecked(True)
+    assert window.mpr.pages.currentWidget() is window.canvas
+    assert not window.mpr.toggle_action.isChecked()
+    assert "has one slice; a volume needs at least two" in window.banner.label.text()
