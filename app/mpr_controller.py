@@ -1,4 +1,4 @@
-"""Hooks the three-plane view into the main window: menu, layouts, measurement tools, loading.
+"""Hooks the three-plane view and the measurement tools into the main window.
 
 The single-plane canvas stays the default; View > Three planes (M) loads the current series
 as a volume on a worker thread (progress in the status bar, cancel by toggling it off) and
@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QStackedWidget, QToolBar
 from superqt.utils import create_worker
 
+from app.measure_tools import CanvasMeasureTools
 from app.mpr_view import LAYOUTS, MprView
 from engine.annotations import MeasureKind
 from engine.imaging import ImageStack, Volume, VolumeError, iter_load_volume, volume_geometry
@@ -32,6 +33,8 @@ class MprController(QObject):
         self._volume_key: str | None = None
         self._worker = None
         self._loading: ImageStack | None = None
+        self.canvas_tools = CanvasMeasureTools(window.canvas, window.state, window.annotations, window.tools)
+        window.canvas.tools = self.canvas_tools
         self._swap_in_stack()
         self._build_actions()
         window.state.stack_changed.connect(self._on_stack_changed)
@@ -76,7 +79,7 @@ class MprController(QObject):
         for kind, text, key in MEASURE_TOOLS:
             action = QAction(f"{text} ({key})", window, checkable=True)
             action.setShortcut(QKeySequence(key))
-            action.setStatusTip(f"Measure: {text.lower()} (on the three-plane view)")
+            action.setStatusTip(f"Measure: {text.lower()} (drag; an angle is three clicks: arm, vertex, arm)")
             action.triggered.connect(lambda _=False, k=kind: self.set_tool(k))
             toolbar.addAction(action)
             window.addAction(action)
@@ -91,9 +94,10 @@ class MprController(QObject):
         if kind is not None:
             for action in self.window.tool_actions.values():
                 action.setChecked(False)
-            if not self.toggle_action.isChecked():
-                self.toggle_action.setChecked(True)
-        self.view.set_tool(kind)
+        self.view.set_tool(kind)               # whichever view is shown takes the clicks
+        self.canvas_tools.set_kind(kind)
+        cursor = Qt.CursorShape.CrossCursor if kind is not None else Qt.CursorShape.ArrowCursor
+        self.window.canvas.viewport().setCursor(cursor)
 
     def set_layout(self, name: str) -> None:
         self.layout_actions[name].setChecked(True)
@@ -175,8 +179,6 @@ class MprController(QObject):
     def _show_single(self) -> None:
         self.pages.setCurrentWidget(self.window.canvas)
         self.window.state.shown_frame_source = None
-        if any(action.isChecked() for action in self.tool_actions.values()):
-            self.set_tool(None)
 
     def _on_stack_changed(self) -> None:
         if self.toggle_action.isChecked():

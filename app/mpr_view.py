@@ -17,19 +17,19 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QMouseEvent, QPainter, QPainterPath, QPen, QPixmap, QWheelEvent
+from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPainterPath, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QGraphicsItemGroup,
     QGraphicsPathItem,
     QGraphicsPixmapItem,
     QGraphicsScene,
-    QGraphicsSimpleTextItem,
     QGraphicsView,
     QGridLayout,
     QLabel,
     QWidget,
 )
 
+from app.measure_tools import MeasureInput, add_shapes, cosmetic_pen
 from app.qimage import to_qimage
 from app.viewer_state import ViewerState
 from engine.annotations import AddAnnotations, Box, Measurement, MeasureKind, PlanePlacement
@@ -38,7 +38,6 @@ from engine.imaging import Frame, Plane, Volume, Window, auto_window, render
 
 LAYOUTS = ("1x1", "1x3", "2x2")
 CROSSHAIR_COLOURS = {Plane.AXIAL: "#ff5a5a", Plane.CORONAL: "#5ad05a", Plane.SAGITTAL: "#5a9bff"}
-MEASURE_COLOUR = "#ffd23f"
 ZOOM_STEP = 1.25
 
 
@@ -62,16 +61,15 @@ class PlaneViewport(QGraphicsView):
         self.scene().addItem(self.image_item)
         self.crosshair = QGraphicsItemGroup()
         self.annotations = QGraphicsItemGroup()
-        self.preview = QGraphicsPathItem()
-        self.preview.setPen(_cosmetic_pen(MEASURE_COLOUR, 1.5, Qt.PenStyle.DashLine))
-        for item in (self.annotations, self.crosshair, self.preview):
+        for item in (self.annotations, self.crosshair):
             self.scene().addItem(item)
+        self.input = MeasureInput(self.scene(), lambda kind, points: view.add_measurement(
+            plane, self.index, kind, points))
         self.letters = {edge: _overlay_label(self) for edge in ("left", "right", "top", "bottom")}
         self.info = _overlay_label(self)
         self._drag: str | None = None
         self._origin = QPointF()
         self._start_window: Window | None = None
-        self._points: list[tuple[float, float]] = []
 
     # ----- content
     @property
@@ -104,13 +102,16 @@ class PlaneViewport(QGraphicsView):
         self.fitInView(QRectF(0, 0, axes.width, axes.height), Qt.AspectRatioMode.KeepAspectRatio)
 
     def draw_crosshair(self, x: float, y: float) -> None:
-        for item in self.crosshair.childItems():
-            self.scene().removeItem(item)
+        """The other two planes as lines: the one whose fixed axis runs along screen x is vertical."""
         axes = self.volume.axes(self.plane)
-        others = [p for p in Plane if p is not self.plane]
-        # the vertical line is the plane whose fixed axis runs along screen x, and vice versa
-        for other in others:
-            fixed = self.volume.axes(other).fixed_axis
+        if not self.crosshair.childItems():
+            for other in (p for p in Plane if p is not self.plane):
+                item = QGraphicsPathItem()
+                item.setPen(cosmetic_pen(CROSSHAIR_COLOURS[other], 1.0))
+                item.setData(0, other.value)
+                self.crosshair.addToGroup(item)
+        for item in self.crosshair.childItems():
+            fixed = self.volume.axes(Plane(item.data(0))).fixed_axis
             path = QPainterPath()
             if fixed == axes.u.volume_axis:
                 path.moveTo(x, 0)
@@ -118,44 +119,11 @@ class PlaneViewport(QGraphicsView):
             elif fixed == axes.v.volume_axis:
                 path.moveTo(0, y)
                 path.lineTo(axes.width, y)
-            item = QGraphicsPathItem(path)
-            item.setPen(_cosmetic_pen(CROSSHAIR_COLOURS[other], 1.0))
-            self.crosshair.addToGroup(item)
+            item.setPath(path)
 
     def draw_annotations(self, shapes: list[tuple[np.ndarray, bool, bool, str]]) -> None:
         """(display points, closed, complete, text) per annotation that meets this plane."""
-        for item in self.annotations.childItems():
-            self.scene().removeItem(item)
-        pen = _cosmetic_pen(MEASURE_COLOUR, 2.0)
-        for points, closed, complete, text in shapes:
-            path = QPainterPath()
-            if complete:
-                path.moveTo(*points[0])
-                for point in points[1:]:
-                    path.lineTo(*point)
-                if closed:
-                    path.closeSubpath()
-            else:   # where it crosses this plane: small crosses, joined when it is cut through
-                size = 4.0 / max(self.transform().m11(), 1e-6)
-                for px, py in points:
-                    path.moveTo(px - size, py - size)
-                    path.lineTo(px + size, py + size)
-                    path.moveTo(px - size, py + size)
-                    path.lineTo(px + size, py - size)
-                if closed and len(points) == 2:
-                    path.moveTo(*points[0])
-                    path.lineTo(*points[1])
-            item = QGraphicsPathItem(path)
-            item.setPen(pen)
-            self.annotations.addToGroup(item)
-            if complete and text:
-                label = QGraphicsSimpleTextItem(text)
-                label.setBrush(QBrush(QColor(MEASURE_COLOUR)))
-                label.setFont(QFont("Sans", 10))
-                label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
-                right = max(points, key=lambda p: p[0])
-                label.setPos(right[0] + 2, right[1])
-                self.annotations.addToGroup(label)
+        add_shapes(self.annotations, shapes, 4.0 / max(self.transform().m11(), 1e-6))
 
     # ----- input
     def wheelEvent(self, event: QWheelEvent) -> None:
@@ -176,7 +144,8 @@ class PlaneViewport(QGraphicsView):
         scene = self.mapToScene(event.position().toPoint())
         button = event.button()
         if button == Qt.MouseButton.LeftButton and self.view.tool is not None:
-            self._tool_press(scene.x(), scene.y())
+            self.input.kind = self.view.tool
+            self.input.press(scene.x(), scene.y())
         elif button == Qt.MouseButton.LeftButton:
             self._drag = "cursor"
             self.view.move_cursor(self.plane, scene.x(), scene.y())
@@ -193,9 +162,6 @@ class PlaneViewport(QGraphicsView):
         scene = self.mapToScene(event.position().toPoint())
         if self._drag == "cursor":
             self.view.move_cursor(self.plane, scene.x(), scene.y())
-        elif self._drag == "tool":
-            self._points[-1] = (scene.x(), scene.y())
-            self._show_preview()
         elif self._drag == "window" and self._start_window is not None:
             delta = event.position() - self._origin
             sensitivity = max(self._start_window.width / 512.0, 1e-3)
@@ -207,59 +173,17 @@ class PlaneViewport(QGraphicsView):
             delta = event.position() - self._origin
             self._origin = event.position()
             self.translate(delta.x() / self.transform().m11(), delta.y() / self.transform().m22())
-        elif self.view.tool is MeasureKind.ANGLE and len(self._points) in (2, 3):
-            self._points[-1] = (scene.x(), scene.y())
-            self._show_preview()
+        elif self.view.tool is not None:
+            self.input.move(scene.x(), scene.y())
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        if self._drag == "tool" and self.view.tool is not MeasureKind.ANGLE:
-            self._finish_tool()
+        self.input.release()
         self._drag = None
         event.accept()
 
-    def _tool_press(self, x: float, y: float) -> None:
-        kind = self.view.tool
-        if kind is MeasureKind.ANGLE:
-            # click the first arm's end, the vertex, then the second arm's end
-            if not self._points:
-                self._points = [(x, y), (x, y)]
-            elif len(self._points) == 2:
-                self._points[-1] = (x, y)
-                self._points.append((x, y))
-            else:
-                self._points[-1] = (x, y)
-                self._finish_tool()
-            self._show_preview()
-            return
-        self._points = [(x, y), (x, y)]
-        self._drag = "tool"
-        self._show_preview()
-
-    def _show_preview(self) -> None:
-        if len(self._points) < 2:
-            self.preview.setPath(QPainterPath())
-            return
-        kind = self.view.tool
-        graphic, closed = outline(kind, graphic_points(kind, self._points)) if kind is not None else ([], False)
-        path = QPainterPath()
-        if len(graphic):
-            path.moveTo(*graphic[0])
-            for point in graphic[1:]:
-                path.lineTo(*point)
-            if closed:
-                path.closeSubpath()
-        self.preview.setPath(path)
-
-    def _finish_tool(self) -> None:
-        points, self._points = self._points, []
-        self.preview.setPath(QPainterPath())
-        if len(points) >= 2 and math.dist(points[0], points[-1]) > 0.5:
-            self.view.add_measurement(self.plane, self.index, self.view.tool, tuple(points))
-
     def cancel_tool(self) -> None:
-        self._points = []
-        self.preview.setPath(QPainterPath())
+        self.input.cancel()
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -466,12 +390,6 @@ class MprView(QWidget):
                 text = annotation.summary() if isinstance(annotation, Measurement) else annotation.label
                 shapes.append((points, closed, complete, text))
         port.draw_annotations(shapes)
-
-
-def _cosmetic_pen(colour: str, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
-    pen = QPen(QColor(colour), width, style)
-    pen.setCosmetic(True)
-    return pen
 
 
 def _overlay_label(parent: QGraphicsView) -> QLabel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
@@ -148,3 +150,41 @@ def test_single_images_stay_single_plane_with_a_reason(qtbot, window):
     assert window.mpr.pages.currentWidget() is window.canvas
     assert not window.mpr.toggle_action.isChecked()
     assert "has one slice; a volume needs at least two" in window.banner.label.text()
+
+
+def test_measurement_tools_work_on_the_single_plane_canvas(qtbot, window):
+    """CT_small (one slice, 0.66 mm pixels): a length drawn with the L tool is in mm, listed, undone."""
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([get_testdata_file("CT_small.dcm")])
+    qtbot.wait_until(lambda: not window.canvas.image_item.pixmap().isNull())
+    window.canvas.set_zoom(1.0)
+    window.canvas.center_on_pixel(64, 64)
+    QTest.keyClick(window, Qt.Key.Key_L)
+    assert window.mpr.tool_actions[MeasureKind.LENGTH].isChecked()
+    start, end = window.canvas.mapFromScene(20, 64), window.canvas.mapFromScene(100, 64)
+    QTest.mousePress(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    QTest.mouseMove(window.canvas.viewport(), end)
+    QTest.mouseRelease(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    [length] = window.annotations.doc.measurements(window.annotations.image_id)
+    spacing = window.state.stack.spacing
+    (x1, y1), (x2, y2) = length.points
+    assert length.placement is None and length.frame == 0
+    assert length.values[0].value == pytest.approx(math.hypot((x2 - x1) * spacing.col_mm, (y2 - y1) * spacing.row_mm))
+    assert abs(length.values[0].value - 80 * spacing.col_mm) <= 2 * spacing.col_mm
+    assert len(window.mpr.canvas_tools.overlay.group.childItems()) == 2        # the line and its value
+    # a rectangle ROI reports the CT values inside it (HU, through the rescale)
+    window.mpr.set_tool(MeasureKind.RECTANGLE)
+    start, end = window.canvas.mapFromScene(40, 40), window.canvas.mapFromScene(60, 60)
+    QTest.mousePress(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    QTest.mouseMove(window.canvas.viewport(), end)
+    QTest.mouseRelease(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    roi = window.annotations.doc.measurements(window.annotations.image_id)[-1]
+    (rx1, ry1), (rx2, ry2) = roi.points
+    hu = window.state.frame.modality_values()
+    inside = hu[math.ceil(ry1 - 0.5):math.floor(ry2 - 0.5) + 1, math.ceil(rx1 - 0.5):math.floor(rx2 - 0.5) + 1]
+    assert roi.value("mean").value == pytest.approx(inside.mean()) and roi.value("mean").unit == "[hnsf'U]"
+    window.annotations.undo()
+    window.annotations.undo()
+    assert window.annotations.doc.measurements(window.annotations.image_id) == []
+    QTest.keyClick(window, Qt.Key.Key_H)                                       # Pan ends the measurement tool
+    assert window.mpr.canvas_tools.kind is None
