@@ -53,11 +53,15 @@ def shape_path(points: np.ndarray, closed: bool, complete: bool = True, marker: 
 
 
 def add_shapes(group: QGraphicsItemGroup, shapes: list[tuple[np.ndarray, bool, bool, str]], marker: float) -> None:
-    """Replace a group's items by (points, closed, complete, text) shapes with their values."""
+    """Replace a group's items by (points, closed, complete, text) shapes with their values.
+
+    ``marker`` is the size of a crossing marker in scene units (about 4 screen pixels).
+    """
     scene = group.scene()
     for item in group.childItems():
         scene.removeItem(item)
     pen = cosmetic_pen(MEASURE_COLOUR, 2.0)
+    labels = 0
     for points, closed, complete, text in shapes:
         item = QGraphicsPathItem(shape_path(points, closed, complete, marker))
         item.setPen(pen)
@@ -68,7 +72,9 @@ def add_shapes(group: QGraphicsItemGroup, shapes: list[tuple[np.ndarray, bool, b
             label.setFont(QFont("Sans", 10))
             label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
             right = max(points, key=lambda p: p[0])
-            label.setPos(float(right[0]) + 2, float(right[1]))
+            # one text line (about 16 screen pixels, 4 markers) below the previous one
+            label.setPos(float(right[0]) + marker, float(right[1]) + labels * 4 * marker)
+            labels += 1
             group.addToGroup(label)
 
 
@@ -132,7 +138,7 @@ class CanvasMeasureTools:
     def __init__(self, canvas, state, annotations, box_tools) -> None:
         self.canvas, self.state, self.annotations, self.box_tools = canvas, state, annotations, box_tools
         self.input = MeasureInput(canvas.scene(), self._add)
-        self.overlay = MeasureOverlay(canvas.scene(), state, annotations)
+        self.overlay = MeasureOverlay(canvas.scene(), state, annotations, lambda: canvas.zoom)
 
     @property
     def kind(self) -> MeasureKind | None:
@@ -188,8 +194,8 @@ class CanvasMeasureTools:
 class MeasureOverlay:
     """The shown frame's own measurements, with their values, on the canvas scene."""
 
-    def __init__(self, scene: QGraphicsScene, state, annotations) -> None:
-        self.state, self.annotations = state, annotations
+    def __init__(self, scene: QGraphicsScene, state, annotations, scale: Callable[[], float] = lambda: 1.0) -> None:
+        self.state, self.annotations, self.scale = state, annotations, scale
         self.group = QGraphicsItemGroup()
         self.group.setZValue(5)
         scene.addItem(self.group)
@@ -204,4 +210,4 @@ class MeasureOverlay:
             for m in controller.doc.measurements(controller.image_id, self.state.frame_index):
                 graphic, closed = outline(m.kind, graphic_points(m.kind, m.points))
                 shapes.append((graphic, closed, True, m.summary()))
-        add_shapes(self.group, shapes, 3.0)
+        add_shapes(self.group, shapes, 4.0 / max(self.scale(), 1e-6))
