@@ -440,8 +440,8 @@ class Volume:
 def _resample(values: np.ndarray, sampling: Any, axis: int) -> np.ndarray:
     """Linear resampling along one axis with precomputed (lower, upper, weight) or a plain gather."""
     if isinstance(sampling, np.ndarray):
-        if axis == 0 and len(sampling) == values.shape[0] and np.array_equal(sampling, np.arange(len(sampling))):
-            return values
+        if len(sampling) == values.shape[axis] and np.array_equal(sampling, np.arange(len(sampling))):
+            return values   # already at display spacing along this axis
         return np.take(values, sampling, axis=axis)
     lower, upper, weight = sampling
     a = np.take(values, lower, axis=axis).astype(np.float32, copy=False)
