@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QStackedWidget, QToolBar
 from superqt.utils import create_worker
 
+from app.box_tools import Tool
 from app.measure_tools import CanvasMeasureTools
 from app.mpr_view import LAYOUTS, MprView
 from engine.annotations import MeasureKind
@@ -84,8 +85,8 @@ class MprController(QObject):
             toolbar.addAction(action)
             window.addAction(action)
             self.tool_actions[kind] = action
-        for action in window.tool_actions.values():   # Pan / Select / Box end a measurement tool
-            action.triggered.connect(lambda _=False: self.set_tool(None))
+        for tool, action in window.tool_actions.items():   # Pan / Select / Box end a measurement tool
+            action.triggered.connect(lambda _=False, t=tool: (self.set_tool(None), self.view.set_box_mode(t is Tool.BOX)))
 
     # ----- modes
     def set_tool(self, kind: MeasureKind | None) -> None:
@@ -94,6 +95,7 @@ class MprController(QObject):
         if kind is not None:
             for action in self.window.tool_actions.values():
                 action.setChecked(False)
+            self.view.box_mode = False
         self.view.set_tool(kind)               # whichever view is shown takes the clicks
         self.canvas_tools.set_kind(kind)
         cursor = Qt.CursorShape.CrossCursor if kind is not None else Qt.CursorShape.ArrowCursor

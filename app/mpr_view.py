@@ -14,6 +14,7 @@ outline in patient coordinates (``PlanePlacement``), and every plane shows where
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -63,8 +64,7 @@ class PlaneViewport(QGraphicsView):
         self.annotations = QGraphicsItemGroup()
         for item in (self.annotations, self.crosshair):
             self.scene().addItem(item)
-        self.input = MeasureInput(self.scene(), lambda kind, points: view.add_measurement(
-            plane, self.index, kind, points))
+        self.input = MeasureInput(self.scene(), self._drawn)
         self.letters = {edge: _overlay_label(self) for edge in ("left", "right", "top", "bottom")}
         self.info = _overlay_label(self)
         self._drag: str | None = None
@@ -143,8 +143,8 @@ class PlaneViewport(QGraphicsView):
         self.view.set_active(self.plane)
         scene = self.mapToScene(event.position().toPoint())
         button = event.button()
-        if button == Qt.MouseButton.LeftButton and self.view.tool is not None:
-            self.input.kind = self.view.tool
+        if button == Qt.MouseButton.LeftButton and (self.view.tool is not None or self.view.box_mode):
+            self.input.kind = self.view.tool or MeasureKind.RECTANGLE
             self.input.press(scene.x(), scene.y())
         elif button == Qt.MouseButton.LeftButton:
             self._drag = "cursor"
@@ -173,7 +173,7 @@ class PlaneViewport(QGraphicsView):
             delta = event.position() - self._origin
             self._origin = event.position()
             self.translate(delta.x() / self.transform().m11(), delta.y() / self.transform().m22())
-        elif self.view.tool is not None:
+        elif self.view.tool is not None or self.view.box_mode:
             self.input.move(scene.x(), scene.y())
         super().mouseMoveEvent(event)
 
@@ -184,6 +184,12 @@ class PlaneViewport(QGraphicsView):
 
     def cancel_tool(self) -> None:
         self.input.cancel()
+
+    def _drawn(self, kind: MeasureKind, points: tuple) -> None:
+        if self.view.tool is None and self.view.box_mode:
+            self.view.add_box(self.plane, self.index, points)
+        else:
+            self.view.add_measurement(self.plane, self.index, kind, points)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -216,6 +222,7 @@ class MprView(QWidget):
         self.cursor = np.zeros(3)           # crosshair, fractional voxel (slice, row, column)
         self.active = Plane.AXIAL
         self.tool: MeasureKind | None = None
+        self.box_mode = False               # the Box tool (B): boxes drawn on any plane
         self.layout_name = "1x3"
         self.viewports = {plane: PlaneViewport(self, plane) for plane in Plane}
         self.info = QLabel()
@@ -284,11 +291,16 @@ class MprView(QWidget):
             if self.layout_name == "1x1":
                 self.set_layout("1x1")
 
+    def set_box_mode(self, on: bool) -> None:
+        self.box_mode = on
+        self.set_tool(self.tool)
+
     def set_tool(self, tool: MeasureKind | None) -> None:
         self.tool = tool
         for port in self.viewports.values():
             port.cancel_tool()
-            port.viewport().setCursor(Qt.CursorShape.CrossCursor if tool else Qt.CursorShape.ArrowCursor)
+            drawing = tool is not None or self.box_mode
+            port.viewport().setCursor(Qt.CursorShape.CrossCursor if drawing else Qt.CursorShape.ArrowCursor)
 
     # ----- crosshair and slices
     def set_index(self, plane: Plane, index: int) -> None:
@@ -340,21 +352,36 @@ class MprView(QWidget):
         controller = self.annotations
         if controller is None or controller.doc is None or controller.image_id is None:
             return None
-        volume = self.volume
-        pixel = volume.axes(plane).pixel_mm
-        frame = volume.plane_frame(plane, index)
-        values = measure(kind, points, spacing=(pixel, pixel), frame=frame,
+        pixel = self.volume.axes(plane).pixel_mm
+        values = measure(kind, points, spacing=(pixel, pixel), frame=self.volume.plane_frame(plane, index),
                          unit=modality_unit(controller.stack.modality if controller.stack else ""))
-        graphic = graphic_points(kind, points)
-        points_mm = volume.display_to_patient(plane, index, graphic[:, 0], graphic[:, 1])
-        placement = PlanePlacement(plane.value, index, tuple(tuple(float(v) for v in p) for p in points_mm), pixel)
-        centre_voxel = volume.geometry.patient_to_voxel(points_mm.mean(axis=0))
-        measurement = controller.doc.new_measurement(
-            controller.image_id, kind, volume.nearest_frame(centre_voxel), tuple(points), values,
-            label=controller.current_label, placement=placement)
+        placement, frame = self._placement(plane, index, graphic_points(kind, points))
+        measurement = controller.doc.new_measurement(controller.image_id, kind, frame, tuple(points), values,
+                                                     label=controller.current_label, placement=placement)
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
         self.measurement_added.emit(measurement)
         return measurement
+
+    def _placement(self, plane: Plane, index: int, graphic: np.ndarray) -> tuple[PlanePlacement, int]:
+        """The patient-coordinate placement of display points, and the nearest real slice's frame."""
+        volume = self.volume
+        points_mm = volume.display_to_patient(plane, index, graphic[:, 0], graphic[:, 1])
+        placement = PlanePlacement(plane.value, index, tuple(tuple(float(v) for v in p) for p in points_mm),
+                                   volume.axes(plane).pixel_mm)
+        return placement, volume.nearest_frame(volume.geometry.patient_to_voxel(points_mm.mean(axis=0)))
+
+    def add_box(self, plane: Plane, index: int, points: tuple[tuple[float, float], ...]) -> Box | None:
+        """A box drawn on a plane: its corners in that plane's display pixels, kept in patient space too."""
+        controller = self.annotations
+        if controller is None or controller.doc is None or controller.image_id is None:
+            return None
+        placement, frame = self._placement(plane, index, graphic_points(None, points))
+        (x1, x2), (y1, y2) = sorted(p[0] for p in points), sorted(p[1] for p in points)
+        controller.doc.ensure_label(controller.current_label)
+        box = replace(controller.doc.new_box(controller.image_id, frame, x1, y1, x2, y2, controller.current_label),
+                      placement=placement)
+        controller.doc.execute(AddAnnotations(controller.image_id, [box]))
+        return box
 
     def refresh_annotations(self) -> None:
         if self.volume is None:

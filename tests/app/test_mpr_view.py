@@ -188,3 +188,25 @@ def test_measurement_tools_work_on_the_single_plane_canvas(qtbot, window):
     assert window.annotations.doc.measurements(window.annotations.image_id) == []
     QTest.keyClick(window, Qt.Key.Key_H)                                       # Pan ends the measurement tool
     assert window.mpr.canvas_tools.kind is None
+
+
+def test_box_drawn_on_a_reformat_keeps_its_plane_and_shows_where_it_crosses(qtbot, window, phantom):
+    sphere, series = phantom
+    open_planes(qtbot, window, series)
+    view, volume = window.mpr.view, window.mpr.volume
+    QTest.keyClick(window, Qt.Key.Key_B)
+    assert view.box_mode
+    view.set_index(Plane.SAGITTAL, sphere.centre_voxel[2])
+    sagittal = view.viewports[Plane.SAGITTAL]
+    _, x, y = (float(v) for v in volume.patient_to_display(Plane.SAGITTAL, sphere.centre))
+    start, end = screen_point(sagittal, x - 8, y - 8), screen_point(sagittal, x + 8, y + 8)
+    QTest.mousePress(sagittal.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    QTest.mouseMove(sagittal.viewport(), end)
+    QTest.mouseRelease(sagittal.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    [box] = window.annotations.doc.boxes(window.annotations.image_id)
+    assert box.placement.plane == "sagittal" and len(box.placement.points_mm) == 5
+    assert np.allclose(np.mean(box.placement.points_mm[:4], axis=0), sphere.centre, atol=1.0)
+    assert window.annotations.doc.boxes(window.annotations.image_id, frame=box.frame) == []   # not a native box
+    view.set_index(Plane.AXIAL, sphere.centre_voxel[0])
+    [cut] = view.viewports[Plane.AXIAL].annotations.childItems()       # the box cut through: a segment
+    assert cut.path().elementCount() >= 10
