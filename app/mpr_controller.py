@@ -176,11 +176,12 @@ class MprController(QObject):
     def _show_planes(self) -> None:
         self.pages.setCurrentWidget(self.view)
         self.window.state.shown_frame_source = self.view.active_plane_frame
+        self.window.state.shown_frame_title = self.view.active_plane_title
         self.view.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _show_single(self) -> None:
         self.pages.setCurrentWidget(self.window.canvas)
-        self.window.state.shown_frame_source = None
+        self.window.state.shown_frame_source = self.window.state.shown_frame_title = None
 
     def _on_stack_changed(self) -> None:
         if self.toggle_action.isChecked():

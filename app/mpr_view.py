@@ -346,6 +346,10 @@ class MprView(QWidget):
         """The active plane as displayed: what the assistant is shown in the three-plane view."""
         return None if self.volume is None else self.viewports[self.active].plane_frame()
 
+    def active_plane_title(self) -> str:
+        port = self.viewports[self.active]
+        return f"{self.active.value.capitalize()} {port.index + 1}/{self.volume.axes(self.active).n_positions}"
+
     # ----- measurements
     def add_measurement(self, plane: Plane, index: int, kind: MeasureKind,
                         points: tuple[tuple[float, float], ...]) -> Measurement | None:

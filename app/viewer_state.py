@@ -30,6 +30,7 @@ class ViewerState(QObject):
         # Set while another view (the three-plane view) shows something other than `frame`:
         # returns the frame as displayed there (a reformatted plane).
         self.shown_frame_source: Callable[[], Frame | None] | None = None
+        self.shown_frame_title: Callable[[], str] | None = None   # e.g. "Coronal 120/256"
 
     # ----- reading
     @property

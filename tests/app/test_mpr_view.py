@@ -12,9 +12,12 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
 from app.main_window import MainWindow
+from app.settings import AssistantSettings, save_settings
 from engine.annotations import MeasureKind, Measurement
-from engine.imaging import Plane, Window, render
+from engine.clinkd import Task
+from engine.imaging import Plane, Window, render, render_rgb
 from tests.engine.phantom import SPHERE_HU, Phantom
+from tests.engine.tiny_clip import save_tiny_clip_dir
 
 
 @pytest.fixture
@@ -210,3 +213,35 @@ def test_box_drawn_on_a_reformat_keeps_its_plane_and_shows_where_it_crosses(qtbo
     view.set_index(Plane.AXIAL, sphere.centre_voxel[0])
     [cut] = view.viewports[Plane.AXIAL].annotations.childItems()       # the box cut through: a segment
     assert cut.path().elementCount() >= 10
+
+
+def test_ask_and_kpl_are_shown_the_active_plane_as_displayed(qtbot, tmp_path, phantom):
+    sphere, series = phantom
+    clip_dir = save_tiny_clip_dir(tmp_path / "clip")
+    save_settings(AssistantSettings(clip_model=f"local-dir:{clip_dir}", knowledge="tuberculosis-cxr", device="cpu"))
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.resize(1300, 700)
+    main.show()
+    open_planes(qtbot, main, series)
+    view, volume = main.mpr.view, main.mpr.volume
+    view.set_index(Plane.CORONAL, sphere.centre_voxel[1])
+    view.set_active(Plane.CORONAL)
+    main.state.set_window(Window(40, 400))
+    expected = render_rgb(volume.plane_frame(Plane.CORONAL, sphere.centre_voxel[1]), Window(40, 400))
+    submitted = []
+    real_submit = main.service.submit
+    main.service.submit = lambda job: (submitted.append(job), real_submit(job))[1]
+    panel = main.classify_panel
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        assert panel.classify_current() is not None
+    [job] = submitted
+    [(key, title, pixels)] = job.pictures
+    np.testing.assert_array_equal(pixels, expected)                     # the coronal plane, windowed
+    [item] = panel.result.images
+    assert item.image.title.endswith(f"Coronal {sphere.centre_voxel[1] + 1}/{sphere.rows}")
+    assert panel._current() is item and item.label in {"normal", "tuberculosis"}
+    # ClinKD's ask gets the same plane (recorded, not run: no ClinKD weights here)
+    main.service.submit = lambda job: (submitted.append(job), 99)[1]
+    main.ask_panel.ask("Where is the sphere?", Task.VG, None)
+    np.testing.assert_array_equal(submitted[-1].image, expected)
