@@ -137,9 +137,12 @@ class AnnotationPanel(QWidget):
         for box in controller.boxes():
             if box.source not in controller.visible_sources:
                 continue
+            placed = box.placement
             item = QTreeWidgetItem([
-                box.label, str(box.frame + 1), box.source.value, box.review.value,
-                f"{box.width:g} × {box.height:g}", box_size_mm(box, spacing),
+                box.label, f"{placed.plane} {placed.index + 1}" if placed else str(box.frame + 1),
+                box.source.value, box.review.value, f"{box.width:g} × {box.height:g}",
+                f"{box.width * placed.pixel_mm:.1f} × {box.height * placed.pixel_mm:.1f}" if placed
+                else box_size_mm(box, spacing),
                 "" if box.score is None else f"{box.score:.2f}", box.note,
             ])
             item.setData(0, Qt.ItemDataRole.UserRole, box.id)

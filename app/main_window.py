@@ -430,6 +430,8 @@ class MainWindow(QMainWindow):
         self.annotations.select({box.id for box in self.annotations.visible_boxes(self.state.frame_index)})
 
     def show_box(self, box_id: str) -> None:
+        if self.mpr.show_annotation(box_id):   # drawn on a reformat, or a measurement
+            return
         box = self.annotations.box(box_id)
         if box is None:
             return

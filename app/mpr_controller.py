@@ -17,8 +17,8 @@ from superqt.utils import create_worker
 from app.box_tools import Tool
 from app.measure_tools import CanvasMeasureTools
 from app.mpr_view import LAYOUTS, MprView
-from engine.annotations import MeasureKind
-from engine.imaging import ImageStack, Volume, VolumeError, iter_load_volume, volume_geometry
+from engine.annotations import Box, MeasureKind
+from engine.imaging import ImageStack, Plane, Volume, VolumeError, iter_load_volume, volume_geometry
 
 MEASURE_TOOLS = ((MeasureKind.LENGTH, "Length", "L"), (MeasureKind.ANGLE, "Angle", "Shift+A"),
                  (MeasureKind.ELLIPSE, "Ellipse ROI", "E"), (MeasureKind.RECTANGLE, "Rectangle ROI", "Shift+R"))
@@ -190,6 +190,30 @@ class MprController(QObject):
                 self.volume = None
                 self._show_single()
                 self.set_enabled(True)
+
+    def show_annotation(self, annotation_id: str) -> bool:
+        """Show a listed measurement, or a box drawn on a reformat; False for other annotations.
+
+        One drawn on a plane opens the three planes with the crosshair on its centre (when the
+        volume is loaded); one drawn on a frame shows that frame.
+        """
+        controller = self.window.annotations
+        found = controller.doc.find(controller.image_id, annotation_id) if controller.doc else None
+        if found is None or (isinstance(found, Box) and found.placement is None):
+            return False
+        controller.select({annotation_id})
+        if found.placement is None:
+            self.toggle_action.setChecked(False)
+            self.window.state.set_frame(found.frame)
+            return True
+        if self.volume is not None and self._volume_key == getattr(self.window.state.stack, "key", None):
+            self.toggle_action.setChecked(True)
+            self.view.cursor = self.volume.geometry.patient_to_voxel(np.mean(found.placement.points_mm, axis=0))
+            self.view.set_active(Plane(found.placement.plane))
+            self.view.set_index(Plane(found.placement.plane), found.placement.index)
+        else:
+            self.toggle_action.setChecked(True)   # loads the volume; the user finds it on its plane
+        return True
 
     def _show_cursor(self, point: np.ndarray) -> None:
         volume = self.view.volume

@@ -245,3 +245,17 @@ def test_ask_and_kpl_are_shown_the_active_plane_as_displayed(qtbot, tmp_path, ph
     main.service.submit = lambda job: (submitted.append(job), 99)[1]
     main.ask_panel.ask("Where is the sphere?", Task.VG, None)
     np.testing.assert_array_equal(submitted[-1].image, expected)
+
+
+def test_clicking_a_listed_measurement_shows_it_on_its_plane(qtbot, window, phantom):
+    sphere, series = phantom
+    open_planes(qtbot, window, series)
+    view, volume = window.mpr.view, window.mpr.volume
+    index, x, y = (float(v) for v in volume.patient_to_display(Plane.SAGITTAL, sphere.centre))
+    measurement = view.add_measurement(Plane.SAGITTAL, round(index), MeasureKind.LENGTH, ((x - 5, y), (x + 5, y)))
+    view.set_index(Plane.SAGITTAL, 0)
+    view.set_index(Plane.AXIAL, 0)
+    window.annotation_panel.box_activated.emit(measurement.id)
+    assert view.active is Plane.SAGITTAL and view.viewports[Plane.SAGITTAL].index == round(index)
+    assert abs(view.viewports[Plane.AXIAL].index - sphere.centre_voxel[0]) <= 1
+    assert window.annotations.selected == {measurement.id}
