@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from scipy import ndimage
 
 from engine.imaging import open_image, render
 from engine.imaging.volume import Plane, VolumeError, load_volume, volume_geometry
@@ -19,7 +18,7 @@ def _sphere_centroid(volume, plane: Plane, index: int) -> tuple[float, float]:
     hu = volume.modality_values(volume.plane_pixels(plane, index))
     inside = hu > (SPHERE_HU + AIR_HU) / 2
     assert inside.any(), f"no sphere on {plane} slice {index}"
-    y, x = ndimage.center_of_mass(inside)
+    y, x = np.argwhere(inside).mean(axis=0)
     return x + 0.5, y + 0.5
 
 
