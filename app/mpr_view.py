@@ -254,6 +254,7 @@ class MprView(QWidget):
         self.info.setText("<br>".join(lines))
         for port in self.viewports.values():
             port.set_geometry_labels()
+            port.image_item.setPixmap(QPixmap())   # re-render even where the slice number is the same
         self._apply_cursor()
         for port in self.viewports.values():
             port.fit()

@@ -13,7 +13,7 @@ from PySide6.QtTest import QTest
 
 from app.main_window import MainWindow
 from app.settings import AssistantSettings, save_settings
-from engine.annotations import MeasureKind, Measurement
+from engine.annotations import MeasureKind, Measurement, load_document
 from engine.clinkd import Task
 from engine.imaging import Plane, Window, render, render_rgb
 from tests.engine.phantom import SPHERE_HU, Phantom
@@ -121,6 +121,10 @@ def test_length_drawn_on_a_reformat_is_kept_and_shown_where_it_crosses(qtbot, wi
     view.set_index(Plane.AXIAL, sphere.centre_voxel[0])
     assert len(axial.annotations.childItems()) == 1
     assert len(coronal.annotations.childItems()) == 2                 # the line and its value
+    # autosaved to the sidecar with its plane and patient geometry
+    window.annotations.save_all()
+    [saved] = load_document(window.annotations.document_path()).measurements(image_id)
+    assert saved == length
     # it is listed in the Annotations panel, and undo removes it everywhere
     panel = window.annotation_panel
     assert panel.tree.topLevelItemCount() == 1 and "mm" in panel.tree.topLevelItem(0).text(5)
