@@ -16,7 +16,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QMouseEvent, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItemGroup, QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from engine.annotations import AddAnnotations, MeasureKind
+from engine.annotations import AddAnnotations, Measurement, MeasureKind, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
 
 MEASURE_COLOUR = "#ffd23f"
@@ -79,17 +79,35 @@ def add_shapes(group: QGraphicsItemGroup, shapes: list[tuple[np.ndarray, bool, b
 
 
 class MeasureInput:
-    """Collects the points of one measurement in scene coordinates and previews it."""
+    """Collects the points of one measurement in scene coordinates and previews it.
 
-    def __init__(self, scene: QGraphicsScene, finished: Callable[[MeasureKind, tuple], None]) -> None:
+    A press on a point of an existing measurement (``grab``) drags that point instead; the
+    edit is committed once, on release, through ``edited(measurement, points)``.
+    """
+
+    def __init__(self, scene: QGraphicsScene, finished: Callable[[MeasureKind, tuple], None],
+                 edited: Callable[[Measurement, tuple], None] | None = None) -> None:
         self.kind: MeasureKind | None = None
         self.points: list[tuple[float, float]] = []
         self.dragging = False
-        self._finished = finished
+        self.editing: tuple[Measurement, int] | None = None
+        self._finished, self._edited = finished, edited
         self.preview = QGraphicsPathItem()
         self.preview.setPen(cosmetic_pen(MEASURE_COLOUR, 1.5, Qt.PenStyle.DashLine))
         self.preview.setZValue(10)
         scene.addItem(self.preview)
+
+    def grab(self, x: float, y: float, candidates: list[Measurement], tolerance: float) -> bool:
+        """Start dragging the point of a candidate measurement within ``tolerance`` of (x, y)."""
+        if self.points or self._edited is None:
+            return False
+        for measurement in candidates:
+            for i, (px, py) in enumerate(measurement.points):
+                if math.hypot(px - x, py - y) <= tolerance:
+                    self.editing, self.points, self.dragging = (measurement, i), list(measurement.points), True
+                    self._show()
+                    return True
+        return False
 
     def press(self, x: float, y: float) -> None:
         if self.kind is MeasureKind.ANGLE:
@@ -108,21 +126,30 @@ class MeasureInput:
         self._show()
 
     def move(self, x: float, y: float) -> None:
-        if self.points and (self.dragging or self.kind is MeasureKind.ANGLE):
+        if self.editing is not None:
+            self.points[self.editing[1]] = (x, y)
+            self._show()
+        elif self.points and (self.dragging or self.kind is MeasureKind.ANGLE):
             self.points[-1] = (x, y)
             self._show()
 
     def release(self) -> None:
-        if self.dragging:
+        if self.editing is not None:
+            (measurement, _), points = self.editing, tuple(self.points)
+            self.cancel()
+            if points != measurement.points:
+                self._edited(measurement, points)
+        elif self.dragging:
             self.dragging = False
             self._finish()
 
     def cancel(self) -> None:
-        self.points, self.dragging = [], False
+        self.points, self.dragging, self.editing = [], False, None
         self.preview.setPath(QPainterPath())
 
     def _show(self) -> None:
-        graphic, closed = outline(self.kind, graphic_points(self.kind, self.points))
+        kind = self.editing[0].kind if self.editing is not None else self.kind
+        graphic, closed = outline(kind, graphic_points(kind, self.points))
         self.preview.setPath(shape_path(graphic, closed))
 
     def _finish(self) -> None:
@@ -137,7 +164,7 @@ class CanvasMeasureTools:
 
     def __init__(self, canvas, state, annotations, box_tools) -> None:
         self.canvas, self.state, self.annotations, self.box_tools = canvas, state, annotations, box_tools
-        self.input = MeasureInput(canvas.scene(), self._add)
+        self.input = MeasureInput(canvas.scene(), self._add, self._edit)
         self.overlay = MeasureOverlay(canvas.scene(), state, annotations, lambda: canvas.zoom)
 
     @property
@@ -157,7 +184,10 @@ class CanvasMeasureTools:
         if self.state.frame is None:
             return False
         point = self._scene(event)
-        self.input.press(point.x(), point.y())
+        controller = self.annotations
+        mine = controller.doc.measurements(controller.image_id, self.state.frame_index) if controller.doc else []
+        if not self.input.grab(point.x(), point.y(), mine, 6.0 / max(self.canvas.zoom, 1e-6)):
+            self.input.press(point.x(), point.y())
         return True
 
     def move(self, event: QMouseEvent) -> None:
@@ -180,12 +210,22 @@ class CanvasMeasureTools:
     def __getattr__(self, name: str):   # tool state the window reads (tool, ...) stays the box tools'
         return getattr(self.box_tools, name)
 
+    def _values(self, kind: MeasureKind, points: tuple) -> tuple:
+        stack = self.state.stack
+        spacing = (stack.spacing.row_mm, stack.spacing.col_mm) if stack.spacing else None
+        return measure(kind, points, spacing=spacing, frame=self.state.frame, unit=modality_unit(stack.modality))
+
+    def _edit(self, measurement: Measurement, points: tuple) -> None:
+        controller = self.annotations
+        if controller.doc is not None and self.state.frame is not None:
+            controller.doc.execute(SetMeasurement(controller.image_id, measurement.id, points,
+                                                  self._values(measurement.kind, points)))
+
     def _add(self, kind: MeasureKind, points: tuple) -> None:
-        controller, stack, frame = self.annotations, self.state.stack, self.state.frame
+        controller, frame = self.annotations, self.state.frame
         if controller.doc is None or controller.image_id is None or frame is None:
             return
-        spacing = (stack.spacing.row_mm, stack.spacing.col_mm) if stack.spacing else None
-        values = measure(kind, points, spacing=spacing, frame=frame, unit=modality_unit(stack.modality))
+        values = self._values(kind, points)
         measurement = controller.doc.new_measurement(controller.image_id, kind, self.state.frame_index, points,
                                                      values, label=controller.current_label)
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))

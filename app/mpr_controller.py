@@ -86,9 +86,14 @@ class MprController(QObject):
             window.addAction(action)
             self.tool_actions[kind] = action
         for tool, action in window.tool_actions.items():   # Pan / Select / Box end a measurement tool
-            action.triggered.connect(lambda _=False, t=tool: (self.set_tool(None), self.view.set_box_mode(t is Tool.BOX)))
+            action.triggered.connect(lambda _=False, t=tool: self._drawing_tool(t))
 
     # ----- modes
+    def _drawing_tool(self, tool: Tool) -> None:
+        """Pan / Select / Box chosen: no measurement tool; Box draws boxes on the planes too."""
+        self.set_tool(None)
+        self.view.set_box_mode(tool is Tool.BOX)
+
     def set_tool(self, kind: MeasureKind | None) -> None:
         for other, action in self.tool_actions.items():
             action.setChecked(other is kind)
@@ -151,12 +156,14 @@ class MprController(QObject):
     def _on_progress(self, step: tuple[int, int]) -> None:
         done, total = step
         if self._loading is not None:
-            self.window.statusBar().showMessage(f"Loading {self._loading.title} as a volume: slice {done} of {total}…")
+            self.window.statusBar().showMessage(
+                f"Loading {self._loading.title} as a volume: slice {done} of {total}…")
 
     def _on_loaded(self, volume: Volume) -> None:
         stack, self._loading, self._worker = self._loading, None, None
         self.window.statusBar().clearMessage()
-        if volume is None or stack is None or stack is not self.window.state.stack or not self.toggle_action.isChecked():
+        current = stack is not None and stack is self.window.state.stack
+        if volume is None or not current or not self.toggle_action.isChecked():
             return
         self.volume, self._volume_key = volume, stack.key
         self.view.set_volume(volume)

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from app.measure_tools import MeasureInput, add_shapes, cosmetic_pen
 from app.qimage import to_qimage
 from app.viewer_state import ViewerState
-from engine.annotations import AddAnnotations, Box, Measurement, MeasureKind, PlanePlacement
+from engine.annotations import AddAnnotations, Box, Measurement, MeasureKind, PlanePlacement, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
 from engine.imaging import Frame, Plane, Volume, Window, auto_window, render
 
@@ -64,7 +64,9 @@ class PlaneViewport(QGraphicsView):
         self.annotations = QGraphicsItemGroup()
         for item in (self.annotations, self.crosshair):
             self.scene().addItem(item)
-        self.input = MeasureInput(self.scene(), self._drawn)
+        self.input = MeasureInput(self.scene(), self._drawn,
+                                  lambda measurement, points: view.edit_measurement(plane, self.index, measurement,
+                                                                                    points))
         self.letters = {edge: _overlay_label(self) for edge in ("left", "right", "top", "bottom")}
         self.info = _overlay_label(self)
         self._drag: str | None = None
@@ -145,7 +147,9 @@ class PlaneViewport(QGraphicsView):
         button = event.button()
         if button == Qt.MouseButton.LeftButton and (self.view.tool is not None or self.view.box_mode):
             self.input.kind = self.view.tool or MeasureKind.RECTANGLE
-            self.input.press(scene.x(), scene.y())
+            if not self.input.grab(scene.x(), scene.y(), self.view.measurements_on(self.plane, self.index),
+                                   6.0 / max(self.transform().m11(), 1e-6)):
+                self.input.press(scene.x(), scene.y())
         elif button == Qt.MouseButton.LeftButton:
             self._drag = "cursor"
             self.view.move_cursor(self.plane, scene.x(), scene.y())
@@ -387,6 +391,24 @@ class MprView(QWidget):
                       placement=placement)
         controller.doc.execute(AddAnnotations(controller.image_id, [box]))
         return box
+
+    def measurements_on(self, plane: Plane, index: int) -> list[Measurement]:
+        """Measurements drawn on this very plane slice (their points can be dragged there)."""
+        controller = self.annotations
+        if controller is None or controller.doc is None or controller.image_id is None:
+            return []
+        return [m for m in controller.doc.measurements(controller.image_id)
+                if m.placement is not None and m.placement.plane == plane.value and m.placement.index == index]
+
+    def edit_measurement(self, plane: Plane, index: int, measurement: Measurement,
+                         points: tuple[tuple[float, float], ...]) -> None:
+        """New points for a measurement on a plane: values and patient geometry recomputed, one undo step."""
+        controller = self.annotations
+        pixel = self.volume.axes(plane).pixel_mm
+        values = measure(measurement.kind, points, spacing=(pixel, pixel), frame=self.volume.plane_frame(plane, index),
+                         unit=modality_unit(controller.stack.modality if controller.stack else ""))
+        placement, _ = self._placement(plane, index, graphic_points(measurement.kind, points))
+        controller.doc.execute(SetMeasurement(controller.image_id, measurement.id, points, values, placement))
 
     def refresh_annotations(self) -> None:
         if self.volume is None:

@@ -8,8 +8,8 @@ along the slices to square 0.7 mm pixels (512 x 714). Each plane is timed from t
 volume to display pixels: ``Volume.plane_frame`` (cut + linear resampling, stored dtype) then
 ``display.render`` with a 40/400 window. The baseline, measured in the same run on the same
 planes, is ``scipy.ndimage.map_coordinates(order=1)`` sampling the same output grid (its coordinates
-prepared outside the timer), followed by the same render. Both sides are checked to agree (max difference of one stored value, from
-rounding). Goal: <= 30 ms per plane and faster than the baseline.
+prepared outside the timer), followed by the same render. Both sides are checked to agree (max
+difference of one stored value, from rounding). Goal: <= 30 ms per plane and faster than the baseline.
 
 The GUI part scrolls the coronal viewport of the real MPR view (offscreen Qt) one slice per
 wheel event and reports the longest event-loop stall (time from posting a wheel event to the

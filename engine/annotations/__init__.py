@@ -52,7 +52,8 @@ from engine.annotations.undo import DEFAULT_UNDO_LIMIT, Command, UndoStack
 __all__ = [
     "DEFAULT_UNDO_LIMIT", "AddAnnotations", "Annotation", "AnnotationDocument", "Box", "Change", "Command",
     "DamagedDocumentError", "DocumentError", "DocumentEvent", "ImageLabel", "ImageRef",
-    "ImageState", "Label", "Listener", "MeasureKind", "MeasuredValue", "Measurement", "PlanePlacement", "OpenedDocument", "RemoveAnnotations", "Review", "ReviewProgress",
+    "ImageState", "Label", "Listener", "MeasureKind", "MeasuredValue", "Measurement", "OpenedDocument",
+    "PlanePlacement", "RemoveAnnotations", "Review", "ReviewProgress",
     "SetGeometry", "SetImageReviewed", "SetLabel", "SetMeasurement", "SetNote", "SetReview", "Source",
     "UndoStack", "UnsupportedVersionError", "default_review", "image_ref_from_stack", "load_document",
     "open_sidecar", "save_document", "sidecar_path",

@@ -115,7 +115,8 @@ def _placement_from_dict(data: Any, where: str) -> PlanePlacement | None:
     at = f"{where}.placement"
     points = json_field(item, "points_mm", (list,), at)
     return PlanePlacement(plane=json_field(item, "plane", (str,), at), index=json_field(item, "index", (int,), at),
-                          points_mm=tuple(tuple(p) for p in points), pixel_mm=json_field(item, "pixel_mm", (float,), at))
+                          points_mm=tuple(tuple(p) for p in points),
+                          pixel_mm=json_field(item, "pixel_mm", (float,), at))
 
 
 def _measurement_from_dict(data: Any, where: str, common: dict[str, Any]) -> Measurement:

@@ -179,6 +179,16 @@ def test_measurement_tools_work_on_the_single_plane_canvas(qtbot, window):
     assert length.values[0].value == pytest.approx(math.hypot((x2 - x1) * spacing.col_mm, (y2 - y1) * spacing.row_mm))
     assert abs(length.values[0].value - 80 * spacing.col_mm) <= 2 * spacing.col_mm
     assert len(window.mpr.canvas_tools.overlay.group.childItems()) == 2        # the line and its value
+    # dragging its end point edits it (values recomputed) instead of starting a new one
+    grab, drop = window.canvas.mapFromScene(x2, y2), window.canvas.mapFromScene(x2, y2 + 30)
+    QTest.mousePress(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=grab)
+    QTest.mouseMove(window.canvas.viewport(), drop)
+    QTest.mouseRelease(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=drop)
+    [moved] = window.annotations.doc.measurements(window.annotations.image_id)
+    (mx1, my1), (mx2, my2) = moved.points
+    assert moved.id == length.id and my2 > y2 + 25
+    assert moved.values[0].value == pytest.approx(math.hypot((mx2 - mx1) * spacing.col_mm, (my2 - my1) * spacing.row_mm))
+    window.annotations.undo()
     # a rectangle ROI reports the CT values inside it (HU, through the rescale)
     window.mpr.set_tool(MeasureKind.RECTANGLE)
     start, end = window.canvas.mapFromScene(40, 40), window.canvas.mapFromScene(60, 60)
@@ -263,3 +273,27 @@ def test_clicking_a_listed_measurement_shows_it_on_its_plane(qtbot, window, phan
     assert view.active is Plane.SAGITTAL and view.viewports[Plane.SAGITTAL].index == round(index)
     assert abs(view.viewports[Plane.AXIAL].index - sphere.centre_voxel[0]) <= 1
     assert window.annotations.selected == {measurement.id}
+
+
+def test_dragging_a_measurement_point_edits_it_in_one_undo_step(qtbot, window, phantom):
+    sphere, series = phantom
+    open_planes(qtbot, window, series)
+    view, volume = window.mpr.view, window.mpr.volume
+    view.set_index(Plane.CORONAL, sphere.centre_voxel[1])
+    coronal = view.viewports[Plane.CORONAL]
+    _, x, y = (float(v) for v in volume.patient_to_display(Plane.CORONAL, sphere.centre))
+    length = view.add_measurement(Plane.CORONAL, coronal.index, MeasureKind.LENGTH, ((x - 4, y), (x + 4, y)))
+    window.mpr.set_tool(MeasureKind.LENGTH)
+    grab, drop = screen_point(coronal, x + 4, y), screen_point(coronal, x + 8, y)
+    QTest.mousePress(coronal.viewport(), Qt.MouseButton.LeftButton, pos=grab)
+    QTest.mouseMove(coronal.viewport(), drop)
+    QTest.mouseRelease(coronal.viewport(), Qt.MouseButton.LeftButton, pos=drop)
+    doc, image_id = window.annotations.doc, window.annotations.image_id
+    [edited] = doc.measurements(image_id)                    # edited, not a second measurement
+    pixel = volume.axes(Plane.CORONAL).pixel_mm
+    assert edited.id == length.id and edited.points[0] == length.points[0]
+    assert edited.values[0].value == pytest.approx(math.dist(*edited.points) * pixel)
+    assert edited.values[0].value > length.values[0].value + 2 * pixel
+    assert not np.allclose(edited.placement.points_mm, length.placement.points_mm)
+    window.annotations.undo()
+    assert doc.measurements(image_id) == [length]

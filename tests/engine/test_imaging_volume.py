@@ -70,7 +70,8 @@ def test_plane_renders_through_the_display_function(tmp_path):
     volume = load_volume(stack)
     k = phantom.centre_voxel[0]
     # the axial plane of an axial series is the slice itself, pixel for pixel, as displayed
-    assert np.array_equal(render(volume.plane_frame(Plane.AXIAL, k)), render(stack.frame(volume.geometry.frame_indices[k])))
+    native = stack.frame(volume.geometry.frame_indices[k])
+    assert np.array_equal(render(volume.plane_frame(Plane.AXIAL, k)), render(native))
     sagittal = render(volume.plane_frame(Plane.SAGITTAL, phantom.centre_voxel[2]))   # header window 40/400
     assert sagittal.dtype == np.uint8
     assert sagittal.shape == (volume.axes("sagittal").height, volume.axes("sagittal").width)

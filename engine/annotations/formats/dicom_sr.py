@@ -97,7 +97,8 @@ def _region(ref: ImageRef, item: Box | Measurement, header: pydicom.Dataset,
     graphic_data = polyline(rect) if kind is None else graphic_points(kind, item.points)
     graphic_data = np.clip(graphic_data, 0, [ref.width, ref.height])
     return hd.sr.ImageRegion(
-        graphic_type=hd.sr.GraphicTypeValues.ELLIPSE if kind is MeasureKind.ELLIPSE else hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_type=(hd.sr.GraphicTypeValues.ELLIPSE if kind is MeasureKind.ELLIPSE
+                      else hd.sr.GraphicTypeValues.POLYLINE),
         graphic_data=graphic_data,
         source_image=hd.sr.SourceImageForRegion(
             referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID,
