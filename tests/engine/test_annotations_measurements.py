@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pydicom
@@ -19,7 +21,7 @@ from engine.annotations import (
     load_document,
     save_document,
 )
-from engine.annotations.formats import export_csv, export_sr
+from engine.annotations.formats import export_coco, export_csv, export_sr
 from engine.annotations.measure import HOUNSFIELD, graphic_points, measure, modality_unit
 from engine.imaging import Plane, frame_from_array, load_volume, open_image
 from tests.engine.phantom import SPHERE_HU, Phantom
@@ -169,3 +171,18 @@ def test_sr_export_holds_measurements_with_units(phantom_volume, tmp_path):
     assert graphic["SCOORD3D"].ReferencedFrameOfReferenceUID == phantom.frame_of_reference_uid
     points = np.asarray(graphic["SCOORD3D"].GraphicData, dtype=float).reshape(-1, 3)
     assert np.allclose(points.mean(axis=0), phantom.centre, atol=0.4)   # the ROI is centred on the sphere
+
+
+def test_box_on_a_reformat_exports_to_csv_and_sr_but_not_as_a_picture_box(phantom_volume, tmp_path):
+    phantom, stack, volume = phantom_volume
+    doc, image_id, _, roi = _document_with_measurements(stack, volume, phantom)
+    box = replace(doc.new_box(image_id, roi.frame, 10, 10, 20, 20, "lesion"), placement=roi.placement)
+    doc.execute(AddAnnotations(image_id, [box]))
+    rows = {row["annotation_id"]: row for row in csv.DictReader(export_csv(doc, tmp_path / "a.csv")[0].open())}
+    assert rows[box.id]["kind"] == "box" and rows[box.id]["plane"] == "coronal"
+    assert len(rows[box.id]["points_mm"].split(";")) == 4
+    [sr_path] = export_sr(doc, tmp_path / "sr")
+    scoord3d = [i for i in _content_items(pydicom.dcmread(sr_path)) if i.ValueType == "SCOORD3D"]
+    assert len(scoord3d) == 2
+    [coco] = export_coco(doc, tmp_path / "coco.json")
+    assert json.loads(coco.read_text())["annotations"] == []   # no picture holds a reformat's box

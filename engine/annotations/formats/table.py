@@ -8,7 +8,8 @@ Columns: ``image`` (file of the frame, relative to the CSV), ``image_id``, ``sop
 (x y pairs separated by ``;``), x1..y2 with the points' bounding rectangle, their values in
 ``length_mm``, ``angle_deg``, ``area_mm2``, ``mean``, ``std``, ``min``, ``max`` (``value_unit``
 is the UCUM unit of the ROI statistics, ``[hnsf'U]`` for HU), and ``plane``/``plane_index``
-when drawn on a reformatted plane (then ``points_mm`` holds the patient coordinates).
+when drawn on a reformatted plane (then ``points_mm`` holds the patient coordinates, and the
+pixel columns are that plane's display coordinates; boxes drawn on a plane get these too).
 Rejected boxes are included (the review column says so) unless left out on request.
 """
 
@@ -28,7 +29,7 @@ from engine.annotations.formats.targets import (
     relative_file_name,
     selected_images,
 )
-from engine.annotations.model import Annotation, Box, Measurement
+from engine.annotations.model import Annotation, Box, Measurement, PlanePlacement, Review
 
 COLUMNS = ("image", "image_id", "sop_instance_uid", "frame", "frame_number", "label", "x1", "y1", "x2", "y2",
            "source", "score", "review", "note", "annotation_id", "kind", "points", "length_mm", "angle_deg",
@@ -44,7 +45,9 @@ def export_csv(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_id
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     for ref in selected_images(doc, image_ids):
-        rows: list[Annotation] = [*kept_boxes(doc, ref.image_id, include_rejected),
+        placed_boxes = [b for b in doc.boxes(ref.image_id)
+                        if b.placement is not None and (include_rejected or b.review is not Review.REJECTED)]
+        rows: list[Annotation] = [*kept_boxes(doc, ref.image_id, include_rejected), *placed_boxes,
                                   *kept_measurements(doc, ref.image_id, include_rejected),
                                   *doc.image_labels(ref.image_id)]
         for a in rows:
@@ -60,7 +63,7 @@ def export_csv(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_id
                                  "sop_instance_uid": a.sop_instance_uid or "", "frame": a.frame,
                                  "frame_number": "" if a.frame_number is None else a.frame_number,
                                  "x1": number(a.x1), "y1": number(a.y1), "x2": number(a.x2), "y2": number(a.y2),
-                                 "kind": "box"})
+                                 "kind": "box", **_placement_columns(a.placement)})
             else:
                 writer.writerow({**common, "image": relative_file_name(ref.paths[0], out.parent),
                                  "kind": "image_label"})
@@ -81,7 +84,11 @@ def _measurement_columns(m: Measurement) -> dict[str, object]:
             row[_VALUE_COLUMNS[value.name]] = repr(value.value)
         if value.name == "mean":
             row["value_unit"] = value.unit
-    if m.placement is not None:
-        row.update(plane=m.placement.plane, plane_index=m.placement.index,
-                   points_mm=";".join(" ".join(repr(v) for v in p) for p in m.placement.points_mm))
-    return row
+    return {**row, **_placement_columns(m.placement)}
+
+
+def _placement_columns(placement: PlanePlacement | None) -> dict[str, object]:
+    if placement is None:
+        return {}
+    return {"plane": placement.plane, "plane_index": placement.index,
+            "points_mm": ";".join(" ".join(repr(v) for v in p) for p in placement.points_mm)}
