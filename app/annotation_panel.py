@@ -1,4 +1,5 @@
-"""The box list beside the canvas: labels, sizes in pixels and millimetres, review decisions.
+"""The annotation list beside the canvas: boxes (labels, sizes in pixels and millimetres) and
+measurements (kind and values), with their review decisions.
 
 It mirrors the document (rebuilt after every change) and the selection (both ways); clicking a
 row selects the box, shows its frame and centres it.
@@ -24,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.annotation_controller import AnnotationController
 from app.viewer_state import ViewerState
-from engine.annotations import Box, Review, Source
+from engine.annotations import Box, Measurement, Review, Source
 
 COLUMNS = ["Label", "Frame", "Source", "Review", "Size (px)", "Size (mm)", "Score", "Note"]
 NOTE_COLUMN = COLUMNS.index("Note")
@@ -142,12 +143,23 @@ class AnnotationPanel(QWidget):
         for box in controller.boxes():
             if box.source not in controller.visible_sources:
                 continue
+            placed = box.placement
             item = QTreeWidgetItem([
-                box.label, str(box.frame + 1), box.source.value, box.review.value,
-                f"{box.width:g} × {box.height:g}", box_size_mm(box, spacing),
+                box.label, f"{placed.plane} {placed.index + 1}" if placed else str(box.frame + 1),
+                box.source.value, box.review.value, f"{box.width:g} × {box.height:g}",
+                f"{box.width * placed.pixel_mm:.1f} × {box.height * placed.pixel_mm:.1f}" if placed
+                else box_size_mm(box, spacing),
                 "" if box.score is None else f"{box.score:.2f}", box.note,
             ])
             item.setData(0, Qt.ItemDataRole.UserRole, box.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            self.tree.addTopLevelItem(item)
+        for measurement in controller.doc.measurements(controller.image_id):
+            where = (f"{measurement.placement.plane} {measurement.placement.index + 1}" if measurement.placement
+                     else str(measurement.frame + 1))
+            item = QTreeWidgetItem([measurement.label, where, measurement.source.value, measurement.review.value,
+                                    measurement.kind.value, measurement.summary(), "", measurement.note])
+            item.setData(0, Qt.ItemDataRole.UserRole, measurement.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
             self.tree.addTopLevelItem(item)
         self.spacing_note.setText(

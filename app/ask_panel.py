@@ -187,7 +187,7 @@ class AskPanel(QWidget):
         self.ask(self.question.text(), self.task, self.selected_box())
 
     def ask(self, question: str, task: Task, box) -> int | None:
-        frame, key = self.state.frame, self.image_key
+        frame, key = self.state.shown_frame(), self.image_key
         if frame is None or key is None or self.running_job is not None:
             return None
         if task.needs_box and box is None:

@@ -31,6 +31,7 @@ from app.ask_panel import NOTICE
 from app.inference_worker import ClassifyJob, InferenceService
 from app.settings import AssistantSettings
 from app.viewer_state import ViewerState
+from engine.imaging import render_rgb
 from engine.kpl import available_knowledge
 
 LOAD_FILE = "Load a knowledge file…"
@@ -191,7 +192,22 @@ class ClassifyPanel(QWidget):
         stack = self.state.stack
         if stack is None:
             return None
+        if self.state.shown_frame_source is not None:   # a reformatted plane: classify it as displayed
+            return self._submit_picture(stack)
         return self._submit([stack.frame_source(self.state.frame_index).path])
+
+    def _submit_picture(self, stack) -> int | None:
+        frame = self.state.shown_frame()
+        if self.running_job is not None or frame is None:
+            return None
+        title = f"{stack.title}: {self.state.shown_frame_title()}"
+        picture = (f"{stack.key}#{self.state.shown_frame_title()}", title,
+                   render_rgb(frame, self.state.window, invert=self.state.invert))
+        self.running_job = self.service.submit(ClassifyJob((), self.settings(), (picture,)))
+        self.progress.setRange(0, 0)
+        self.stage.setText(f"Queued: {title}")
+        self._update_buttons()
+        return self.running_job
 
     def classify_pool(self) -> int | None:
         return self._submit(self.pool_paths())
@@ -259,6 +275,9 @@ class ClassifyPanel(QWidget):
         stack = self.state.stack
         if self.result is None or stack is None or self.state.frame is None:
             return None
+        if self.state.shown_frame_source is not None:
+            key = f"{stack.key}#{self.state.shown_frame_title()}"
+            return next((r for r in self.result.images if r.image.path == key), None)
         source = stack.frame_source(self.state.frame_index)
         return next((r for r in self.result.images
                      if r.image.path == source.path and r.image.frame_number == source.frame_number), None)

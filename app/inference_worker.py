@@ -45,6 +45,8 @@ class ClassifyJob:
 
     paths: tuple[str, ...]
     settings: AssistantSettings
+    # pictures as displayed (key, title, RGB), e.g. a reformatted plane; used instead of paths
+    pictures: tuple[tuple[str, str, np.ndarray], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ class _Worker(QObject):
         self.state.emit("busy", f"CLIP {self._clip.spec} on {self._clip.device}")
         try:
             result = classify_pool(
-                Pool.from_paths(list(job.paths)),
+                Pool.from_pictures(job.pictures) if job.pictures else Pool.from_paths(list(job.paths)),
                 knowledge,
                 self._clip,
                 KplSettings(k=settings.kpl_k, method=settings.kpl_method),

@@ -37,6 +37,7 @@ from app.classify_panel import ClassifyPanel
 from app.error_banner import ErrorBanner
 from app.inference_worker import InferenceService, UnloadJob
 from app.metadata_panel import MetadataPanel
+from app.mpr_controller import MprController
 from app.settings import AssistantSettings, load_settings, save_settings
 from app.settings_dialog import SettingsDialog
 from app.viewer_state import ViewerState
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_menus()
         self._connect()
+        self.mpr = MprController(self)
         self._update_frame_controls()
 
     # ----- layout
@@ -116,7 +118,7 @@ class MainWindow(QMainWindow):
         images.setObjectName("imagesDock")
         images.setWidget(images_widget)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, images)
-        boxes = QDockWidget("Boxes", self)
+        boxes = QDockWidget("Annotations", self)
         boxes.setObjectName("boxesDock")
         boxes.setWidget(self.annotation_panel)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, boxes)
@@ -428,6 +430,8 @@ class MainWindow(QMainWindow):
         self.annotations.select({box.id for box in self.annotations.visible_boxes(self.state.frame_index)})
 
     def show_box(self, box_id: str) -> None:
+        if self.mpr.show_annotation(box_id):   # drawn on a reformat, or a measurement
+            return
         box = self.annotations.box(box_id)
         if box is None:
             return

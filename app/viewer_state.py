@@ -6,6 +6,8 @@ object, so they cannot disagree about the frame or the window a user is looking 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QObject, Signal
 
 from engine.imaging import Frame, ImageLoadError, ImageStack, Window, auto_window, initial_window
@@ -25,11 +27,22 @@ class ViewerState(QObject):
         self.invert = False
         self._frame: Frame | None = None
         self._window_is_user_choice = False
+        # Set while another view (the three-plane view) shows something other than `frame`:
+        # returns the frame as displayed there (a reformatted plane).
+        self.shown_frame_source: Callable[[], Frame | None] | None = None
+        self.shown_frame_title: Callable[[], str] | None = None   # e.g. "Coronal 120/256"
 
     # ----- reading
     @property
     def frame(self) -> Frame | None:
         return self._frame
+
+    def shown_frame(self) -> Frame | None:
+        """What the user looks at: the active reformatted plane in the three-plane view, else `frame`.
+
+        The assistant is shown this, so a question asked on a coronal plane is about that plane.
+        """
+        return self.shown_frame_source() if self.shown_frame_source is not None else self._frame
 
     @property
     def n_frames(self) -> int:

@@ -20,12 +20,16 @@ from PIL import Image
 from engine.imaging import (
     ImageLoadError,
     ImageStack,
+    Plane,
+    VolumeError,
     Window,
     find_preset,
     initial_window,
     load_presets,
     open_image,
+    load_volume,
     render,
+    volume_geometry,
 )
 
 EXIT_OK = 0
@@ -57,6 +61,9 @@ def register(subparsers: Any) -> None:
     rend.add_argument("file", help="image file, or a folder (its first series)")
     rend.add_argument("out", help="output PNG path")
     rend.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
+    rend.add_argument("--plane", choices=[p.value for p in Plane],
+                      help="read the series as a volume and write this plane at display aspect")
+    rend.add_argument("--slice", type=int, help="1-based slice along the plane's axis (default: the middle)")
     choice = rend.add_mutually_exclusive_group()
     choice.add_argument("--window", metavar="CENTER,WIDTH", help="window centre and width")
     choice.add_argument("--preset", metavar="NAME", help="preset name or key, e.g. Lung or 2")
@@ -90,12 +97,18 @@ def run_render(args: argparse.Namespace) -> int:
         window = window_arg(args)
     except ValueError as exc:
         return _fail(str(exc))
+    if args.slice is not None and args.plane is None:
+        return _fail("--slice needs --plane (use --frame for the frames of the file or series).")
     try:
         stack = open_image(args.file)
-        if not 1 <= args.frame <= stack.n_frames:
+        if args.plane is not None:
+            frame = _plane_frame(stack, Plane(args.plane), args.slice)
+        elif not 1 <= args.frame <= stack.n_frames:
             return _fail(f"--frame {args.frame} is out of range: {stack.title} has {stack.n_frames} frame(s).")
-        pixels = render(stack.frame(args.frame - 1), window, invert=args.invert)
-    except ImageLoadError as exc:
+        else:
+            frame = stack.frame(args.frame - 1)
+        pixels = render(frame, window, invert=args.invert)
+    except (ImageLoadError, VolumeError, ValueError) as exc:
         return _fail(str(exc))
     try:
         Image.fromarray(pixels).save(args.out, format="PNG")
@@ -103,6 +116,19 @@ def run_render(args: argparse.Namespace) -> int:
         print(f"error: could not write {args.out}: {exc}", file=sys.stderr)
         return EXIT_WRITE_FAILED
     return EXIT_OK
+
+
+def _plane_frame(stack: ImageStack, plane: Plane, slice_number: int | None):
+    """A plane of the stack read as a volume; the volume's warnings go to stderr."""
+    volume = load_volume(stack)
+    for warning in volume.geometry.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    count = volume.axes(plane).n_positions
+    number = (count + 1) // 2 if slice_number is None else slice_number
+    if not 1 <= number <= count:
+        raise ValueError(f"--slice {number} is out of range: the {plane.value} plane of {stack.title} has "
+                         f"{count} slices.")
+    return volume.plane_frame(plane, number - 1)
 
 
 def describe(stack: ImageStack) -> dict[str, Any]:
@@ -139,7 +165,18 @@ def describe(stack: ImageStack) -> dict[str, Any]:
         "modality_min": float(finite.min()) if finite.size else None,
         "modality_max": float(finite.max()) if finite.size else None,
         "modality_range_of": "frame 1",
+        **_volume_facts(stack),
     }
+
+
+def _volume_facts(stack: ImageStack) -> dict[str, Any]:
+    """The volume geometry (headers only), or why the stack is not a volume."""
+    if stack.n_frames < 2 or stack.kind != "dicom":
+        return {"volume": None, "volume_note": "a single image" if stack.n_frames < 2 else "not DICOM"}
+    try:
+        return {"volume": volume_geometry(stack).to_dict(), "volume_note": ""}
+    except VolumeError as exc:
+        return {"volume": None, "volume_note": str(exc)}
 
 
 def _window_dict(window: Window) -> dict[str, Any]:
@@ -198,9 +235,21 @@ def _as_text(facts: dict[str, Any]) -> str:
         ("Header windows", windows),
         ("Initial window", initial),
         ("RGB values" if facts["is_color"] else "Modality values", value_range),
+        ("Volume", _volume_text(facts)),
     ]
+    rows += [("Warning", warning) for warning in (facts["volume"] or {}).get("warnings", [])]
     width = max(len(label) for label, _ in rows) + 1
     return "\n".join(f"{label + ':':<{width}} {value}" for label, value in rows)
+
+
+def _volume_text(facts: dict[str, Any]) -> str:
+    volume = facts["volume"]
+    if volume is None:
+        return f"no ({facts['volume_note']})"
+    dims, spacing = volume["dimensions"], volume["spacing_mm"]
+    return (f"{dims['columns']} x {dims['rows']} x {dims['slices']} voxels, "
+            f"{spacing['column']:g} x {spacing['row']:g} x {spacing['slice']:g} mm "
+            f"(slice spacing from positions{'' if volume['regular_spacing'] else ', irregular'})")
 
 
 def window_arg(args: argparse.Namespace) -> Window | None:

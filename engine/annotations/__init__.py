@@ -11,6 +11,7 @@ from engine.annotations.commands import (
     SetGeometry,
     SetImageReviewed,
     SetLabel,
+    SetMeasurement,
     SetNote,
     SetReview,
 )
@@ -23,7 +24,19 @@ from engine.annotations.document import (
     ReviewProgress,
 )
 from engine.annotations.image_ref import ImageRef, image_ref_from_stack
-from engine.annotations.model import Annotation, Box, ImageLabel, Label, Review, Source, default_review
+from engine.annotations.model import (
+    Annotation,
+    Box,
+    ImageLabel,
+    Label,
+    MeasuredValue,
+    Measurement,
+    MeasureKind,
+    PlanePlacement,
+    Review,
+    Source,
+    default_review,
+)
 from engine.annotations.persistence import (
     DamagedDocumentError,
     DocumentError,
@@ -41,8 +54,9 @@ from engine.annotations.undo import DEFAULT_UNDO_LIMIT, Command, UndoStack
 __all__ = [
     "DEFAULT_UNDO_LIMIT", "AddAnnotations", "Annotation", "AnnotationDocument", "Box", "Change", "Command",
     "DamagedDocumentError", "DocumentError", "DocumentEvent", "ImageLabel", "ImageRef",
-    "ImageState", "Label", "Listener", "OpenedDocument", "RemoveAnnotations", "Review", "ReviewProgress",
-    "SetGeometry", "SetImageReviewed", "SetLabel", "SetNote", "SetReview", "Source",
+    "ImageState", "Label", "Listener", "MeasureKind", "MeasuredValue", "Measurement", "OpenedDocument",
+    "PlanePlacement", "RemoveAnnotations", "Review", "ReviewProgress",
+    "SetGeometry", "SetImageReviewed", "SetLabel", "SetMeasurement", "SetNote", "SetReview", "Source",
     "UndoStack", "UnsupportedVersionError", "default_review", "image_ref_from_stack", "load_document",
     "open_sidecar", "save_document", "sidecar_path", "annotation_path", "user_data_path",
 ]

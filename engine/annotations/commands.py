@@ -13,7 +13,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from engine.annotations.model import Annotation, Box, Review, edited, normalize_label_name
+from engine.annotations.model import (
+    Annotation,
+    Box,
+    MeasuredValue,
+    Measurement,
+    PlanePlacement,
+    Review,
+    edited,
+    normalize_label_name,
+)
 from engine.annotations.undo import Command
 
 if TYPE_CHECKING:
@@ -51,7 +60,8 @@ class AddAnnotations(_Replace):
 
     def __init__(self, image_id: str, annotations: Sequence[Annotation], text: str = "") -> None:
         n = len(annotations)
-        super().__init__(image_id, text or ("Add box" if n == 1 else f"Add {n} annotations"))
+        single = "Add measurement" if n == 1 and isinstance(annotations[0], Measurement) else "Add box"
+        super().__init__(image_id, text or (single if n == 1 else f"Add {n} annotations"))
         self.annotations = tuple(annotations)
 
     def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
@@ -59,7 +69,7 @@ class AddAnnotations(_Replace):
         for annotation in self.annotations:
             if doc.find(self.image_id, annotation.id) is not None:
                 raise ValueError(f"annotation {annotation.id} already exists")
-            if isinstance(annotation, Box) and annotation.frame >= ref.n_frames:
+            if isinstance(annotation, (Box, Measurement)) and annotation.frame >= ref.n_frames:
                 raise ValueError(f"frame {annotation.frame} out of range for {ref.image_id} ({ref.n_frames} frames)")
         return {a.id: a for a in self.annotations}
 
@@ -113,6 +123,36 @@ class SetGeometry(_Replace):
         self._after = dict(newer._after)
         if newer.text == "Resize box":
             self.text = newer.text
+        return True
+
+
+class SetMeasurement(_Replace):
+    """Move a measurement's points (with its recomputed values); a drag merges like SetGeometry."""
+
+    def __init__(self, image_id: str, annotation_id: str, points: tuple[tuple[float, float], ...],
+                 values: tuple[MeasuredValue, ...], placement: PlanePlacement | None = None, *,
+                 drag: object | None = None) -> None:
+        super().__init__(image_id, "Edit measurement")
+        self.annotation_id = annotation_id
+        self.points, self.values, self.placement = tuple(points), tuple(values), placement
+        self.drag = drag
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        measurement = doc.annotation(self.image_id, self.annotation_id)
+        if not isinstance(measurement, Measurement):
+            raise TypeError(f"annotation {self.annotation_id} is not a measurement")
+        if measurement.points == tuple(tuple(map(float, p)) for p in self.points):
+            return {}
+        placement = self.placement if self.placement is not None else measurement.placement
+        return {measurement.id: edited(measurement, doc.now(), points=self.points, values=self.values,
+                                       placement=placement)}
+
+    def merge(self, newer: Command) -> bool:
+        if (self.drag is None or not isinstance(newer, SetMeasurement) or newer.drag != self.drag
+                or newer.image_id != self.image_id or newer.annotation_id != self.annotation_id):
+            return False
+        assert newer._after is not None
+        self._after = dict(newer._after)
         return True
 
 

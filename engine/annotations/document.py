@@ -20,6 +20,10 @@ from engine.annotations.model import (
     Box,
     ImageLabel,
     Label,
+    MeasuredValue,
+    Measurement,
+    MeasureKind,
+    PlanePlacement,
     Review,
     Source,
     default_review,
@@ -172,7 +176,7 @@ class AnnotationDocument:
         entry.ref = ref
         moved = {}
         for annotation in entry.annotations.values():
-            if isinstance(annotation, Box) and annotation.sop_instance_uid and annotation.frame_number:
+            if isinstance(annotation, (Box, Measurement)) and annotation.sop_instance_uid and annotation.frame_number:
                 index = ref.frame_index(annotation.sop_instance_uid, annotation.frame_number)
                 if index is not None and index != annotation.frame:
                     moved[annotation.id] = replace(annotation, frame=index)
@@ -200,8 +204,8 @@ class AnnotationDocument:
         """
         annotations = list(annotations)
         for annotation in annotations:
-            if isinstance(annotation, Box) and annotation.frame >= ref.n_frames:
-                raise ValueError(f"box {annotation.id} is on frame {annotation.frame} "
+            if isinstance(annotation, (Box, Measurement)) and annotation.frame >= ref.n_frames:
+                raise ValueError(f"{type(annotation).__name__.lower()} {annotation.id} is on frame {annotation.frame} "
                                  f"but the image has {ref.n_frames} frame(s)")
         entry = _Entry(ref, state, UndoStack(self.undo_limit))
         self._images[ref.image_id] = entry
@@ -233,8 +237,19 @@ class AnnotationDocument:
         return sorted(entry.annotations.values(), key=lambda a: entry.order[a.id])
 
     def boxes(self, image_id: str, frame: int | None = None) -> list[Box]:
+        """Boxes of an image; with ``frame``, those drawn on that frame itself (not on a reformat)."""
         return [a for a in self.annotations(image_id)
-                if isinstance(a, Box) and (frame is None or a.frame == frame)]
+                if isinstance(a, Box) and (frame is None or (a.frame == frame and a.placement is None))]
+
+    def measurements(self, image_id: str, frame: int | None = None) -> list[Measurement]:
+        """Measurements of an image; with ``frame``, those drawn on that frame itself."""
+        return [a for a in self.annotations(image_id)
+                if isinstance(a, Measurement) and (frame is None or (a.frame == frame and a.placement is None))]
+
+    def placed(self, image_id: str) -> list[Box | Measurement]:
+        """Boxes and measurements drawn on reformatted planes (they carry patient coordinates)."""
+        return [a for a in self.annotations(image_id)
+                if isinstance(a, (Box, Measurement)) and a.placement is not None]
 
     def image_labels(self, image_id: str) -> list[ImageLabel]:
         return [a for a in self.annotations(image_id) if isinstance(a, ImageLabel)]
@@ -259,6 +274,20 @@ class AnnotationDocument:
                    score=score, note=note, review=Review(review) if review else default_review(source),
                    created=now, modified=now, sop_instance_uid=frame_ref.sop_instance_uid,
                    frame_number=frame_ref.frame_number if frame_ref.sop_instance_uid else None)
+
+    def new_measurement(self, image_id: str, kind: MeasureKind | str, frame: int,
+                        points: tuple[tuple[float, float], ...], values: tuple[MeasuredValue, ...], *,
+                        label: str = "measurement", placement: PlanePlacement | None = None,
+                        source: Source | str = Source.USER, note: str = "") -> Measurement:
+        """A new measurement bound to its frame's DICOM source (for a reformat: the nearest slice)."""
+        frame_ref = self.image(image_id).frame(frame)
+        source = Source(source)
+        now = self.now()
+        return Measurement(id=new_id(), kind=MeasureKind(kind), frame=frame, points=points, values=values,
+                           label=label, source=source, note=note, review=default_review(source), created=now,
+                           modified=now, sop_instance_uid=frame_ref.sop_instance_uid,
+                           frame_number=frame_ref.frame_number if frame_ref.sop_instance_uid else None,
+                           placement=placement)
 
     def new_image_label(self, image_id: str, label: str, *, source: Source | str = Source.CLASSIFIER,
                         score: float | None = None, note: str = "",

@@ -88,6 +88,31 @@ class Label:
 
 
 @dataclass(frozen=True)
+class PlanePlacement:
+    """Where an annotation drawn on a reformatted plane of a volume lies.
+
+    The annotation's own coordinates are that plane's display coordinates (square pixels of
+    ``pixel_mm``); ``points_mm`` are its defining points in patient coordinates (DICOM LPS, mm),
+    which is what lets other planes show where it crosses them and a DICOM SR reference it as
+    SCOORD3D without the reformat.
+    """
+
+    plane: str                                        # "axial" | "coronal" | "sagittal"
+    index: int                                        # 0-based slice along that plane's axis
+    points_mm: tuple[tuple[float, float, float], ...]
+    pixel_mm: float
+
+    def __post_init__(self) -> None:
+        if self.plane not in ("axial", "coronal", "sagittal"):
+            raise ValueError(f"plane must be axial, coronal or sagittal, got {self.plane!r}")
+        points = tuple(tuple(_finite(v, "point coordinate") for v in p) for p in self.points_mm)
+        if not points or any(len(p) != 3 for p in points):
+            raise ValueError("points_mm must be (x, y, z) patient coordinates")
+        object.__setattr__(self, "points_mm", points)
+        object.__setattr__(self, "pixel_mm", _finite(self.pixel_mm, "pixel_mm"))
+
+
+@dataclass(frozen=True)
 class Box:
     """A rectangle on one frame of one image.
 
@@ -112,6 +137,7 @@ class Box:
     modified: str = ""
     sop_instance_uid: str | None = None
     frame_number: int | None = None
+    placement: PlanePlacement | None = None   # set when drawn on a reformatted plane
 
     def __post_init__(self) -> None:
         x1, x2 = sorted((_finite(self.x1, "x1"), _finite(self.x2, "x2")))
@@ -160,7 +186,93 @@ class ImageLabel:
             object.__setattr__(self, "score", _finite(self.score, "score"))
 
 
-Annotation = Box | ImageLabel
+class MeasureKind(StrEnum):
+    """The measurement tools: how many points define each, and what it reports."""
+
+    LENGTH = "length"          # 2 points: distance in mm
+    ANGLE = "angle"            # 3 points (the vertex in the middle): degrees
+    ELLIPSE = "ellipse"        # 2 corners of the bounding rectangle: ROI statistics and area
+    RECTANGLE = "rectangle"    # 2 corners: ROI statistics and area
+
+    @property
+    def n_points(self) -> int:
+        return 3 if self is MeasureKind.ANGLE else 2
+
+    @property
+    def is_roi(self) -> bool:
+        return self in (MeasureKind.ELLIPSE, MeasureKind.RECTANGLE)
+
+
+@dataclass(frozen=True)
+class MeasuredValue:
+    """One reported number; ``unit`` is a UCUM code ("mm", "deg", "mm2", "[hnsf'U]" for HU, "1")."""
+
+    name: str        # "length" | "angle" | "area" | "mean" | "std" | "min" | "max" | "pixels"
+    value: float
+    unit: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", _finite(self.value, self.name))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A length, angle or ROI on one frame (or one reformatted plane), with its computed values.
+
+    ``points`` are (x, y) in the pixel coordinates of the frame (or plane) it was drawn on, in
+    the box convention. ``values`` are computed when it is drawn or edited (from the pixels the
+    user saw), so exports need no pixel data.
+    """
+
+    id: str
+    kind: MeasureKind
+    frame: int
+    points: tuple[tuple[float, float], ...]
+    values: tuple[MeasuredValue, ...]
+    label: str = "measurement"
+    source: Source = Source.USER
+    score: float | None = None
+    note: str = ""
+    review: Review = Review.ACCEPTED
+    created: str = ""
+    modified: str = ""
+    sop_instance_uid: str | None = None
+    frame_number: int | None = None
+    placement: PlanePlacement | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", MeasureKind(self.kind))
+        points = tuple((_finite(x, "x"), _finite(y, "y")) for x, y in self.points)
+        if len(points) != self.kind.n_points:
+            raise ValueError(f"a {self.kind.value} needs {self.kind.n_points} points, got {len(points)}")
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "values", tuple(self.values))
+        if isinstance(self.frame, bool) or not isinstance(self.frame, int) or self.frame < 0:
+            raise ValueError(f"frame must be a non-negative integer, got {self.frame!r}")
+        object.__setattr__(self, "label", normalize_label_name(self.label))
+        object.__setattr__(self, "source", Source(self.source))
+        object.__setattr__(self, "review", Review(self.review))
+
+    def value(self, name: str) -> MeasuredValue | None:
+        return next((v for v in self.values if v.name == name), None)
+
+    def summary(self) -> str:
+        """'42.1 mm', '37.5°', 'mean 60.0 ± 0.0 HU, 314 mm²': what the list and the canvas show."""
+        units = {"mm": " mm", "deg": "°", "mm2": " mm²", "[hnsf'U]": " HU", "1": "", "px": " px", "px2": " px²"}
+        if self.kind is MeasureKind.LENGTH and self.values:
+            return f"{self.values[0].value:.1f}{units.get(self.values[0].unit, ' ' + self.values[0].unit)}"
+        if self.kind is MeasureKind.ANGLE and self.values:
+            return f"{self.values[0].value:.1f}°"
+        mean, std, area = self.value("mean"), self.value("std"), self.value("area")
+        parts = []
+        if mean is not None and std is not None:
+            parts.append(f"mean {mean.value:.1f} ± {std.value:.1f}{units.get(mean.unit, ' ' + mean.unit)}")
+        if area is not None:
+            parts.append(f"{area.value:.0f}{units.get(area.unit, ' ' + area.unit)}")
+        return ", ".join(parts)
+
+
+Annotation = Box | ImageLabel | Measurement
 
 
 def edited(annotation: Annotation, now: str, **changes: object) -> Annotation:
@@ -169,7 +281,7 @@ def edited(annotation: Annotation, now: str, **changes: object) -> Annotation:
     Only changes of what the annotation *says* (geometry, label) count as a correction; a note
     or a review decision does not. User-drawn annotations keep their review state.
     """
-    substantive = any(key in changes for key in ("x1", "y1", "x2", "y2", "label", "frame"))
+    substantive = any(key in changes for key in ("x1", "y1", "x2", "y2", "label", "frame", "points"))
     if substantive and annotation.source is not Source.USER and "review" not in changes:
         changes["review"] = Review.CORRECTED
     return replace(annotation, modified=now, **changes)

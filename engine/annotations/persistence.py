@@ -22,14 +22,22 @@ from typing import Any
 
 from engine.annotations.document import AnnotationDocument, ImageState
 from engine.annotations.image_ref import ImageRef
-from engine.annotations.model import Annotation, Box, ImageLabel, Label
+from engine.annotations.model import (
+    Annotation,
+    Box,
+    ImageLabel,
+    Label,
+    MeasuredValue,
+    Measurement,
+    PlanePlacement,
+)
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
 from engine.files import write_json_atomic
 from engine.imaging import FrameSource, PixelSpacing
 from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX, data_dir, is_bundled
 
 FORMAT = "clinlens-annotations"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: measurements and plane placements (version 1 files still read)
 SIDECAR_NAME = "annotations.json"
 
 
@@ -125,9 +133,44 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
               "created": annotation.created, "modified": annotation.modified}
     if isinstance(annotation, ImageLabel):
         return {"type": "image_label", **common}
-    return {"type": "box", **common, "frame": annotation.frame, "x1": annotation.x1, "y1": annotation.y1,
-            "x2": annotation.x2, "y2": annotation.y2, "sop_instance_uid": annotation.sop_instance_uid,
-            "frame_number": annotation.frame_number}
+    bound = {"frame": annotation.frame, "sop_instance_uid": annotation.sop_instance_uid,
+             "frame_number": annotation.frame_number}
+    if annotation.placement is not None:
+        p = annotation.placement
+        bound["placement"] = {"plane": p.plane, "index": p.index, "pixel_mm": p.pixel_mm,
+                              "points_mm": [list(point) for point in p.points_mm]}
+    if isinstance(annotation, Measurement):
+        return {"type": "measurement", **common, **bound, "kind": str(annotation.kind),
+                "points": [list(point) for point in annotation.points],
+                "values": [{"name": v.name, "value": v.value, "unit": v.unit} for v in annotation.values]}
+    return {"type": "box", **common, **bound, "x1": annotation.x1, "y1": annotation.y1,
+            "x2": annotation.x2, "y2": annotation.y2}
+
+
+def _placement_from_dict(data: Any, where: str) -> PlanePlacement | None:
+    item = json_field(data, "placement", (dict, type(None)), where, None)
+    if item is None:
+        return None
+    at = f"{where}.placement"
+    points = json_field(item, "points_mm", (list,), at)
+    return PlanePlacement(plane=json_field(item, "plane", (str,), at), index=json_field(item, "index", (int,), at),
+                          points_mm=tuple(tuple(p) for p in points),
+                          pixel_mm=json_field(item, "pixel_mm", (float,), at))
+
+
+def _measurement_from_dict(data: Any, where: str, common: dict[str, Any]) -> Measurement:
+    values = []
+    for j, item in enumerate(json_field(data, "values", (list,), where)):
+        at = f"{where}.values[{j}]"
+        values.append(MeasuredValue(json_field(item, "name", (str,), at), json_field(item, "value", (float,), at),
+                                    json_field(item, "unit", (str,), at)))
+    points = json_field(data, "points", (list,), where)
+    return Measurement(**common, kind=json_field(data, "kind", (str,), where),
+                       frame=json_field(data, "frame", (int,), where), points=tuple(tuple(p) for p in points),
+                       values=tuple(values),
+                       sop_instance_uid=json_field(data, "sop_instance_uid", (str, type(None)), where, None),
+                       frame_number=json_field(data, "frame_number", (int, type(None)), where, None),
+                       placement=_placement_from_dict(data, where))
 
 
 def image_ref_to_dict(ref: ImageRef, base_dir: Path | None = None) -> dict[str, Any]:
@@ -196,13 +239,16 @@ def annotation_from_dict(data: Any, where: str) -> Annotation:
             modified=json_field(data, "modified", (str,), where, ""))
         if kind == "image_label":
             return ImageLabel(**common)
+        if kind == "measurement":
+            return _measurement_from_dict(data, where, common)
         if kind == "box":
             return Box(**common, frame=json_field(data, "frame", (int,), where),
                        x1=json_field(data, "x1", (float,), where), y1=json_field(data, "y1", (float,), where),
                        x2=json_field(data, "x2", (float,), where), y2=json_field(data, "y2", (float,), where),
                        sop_instance_uid=json_field(data, "sop_instance_uid", (str, type(None)), where, None),
-                       frame_number=json_field(data, "frame_number", (int, type(None)), where, None))
-    except ValueError as err:
+                       frame_number=json_field(data, "frame_number", (int, type(None)), where, None),
+                       placement=_placement_from_dict(data, where))
+    except (ValueError, TypeError) as err:
         raise DamagedDocumentError(f"{where}: {err}") from None
     raise DamagedDocumentError(f"{where}.type: unknown annotation type {kind!r}")
 

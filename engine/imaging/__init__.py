@@ -14,6 +14,16 @@ from .frame import Frame, LutData, PixelParams, Window, frame_from_array
 from .metadata import PHI_KEYWORDS, TagNode, key_facts, tag_tree
 from .presets import Preset, find_preset, load_presets, save_user_preset
 from .stack import FrameSource, ImageStack, OpenResult, open_image, open_paths
+from .volume import (
+    Plane,
+    PlaneAxes,
+    Volume,
+    VolumeError,
+    VolumeGeometry,
+    iter_load_volume,
+    load_volume,
+    volume_geometry,
+)
 
 __all__ = [
     "MAX_PIXELS",
@@ -28,8 +38,13 @@ __all__ = [
     "OpenResult",
     "PixelParams",
     "PixelSpacing",
+    "Plane",
+    "PlaneAxes",
     "Preset",
     "TagNode",
+    "Volume",
+    "VolumeError",
+    "VolumeGeometry",
     "Window",
     "auto_window",
     "decoder_packages",
@@ -37,8 +52,10 @@ __all__ = [
     "find_preset",
     "frame_from_array",
     "initial_window",
+    "iter_load_volume",
     "key_facts",
     "load_presets",
+    "load_volume",
     "open_image",
     "open_paths",
     "render",
@@ -46,4 +63,5 @@ __all__ = [
     "save_user_preset",
     "syntax_label",
     "tag_tree",
+    "volume_geometry",
 ]

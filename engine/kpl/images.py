@@ -42,6 +42,7 @@ class _Source:
     stack: ImageStack | None  # None: a single-file stack, re-opened when rendered
     path: str
     index: int  # frame index inside the stack
+    pixels: np.ndarray | None = None  # a picture already rendered as displayed (a reformatted plane)
 
 
 class Pool:
@@ -66,6 +67,14 @@ class Pool:
     def from_frames(cls, frames: Sequence[tuple[ImageStack, int]], window: Window | None = None) -> Pool:
         """A selection of already open frames (the viewer's series or selection)."""
         return cls._build(list(frames), [], window)
+
+    @classmethod
+    def from_pictures(cls, pictures: Sequence[tuple[str, str, np.ndarray]]) -> Pool:
+        """Pictures already rendered as the user sees them, e.g. a reformatted plane of a volume:
+        (key, title, (H, W, 3) uint8 RGB) each; ``key`` stands in for the path in results."""
+        sources = [_Source(None, key, 0, np.ascontiguousarray(rgb, dtype=np.uint8)) for key, _, rgb in pictures]
+        images = [PoolImage(key, 1, title, i) for i, (key, title, _) in enumerate(pictures)]
+        return cls(sources, images, [], None)
 
     @classmethod
     def _build(cls, frames: list[tuple[ImageStack, int]], errors: list[LoadError], window: Window | None) -> Pool:
@@ -100,11 +109,16 @@ class Pool:
     def render(self, i: int) -> np.ndarray:
         """Frame i as the viewer shows it, (H, W, 3) uint8; ImageLoadError if it cannot be decoded."""
         source = self._sources[i]
+        if source.pixels is not None:
+            return source.pixels
         return render_rgb(self._stack(source).frame(source.index), self.window)
 
     def content_key(self, i: int) -> str:
         """Names the pixels the model would see: file content, frame, window."""
-        image = self.images[i]
+        image, pixels = self.images[i], self._sources[i].pixels
+        if pixels is not None:   # the displayed pixels are the whole content
+            shape = "x".join(map(str, pixels.shape))
+            return hashlib.sha256(f"picture\0{shape}\0".encode() + pixels.tobytes()).hexdigest()
         digest = self._digests.get(image.path)
         if digest is None:
             with open(image.path, "rb") as handle:

@@ -38,7 +38,7 @@ def test_save_and_reopen_restores_everything(tmp_path):
     save_document(doc, path)
     assert not doc.dirty
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1 and data["format"] == "clinlens-annotations"
+    assert data["schema_version"] == 2 and data["format"] == "clinlens-annotations"
     us = next(i for i in data["images"] if i["image_id"] == refs["us"].image_id)
     assert us["paths"] == ["../us.dcm"]   # relative to the sidecar
     assert us["last_frame"] == 17 and us["reviewed"] is True

@@ -13,7 +13,8 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from cli import imaging as cli
-from engine.imaging import Window, open_image, render
+from engine.imaging import Plane, Window, load_volume, open_image, render
+from tests.engine.phantom import Phantom
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
@@ -125,3 +126,43 @@ def test_render_rejects_bad_options_with_exit_2(tmp_path, capsys, extra, message
 def test_render_bad_input_exits_2(tmp_path, capsys):
     assert cli.main(["render", get_testdata_file("test-SR.dcm"), str(tmp_path / "x.png")]) == 2
     assert "contains no image data" in capsys.readouterr().err
+
+
+# --- volumes ---------------------------------------------------------------------------------
+
+def test_render_plane_writes_the_reformat_at_display_aspect(tmp_path):
+    phantom = Phantom()
+    series = phantom.write_series(tmp_path / "series")
+    out = tmp_path / "coronal.png"
+    row = phantom.centre_voxel[1]
+    assert cli.main(["render", str(series), str(out), "--plane", "coronal", "--slice", str(row + 1)]) == 0
+    written = np.asarray(Image.open(out))
+    # 40 slices 2 mm apart at 0.75 mm pixels: 107 rows, 60 columns
+    assert written.shape == (round(40 * 2 / 0.75), phantom.columns)
+    expected = render(load_volume(open_image(series)).plane_frame(Plane.CORONAL, row))
+    assert np.array_equal(written, expected)
+    assert written.max() > 128                      # the sphere is on this plane
+
+
+def test_render_plane_slice_out_of_range_and_not_a_volume(tmp_path, capsys):
+    series = Phantom().write_series(tmp_path / "series")
+    assert cli.main(["render", str(series), str(tmp_path / "x.png"), "--plane", "sagittal", "--slice", "61"]) == 2
+    assert "sagittal plane" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+    assert cli.main(["render", CT, str(tmp_path / "x.png"), "--plane", "axial"]) == 2
+    assert "one slice" in capsys.readouterr().err
+    assert cli.main(["render", CT, str(tmp_path / "x.png"), "--slice", "2"]) == 2
+    assert "--slice needs --plane" in capsys.readouterr().err
+
+
+def test_info_json_reports_volume_geometry(tmp_path, capsys):
+    series = Phantom(missing=(5,)).write_series(tmp_path / "series")
+    assert cli.main(["info", str(series), "--json"]) == 0
+    volume = json.loads(capsys.readouterr().out)["volume"]
+    assert volume["dimensions"] == {"columns": 60, "rows": 64, "slices": 39}
+    assert volume["spacing_mm"] == {"column": 0.75, "row": 0.75, "slice": 2.0}
+    assert volume["orientation"] == [1, 0, 0, 0, 1, 0] and volume["regular_spacing"] is False
+    assert volume["planes"]["coronal"]["height"] == round(40 * 2 / 0.75)
+    assert "missing slice" in volume["warnings"][0]
+    assert cli.main(["info", str(series)]) == 0
+    text = capsys.readouterr().out
+    assert "60 x 64 x 39 voxels, 0.75 x 0.75 x 2 mm" in text and "Warning:" in text

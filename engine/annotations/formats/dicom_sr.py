@@ -12,8 +12,12 @@ must lie within 0..Columns / 0..Rows, so boxes are clipped to the image (a box e
 is skipped). The label is the Finding Type (a code
 in the private scheme ``99CLINLENS`` whose meaning is the label text); the Tracking Unique
 Identifier is ``2.25.<the box id as an integer>``, so every SR group names its ClinLens box.
-Rejected boxes are left out unless asked for; non-DICOM images cannot be referenced and are
-skipped.
+Measurements (length, angle, ellipse and rectangle ROIs) are TID 1410 groups too, with their
+values as TID 300 measurements (SCT Length/Angle/Area/Mean/Standard Deviation/Minimum/Maximum,
+UCUM units: mm, deg, mm2, [hnsf'U]) and their shape as the region (POLYLINE, or ELLIPSE by its
+two axes). Annotations drawn on a reformatted plane are SCOORD3D regions in patient coordinates
+(Frame of Reference of the series). Rejected annotations are left out unless asked for;
+non-DICOM images cannot be referenced and are skipped.
 """
 
 from __future__ import annotations
@@ -29,14 +33,24 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from engine.annotations.document import AnnotationDocument
-from engine.annotations.formats.targets import ExportError, clipped, kept_boxes, selected_images
+from engine.annotations.formats.targets import (
+    ExportError,
+    clipped,
+    kept_boxes,
+    kept_measurements,
+    selected_images,
+)
 from engine.annotations.image_ref import ImageRef
-from engine.annotations.model import Box
+from engine.annotations.measure import graphic_points
+from engine.annotations.model import Box, Measurement, MeasureKind, Review
 from engine.imaging import FrameSource
 
 CODING_SCHEME = "99CLINLENS"
 MANUFACTURER = "ClinLens"
 _DEVICE_UID = "2.25.229615433404476045355766183357826400419"   # fixed: identifies ClinLens as observer
+_VALUE_CODES = {"length": codes.SCT.Length, "angle": codes.SCT.Angle, "area": codes.SCT.Area,
+                "mean": codes.SCT.Mean, "std": codes.SCT.StandardDeviation, "min": codes.SCT.Minimum,
+                "max": codes.SCT.Maximum}
 
 
 def label_code(label: str) -> hd.sr.CodedConcept:
@@ -56,7 +70,7 @@ def polyline(rect: tuple[float, float, float, float]) -> np.ndarray:
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]], dtype=float)
 
 
-def _source_frame(ref: ImageRef, box: Box) -> FrameSource:
+def _source_frame(ref: ImageRef, box: Box | Measurement) -> FrameSource:
     if box.sop_instance_uid and box.frame_number:
         index = ref.frame_index(box.sop_instance_uid, box.frame_number)
         if index is not None:
@@ -64,23 +78,71 @@ def _source_frame(ref: ImageRef, box: Box) -> FrameSource:
     return ref.frames[box.frame]
 
 
+def _region(ref: ImageRef, item: Box | Measurement, header: pydicom.Dataset,
+            rect: tuple[float, float, float, float] | None) -> hd.sr.ImageRegion | hd.sr.ImageRegion3D:
+    """SCOORD on the source frame, or SCOORD3D in patient coordinates for a reformatted plane."""
+    kind = item.kind if isinstance(item, Measurement) else None
+    if item.placement is not None:
+        points = np.asarray(item.placement.points_mm, dtype=float)
+        closed = len(points) > 2 and np.allclose(points[0], points[-1])
+        graphic = (hd.sr.GraphicTypeValues3D.ELLIPSE if kind is MeasureKind.ELLIPSE
+                   else hd.sr.GraphicTypeValues3D.POLYGON if closed else hd.sr.GraphicTypeValues3D.POLYLINE)
+        if "FrameOfReferenceUID" not in header:
+            raise ExportError(f"{ref.title or ref.image_id} has no Frame of Reference UID, so annotations drawn "
+                              "on a reformatted plane cannot be written to a DICOM SR")
+        return hd.sr.ImageRegion3D(graphic_type=graphic, graphic_data=points,
+                                   frame_of_reference_uid=header.FrameOfReferenceUID)
+    source = _source_frame(ref, item)
+    multi_frame = int(header.get("NumberOfFrames", 1) or 1) > 1
+    graphic_data = polyline(rect) if kind is None else graphic_points(kind, item.points)
+    graphic_data = np.clip(graphic_data, 0, [ref.width, ref.height])
+    return hd.sr.ImageRegion(
+        graphic_type=(hd.sr.GraphicTypeValues.ELLIPSE if kind is MeasureKind.ELLIPSE
+                      else hd.sr.GraphicTypeValues.POLYLINE),
+        graphic_data=graphic_data,
+        source_image=hd.sr.SourceImageForRegion(
+            referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID,
+            referenced_frame_numbers=[source.frame_number] if multi_frame else None))
+
+
+def _measurements(item: Box | Measurement) -> list[hd.sr.Measurement] | None:
+    if not isinstance(item, Measurement):
+        return None
+    return [hd.sr.Measurement(name=_VALUE_CODES[v.name], value=v.value, unit=_unit_code(v.unit))
+            for v in item.values if v.name in _VALUE_CODES] or None
+
+
+def _unit_code(unit: str) -> hd.sr.CodedConcept:
+    known = {"mm": codes.UCUM.Millimeter, "mm2": codes.UCUM.SquareMillimeter, "deg": codes.UCUM.Degree,
+             "[hnsf'U]": codes.UCUM.HounsfieldUnit, "1": codes.UCUM.NoUnits}
+    if unit in known:
+        return known[unit]
+    return hd.sr.CodedConcept(value=unit, scheme_designator="UCUM", meaning=unit)   # "px", "px2"
+
+
 def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
               include_rejected: bool = False) -> list[Path]:
-    """Write ``<out>/sr-<StudyInstanceUID>.dcm`` for every study with boxes on DICOM images.
+    """Write ``<out>/sr-<StudyInstanceUID>.dcm`` for every study with boxes or measurements on DICOM images.
 
     Reads the headers (not the pixels) of the referenced files, which must still exist: they
     are the evidence the SR inherits patient and study from.
     """
-    studies: dict[str, list[tuple[ImageRef, Box, tuple[float, float, float, float]]]] = {}
+    studies: dict[str, list[tuple[ImageRef, Box | Measurement, tuple[float, float, float, float] | None]]] = {}
     headers: dict[str, pydicom.Dataset] = {}
     for ref in selected_images(doc, image_ids):
         if ref.kind != "dicom":
             continue
-        for box in kept_boxes(doc, ref.image_id, include_rejected):
-            rect = clipped(box, ref.width, ref.height)
-            if rect is None:
-                continue
-            source = _source_frame(ref, box)
+        placed_boxes = [b for b in doc.boxes(ref.image_id) if b.placement is not None
+                        and (include_rejected or b.review is not Review.REJECTED)]
+        items = [*kept_boxes(doc, ref.image_id, include_rejected), *placed_boxes,
+                 *kept_measurements(doc, ref.image_id, include_rejected)]
+        for item in items:
+            rect = None
+            if isinstance(item, Box) and item.placement is None:
+                rect = clipped(item, ref.width, ref.height)
+                if rect is None:
+                    continue
+            source = _source_frame(ref, item)
             if source.path not in headers:
                 try:
                     headers[source.path] = pydicom.dcmread(source.path, stop_before_pixels=True)
@@ -90,29 +152,22 @@ def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids
             if header.SOPInstanceUID != source.sop_instance_uid:
                 raise ExportError(f"{source.path} is no longer the image the box was drawn on "
                                   f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})")
-            studies.setdefault(str(header.StudyInstanceUID), []).append((ref, box, rect))
+            studies.setdefault(str(header.StudyInstanceUID), []).append((ref, item, rect))
     if not studies:
-        raise ExportError("no boxes on DICOM images: a DICOM SR can only reference DICOM sources")
+        raise ExportError("no boxes or measurements on DICOM images: a DICOM SR can only reference DICOM sources")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for number, (study_uid, boxes) in enumerate(studies.items(), start=1):
+    for number, (study_uid, items) in enumerate(studies.items(), start=1):
         evidence, groups = {}, []
-        for ref, box, rect in boxes:
-            source = _source_frame(ref, box)
-            header = headers[source.path]
+        for ref, item, rect in items:
+            header = headers[_source_frame(ref, item).path]
             evidence[header.SOPInstanceUID] = header
-            multi_frame = int(header.get("NumberOfFrames", 1) or 1) > 1
-            region = hd.sr.ImageRegion(
-                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-                graphic_data=polyline(rect),
-                source_image=hd.sr.SourceImageForRegion(
-                    referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID,
-                    referenced_frame_numbers=[source.frame_number] if multi_frame else None))
             groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid(box.id),
-                                                             identifier=f"{box.label} ({box.id[:8]})"),
-                referenced_region=region, finding_type=label_code(box.label)))
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid(item.id),
+                                                             identifier=f"{item.label} ({item.id[:8]})"),
+                referenced_region=_region(ref, item, header, rect), finding_type=label_code(item.label),
+                measurements=_measurements(item)))
         report = hd.sr.MeasurementReport(
             observation_context=hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
                 observer_type=codes.DCM.Device,

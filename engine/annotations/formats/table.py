@@ -3,7 +3,13 @@
 Columns: ``image`` (file of the frame, relative to the CSV), ``image_id``, ``sop_instance_uid``,
 ``frame`` (0-based index), ``frame_number`` (1-based DICOM), ``label``, ``x1, y1, x2, y2``
 (our pixel corners, exact), ``source``, ``score``, ``review``, ``note``, ``annotation_id``,
-``kind`` (``box`` or ``image_label``; image labels leave frame and coordinates empty).
+``kind`` (``box``, ``image_label``, or the measurement kind: ``length``, ``angle``, ``ellipse``,
+``rectangle``; image labels leave frame and coordinates empty). Measurements fill ``points``
+(x y pairs separated by ``;``), x1..y2 with the points' bounding rectangle, their values in
+``length_mm``, ``angle_deg``, ``area_mm2``, ``mean``, ``std``, ``min``, ``max`` (``value_unit``
+is the UCUM unit of the ROI statistics, ``[hnsf'U]`` for HU), and ``plane``/``plane_index``
+when drawn on a reformatted plane (then ``points_mm`` holds the patient coordinates, and the
+pixel columns are that plane's display coordinates; boxes drawn on a plane get these too).
 Rejected boxes are included (the review column says so) unless left out on request.
 """
 
@@ -16,11 +22,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.annotations.document import AnnotationDocument
-from engine.annotations.formats.targets import kept_boxes, number, relative_file_name, selected_images
-from engine.annotations.model import Annotation, Box
+from engine.annotations.formats.targets import (
+    kept_boxes,
+    kept_measurements,
+    number,
+    relative_file_name,
+    selected_images,
+)
+from engine.annotations.model import Annotation, Box, Measurement, PlanePlacement, Review
 
 COLUMNS = ("image", "image_id", "sop_instance_uid", "frame", "frame_number", "label", "x1", "y1", "x2", "y2",
-           "source", "score", "review", "note", "annotation_id", "kind")
+           "source", "score", "review", "note", "annotation_id", "kind", "points", "length_mm", "angle_deg",
+           "area_mm2", "mean", "std", "min", "max", "value_unit", "plane", "plane_index", "points_mm")
+_VALUE_COLUMNS = {"length": "length_mm", "angle": "angle_deg", "area": "area_mm2", "mean": "mean", "std": "std",
+                  "min": "min", "max": "max"}
 
 
 def export_csv(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
@@ -30,21 +45,50 @@ def export_csv(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_id
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     for ref in selected_images(doc, image_ids):
-        rows: list[Annotation] = [*kept_boxes(doc, ref.image_id, include_rejected), *doc.image_labels(ref.image_id)]
+        placed_boxes = [b for b in doc.boxes(ref.image_id)
+                        if b.placement is not None and (include_rejected or b.review is not Review.REJECTED)]
+        rows: list[Annotation] = [*kept_boxes(doc, ref.image_id, include_rejected), *placed_boxes,
+                                  *kept_measurements(doc, ref.image_id, include_rejected),
+                                  *doc.image_labels(ref.image_id)]
         for a in rows:
             common = {"image_id": ref.image_id, "label": a.label, "source": str(a.source),
                       "score": "" if a.score is None else repr(a.score), "review": str(a.review),
                       "note": a.note, "annotation_id": a.id}
-            if isinstance(a, Box):
+            if isinstance(a, Measurement):
+                writer.writerow({**common, **_measurement_columns(a), "image": relative_file_name(
+                    ref.frames[a.frame].path, out.parent)})
+            elif isinstance(a, Box):
                 source = ref.frames[a.frame]
                 writer.writerow({**common, "image": relative_file_name(source.path, out.parent),
                                  "sop_instance_uid": a.sop_instance_uid or "", "frame": a.frame,
                                  "frame_number": "" if a.frame_number is None else a.frame_number,
                                  "x1": number(a.x1), "y1": number(a.y1), "x2": number(a.x2), "y2": number(a.y2),
-                                 "kind": "box"})
+                                 "kind": "box", **_placement_columns(a.placement)})
             else:
                 writer.writerow({**common, "image": relative_file_name(ref.paths[0], out.parent),
                                  "kind": "image_label"})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     return [out]
+
+
+def _measurement_columns(m: Measurement) -> dict[str, object]:
+    xs, ys = [p[0] for p in m.points], [p[1] for p in m.points]
+    row: dict[str, object] = {
+        "sop_instance_uid": m.sop_instance_uid or "", "frame": m.frame,
+        "frame_number": "" if m.frame_number is None else m.frame_number, "kind": str(m.kind),
+        "x1": number(min(xs)), "y1": number(min(ys)), "x2": number(max(xs)), "y2": number(max(ys)),
+        "points": ";".join(f"{number(x)} {number(y)}" for x, y in m.points)}
+    for value in m.values:
+        if value.name in _VALUE_COLUMNS:
+            row[_VALUE_COLUMNS[value.name]] = repr(value.value)
+        if value.name == "mean":
+            row["value_unit"] = value.unit
+    return {**row, **_placement_columns(m.placement)}
+
+
+def _placement_columns(placement: PlanePlacement | None) -> dict[str, object]:
+    if placement is None:
+        return {}
+    return {"plane": placement.plane, "plane_index": placement.index,
+            "points_mm": ";".join(" ".join(repr(v) for v in p) for p in placement.points_mm)}

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.image_ref import ImageRef
-from engine.annotations.model import Box, Review
+from engine.annotations.model import Box, Measurement, Review
 from engine.imaging import FrameSource
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -42,7 +42,13 @@ def selected_images(doc: AnnotationDocument, image_ids: Sequence[str] | None) ->
 
 
 def kept_boxes(doc: AnnotationDocument, image_id: str, include_rejected: bool) -> list[Box]:
-    return [b for b in doc.boxes(image_id) if include_rejected or b.review is not Review.REJECTED]
+    """Boxes drawn on the image's own frames; boxes on reformatted planes have no picture to go to."""
+    return [b for b in doc.boxes(image_id)
+            if b.placement is None and (include_rejected or b.review is not Review.REJECTED)]
+
+
+def kept_measurements(doc: AnnotationDocument, image_id: str, include_rejected: bool) -> list[Measurement]:
+    return [m for m in doc.measurements(image_id) if include_rejected or m.review is not Review.REJECTED]
 
 
 def export_targets(doc: AnnotationDocument, image_ids: Sequence[str] | None = None, *,
