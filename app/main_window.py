@@ -246,7 +246,8 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         presets = read_presets()
         if presets.problem:
-            self.report_damaged_file("Your window presets", presets.problem, presets.kept_as)
+            self.report_damaged_file("Your window presets", presets.problem, presets.kept_as,
+                                     "the built-in presets only")
         for preset in presets.value:
             label = f"{preset.name}  (C {preset.center:g} / W {preset.width:g})" + ("  ★" if preset.user else "")
             self._action(menu, label, lambda _=False, p=preset: self.apply_preset(p), preset.key)
@@ -255,10 +256,10 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Reset display", self.reset_display, "R")
         self._action(menu, "&Save current window as preset…", self._ask_preset_name)
 
-    def report_damaged_file(self, what: str, problem: str, kept_as: Path | None) -> None:
+    def report_damaged_file(self, what: str, problem: str, kept_as: Path | None, instead: str = "the defaults") -> None:
         """Say in the red strip that a damaged settings-type file was set aside (added to what it shows)."""
         kept = f" The damaged file was kept as {kept_as.name}." if kept_as else ""
-        text = f"{what} could not be read: {problem}. Using the defaults.{kept}"
+        text = f"{what} could not be read: {problem}. Using {instead}.{kept}"
         shown = self.banner.label.text() if not self.banner.isHidden() else ""
         self.banner.show_message(f"{shown}\n{text}" if shown else text)
 

@@ -168,9 +168,10 @@ def annotation_from_dict(data: Any, where: str) -> Annotation:
 
 
 def image_ref_from_dict(data: Any, where: str, base_dir: Path | None = None) -> ImageRef:
-    paths = [_absolute(p, base_dir) for p in json_field(data, "paths", (list,), where)]
+    paths = json_field(data, "paths", (list,), where)
     if not all(isinstance(p, str) for p in paths):
         raise DamagedDocumentError(f"{where}.paths: expected a list of text")
+    paths = [_absolute(p, base_dir) for p in paths]
     frames = []
     for j, item in enumerate(json_field(data, "frames", (list,), where)):
         at = f"{where}.frames[{j}]"

@@ -1,0 +1,105 @@
+"""Damaged settings-type files in the window: said in the red strip, defaults used, nothing lost.
+
+The engine side (every kind of damage, fuzzed) is tests/engine/test_fuzz_files.py; here the
+window keeps its previous good state: the settings and presets it falls back to, the document a
+failed import must not touch, the knowledge base a bad file must not replace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+from PySide6.QtWidgets import QFileDialog
+
+from app.box_tools import Tool
+from app.classify_panel import LOAD_FILE
+from app.main_window import MainWindow
+from app.settings import AssistantSettings, save_settings, settings_path
+from engine.annotations.persistence import document_to_dict
+from engine.imaging.presets import builtin_presets, user_presets_path
+from tests.app.test_annotation_tools import drag, make_window, open_and_wait, panel_rows
+
+def test_damaged_settings_and_presets_give_defaults_say_so_and_are_kept(qtbot, tmp_path):
+    save_settings(AssistantSettings(clip_model="ViT-B-16:/w/clip.pt", kpl_k=4))
+    settings_path().write_text('{"clip_model": "ViT-B-16:/w/clip.pt", "kpl_k": "four"}')
+    user_presets_path().write_bytes(b'{"version": 1, "presets": [{"name": "Mine", "center": 40, "wid')
+    main = make_window(qtbot)
+    text = main.banner.label.text()
+    assert main.banner.isVisible()
+    assert "Assistant settings could not be read" in text and 'kpl_k must be an integer, not "four"' in text
+    assert "Your window presets could not be read" in text and "not valid JSON" in text
+    assert "Using the built-in presets only" in text
+    assert main.assistant_settings == AssistantSettings()                 # defaults, nothing half-applied
+    [kept_settings] = settings_path().parent.glob("assistant.json.damaged-*")
+    [kept_presets] = user_presets_path().parent.glob("presets.json.damaged-*")
+    assert kept_settings.name in text and kept_presets.name in text
+    assert json.loads(kept_settings.read_text())["kpl_k"] == "four"
+    menu_names = [a.text().split("  (")[0] for a in main.window_menu.actions() if "(C " in a.text()]
+    assert menu_names == [p.name for p in builtin_presets()]
+    assert main.grab().save(str(tmp_path / "file-errors-banner.png"))   # docs/screenshots/ holds a copy
+    main.set_assistant_settings(AssistantSettings(kpl_k=6))               # saving writes a fresh file...
+    assert json.loads(kept_settings.read_text())["kpl_k"] == "four"       # ...the damaged copy stays
+
+
+@pytest.fixture
+def ct(tmp_path) -> str:
+    target = tmp_path / "study" / "CT_small.dcm"
+    target.parent.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), target)
+    return str(target)
+
+
+def _state(main: MainWindow) -> dict:
+    data = document_to_dict(main.annotations.doc)
+    data.pop("saved")
+    return {"doc": data, "revision": main.annotations.doc.revision, "rows": panel_rows(main)}
+
+
+def test_a_failed_import_leaves_the_document_as_it_was(qtbot, ct, tmp_path):
+    main = make_window(qtbot)
+    open_and_wait(qtbot, main, [ct])
+    main.set_tool(Tool.BOX)
+    drag(main, (10, 10), (20, 30))
+    exported = Path(main.export_annotations("coco", str(tmp_path / "boxes.json"))[0])
+    coco = json.loads(exported.read_text())
+    without_xyxy = {k: v for k, v in coco["annotations"][0].items() if k not in ("xyxy", "clinlens_id")}
+    before = _state(main)
+    cases = {
+        "cut.json": (exported.read_bytes()[:-30], "not valid JSON"),                        # a cut transfer
+        "wrong.json": (json.dumps({**coco, "annotations": [{**without_xyxy, "bbox": [1, 2, "3", 4]}]}),
+                       "annotations[0].bbox: expected four numbers"),
+        "frame.json": (json.dumps({**coco, "images": [{**coco["images"][0], "frame": 5}]}),  # CT_small: 1 frame
+                       "is on frame 5 but the image has 1 frame(s)"),
+    }
+    for name, (content, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        assert main.import_annotations(str(path)) == 0
+        assert main.banner.isVisible() and f"Could not import {name}" in main.banner.label.text()
+        assert reason in main.banner.label.text()
+        assert _state(main) == before
+
+
+def test_a_bad_knowledge_file_keeps_the_previous_base_selected(qtbot, tmp_path, monkeypatch):
+    save_settings(AssistantSettings(knowledge="tuberculosis-cxr"))
+    main = make_window(qtbot)
+    panel = main.classify_panel
+    bad = tmp_path / "my-task.json"
+    bad.write_text('{"task": "x", "modality": "CXR", "classes": [{"name": "a"}], "provenance": {}}')
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(bad), ""))
+    panel.knowledge.setCurrentText(LOAD_FILE)
+    panel.knowledge.activated.emit(panel.knowledge.currentIndex())
+    assert main.assistant_settings.knowledge == "tuberculosis-cxr"
+    assert panel.knowledge.currentText() == "tuberculosis-cxr"
+    assert panel.knowledge_error.isVisibleTo(panel)
+    assert "Kept 'tuberculosis-cxr'" in panel.knowledge_error.text() and "my-task.json" in panel.knowledge_error.text()
+    good = tmp_path / "good.json"
+    shutil.copy(Path(__file__).resolve().parents[2] / "resources" / "knowledge" / "tuberculosis-cxr.json", good)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(good), ""))
+    panel.knowledge.setCurrentText(LOAD_FILE)
+    panel.knowledge.activated.emit(panel.knowledge.currentIndex())
+    assert main.assistant_settings.knowledge == str(good) and not panel.knowledge_error.isVisibleTo(panel)
