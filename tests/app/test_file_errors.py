@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,12 @@ from app.main_window import MainWindow
 from app.settings import AssistantSettings, save_settings, settings_path
 from engine.annotations.persistence import document_to_dict
 from engine.imaging.presets import builtin_presets, user_presets_path
+from engine.clinkd import Task
 from tests.app.test_annotation_tools import drag, make_window, open_and_wait, panel_rows
+from tests.app.test_assistant import make_window as make_assistant_window
+from tests.app.test_assistant import open_and_wait as open_one
+from tests.app.test_assistant import scripted, tiny_folder  # noqa: F401 - fixtures used below
+from tests.engine.tiny_qwen import TINY_MAX_PIXELS
 
 def test_damaged_settings_and_presets_give_defaults_say_so_and_are_kept(qtbot, tmp_path):
     save_settings(AssistantSettings(clip_model="ViT-B-16:/w/clip.pt", kpl_k=4))
@@ -103,3 +109,21 @@ def test_a_bad_knowledge_file_keeps_the_previous_base_selected(qtbot, tmp_path, 
     panel.knowledge.setCurrentText(LOAD_FILE)
     panel.knowledge.activated.emit(panel.knowledge.currentIndex())
     assert main.assistant_settings.knowledge == str(good) and not panel.knowledge_error.isVisibleTo(panel)
+
+
+def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(qtbot, ct, tiny_folder, scripted, tmp_path):
+    main = make_assistant_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    open_one(qtbot, main, ct)
+    panel = main.ask_panel
+    with qtbot.waitSignal(panel.answer_finished, timeout=60000):
+        panel.ask("What is this?", Task.FREE, None)
+    loaded = main.service.worker._clinkd
+    assert loaded is not None
+    damaged = Path(shutil.copytree(tiny_folder, tmp_path / "damaged"))
+    (damaged / "config.json").write_bytes((tiny_folder / "config.json").read_bytes()[:200])   # a cut copy
+    main.set_assistant_settings(replace(main.assistant_settings, clinkd_dir=str(damaged)))
+    with qtbot.waitSignal(panel.answer_finished, timeout=60000):
+        panel.ask("And now?", Task.FREE, None)
+    turn = panel.conversations.turns(main.state.stack.key)[1]
+    assert turn.status == "error" and "config.json: not valid JSON" in turn.error
+    assert main.service.worker._clinkd is loaded          # the working model was not let go for a bad folder
