@@ -290,10 +290,12 @@ def open_sidecar(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO
 
     The damaged file is renamed ``<name>.damaged-<UTC timestamp>`` (``engine.files.quarantine``)
     so the next autosave cannot overwrite it, and the reason is returned for the GUI to show. A
-    file from a newer ClinLens raises ``UnsupportedVersionError`` and an unreadable one
-    ``DocumentError`` instead (they are not damaged; do not save over them).
+    file from a newer ClinLens raises ``UnsupportedVersionError``; an unreadable one, or a
+    damaged one that cannot be moved aside, ``DocumentError``: the caller must not save over them.
     """
     path = Path(path).absolute()
     loaded = load_store(path, lambda p: load_document(p, undo_limit=undo_limit),
                         lambda: AnnotationDocument(undo_limit=undo_limit), DamagedDocumentError)
+    if loaded.problem and loaded.kept_as is None:   # could not be moved aside: must not be saved over
+        raise DocumentError(loaded.problem)
     return OpenedDocument(loaded.value, path, problem=loaded.problem, moved_to=loaded.kept_as)

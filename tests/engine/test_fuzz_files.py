@@ -535,3 +535,30 @@ def test_damaged_open_clip_config_structure_through_the_real_loader(clip_folder,
 def test_damaged_open_clip_config_any_json_is_validated(clip_folder, data):
     valid = (clip_folder / "open_clip_config.json").read_bytes()
     _check_clip(clip_folder, json.dumps(data.draw(damaged_json(json.loads(valid)))).encode(), valid, load=False)
+
+
+@FUZZ
+@given(annotation_id=st.text(max_size=80) | st.text("0123456789abcdef", min_size=1, max_size=80))
+def test_any_annotation_id_from_a_file_gives_a_valid_sr_tracking_uid(annotation_id):
+    """Ids in imported or hand-edited files are any text; the DICOM SR export must still work."""
+    import re
+
+    from engine.annotations.formats.dicom_sr import tracking_uid
+
+    uid = tracking_uid(annotation_id)
+    assert re.fullmatch(r"2\.25\.(0|[1-9][0-9]*)", uid) and len(uid) <= 64
+
+
+def test_a_damaged_sidecar_that_cannot_be_moved_aside_is_never_saved_over(tmp_path, monkeypatch):
+    import engine.files
+
+    path = tmp_path / "x.png.clinlens.json"
+    path.write_bytes(b"{ cut")
+
+    def refuse(*_args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(engine.files.os, "replace", refuse)
+    with pytest.raises(DocumentError, match=r"not valid JSON .*could not be moved aside: Permission denied"):
+        open_sidecar(path)   # the window then keeps this image set's annotations unsaved (read-only)
+    assert path.read_bytes() == b"{ cut"
