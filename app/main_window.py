@@ -256,7 +256,8 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Reset display", self.reset_display, "R")
         self._action(menu, "&Save current window as preset…", self._ask_preset_name)
 
-    def report_damaged_file(self, what: str, problem: str, kept_as: Path | None, instead: str = "the defaults") -> None:
+    def report_damaged_file(self, what: str, problem: str, kept_as: Path | None,
+                            instead: str = "the defaults") -> None:
         """Say in the red strip that a damaged settings-type file was set aside (added to what it shows)."""
         kept = f" The damaged file was kept as {kept_as.name}." if kept_as else ""
         text = f"{what} could not be read: {problem}. Using {instead}.{kept}"

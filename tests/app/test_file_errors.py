@@ -13,21 +13,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 from PySide6.QtWidgets import QFileDialog
 
 from app.box_tools import Tool
 from app.classify_panel import LOAD_FILE
 from app.main_window import MainWindow
-from app.settings import AssistantSettings, save_settings, settings_path
+from app.recent_files import load_recent, remember
+from app.settings import AssistantSettings, read_settings, save_settings, settings_path
 from engine.annotations.persistence import document_to_dict
-from engine.imaging.presets import builtin_presets, user_presets_path
 from engine.clinkd import Task
+from engine.imaging.presets import builtin_presets, user_presets_path
+from engine.paths import config_dir
 from tests.app.test_annotation_tools import drag, make_window, open_and_wait, panel_rows
 from tests.app.test_assistant import make_window as make_assistant_window
 from tests.app.test_assistant import open_and_wait as open_one
 from tests.app.test_assistant import scripted, tiny_folder  # noqa: F401 - fixtures used below
+from tests.engine.test_fuzz_files import FUZZ, SCALE, byte_mutations, damaged_json
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS
+
 
 def test_damaged_settings_and_presets_give_defaults_say_so_and_are_kept(qtbot, tmp_path):
     save_settings(AssistantSettings(clip_model="ViT-B-16:/w/clip.pt", kpl_k=4))
@@ -127,3 +133,55 @@ def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(qtbot, ct,
     turn = panel.conversations.turns(main.state.stack.key)[1]
     assert turn.status == "error" and "config.json: not valid JSON" in turn.error
     assert main.service.worker._clinkd is loaded          # the working model was not let go for a bad folder
+
+
+# --- settings and recent files, fuzzed like the engine's files (tests/engine/test_fuzz_files.py)
+
+SETTINGS = AssistantSettings(clinkd_dir="/models/clinkd", clip_model="ViT-B-16:/w/clip.pt", device="cpu",
+                             max_new_tokens=120, kpl_k=4)
+
+
+def _check_settings(raw: bytes) -> bool:
+    path = settings_path()
+    path.write_bytes(raw)
+    loaded = read_settings()
+    if loaded.problem is None:
+        assert isinstance(loaded.value, AssistantSettings)
+        for name, value in vars(loaded.value).items():
+            assert type(value) is type(getattr(SETTINGS, name))
+        loaded.value.problems()   # sentences, never an exception
+        save_settings(loaded.value)
+        return True
+    else:   # defaults, said so, the damaged bytes kept and never overwritten
+        assert loaded.value == AssistantSettings() and "assistant.json" in loaded.problem
+        assert loaded.kept_as.read_bytes() == raw and not path.exists()
+        save_settings(loaded.value)
+        assert loaded.kept_as.read_bytes() == raw
+        loaded.kept_as.unlink()
+        return False
+
+
+def test_damaged_settings_bytes():
+    save_settings(SETTINGS)
+    outcomes = [_check_settings(raw) for raw in byte_mutations(settings_path().read_bytes(), seed=11)]
+    assert any(outcomes) and not all(outcomes)
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_settings_structure(data):
+    _check_settings(json.dumps(data.draw(damaged_json(vars(SETTINGS)))).encode())
+
+
+def test_damaged_recent_files_list():
+    remember(["/data/a", "/data/b"])
+    store = config_dir() / "recent.json"
+    for raw in byte_mutations(store.read_bytes(), seed=23, count=30 * SCALE):
+        store.write_bytes(raw)
+        recent = load_recent()
+        assert all(isinstance(p, str) for p in recent)
+        if not store.exists():   # damaged: moved aside, never overwritten
+            [kept] = store.parent.glob("recent.json.damaged-*")
+            assert kept.read_bytes() == raw
+            kept.unlink()
+        remember(["/data/c"])

@@ -26,10 +26,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.recent_files import load_recent, remember
-from app.settings import AssistantSettings, read_settings, save_settings, settings_path
-from engine.annotations import AnnotationDocument, Box, DocumentError, ImageLabel, ImageRef, load_document
-from engine.annotations import UnsupportedVersionError, open_sidecar, save_document
+from engine.annotations import (
+    AnnotationDocument,
+    Box,
+    DocumentError,
+    ImageLabel,
+    ImageRef,
+    UnsupportedVersionError,
+    load_document,
+    open_sidecar,
+    save_document,
+)
 from engine.annotations.formats import coco_dict, export_csv, export_json, import_annotations
 from engine.annotations.persistence import document_to_dict
 from engine.files import JsonFileError, read_json, write_json_atomic
@@ -37,7 +44,7 @@ from engine.imaging import FrameSource, PixelSpacing
 from engine.imaging import presets as presets_module
 from engine.imaging.presets import Preset, PresetError, builtin_presets, read_presets, save_user_preset
 from engine.kpl.knowledge import KnowledgeError, bundled_knowledge_dir, load_knowledge, save_knowledge
-from engine.paths import config_dir, resources_dir
+from engine.paths import resources_dir
 
 SCALE = int(os.environ.get("CLINLENS_FUZZ_SCALE", "1"))   # e.g. 25 for a long local run
 FUZZ = settings(max_examples=40 * SCALE, derandomize=True, deadline=None, database=None,
@@ -310,43 +317,7 @@ def test_damaged_knowledge_base_structure(tmp_path, data):
     _check_knowledge(tmp_path / "tb.json", json.dumps(data.draw(damaged_json(valid))).encode(), tmp_path)
 
 
-# --- settings, presets, recent files (stores the app rewrites) -------------------------------
-
-SETTINGS = AssistantSettings(clinkd_dir="/models/clinkd", clip_model="ViT-B-16:/w/clip.pt", device="cpu",
-                             max_new_tokens=120, kpl_k=4)
-
-
-def _check_settings(raw: bytes) -> bool:
-    path = settings_path()
-    path.write_bytes(raw)
-    loaded = read_settings()
-    if loaded.problem is None:
-        assert isinstance(loaded.value, AssistantSettings)
-        for name, value in vars(loaded.value).items():
-            assert type(value) is type(getattr(SETTINGS, name))
-        loaded.value.problems()   # sentences, never an exception
-        save_settings(loaded.value)
-        return True
-    else:   # defaults, said so, the damaged bytes kept and never overwritten
-        assert loaded.value == AssistantSettings() and "assistant.json" in loaded.problem
-        assert loaded.kept_as.read_bytes() == raw and not path.exists()
-        save_settings(loaded.value)
-        assert loaded.kept_as.read_bytes() == raw
-        loaded.kept_as.unlink()
-        return False
-
-
-def test_damaged_settings_bytes():
-    save_settings(SETTINGS)
-    outcomes = [_check_settings(raw) for raw in byte_mutations(settings_path().read_bytes(), seed=11)]
-    assert any(outcomes) and not all(outcomes)
-
-
-@FUZZ
-@given(data=st.data())
-def test_damaged_settings_structure(data):
-    _check_settings(json.dumps(data.draw(damaged_json(vars(SETTINGS)))).encode())
-
+# --- presets (a store the app rewrites; settings and recent files: tests/app/test_file_errors.py)
 
 def _check_user_presets(raw: bytes) -> bool:
     path = presets_module.user_presets_path()
@@ -397,20 +368,6 @@ def test_damaged_builtin_presets_are_one_clear_error(tmp_path, monkeypatch):
             assert str(path) in str(err)
         else:
             assert all(p.width > 0 for p in presets)
-
-
-def test_damaged_recent_files_list():
-    remember(["/data/a", "/data/b"])
-    store = config_dir() / "recent.json"
-    for raw in byte_mutations(store.read_bytes(), seed=23, count=30 * SCALE):
-        store.write_bytes(raw)
-        recent = load_recent()
-        assert all(isinstance(p, str) for p in recent)
-        if not store.exists():   # damaged: moved aside, never overwritten
-            [kept] = store.parent.glob("recent.json.damaged-*")
-            assert kept.read_bytes() == raw
-            kept.unlink()
-        remember(["/data/c"])
 
 
 # --- model folders ---------------------------------------------------------------------------
@@ -494,7 +451,7 @@ def clip_folder(tmp_path_factory) -> Path:
 
 
 def _check_clip(folder: Path, raw: bytes, valid: bytes, *, load: bool) -> bool:
-    from engine.kpl.clip import ClipLoadError, load_clip, weight_files, ClipSpec
+    from engine.kpl.clip import ClipLoadError, ClipSpec, load_clip, weight_files
 
     (folder / "open_clip_config.json").write_bytes(raw)
     try:
@@ -512,7 +469,8 @@ def _check_clip(folder: Path, raw: bytes, valid: bytes, *, load: bool) -> bool:
 
 def test_damaged_open_clip_config_bytes_through_the_real_loader(clip_folder):
     valid = (clip_folder / "open_clip_config.json").read_bytes()
-    outcomes = [_check_clip(clip_folder, raw, valid, load=True) for raw in byte_mutations(valid, seed=41, count=25 * SCALE)]
+    outcomes = [_check_clip(clip_folder, raw, valid, load=True)
+                for raw in byte_mutations(valid, seed=41, count=25 * SCALE)]
     assert any(outcomes) and not all(outcomes)
 
 
