@@ -67,7 +67,7 @@ class SettingsError(ValueError):
     """A settings file that cannot be used; ``str(err)`` names the file and the reason."""
 
 
-_KINDS = {str: "text", int: "an integer"}
+_KINDS = {str: "text", int: "an integer", bool: "true or false"}
 
 
 def parse_settings(data: object, source: str | Path) -> AssistantSettings:
