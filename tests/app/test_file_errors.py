@@ -117,7 +117,8 @@ def test_a_bad_knowledge_file_keeps_the_previous_base_selected(qtbot, tmp_path, 
     assert main.assistant_settings.knowledge == str(good) and not panel.knowledge_error.isVisibleTo(panel)
 
 
-def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(qtbot, ct, tiny_folder, scripted, tmp_path):
+def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(  # noqa: F811 - fixtures from test_assistant
+        qtbot, ct, tiny_folder, scripted, tmp_path):
     main = make_assistant_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
     open_one(qtbot, main, ct)
     panel = main.ask_panel
