@@ -72,8 +72,8 @@ class AnnotationController(QObject):
         if path not in self._documents:
             try:
                 opened = open_sidecar(path)
-            except DocumentError as error:   # a newer format: show it, never save over it
-                self.problem.emit(f"Annotations in {path} are not readable by this version ({error}); "
+            except DocumentError as error:   # a newer format or an unreadable file: never save over it
+                self.problem.emit(f"Annotations in {path} cannot be used ({error}); "
                                   "edits in this session will not be saved there.")
                 self._read_only.add(path)
                 document = AnnotationDocument()

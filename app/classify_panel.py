@@ -32,7 +32,7 @@ from app.inference_worker import ClassifyJob, InferenceService
 from app.settings import AssistantSettings
 from app.viewer_state import ViewerState
 from engine.imaging import render_rgb
-from engine.kpl import available_knowledge
+from engine.kpl import KnowledgeError, available_knowledge, resolve_knowledge
 
 LOAD_FILE = "Load a knowledge file…"
 
@@ -80,6 +80,10 @@ class ClassifyPanel(QWidget):
         self.settings_button = QPushButton("Settings…")
         self.settings_button.clicked.connect(open_settings)
         self.knowledge = QComboBox()
+        self.knowledge_error = QLabel()
+        self.knowledge_error.setWordWrap(True)
+        self.knowledge_error.setStyleSheet("color: #ff8a80;")
+        self.knowledge_error.hide()
         self.classify_image_button = QPushButton("Classify this image")
         self.classify_pool_button = QPushButton("Classify all open images")
         self.cancel_button = QPushButton("Cancel")
@@ -123,6 +127,7 @@ class ClassifyPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(missing_row)
         layout.addLayout(knowledge_row)
+        layout.addWidget(self.knowledge_error)
         layout.addLayout(run_row)
         layout.addWidget(self.progress)
         layout.addWidget(self.stage)
@@ -171,11 +176,21 @@ class ClassifyPanel(QWidget):
         self._update_buttons()
 
     def _knowledge_chosen(self, _index: int) -> None:
+        previous = self.settings().knowledge
         choice = self.knowledge.currentText()
         if choice == LOAD_FILE:
             path, _ = QFileDialog.getOpenFileName(self, "Knowledge base", "", "Knowledge base (*.json)")
-            choice = path or self.settings().knowledge
-        self.set_settings(replace(self.settings(), knowledge=choice))
+            choice = path or previous
+        self.knowledge_error.clear()
+        if choice != previous:
+            try:   # a bad file is reported here and the previous base stays selected
+                resolve_knowledge(choice)
+            except KnowledgeError as error:
+                self.knowledge_error.setText(f"Kept {previous!r}: {error}")
+                choice = previous
+        self.knowledge_error.setVisible(bool(self.knowledge_error.text()))
+        if choice != previous:
+            self.set_settings(replace(self.settings(), knowledge=choice))
         self.refresh_settings()
 
     def _update_buttons(self) -> None:

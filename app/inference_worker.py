@@ -153,7 +153,7 @@ class _Worker(QObject):
         return self._clinkd
 
     def _load_clinkd(self, settings: AssistantSettings):
-        from engine.clinkd import LoadSettings, load_model
+        from engine.clinkd import LoadSettings, load_model, read_checkpoint_config
 
         if not settings.clinkd_dir:
             raise RuntimeError("No ClinKD / Qwen2-VL checkpoint folder or server is configured (Assistant > Settings).")
@@ -166,6 +166,7 @@ class _Worker(QObject):
             mcg_rope={"auto": None, "on": True, "off": False}[settings.mcg_rope],
         )
         if self._clinkd is None or self._clinkd_key != load:
+            read_checkpoint_config(load.model_dir)   # a damaged folder is refused before the loaded model goes
             self._clinkd = None
             self.state.emit("loading", f"ClinKD from {settings.clinkd_dir}")
             self._clinkd = load_model(load)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,12 +37,13 @@ from app.error_banner import ErrorBanner
 from app.inference_worker import InferenceService, UnloadJob
 from app.metadata_panel import MetadataPanel
 from app.mpr_controller import MprController
-from app.settings import AssistantSettings, load_settings, save_settings
+from app.settings import AssistantSettings, read_settings, save_settings
 from app.settings_dialog import SettingsDialog
 from app.viewer_state import ViewerState
-from engine.annotations import AnnotationDocument, DocumentError, Review, load_document
-from engine.annotations.formats import FORMATS, ExportError, read_coco
+from engine.annotations import DocumentError, Review
+from engine.annotations.formats import FORMATS, ExportError, import_annotations
 from engine.imaging import ImageStack, OpenResult, Preset, Window, load_presets, open_paths, save_user_preset
+from engine.imaging.presets import read_presets
 from engine.kpl import available_knowledge
 
 IMAGE_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
@@ -66,7 +66,8 @@ class MainWindow(QMainWindow):
         self.tools = BoxTools(self.canvas, self.state, self.annotations, self.overlay)
         self.canvas.tools = self.tools
         self.annotation_panel = AnnotationPanel(self.state, self.annotations)
-        self.assistant_settings = load_settings()
+        settings = read_settings()
+        self.assistant_settings = settings.value
         self.service = InferenceService(self)
         self.answer_overlay = AnswerOverlay(self.canvas.scene(), self.state)
         self.ask_panel = AskPanel(self.state, self.annotations, self.service, self.answer_overlay,
@@ -92,6 +93,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self.mpr = MprController(self)
         self._update_frame_controls()
+        if settings.problem:
+            self.report_damaged_file("Assistant settings", settings.problem, settings.kept_as)
 
     # ----- layout
     def _build_central(self) -> None:
@@ -243,13 +246,25 @@ class MainWindow(QMainWindow):
         menu.clear()
         menu.addMenu(self.header_windows_menu)
         menu.addSeparator()
-        for preset in load_presets():
+        presets = read_presets()
+        if presets.problem:
+            self.report_damaged_file("Your window presets", presets.problem, presets.kept_as,
+                                     "the built-in presets only")
+        for preset in presets.value:
             label = f"{preset.name}  (C {preset.center:g} / W {preset.width:g})" + ("  ★" if preset.user else "")
             self._action(menu, label, lambda _=False, p=preset: self.apply_preset(p), preset.key)
         menu.addSeparator()
         self._action(menu, "&Invert", self.state.toggle_invert, "I")
         self._action(menu, "&Reset display", self.reset_display, "R")
         self._action(menu, "&Save current window as preset…", self._ask_preset_name)
+
+    def report_damaged_file(self, what: str, problem: str, kept_as: Path | None,
+                            instead: str = "the defaults") -> None:
+        """Say in the red strip that a damaged settings-type file was set aside (added to what it shows)."""
+        kept = f" The damaged file was kept as {kept_as.name}." if kept_as else ""
+        text = f"{what} could not be read: {problem}. Using {instead}.{kept}"
+        shown = self.banner.label.text() if not self.banner.isHidden() else ""
+        self.banner.show_message(f"{shown}\n{text}" if shown else text)
 
     def _rebuild_header_windows(self) -> None:
         self.header_windows_menu.clear()
@@ -456,11 +471,10 @@ class MainWindow(QMainWindow):
             self.banner.show_message("Open the images first, then import their annotations.")
             return 0
         try:
-            imported = _read_annotation_file(path, doc)
-        except (DocumentError, ValueError, OSError) as error:
+            added = import_annotations(doc, path)
+        except DocumentError as error:
             self.banner.show_message(f"Could not import {Path(path).name}: {error}")
             return 0
-        added = doc.merge(imported)
         self.overlay.sync()
         self.annotation_panel.refresh()
         self.statusBar().showMessage(f"Imported {added} annotation(s) from {Path(path).name}", 5000)
@@ -585,15 +599,6 @@ class MainWindow(QMainWindow):
 
 def _open_in_background(paths: list[str]) -> tuple[OpenResult, list[str]]:
     return open_paths(paths), paths
-
-
-def _read_annotation_file(path: str, doc: AnnotationDocument) -> AnnotationDocument:
-    """COCO files have an "annotations" list and "categories"; anything else must be our JSON."""
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if isinstance(data, dict) and "categories" in data and "annotations" in data:
-        return read_coco(path, images=doc.images)
-    return load_document(path)
 
 
 def _fmt(value) -> str:

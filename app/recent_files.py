@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from engine.files import write_json_atomic
+from engine.files import JsonFileError, load_store, read_json, write_json_atomic
 from engine.paths import config_dir
 
 MAX_RECENT = 10
@@ -15,12 +14,16 @@ def _store() -> Path:
     return config_dir() / "recent.json"
 
 
+def _read(path: Path) -> list[str]:
+    items = read_json(path)   # JsonFileError: damaged
+    if not isinstance(items, list):
+        raise JsonFileError(path, "not a list of paths")
+    return [item for item in items if isinstance(item, str)][:MAX_RECENT]
+
+
 def load_recent() -> list[str]:
-    try:
-        items = json.loads(_store().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [str(item) for item in items if isinstance(item, str)][:MAX_RECENT]
+    """The remembered paths; a damaged list is moved aside (recent.json.damaged-…) and starts empty."""
+    return load_store(_store(), _read, list, JsonFileError).value
 
 
 def remember(paths: list[str]) -> list[str]:

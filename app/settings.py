@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from engine.files import write_json_atomic
+from engine.files import JsonFileError, Loaded, load_store, read_json, write_json_atomic
 from engine.paths import config_dir
 
 SETTINGS_FILE = "assistant.json"
@@ -63,19 +63,41 @@ def settings_path() -> Path:
     return config_dir() / SETTINGS_FILE
 
 
-def load_settings() -> AssistantSettings:
-    """The saved settings; unknown keys are ignored and damaged files fall back to defaults."""
-    try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return AssistantSettings()
-    known = {f.name: f.type for f in fields(AssistantSettings)}
+class SettingsError(ValueError):
+    """A settings file that cannot be used; ``str(err)`` names the file and the reason."""
+
+
+_KINDS = {str: "text", int: "an integer", bool: "true or false"}
+
+
+def parse_settings(data: object, source: str | Path) -> AssistantSettings:
+    """Settings from decoded JSON. Every known key must have its type (a damaged value is not
+    silently dropped); unknown keys are ignored, since a newer ClinLens may add settings."""
+    if not isinstance(data, dict):
+        raise SettingsError(f"{source}: expected a JSON object of settings, got {json.dumps(data)[:40]}")
     defaults = AssistantSettings()
     values = {}
-    for name, value in data.items() if isinstance(data, dict) else ():
-        if name in known and type(value) is type(getattr(defaults, name)):
-            values[name] = value
+    for f in fields(AssistantSettings):
+        if f.name in data:
+            value, kind = data[f.name], type(getattr(defaults, f.name))
+            if type(value) is not kind:
+                raise SettingsError(f"{source}: {f.name} must be {_KINDS[kind]}, not {json.dumps(value)[:40]}")
+            values[f.name] = value
     return replace(defaults, **values)
+
+
+def read_settings_file(path: Path) -> AssistantSettings:
+    try:
+        data = read_json(path)
+    except JsonFileError as err:
+        raise SettingsError(str(err)) from None
+    return parse_settings(data, path)
+
+
+def read_settings() -> Loaded[AssistantSettings]:
+    """The saved settings. A damaged file gives the defaults and is moved aside to
+    ``assistant.json.damaged-<UTC time>`` (so saving never overwrites it); ``problem`` says why."""
+    return load_store(settings_path(), read_settings_file, AssistantSettings, SettingsError)
 
 
 def save_settings(settings: AssistantSettings) -> None:

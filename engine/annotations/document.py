@@ -186,10 +186,25 @@ class AnnotationDocument:
             self._emit(DocumentEvent(Change.HISTORY, ref.image_id))
         return ref.image_id
 
-    def _matching_image(self, ref: ImageRef) -> str | None:
+    def _check_merge(self, other: AnnotationDocument) -> None:
+        """Raise ValueError if ``merge(other)`` would fail half-way (it binds images the same way)."""
+        refs = {image_id: entry.ref for image_id, entry in self._images.items()}
+        for ref in other.images:
+            target = ref.image_id if ref.image_id in refs else self._matching_image(ref, refs)
+            if target is None:
+                target = ref.image_id
+                refs[target] = ref
+            n_frames = refs[target].n_frames
+            for box in other.boxes(ref.image_id):
+                if box.frame >= n_frames:
+                    raise ValueError(f"box {box.id} is on frame {box.frame} but image {target} has "
+                                     f"{n_frames} frame(s)")
+
+    def _matching_image(self, ref: ImageRef, refs: dict[str, ImageRef] | None = None) -> str | None:
+        """The known image showing the same files as ``ref`` (``refs``: the images to search)."""
         uids = {f.sop_instance_uid for f in ref.frames if f.sop_instance_uid}
-        for image_id, entry in self._images.items():
-            known = entry.ref
+        known_refs = refs if refs is not None else {image_id: entry.ref for image_id, entry in self._images.items()}
+        for image_id, known in known_refs.items():
             if uids and uids == {f.sop_instance_uid for f in known.frames if f.sop_instance_uid}:
                 return image_id
             if not uids and set(ref.paths) == set(known.paths):
@@ -445,8 +460,11 @@ class AnnotationDocument:
         """Import another document's labels, images and new annotations (by id).
 
         The annotations added to each image form one undo step of that image; returns how many
-        were added. Images and labels already here keep their description and colour.
+        were added. Images and labels already here keep their description and colour. All or
+        nothing: a box on a frame its target image does not have raises ValueError before
+        anything changes.
         """
+        self._check_merge(other)
         for label in other.labels:
             self.ensure_label(label.name, label.color)
         added = 0

@@ -69,7 +69,10 @@ def normalize_label_name(name: str) -> str:
 
 
 def _finite(value: float, what: str) -> float:
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:   # an integer beyond the float range
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{what} must be a finite number, got {value!r}")
     return number

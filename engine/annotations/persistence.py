@@ -16,7 +16,6 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -32,7 +31,7 @@ from engine.annotations.model import (
     PlanePlacement,
 )
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
-from engine.files import write_json_atomic
+from engine.files import JsonFileError, load_store, read_json, write_json_atomic
 from engine.imaging import FrameSource, PixelSpacing
 from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX, data_dir, is_bundled
 
@@ -254,9 +253,10 @@ def annotation_from_dict(data: Any, where: str) -> Annotation:
 
 
 def image_ref_from_dict(data: Any, where: str, base_dir: Path | None = None) -> ImageRef:
-    paths = [_absolute(p, base_dir) for p in json_field(data, "paths", (list,), where)]
+    paths = json_field(data, "paths", (list,), where)
     if not all(isinstance(p, str) for p in paths):
         raise DamagedDocumentError(f"{where}.paths: expected a list of text")
+    paths = [_absolute(p, base_dir) for p in paths]
     frames = []
     for j, item in enumerate(json_field(data, "frames", (list,), where)):
         at = f"{where}.frames[{j}]"
@@ -268,8 +268,10 @@ def image_ref_from_dict(data: Any, where: str, base_dir: Path | None = None) -> 
     spacing = json_field(data, "spacing", (dict, type(None)), where, None)
     if spacing is not None:
         at = f"{where}.spacing"
-        spacing = PixelSpacing(json_field(spacing, "row_mm", (float,), at), json_field(spacing, "col_mm", (float,), at),
-                             json_field(spacing, "source", (str,), at))
+        row_mm, col_mm = (json_field(spacing, key, (float,), at) for key in ("row_mm", "col_mm"))
+        if not all(0 < float(v) < 1e6 for v in (row_mm, col_mm)):
+            raise DamagedDocumentError(f"{at}: pixel spacing must be a positive size in mm, got {row_mm}, {col_mm}")
+        spacing = PixelSpacing(float(row_mm), float(col_mm), json_field(spacing, "source", (str,), at))
     try:
         return ImageRef(
             image_id=json_field(data, "image_id", (str,), where), paths=tuple(paths),
@@ -334,14 +336,24 @@ def save_document(doc: AnnotationDocument, path: str | os.PathLike[str]) -> None
     doc.mark_saved(revision)
 
 
-def load_document(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> AnnotationDocument:
-    """Read a document; ``DocumentError`` for bad content (the file is not touched)."""
-    path = Path(path).absolute()
-    raw = path.read_bytes()
+def read_document_json(path: str | os.PathLike[str]) -> Any:
+    """The decoded JSON of an annotation file; ``DocumentError`` when it cannot be read,
+    ``DamagedDocumentError`` when it is not usable JSON (every annotation reader starts here)."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DamagedDocumentError(f"not valid JSON ({err})", path) from None
+        return read_json(path)
+    except JsonFileError as err:
+        kind = DocumentError if err.unreadable else DamagedDocumentError
+        raise kind(err.reason, err.path) from None
+
+
+def load_document(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> AnnotationDocument:
+    """Read a document; ``DocumentError`` for a file that cannot be read or used (never touched).
+
+    ``DamagedDocumentError`` for bad content, ``UnsupportedVersionError`` for a newer schema,
+    the plain ``DocumentError`` for a file the system will not let us read.
+    """
+    path = Path(path).absolute()
+    data = read_document_json(path)
     try:
         return document_from_dict(data, path.parent, undo_limit=undo_limit)
     except DocumentError as err:
@@ -361,21 +373,14 @@ class OpenedDocument:
 def open_sidecar(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> OpenedDocument:
     """Open the document that autosaves to ``path``: empty when absent; a damaged file is moved aside.
 
-    The damaged file is renamed ``<name>.damaged-<UTC timestamp>`` so the next autosave cannot
-    overwrite it, and the reason is returned for the GUI to show. A file from a newer ClinLens
-    raises ``UnsupportedVersionError`` instead (it is not damaged; do not save over it).
+    The damaged file is renamed ``<name>.damaged-<UTC timestamp>`` (``engine.files.quarantine``)
+    so the next autosave cannot overwrite it, and the reason is returned for the GUI to show. A
+    file from a newer ClinLens raises ``UnsupportedVersionError``; an unreadable one, or a
+    damaged one that cannot be moved aside, ``DocumentError``: the caller must not save over them.
     """
     path = Path(path).absolute()
-    if not path.exists():
-        return OpenedDocument(AnnotationDocument(undo_limit=undo_limit), path)
-    try:
-        return OpenedDocument(load_document(path, undo_limit=undo_limit), path)
-    except DamagedDocumentError as err:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        moved = path.with_name(f"{path.name}.damaged-{stamp}")
-        counter = 1
-        while moved.exists():
-            counter += 1
-            moved = path.with_name(f"{path.name}.damaged-{stamp}-{counter}")
-        os.replace(path, moved)
-        return OpenedDocument(AnnotationDocument(undo_limit=undo_limit), path, problem=str(err), moved_to=moved)
+    loaded = load_store(path, lambda p: load_document(p, undo_limit=undo_limit),
+                        lambda: AnnotationDocument(undo_limit=undo_limit), DamagedDocumentError)
+    if loaded.problem and loaded.kept_as is None:   # could not be moved aside: must not be saved over
+        raise DocumentError(loaded.problem)
+    return OpenedDocument(loaded.value, path, problem=loaded.problem, moved_to=loaded.kept_as)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from engine.clinkd.errors import ClinKDError, ModelFolderError, QuantizationUnavailable
+from engine.files import JsonFileError, read_json
 from engine.clinkd.prompts import QWEN2VL_CHAT_TEMPLATE
 from engine.clinkd.rope import RopeGaps, install_mcg_rope
 
@@ -101,16 +102,75 @@ def read_checkpoint_config(model_dir: str | Path) -> dict:
     missing = _missing_files(folder)
     if missing:
         raise ModelFolderError(f"Model folder {folder} is missing: {'; '.join(missing)}. {hint}")
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelFolderError(f"Cannot read {folder / 'config.json'}: {err}") from None
+    for name in SIDE_CONFIGS:   # the small JSON files transformers reads next to config.json
+        if (folder / name).exists():
+            _read_config_object(folder / name)
+    config = _read_config_object(folder / "config.json")
     if config.get("model_type") not in MODEL_TYPES:
         raise ModelFolderError(
-            f"{folder / 'config.json'} says model_type {config.get('model_type')!r}; ClinKD needs a "
+            f"{folder / 'config.json'} says model_type {config.get('model_type')!r:.60}; ClinKD needs a "
             f"Qwen2-VL checkpoint (model_type 'qwen2_vl'). {hint}"
         )
+    _check_config(config, folder / "config.json")
     return config
+
+
+SIDE_CONFIGS = ("generation_config.json", "tokenizer_config.json", "processor_config.json",
+                "preprocessor_config.json", "special_tokens_map.json", "chat_template.json")
+_POSITIVE_INTS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                  "num_key_value_heads", "vocab_size", "max_position_embeddings", "depth", "embed_dim",
+                  "num_heads", "patch_size", "spatial_merge_size", "temporal_patch_size", "in_channels", "mlp_ratio")
+_TOKEN_IDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
+              "bos_token_id", "pad_token_id")
+
+
+def _read_config_object(path: Path) -> dict:
+    try:
+        data = read_json(path)
+    except JsonFileError as err:
+        raise ModelFolderError(f"Cannot use {err}") from None
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"Cannot use {path}: expected a JSON object, got {json.dumps(data)[:40]}")
+    return data
+
+
+def _check_config(config: dict, path: Path) -> None:
+    """Check the fields ClinLens and transformers build the model from, so a damaged config.json
+    is reported by its field instead of by a TypeError deep inside transformers."""
+
+    def fail(where: str, expected: str, value: object) -> None:
+        raise ModelFolderError(f"Cannot use {path}: {where} must be {expected}, not {json.dumps(value)[:40]}")
+
+    sections = [("", config)]
+    for key in ("text_config", "vision_config"):
+        section = config.get(key)
+        if section is not None and not isinstance(section, dict):
+            fail(key, "an object", section)
+        sections += [(f"{key}.", section)] if section else []
+    for prefix, section in sections:
+        for key in (*_POSITIVE_INTS, *_TOKEN_IDS):
+            value = section.get(key)
+            low = 1 if key in _POSITIVE_INTS else 0
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                fail(prefix + key, "a positive integer" if low else "a token id (an integer >= 0)", value)
+        for key in ("dtype", "torch_dtype", "model_type", "hidden_act"):
+            if section.get(key) is not None and not isinstance(section[key], str):
+                fail(prefix + key, "text", section[key])
+        for key in ("rope_parameters", "rope_scaling"):
+            rope = section.get(key)
+            if rope is not None and not isinstance(rope, dict):
+                fail(prefix + key, "an object", rope)
+            sizes = (rope or {}).get("mrope_section")
+            if sizes is not None and not (isinstance(sizes, list) and sizes and all(
+                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes)):
+                fail(f"{prefix}{key}.mrope_section", "a list of positive integers", sizes)
+    flag = config.get(MCG_CONFIG_KEY)
+    if flag is not None and not isinstance(flag, bool):
+        gaps_ok = isinstance(flag, dict) and all(
+            isinstance(flag.get(k, 1), int) and not isinstance(flag.get(k, 1), bool) and flag.get(k, 1) >= 1
+            for k in ("gap_in", "gap_out"))
+        if not gaps_ok:
+            fail(MCG_CONFIG_KEY, 'true, false or {"gap_in": n, "gap_out": n} with n >= 1', flag)
 
 
 def resolve_rope_gaps(settings: LoadSettings, config: dict) -> RopeGaps | None:
@@ -216,8 +276,10 @@ def load_model(settings: LoadSettings) -> ClinKDModel:
                 trust_remote_code=False,
                 size={"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
             )
-    except (OSError, ValueError, KeyError) as err:
-        raise ModelFolderError(f"Could not load the checkpoint in {folder}: {err}") from None
+    except (torch.OutOfMemoryError, MemoryError):
+        raise   # not the folder's fault: the caller reports memory
+    except Exception as err:   # noqa: BLE001 - transformers, safetensors and tokenizers raise many types
+        raise ModelFolderError(f"Could not load the checkpoint in {folder}: {type(err).__name__}: {err}") from None
     model.eval()
     if getattr(processor, "chat_template", None) is None:
         processor.chat_template = QWEN2VL_CHAT_TEMPLATE

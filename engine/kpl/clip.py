@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
-import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from engine.files import JsonFileError, read_json
 from engine.kpl.progress import CancelFlag, check_cancel
 
 LOCAL_DIR = "local-dir:"
@@ -163,6 +164,51 @@ def _weights_for_tag(name: str, tag: str, cache_dir: str | None) -> list[str]:
     )
 
 
+_CLIP_SIZES = {"vision_cfg": ("image_size", "layers", "width", "head_width", "patch_size"),
+               "text_cfg": ("context_length", "vocab_size", "width", "heads", "layers")}
+
+
+def check_open_clip_config(path: str | os.PathLike[str]) -> None:
+    """Validate an open_clip_config.json (local-dir: folders, hf-hub: repositories) before open_clip
+    builds a model from it, so a damaged file is a ``ClipLoadError`` naming the field."""
+
+    def fail(where: str, expected: str, value: object) -> None:
+        raise ClipLoadError(f"Cannot use {path}: {where} must be {expected}, not {json.dumps(value)[:40]}")
+
+    def size(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1 << 20
+
+    try:
+        config = read_json(path)
+    except JsonFileError as err:
+        raise ClipLoadError(f"Cannot use {err}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_cfg"), dict):
+        fail("the file", 'an object with a "model_cfg" object', config)
+    model_cfg = config["model_cfg"]
+    if not size(model_cfg.get("embed_dim")):
+        fail("model_cfg.embed_dim", "a positive integer", model_cfg.get("embed_dim"))
+    for section, keys in _CLIP_SIZES.items():
+        cfg = model_cfg.get(section)
+        if not isinstance(cfg, dict):
+            fail(f"model_cfg.{section}", "an object", cfg)
+        for key in keys:
+            value = cfg.get(key)
+            if value is not None and not (size(value) or (
+                    isinstance(value, list) and value and all(size(v) for v in value))):
+                fail(f"model_cfg.{section}.{key}", "a positive integer (or a list of them)", value)
+    preprocess = config.get("preprocess_cfg", {})
+    if not isinstance(preprocess, dict):
+        fail("preprocess_cfg", "an object", preprocess)
+    for key in ("mean", "std"):
+        value = preprocess.get(key)
+        if value is not None and not (isinstance(value, list) and len(value) in (1, 3) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and (key == "mean" or v > 0) for v in value)):
+            fail(f"preprocess_cfg.{key}", "a list of 3 numbers" + (" above 0" if key == "std" else ""), value)
+    for key in ("interpolation", "resize_mode"):
+        if preprocess.get(key) is not None and not isinstance(preprocess[key], str):
+            fail(f"preprocess_cfg.{key}", "text", preprocess[key])
+
+
 def _local_dir_files(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise ClipWeightsMissing(f"CLIP folder {folder} does not exist")
@@ -171,6 +217,7 @@ def _local_dir_files(folder: Path) -> list[str]:
     weights = sorted(str(p) for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     if not weights:
         raise ClipWeightsMissing(f"CLIP folder {folder} has a config but no weights (*.safetensors, *.bin, *.pth)")
+    check_open_clip_config(folder / "open_clip_config.json")
     return [str(folder / "open_clip_config.json"), *weights]
 
 
@@ -185,6 +232,7 @@ def _hub_files(repo: str, cache_dir: str | None) -> list[str]:
             " with network access (--allow-download), or copy the repository files into a folder and use"
             " local-dir:/path/to/folder."
         )
+    check_open_clip_config(config)
     return [config, weights]
 
 
@@ -240,8 +288,10 @@ def load_clip(
                 weights_only=True,
             )
             tokenizer = open_clip.get_tokenizer(spec.model, cache_dir=cache_dir)
-    except (OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
-        raise ClipLoadError(f"could not load CLIP {spec}: {exc}") from exc
+    except (torch.OutOfMemoryError, MemoryError):
+        raise   # not the files' fault: the caller reports memory
+    except Exception as exc:   # noqa: BLE001 - open_clip, timm, torch.load and safetensors raise many types
+        raise ClipLoadError(f"could not load CLIP {spec}: {type(exc).__name__}: {exc}") from exc
     model.eval()
     return LoadedClip(
         model=model,

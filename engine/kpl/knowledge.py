@@ -7,7 +7,6 @@ names the exact place of every problem, because users write these files by hand.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.files import write_json_atomic
+from engine.files import JsonFileError, read_json, write_json_atomic
 from engine.paths import config_dir, resources_dir
 
 FORMAT = "clinlens-knowledge/1"
@@ -173,13 +172,14 @@ def parse_knowledge(data: Any, name: str, source: str = "") -> KnowledgeBase:
 
 
 def load_knowledge(path: str | os.PathLike) -> KnowledgeBase:
+    """Read and validate a knowledge base file; ``KnowledgeError`` (naming it) for any problem."""
     p = Path(path)
+    if not p.exists():
+        raise KnowledgeError(f"{p}: no such knowledge base file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KnowledgeError(f"{p}: no such knowledge base file") from None
-    except json.JSONDecodeError as e:
-        raise KnowledgeError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        data = read_json(p)
+    except JsonFileError as err:
+        raise KnowledgeError(str(err)) from None
     return parse_knowledge(data, p.stem, str(p))
 
 

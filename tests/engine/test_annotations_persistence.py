@@ -94,7 +94,7 @@ def test_full_disk_during_write_keeps_previous_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content, reason", [
     (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [', "not valid JSON"),
-    (b'\xff\xfe garbage', "not valid JSON"),
+    (b'\xff\xfe garbage', "not UTF-8 text"),
     (b'{"hello": 1}', "not a ClinLens annotation file"),
     (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
      b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '

@@ -14,7 +14,15 @@ from engine.annotations.formats.table import export_csv
 from engine.annotations.formats.targets import ExportError, ExportTarget, export_targets
 from engine.annotations.formats.voc import export_voc
 from engine.annotations.formats.yolo import export_yolo
-from engine.annotations.persistence import document_to_dict, write_json_atomic
+from engine.annotations.image_ref import ImageRef
+from engine.annotations.persistence import (
+    DamagedDocumentError,
+    DocumentError,
+    document_from_dict,
+    document_to_dict,
+    read_document_json,
+    write_json_atomic,
+)
 
 
 def export_json(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
@@ -23,6 +31,35 @@ def export_json(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_i
     out = Path(out).absolute()
     write_json_atomic(out, document_to_dict(doc, out.parent, image_ids))
     return [out]
+
+
+def read_annotation_file(path: str | os.PathLike[str], *, images: Sequence[ImageRef] = ()) -> AnnotationDocument:
+    """A ClinLens JSON or COCO file as a document; ``DocumentError`` (naming the file) for anything else.
+
+    The file is read once: COCO files have "categories" and "annotations"; anything else must
+    be our format. ``images`` bind COCO images to the opened stacks (see ``read_coco``).
+    """
+    path = Path(path).absolute()
+    data = read_document_json(path)
+    try:
+        if isinstance(data, dict) and "categories" in data and "annotations" in data:
+            return coco_to_document(data, path.parent, images=images)
+        return document_from_dict(data, path.parent)
+    except DocumentError as err:
+        raise type(err)(str(err), path) from None
+
+
+def import_annotations(doc: AnnotationDocument, path: str | os.PathLike[str]) -> int:
+    """Merge the annotations of a ClinLens JSON or COCO file into ``doc``; returns how many were added.
+
+    All or nothing: a file that cannot be read, or whose boxes do not fit the open images,
+    raises ``DocumentError`` and leaves ``doc`` exactly as it was.
+    """
+    imported = read_annotation_file(path, images=doc.images)
+    try:
+        return doc.merge(imported)
+    except ValueError as err:
+        raise DamagedDocumentError(f"does not fit the open images: {err}", Path(path).absolute()) from None
 
 
 def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], **options: object) -> list[Path]:
@@ -51,4 +88,4 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
 
 __all__ = ["FORMATS", "ExportError", "ExportFormat", "ExportTarget", "coco_dict", "coco_to_document",
            "export_coco", "export_csv", "export_json", "export_sr", "export_targets", "export_voc",
-           "export_yolo", "read_coco"]
+           "export_yolo", "import_annotations", "read_annotation_file", "read_coco"]

@@ -28,6 +28,7 @@ from engine.annotations.persistence import (
     annotation_from_dict,
     annotation_to_dict,
     json_field,
+    read_document_json,
     write_json_atomic,
 )
 from engine.imaging import FrameSource
@@ -81,13 +82,44 @@ def read_coco(path: str | os.PathLike[str], *, images: Sequence[ImageRef] = ()) 
     Raises ``DamagedDocumentError`` for files that are not valid COCO.
     """
     path = Path(path).absolute()
+    data = read_document_json(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         return coco_to_document(data, path.parent, images=images)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DamagedDocumentError(f"not valid JSON ({err})", path) from None
     except DamagedDocumentError as err:
         raise DamagedDocumentError(str(err), path) from None
+
+
+MAX_FRAMES = 100_000
+"""Frame indices a COCO image entry may name: a bound so a damaged file cannot make the reader
+describe a billion frames (the largest multi-frame DICOM objects hold a few thousand)."""
+
+
+def _corners(item: Any, at: str) -> list[float]:
+    """The box corners from ``xyxy`` (ours, exact) or ``bbox`` (x, y, w, h): four JSON numbers."""
+    key = "xyxy" if isinstance(item, dict) and "xyxy" in item else "bbox"
+    values = json_field(item, key, (list,), at)
+    if len(values) != 4 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise DamagedDocumentError(f"{at}.{key}: expected four numbers, got {json.dumps(values)[:40]}")
+    if key == "xyxy":
+        return values
+    x, y, w, h = values
+    return [x, y, x + w, y + h]
+
+
+def _image_entry(entry: Any, at: str, base_dir: Path) -> dict[str, Any]:
+    """One COCO image entry, type-checked, with ``file_name`` made absolute and ``frame`` filled in."""
+    frame = json_field(entry, "frame", (int,), at, 0)
+    if not 0 <= frame < MAX_FRAMES:
+        raise DamagedDocumentError(f"{at}.frame: expected a frame index from 0 to {MAX_FRAMES - 1}, got {frame}")
+    checked = {"id": json_field(entry, "id", (int,), at), "frame": frame,
+               "file_name": os.path.normpath(base_dir / json_field(entry, "file_name", (str,), at)),
+               "width": json_field(entry, "width", (int,), at), "height": json_field(entry, "height", (int,), at),
+               "reviewed": json_field(entry, "reviewed", (bool,), at, False),
+               "image_labels": json_field(entry, "image_labels", (list,), at, []),
+               "frame_number": json_field(entry, "frame_number", (int, type(None)), at, None)}
+    for key in ("clinlens_image_id", "sop_instance_uid", "study_instance_uid", "series_instance_uid"):
+        checked[key] = json_field(entry, key, (str, type(None)), at, None)
+    return checked
 
 
 def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = ()) -> AnnotationDocument:
@@ -103,13 +135,11 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
 
     groups: dict[str, list[dict[str, Any]]] = {}
     by_coco_id: dict[int, tuple[str, dict[str, Any]]] = {}
-    for i, entry in enumerate(json_field(data, "images", (list,), "coco")):
-        at = f"images[{i}]"
-        entry = dict(entry, file_name=os.path.normpath(base_dir / json_field(entry, "file_name", (str,), at)),
-                     frame=json_field(entry, "frame", (int,), at, 0))
-        key = json_field(entry, "clinlens_image_id", (str,), at, entry["file_name"])
+    for i, raw in enumerate(json_field(data, "images", (list,), "coco")):
+        entry = _image_entry(raw, f"images[{i}]", base_dir)
+        key = entry["clinlens_image_id"] or entry["file_name"]
         groups.setdefault(key, []).append(entry)
-        by_coco_id[json_field(entry, "id", (int,), at)] = (key, entry)
+        by_coco_id[entry["id"]] = (key, entry)
 
     boxes: dict[str, list[Box]] = {key: [] for key in groups}
     for i, item in enumerate(json_field(data, "annotations", (list,), "coco")):
@@ -121,11 +151,8 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
         key, entry = by_coco_id[coco_image]
         source = json_field(item, "source", (str,), at, "user")
         now = utc_now()
+        corners = _corners(item, at)
         try:
-            corners = json_field(item, "xyxy", (list,), at, None)
-            if corners is None:
-                x, y, w, h = json_field(item, "bbox", (list,), at)
-                corners = [x, y, x + w, y + h]
             boxes[key].append(Box(
                 id=json_field(item, "clinlens_id", (str,), at, None) or new_id(), frame=entry["frame"],
                 x1=corners[0], y1=corners[1], x2=corners[2], y2=corners[3], label=names[category],
@@ -135,16 +162,16 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
                 created=json_field(item, "created", (str,), at, now),
                 modified=json_field(item, "modified", (str,), at, now),
                 sop_instance_uid=json_field(item, "sop_instance_uid", (str, type(None)), at,
-                                            entry.get("sop_instance_uid")),
-                frame_number=json_field(item, "frame_number", (int, type(None)), at, entry.get("frame_number"))))
-        except (ValueError, TypeError) as err:
+                                            entry["sop_instance_uid"]),
+                frame_number=json_field(item, "frame_number", (int, type(None)), at, entry["frame_number"])))
+        except ValueError as err:
             raise DamagedDocumentError(f"{at}: {err}") from None
 
     for key, entries in groups.items():
         ref = _match(key, entries, images) or _ref_from_entries(key, entries)
-        labels = next((e["image_labels"] for e in entries if e.get("image_labels")), [])
+        labels = next((e["image_labels"] for e in entries if e["image_labels"]), [])
         image_labels = [annotation_from_dict(a, f"image {key}: image_labels[{j}]") for j, a in enumerate(labels)]
-        state = ImageState(reviewed=any(e.get("reviewed") is True for e in entries))
+        state = ImageState(reviewed=any(e["reviewed"] for e in entries))
         try:
             doc.restore_image(ref, [*boxes[key], *image_labels], state)
         except ValueError as err:
@@ -166,14 +193,14 @@ def _ref_from_entries(key: str, entries: list[dict[str, Any]]) -> ImageRef:
     first = entries[0]
     paths = tuple(dict.fromkeys(by_frame[f]["file_name"] for f in sorted(by_frame)))
     frames = tuple(
-        FrameSource(e["file_name"], e.get("sop_instance_uid"), e.get("frame_number") or i + 1)
+        FrameSource(e["file_name"], e["sop_instance_uid"], e["frame_number"] or i + 1)
         if (e := by_frame.get(i)) else FrameSource(paths[0], None, i + 1)
         for i in range(max(by_frame) + 1))
     try:
         return ImageRef(
             image_id=key, paths=paths, width=first["width"], height=first["height"], n_frames=len(frames),
-            frames=frames, kind="dicom" if first.get("sop_instance_uid") else "raster",
-            title=os.path.basename(paths[0]), study_instance_uid=first.get("study_instance_uid"),
-            series_instance_uid=first.get("series_instance_uid"))
-    except (KeyError, ValueError, TypeError) as err:
+            frames=frames, kind="dicom" if first["sop_instance_uid"] else "raster",
+            title=os.path.basename(paths[0]), study_instance_uid=first["study_instance_uid"],
+            series_instance_uid=first["series_instance_uid"])
+    except ValueError as err:
         raise DamagedDocumentError(f"image {key}: {err}") from None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,8 +60,17 @@ def label_code(label: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=value, scheme_designator=CODING_SCHEME, meaning=label[:64])
 
 
+_UUID_HEX = re.compile(r"[0-9a-fA-F]{1,32}")
+
+
 def tracking_uid(annotation_id: str) -> str:
-    """The box id (uuid hex) as a DICOM UID under the UUID root 2.25 (PS3.5 B.2)."""
+    """The box id (uuid hex) as a DICOM UID under the UUID root 2.25 (PS3.5 B.2).
+
+    Ids from other tools or hand-edited files (any text) get the first 128 bits of their
+    SHA-256 instead, so every id gives a valid UID of at most 44 characters.
+    """
+    if not _UUID_HEX.fullmatch(annotation_id):
+        annotation_id = hashlib.sha256(annotation_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"2.25.{int(annotation_id, 16)}"
 
 
