@@ -34,6 +34,7 @@ from app.box_overlay import BoxOverlay
 from app.box_tools import BoxTools, Tool
 from app.canvas import ImageCanvas
 from app.classify_panel import ClassifyPanel
+from app.decode_status import DecodeStatusOverlay
 from app.error_banner import ErrorBanner
 from app.inference_worker import InferenceService, UnloadJob
 from app.metadata_panel import MetadataPanel
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
         self.canvas_label.setStyleSheet("background: rgba(0, 0, 0, 160); color: #9dff57; padding: 3px 6px;")
         self.canvas_label.move(8, 8)
         self.canvas_label.hide()
+        self.decode_status = DecodeStatusOverlay(self.canvas, self.state)
         self.needs_review_only = QCheckBox("Only images needing review")
         self.banner = ErrorBanner()
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
@@ -574,6 +576,7 @@ class MainWindow(QMainWindow):
             "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next")
 
     def closeEvent(self, event) -> None:
+        self.state.shutdown()
         self.service.shutdown()
         self.annotations.save_all()
         super().closeEvent(event)
