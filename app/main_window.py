@@ -43,7 +43,16 @@ from app.settings_dialog import SettingsDialog
 from app.viewer_state import ViewerState
 from engine.annotations import AnnotationDocument, DocumentError, Review, load_document
 from engine.annotations.formats import FORMATS, ExportError, read_coco
-from engine.imaging import ImageStack, OpenResult, Preset, Window, load_presets, open_paths, save_user_preset
+from engine.imaging import (
+    ImageStack,
+    OpenResult,
+    Preset,
+    Window,
+    load_presets,
+    open_paths,
+    save_user_preset,
+    set_decode_timeout,
+)
 from engine.kpl import available_knowledge
 
 IMAGE_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
@@ -67,6 +76,7 @@ class MainWindow(QMainWindow):
         self.canvas.tools = self.tools
         self.annotation_panel = AnnotationPanel(self.state, self.annotations)
         self.assistant_settings = load_settings()
+        set_decode_timeout(self.assistant_settings.decode_timeout_s)
         self.service = InferenceService(self)
         self.answer_overlay = AnswerOverlay(self.canvas.scene(), self.state)
         self.ask_panel = AskPanel(self.state, self.annotations, self.service, self.answer_overlay,
@@ -269,7 +279,7 @@ class MainWindow(QMainWindow):
         self.state.frame_changed.connect(lambda _i: self._rebuild_header_windows())
         self.state.stack_changed.connect(self._update_frame_controls)
         self.state.display_changed.connect(self._update_window_label)
-        self.state.frame_failed.connect(self.banner.show_message)
+        self.state.frame_failed.connect(self.banner.add_message)
         self.frame_slider.valueChanged.connect(self.state.set_frame)
         self.canvas.cursor_moved.connect(self._update_cursor_label)
         self.canvas.cursor_left.connect(self.cursor_label.clear)
@@ -399,6 +409,7 @@ class MainWindow(QMainWindow):
     def set_assistant_settings(self, settings: AssistantSettings) -> None:
         self.assistant_settings = settings
         save_settings(settings)
+        set_decode_timeout(settings.decode_timeout_s)
         self.ask_panel.refresh_settings()
         self.classify_panel.refresh_settings()
         if self.service.running is None:

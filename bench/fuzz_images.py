@@ -110,22 +110,24 @@ def check_file(path: str, max_frames: int) -> dict:
     from engine.imaging import ImageLoadError, initial_window, open_paths, render
 
     result = open_paths([path])
-    rendered = errors = 0
+    rendered = 0
+    messages = [error.message for error in result.errors]
     for stack in result.stacks:
         for index in range(min(stack.n_frames, max_frames)):
             try:
                 frame = stack.frame(index)
             except ImageLoadError as exc:
                 assert exc.path and str(exc), "an ImageLoadError without a path or a reason"
-                errors += 1
+                messages.append(str(exc))
                 continue
             pixels = render(frame, initial_window(frame))
             assert pixels.shape[:2] == (stack.rows, stack.columns), f"rendered {pixels.shape}"
             rendered += 1
     for error in result.errors:
         assert error.path and error.message, "a LoadError without a path or a reason"
-    errors += len(result.errors)
-    return {"outcome": "opened" if rendered else "clean error", "errors": errors}
+    return {"outcome": "opened" if rendered else "clean error",
+            "crashed": any("decoder crashed" in m for m in messages),
+            "timed_out": any("took longer than" in m for m in messages)}
 
 
 def child_main(list_file: str, max_frames: int, timeout_s: float) -> int:
@@ -158,6 +160,8 @@ class Summary:
         ("opened", "clean error", "other exception", "hang", "dead process"), 0))
     decoder_restarts: int = 0
     problems: list[str] = field(default_factory=list)
+    crashed_decoder: list[str] = field(default_factory=list)  # files whose decoder process died
+    timed_out: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         c = self.counts
@@ -185,6 +189,10 @@ def run_corpus(files: list[tuple[Path, str]], max_frames: int, timeout_s: float,
                 summary.decoder_restarts = restarts_before + report["restarts"]
                 if report["outcome"] == "other exception":
                     summary.problems.append(f"{files[position][1]}: {report['detail']}")
+                if report.get("crashed"):
+                    summary.crashed_decoder.append(f"#{position} {files[position][1]}")
+                if report.get("timed_out"):
+                    summary.timed_out.append(f"#{position} {files[position][1]}")
                 position += 1
                 continue
             outcome = "hang" if not ready else "dead process"
@@ -221,12 +229,17 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
     for problem in summary.problems:
         print("  " + problem)
+    for title, files_ in (("decoder process crashed (reported as a clean error)", summary.crashed_decoder),
+                          ("decode time limit reached (reported as a clean error)", summary.timed_out)):
+        if files_:
+            print(f"{title}: {', '.join(files_)}")
     print(summary.line())
     print(f"(seed {args.seed}, {args.frames} frame(s) per stack, decode limit {args.timeout:g} s, "
           f"{summary.decoder_restarts} decoder process(es) restarted, {elapsed:.1f} s)")
     if args.json:
         print(json.dumps({"line": summary.line(), "counts": summary.counts, "problems": summary.problems,
-                          "decoder_restarts": summary.decoder_restarts}))
+                          "decoder_restarts": summary.decoder_restarts, "crashed_decoder": summary.crashed_decoder,
+                          "timed_out": summary.timed_out}))
     bad = sum(summary.counts[k] for k in ("other exception", "hang", "dead process"))
     return 1 if bad else 0
 

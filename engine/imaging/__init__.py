@@ -4,6 +4,7 @@ Public API (contract in docs/helpers/IMAGING_API.md): open files and folders int
 decoded stacks, render frames through one display pipeline, presets and metadata.
 """
 
+from .decoder_pool import set_decode_timeout
 from .decoders import decoder_packages, syntax_label
 from .dicom_index import MAX_PIXELS, MAX_SIDE
 from .dicom_params import PixelSpacing
@@ -43,6 +44,7 @@ __all__ = [
     "render",
     "render_rgb",
     "save_user_preset",
+    "set_decode_timeout",
     "syntax_label",
     "tag_tree",
 ]

@@ -27,11 +27,12 @@ from importlib import import_module
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .errors import ImageLoadError
+from .errors import DecodeCancelled, ImageLoadError
 from .guard import is_recoverable, reason
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_WORKERS = 2  # the frame on screen plus one neighbour being prefetched
+STARTUP_TIMEOUT_S = 120.0  # starting Python and importing the decoders; not counted in the time limit
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -46,6 +47,16 @@ class _Child:
         self._lock = threading.Lock()
         self._exit_code: int | None = None
         self._stopped = False
+        self.ready = False
+
+    def wait_ready(self) -> bool:
+        """Wait for the child's "ready" (its imports done), so the time limit measures decoding only."""
+        if not self.ready:
+            try:
+                self.ready = self.conn.poll(STARTUP_TIMEOUT_S) and self.conn.recv() == "ready"
+            except (EOFError, OSError):
+                self.ready = False
+        return self.ready
 
     def alive(self) -> bool:
         return self.process.is_alive()
@@ -102,6 +113,11 @@ class DecoderPool:
         child = self._acquire(path)
         healthy = False
         try:
+            if not child.wait_ready():
+                code = self._retire(child, kill=True)
+                child = None
+                raise ImageLoadError(path, f"Decoding {name} failed: the decoder process did not start "
+                                           f"({_exit_text(code)}).")
             try:
                 child.conn.send((func, args))
                 answered = child.conn.poll(self.timeout_s)
@@ -119,7 +135,7 @@ class DecoderPool:
                 code = self._retire(child, kill=False)
                 child = None
                 if self._closed:
-                    raise ImageLoadError(path, f"Decoding {name} was cancelled: the viewer is closing.") from None
+                    raise DecodeCancelled(path, f"Decoding {name} was cancelled: the viewer is closing.") from None
                 raise ImageLoadError(
                     path, f"The {decoder} decoder crashed on {name} ({_exit_text(code)}); this file's pixel data "
                     f"is damaged. The decoder was restarted; other images are not affected.") from None
@@ -156,7 +172,7 @@ class DecoderPool:
         with self._cond:
             while True:
                 if self._closed:
-                    raise ImageLoadError(path, f"Decoding {os.path.basename(path)} was cancelled: the viewer is closing.")
+                    raise DecodeCancelled(path, f"Decoding {os.path.basename(path)} was cancelled: the viewer is closing.")
                 while self._idle:
                     child = self._idle.pop()
                     if child.alive():
@@ -204,6 +220,8 @@ def _child_main(conn: Connection, setup: str | None) -> None:
     if setup:
         module, _, function = setup.partition(":")
         getattr(import_module(module), function)()
+    import_module(__package__ + ".decoders")  # pydicom, numpy and the plugins, before the clock starts
+    conn.send("ready")
     while True:
         try:
             request = conn.recv()

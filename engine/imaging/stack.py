@@ -21,7 +21,7 @@ from .decoder_pool import decoder_pool
 from .decoders import decode_frame
 from .dicom_index import has_dicom_preamble, read_header
 from .dicom_params import PixelSpacing, frame_params, frame_spacing, number_of_frames, slice_location
-from .errors import ImageLoadError, LoadError
+from .errors import DecodeCancelled, ImageLoadError, LoadError
 from .frame import Frame
 from .guard import guarded
 from .raster import RasterInfo, probe_raster, raster_windows, read_raster_frame
@@ -91,6 +91,7 @@ class ImageStack:
         self._cache_bytes = cache_bytes
         self._lock = threading.Lock()
         self._decoding: dict[int, _Decoding] = {}
+        self._failed: dict[int, ImageLoadError] = {}
 
     def __repr__(self) -> str:
         return f"ImageStack({self.key!r}, {self.n_frames} frame(s), {self.columns}x{self.rows})"
@@ -99,7 +100,8 @@ class ImageStack:
         """Decoded frame `index` (0-based); ImageLoadError when the file cannot be decoded.
 
         Thread-safe: a frame being decoded by another thread (a prefetch) is waited for, not
-        decoded twice.
+        decoded twice. A frame that failed fails again without a new decode: damaged bytes stay
+        damaged, and a decoder that crashed on them would crash again.
         """
         self._check(index)
         with self._lock:
@@ -107,6 +109,8 @@ class ImageStack:
             if cached is not None:
                 self._cache.move_to_end(index)
                 return cached
+            if index in self._failed:
+                raise self._failed[index]
             decoding = self._decoding.get(index)
             if decoding is None:
                 decoding = self._decoding[index] = _Decoding()
@@ -124,6 +128,8 @@ class ImageStack:
             decoding.error = error if isinstance(error, ImageLoadError) else ImageLoadError(self.key, "decoding stopped")
             with self._lock:
                 self._decoding.pop(index)
+                if isinstance(error, ImageLoadError) and not isinstance(error, DecodeCancelled):
+                    self._failed[index] = error
             decoding.done.set()
             raise
         decoding.frame = frame
