@@ -186,6 +186,7 @@ def _ct_with(values: dict[str, bytes], folder: Path) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")   # pydicom warns about each odd value
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=odd_headers())
 def test_odd_header_values_give_an_image_or_a_clean_error(tmp_path, values):
