@@ -126,3 +126,13 @@ def test_the_decode_time_limit_is_a_setting(qtbot, window):
     window.set_assistant_settings(dialog.value())
     assert decoder_pool().timeout_s == 12
     assert AssistantSettings(decode_timeout_s=0).problems() == ["decode_timeout_s must be between 1 and 600, not 0."]
+
+
+def test_neighbours_of_a_compressed_frame_are_prefetched_so_scrolling_meets_cached_frames(qtbot, window):
+    with qtbot.waitSignal(window.load_finished, timeout=30000):
+        window.open([get_testdata_file("SC_rgb_rle_2frame.dcm")])
+    qtbot.wait_until(lambda: window.state.frame is not None, timeout=30000)
+    stack = window.state.stack
+    qtbot.wait_until(lambda: stack.cached_frame(1) is not None, timeout=30000)   # decoded in the background
+    window.state.step_frame(1)
+    assert not window.state.loading and window.state.frame is stack.cached_frame(1)   # shown at once
