@@ -11,10 +11,12 @@ in gdcm, OpenJPEG or CharLS ends one decode, not the viewer; native pixel data i
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 from pydicom import dcmread, uid
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
 
 from .decoder_pool import decoder_pool
@@ -88,7 +90,8 @@ def decode_frame(path: str, header: Dataset, frame_index: int) -> tuple[np.ndarr
         check_decodable(path, syntax)
         index = frame_index if _is_multiframe(header) else None
         if syntax is not None and uid.UID(str(syntax)).is_compressed:
-            arr = decoder_pool().run(path, decoder_label(syntax), decode_pixels, path, syntax, index)
+            size = (int(header.Rows), int(header.Columns))
+            arr = decoder_pool().run(path, decoder_label(syntax), decode_pixels, path, syntax, index, size)
         else:
             arr = decode_pixels(path, syntax, index)
         _check_shape(path, header, arr)
@@ -112,12 +115,22 @@ def decoder_label(syntax: uid.UID | str) -> str:
     return f"{syntax.name} ({plugins})" if plugins else syntax.name
 
 
-def decode_pixels(path: str, syntax: uid.UID | None, index: int | None) -> np.ndarray:
+def decode_pixels(path: str, syntax: uid.UID | None, index: int | None,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
     """pixel_array on the path reads only the wanted frame; it cannot read deflated files
     and trips on some valid encapsulations, so those are decoded from the whole dataset.
 
     Runs in a decoder process for compressed syntaxes (a module-level function on purpose).
+    `size` (rows, columns) from the header lets a JPEG 2000 stream that declares another image
+    size be refused before OpenJPEG allocates it (a flipped bit can declare 500 megapixels).
     """
+    if size is not None and syntax in _J2K_SYNTAXES:
+        try:
+            _check_j2k_size(path, index, size)
+        except ImageLoadError:
+            raise
+        except Exception:  # noqa: BLE001 - unreadable fragments: the decoder below words the error
+            pass
     if syntax is None or not syntax.is_deflated:
         try:
             return pixel_array(path, index=index)
@@ -130,6 +143,26 @@ def decode_pixels(path: str, syntax: uid.UID | None, index: int | None) -> np.nd
         if not is_recoverable(exc):
             raise
         raise ImageLoadError(path, _decode_failure(path, syntax, exc)) from exc
+
+
+_J2K_SYNTAXES = {uid.JPEG2000Lossless, uid.JPEG2000, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K}
+_J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC marker, then the SIZ marker with the image size
+
+
+def _check_j2k_size(path: str, index: int | None, size: tuple[int, int]) -> None:
+    """Refuse a JPEG 2000 codestream whose SIZ image size differs from Rows x Columns."""
+    dataset = dcmread(path)
+    frames = int(dataset.get("NumberOfFrames") or 1)
+    codestream = get_frame(dataset.PixelData, index or 0, number_of_frames=frames)
+    start = codestream.find(_J2K_SIZ, 0, 256)
+    if start < 0 or len(codestream) < start + 24:
+        return  # no bare codestream header here: the decoder reports what it finds
+    x_size, y_size, x_offset, y_offset = struct.unpack(">IIII", codestream[start + 8: start + 24])
+    columns, rows = x_size - x_offset, y_size - y_offset
+    if (rows, columns) != size:
+        raise ImageLoadError(
+            path, f"{os.path.basename(path)} has a damaged JPEG 2000 stream: it declares a {columns} x {rows} "
+            f"image but the header says {size[1]} x {size[0]}.")
 
 
 def _check_shape(path: str, header: Dataset, arr: np.ndarray) -> None:

@@ -74,6 +74,16 @@ def test_a_decode_past_the_time_limit_is_abandoned(hostile_pool):
     np.testing.assert_array_equal(open_image(J2K).frame(0).stored, pydicom.dcmread(J2K).pixel_array)
 
 
+def test_a_jpeg2000_stream_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
+    data = bytearray(Path(J2K).read_bytes())
+    siz = data.index(b"\xff\x4f\xff\x51")
+    data[siz + 12: siz + 16] = struct.pack(">I", 2_000_000)   # Ysiz: 64 rows become 2 million
+    path = tmp_path / "bomb.dcm"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageLoadError, match=r"bomb.dcm has a damaged JPEG 2000 stream: it declares a 64 x 2000000"):
+        open_image(path).frame(0)
+
+
 class FakePanic(BaseException):
     """Stands in for pyo3_runtime.PanicException, which derives from BaseException."""
 
