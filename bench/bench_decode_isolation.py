@@ -6,9 +6,9 @@ Frames (JPEG 2000 lossless, encoded here with pydicom + pylibjpeg-openjpeg from 
   * 512x512: CT_small.dcm (128x128 int16) upsampled 4x by repeating each pixel;
   * 3000x3000: CT_small resized bilinearly (Pillow) to 3000x3000, shifted to unsigned 12 bit.
 
-For each, the median time of `decode_pixels` called here (the baseline, same run) and of the
-same call through the DecoderPool (request over a pipe, decode in the child, array pickled
-back). Process start-up is excluded (the pool is warmed first); it is printed on its own.
+For each, the median time of `decode_pixels` called here (the baseline, same run: how frames
+were decoded before isolation) and of the call the viewer makes now: through the DecoderPool
+(request over a pipe, the JPEG 2000 size check, decode in the child, array pickled back). Process start-up is excluded (the pool is warmed first); it is printed on its own.
 Then the throughput of a 24-frame 512x512 series: in process one after another, and through
 the pool's two processes from two threads (as the viewer's frame loader and prefetch do).
 """
@@ -81,16 +81,18 @@ def main() -> int:
             files = frames(Path(tmp))
             print(f"{'frame':>10} {'in-process ms':>14} {'isolated ms':>12} {'ratio':>6}")
             for name, path in files.items():
-                syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+                syntax, size = header.file_meta.TransferSyntaxUID, (header.Rows, header.Columns)
                 expected = decode_pixels(str(path), syntax, None)
-                isolated = pool.run(str(path), label, decode_pixels, str(path), syntax, None)
+                isolated = pool.run(str(path), label, decode_pixels, str(path), syntax, None, size)
                 assert np.array_equal(expected, isolated), "isolated decode differs"
                 inproc = median_ms(lambda p=path, s=syntax: decode_pixels(str(p), s, None), args.repeats)
-                pooled = median_ms(lambda p=path, s=syntax: pool.run(str(p), label, decode_pixels, str(p), s, None),
-                                   args.repeats)
+                pooled = median_ms(
+                    lambda p=path, s=syntax, z=size: pool.run(str(p), label, decode_pixels, str(p), s, None, z),
+                    args.repeats)
                 print(f"{name:>10} {inproc:14.1f} {pooled:12.1f} {pooled / inproc:6.2f}")
             path = files["512x512"]
-            syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+            syntax, size = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID, (512, 512)
             n = 24
             started = time.perf_counter()
             for _ in range(n):
@@ -98,7 +100,7 @@ def main() -> int:
             inproc_fps = n / (time.perf_counter() - started)
             started = time.perf_counter()
             with ThreadPoolExecutor(2) as threads:
-                list(threads.map(lambda _i: pool.run(str(path), label, decode_pixels, str(path), syntax, None),
+                list(threads.map(lambda _i: pool.run(str(path), label, decode_pixels, str(path), syntax, None, size),
                                  range(n)))
             pooled_fps = n / (time.perf_counter() - started)
             print(f"512x512 series, {n} frames: in process {inproc_fps:.0f} frames/s, "

@@ -147,10 +147,17 @@ def decode_pixels(path: str, syntax: uid.UID | None, index: int | None,
 
 _J2K_SYNTAXES = {uid.JPEG2000Lossless, uid.JPEG2000, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K}
 _J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC marker, then the SIZ marker with the image size
+SIZE_CHECK_BYTES = 64 * 1024 * 1024
 
 
 def _check_j2k_size(path: str, index: int | None, size: tuple[int, int]) -> None:
-    """Refuse a JPEG 2000 codestream whose SIZ image size differs from Rows x Columns."""
+    """Refuse a JPEG 2000 codestream whose SIZ image size differs from Rows x Columns.
+
+    Files over SIZE_CHECK_BYTES are not checked: reading all of a large multi-frame file for
+    every frame would slow scrolling more than the check protects (the time limit still does).
+    """
+    if os.path.getsize(path) > SIZE_CHECK_BYTES:
+        return
     dataset = dcmread(path)
     frames = int(dataset.get("NumberOfFrames") or 1)
     codestream = get_frame(dataset.PixelData, index or 0, number_of_frames=frames)
