@@ -2,7 +2,7 @@
 
 The corpus runs in a child process (the fuzzer's own watchdog runs the files in a grandchild),
 so a native crash or a hang fails this test with the file that caused it instead of killing
-pytest. Measured locally: about a minute for 1000 files on 2 cores.
+pytest. Measured locally: 48 to 73 s for 1000 files on 2 shared cores.
 """
 
 from __future__ import annotations
