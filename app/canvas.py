@@ -101,7 +101,8 @@ class ImageCanvas(QGraphicsView):
         self._render_pending = False
         frame = self.state.frame
         if frame is None:
-            self.image_item.setPixmap(QPixmap())
+            if not self.state.loading:  # while decoding, the last frame stays until the new one comes
+                self.image_item.setPixmap(QPixmap())
             return
         step = self._step_for_zoom()
         pixels = render(frame, self.state.window, invert=self.state.invert, step=step)

@@ -36,6 +36,14 @@ class ErrorBanner(QWidget):
         self.label.setText(text)
         self.show()
 
+    def add_message(self, text: str) -> None:
+        """Add a line below what the strip already lists (a frame that failed to decode after
+        the folder opened must not hide the files that could not be opened)."""
+        current = self.label.text() if self.isVisible() else ""
+        if text in current.split("\n"):
+            return
+        self.show_message(f"{current}\n{text}" if current else text)
+
 
 def _short(path: str) -> str:
     return path.rsplit("/", 1)[-1] or path

@@ -33,6 +33,7 @@ from app.box_overlay import BoxOverlay
 from app.box_tools import BoxTools, Tool
 from app.canvas import ImageCanvas
 from app.classify_panel import ClassifyPanel
+from app.decode_status import DecodeStatusOverlay
 from app.error_banner import ErrorBanner
 from app.inference_worker import InferenceService, UnloadJob
 from app.metadata_panel import MetadataPanel
@@ -42,7 +43,16 @@ from app.settings_dialog import SettingsDialog
 from app.viewer_state import ViewerState
 from engine.annotations import DocumentError, Review
 from engine.annotations.formats import FORMATS, ExportError, import_annotations
-from engine.imaging import ImageStack, OpenResult, Preset, Window, load_presets, open_paths, save_user_preset
+from engine.imaging import (
+    ImageStack,
+    OpenResult,
+    Preset,
+    Window,
+    load_presets,
+    open_paths,
+    save_user_preset,
+    set_decode_timeout,
+)
 from engine.imaging.presets import read_presets
 from engine.kpl import available_knowledge
 
@@ -68,6 +78,7 @@ class MainWindow(QMainWindow):
         self.annotation_panel = AnnotationPanel(self.state, self.annotations)
         settings = read_settings()
         self.assistant_settings = settings.value
+        set_decode_timeout(self.assistant_settings.decode_timeout_s)
         self.service = InferenceService(self)
         self.answer_overlay = AnswerOverlay(self.canvas.scene(), self.state)
         self.ask_panel = AskPanel(self.state, self.annotations, self.service, self.answer_overlay,
@@ -79,6 +90,7 @@ class MainWindow(QMainWindow):
         self.canvas_label.setStyleSheet("background: rgba(0, 0, 0, 160); color: #9dff57; padding: 3px 6px;")
         self.canvas_label.move(8, 8)
         self.canvas_label.hide()
+        self.decode_status = DecodeStatusOverlay(self.canvas, self.state)
         self.needs_review_only = QCheckBox("Only images needing review")
         self.banner = ErrorBanner()
         self.frame_slider = QSlider(Qt.Orientation.Horizontal)
@@ -284,7 +296,7 @@ class MainWindow(QMainWindow):
         self.state.frame_changed.connect(lambda _i: self._rebuild_header_windows())
         self.state.stack_changed.connect(self._update_frame_controls)
         self.state.display_changed.connect(self._update_window_label)
-        self.state.frame_failed.connect(self.banner.show_message)
+        self.state.frame_failed.connect(self.banner.add_message)
         self.frame_slider.valueChanged.connect(self.state.set_frame)
         self.canvas.cursor_moved.connect(self._update_cursor_label)
         self.canvas.cursor_left.connect(self.cursor_label.clear)
@@ -414,6 +426,7 @@ class MainWindow(QMainWindow):
     def set_assistant_settings(self, settings: AssistantSettings) -> None:
         self.assistant_settings = settings
         save_settings(settings)
+        set_decode_timeout(settings.decode_timeout_s)
         self.ask_panel.refresh_settings()
         self.classify_panel.refresh_settings()
         if self.service.running is None:
@@ -592,6 +605,7 @@ class MainWindow(QMainWindow):
             "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next")
 
     def closeEvent(self, event) -> None:
+        self.state.shutdown()
         self.service.shutdown()
         self.annotations.save_all()
         super().closeEvent(event)

@@ -35,6 +35,7 @@ class AssistantSettings:
     mcg_rope: str = "auto"
     kpl_k: int = 8
     kpl_method: str = "kpl"
+    decode_timeout_s: int = 30       # a compressed frame still decoding after this is abandoned
 
     @property
     def clinkd_configured(self) -> bool:
@@ -52,7 +53,7 @@ class AssistantSettings:
             if getattr(self, name) not in allowed:
                 found.append(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
         for name, low, high in (("max_pixels", 28 * 28, 4096 * 4096), ("max_new_tokens", 1, 4096),
-                                ("best_of", 1, 32), ("kpl_k", 1, 256)):
+                                ("best_of", 1, 32), ("kpl_k", 1, 256), ("decode_timeout_s", 1, 600)):
             value = getattr(self, name)
             if not low <= value <= high:
                 found.append(f"{name} must be between {low} and {high}, not {value}.")

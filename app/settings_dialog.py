@@ -46,6 +46,10 @@ class SettingsDialog(QDialog):
         self.max_new_tokens = _spin(1, 4096, settings.max_new_tokens)
         self.best_of = _spin(1, 32, settings.best_of)
         self.kpl_k = _spin(1, 256, settings.kpl_k)
+        self.decode_timeout_s = _spin(1, 600, settings.decode_timeout_s)
+        self.decode_timeout_s.setSuffix(" s")
+        self.decode_timeout_s.setToolTip("A compressed frame still decoding after this long is abandoned "
+                                         "with an error (damaged files can keep a decoder busy).")
         self.problems = QLabel()
         self.problems.setStyleSheet("color: #ff8080;")
         self.problems.setWordWrap(True)
@@ -63,6 +67,7 @@ class SettingsDialog(QDialog):
         form.addRow("MCG-RoPE", self.mcg_rope)
         form.addRow("KPL k", self.kpl_k)
         form.addRow("KPL method", self.kpl_method)
+        form.addRow("Decode time limit", self.decode_timeout_s)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -79,7 +84,8 @@ class SettingsDialog(QDialog):
             knowledge=self.knowledge.currentText().strip(), device=self.device.currentText(),
             dtype=self.dtype.currentText(), mcg_rope=self.mcg_rope.currentText(),
             kpl_method=self.kpl_method.currentText(), max_pixels=self.max_pixels.value(),
-            max_new_tokens=self.max_new_tokens.value(), best_of=self.best_of.value(), kpl_k=self.kpl_k.value())
+            max_new_tokens=self.max_new_tokens.value(), best_of=self.best_of.value(), kpl_k=self.kpl_k.value(),
+            decode_timeout_s=self.decode_timeout_s.value())
 
     def accept(self) -> None:
         problems = self.value().problems()

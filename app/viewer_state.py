@@ -2,6 +2,10 @@
 
 The canvas, the status bar, the metadata panel and (later) the model input all read this one
 object, so they cannot disagree about the frame or the window a user is looking at.
+
+Frames are never decoded here (this is the GUI thread): `set_frame` takes a cached frame at
+once, or asks the FrameLoader and leaves `frame` None with `loading` set until the frame (then
+`frame_changed` again) or an error (`frame_failed`, `frame_error`) arrives.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.imaging import Frame, ImageLoadError, ImageStack, Window, auto_window, initial_window
+from app.frame_loader import FrameLoader
+from engine.imaging import Frame, ImageStack, Window, auto_window, initial_window
 
 
 class ViewerState(QObject):
@@ -31,6 +36,11 @@ class ViewerState(QObject):
         # returns the frame as displayed there (a reformatted plane).
         self.shown_frame_source: Callable[[], Frame | None] | None = None
         self.shown_frame_title: Callable[[], str] | None = None   # e.g. "Coronal 120/256"
+        self.loading = False                # the frame at frame_index is being decoded
+        self.frame_error: str | None = None  # why the frame at frame_index cannot be shown
+        self.loader = FrameLoader(self)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_failed)
 
     # ----- reading
     @property
@@ -55,6 +65,8 @@ class ViewerState(QObject):
         self._window_is_user_choice = False
         self._frame = None
         self.frame_index = 0
+        self.loading = False
+        self.frame_error = None
         self.stack_changed.emit()
         if stack is not None:
             self.set_frame(min(max(frame_index, 0), stack.n_frames - 1), force=True)
@@ -66,15 +78,38 @@ class ViewerState(QObject):
         if index == self.frame_index and not force:
             return
         self.frame_index = index
-        try:
-            self._frame = self.stack.frame(index)
-        except ImageLoadError as error:
-            self._frame = None
-            self.frame_failed.emit(str(error))
-        if self._frame is not None and not self._window_is_user_choice:
-            self.window = initial_window(self._frame)
+        self.frame_error = None
+        frame = self.loader.request(self.stack, index)
+        self.loading = frame is None
+        self._frame = None
+        if frame is not None:
+            self._show(frame)
         self.frame_changed.emit(index)
         self.display_changed.emit()
+
+    def _show(self, frame: Frame) -> None:
+        self._frame = frame
+        self.loading = False
+        if not self._window_is_user_choice:
+            self.window = initial_window(frame)
+        self.loader.prefetch(self.stack, self.frame_index)
+
+    def _on_loaded(self, stack: ImageStack, index: int, frame: Frame) -> None:
+        if stack is self.stack and index == self.frame_index and self._frame is None:
+            self._show(frame)
+            self.frame_changed.emit(index)
+            self.display_changed.emit()
+
+    def _on_failed(self, stack: ImageStack, index: int, message: str) -> None:
+        if stack is self.stack and index == self.frame_index and self._frame is None:
+            self.loading = False
+            self.frame_error = message
+            self.frame_failed.emit(message)
+            self.display_changed.emit()
+
+    def shutdown(self) -> None:
+        """Stop decoding (the window is closing)."""
+        self.loader.shutdown()
 
     def step_frame(self, delta: int) -> None:
         self.set_frame(self.frame_index + delta)

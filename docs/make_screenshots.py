@@ -35,6 +35,8 @@ def open_and_wait(app: QApplication, window: MainWindow, paths: list[str]) -> No
     window.open(paths)
     loop.exec()
     window.load_finished.disconnect(loop.quit)
+    while window.state.loading:   # frames decode off the GUI thread
+        settle(app, 50)
     settle(app)
 
 

@@ -8,6 +8,8 @@ import threading
 import pytest
 import tqdm
 
+from engine.imaging.decoder_pool import shutdown_decoder_pool
+
 # tqdm's monitor is a process-lifetime daemon thread started by the first progress bar (model
 # saving in fixtures); it is not ours to stop, so keep it from starting at all.
 tqdm.tqdm.monitor_interval = 0
@@ -42,3 +44,10 @@ def no_leaked_python_threads():
         thread.join(timeout=5)
     still_running = [t.name for t in leaked if t.is_alive()]
     assert not still_running, f"test left threads running: {still_running}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_decoder_processes():
+    """Stop the decoder processes a test started (compressed DICOM decodes in child processes)."""
+    yield
+    shutdown_decoder_pool()

@@ -5,6 +5,7 @@ open files and folders into lazily decoded stacks, render frames through one dis
 presets and metadata.
 """
 
+from .decoder_pool import set_decode_timeout
 from .decoders import decoder_packages, syntax_label
 from .dicom_index import MAX_PIXELS, MAX_SIDE
 from .dicom_params import PixelSpacing
@@ -61,6 +62,7 @@ __all__ = [
     "render",
     "render_rgb",
     "save_user_preset",
+    "set_decode_timeout",
     "syntax_label",
     "tag_tree",
     "volume_geometry",

@@ -3,6 +3,10 @@
 Bad files must be refused here, before any decoding: no image, an image too large to hold,
 or pixel data cut short. The pixel data element's tag and length are peeked with pydicom's
 own element reader (its value is never read), which finds truncation in native files cheaply.
+
+pydicom converts element values lazily, so a damaged value would otherwise raise (an unknown
+VR, a bad length) wherever it is first read: the display, the metadata panel, an export. Every
+element is converted here instead; one that cannot be is dropped, unless the image needs it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 
 from pydicom import dcmread
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
@@ -17,11 +22,18 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.tag import Tag
 
 from .errors import ImageLoadError
+from .guard import guarded, is_recoverable, reason
 
 MAX_SIDE = 10_000
 MAX_PIXELS = MAX_SIDE * MAX_SIDE  # "10000 x 10000": bigger images are refused before decoding
 _PIXEL_TAGS = {Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009), Tag(0x7FE0, 0x0010)}
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+# Elements without which the pixels cannot be decoded or placed: damage here refuses the file.
+_ESSENTIAL = {
+    "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames",
+    "TransferSyntaxUID",
+}
 
 
 def has_dicom_preamble(path: str) -> bool:
@@ -54,12 +66,39 @@ def read_header(path: str, *, force: bool = False) -> Dataset:
             pixel_info = _peek_pixel_element(fp, header)
     except InvalidDicomError as exc:
         raise ImageLoadError(path, f"{name} is not a DICOM file.") from exc
-    except Exception as exc:  # pydicom raises many types on damaged headers
-        raise ImageLoadError(path, f"{name} could not be read as DICOM: {_short(exc)}.") from exc
-    if force and "SOPClassUID" not in header:
-        raise ImageLoadError(path, f"{name} is not a DICOM or image file.")
-    _vet(path, header, pixel_info)
+    except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on damaged headers
+        if not is_recoverable(exc):
+            raise
+        raise ImageLoadError(path, f"{name} could not be read as DICOM: {reason(exc)}.") from exc
+    with guarded(path, "read as DICOM"):
+        _convert_elements(path, header)
+        if hasattr(header, "file_meta"):
+            _convert_elements(path, header.file_meta)
+        if force and "SOPClassUID" not in header:
+            raise ImageLoadError(path, f"{name} is not a DICOM or image file.")
+        _vet(path, header, pixel_info)
     return header
+
+
+def _convert_elements(path: str, dataset: Dataset, depth: int = 0) -> None:
+    """Convert every element value now (nested sequences too), dropping the ones that fail."""
+    for tag in list(dataset.keys()):
+        try:
+            element = dataset[tag]
+            items = list(element.value) if element.VR == "SQ" else ()
+        except BaseException as exc:  # noqa: BLE001 - conversion raises many types, see module doc
+            if not is_recoverable(exc):
+                raise
+            keyword = keyword_for_tag(tag)
+            if depth == 0 and keyword in _ESSENTIAL:
+                raise ImageLoadError(
+                    path, f"{os.path.basename(path)} has a damaged {keyword} element ({reason(exc)})."
+                ) from exc
+            del dataset[tag]
+            continue
+        for item in items:
+            if isinstance(item, Dataset):
+                _convert_elements(path, item, depth + 1)
 
 
 def _peek_pixel_element(fp, header: Dataset) -> tuple[int, int] | None:
@@ -126,6 +165,3 @@ def _vet(path: str, header: Dataset, pixel_info: tuple[int, int] | None) -> None
         )
 
 
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."

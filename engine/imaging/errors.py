@@ -18,6 +18,10 @@ class ImageLoadError(Exception):
         self.path = os.fspath(path)
 
 
+class DecodeCancelled(ImageLoadError):
+    """A decode stopped because the viewer is closing: nothing is wrong with the file."""
+
+
 @dataclass(frozen=True)
 class LoadError:
     """A file that could not be opened, reported (never raised) by ``open_paths``."""

@@ -10,18 +10,20 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pydicom.dataset import Dataset
 
 from engine.paths import SIDECAR_SUFFIX
 
+from .decoder_pool import decoder_pool
 from .decoders import decode_frame
 from .dicom_index import has_dicom_preamble, read_header
 from .dicom_params import PixelSpacing, frame_params, frame_spacing, number_of_frames, slice_location
-from .errors import ImageLoadError, LoadError
+from .errors import DecodeCancelled, ImageLoadError, LoadError
 from .frame import Frame
+from .guard import guarded
 from .raster import RasterInfo, probe_raster, raster_windows, read_raster_frame
 
 CACHE_BYTES = 256 * 1024 * 1024
@@ -34,6 +36,15 @@ class FrameSource:
     path: str
     sop_instance_uid: str | None  # None for PNG/JPEG/TIFF
     frame_number: int  # 1-based frame number inside that file
+
+
+@dataclass(eq=False)
+class _Decoding:
+    """A decode in flight, shared by the threads that ask for the same frame meanwhile."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    frame: Frame | None = None
+    error: ImageLoadError | None = None
 
 
 class _FrameReader(Protocol):
@@ -79,25 +90,63 @@ class ImageStack:
         self._cache: OrderedDict[int, Frame] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._lock = threading.Lock()
+        self._decoding: dict[int, _Decoding] = {}
+        self._failed: dict[int, ImageLoadError] = {}
 
     def __repr__(self) -> str:
         return f"ImageStack({self.key!r}, {self.n_frames} frame(s), {self.columns}x{self.rows})"
 
     def frame(self, index: int) -> Frame:
-        """Decoded frame `index` (0-based); ImageLoadError when the file cannot be decoded."""
+        """Decoded frame `index` (0-based); ImageLoadError when the file cannot be decoded.
+
+        Thread-safe: a frame being decoded by another thread (a prefetch) is waited for, not
+        decoded twice. A frame that failed fails again without a new decode: damaged bytes stay
+        damaged, and a decoder that crashed on them would crash again.
+        """
         self._check(index)
         with self._lock:
             cached = self._cache.get(index)
             if cached is not None:
                 self._cache.move_to_end(index)
                 return cached
-        frame = self._reader.read(index)  # decode outside the lock: other frames stay readable
+            if index in self._failed:
+                raise self._failed[index]
+            decoding = self._decoding.get(index)
+            if decoding is None:
+                decoding = self._decoding[index] = _Decoding()
+                owner = True
+            else:
+                owner = False
+        if not owner:  # another thread (a prefetch) decodes it: share its frame or its error
+            decoding.done.wait()
+            if decoding.error is not None:
+                raise decoding.error
+            return decoding.frame
+        try:
+            frame = self._reader.read(index)  # decode outside the lock: other frames stay readable
+        except BaseException as error:  # waiters must not wait forever, whatever happened
+            decoding.error = error if isinstance(error, ImageLoadError) else ImageLoadError(self.key, "decoding stopped")
+            with self._lock:
+                self._decoding.pop(index)
+                if isinstance(error, ImageLoadError) and not isinstance(error, DecodeCancelled):
+                    self._failed[index] = error
+            decoding.done.set()
+            raise
+        decoding.frame = frame
         with self._lock:
+            self._decoding.pop(index)
             self._cache[index] = frame
             self._cache.move_to_end(index)
             while len(self._cache) > 1 and self._cached_bytes() > self._cache_bytes:
                 self._cache.popitem(last=False)
+        decoding.done.set()
         return frame
+
+    def cached_frame(self, index: int) -> Frame | None:
+        """Frame `index` if it is already decoded, else None (never decodes: GUI-thread safe)."""
+        self._check(index)
+        with self._lock:
+            return self._cache.get(index)
 
     def frame_source(self, index: int) -> FrameSource:
         self._check(index)
@@ -133,9 +182,10 @@ class _DicomFrames:
         stored, is_color = decode_frame(path, header, frame_in_file)
         if is_color:
             return Frame(index, stored, True, False, (), False)
-        params, windows = frame_params(header, frame_in_file)
-        monochrome1 = str(header.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
-        return Frame(index, stored, False, monochrome1, windows, bool(params.voi_luts), params)
+        with guarded(path, "decoded"):
+            params, windows = frame_params(header, frame_in_file)
+            monochrome1 = str(header.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
+            return Frame(index, stored, False, monochrome1, windows, bool(params.voi_luts), params)
 
     def source(self, index: int) -> FrameSource:
         path, frame_in_file, header = self._entries[index]
@@ -170,7 +220,7 @@ def open_paths(paths: Sequence[str | os.PathLike[str]]) -> OpenResult:
     """
     errors: list[LoadError] = []
     stacks: list[ImageStack | None] = []
-    groups: dict[tuple[str, int, int], list[tuple[str, Dataset]]] = {}
+    groups: dict[tuple[str, int, int], list[_DicomFile]] = {}
     group_slot: dict[tuple[str, int, int], int] = {}
     for path in _expand(paths, errors):
         try:
@@ -181,16 +231,15 @@ def open_paths(paths: Sequence[str | os.PathLike[str]]) -> OpenResult:
         if isinstance(opened, ImageStack):
             stacks.append(opened)
             continue
-        header = opened
-        if number_of_frames(header) > 1 or not header.get("SeriesInstanceUID"):
-            stacks.append(_dicom_stack(os.path.abspath(path), [(path, header)]))
+        if opened.n_frames > 1 or not opened.series_uid:
+            stacks.append(_dicom_stack(os.path.abspath(path), [opened]))
             continue
-        group = (str(header.SeriesInstanceUID), int(header.Rows), int(header.Columns))
+        group = (opened.series_uid, opened.rows, opened.columns)
         if group not in groups:
             groups[group] = []
             group_slot[group] = len(stacks)
             stacks.append(None)
-        groups[group].append((path, header))
+        groups[group].append(opened)
     seen_series: set[str] = set()
     for group, members in groups.items():
         series_uid, rows, columns = group
@@ -241,20 +290,70 @@ def _expand(paths: Sequence[str | os.PathLike[str]], errors: list[LoadError]) ->
     return out
 
 
-def _open_file(path: str) -> ImageStack | Dataset:
-    """A raster file's stack, or a DICOM file's vetted header."""
+@dataclass(frozen=True)
+class _DicomFile:
+    """A vetted DICOM file and the header facts stacking needs, read once under the guard."""
+
+    path: str
+    header: Dataset
+    rows: int
+    columns: int
+    n_frames: int
+    series_uid: str
+    location: float | None
+    instance: float
+    is_color: bool
+    photometric: str
+    syntax_name: str
+    compressed: bool
+    spacing: PixelSpacing | None
+    title: str  # without the frame count
+
+
+def _open_file(path: str) -> ImageStack | _DicomFile:
+    """A raster file's stack, or a DICOM file with its header facts; raises ImageLoadError."""
     name = os.path.basename(path)
     try:
         if os.path.getsize(path) == 0:
             raise ImageLoadError(path, f"{name} is empty (0 bytes).")
         if has_dicom_preamble(path):
-            return read_header(path)
+            return _dicom_file(path, read_header(path))
         info = probe_raster(path)
     except OSError as exc:
         raise ImageLoadError(path, f"{name} could not be read: {exc.strerror or exc}.") from exc
     if info is not None:
         return _raster_stack(info)
-    return read_header(path, force=True)
+    return _dicom_file(path, read_header(path, force=True))
+
+
+def _dicom_file(path: str, header: Dataset) -> _DicomFile:
+    with guarded(path, "read as DICOM"):
+        photometric = str(header.get("PhotometricInterpretation", ""))
+        syntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
+        n_frames = number_of_frames(header)
+        return _DicomFile(
+            path=path,
+            header=header,
+            rows=int(header.Rows),
+            columns=int(header.Columns),
+            n_frames=n_frames,
+            series_uid=str(header.get("SeriesInstanceUID") or ""),
+            location=slice_location(header),
+            instance=_instance_number(header),
+            is_color=int(header.get("SamplesPerPixel") or 1) > 1 or photometric.upper() == "PALETTE COLOR",
+            photometric=photometric,
+            syntax_name=syntax.name if syntax else "",
+            compressed=bool(syntax and syntax.is_compressed),
+            spacing=frame_spacing(header, 0),
+            title=_series_title(header, path),
+        )
+
+
+def _instance_number(header: Dataset) -> float:
+    try:
+        return float(header.get("InstanceNumber"))
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def _raster_stack(info: RasterInfo) -> ImageStack:
@@ -276,46 +375,36 @@ def _raster_stack(info: RasterInfo) -> ImageStack:
     )
 
 
-def _sort_series(members: list[tuple[str, Dataset]]) -> list[tuple[str, Dataset]]:
+def _sort_series(members: list[_DicomFile]) -> list[_DicomFile]:
     """Slices by position along the slice normal when every slice has one, else InstanceNumber."""
-
-    def instance(header: Dataset) -> float:
-        try:
-            return float(header.get("InstanceNumber"))
-        except (TypeError, ValueError):
-            return float("inf")
-
-    locations = [slice_location(header) for _, header in members]
-    if all(loc is not None for loc in locations):
-        order = sorted(range(len(members)), key=lambda i: (locations[i], instance(members[i][1]), members[i][0]))
-    else:
-        order = sorted(range(len(members)), key=lambda i: (instance(members[i][1]), members[i][0]))
-    return [members[i] for i in order]
+    if all(m.location is not None for m in members):
+        return sorted(members, key=lambda m: (m.location, m.instance, m.path))
+    return sorted(members, key=lambda m: (m.instance, m.path))
 
 
-def _dicom_stack(key: str, files: list[tuple[str, Dataset]]) -> ImageStack:
-    first = files[0][1]
-    entries = [(path, i, header) for path, header in files for i in range(number_of_frames(header))]
-    photometric = str(first.get("PhotometricInterpretation", ""))
-    syntax = first.file_meta.get("TransferSyntaxUID") if hasattr(first, "file_meta") else None
+def _dicom_stack(key: str, files: list[_DicomFile]) -> ImageStack:
+    first = files[0]
+    if first.compressed:
+        decoder_pool().warm()  # a decoder process starts while the viewer lists the stacks
+    entries = [(os.path.abspath(f.path), i, f.header) for f in files for i in range(f.n_frames)]
+    n_frames = len(entries)
     return ImageStack(
         key=key,
-        title=_series_title(first, files[0][0], len(entries)),
+        title=f"{first.title} ({n_frames} frames)" if n_frames > 1 else first.title,
         kind="dicom",
-        n_frames=len(entries),
-        rows=int(first.Rows),
-        columns=int(first.Columns),
-        is_color=int(first.get("SamplesPerPixel") or 1) > 1 or photometric.upper() == "PALETTE COLOR",
-        modality=str(first.get("Modality", "")),
-        photometric=photometric,
-        transfer_syntax=syntax.name if syntax else "",
-        spacing=frame_spacing(first, 0),
-        paths=[os.path.abspath(path) for path, _ in files],
-        reader=_DicomFrames([(os.path.abspath(path), i, header) for path, i, header in entries]),
+        n_frames=n_frames,
+        rows=first.rows,
+        columns=first.columns,
+        is_color=first.is_color,
+        modality=str(first.header.get("Modality", "")),
+        photometric=first.photometric,
+        transfer_syntax=first.syntax_name,
+        spacing=first.spacing,
+        paths=[os.path.abspath(f.path) for f in files],
+        reader=_DicomFrames(entries),
     )
 
 
-def _series_title(header: Dataset, path: str, n_frames: int) -> str:
+def _series_title(header: Dataset, path: str) -> str:
     parts = [str(header.get(k) or "").strip() for k in ("Modality", "SeriesNumber", "SeriesDescription")]
-    title = " ".join(p for p in parts if p) or os.path.basename(path)
-    return f"{title} ({n_frames} frames)" if n_frames > 1 else title
+    return " ".join(p for p in parts if p) or os.path.basename(path)

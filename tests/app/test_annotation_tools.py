@@ -45,7 +45,7 @@ def window(qtbot):
 def open_and_wait(qtbot, main: MainWindow, paths: list[str]) -> None:
     with qtbot.waitSignal(main.load_finished, timeout=20000):
         main.open(paths)
-    qtbot.wait_until(lambda: not main.canvas.image_item.pixmap().isNull())
+    qtbot.wait_until(lambda: not main.canvas.image_item.pixmap().isNull(), timeout=20000)
     main.canvas.set_zoom(4.0)
     main.canvas.center_on_pixel(40, 40)
 

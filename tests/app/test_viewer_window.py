@@ -30,7 +30,8 @@ def window(qtbot):
 def open_and_wait(qtbot, main: MainWindow, paths: list[str]):
     with qtbot.waitSignal(main.load_finished, timeout=20000) as blocker:
         main.open(paths)
-    qtbot.wait_until(lambda: main.canvas.rendered_step >= 1 and not main.canvas.image_item.pixmap().isNull())
+    qtbot.wait_until(lambda: main.canvas.rendered_step >= 1 and not main.canvas.image_item.pixmap().isNull(),
+                     timeout=20000)   # a compressed first frame waits for a decoder process to start
     return blocker.args[0]
 
 
@@ -126,7 +127,7 @@ def test_frame_scrolling_with_keys_wheel_and_slider(qtbot, window):
     window.canvas.setFocus()
     QTest.keyClick(window.canvas, Qt.Key.Key_Right)
     assert window.state.frame_index == 1 and window.frame_status.text() == "Frame 2/2"
-    qtbot.wait_until(lambda: not window.canvas._render_pending)
+    qtbot.wait_until(lambda: window.state.frame is not None and not window.canvas._render_pending)
     assert not np.array_equal(canvas_pixels(window), first)
     window.frame_slider.setValue(0)
     assert window.state.frame_index == 0

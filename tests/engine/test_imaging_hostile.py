@@ -1,0 +1,218 @@
+"""Hostile files: any bytes give an image or a clean ImageLoadError/LoadError, never a crash.
+
+Covers the contract at its seams (header reading, decoding), decoder-process isolation (a
+decoder that aborts, a decoder that never returns) and Hypothesis-generated header values.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.data import get_testdata_file
+
+from engine.imaging import ImageLoadError, initial_window, key_facts, open_image, open_paths, render, tag_tree
+from engine.imaging import decoders
+from engine.imaging.decoder_pool import configure_decoder_pool, decoder_pool, set_decode_timeout
+from engine.imaging.guard import guarded
+from tests.engine.hostile_decoders import ABORT, HANG
+
+RLE = get_testdata_file("MR_small_RLE.dcm")
+J2K = get_testdata_file("MR_small_jp2klossless.dcm")
+CT = get_testdata_file("CT_small.dcm")
+
+
+@pytest.fixture
+def hostile_pool():
+    """Install a test decoder in the decoder processes; restore the real ones afterwards."""
+    def install(setup: str) -> None:
+        configure_decoder_pool(child_setup=setup)
+
+    yield install
+    configure_decoder_pool(child_setup=None)
+    set_decode_timeout(30.0)
+
+
+def test_compressed_frames_decode_in_a_decoder_process_exactly(tmp_path):
+    stack = open_image(J2K)
+    frame = stack.frame(0)
+    np.testing.assert_array_equal(frame.stored, pydicom.dcmread(J2K).pixel_array)
+    assert decoder_pool().n_processes >= 1          # it ran in a child, not here
+
+
+def test_a_decoder_that_aborts_becomes_a_load_error_and_the_next_frame_decodes(hostile_pool):
+    hostile_pool(ABORT)
+    rle, j2k = open_image(RLE), open_image(J2K)
+    with pytest.raises(ImageLoadError) as caught:
+        rle.frame(0)
+    message = str(caught.value)
+    assert "MR_small_RLE.dcm" in message and "RLE Lossless" in message and "SIGABRT" in message
+    assert caught.value.path.endswith("MR_small_RLE.dcm")
+    np.testing.assert_array_equal(j2k.frame(0).stored, pydicom.dcmread(J2K).pixel_array)   # pool restarted
+    assert decoder_pool().restarts == 1
+    with pytest.raises(ImageLoadError, match="crashed"):          # and it dies again, cleanly again
+        open_image(RLE).frame(0)
+    assert decoder_pool().restarts == 2
+
+
+def test_a_decode_past_the_time_limit_is_abandoned(hostile_pool):
+    hostile_pool(HANG)
+    set_decode_timeout(1.5)
+    decoder_pool().warm()
+    stack = open_image(RLE)
+    started = time.monotonic()
+    with pytest.raises(ImageLoadError, match=r"MR_small_RLE.dcm took longer than 1.5 s") as caught:
+        stack.frame(0)
+    assert time.monotonic() - started < 20
+    assert "abandoned" in str(caught.value)
+    np.testing.assert_array_equal(open_image(J2K).frame(0).stored, pydicom.dcmread(J2K).pixel_array)
+
+
+def test_a_jpeg2000_stream_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
+    data = bytearray(Path(J2K).read_bytes())
+    siz = data.index(b"\xff\x4f\xff\x51")
+    data[siz + 12: siz + 16] = struct.pack(">I", 2_000_000)   # Ysiz: 64 rows become 2 million
+    path = tmp_path / "bomb.dcm"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageLoadError, match=r"bomb.dcm has a damaged JPEG 2000 stream: it declares a 64 x 2000000"):
+        open_image(path).frame(0)
+
+
+class FakePanic(BaseException):
+    """Stands in for pyo3_runtime.PanicException, which derives from BaseException."""
+
+
+@pytest.mark.parametrize("path", [CT, RLE])
+def test_native_panics_in_decoding_become_load_errors(monkeypatch, path):
+    def panic(*_args, **_kwargs):
+        raise FakePanic("called `Result::unwrap()` on an `Err` value")
+
+    monkeypatch.setattr(decoders, "pixel_array", panic)
+    with pytest.raises(ImageLoadError, match=Path(path).name) as caught:
+        decoders.decode_pixels(path, pydicom.dcmread(path).file_meta.TransferSyntaxUID, None)
+    assert "FakePanic" in str(caught.value) or "unwrap" in str(caught.value)
+
+
+def test_interrupts_and_exits_are_never_swallowed():
+    for stop in (KeyboardInterrupt, SystemExit):
+        with pytest.raises(stop), guarded("x.dcm", "decoded"):
+            raise stop()
+    with pytest.raises(ImageLoadError, match="x.dcm could not be decoded: boom"), guarded("x.dcm", "decoded"):
+        raise FakePanic("boom")
+
+
+def _with_bad_vr(tmp_path: Path, tag: tuple[int, int]) -> Path:
+    """CT_small with the VR of one element replaced by 'ZZ' (pydicom cannot convert it)."""
+    data = bytearray(Path(CT).read_bytes())
+    group, element = tag
+    offset = data.index(struct.pack("<HH", group, element), 132)
+    data[offset + 4: offset + 6] = b"ZZ"
+    path = tmp_path / f"bad_vr_{group:04x}{element:04x}.dcm"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_element_the_image_does_not_need_is_dropped(tmp_path):
+    path = _with_bad_vr(tmp_path, (0x0008, 0x0090))   # ReferringPhysicianName
+    result = open_paths([path])
+    assert not result.errors
+    stack = result.stacks[0]
+    assert "ReferringPhysicianName" not in stack.header(0)
+    assert render(stack.frame(0), None).shape == (128, 128)
+    assert tag_tree(stack.header(0), reveal_phi=True)            # the metadata panel can list it
+
+
+def test_a_damaged_element_the_image_needs_refuses_the_file(tmp_path):
+    path = _with_bad_vr(tmp_path, (0x0028, 0x0010))   # Rows
+    result = open_paths([path])
+    assert not result.stacks
+    assert "damaged Rows element" in result.errors[0].message and path.name in result.errors[0].message
+
+
+# ----- Hypothesis: odd header values
+def _encode(tag: int, vr: str, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b" " if vr in ("IS", "DS", "CS") else b"\0"
+    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode() + struct.pack("<H", len(value)) + value
+
+
+_numbers_as_text = st.one_of(
+    st.integers(-2**40, 2**40).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["", " ", "0", "-1", "1e308", "-0", "nan", "inf", "1\\2\\3", "\\", "abc", "0x10", "1,5",
+                     "99999999999999999999", "1.5\\-2", "\x00\x01", "\u00e9"]),
+)
+_ds_values = st.lists(_numbers_as_text, min_size=0, max_size=4).map(lambda parts: "\\".join(parts))
+_us_values = st.one_of(
+    st.lists(st.integers(0, 65535), min_size=0, max_size=3).map(lambda v: struct.pack(f"<{len(v)}H", *v)),
+    st.binary(max_size=7),
+)
+_cs_values = st.one_of(
+    st.sampled_from(["MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "", "HSV",
+                     "MONOCHROME2\\RGB", "CMYK"]),
+    st.text(max_size=20),
+)
+
+HEADER_FIELDS = {
+    # keyword: (tag, VR, strategy of raw value bytes)
+    "Rows": (0x00280010, "US", _us_values),
+    "Columns": (0x00280011, "US", _us_values),
+    "BitsAllocated": (0x00280100, "US", _us_values),
+    "PixelRepresentation": (0x00280103, "US", _us_values),
+    "PhotometricInterpretation": (0x00280004, "CS", _cs_values.map(lambda s: s.encode("latin-1", "replace"))),
+    "NumberOfFrames": (0x00280008, "IS", _ds_values.map(lambda s: s.encode("latin-1", "replace"))),
+    "PixelSpacing": (0x00280030, "DS", _ds_values.map(lambda s: s.encode("latin-1", "replace"))),
+    "WindowCenter": (0x00281050, "DS", _ds_values.map(lambda s: s.encode("latin-1", "replace"))),
+    "WindowWidth": (0x00281051, "DS", _ds_values.map(lambda s: s.encode("latin-1", "replace"))),
+    "RescaleSlope": (0x00281053, "DS", _ds_values.map(lambda s: s.encode("latin-1", "replace"))),
+}
+
+
+@st.composite
+def odd_headers(draw) -> dict[str, bytes]:
+    chosen = draw(st.sets(st.sampled_from(sorted(HEADER_FIELDS)), min_size=1, max_size=4))
+    return {name: draw(HEADER_FIELDS[name][2]) for name in sorted(chosen)}
+
+
+def _ct_with(values: dict[str, bytes], folder: Path) -> Path:
+    """CT_small whose chosen elements carry exactly these raw value bytes."""
+    ds = pydicom.dcmread(CT)
+    for name in values:
+        if name in ds:
+            del ds[name]
+    path = folder / "odd.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    data = bytearray(path.read_bytes())
+    pixel_offset = data.rindex(struct.pack("<HH", 0x7FE0, 0x0010) + b"OW")
+    raw = b"".join(_encode(HEADER_FIELDS[name][0], HEADER_FIELDS[name][1], value) for name, value in values.items())
+    data[pixel_offset:pixel_offset] = raw
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")   # pydicom warns about each odd value
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=odd_headers())
+def test_odd_header_values_give_an_image_or_a_clean_error(tmp_path, values):
+    path = _ct_with(values, tmp_path)
+    result = open_paths([path])
+    assert len(result.stacks) + len(result.errors) == 1
+    for error in result.errors:
+        assert "odd.dcm" in error.message
+        assert "Traceback" not in error.message
+    for stack in result.stacks:
+        key_facts(stack, 0)
+        tag_tree(stack.header(0), reveal_phi=True)
+        try:
+            frame = stack.frame(0)
+        except ImageLoadError as error:
+            assert "odd.dcm" in str(error)
+            continue
+        pixels = render(frame, initial_window(frame))
+        assert pixels.shape[:2] == (stack.rows, stack.columns)
