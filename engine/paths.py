@@ -48,3 +48,13 @@ def data_dir() -> Path:
 def resources_dir() -> Path:
     """The bundled ``resources/`` folder of this checkout."""
     return Path(__file__).resolve().parent.parent / "resources"
+
+
+def pacs_cache_dir() -> Path:
+    """Instances retrieved from a PACS (evictable): ``<cache>/pacs/<study>/<series>/``."""
+    return cache_dir() / "pacs"
+
+
+def pacs_annotations_path(study_uid: str, series_uid: str) -> Path:
+    """Where the annotations of a PACS series are kept: the data folder, never the evictable cache."""
+    return data_dir() / "pacs" / study_uid / f"{series_uid}.clinlens.json"

@@ -23,7 +23,7 @@ from engine.annotations.model import Annotation, Box, ImageLabel, Label
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
 from engine.files import write_json_atomic
 from engine.imaging import FrameSource, PixelSpacing
-from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX
+from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX, pacs_annotations_path, pacs_cache_dir
 
 FORMAT = "clinlens-annotations"
 SCHEMA_VERSION = 1
@@ -52,11 +52,19 @@ def sidecar_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
     """Where the annotations of an image set are saved by default.
 
     One folder: ``<folder>/.clinlens/annotations.json``; one file: ``<file>.clinlens.json``;
-    several paths: the sidecar folder of their closest common folder.
+    several paths: the sidecar folder of their closest common folder. A series retrieved from a
+    PACS lives in the evictable cache, so its annotations go to the user data folder instead,
+    keyed by study and series UID (``engine.paths.pacs_annotations_path``).
     """
     items = [Path(p).absolute() for p in paths]
     if not items:
         raise ValueError("no image paths given")
+    cache = pacs_cache_dir().absolute()
+    series_folders = {p.parent if p.suffix == ".dcm" else p for p in items}
+    if len(series_folders) == 1:
+        folder = next(iter(series_folders))
+        if folder.parent.parent == cache:
+            return pacs_annotations_path(folder.parent.name, folder.name)
     if len(items) == 1 and not items[0].is_dir():
         return items[0].with_name(items[0].name + SIDECAR_SUFFIX)
     folders = [p if p.is_dir() else p.parent for p in items]
