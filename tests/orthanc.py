@@ -20,10 +20,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -193,3 +196,28 @@ def ct_series(n: int, *, size: int = 64, seed: int = 0, patient_id: str = "PACS-
         ds.PixelData = rng.integers(0, 2000, size=(size, size), dtype=np.int16).tobytes()
         slices.append(ds)
     return slices
+
+
+@dataclass
+class Seeded:
+    """The module-wide Orthanc of the PACS tests and what it was seeded with."""
+
+    server: OrthancServer
+    ct: list[pydicom.Dataset]
+    corrupt: list[pydicom.Dataset]
+    mr_study: str
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    """Orthanc seeded with pydicom's CT_small and MR_small, a 12-slice CT and a 5-slice CT whose third slice is cut short."""
+    with OrthancServer(tmp_path_factory.mktemp("orthanc")) as server:
+        for name in ("CT_small.dcm", "MR_small.dcm"):
+            server.upload(get_testdata_file(name))
+        ct = ct_series(12, seed=1, patient_id="PACS-CT", description="Chest CT")
+        corrupt = ct_series(5, seed=2, patient_id="PACS-BAD", description="Broken CT", study_date="20230101")
+        corrupt[2].PixelData = corrupt[2].PixelData[: len(corrupt[2].PixelData) // 3]   # truncated pixel data
+        for ds in ct + corrupt:
+            server.upload(ds)
+        mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
+        yield Seeded(server, ct, corrupt, str(mr.StudyInstanceUID))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import socket
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from engine.pacs import (
 )
 from engine.pacs.writeback import annotations_from_pacs, send_annotations
 from engine.paths import data_dir, pacs_cache_dir
-from tests.orthanc import OUR_AET, OrthancServer, ct_series, encode
+from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, pacs  # noqa: F401 - fixture
 
 # An archive that is read-only for us: HTTP writes to DICOMweb are forbidden (Lua filter) and our
 # AE title may not C-STORE (its modality entry says so).
@@ -43,28 +43,6 @@ function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
   return method ~= 'POST' or string.find(uri, '/dicom-web/', 1, true) == nil
 end
 """
-
-
-@dataclass
-class Seeded:
-    server: OrthancServer
-    ct: list[pydicom.Dataset]
-    corrupt: list[pydicom.Dataset]
-    mr_study: str
-
-
-@pytest.fixture(scope="module")
-def pacs(tmp_path_factory):
-    with OrthancServer(tmp_path_factory.mktemp("orthanc")) as server:
-        for name in ("CT_small.dcm", "MR_small.dcm"):
-            server.upload(get_testdata_file(name))
-        ct = ct_series(12, seed=1, patient_id="PACS-CT", description="Chest CT")
-        corrupt = ct_series(5, seed=2, patient_id="PACS-BAD", description="Broken CT", study_date="20230101")
-        corrupt[2].PixelData = corrupt[2].PixelData[: len(corrupt[2].PixelData) // 3]   # truncated pixel data
-        for ds in ct + corrupt:
-            server.upload(ds)
-        mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
-        yield Seeded(server, ct, corrupt, str(mr.StudyInstanceUID))
 
 
 def web(pacs: Seeded, **kwargs) -> PacsServer:
