@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -45,11 +46,11 @@ class InstanceCache:
         return self.root / check_uid(study_uid) / check_uid(series_uid)
 
     def put(self, study_uid: str, series_uid: str, dataset: Dataset) -> Path:
-        """Write one instance atomically; returns its final path."""
+        """Write one instance atomically (temporary name, then rename); returns its final path."""
         folder = self.series_dir(study_uid, series_uid)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{check_uid(str(dataset.SOPInstanceUID))}.dcm"
-        tmp = folder / f".{target.name}.{os.getpid()}{PART}"
+        tmp = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}{PART}"
         try:
             dataset.save_as(tmp, enforce_file_format=True)
             os.replace(tmp, target)

@@ -108,14 +108,18 @@ class DicomWebConnection:
     def instance_uids(self, study_uid: str, series_uid: str) -> list[str]:
         def search() -> list[str]:
             found = self._client.search_for_instances(study_uid, series_uid, fields=["SOPInstanceUID"])
-            return [str(Dataset.from_json(item).SOPInstanceUID) for item in found]
+            return [str(item["00080018"]["Value"][0]) for item in found]   # KeyError/TypeError: not DICOM JSON
         return self._call(search)
 
     def retrieve_series(self, study_uid: str, series_uid: str, sink: Callable[[Dataset], None],
                         cancel: threading.Event) -> None:
-        """WADO-RS of the whole series, handing each instance to ``sink`` as soon as it is parsed."""
+        """WADO-RS of the whole series, in the transfer syntax the server stores (no transcoding).
+
+        The multipart answer is parsed part by part, each instance going to ``sink`` the moment
+        it is complete, while the rest is still on the wire.
+        """
         def stream() -> None:
-            instances = self._client.iter_series(study_uid, series_uid)
+            instances = self._client.iter_series(study_uid, series_uid, media_types=(("application/dicom", "*"),))
             try:
                 for dataset in instances:
                     if cancel.is_set():

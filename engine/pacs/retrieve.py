@@ -56,7 +56,7 @@ def retrieve_series(connection: Connection, cache: InstanceCache, study_uid: str
             if on_instance:
                 on_instance(path, done, len(paths))
         return RetrieveResult(tuple(paths), from_cache=True)
-    expected = len(connection.instance_uids(study_uid, series_uid))
+    expected = expected_instances(connection, study_uid, series_uid)
     if expected == 0:
         raise PacsError("The PACS lists no instances in this series.")
     cache.touch(study_uid, series_uid)
@@ -79,6 +79,15 @@ def retrieve_series(connection: Connection, cache: InstanceCache, study_uid: str
     if len(written) >= expected:
         cache.mark_complete(study_uid, series_uid, len(written))
     return RetrieveResult(tuple(written), from_cache=False)
+
+
+def expected_instances(connection: Connection, study_uid: str, series_uid: str) -> int:
+    """How many instances the series has: the series-level count when the PACS gives one (one cheap
+    query; listing 300 instances first would delay the first image), else the instance list."""
+    for series in connection.find_series(study_uid):
+        if series.series_uid == series_uid and series.instance_count is not None:
+            return series.instance_count
+    return len(connection.instance_uids(study_uid, series_uid))
 
 
 def read_for_send(paths: Sequence[str | Path]) -> list[Dataset]:
