@@ -10,7 +10,15 @@ from engine.annotations.commands import AddAnnotations
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.image_ref import image_ref_from_stack
 from engine.imaging import open_paths
-from engine.pacs import InstanceCache, PacsServer, PacsSettings, connect, retrieve_series, save_pacs_settings
+from engine.pacs import (
+    InstanceCache,
+    PacsServer,
+    PacsSettings,
+    connect,
+    load_pacs_settings,
+    retrieve_series,
+    save_pacs_settings,
+)
 from engine.pacs.writeback import send_annotations
 from engine.paths import data_dir
 from tests.orthanc import OUR_AET, pacs  # noqa: F401 - fixture
@@ -102,3 +110,43 @@ def test_servers_dialog_tests_the_connection(qtbot, pacs):
     dialog.url.setText("pacs.example.org")
     dialog.test_button.click()
     assert "not a PACS address" in dialog.result.text()
+
+
+def test_cancel_while_retrieving_keeps_the_window_usable(qtbot, window, pacs):
+    """Cancel right after starting (mid-stream cancel is timed exactly in tests/engine/test_pacs.py)."""
+    study_uid, series_uid = str(pacs.ct[0].StudyInstanceUID), str(pacs.ct[0].SeriesInstanceUID)
+    server = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
+    with qtbot.waitSignal(window.pacs.retrieve_failed, timeout=60000) as failed:
+        window.pacs.open_series(server, study_uid, series_uid)
+        assert window.pacs.cancel_button.isVisible()
+        window.pacs.cancel_button.click()
+    assert failed.args == ["Retrieve cancelled."]
+    assert not window.pacs.busy and not window.pacs.cancel_button.isVisible()
+    cache = InstanceCache()
+    assert not cache.is_complete(study_uid, series_uid)
+    assert not list(cache.series_dir(study_uid, series_uid).glob(".*.part"))   # nothing half-written
+    assert window.image_list.count() == 0       # an incomplete series is never bound to annotations
+
+
+def test_a_corrupt_instance_is_listed_and_the_rest_opens(qtbot, window, pacs):
+    study_uid, series_uid = str(pacs.corrupt[0].StudyInstanceUID), str(pacs.corrupt[0].SeriesInstanceUID)
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(PacsServer("Orthanc", pacs.server.dicomweb_url), study_uid, series_uid)
+    assert window.state.stack.n_frames == 4
+    assert window.banner.isVisible() and "Could not open 1 file" in window.banner.label.text()
+
+
+def test_servers_dialog_saves_entries_without_secrets(qtbot, pacs):
+    dialog = PacsServersDialog(PacsSettings())
+    qtbot.addWidget(dialog)
+    dialog.name.setText("Hospital")
+    dialog.url.setText("https://pacs.example.org/dicom-web")
+    dialog.auth.setCurrentText("basic")
+    dialog.accept()
+    assert dialog.result.text() == "Hospital: HTTP basic authentication needs a user name."
+    dialog.username.setText("reader")
+    dialog.secret_env.setText("HOSPITAL_PASSWORD")
+    dialog.accept()
+    saved = load_pacs_settings().servers
+    assert [(s.name, s.auth, s.username, s.secret_env) for s in saved] == [
+        ("Hospital", "basic", "reader", "HOSPITAL_PASSWORD")]

@@ -9,6 +9,8 @@ from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import keyring
+import keyring.backend
 import numpy as np
 import pydicom
 import pytest
@@ -24,14 +26,20 @@ from engine.pacs import (
     InstanceCache,
     PacsError,
     PacsServer,
+    PacsSettings,
     RetrieveCancelled,
     SendRejected,
     StudyQuery,
     connect,
+    load_pacs_settings,
     parse_date_range,
+    parse_dimse_url,
     retrieve_series,
+    save_pacs_settings,
     server_from_url,
+    store_keyring_secret,
 )
+from engine.pacs.servers import settings_path
 from engine.pacs.writeback import annotations_from_pacs, send_annotations
 from engine.paths import data_dir, pacs_cache_dir
 from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, pacs  # noqa: F401 - fixture
@@ -306,3 +314,48 @@ def test_cache_evicts_least_recently_used_series(pacs, tmp_path):
     cache.limit_bytes = ct_size + 4096
     assert cache.evict() == [cache.series_dir(bad_study, bad_series)]   # the older one goes first
     assert cache.is_complete(study, series)
+
+
+class _MemoryKeyring(keyring.backend.KeyringBackend):
+    """Stands in for the OS keyring (Keychain, Credential Locker, Secret Service), absent here."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.secrets.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service, username):
+        self.secrets.pop((service, username), None)
+
+
+def test_settings_never_hold_secrets_and_find_them_in_env_or_keyring(monkeypatch, tmp_path):
+    server = PacsServer("Hospital", "https://pacs.example.org/dicom-web", auth="bearer", secret_env="HOSPITAL_TOKEN",
+                        use_keyring=True)
+    save_pacs_settings(PacsSettings(servers=(server,), cache_limit_mb=512))
+    text = settings_path().read_text()
+    assert "HOSPITAL_TOKEN" in text and "t0ken" not in text
+    assert load_pacs_settings() == PacsSettings(servers=(server,), cache_limit_mb=512)
+    monkeypatch.setenv("HOSPITAL_TOKEN", "t0ken")
+    assert server.secret() == "t0ken"
+    monkeypatch.delenv("HOSPITAL_TOKEN")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(_MemoryKeyring())
+    try:
+        with pytest.raises(PacsError, match="keyring has no secret for Hospital"):
+            server.secret()
+        store_keyring_secret("Hospital", "from-keyring")
+        assert server.secret() == "from-keyring"
+        assert "from-keyring" not in settings_path().read_text()
+    finally:
+        keyring.set_keyring(previous)
+    settings_path().write_text("{ not json")
+    assert load_pacs_settings() == PacsSettings()   # a damaged file does not stop the app
+    assert server_from_url("dicom://STORESCP@[::1]:11112").kind == "dimse"
+    assert parse_dimse_url("dicom://STORESCP@[::1]:11112").host == "::1"
