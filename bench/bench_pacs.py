@@ -16,7 +16,8 @@ configuration, seeds it with a generated CT series, then times, alternating the 
 
 Both baselines pay for the same first-image decode and write every instance to disk like the
 cache does; the instance baseline also lists the instances (QIDO) to know what to ask for. After one
-untimed warm-up retrieve, the methods take turns going first; medians of ``--repeats`` runs are printed with the ratio baseline / clinlens (above 1: ClinLens faster).
+untimed warm-up retrieve, the methods take turns going first; medians of ``--repeats`` runs
+are printed with the ratio baseline / clinlens (above 1: ClinLens faster).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def run_series_baseline(url: str, study: str, series: str, folder: Path) -> tupl
 def run_instance_baseline(url: str, study: str, series: str, folder: Path) -> tuple[float, float]:
     start = time.perf_counter()
     client = DICOMwebClient(url)
-    uids = [item["00080018"]["Value"][0] for item in client.search_for_instances(study, series, fields=["SOPInstanceUID"])]
+    found = client.search_for_instances(study, series, fields=["SOPInstanceUID"])
+    uids = [item["00080018"]["Value"][0] for item in found]
     first = None
     for uid in uids:
         dataset = client.retrieve_instance(study, series, uid)
@@ -122,8 +124,9 @@ def main() -> int:
             first = statistics.median(t[0] for t in times[name])
             total = statistics.median(t[1] for t in times[name])
             print(f"{name:18} {first:10.3f} s {total:7.2f} s {first / ours_first:11.2f}x {total / ours_total:11.2f}x")
+        fastest = all(statistics.median(t[1] for t in times[n]) >= ours_total for n in methods)
         print(f"goal: first image < 1 s ({'met' if ours_first < 1 else 'NOT met'}), total at least as fast as "
-              f"both baselines ({'met' if all(statistics.median(t[1] for t in times[n]) >= ours_total for n in methods) else 'NOT met'})")
+              f"both baselines ({'met' if fastest else 'NOT met'})")
     return 0
 
 

@@ -13,21 +13,25 @@ the benchmark can ask for any size; seeding goes through Orthanc's REST ``POST /
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom import Dataset
+from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -35,6 +39,12 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 PACKAGES = "orthanc orthanc-dicomweb"
 PLUGIN_CANDIDATES = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so")
 OUR_AET = "CLINLENS"
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the server when the test process dies, even by SIGKILL (no teardown runs then)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -45,7 +55,8 @@ def free_port() -> int:
 
 def orthanc_binaries() -> tuple[str, str]:
     """(Orthanc executable, DICOMweb plugin) or a test failure naming the Debian packages."""
-    binary = shutil.which("Orthanc") or next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if Path(p).exists()), None)
+    binary = shutil.which("Orthanc") or next(
+        (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if Path(p).exists()), None)
     plugin = next((p for p in PLUGIN_CANDIDATES if Path(p).exists()), None)
     if not binary or not plugin:
         missing = "Orthanc" if not binary else "its DICOMweb plugin"
@@ -98,7 +109,7 @@ class OrthancServer:
         path.write_text(json.dumps(config, indent=1))
         self.log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([binary, str(path)], stdout=self.log, stderr=subprocess.STDOUT,
-                                        cwd=self.folder)
+                                        cwd=self.folder, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -208,9 +219,9 @@ class Seeded:
     mr_study: str
 
 
-@pytest.fixture(scope="module")
-def pacs(tmp_path_factory):
-    """Orthanc seeded with pydicom's CT_small and MR_small, a 12-slice CT and a 5-slice CT whose third slice is cut short."""
+def seeded_orthanc(tmp_path_factory) -> Iterator[Seeded]:
+    """Body of the test modules' ``pacs`` fixture: Orthanc seeded with pydicom's CT_small and
+    MR_small, a 12-slice CT, and a 5-slice CT whose third slice is cut short; stopped after."""
     with OrthancServer(tmp_path_factory.mktemp("orthanc")) as server:
         for name in ("CT_small.dcm", "MR_small.dcm"):
             server.upload(get_testdata_file(name))

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset
+from requests.adapters import HTTPAdapter
 
 from engine.pacs.errors import PacsError, RetrieveCancelled, SendRejected, http_error
 from engine.pacs.query import (

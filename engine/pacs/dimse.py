@@ -167,7 +167,8 @@ class DimseConnection:
                 return
             except _NoCGet:
                 if method == "get" or not self.server.storage_port:
-                    raise PacsError(f"{self.where} does not offer C-GET and no storage port is set for C-MOVE.") from None
+                    raise PacsError(f"{self.where} does not offer C-GET and no storage port is set "
+                                    "for C-MOVE.") from None
         self._c_move(identifier, sink, cancel)
 
     def _store_handler(self, sink: Callable[[Dataset], None], cancel: threading.Event, failures: list[str]):
@@ -196,7 +197,8 @@ class DimseConnection:
                 if code in _PENDING or code == 0x0000:
                     continue
                 if code == 0xB000 and not failures:
-                    raise PacsError(f"{self.where} could not send {status.get('NumberOfFailedSuboperations', 'some')} instance(s).")
+                    failed = status.get("NumberOfFailedSuboperations", "some")
+                    raise PacsError(f"{self.where} could not send {failed} instance(s).")
                 if code != 0xB000:
                     raise PacsError(f"{self.where} refused the retrieve (status {code:#06x}).")
             if failures:
@@ -229,7 +231,8 @@ class DimseConnection:
             scp = scp_ae.start_server(("", self.server.storage_port), block=False,
                                       evt_handlers=[(evt.EVT_C_STORE, self._store_handler(sink, cancel, failures))])
         except OSError as err:
-            raise PacsError(f"Cannot listen on storage port {self.server.storage_port} for C-MOVE: {err.strerror}.") from None
+            raise PacsError(f"Cannot listen on storage port {self.server.storage_port} for C-MOVE: "
+                            f"{err.strerror}.") from None
         try:
             ae = self._ae()
             ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
@@ -244,9 +247,9 @@ class DimseConnection:
         """C-STORE each dataset; SendRejected names the first refusal."""
         ae = self._ae()
         for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
-            syntaxes = sorted({str(ds.file_meta.TransferSyntaxUID) for ds in datasets if str(ds.SOPClassUID) == sop_class
-                               and "TransferSyntaxUID" in getattr(ds, "file_meta", Dataset())}
-                              | {ExplicitVRLittleEndian, ImplicitVRLittleEndian})
+            stored_as = {str(ds.file_meta.TransferSyntaxUID) for ds in datasets
+                         if str(ds.SOPClassUID) == sop_class and "TransferSyntaxUID" in getattr(ds, "file_meta", {})}
+            syntaxes = sorted(stored_as | {ExplicitVRLittleEndian, ImplicitVRLittleEndian})
             ae.add_requested_context(sop_class, syntaxes)
         assoc = self._associate(ae)
         stored = 0
@@ -258,8 +261,8 @@ class DimseConnection:
                 except ValueError as err:   # no accepted context for this SOP class / syntax
                     raise SendRejected(f"{self.where} does not accept {ds.SOPClassUID.name} ({err}).") from None
                 if not status and time.monotonic() - started < self.server.timeout_s:   # ended by the peer
-                    raise SendRejected(f"{self.where} rejected the instance by aborting the association: it does not accept "
-                                       f"C-STORE from AE title {self.server.our_aet}.")
+                    raise SendRejected(f"{self.where} rejected the instance by aborting the association: it does "
+                                       f"not accept C-STORE from AE title {self.server.our_aet}.")
                 if not status:
                     raise PacsError(f"{self.where} stopped answering during the C-STORE (timeout).")
                 if status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):

@@ -59,7 +59,8 @@ def network_error(exc: BaseException, where: str, timeout: float) -> PacsError:
         return PacsError(f"Unknown host: {where} does not resolve to an address (check the host name).")
     for item in _causes(exc):
         if isinstance(item, ConnectionRefusedError):
-            return PacsError(f"Connection refused by {where}: nothing listens there (is the PACS running, is the port right?).")
+            return PacsError(f"Connection refused by {where}: nothing listens there "
+                             "(is the PACS running, is the port right?).")
         if isinstance(item, (TimeoutError, socket.timeout, requests.Timeout)):
             return PacsError(f"{where} did not answer within {timeout:g} s (timeout).")
     return PacsError(f"Cannot reach {where}: {_short(exc)}.")
@@ -75,7 +76,8 @@ def http_error(exc: BaseException, base_url: str, timeout: float) -> PacsError:
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         code = exc.response.status_code
         if code == 401:
-            return PacsError(f"{base_url} refused the credentials (HTTP 401): check the user name and password or token.")
+            return PacsError(f"{base_url} refused the credentials (HTTP 401): "
+                             "check the user name and password or token.")
         if code == 403:
             return PacsError(f"{base_url} denied access (HTTP 403): this account may not use that service.")
         if code == 404:
@@ -92,7 +94,8 @@ def http_error(exc: BaseException, base_url: str, timeout: float) -> PacsError:
             return PacsError(f"The connection to {base_url} broke off in the middle of the transfer.")
         return network_error(exc, base_url, timeout)
     if isinstance(exc, (ValueError, KeyError, TypeError, json.JSONDecodeError)):
-        return PacsError(f"{base_url} answered, but not with DICOM: check that the URL is the DICOMweb root (often …/dicom-web).")
+        return PacsError(f"{base_url} answered, but not with DICOM: "
+                         "check that the URL is the DICOMweb root (often …/dicom-web).")
     return PacsError(f"DICOMweb request to {base_url} failed: {_short(exc)}.")
 
 

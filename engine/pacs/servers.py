@@ -17,8 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.files import write_json_atomic
-from engine.paths import config_dir
 from engine.pacs.errors import PacsError
+from engine.paths import config_dir
 
 SETTINGS_FILE = "pacs.json"
 KEYRING_SERVICE = "ClinLens PACS"
@@ -99,14 +99,15 @@ class PacsServer:
             if value:
                 return value
             if not self.use_keyring:
-                raise PacsError(f"The environment variable {self.secret_env} holding the secret of {self.name} is not set.")
+                raise PacsError(f"The environment variable {self.secret_env} holding the secret of "
+                                f"{self.name} is not set.")
         try:
             import keyring
-            import keyring.errors
 
             value = keyring.get_password(KEYRING_SERVICE, self.name)
         except Exception as err:  # noqa: BLE001 - any backend failure is "no keyring here"
-            raise PacsError(f"The OS keyring cannot be read ({type(err).__name__}); set {self.secret_env or 'an environment variable'} instead.") from None
+            instead = self.secret_env or "an environment variable"
+            raise PacsError(f"The OS keyring cannot be read ({type(err).__name__}); set {instead} instead.") from None
         if not value:
             raise PacsError(f"The OS keyring has no secret for {self.name} (service {KEYRING_SERVICE!r}).")
         return value
@@ -119,7 +120,8 @@ def store_keyring_secret(server_name: str, secret: str) -> None:
 
         keyring.set_password(KEYRING_SERVICE, server_name, secret)
     except Exception as err:  # noqa: BLE001
-        raise PacsError(f"The OS keyring cannot store the secret ({type(err).__name__}); use an environment variable.") from None
+        raise PacsError(f"The OS keyring cannot store the secret ({type(err).__name__}); "
+                        "use an environment variable.") from None
 
 
 @dataclass(frozen=True)

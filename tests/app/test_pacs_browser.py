@@ -21,7 +21,12 @@ from engine.pacs import (
 )
 from engine.pacs.writeback import send_annotations
 from engine.paths import data_dir
-from tests.orthanc import OUR_AET, pacs  # noqa: F401 - fixture
+from tests.orthanc import OUR_AET, seeded_orthanc
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    yield from seeded_orthanc(tmp_path_factory)
 
 
 @pytest.fixture

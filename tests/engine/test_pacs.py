@@ -14,7 +14,6 @@ import keyring.backend
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.document import AnnotationDocument
@@ -42,7 +41,7 @@ from engine.pacs import (
 from engine.pacs.servers import settings_path
 from engine.pacs.writeback import annotations_from_pacs, send_annotations
 from engine.paths import data_dir, pacs_cache_dir
-from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, pacs  # noqa: F401 - fixture
+from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, seeded_orthanc
 
 # An archive that is read-only for us: HTTP writes to DICOMweb are forbidden (Lua filter) and our
 # AE title may not C-STORE (its modality entry says so).
@@ -51,6 +50,11 @@ function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
   return method ~= 'POST' or string.find(uri, '/dicom-web/', 1, true) == nil
 end
 """
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    yield from seeded_orthanc(tmp_path_factory)
 
 
 def web(pacs: Seeded, **kwargs) -> PacsServer:

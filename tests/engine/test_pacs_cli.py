@@ -9,7 +9,12 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from main import main
-from tests.orthanc import OUR_AET, pacs  # noqa: F401 - fixture
+from tests.orthanc import OUR_AET, seeded_orthanc
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    yield from seeded_orthanc(tmp_path_factory)
 
 
 def urls(pacs):
