@@ -25,7 +25,6 @@ from engine.annotations.image_ref import image_ref_from_stack
 from engine.annotations.persistence import document_from_dict, document_to_dict
 from engine.imaging import OpenResult, open_paths
 from engine.pacs import InstanceCache, PacsError, PacsServer, connect, load_pacs_settings, retrieve_series
-from engine.pacs.writeback import annotations_from_pacs, send_annotations
 
 PARTIAL_EVERY_S = 0.5
 
@@ -39,6 +38,8 @@ class _Progress(QObject):
 
 def _retrieve(server: PacsServer, study_uid: str, series_uid: str, limit_bytes: int, cancel: threading.Event,
               progress: _Progress):
+    from engine.pacs.writeback import annotations_from_pacs   # highdicom: slow to import, not at start-up
+
     cache = InstanceCache(limit_bytes=limit_bytes)
     written: list[str] = []
     last_partial = [0.0]
@@ -64,6 +65,8 @@ def _retrieve(server: PacsServer, study_uid: str, series_uid: str, limit_bytes: 
 
 
 def _send(server: PacsServer, doc, image_id: str) -> str:
+    from engine.pacs.writeback import send_annotations
+
     with connect(server) as connection:
         sr = send_annotations(connection, doc, image_id)
     return f"Annotations sent to {server.name} as DICOM SR {sr.SOPInstanceUID}."
@@ -82,6 +85,7 @@ class PacsController(QObject):
         self._cancel: threading.Event | None = None
         self._origin: dict[str, PacsServer] = {}     # stack key -> the server it came from
         self._pending_origin: PacsServer | None = None
+        self._progress: _Progress | None = None
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setFormat("PACS %v/%m")
@@ -120,7 +124,7 @@ class PacsController(QObject):
         self._cancel = threading.Event()
         self._pending_origin = server
         self._partial_frames = 0
-        progress = _Progress(self)
+        progress = self._progress = _Progress(self)
         progress.instance.connect(self._on_instance)
         progress.partial.connect(self._show_partial)
         self.progress_bar.setRange(0, 0)
@@ -161,6 +165,9 @@ class PacsController(QObject):
 
     def _finish(self) -> None:
         self._cancel = None
+        if self._progress is not None:
+            self._progress.deleteLater()
+            self._progress = None
         self.progress_bar.hide()
         self.cancel_button.hide()
         self.window.statusBar().clearMessage()
