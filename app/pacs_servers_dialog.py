@@ -75,8 +75,10 @@ class PacsServersDialog(QDialog):
         remove.clicked.connect(self.remove_server)
         self.test_button = QPushButton("Test connection")
         self.test_button.clicked.connect(self.test_connection)
-        keyring_button = QPushButton("Store secret in keyring…")
+        self.keyring_button = keyring_button = QPushButton("Store secret in keyring…")
         keyring_button.clicked.connect(self._store_in_keyring)
+        self.url.textChanged.connect(self._update_enabled)
+        self.auth.currentTextChanged.connect(self._update_enabled)
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow("URL", self.url)
@@ -141,6 +143,17 @@ class PacsServersDialog(QDialog):
         self.storage_port.setValue(server.storage_port)
         self.timeout.setValue(server.timeout_s)
         self.result.clear()
+
+    def _update_enabled(self) -> None:
+        """Only the fields of the entry's protocol (and chosen authentication) can be edited."""
+        dimse = self.url.text().strip().lower().startswith("dicom://")
+        secret = not dimse and self.auth.currentText() != "none"
+        self.auth.setEnabled(not dimse)
+        for widget in (self.secret_env, self.use_keyring, self.keyring_button):
+            widget.setEnabled(secret)
+        self.username.setEnabled(secret and self.auth.currentText() == "basic")
+        self.our_aet.setEnabled(dimse)
+        self.storage_port.setEnabled(dimse)
 
     def add_server(self) -> None:
         self._store_form()

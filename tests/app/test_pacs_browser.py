@@ -145,8 +145,12 @@ def test_servers_dialog_saves_entries_without_secrets(qtbot, pacs):
     dialog = PacsServersDialog(PacsSettings())
     qtbot.addWidget(dialog)
     dialog.name.setText("Hospital")
+    dialog.url.setText("dicom://PACS@pacs.example.org:104")
+    assert dialog.our_aet.isEnabled() and not dialog.auth.isEnabled()
     dialog.url.setText("https://pacs.example.org/dicom-web")
+    assert not dialog.our_aet.isEnabled() and not dialog.secret_env.isEnabled()
     dialog.auth.setCurrentText("basic")
+    assert dialog.username.isEnabled() and dialog.secret_env.isEnabled()
     dialog.accept()
     assert dialog.result.text() == "Hospital: HTTP basic authentication needs a user name."
     dialog.username.setText("reader")
