@@ -61,24 +61,40 @@ def retrieve_series(connection: Connection, cache: InstanceCache, study_uid: str
         raise PacsError("The PACS lists no instances in this series.")
     cache.touch(study_uid, series_uid)
     written: dict[Path, None] = {}
+    held: list[Dataset] = []   # the newest instance, kept back until the next one proves it complete
 
-    def sink(dataset: Dataset) -> None:
-        if str(dataset.get("SeriesInstanceUID", "")) != series_uid:
-            raise PacsError("The PACS sent an instance of another series.")
+    def store(dataset: Dataset) -> None:
         path = cache.put(study_uid, series_uid, dataset)
         written[path] = None
         if on_instance:
             on_instance(path, len(written), expected)
 
+    def sink(dataset: Dataset) -> None:
+        if str(dataset.get("SeriesInstanceUID", "")) != series_uid:
+            raise PacsError("The PACS sent an instance of another series.")
+        if held:
+            store(held.pop())
+        held.append(dataset)
+
     try:
         connection.retrieve_series(study_uid, series_uid, sink, cancel)
         if cancel.is_set():
             raise RetrieveCancelled("Retrieve cancelled.")
+        # A multipart answer cut off by a dying server ends without an error, its last part parsed
+        # from whatever arrived: keep that part only when the answer was as long as announced.
+        if held and len(written) + 1 >= expected:
+            store(held.pop())
     finally:
         cache.evict(keep=(study_uid, series_uid))
-    if len(written) >= expected:
-        cache.mark_complete(study_uid, series_uid, len(written))
+    if len(written) < expected:
+        raise PacsError(f"The PACS sent {len(written)} of the {expected} instances of the series and stopped "
+                        f"(connection to {connection_name(connection)} lost?); open it again to fetch the rest.")
+    cache.mark_complete(study_uid, series_uid, len(written))
     return RetrieveResult(tuple(written), from_cache=False)
+
+
+def connection_name(connection: Connection) -> str:
+    return connection.where if isinstance(connection, DimseConnection) else connection.url
 
 
 def expected_instances(connection: Connection, study_uid: str, series_uid: str) -> int:
