@@ -162,13 +162,25 @@ class DimseConnection:
         identifier.StudyInstanceUID = study_uid
         identifier.SeriesInstanceUID = series_uid
         if method in ("auto", "get"):
+            received = []
+
+            def counting_sink(dataset: Dataset) -> None:
+                received.append(None)
+                sink(dataset)
+
+            fallback = method == "auto" and self.server.storage_port > 0
             try:
-                self._c_get(identifier, sink, cancel)
+                self._c_get(identifier, counting_sink, cancel)
                 return
             except _NoCGet:
-                if method == "get" or not self.server.storage_port:
+                if not fallback:
                     raise PacsError(f"{self.where} does not offer C-GET and no storage port is set "
                                     "for C-MOVE.") from None
+            except RetrieveCancelled:
+                raise
+            except PacsError:
+                if not fallback or received:   # refused C-GET before any image: a PACS that only moves
+                    raise
         self._c_move(identifier, sink, cancel)
 
     def _store_handler(self, sink: Callable[[Dataset], None], cancel: threading.Event, failures: list[str]):

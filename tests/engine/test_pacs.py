@@ -41,7 +41,7 @@ from engine.pacs import (
 from engine.pacs.servers import settings_path
 from engine.pacs.writeback import annotations_from_pacs, send_annotations
 from engine.paths import data_dir, pacs_cache_dir
-from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, seeded_orthanc
+from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, free_port, seeded_orthanc
 
 # An archive that is read-only for us: HTTP writes to DICOMweb are forbidden (Lua filter) and our
 # AE title may not C-STORE (its modality entry says so).
@@ -129,6 +129,24 @@ def test_c_move_to_our_storage_scp(pacs):
     connect(server).retrieve_series(study, series, lambda ds: received.append(ds.SOPInstanceUID),
                                     threading.Event(), method="move")
     assert sorted(received) == sorted(ds.SOPInstanceUID for ds in pacs.ct)
+
+
+def test_c_get_refused_falls_back_to_c_move(tmp_path):
+    """A PACS that lets our AE title move but not get (a common hospital setting)."""
+    storage_port = free_port()
+    move_only = {"DicomAlwaysAllowGet": False, "DicomModalities": {"clinlens": {
+        "AET": OUR_AET, "Host": "127.0.0.1", "Port": storage_port, "AllowGet": False, "AllowMove": True}}}
+    with OrthancServer(tmp_path / "move-only", config=move_only) as server:
+        slices = ct_series(6, seed=4)
+        for ds in slices:
+            server.upload(ds)
+        study, series = _uids(slices)
+        with pytest.raises(PacsError):   # C-GET alone is refused
+            connect(server_from_url(server.dimse_url, our_aet=OUR_AET)).retrieve_series(
+                study, series, lambda ds: None, threading.Event(), method="get")
+        result = retrieve_series(connect(server_from_url(server.dimse_url, our_aet=OUR_AET, storage_port=storage_port)),
+                                 InstanceCache(), study, series)
+    assert sorted(pydicom.dcmread(p).SOPInstanceUID for p in result.paths) == sorted(ds.SOPInstanceUID for ds in slices)
 
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
