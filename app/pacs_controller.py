@@ -38,7 +38,7 @@ class _Progress(QObject):
 
 def _retrieve(server: PacsServer, study_uid: str, series_uid: str, limit_bytes: int, cancel: threading.Event,
               progress: _Progress):
-    from engine.pacs.writeback import annotations_from_pacs   # highdicom: slow to import, not at start-up
+    from engine.pacs.writeback import annotations_from_pacs  # highdicom: slow to import, not at start-up
 
     cache = InstanceCache(limit_bytes=limit_bytes)
     written: list[str] = []
