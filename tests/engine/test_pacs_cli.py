@@ -40,6 +40,8 @@ def test_echo_find_get(pacs, protocol, tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 0
     files = sorted((tmp_path / "out" / study.StudyInstanceUID / study.SeriesInstanceUID).glob("*.dcm"))
     assert {pydicom.dcmread(f).SOPInstanceUID for f in files} == {ds.SOPInstanceUID for ds in pacs.ct}
+    assert main(["pacs", "get", "--url", url, str(pacs.corrupt[0].StudyInstanceUID), "--out", str(tmp_path / "all")]) == 0
+    assert "5 instance(s) of 1 series" in capsys.readouterr().out   # every series of the study, the corrupt one too
 
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
