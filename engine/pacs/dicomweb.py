@@ -65,7 +65,10 @@ class DicomWebConnection:
         elif server.auth == "bearer":
             session.headers["Authorization"] = f"Bearer {secret}"
         self._session = session
-        self._client = self._call(lambda: DICOMwebClient(self.url, session=session, timeout=server.timeout_s))
+        try:
+            self._client = DICOMwebClient(self.url, session=session, timeout=server.timeout_s)
+        except ValueError:
+            raise PacsError(f"{self.url} is not a valid DICOMweb URL (expected http://host:port/path).") from None
         self._client.set_http_retry_params(retry=False)   # a refused password must not be retried
 
     def close(self) -> None:

@@ -76,7 +76,10 @@ class PacsServer:
             if not 0 <= self.storage_port < 65536:
                 found.append(f"The storage port must be between 0 and 65535, not {self.storage_port}.")
         else:
-            parts = urlsplit(self.url.strip())
+            try:
+                parts = urlsplit(self.url.strip())
+            except ValueError:   # e.g. an unclosed IPv6 bracket
+                parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 found.append(f"{self.url or 'An empty URL'} is not a PACS address: use http(s)://host/dicom-web "
                              "or dicom://AET@host:port.")
