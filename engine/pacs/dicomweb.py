@@ -65,10 +65,7 @@ class DicomWebConnection:
         elif server.auth == "bearer":
             session.headers["Authorization"] = f"Bearer {secret}"
         self._session = session
-        try:
-            self._client = DICOMwebClient(self.url, session=session, timeout=server.timeout_s)
-        except ValueError:
-            raise PacsError(f"{self.url} is not a valid DICOMweb URL (expected http://host:port/path).") from None
+        self._client = DICOMwebClient(self.url, session=session, timeout=server.timeout_s)
         self._client.set_http_retry_params(retry=False)   # a refused password must not be retried
 
     def close(self) -> None:

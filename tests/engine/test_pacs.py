@@ -265,7 +265,7 @@ def test_each_failure_is_one_sentence(pacs, web_page_server):
     with pytest.raises(PacsError, match="not a PACS address"):
         server_from_url("http://[::1/dicom-web")
     with pytest.raises(PacsError, match="not a valid DICOMweb URL"):
-        connect(server_from_url("http://pacs:99999/dicom-web"))
+        connect(server_from_url("http://pacs:99999/dicom-web")).echo()
     with pytest.raises(PacsError, match="not a valid DIMSE address"):
         server_from_url("dicom://pacs:104")
 
