@@ -36,6 +36,7 @@ from app.classify_panel import ClassifyPanel
 from app.decode_status import DecodeStatusOverlay
 from app.error_banner import ErrorBanner
 from app.inference_worker import InferenceService, UnloadJob
+from app.pacs_controller import PacsController
 from app.metadata_panel import MetadataPanel
 from app.mpr_controller import MprController
 from app.settings import AssistantSettings, read_settings, save_settings
@@ -184,6 +185,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Open &folder…", self.choose_folder, "Ctrl+Shift+O")
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent_menu(recent_files.load_recent())
+        self.pacs = PacsController(self, file_menu)
         file_menu.addSeparator()
         self._action(file_menu, "&Import annotations (COCO or ClinLens JSON)…", self.choose_import)
         export_menu = file_menu.addMenu("&Export annotations")
@@ -605,6 +607,7 @@ class MainWindow(QMainWindow):
             "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next")
 
     def closeEvent(self, event) -> None:
+        self.pacs.shutdown()
         self.state.shutdown()
         self.service.shutdown()
         self.annotations.save_all()

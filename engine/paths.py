@@ -59,3 +59,13 @@ def resources_dir() -> Path:
 def is_bundled(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` lies inside the bundled resources (never a place to write user data)."""
     return Path(path).resolve().is_relative_to(resources_dir())
+
+
+def pacs_cache_dir() -> Path:
+    """Instances retrieved from a PACS (evictable): ``<cache>/pacs/<study>/<series>/``."""
+    return cache_dir() / "pacs"
+
+
+def pacs_annotations_path(study_uid: str, series_uid: str) -> Path:
+    """Where the annotations of a PACS series are kept: the data folder, never the evictable cache."""
+    return data_dir() / "pacs" / study_uid / f"{series_uid}.clinlens.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 
 import pytest
@@ -51,3 +52,14 @@ def no_leaked_decoder_processes():
     """Stop the decoder processes a test started (compressed DICOM decodes in child processes)."""
     yield
     shutdown_decoder_pool()
+
+
+@pytest.fixture(autouse=True)
+def python_sigpipe_handling():
+    """Every test starts with Python's SIGPIPE handling (ignored: a write to a closed socket raises).
+
+    ``main()`` makes SIGPIPE fatal so that ``main.py info x | head`` ends quietly; a CLI test that
+    calls it in-process would otherwise leave that behind, and the next test that writes to a socket
+    its peer closed (a PACS that hangs up) would kill the whole pytest process.
+    """
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import subprocess
 import sys
@@ -60,9 +61,18 @@ def test_every_command_has_a_summary_a_description_and_examples():
         assert f"  clinlens {name}" in sub.format_help()           # examples name the command
 
 
+def _actions_of(name: str, parser: argparse.ArgumentParser):
+    """Every option and argument of a command, its nested actions (``pacs find``) included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child, sub in action.choices.items():
+                yield from _actions_of(f"{name} {child}", sub)
+        yield name, action
+
+
 def test_option_help_speaks_in_one_voice():
-    for name, sub in commands(build_parser()).items():
-        for action in sub._actions:
+    for command, sub in commands(build_parser()).items():
+        for name, action in _actions_of(command, sub):
             if action.dest == "help":
                 continue
             text = action.help or ""

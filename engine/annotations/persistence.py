@@ -33,7 +33,14 @@ from engine.annotations.model import (
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
 from engine.files import JsonFileError, load_store, read_json, write_json_atomic
 from engine.imaging import FrameSource, PixelSpacing
-from engine.paths import SIDECAR_DIR, SIDECAR_SUFFIX, data_dir, is_bundled
+from engine.paths import (
+    SIDECAR_DIR,
+    SIDECAR_SUFFIX,
+    data_dir,
+    is_bundled,
+    pacs_annotations_path,
+    pacs_cache_dir,
+)
 
 FORMAT = "clinlens-annotations"
 SCHEMA_VERSION = 2   # 2: measurements and plane placements (version 1 files still read)
@@ -62,11 +69,19 @@ def sidecar_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
     """Where the annotations of an image set are saved by default.
 
     One folder: ``<folder>/.clinlens/annotations.json``; one file: ``<file>.clinlens.json``;
-    several paths: the sidecar folder of their closest common folder.
+    several paths: the sidecar folder of their closest common folder. A series retrieved from a
+    PACS lives in the evictable cache, so its annotations go to the user data folder instead,
+    keyed by study and series UID (``engine.paths.pacs_annotations_path``).
     """
     items = [Path(p).absolute() for p in paths]
     if not items:
         raise ValueError("no image paths given")
+    cache = pacs_cache_dir().absolute()
+    series_folders = {p.parent if p.suffix == ".dcm" else p for p in items}
+    if len(series_folders) == 1:
+        folder = next(iter(series_folders))
+        if folder.parent.parent == cache:
+            return pacs_annotations_path(folder.parent.name, folder.name)
     if len(items) == 1 and not items[0].is_dir():
         return items[0].with_name(items[0].name + SIDECAR_SUFFIX)
     folders = [p if p.is_dir() else p.parent for p in items]

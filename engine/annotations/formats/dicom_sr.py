@@ -18,14 +18,25 @@ UCUM units: mm, deg, mm2, [hnsf'U]) and their shape as the region (POLYLINE, or 
 two axes). Annotations drawn on a reformatted plane are SCOORD3D regions in patient coordinates
 (Frame of Reference of the series). Rejected annotations are left out unless asked for;
 non-DICOM images cannot be referenced and are skipped.
+
+Provenance travels with each group: the source (user, model, classifier) and review state as
+qualitative evaluations coded in ``99CLINLENS``, a model score as a unitless measurement, and
+for machine output an Algorithm Identification (``ClinKD`` or ``KPL``) whose parameter is the
+annotation's note (the question or the retrieved descriptions). Image-level labels (KPL) are
+TID 1501 groups whose source images are the instances of the labelled image. ``read_sr``
+turns such an SR (or any TID 1500 with planar regions) back into annotations for one image:
+the round trip keeps id, label, geometry (float32, the SCOORD type), frame, source, review,
+score, machine notes and the values of measurements; a note on a user annotation, the
+created/modified times and annotations drawn on a reformat (SCOORD3D) are not read back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -43,7 +54,17 @@ from engine.annotations.formats.targets import (
 )
 from engine.annotations.image_ref import ImageRef
 from engine.annotations.measure import graphic_points
-from engine.annotations.model import Box, Measurement, MeasureKind, Review
+from engine.annotations.model import (
+    Annotation,
+    Box,
+    ImageLabel,
+    MeasuredValue,
+    Measurement,
+    MeasureKind,
+    Review,
+    Source,
+    new_id,
+)
 from engine.imaging import FrameSource
 
 CODING_SCHEME = "99CLINLENS"
@@ -115,7 +136,7 @@ def _region(ref: ImageRef, item: Box | Measurement, header: pydicom.Dataset,
             referenced_frame_numbers=[source.frame_number] if multi_frame else None))
 
 
-def _measurements(item: Box | Measurement) -> list[hd.sr.Measurement] | None:
+def _measurements(item: Annotation) -> list[hd.sr.Measurement] | None:
     if not isinstance(item, Measurement):
         return None
     return [hd.sr.Measurement(name=_VALUE_CODES[v.name], value=v.value, unit=_unit_code(v.unit))
@@ -130,65 +151,259 @@ def _unit_code(unit: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=unit, scheme_designator="UCUM", meaning=unit)   # "px", "px2"
 
 
-def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
-              include_rejected: bool = False) -> list[Path]:
-    """Write ``<out>/sr-<StudyInstanceUID>.dcm`` for every study with boxes or measurements on DICOM images.
+ALGORITHMS = {Source.MODEL: "ClinKD", Source.CLASSIFIER: "KPL"}
+_SOURCE_NAME = hd.sr.CodedConcept(value="SRC", scheme_designator=CODING_SCHEME, meaning="Annotation source")
+_REVIEW_NAME = hd.sr.CodedConcept(value="REV", scheme_designator=CODING_SCHEME, meaning="Review state")
+_SCORE_NAME = hd.sr.CodedConcept(value="SCORE", scheme_designator=CODING_SCHEME, meaning="Model score")
+_NO_UNITS = hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units")
 
-    Reads the headers (not the pixels) of the referenced files, which must still exist: they
-    are the evidence the SR inherits patient and study from.
+
+def _state_code(kind: str, value: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=f"{kind}-{value}"[:16], scheme_designator=CODING_SCHEME, meaning=value)
+
+
+def _provenance(annotation: Annotation) -> dict:
+    """The TID 1410/1501 arguments that carry who made an annotation, what became of it, and its values."""
+    measured = _measurements(annotation) or []
+    options: dict = {"qualitative_evaluations": [
+        hd.sr.QualitativeEvaluation(_SOURCE_NAME, _state_code("SRC", str(annotation.source))),
+        hd.sr.QualitativeEvaluation(_REVIEW_NAME, _state_code("REV", str(annotation.review)))]}
+    if annotation.score is not None:
+        measured.append(hd.sr.Measurement(name=_SCORE_NAME, value=float(annotation.score), unit=_NO_UNITS))
+    if measured:
+        options["measurements"] = measured
+    if annotation.source in ALGORITHMS:
+        options["algorithm_id"] = hd.sr.AlgorithmIdentification(
+            name=ALGORITHMS[annotation.source], version="1", parameters=[annotation.note] if annotation.note else None)
+    return options
+
+
+def build_srs(doc: AnnotationDocument, *, image_ids: Sequence[str] | None = None, include_rejected: bool = False,
+              reviewed_only: bool = False) -> dict[str, hd.sr.Comprehensive3DSR]:
+    """One TID 1500 report per study, keyed by StudyInstanceUID (see the module docstring).
+
+    ``reviewed_only`` keeps what a person stands behind: user boxes and machine output that was
+    accepted or corrected (what is written back to a shared archive). Reads the headers (not the
+    pixels) of the referenced files, which must still exist: the SR inherits patient and study.
     """
-    studies: dict[str, list[tuple[ImageRef, Box | Measurement, tuple[float, float, float, float] | None]]] = {}
+    studies: dict[str, list[tuple[ImageRef, Annotation, tuple[float, float, float, float] | None]]] = {}
     headers: dict[str, pydicom.Dataset] = {}
+
+    def header_of(source: FrameSource) -> pydicom.Dataset:
+        if source.path not in headers:
+            try:
+                headers[source.path] = pydicom.dcmread(source.path, stop_before_pixels=True)
+            except (OSError, pydicom.errors.InvalidDicomError) as err:
+                raise ExportError(f"cannot read the source image {source.path} for the DICOM SR: {err}") from None
+        header = headers[source.path]
+        if header.SOPInstanceUID != source.sop_instance_uid:
+            raise ExportError(f"{source.path} is no longer the image the box was drawn on "
+                              f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})")
+        return header
+
+    def wanted(annotation: Annotation) -> bool:
+        return not reviewed_only or annotation.source is Source.USER or \
+            annotation.review in (Review.ACCEPTED, Review.CORRECTED)
+
     for ref in selected_images(doc, image_ids):
         if ref.kind != "dicom":
             continue
         placed_boxes = [b for b in doc.boxes(ref.image_id) if b.placement is not None
                         and (include_rejected or b.review is not Review.REJECTED)]
-        items = [*kept_boxes(doc, ref.image_id, include_rejected), *placed_boxes,
-                 *kept_measurements(doc, ref.image_id, include_rejected)]
-        for item in items:
+        for item in [*kept_boxes(doc, ref.image_id, include_rejected), *placed_boxes,
+                     *kept_measurements(doc, ref.image_id, include_rejected)]:
             rect = None
             if isinstance(item, Box) and item.placement is None:
                 rect = clipped(item, ref.width, ref.height)
                 if rect is None:
                     continue
-            source = _source_frame(ref, item)
-            if source.path not in headers:
-                try:
-                    headers[source.path] = pydicom.dcmread(source.path, stop_before_pixels=True)
-                except (OSError, pydicom.errors.InvalidDicomError) as err:
-                    raise ExportError(f"cannot read the source image {source.path} for the DICOM SR: {err}") from None
-            header = headers[source.path]
-            if header.SOPInstanceUID != source.sop_instance_uid:
-                raise ExportError(f"{source.path} is no longer the image the box was drawn on "
-                                  f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})")
+            if not wanted(item):
+                continue
+            header = header_of(_source_frame(ref, item))
             studies.setdefault(str(header.StudyInstanceUID), []).append((ref, item, rect))
+        for label in doc.image_labels(ref.image_id):
+            if (label.review is Review.REJECTED and not include_rejected) or not wanted(label):
+                continue
+            header = header_of(ref.frames[0])
+            studies.setdefault(str(header.StudyInstanceUID), []).append((ref, label, None))
     if not studies:
-        raise ExportError("no boxes or measurements on DICOM images: a DICOM SR can only reference DICOM sources")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+        raise ExportError("no annotations on DICOM images: a DICOM SR can only reference DICOM sources")
+    reports = {}
     for number, (study_uid, items) in enumerate(studies.items(), start=1):
         evidence, groups = {}, []
-        for ref, item, rect in items:
-            header = headers[_source_frame(ref, item).path]
+        for ref, annotation, rect in items:
+            tracking = hd.sr.TrackingIdentifier(uid=tracking_uid(annotation.id),
+                                                identifier=f"{annotation.label} ({annotation.id[:8]})")
+            if isinstance(annotation, ImageLabel):
+                sources = []
+                for source in dict.fromkeys(f.path for f in ref.frames):
+                    header = header_of(next(f for f in ref.frames if f.path == source))
+                    evidence[header.SOPInstanceUID] = header
+                    sources.append(hd.sr.SourceImageForMeasurementGroup(
+                        referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID))
+                groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=tracking, finding_type=label_code(annotation.label), source_images=sources,
+                    **_provenance(annotation)))
+                continue
+            header = header_of(_source_frame(ref, annotation))
             evidence[header.SOPInstanceUID] = header
             groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid(item.id),
-                                                             identifier=f"{item.label} ({item.id[:8]})"),
-                referenced_region=_region(ref, item, header, rect), finding_type=label_code(item.label),
-                measurements=_measurements(item)))
+                tracking_identifier=tracking, referenced_region=_region(ref, annotation, header, rect),
+                finding_type=label_code(annotation.label), **_provenance(annotation)))
         report = hd.sr.MeasurementReport(
             observation_context=hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
                 observer_type=codes.DCM.Device,
                 observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
                     uid=_DEVICE_UID, name=MANUFACTURER))),
             procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups)
-        sr = hd.sr.Comprehensive3DSR(
+        reports[study_uid] = hd.sr.Comprehensive3DSR(
             evidence=list(evidence.values()), content=report, series_instance_uid=hd.UID(), series_number=900 + number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
             series_description="ClinLens annotations", is_complete=True)
+    return reports
+
+
+def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
+              include_rejected: bool = False) -> list[Path]:
+    """Write ``<out>/sr-<StudyInstanceUID>.dcm`` for every study with annotations on DICOM images."""
+    reports = build_srs(doc, image_ids=image_ids, include_rejected=include_rejected)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for study_uid, sr in reports.items():
         path = out / f"sr-{study_uid}.dcm"
         sr.save_as(path)
         written.append(path)
     return written
+
+
+# --- import --------------------------------------------------------------------------------
+
+_TRACKING_UID = ("DCM", "112040")
+_FINDING = ("DCM", "121071")
+_ALGORITHM_NAME = ("DCM", "111001")
+_ALGORITHM_PARAMETERS = ("DCM", "111002")
+
+
+def _concept(item: pydicom.Dataset) -> tuple[str, str]:
+    name = item.get("ConceptNameCodeSequence")
+    return (str(name[0].CodingSchemeDesignator), str(name[0].CodeValue)) if name else ("", "")
+
+
+def _descendants(item: pydicom.Dataset) -> Iterator[pydicom.Dataset]:
+    for child in item.get("ContentSequence", []):
+        yield child
+        if child.get("ValueType") != "CONTAINER":
+            yield from _descendants(child)
+
+
+def _groups(dataset: pydicom.Dataset) -> Iterator[pydicom.Dataset]:
+    """Containers holding a Tracking Unique Identifier: the measurement groups of any TID 1500."""
+    for item in dataset.get("ContentSequence", []):
+        if item.get("ValueType") == "CONTAINER":
+            if any(_concept(c) == _TRACKING_UID for c in item.get("ContentSequence", [])):
+                yield item
+            else:
+                yield from _groups(item)
+
+
+def _annotation_id(uid: str) -> str:
+    if uid.startswith("2.25."):
+        with contextlib.suppress(ValueError):
+            number = int(uid[5:])
+            if number < 1 << 128:
+                return f"{number:032x}"
+    return new_id()
+
+
+def _rect(scoord: pydicom.Dataset) -> tuple[float, float, float, float] | None:
+    points = np.asarray([float(v) for v in scoord.GraphicData], dtype=float).reshape(-1, 2)
+    kind = str(scoord.GraphicType)
+    if kind == "CIRCLE" and len(points) == 2:
+        radius = float(np.hypot(*(points[1] - points[0])))
+        return (points[0][0] - radius, points[0][1] - radius, points[0][0] + radius, points[0][1] + radius)
+    if kind in ("POLYLINE", "POLYGON", "MULTIPOINT", "ELLIPSE") and len(points) >= 2:
+        return (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
+    return None
+
+
+def _measured_values(by_concept: dict[tuple[str, str], list[pydicom.Dataset]]) -> list[MeasuredValue]:
+    """The values our measurement codes carry in a group (length, angle, area, ROI statistics)."""
+    values = []
+    for name, code in _VALUE_CODES.items():
+        for item in by_concept.get((code.scheme_designator, code.value), []):
+            measured = item.MeasuredValueSequence[0]
+            values.append(MeasuredValue(name, float(measured.NumericValue),
+                                        str(measured.MeasurementUnitsCodeSequence[0].CodeValue)))
+    return values
+
+
+def _measurement_shape(scoord: pydicom.Dataset, values: list[MeasuredValue]
+                       ) -> tuple[MeasureKind, tuple[tuple[float, float], ...]] | None:
+    """Which measurement tool drew a region, and its defining points (the inverse of graphic_points)."""
+    points = np.asarray([float(v) for v in scoord.GraphicData], dtype=float).reshape(-1, 2)
+    names = {v.name for v in values}
+    if "length" in names and len(points) == 2:
+        return MeasureKind.LENGTH, tuple(map(tuple, points))
+    if "angle" in names and len(points) == 3:
+        return MeasureKind.ANGLE, tuple(map(tuple, points))
+    if "area" in names:
+        kind = MeasureKind.ELLIPSE if str(scoord.GraphicType) == "ELLIPSE" else MeasureKind.RECTANGLE
+        corners = ((points[:, 0].min(), points[:, 1].min()), (points[:, 0].max(), points[:, 1].max()))
+        return kind, corners
+    return None
+
+
+def read_sr(dataset: pydicom.Dataset, ref: ImageRef) -> list[Annotation]:
+    """The annotations of ``ref`` held by a TID 1500 SR (groups about other images are ignored)."""
+    found: list[Annotation] = []
+    instances = {f.sop_instance_uid for f in ref.frames}
+    for group in _groups(dataset):
+        items = list(_descendants(group))
+        by_concept: dict[tuple[str, str], list[pydicom.Dataset]] = {}
+        for item in items:
+            by_concept.setdefault(_concept(item), []).append(item)
+        uid = str(by_concept[_TRACKING_UID][0].UID)
+        finding = by_concept.get(_FINDING)
+        label = str(finding[0].ConceptCodeSequence[0].CodeMeaning) if finding else "finding"
+        source, review, score, note = Source.USER, Review.ACCEPTED, None, ""
+        for item in by_concept.get((CODING_SCHEME, "SRC"), []):
+            with contextlib.suppress(ValueError):
+                source = Source(str(item.ConceptCodeSequence[0].CodeMeaning))
+        for item in by_concept.get((CODING_SCHEME, "REV"), []):
+            with contextlib.suppress(ValueError):
+                review = Review(str(item.ConceptCodeSequence[0].CodeMeaning))
+        for item in by_concept.get((CODING_SCHEME, "SCORE"), []):
+            score = float(item.MeasuredValueSequence[0].NumericValue)
+        algorithm = by_concept.get(_ALGORITHM_NAME)
+        if algorithm and not by_concept.get((CODING_SCHEME, "SRC")):   # another tool's algorithm output
+            source, review = Source.MODEL, Review.PENDING
+        if by_concept.get(_ALGORITHM_PARAMETERS):
+            note = str(by_concept[_ALGORITHM_PARAMETERS][0].TextValue)
+        common = {"id": _annotation_id(uid), "label": label, "source": source, "score": score, "note": note,
+                  "review": review}
+        scoords = [i for i in items if i.get("ValueType") == "SCOORD"]
+        if scoords:
+            reference = scoords[0].ContentSequence[0].ReferencedSOPSequence[0]
+            sop = str(reference.ReferencedSOPInstanceUID)
+            frame_number = int(reference.get("ReferencedFrameNumber", 1) or 1)
+            index = ref.frame_index(sop, frame_number) if sop in instances else None
+            if index is None:
+                continue
+            values = _measured_values(by_concept)
+            shape = _measurement_shape(scoords[0], values)
+            if shape is not None:
+                found.append(Measurement(kind=shape[0], frame=index, points=shape[1], values=tuple(values),
+                                         sop_instance_uid=sop, frame_number=ref.frames[index].frame_number, **common))
+                continue
+            rect = _rect(scoords[0])
+            if rect is None:
+                continue
+            found.append(Box(frame=index, x1=rect[0], y1=rect[1], x2=rect[2], y2=rect[3], sop_instance_uid=sop,
+                             frame_number=ref.frames[index].frame_number, **common))
+            continue
+        images = {str(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID) for i in items
+                  if i.get("ValueType") == "IMAGE" and "ReferencedSOPSequence" in i}
+        if images & instances:
+            found.append(ImageLabel(**common))
+    return found

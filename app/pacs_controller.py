@@ -1,0 +1,234 @@
+"""The PACS in the main window: File menu actions, background retrieve into the viewer, write-back.
+
+Opening a series retrieves it on a worker thread into the on-disk cache. The first instance is
+shown as soon as it is written, and the growing series replaces it every half second (frames
+fill in); a progress bar and a Cancel button sit in the status bar. When the series is complete
+it is opened like any folder (annotations bind to the data-folder document keyed by study and
+series UID), and the SR reports stored with the study are read back as annotations.
+Sending builds the SR from a snapshot of the document on the GUI thread and stores it on a
+worker thread, so a refused send changes nothing locally.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QMenu, QProgressBar, QPushButton
+from superqt.utils import create_worker
+
+from app.pacs_browser import PacsBrowser
+from app.pacs_servers_dialog import PacsServersDialog
+from engine.annotations.commands import AddAnnotations
+from engine.annotations.image_ref import image_ref_from_stack
+from engine.annotations.persistence import document_from_dict, document_to_dict
+from engine.imaging import OpenResult, open_paths
+from engine.pacs import InstanceCache, PacsError, PacsServer, connect, load_pacs_settings, retrieve_series
+
+PARTIAL_EVERY_S = 0.5
+
+
+class _Progress(QObject):
+    """Signals a worker thread emits; Qt queues them to the GUI thread."""
+
+    instance = Signal(int, int)     # done, expected (0: unknown)
+    partial = Signal(object)        # OpenResult of the instances written so far
+
+
+def _retrieve(server: PacsServer, study_uid: str, series_uid: str, limit_bytes: int, cancel: threading.Event,
+              progress: _Progress):
+    from engine.pacs.writeback import annotations_from_pacs  # highdicom: slow to import, not at start-up
+
+    cache = InstanceCache(limit_bytes=limit_bytes)
+    written: list[str] = []
+    last_partial = [0.0]
+
+    def on_instance(path, done, expected):
+        written.append(str(path))
+        progress.instance.emit(done, expected or 0)
+        now = time.monotonic()
+        if done == 1 or now - last_partial[0] >= PARTIAL_EVERY_S:
+            last_partial[0] = now
+            progress.partial.emit(open_paths(list(written)))
+
+    with connect(server) as connection:
+        result = retrieve_series(connection, cache, study_uid, series_uid, on_instance=on_instance, cancel=cancel)
+        opened = open_paths([str(p) for p in result.paths])
+        found, problem = [], None
+        if opened.stacks:
+            try:
+                found = annotations_from_pacs(connection, cache, image_ref_from_stack(opened.stacks[0]), cancel=cancel)
+            except PacsError as err:
+                problem = f"The annotations stored with this study could not be read: {err}"
+    return opened, [str(cache.series_dir(study_uid, series_uid))], found, problem
+
+
+def _send(server: PacsServer, doc, image_id: str) -> str:
+    from engine.pacs.writeback import send_annotations
+
+    with connect(server) as connection:
+        sr = send_annotations(connection, doc, image_id)
+    return f"Annotations sent to {server.name} as DICOM SR {sr.SOPInstanceUID}."
+
+
+class PacsController(QObject):
+    retrieve_finished = Signal(object)     # OpenResult of the complete series
+    retrieve_failed = Signal(str)          # one sentence (also "Retrieve cancelled.")
+    partial_shown = Signal(int)            # frames shown so far
+    send_finished = Signal(str)            # one sentence, success or failure
+
+    def __init__(self, window, file_menu: QMenu) -> None:
+        super().__init__(window)
+        self.window = window
+        self.browser: PacsBrowser | None = None
+        self._cancel: threading.Event | None = None
+        self._origin: dict[str, PacsServer] = {}     # stack key -> the server it came from
+        self._pending_origin: PacsServer | None = None
+        self._progress: _Progress | None = None
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setFormat("PACS %v/%m")
+        self.cancel_button = QPushButton("Cancel retrieve")
+        self.cancel_button.clicked.connect(self.cancel)
+        for widget in (self.progress_bar, self.cancel_button):
+            window.statusBar().addPermanentWidget(widget)
+            widget.hide()
+        window._action(file_menu, "Open from &PACS…", self.browse, "Ctrl+Shift+P")  # noqa: SLF001
+        window._action(file_menu, "Send annotations to PACS", self.send_current)  # noqa: SLF001
+        window._action(file_menu, "PACS &servers…", self.edit_servers)  # noqa: SLF001
+
+    @property
+    def busy(self) -> bool:
+        return self._cancel is not None
+
+    # ----- dialogs
+    def browse(self) -> PacsBrowser:
+        settings = load_pacs_settings()
+        self.browser = PacsBrowser(list(settings.servers), reveal_phi=self.window.metadata.reveal_phi.isChecked(),
+                                   parent=self.window)
+        self.browser.open_series.connect(self.open_series)
+        self.browser.show()
+        return self.browser
+
+    def edit_servers(self) -> PacsServersDialog:
+        dialog = PacsServersDialog(load_pacs_settings(), parent=self.window)
+        dialog.show()
+        return dialog
+
+    # ----- retrieve
+    def open_series(self, server: PacsServer, study_uid: str, series_uid: str) -> None:
+        if self.busy:
+            self.window.banner.show_message("A series is still being retrieved: cancel it or wait for it to finish.")
+            return
+        self._cancel = threading.Event()
+        self._pending_origin = server
+        self._partial_frames = 0
+        progress = self._progress = _Progress(self)
+        progress.instance.connect(self._on_instance)
+        progress.partial.connect(self._show_partial)
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.show()
+        self.cancel_button.show()
+        self.window.statusBar().showMessage(f"Retrieving from {server.name}…")
+        limit = load_pacs_settings().cache_limit_mb * 1024 * 1024
+        worker = create_worker(_retrieve, server, study_uid, series_uid, limit, self._cancel, progress,
+                               _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_retrieved)
+        worker.errored.connect(self._on_failed)
+        worker.start()
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def shutdown(self) -> None:
+        """Cancel a running retrieve (the window is closing)."""
+        self.cancel()
+
+    def _on_instance(self, done: int, expected: int) -> None:
+        if expected:
+            self.progress_bar.setRange(0, expected)
+        self.progress_bar.setValue(done)
+
+    def _show_partial(self, opened: OpenResult) -> None:
+        if not opened.stacks or self._cancel is None:
+            return
+        stack = opened.stacks[0]
+        if self._partial_frames == 0:
+            self.window.annotations.show_stack(None)   # boxes of the previous image must not show on this one
+        frame = min(self.window.state.frame_index, stack.n_frames - 1) if self._partial_frames else 0
+        self.window.state.set_stack(stack, frame)
+        self.window.setWindowTitle(f"ClinLens — {stack.title} (retrieving…)")
+        self._partial_frames = stack.n_frames
+        self.partial_shown.emit(stack.n_frames)
+
+    def _finish(self) -> None:
+        self._cancel = None
+        if self._progress is not None:
+            self._progress.deleteLater()
+            self._progress = None
+        self.progress_bar.hide()
+        self.cancel_button.hide()
+        self.window.statusBar().clearMessage()
+
+    def _on_failed(self, error: Exception) -> None:
+        self._finish()
+        message = str(error) if isinstance(error, PacsError) else f"Retrieve failed: {error}"
+        self.window.banner.show_message(message)
+        if self._partial_frames:   # the partial series stays visible but is not annotated
+            self.window.setWindowTitle(f"ClinLens — incomplete series ({self._partial_frames} frames)")
+        self.retrieve_failed.emit(message)
+
+    def _on_retrieved(self, retrieved) -> None:
+        opened, paths, found, problem = retrieved
+        self._finish()
+        self.window._on_opened((opened, paths))  # noqa: SLF001 - the same path as opening a folder
+        for stack in opened.stacks:
+            self._origin[stack.key] = self._pending_origin
+        if found and self.window.annotations.image_id is not None:
+            self._import(found)
+        if problem:
+            self.window.banner.show_message(problem)
+        self.retrieve_finished.emit(opened)
+
+    def _import(self, found) -> None:
+        controller = self.window.annotations
+        doc, image_id = controller.doc, controller.image_id
+        new = [a for a in found if doc.find(image_id, a.id) is None]
+        for annotation in new:
+            doc.ensure_label(annotation.label)
+        if new:
+            doc.execute(AddAnnotations(image_id, new, text="Annotations from PACS"))
+            self.window.statusBar().showMessage(f"{len(new)} annotation(s) read from the PACS", 5000)
+
+    # ----- send
+    def send_current(self) -> None:
+        controller = self.window.annotations
+        stack = self.window.state.stack
+        if controller.doc is None or controller.image_id is None or stack is None:
+            self.window.banner.show_message("Open an annotated DICOM series first.")
+            return
+        server = self._origin.get(stack.key)
+        if server is None:
+            settings = load_pacs_settings()
+            server = settings.server(settings.default_server) or (settings.servers[0] if settings.servers else None)
+        if server is None:
+            self.window.banner.show_message("No PACS configured: add one under File > PACS servers….")
+            return
+        snapshot = document_from_dict(document_to_dict(controller.doc))   # the worker never sees the live document
+        self.window.statusBar().showMessage(f"Sending annotations to {server.name}…")
+        worker = create_worker(_send, server, snapshot, controller.image_id, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_sent)
+        worker.errored.connect(self._on_send_failed)
+        worker.start()
+
+    def _on_sent(self, message: str) -> None:
+        self.window.statusBar().showMessage(message, 8000)
+        self.send_finished.emit(message)
+
+    def _on_send_failed(self, error: Exception) -> None:
+        self.window.statusBar().clearMessage()
+        message = str(error) if isinstance(error, PacsError) else f"Sending failed: {error}"
+        self.window.banner.show_message(f"{message} Your annotations are unchanged on this computer.")
+        self.send_finished.emit(message)

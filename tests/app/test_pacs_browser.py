@@ -1,0 +1,161 @@
+"""Open from PACS, as a user drives it, against the real Orthanc of tests/orthanc.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.main_window import MainWindow
+from app.pacs_servers_dialog import PacsServersDialog
+from engine.annotations.commands import AddAnnotations
+from engine.annotations.document import AnnotationDocument
+from engine.annotations.image_ref import image_ref_from_stack
+from engine.imaging import open_paths
+from engine.pacs import (
+    InstanceCache,
+    PacsServer,
+    PacsSettings,
+    connect,
+    load_pacs_settings,
+    retrieve_series,
+    save_pacs_settings,
+)
+from engine.pacs.writeback import send_annotations
+from engine.paths import data_dir
+from tests.orthanc import OUR_AET, seeded_orthanc
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    yield from seeded_orthanc(tmp_path_factory)
+
+
+@pytest.fixture
+def window(qtbot, pacs):
+    save_pacs_settings(PacsSettings(servers=(
+        PacsServer("Orthanc (DICOMweb)", pacs.server.dicomweb_url),
+        PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET))))
+    main = MainWindow()
+    qtbot.addWidget(main)
+    main.resize(1100, 750)
+    main.show()
+    qtbot.waitExposed(main)
+    yield main
+    main.close()
+
+
+def test_search_expand_and_open_streams_into_the_viewer(qtbot, window, pacs, tmp_path):
+    browser = window.pacs.browse()
+    qtbot.addWidget(browser)
+    browser.patient_id.setText("PACS-CT")
+    with qtbot.waitSignal(browser.search_finished, timeout=20000) as searched:
+        browser.search_button.click()
+    assert searched.args == [1]
+    study = browser.results.topLevelItem(0)
+    assert [study.text(i) for i in range(2, 5)] == ["2024-03-15", "CT", "Chest CT"]
+    assert study.text(0) == study.text(1) == "(hidden)"             # identifiers hidden by default
+    browser.reveal_phi.setChecked(True)
+    assert (study.text(0), study.text(1)) == ("Test Pacs", "PACS-CT")
+    browser.reveal_phi.setChecked(False)
+    assert browser.results.isSortingEnabled()
+    with qtbot.waitSignal(browser.series_loaded, timeout=20000):
+        study.setExpanded(True)
+    series = study.child(0)
+    assert (series.text(3), series.text(4), series.text(7)) == ("CT", "Chest CT series", "12")
+    browser.grab().save(str(tmp_path / "browser.png"))
+    frames_shown = []
+    window.pacs.partial_shown.connect(frames_shown.append)
+    browser.results.setCurrentItem(series)
+    assert browser.open_button.isEnabled()
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        browser.open_button.click()
+    assert frames_shown[0] == 1                # the first image was on screen before the series was complete
+    assert window.state.stack.n_frames == 12 and window.image_list.count() == 1
+    assert window.frame_status.text() == "Frame 1/12"
+    assert window.annotations.document_path().is_relative_to(data_dir())
+    assert not window.pacs.progress_bar.isVisible()
+    qtbot.wait(100)   # let the status bar re-layout for the new frame count before the screenshot
+    window.grab().save(str(tmp_path / "window.png"))
+
+
+def test_reopening_a_study_shows_the_boxes_stored_as_sr_and_sends_new_ones(qtbot, window, pacs, tmp_path):
+    study_uid, series_uid = str(pacs.ct[0].StudyInstanceUID), str(pacs.ct[0].SeriesInstanceUID)
+    dimse = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
+    # another workstation annotated the series and stored the SR in the archive
+    other = retrieve_series(connect(dimse), InstanceCache(tmp_path / "elsewhere"), study_uid, series_uid)
+    ref = image_ref_from_stack(open_paths([str(p) for p in other.paths]).stacks[0])
+    doc = AnnotationDocument()
+    doc.add_image(ref)
+    box = doc.new_box(ref.image_id, 4, 8, 9, 30, 33, "nodule")
+    doc.execute(AddAnnotations(ref.image_id, [box]))
+    send_annotations(connect(dimse), doc, ref.image_id)
+
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(dimse, study_uid, series_uid)
+    shown = {b.id: b for b in window.annotations.boxes()}
+    assert box.id in shown and (shown[box.id].frame, shown[box.id].label) == (4, "nodule")
+
+    window.state.set_frame(2)
+    added = window.annotations.add_box(2, 5, 5, 20, 20)
+    with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as sent:
+        window.pacs.send_current()
+    assert "sent to Orthanc (DIMSE)" in sent.args[0]
+    assert window.annotations.box(added.id) is not None
+
+
+def test_servers_dialog_tests_the_connection(qtbot, pacs):
+    dialog = PacsServersDialog(PacsSettings(servers=(PacsServer("Orthanc", pacs.server.dicomweb_url),)))
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.tested, timeout=20000) as tested:
+        dialog.test_button.click()
+    assert tested.args[0] is True and "answered" in tested.args[1]
+    dialog.url.setText(f"dicom://ORTHANC@127.0.0.1:{pacs.server.http_port}")   # the HTTP port is not DICOM
+    with qtbot.waitSignal(dialog.tested, timeout=20000) as tested:
+        dialog.test_button.click()
+    assert tested.args[0] is False and "association" in tested.args[1]
+    dialog.url.setText("pacs.example.org")
+    dialog.test_button.click()
+    assert "not a PACS address" in dialog.result.text()
+
+
+def test_cancel_while_retrieving_keeps_the_window_usable(qtbot, window, pacs):
+    """Cancel right after starting (mid-stream cancel is timed exactly in tests/engine/test_pacs.py)."""
+    study_uid, series_uid = str(pacs.ct[0].StudyInstanceUID), str(pacs.ct[0].SeriesInstanceUID)
+    server = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
+    with qtbot.waitSignal(window.pacs.retrieve_failed, timeout=60000) as failed:
+        window.pacs.open_series(server, study_uid, series_uid)
+        assert window.pacs.cancel_button.isVisible()
+        window.pacs.cancel_button.click()
+    assert failed.args == ["Retrieve cancelled."]
+    assert not window.pacs.busy and not window.pacs.cancel_button.isVisible()
+    cache = InstanceCache()
+    assert not cache.is_complete(study_uid, series_uid)
+    assert not list(cache.series_dir(study_uid, series_uid).glob(".*.part"))   # nothing half-written
+    assert window.image_list.count() == 0       # an incomplete series is never bound to annotations
+
+
+def test_a_corrupt_instance_is_listed_and_the_rest_opens(qtbot, window, pacs):
+    study_uid, series_uid = str(pacs.corrupt[0].StudyInstanceUID), str(pacs.corrupt[0].SeriesInstanceUID)
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(PacsServer("Orthanc", pacs.server.dicomweb_url), study_uid, series_uid)
+    assert window.state.stack.n_frames == 4
+    assert window.banner.isVisible() and "Could not open 1 file" in window.banner.label.text()
+
+
+def test_servers_dialog_saves_entries_without_secrets(qtbot, pacs):
+    dialog = PacsServersDialog(PacsSettings())
+    qtbot.addWidget(dialog)
+    dialog.name.setText("Hospital")
+    dialog.url.setText("dicom://PACS@pacs.example.org:104")
+    assert dialog.our_aet.isEnabled() and not dialog.auth.isEnabled()
+    dialog.url.setText("https://pacs.example.org/dicom-web")
+    assert not dialog.our_aet.isEnabled() and not dialog.secret_env.isEnabled()
+    dialog.auth.setCurrentText("basic")
+    assert dialog.username.isEnabled() and dialog.secret_env.isEnabled()
+    dialog.accept()
+    assert dialog.result.text() == "Hospital: HTTP basic authentication needs a user name."
+    dialog.username.setText("reader")
+    dialog.secret_env.setText("HOSPITAL_PASSWORD")
+    dialog.accept()
+    saved = load_pacs_settings().servers
+    assert [(s.name, s.auth, s.username, s.secret_env) for s in saved] == [
+        ("Hospital", "basic", "reader", "HOSPITAL_PASSWORD")]
