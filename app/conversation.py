@@ -52,6 +52,7 @@ class Turn:
         }
         if self.result is not None:
             result = self.result.to_dict()
+            data["prompt"] = result["question"]  # as the model read it: `ask --history` replays it
             data["raw_answer"] = result["raw_text"]
             data["boxes"] = [{"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "phrase": b.phrase}
                              for b in self.boxes]

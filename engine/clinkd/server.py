@@ -44,7 +44,8 @@ from engine.clinkd.generation import (
     rank_candidates,
 )
 from engine.clinkd.loader import ClinKDModel, ModelInfo
-from engine.clinkd.prompts import SYSTEM_PROMPT, Prompt, build_prompt
+from engine.clinkd.conversation import FittedHistory, chat_messages, estimate_tokens, fit_history
+from engine.clinkd.prompts import Prompt, build_prompt
 from engine.grounding import parse_answer
 
 END_MARKERS = ("<|im_end|>", "<|endoftext|>")
@@ -339,20 +340,14 @@ class ServerBackend:
 
     # ------------------------------------------------------------------ chat
 
-    def _payload(self, prompt: Prompt, request: AskRequest, settings: GenerationSettings, stream: bool) -> dict:
+    def _payload(
+        self, prompt: Prompt, history: FittedHistory, request: AskRequest, settings: GenerationSettings, stream: bool
+    ) -> dict:
         sample = settings.samples
+        image = {"type": "image_url", "image_url": {"url": png_data_url(request.image)}}
         payload: dict = {
             "model": self.settings.model,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {
-                    "role": "user",
-                    "content": [  # image first, as ClinKD was trained
-                        {"type": "image_url", "image_url": {"url": png_data_url(request.image)}},
-                        {"type": "text", "text": prompt.question},
-                    ],
-                },
-            ],
+            "messages": chat_messages(prompt.question, history.turns, image),  # the same messages as locally
             "max_tokens": settings.max_new_tokens,
             "temperature": settings.temperature if sample else 0.0,
             "top_p": settings.top_p if sample else 1.0,
@@ -471,6 +466,7 @@ class ServerBackend:
         reply: _Reply,
         settings: GenerationSettings,
         started_at: float,
+        history: FittedHistory,
         candidates: tuple[Candidate, ...] = (),
     ) -> AskResult:
         finished_at = time.perf_counter()
@@ -506,6 +502,8 @@ class ServerBackend:
             total_s=finished_at - started_at,
             peak_gpu_memory_bytes=None,
             candidates=candidates,
+            history_turns=len(history.turns),
+            history_dropped=history.dropped,
         )
 
     def ask(
@@ -524,14 +522,15 @@ class ServerBackend:
         """
         started_at = time.perf_counter()
         prompt = build_prompt(request.task, request.question, request.box, *request.size)
+        history = fit_history(request.history, settings.history_tokens, estimate_tokens)
         n = settings.best_of
         stream = on_text is not None and n == 1
-        reply = self._exchange(self._payload(prompt, request, settings, stream), stream, on_text, cancel)
+        reply = self._exchange(self._payload(prompt, history, request, settings, stream), stream, on_text, cancel)
         if n == 1 or reply.cancelled:
-            return self._result(request, prompt, reply.texts[0], reply, settings, started_at)
+            return self._result(request, prompt, reply.texts[0], reply, settings, started_at, history)
         raws = [_strip_end(t) for t in reply.texts]
         candidates, best = rank_candidates(raws, request, prompt, settings, self.embed)
-        return self._result(request, prompt, raws[best], reply, settings, started_at, candidates)
+        return self._result(request, prompt, raws[best], reply, settings, started_at, history, candidates)
 
     def ask_batch(
         self,
