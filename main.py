@@ -14,7 +14,8 @@ import sys
 
 # Each module adds its sub-commands with register(subparsers), set_defaults(func=handler);
 # a handler returns the exit code.
-COMMAND_MODULES = ("cli.imaging", "cli.annotations", "cli.clinkd", "cli.kpl", "cli.evaluation", "cli.training")
+COMMAND_MODULES = ("cli.imaging", "cli.annotations", "cli.clinkd", "cli.kpl", "cli.evaluation", "cli.training",
+                   "cli.annotate")
 
 
 def build_parser() -> argparse.ArgumentParser:

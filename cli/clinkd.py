@@ -55,15 +55,21 @@ def register(subparsers: Any) -> None:
     ask.set_defaults(func=run_ask)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, several_servers: bool = False) -> None:
     """Where answers come from: a local checkpoint (--model) or an inference server (--server).
 
-    Shared by every command that asks ClinKD (ask, eval-medgrit).
+    Shared by every command that asks ClinKD (ask, eval-medgrit, annotate); with
+    ``several_servers`` --server may be repeated (replicas) and ``args.server`` is a list.
     """
     parser.add_argument("--model", default=os.environ.get(MODEL_ENV),
                         help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})")
-    parser.add_argument("--server", metavar="URL",
-                        help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000")
+    if several_servers:
+        parser.add_argument("--server", metavar="URL", action="append",
+                            help="OpenAI-compatible server (vLLM, SGLang) instead of --model; repeat it for "
+                            "replicas: questions are spread over them")
+    else:
+        parser.add_argument("--server", metavar="URL",
+                            help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000")
     parser.add_argument("--server-model", metavar="NAME", help="served model name (default: the only one served)")
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",

@@ -7,6 +7,7 @@ Plain data (``model``, ``image_ref``), one document with listeners and per-image
 
 from engine.annotations.commands import (
     AddAnnotations,
+    ApplyProposals,
     RemoveAnnotations,
     SetGeometry,
     SetImageReviewed,
@@ -23,7 +24,16 @@ from engine.annotations.document import (
     ReviewProgress,
 )
 from engine.annotations.image_ref import ImageRef, image_ref_from_stack
-from engine.annotations.model import Annotation, Box, ImageLabel, Label, Review, Source, default_review
+from engine.annotations.model import (
+    Annotation,
+    Box,
+    ImageLabel,
+    Label,
+    Provenance,
+    Review,
+    Source,
+    default_review,
+)
 from engine.annotations.persistence import (
     DamagedDocumentError,
     DocumentError,
@@ -37,7 +47,7 @@ from engine.annotations.persistence import (
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT, Command, UndoStack
 
 __all__ = [
-    "DEFAULT_UNDO_LIMIT", "AddAnnotations", "Annotation", "AnnotationDocument", "Box", "Change", "Command",
+    "DEFAULT_UNDO_LIMIT", "AddAnnotations", "Annotation", "ApplyProposals", "Provenance", "AnnotationDocument", "Box", "Change", "Command",
     "DamagedDocumentError", "DocumentError", "DocumentEvent", "ImageLabel", "ImageRef",
     "ImageState", "Label", "Listener", "OpenedDocument", "RemoveAnnotations", "Review", "ReviewProgress",
     "SetGeometry", "SetImageReviewed", "SetLabel", "SetNote", "SetReview", "Source",

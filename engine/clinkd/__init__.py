@@ -57,6 +57,7 @@ _LAZY = {
         "ServerBackend",
         "ServerError",
         "ServerSettings",
+        "ServerUnavailable",
         "open_server",
         "png_data_url",
     ),
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
         ServerBackend,
         ServerError,
         ServerSettings,
+        ServerUnavailable,
         open_server,
         png_data_url,
     )
@@ -109,6 +111,7 @@ __all__ = [
     "ServerBackend",
     "ServerError",
     "ServerSettings",
+    "ServerUnavailable",
     "Task",
     "ask",
     "ask_batch",

@@ -56,6 +56,12 @@ class ServerError(ClinKDError):
     """The inference server could not be reached, refused the request, or answered garbage."""
 
 
+class ServerUnavailable(ServerError):
+    """The server cannot be reached or its connection broke (refused, reset, unreachable, HTTP 502
+    or 503): the replica is down, unlike a question that failed on it (a timeout, a bad request).
+    A pool of replicas takes such a replica out and sends its questions to the others."""
+
+
 class Backend(Protocol):
     """What the GUI worker, the CLI and the evaluation runner need from a ClinKD backend."""
 
@@ -234,17 +240,17 @@ class ServerBackend:
             conn.connect()
         except ConnectionRefusedError:
             conn.close()
-            raise ServerError(
+            raise ServerUnavailable(
                 f"Cannot connect to the inference server at {self._describe()}: connection refused. "
                 "Is vLLM or SGLang running and listening on that host and port?"
             ) from None
         except socket.gaierror as err:
             conn.close()
-            raise ServerError(f"Cannot resolve the server host {parts.hostname!r}: {err.strerror}.") from None
+            raise ServerUnavailable(f"Cannot resolve the server host {parts.hostname!r}: {err.strerror}.") from None
         except (TimeoutError, OSError) as err:
             conn.close()
             reason = "no answer within the connect timeout" if isinstance(err, TimeoutError) else str(err)
-            raise ServerError(f"Cannot connect to the inference server at {self._describe()}: {reason}.") from None
+            raise ServerUnavailable(f"Cannot connect to the inference server at {self._describe()}: {reason}.") from None
         conn.sock.settimeout(self.settings.timeout_s)
         return conn
 
@@ -285,6 +291,8 @@ class ServerBackend:
                 f"The server at {where} has no OpenAI endpoint {self.settings.base}{path} (HTTP 404: {message}). "
                 "Check the URL: it should point at a vLLM or SGLang OpenAI-compatible server."
             )
+        if response.status in (502, 503):   # a proxy or server that is down or restarting
+            raise ServerUnavailable(f"The inference server at {where} is unavailable (HTTP {response.status}): {message}")
         raise ServerError(f"The inference server at {where} failed (HTTP {response.status}): {message}")
 
     def _json(self, response: http.client.HTTPResponse) -> dict:
@@ -315,7 +323,7 @@ class ServerBackend:
         except TimeoutError:
             raise self._timeout() from None
         except (http.client.HTTPException, OSError) as err:
-            raise ServerError(
+            raise ServerUnavailable(
                 f"The connection to the inference server at {self._describe()} broke: {err!r}"
             ) from None
         finally:
