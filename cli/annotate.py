@@ -55,6 +55,7 @@ def register(subparsers: Any) -> None:
     choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
     parser.add_argument("--clip", metavar="MODEL", help="CLIP model for kpl (as for `classify --clip`)")
     parser.add_argument("--k", type=int, default=8, help="kpl: descriptions kept per class (8)")
+    parser.add_argument("--kpl-iterations", type=int, default=2000, metavar="N", help="kpl: proxy-learning iterations (2000)")
     add_model_options(parser, several_servers=True)
     parser.set_defaults(func=run_annotate)
 
@@ -154,7 +155,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     # --- the model
     try:
         if spec.task is PreTask.KPL:
-            from engine.kpl import KplSettings, load_clip
+            from engine.kpl import KplSettings, ProxyParams, load_clip
 
             clip = load_clip(args.clip, device=args.device)
             model_id = str(clip.spec)
@@ -217,7 +218,7 @@ def run_annotate(args: argparse.Namespace) -> int:
                 from engine.kpl import FeatureCache
                 from engine.preannotate import run_kpl_labels
 
-                run_kpl_labels(todo, spec, clip, KplSettings(k=args.k), on_image=on_image, run_id=stats.run_id,
+                run_kpl_labels(todo, spec, clip, KplSettings(k=args.k, params=ProxyParams(iterations=args.kpl_iterations)), on_image=on_image, run_id=stats.run_id,
                                model_id=model_id, progress=progress, cache=FeatureCache())
             else:
                 from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation

@@ -307,3 +307,23 @@ def test_dispatcher_needs_a_server() -> None:
     with pytest.raises(ValueError):
         ReplicaDispatcher([], GenerationSettings())
     assert issubclass(type(ServerError("x")), Exception)
+
+
+def test_kpl_labels_with_the_tiny_clip(tmp_path, tmp_path_factory, capsys) -> None:
+    from tests.engine.tiny_clip import save_tiny_clip_dir, write_image_folder
+
+    clip = f"local-dir:{save_tiny_clip_dir(tmp_path_factory.mktemp('clip') / 'tiny')}"
+    folder = write_image_folder(tmp_path / "data")
+    out = tmp_path / "project.json"
+    argv = [str(folder), "--task", "kpl", "--knowledge", "tuberculosis-cxr", "--clip", clip, "--kpl-iterations", "20",
+            "--out", str(out)]
+    assert run_cli(*argv) == 0
+    doc = load_document(out)
+    labels = [a for ref in doc.images for a in doc.image_labels(ref.image_id)]
+    assert len(labels) == len(doc.images) > 1
+    assert {a.source for a in labels} == {Source.CLASSIFIER} and {a.review for a in labels} == {Review.PENDING}
+    assert all(a.score is not None and 0 <= a.score <= 1 and a.note for a in labels)
+    assert labels[0].provenance.task == "kpl" and "knowledge tuberculosis-cxr" in labels[0].provenance.question
+    assert run_cli(*argv) == 0  # resumed: nothing left to do
+    assert "skipped, already done" in capsys.readouterr().out
+    assert len([a for ref in load_document(out).images for a in load_document(out).image_labels(ref.image_id)]) == len(labels)
