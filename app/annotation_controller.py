@@ -150,9 +150,12 @@ class AnnotationController(QObject):
     def _on_document_event(self, document: AnnotationDocument, event: DocumentEvent) -> None:
         self._save_timer.start()
         if document is self.doc:
-            if event.removed:
-                self.selected -= set(event.removed)
+            lost = self.selected & set(event.removed)
+            if lost:
+                self.selected -= lost
             self.changed.emit(event)
+            if lost:   # an undo or a delete took selected boxes away: whatever follows the selection updates
+                self.selection_changed.emit()
 
     def save_all(self) -> None:
         self._save_timer.stop()

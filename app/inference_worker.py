@@ -37,6 +37,7 @@ class AskJob:
     frame: int
     window: Window | None
     settings: AssistantSettings
+    history: tuple = ()          # engine.clinkd.PriorTurn: the earlier turns of this conversation
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,9 @@ class _Worker(QObject):
     def _ask(self, job_id: int, job: AskJob, cancel: threading.Event) -> None:
         from engine.clinkd import AskRequest, GenerationSettings, Task, ask
 
-        request = AskRequest(job.image, job.question, Task(job.task), job.box)
-        settings = GenerationSettings(max_new_tokens=job.settings.max_new_tokens, best_of=job.settings.best_of)
+        request = AskRequest(job.image, job.question, Task(job.task), job.box, history=tuple(job.history))
+        settings = GenerationSettings(max_new_tokens=job.settings.max_new_tokens, best_of=job.settings.best_of,
+                                      history_tokens=job.settings.history_tokens)
         began = time.perf_counter()
         if job.settings.server_url:
             backend = self._open_server(job.settings)
