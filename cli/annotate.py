@@ -195,7 +195,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         nonlocal last_save
         stats.add(outcome)
         if outcome.annotations or outcome.status != FAILED:
-            apply_outcome(doc, outcome, key, stats.run_id)
+            apply_outcome(doc, outcome, stats.run_id)
         pending_log.append(log_record(outcome, key, stats.run_id, model_id, utc_now()))
         if time.perf_counter() - last_save >= SAVE_EVERY_S:
             save()

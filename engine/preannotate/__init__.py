@@ -9,6 +9,17 @@ run; ``kpl`` does the same for KPL labels. The GUI worker and ``main.py annotate
 from typing import TYPE_CHECKING
 
 from engine.lazy import lazy_attributes
+from engine.preannotate.log import append_log, done_images, log_path, log_record, read_log
+from engine.preannotate.outcome import (
+    DONE,
+    FAILED,
+    ImageOutcome,
+    RunProgress,
+    RunStats,
+    apply_outcome,
+    new_run_id,
+    stale_proposals,
+)
 from engine.preannotate.spec import (
     MIA_LABEL,
     LabelListError,
@@ -21,38 +32,14 @@ from engine.preannotate.spec import (
 
 _LAZY = {
     "engine.preannotate.dispatch": ("Dispatcher", "LocalDispatcher", "ReplicaDispatcher"),
-    "engine.preannotate.job": (
-        "DONE",
-        "FAILED",
-        "ImageOutcome",
-        "ImageWork",
-        "RunProgress",
-        "RunStats",
-        "apply_outcome",
-        "new_run_id",
-        "proposed_label",
-        "run_preannotation",
-    ),
-    "engine.preannotate.log": ("append_log", "done_images", "log_path", "log_record", "read_log"),
+    "engine.preannotate.job": ("ImageWork", "proposed_label", "run_preannotation"),
     "engine.preannotate.kpl": ("run_kpl_labels",),
 }
 
 if TYPE_CHECKING:
     from engine.preannotate.dispatch import Dispatcher, LocalDispatcher, ReplicaDispatcher
-    from engine.preannotate.job import (
-        DONE,
-        FAILED,
-        ImageOutcome,
-        ImageWork,
-        RunProgress,
-        RunStats,
-        apply_outcome,
-        new_run_id,
-        proposed_label,
-        run_preannotation,
-    )
+    from engine.preannotate.job import ImageWork, proposed_label, run_preannotation
     from engine.preannotate.kpl import run_kpl_labels
-    from engine.preannotate.log import append_log, done_images, log_path, log_record, read_log
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
@@ -60,5 +47,5 @@ __all__ = [
     "DONE", "FAILED", "MIA_LABEL", "Dispatcher", "ImageOutcome", "ImageWork", "LabelListError", "LocalDispatcher",
     "PreTask", "PreannotateSpec", "ReplicaDispatcher", "RunProgress", "RunStats", "append_log", "apply_outcome",
     "check_labels", "done_images", "log_path", "log_record", "new_run_id", "proposed_label", "read_log",
-    "run_kpl_labels", "run_preannotation", "split_labels", "window_text",
+    "run_kpl_labels", "run_preannotation", "split_labels", "stale_proposals", "window_text",
 ]

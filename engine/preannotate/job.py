@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from engine.annotations import (
-    AnnotationDocument,
-    ApplyProposals,
     Box,
     ImageLabel,
     ImageRef,
@@ -38,11 +35,8 @@ from engine.clinkd.generation import AskRequest, AskResult
 from engine.clinkd.prompts import Task
 from engine.imaging import ImageStack, render_rgb
 from engine.preannotate.dispatch import Dispatcher
+from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
 from engine.preannotate.spec import MAX_LABEL_CHARS, MIA_LABEL, PreannotateSpec, PreTask, window_text
-
-DONE = "done"
-FAILED = "failed"
-
 
 @dataclass(frozen=True)
 class ImageWork:
@@ -61,77 +55,6 @@ class ImageWork:
     def frame(self) -> int:
         """The frame asked about when the task has no box: the middle one (the only one of a 2-D image)."""
         return self.ref.n_frames // 2
-
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    image_id: str
-    title: str
-    status: str  # DONE or FAILED
-    reason: str = ""
-    questions: int = 0
-    annotations: tuple[Annotation, ...] = ()  # proposals: new ones, or existing ones relabelled (same id)
-    new_tokens: int = 0
-    seconds: float = 0.0
-
-    @property
-    def boxes(self) -> int:
-        return sum(isinstance(a, Box) for a in self.annotations)
-
-    @property
-    def labels(self) -> int:
-        return sum(isinstance(a, ImageLabel) for a in self.annotations)
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """Where a run is, for progress bars: images done of total, and the decode rate."""
-
-    images_done: int
-    images_total: int
-    questions_done: int
-    failures: int
-    new_tokens: int
-    elapsed_s: float
-
-    @property
-    def eta_s(self) -> float | None:
-        if self.images_done == 0 or self.images_done >= self.images_total:
-            return None
-        return self.elapsed_s / self.images_done * (self.images_total - self.images_done)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        return self.new_tokens / self.elapsed_s if self.elapsed_s > 0 and self.new_tokens else None
-
-
-@dataclass
-class RunStats:
-    run_id: str
-    images: int = 0  # given to this run
-    done: int = 0
-    failed: int = 0
-    questions: int = 0
-    boxes: int = 0
-    labels: int = 0
-    new_tokens: int = 0
-    seconds: float = 0.0
-    cancelled: bool = False
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (title, reason)
-
-    def add(self, outcome: ImageOutcome) -> None:
-        self.done += outcome.status == DONE
-        self.failed += outcome.status == FAILED
-        self.questions += outcome.questions
-        self.boxes += outcome.boxes
-        self.labels += outcome.labels
-        self.new_tokens += outcome.new_tokens
-        if outcome.status == FAILED:
-            self.failures.append((outcome.title, outcome.reason))
-
-
-def new_run_id() -> str:
-    return "run-" + uuid.uuid4().hex[:12]
 
 
 def proposed_label(answer: str) -> str:
@@ -272,10 +195,10 @@ def run_preannotation(
                 questions = _questions(work, spec)
             except Exception as error:  # noqa: BLE001 - a file that cannot be decoded fails alone
                 ready.append(ImageOutcome(work.ref.image_id, work.ref.title, FAILED,
-                                          f"cannot be opened: {_message(error)}"))
+                                          f"cannot be opened: {_message(error)}", key=builder.key))
                 continue
             if not questions:  # "what is here" on an image without boxes: nothing to ask
-                ready.append(ImageOutcome(work.ref.image_id, work.ref.title, DONE, seconds=0.0))
+                ready.append(ImageOutcome(work.ref.image_id, work.ref.title, DONE, key=builder.key))
                 continue
             pending[index] = _Pending(work, {n: t for n, (t, _) in enumerate(questions)}, len(questions), began)
             for number, (_target, request) in enumerate(questions):
@@ -288,7 +211,7 @@ def run_preannotation(
         annotations = tuple(builder.proposals(item))
         status, reason = (FAILED, "; ".join(item.errors)) if item.errors else (DONE, "")
         return ImageOutcome(item.work.ref.image_id, item.work.ref.title, status, reason, item.questions,
-                            annotations, tokens, seconds)
+                            annotations, tokens, seconds, builder.key)
 
     try:
         for (index, number), answer in dispatcher.answers(requests(), cancel, pause):
@@ -309,20 +232,3 @@ def run_preannotation(
         stats.cancelled = cancel is not None and cancel.is_set()
         stats.seconds = time.perf_counter() - started
     return stats
-
-
-def stale_proposals(doc: AnnotationDocument, image_id: str, key: str, keep: Iterable[str]) -> list[str]:
-    """Ids of proposals an interrupted earlier attempt with the same settings left on this image:
-    a rerun replaces them instead of adding duplicates (relabelled boxes keep their ids and stay)."""
-    keep = set(keep)
-    return [a.id for a in doc.annotations(image_id)
-            if a.provenance is not None and a.provenance.key == key and a.id not in keep
-            and a.source is not Source.USER and a.provenance.task != PreTask.ROC.value]
-
-
-def apply_outcome(doc: AnnotationDocument, outcome: ImageOutcome, key: str, run_id: str) -> bool:
-    """Put an image's proposals into the document as one command of the run's undo group."""
-    keep = [a.id for a in outcome.annotations]
-    stale = stale_proposals(doc, outcome.image_id, key, keep)
-    text = f"Pre-annotation ({len(outcome.annotations)} proposal{'s' if len(outcome.annotations) != 1 else ''})"
-    return doc.execute(ApplyProposals(outcome.image_id, outcome.annotations, remove=stale, group=run_id, text=text))

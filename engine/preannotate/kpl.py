@@ -9,16 +9,8 @@ from collections.abc import Callable, Sequence
 
 from engine.annotations import Source
 from engine.kpl import FeatureCache, KplSettings, Pool, classify_pool, resolve_knowledge
-from engine.preannotate.job import (
-    DONE,
-    FAILED,
-    ImageOutcome,
-    ImageWork,
-    RunProgress,
-    RunStats,
-    ProposalBuilder,
-    new_run_id,
-)
+from engine.preannotate.job import ImageWork, ProposalBuilder
+from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
 from engine.preannotate.spec import PreannotateSpec, PreTask
 
 
@@ -56,7 +48,8 @@ def run_kpl_labels(
         found = by_index.get(index)
         if found is None:
             reason = next((m for p, m in failed.items() if p in work.ref.paths), "could not be classified")
-            outcome = ImageOutcome(work.ref.image_id, work.ref.title, FAILED, f"cannot be opened: {reason}")
+            outcome = ImageOutcome(work.ref.image_id, work.ref.title, FAILED, f"cannot be opened: {reason}",
+                                   key=builder.key)
         else:
             evidence = "; ".join(f"{e.description} ({e.relevance:.2f})" for e in found.evidence)
             scores = ", ".join(f"{c} {s:.2f}" for c, s in zip(result.classes, found.scores, strict=True))
@@ -64,7 +57,7 @@ def run_kpl_labels(
                                             f"knowledge {result.knowledge}", f"{found.label} ({scores})")
             label = builder.image_label(found.label, evidence, provenance, source=Source.CLASSIFIER, score=found.score)
             outcome = ImageOutcome(work.ref.image_id, work.ref.title, DONE, questions=1, annotations=(label,),
-                                   seconds=elapsed / max(len(works), 1))
+                                   seconds=elapsed / max(len(works), 1), key=builder.key)
         stats.add(outcome)
         on_image(outcome)
         if progress is not None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.preannotate.job import DONE, ImageOutcome
+from engine.preannotate.outcome import DONE, ImageOutcome
 
 LOG_SUFFIX = ".preannotation.jsonl"
 

@@ -236,7 +236,7 @@ def test_what_is_here_relabels_existing_boxes_as_proposals_and_undo_removes_the_
     assert sent == ["What is located at <|box_start|>(50,100),(250,500)<|box_end|>?"] * 3
     assert stats.done == 3 and stats.questions == 3
     for outcome in outcomes:
-        apply_outcome(doc, outcome, spec.key("clinkd-7b"), "run-1")
+        apply_outcome(doc, outcome, "run-1")
     relabelled = [doc.boxes(w.ref.image_id)[0] for w in works]
     assert {b.label for b in relabelled} == {"Pneumothorax"} and {b.review for b in relabelled} == {Review.PENDING}
     assert relabelled[0].note == "was: finding" and relabelled[0].provenance.answer == "Pneumothorax."
