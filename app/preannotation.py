@@ -188,6 +188,7 @@ class PreannotationBar(QWidget):
         super().__init__(parent)
         self.run = run
         self.label = QLabel()
+        self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance("M" * 44))   # no relayout per update
         self.bar = QProgressBar()
         self.bar.setMaximumWidth(160)
         self.bar.setTextVisible(False)
@@ -203,7 +204,8 @@ class PreannotationBar(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        self.setVisible(self.run.running)
+        if self.isVisibleTo(self.parentWidget()) != self.run.running or self.parentWidget() is None:
+            self.setVisible(self.run.running)
         if not self.run.running:
             return
         self.label.setText(self.run.status_text())
