@@ -8,7 +8,6 @@ Proposals are pending review, so the review mode (N/P, A/X, Ctrl+Enter) walks th
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -41,6 +40,7 @@ from engine.preannotate import (
     PreTask,
     RunProgress,
     apply_outcome,
+    new_run_id,
     split_labels,
     window_text,
 )
@@ -116,7 +116,7 @@ class PreannotationRun(QObject):
             return None
         self.reset_counts()
         self.total = len(images)
-        self.run_id = "run-" + uuid.uuid4().hex[:12]
+        self.run_id = new_run_id()
         self.job = PreannotateJob(spec=spec, images=tuple(images), run_id=self.run_id, settings=self.settings(),
                                   batch_size=self.batch_size)
         self.job_id = self.service.submit(self.job)

@@ -90,10 +90,6 @@ class RunStats:
             self.failures.append((outcome.title, outcome.reason))
 
 
-def new_run_id() -> str:
-    return "run-" + uuid.uuid4().hex[:12]
-
-
 def stale_proposals(doc: AnnotationDocument, image_id: str, key: str, keep: Iterable[str]) -> list[str]:
     """Ids of proposals an interrupted earlier attempt with the same settings left on this image:
     a rerun replaces them instead of adding duplicates (relabelled boxes keep their ids and stay)."""

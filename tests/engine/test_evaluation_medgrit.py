@@ -295,7 +295,7 @@ def test_eval_medgrit_with_the_tiny_local_model(tmp_path, tmp_path_factory, caps
 
 def test_all_turns_evaluates_every_turn_after_its_reference_history(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.delenv("CLINLENS_CLINKD_MODEL", raising=False)
-    (sample_id, q1, ref1, ans1), (_, q2, ref2, ans2) = VG_ITEMS[0], VG_ITEMS[1]
+    (_, q1, _, ans1), (_, q2, ref2, ans2) = VG_ITEMS[0], VG_ITEMS[1]
     data, images = write_fixture(tmp_path, [VG_ITEMS[0]])
     entries = json.loads(data.read_text())
     entries[0]["conversations"].append([q2, ref2])  # a second turn about the same image
