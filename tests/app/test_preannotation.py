@@ -196,3 +196,25 @@ def test_the_window_opens_the_project_that_annotate_writes(qtbot, folder, tmp_pa
     boxes = all_boxes(main)
     assert len(boxes) == 4 and {b.review for b in boxes} == {Review.PENDING} and {b.label for b in boxes} == {"heart"}
     assert main.annotations.document_path() == out.absolute()
+
+
+def test_kpl_labels_from_the_window_with_the_tiny_clip(qtbot, tmp_path, tmp_path_factory) -> None:
+    from tests.engine.tiny_clip import save_tiny_clip_dir, write_image_folder
+
+    clip = save_tiny_clip_dir(tmp_path_factory.mktemp("clip") / "tiny")
+    cxr = write_image_folder(tmp_path / "cxr", per_class=3)
+    main = make_window(qtbot, AssistantSettings(clip_model=f"local-dir:{clip}", knowledge="tuberculosis-cxr",
+                                                device="cpu"))
+    open_folder(qtbot, main, cxr)
+    summary = run_and_wait(qtbot, main, PreannotateSpec(PreTask.KPL, knowledge="tuberculosis-cxr"))
+    assert "6 of 6 images" in summary and "6 labels" in summary
+    labels = []
+    for stack in main.stacks:
+        doc, image_id = main.annotations.document_for(stack)
+        labels.extend(doc.image_labels(image_id))
+    assert len(labels) == 6 and {a.source for a in labels} == {Source.CLASSIFIER}
+    assert {a.review for a in labels} == {Review.PENDING} and all(a.note and a.score is not None for a in labels)
+    from engine.kpl import resolve_knowledge
+
+    assert {a.label for a in labels} <= set(resolve_knowledge("tuberculosis-cxr").class_names)
+    assert labels[0].provenance.task == "kpl"
