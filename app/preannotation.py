@@ -255,8 +255,11 @@ class PreannotateDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(QLabel("Proposals arrive as boxes and labels needing review; the run can be paused or "
-                                "cancelled (what is done is kept), and Ctrl+Z takes the whole run back."))
+        about = QLabel("Proposals arrive as boxes and labels needing review; the run can be paused or "
+                       "cancelled (what is done is kept), and Ctrl+Z takes the whole run back.")
+        about.setWordWrap(True)
+        layout.addWidget(about)
+        self.setMinimumWidth(520)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
         self.task.currentIndexChanged.connect(self._task_changed)
