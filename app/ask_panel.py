@@ -207,7 +207,9 @@ class AskPanel(QWidget):
         last = next((t for t in reversed(turns) if t.status == "done"), None)
         n = len(self.history())
         if n:
-            text = f"Follow-up: {n} earlier turn{'s' if n != 1 else ''} of this conversation {'are' if n != 1 else 'is'} sent with the next question."
+            text = (f"Follow-up: {n} earlier turn{'s' if n != 1 else ''} of this conversation "
+                    f"go{'' if n != 1 else 'es'} with the next question, within the history budget "
+                    f"({self.settings().history_tokens} tokens; the oldest are left out beyond it).")
         elif turns:
             text = "New conversation: the next question is sent without earlier turns."
         else:

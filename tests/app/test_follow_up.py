@@ -51,7 +51,7 @@ def test_follow_up_questions_carry_the_conversation(qtbot, ct, tiny_folder, prom
     panel = main.ask_panel
     assert not panel.history_label.isVisible() and not panel.new_button.isEnabled()
     ask_and_wait(qtbot, panel, "spine", Task.VG)
-    assert "Follow-up: 1 earlier turn of this conversation is sent" in panel.history_label.text()
+    assert "Follow-up: 1 earlier turn of this conversation goes with the next question" in panel.history_label.text()
     ask_and_wait(qtbot, panel, "How large is it?")
     first, second = prompts
     assert first.count("<|vision_start|>") == second.count("<|vision_start|>") == 1   # the image once
@@ -61,7 +61,7 @@ def test_follow_up_questions_carry_the_conversation(qtbot, ct, tiny_folder, prom
     turns = panel.conversations.turns(main.state.stack.key)
     assert [t.history_sent for t in turns] == [0, 1]
     assert "1 earlier turn(s) sent" in panel.chat.toPlainText()
-    assert "2 earlier turns of this conversation are sent" in panel.history_label.text()
+    assert "2 earlier turns of this conversation go with the next question" in panel.history_label.text()
 
     QTest.mouseClick(panel.new_button, Qt.MouseButton.LeftButton)
     assert panel.history() == () and "New conversation" in panel.history_label.text()
