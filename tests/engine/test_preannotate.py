@@ -327,3 +327,19 @@ def test_kpl_labels_with_the_tiny_clip(tmp_path, tmp_path_factory, capsys) -> No
     assert run_cli(*argv) == 0  # resumed: nothing left to do
     assert "skipped, already done" in capsys.readouterr().out
     assert len([a for ref in load_document(out).images for a in load_document(out).image_labels(ref.image_id)]) == len(labels)
+
+
+def test_cli_with_the_local_tiny_model_batches_and_records_every_image(tmp_path, tmp_path_factory, capsys) -> None:
+    folder = tiny_checkpoint(tmp_path_factory)
+    images = write_images(tmp_path / "images", 3, broken=False)
+    out = tmp_path / "project.json"
+    argv = [str(images), "--task", "mia", "--model", str(folder), "--min-pixels", str(TINY_MIN_PIXELS),
+            "--max-pixels", str(TINY_MAX_PIXELS), "--max-new-tokens", "4", "--batch-size", "2", "--out", str(out)]
+    assert run_cli(*argv) == 0
+    records = read_log(log_path(out))
+    assert [r["status"] for r in records] == [DONE] * 3 and sum(r["questions"] for r in records) == 3
+    assert {r["model"] for r in records} == {folder.name}
+    assert "images: 3 of 3 annotated · questions: 3" in capsys.readouterr().out
+    doc = load_document(out)
+    notes = [a for ref in doc.images for a in doc.image_labels(ref.image_id)]
+    assert all(n.source is Source.MODEL and n.provenance.model == folder.name for n in notes)
