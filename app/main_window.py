@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
         assistant = bar.addMenu("&Assistant")
         self._action(assistant, "&Pre-annotate open images…", lambda: ask_and_start(
             self.preannotation, self, [label.name for label in self.annotations.doc.labels] if self.annotations.doc
-            else [], self.state.window, self.assistant_settings))
+            else [], self.state.window, self.assistant_settings, self.state.invert))
         self._action(assistant, "&Settings…", self.edit_settings)
         self._action(assistant, "Choose ClinKD &folder…", self.choose_clinkd_folder)
         self._action(assistant, "&Unload models (free memory)", lambda: self.service.submit(UnloadJob()))

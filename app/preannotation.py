@@ -218,10 +218,11 @@ class PreannotateDialog(QDialog):
     """Scope, task and its inputs; refuses a bad label list before anything runs."""
 
     def __init__(self, labels: list[str], window: Window | None, needing_review: int, total: int,
-                 knowledge: str, parent=None) -> None:
+                 knowledge: str, parent=None, invert: bool = False) -> None:
         super().__init__(parent)
         self.setWindowTitle("Pre-annotate")
         self.window_used = window
+        self.invert = invert
         self.all_images = QRadioButton(f"All open images ({total})")
         self.needing_review = QRadioButton(f"Images needing review ({needing_review})")
         self.all_images.setChecked(True)
@@ -248,7 +249,7 @@ class PreannotateDialog(QDialog):
         form.addRow("Task", self.task)
         form.addRow("Labels to find", self.labels)
         form.addRow("Knowledge base", self.knowledge)
-        form.addRow("Window the model sees", QLabel(window_text(window)))
+        form.addRow("Window the model sees", QLabel(window_text(window) + (", inverted" if invert else "")))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start")
         buttons.accepted.connect(self.accept)
@@ -275,7 +276,8 @@ class PreannotateDialog(QDialog):
         """The run's settings; raises LabelListError / ValueError with a sentence for the user."""
         task = self.task.currentData()
         labels = tuple(split_labels(self.labels.text())) if task is PreTask.VG else ()
-        return PreannotateSpec(task, labels, self.knowledge.currentText().strip(), self.window_used, max_new_tokens)
+        return PreannotateSpec(task, labels, self.knowledge.currentText().strip(), self.window_used, max_new_tokens,
+                               self.invert)
 
     def accept(self) -> None:
         try:
@@ -287,13 +289,13 @@ class PreannotateDialog(QDialog):
 
 
 def ask_and_start(run: PreannotationRun, parent: QWidget, labels: list[str], window: Window | None,
-                  settings: AssistantSettings) -> int | None:
+                  settings: AssistantSettings, invert: bool = False) -> int | None:
     """Assistant > Pre-annotate…: the dialog, then the run (None when cancelled or busy)."""
     if run.running:
         return None
     everything = run.images(False)
     needing = run.images(True)
-    dialog = PreannotateDialog(labels, window, len(needing), len(everything), settings.knowledge, parent)
+    dialog = PreannotateDialog(labels, window, len(needing), len(everything), settings.knowledge, parent, invert)
     if not dialog.exec():
         return None
     return run.start(dialog.spec(settings.max_new_tokens), only_needing_review=dialog.needing_review.isChecked())

@@ -88,7 +88,7 @@ class ProposalBuilder:
         self.key = key
         self.model_id = model_id
         self.settings = spec.settings_text(model_id)
-        self.window = window_text(spec.window)
+        self.window = window_text(spec.window) + (", inverted" if spec.invert else "")
 
     def provenance(self, question: str, answer: str, model: str | None = None) -> Provenance:
         return Provenance(run=self.run_id, key=self.key, model=model or self.model_id, task=self.spec.task.value,
@@ -136,7 +136,7 @@ def _renderer(work: ImageWork, spec: PreannotateSpec) -> Callable[[int], np.ndar
 
     def rgb(frame: int) -> np.ndarray:
         if frame not in frames:
-            frames[frame] = render_rgb(work.stack.frame(frame), spec.window)
+            frames[frame] = render_rgb(work.stack.frame(frame), spec.window, invert=spec.invert)
         return frames[frame]
 
     return rgb

@@ -99,6 +99,7 @@ class PreannotateSpec:
     knowledge: str = ""
     window: Window | None = None
     max_new_tokens: int = 80
+    invert: bool = False  # the display was inverted (the model sees what the user sees)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", PreTask(self.task))
@@ -119,6 +120,8 @@ class PreannotateSpec:
             "center": self.window.center, "width": self.window.width, "function": self.window.function}
         data = {"task": self.task.value, "labels": list(self.labels), "knowledge": self.knowledge,
                 "window": window, "max_new_tokens": self.max_new_tokens, "model": model_id}
+        if self.invert:
+            data["invert"] = True
         return json.dumps(data, sort_keys=True)
 
     def key(self, model_id: str) -> str:
