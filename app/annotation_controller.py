@@ -30,6 +30,7 @@ from engine.annotations import (
     Source,
     annotation_path,
     image_ref_from_stack,
+    load_document,
     open_sidecar,
     save_document,
 )
@@ -53,6 +54,7 @@ class AnnotationController(QObject):
         self._read_only: set[Path] = set()
         self._document_of_stack: dict[str, Path] = {}
         self._image_id_of_stack: dict[str, str] = {}
+        self._project: Path | None = None   # the project file the images being opened belong to
         self.doc: AnnotationDocument | None = None
         self.image_id: str | None = None
         self.stack: ImageStack | None = None
@@ -68,7 +70,7 @@ class AnnotationController(QObject):
     # ----- documents
     def attach(self, stacks: list[ImageStack], opened_paths: list[str]) -> None:
         """Bind newly opened stacks to the annotation document of the image set they came from."""
-        path = annotation_path(opened_paths)
+        path, self._project = (self._project or annotation_path(opened_paths)), None
         if path not in self._documents:
             try:
                 opened = open_sidecar(path)
@@ -105,6 +107,22 @@ class AnnotationController(QObject):
             self.current_label = self.doc.labels[0].name
         self.current_image_changed.emit()
         return self.doc.image_state(self.image_id).last_frame
+
+    def use_project(self, path: str) -> list[str]:
+        """Open a project file: its images will be attached to it (and saved there); returns
+        their paths to open. Raises DocumentError / OSError when it cannot be read."""
+        project = Path(path).absolute()
+        document = self._documents.get(project) or load_document(project)
+        if project not in self._documents:
+            document.subscribe(lambda event, d=document: self._on_document_event(d, event))
+            self._documents[project] = document
+        self._project = project
+        return list(dict.fromkeys(p for ref in document.images for p in ref.paths))
+
+    def document_for(self, stack: ImageStack) -> tuple[AnnotationDocument, str] | None:
+        """The document an open stack's annotations live in, and its image id there."""
+        path = self._document_of_stack.get(stack.key)
+        return None if path is None else (self._documents[path], self._image_id_of_stack[stack.key])
 
     def save_as(self, path: str) -> None:
         """Save the current image set's document to a project file of the user's choice and keep
@@ -163,9 +181,12 @@ class AnnotationController(QObject):
     def _on_document_event(self, document: AnnotationDocument, event: DocumentEvent) -> None:
         self._save_timer.start()
         if document is self.doc:
-            if event.removed:
-                self.selected -= set(event.removed)
+            lost = self.selected & set(event.removed)
+            if lost:
+                self.selected -= lost
             self.changed.emit(event)
+            if lost:   # an undo or a delete took selected boxes away: whatever follows the selection updates
+                self.selection_changed.emit()
 
     def save_all(self) -> None:
         self._save_timer.stop()

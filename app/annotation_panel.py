@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.annotation_controller import AnnotationController
 from app.viewer_state import ViewerState
-from engine.annotations import Box, Measurement, Review, Source
+from engine.annotations import Box, Review, Source
 
 COLUMNS = ["Label", "Frame", "Source", "Review", "Size (px)", "Size (mm)", "Score", "Note"]
 NOTE_COLUMN = COLUMNS.index("Note")

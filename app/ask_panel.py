@@ -85,9 +85,14 @@ class AskPanel(QWidget):
         self.question.setClearButtonEnabled(True)
         self.box_label = QLabel()
         self.box_label.setStyleSheet("color: #8a8f98;")
+        self.history_label = QLabel()
+        self.history_label.setWordWrap(True)
+        self.history_label.setStyleSheet("color: #8a8f98;")
         self.ask_button = QPushButton("Ask")
         self.ask_button.setDefault(True)
         self.regenerate_button = QPushButton("Regenerate")
+        self.new_button = QPushButton("New conversation")
+        self.new_button.setToolTip("The next question starts fresh: no earlier turns are sent with it")
         self.clear_button = QPushButton("Clear")
         self.export_button = QPushButton("Export…")
         self.accept_button = QPushButton("Accept box (A)")
@@ -96,7 +101,8 @@ class AskPanel(QWidget):
         self.chat.setOpenLinks(False)
         self.chat.setPlaceholderText("Answers appear here. Hover a box link to find it on the image.")
         buttons = QHBoxLayout()
-        for button in (self.ask_button, self.regenerate_button, self.clear_button, self.export_button):
+        for button in (self.ask_button, self.regenerate_button, self.new_button, self.clear_button,
+                       self.export_button):
             buttons.addWidget(button)
         missing_row = QHBoxLayout()
         missing_row.addWidget(self.missing, 1)
@@ -107,6 +113,7 @@ class AskPanel(QWidget):
         layout.addLayout(task_row)
         layout.addWidget(self.question)
         layout.addWidget(self.box_label)
+        layout.addWidget(self.history_label)
         layout.addLayout(buttons)
         layout.addWidget(self.chat, 1)
         layout.addWidget(self.accept_button)
@@ -115,6 +122,7 @@ class AskPanel(QWidget):
         self.question.returnPressed.connect(self.ask_or_cancel)
         self.ask_button.clicked.connect(self.ask_or_cancel)
         self.regenerate_button.clicked.connect(self.regenerate)
+        self.new_button.clicked.connect(self.new_conversation)
         self.clear_button.clicked.connect(self.clear)
         self.export_button.clicked.connect(self._choose_export)
         self.chat.highlighted.connect(self._hovered)
@@ -126,6 +134,7 @@ class AskPanel(QWidget):
         worker.error.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         annotations.selection_changed.connect(self._update_box_label)
+        annotations.changed.connect(lambda _event: self._update_box_label())   # undo can remove the selected box
         annotations.current_image_changed.connect(self.refresh)
         state.frame_changed.connect(lambda _i: (self._update_box_label(), self._update_buttons()))
         self.refresh_settings()
@@ -175,6 +184,7 @@ class AskPanel(QWidget):
         self.ask_button.setEnabled(running or (configured and self.state.frame is not None))
         has_turns = bool(self.image_key and self.conversations.turns(self.image_key))
         self.regenerate_button.setEnabled(not running and configured and has_turns)
+        self.new_button.setEnabled(not running and bool(self.history()))
         self.clear_button.setEnabled(not running and has_turns)
         self.export_button.setEnabled(has_turns)
         self.accept_button.setEnabled(self.overlay.highlighted_box() is not None)
@@ -186,7 +196,36 @@ class AskPanel(QWidget):
             return
         self.ask(self.question.text(), self.task, self.selected_box())
 
-    def ask(self, question: str, task: Task, box) -> int | None:
+    def history(self) -> tuple:
+        """The earlier turns the next question would carry (this conversation, this frame)."""
+        if self.image_key is None:
+            return ()
+        return self.conversations.history(self.image_key, self.state.frame_index)
+
+    def _update_history_label(self) -> None:
+        turns = self.conversations.turns(self.image_key) if self.image_key else []
+        last = next((t for t in reversed(turns) if t.status == "done"), None)
+        n = len(self.history())
+        if n:
+            text = (f"Follow-up: {n} earlier turn{'s' if n != 1 else ''} of this conversation "
+                    f"go{'' if n != 1 else 'es'} with the next question, within the history budget "
+                    f"({self.settings().history_tokens} tokens; the oldest are left out beyond it).")
+        elif turns:
+            text = "New conversation: the next question is sent without earlier turns."
+        else:
+            text = ""
+        if last is not None and last.history_dropped and turns.index(last) >= self.conversations.start(self.image_key):
+            text += (f" The last answer was given without the {last.history_dropped} oldest turn(s): they did not fit "
+                     f"the history budget ({self.settings().history_tokens} tokens).")
+        self.history_label.setText(text)
+        self.history_label.setVisible(bool(text))
+
+    def new_conversation(self) -> None:
+        if self.image_key and self.running_job is None:
+            self.conversations.start_new(self.image_key)
+            self.refresh()
+
+    def ask(self, question: str, task: Task, box, history: tuple | None = None) -> int | None:
         frame, key = self.state.shown_frame(), self.image_key
         if frame is None or key is None or self.running_job is not None:
             return None
@@ -200,7 +239,8 @@ class AskPanel(QWidget):
                     window=self.state.window)
         job = AskJob(image=render_rgb(frame, self.state.window, invert=self.state.invert),
                      question=turn.question, task=task.value, box=box, image_key=key,
-                     frame=turn.frame, window=turn.window, settings=self.settings())
+                     frame=turn.frame, window=turn.window, settings=self.settings(),
+                     history=self.history() if history is None else history)
         turn.job_id = self.running_job = self.service.submit(job)
         self.conversations.turns(key).append(turn)
         self.refresh()
@@ -210,11 +250,12 @@ class AskPanel(QWidget):
         turns = self.conversations.turns(self.image_key) if self.image_key else []
         if turns:
             last = turns[-1]
-            self.ask(last.question, Task(last.task), last.box)
+            history = self.conversations.history(self.image_key, last.frame, before=len(turns) - 1)
+            self.ask(last.question, Task(last.task), last.box, history)
 
     def clear(self) -> None:
         if self.image_key and self.running_job is None:
-            self.conversations.by_image.pop(self.image_key, None)
+            self.conversations.clear(self.image_key)
             self.refresh()
 
     # ----- worker signals
@@ -229,6 +270,7 @@ class AskPanel(QWidget):
         turn = self.conversations.find(job_id)
         if turn is not None:
             turn.result, turn.status = result, "done"
+            turn.history_sent, turn.history_dropped = result.history_turns, result.history_dropped
 
     def _on_cancelled(self, job_id: int) -> None:
         turn = self.conversations.find(job_id)
@@ -251,6 +293,7 @@ class AskPanel(QWidget):
         self._render_chat()
         self.overlay.show(self.answer_boxes())
         self._update_box_label()
+        self._update_history_label()
         self._update_buttons()
 
     def answer_boxes(self) -> list[AnswerBox]:
@@ -260,8 +303,11 @@ class AskPanel(QWidget):
 
     def _render_chat(self) -> None:
         turns = self.conversations.turns(self.image_key) if self.image_key else []
+        start = self.conversations.start(self.image_key) if self.image_key else 0
         parts = []
         for t, turn in enumerate(turns):
+            if t == start and start:
+                parts.append("<p style='color:#8a8f98'>— new conversation: earlier turns are not sent —</p>")
             ask = html.escape(turn.question or default_question(Task(turn.task)))
             where = f" · box ({', '.join(f'{v:.0f}' for v in turn.box)})" if turn.box else ""
             parts.append(f"<p><b>You</b> <span style='color:#8a8f98'>[{turn.task} · frame {turn.frame + 1}"
@@ -277,8 +323,11 @@ class AskPanel(QWidget):
             if turn.result is not None and turn.status == "done":
                 r = turn.result
                 speed = f" · {r.tokens_per_second:.1f} tok/s" if r.tokens_per_second else ""
+                sent = f" · {turn.history_sent} earlier turn(s) sent" if turn.history_sent else ""
+                dropped = (f" · <span style='color:#ffcf70'>{turn.history_dropped} oldest turn(s) left out "
+                           "(history budget)</span>") if turn.history_dropped else ""
                 meta = (f"<br><span style='color:#8a8f98'>{html.escape(r.model.model_id)} · {r.new_tokens} tokens"
-                        f" · {r.total_s:.1f} s{speed}</span>")
+                        f" · {r.total_s:.1f} s{speed}{sent}</span>{dropped}")
             parts.append(f"<p><b>ClinKD</b>{status}<br>{answer}{links}{meta}</p>")
         self.chat.setHtml("".join(parts))
         self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())

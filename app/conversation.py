@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.clinkd.conversation import PriorTurn
 from engine.imaging import Window
 
 
@@ -28,6 +29,8 @@ class Turn:
     streamed: str = ""               # text as it arrived
     result: Any = None               # engine.clinkd.AskResult once done
     error: str = ""
+    history_sent: int = 0            # earlier turns sent with the question (known once answered)
+    history_dropped: int = 0         # older turns the token budget left out
 
     @property
     def answer(self) -> str:
@@ -52,6 +55,7 @@ class Turn:
         }
         if self.result is not None:
             result = self.result.to_dict()
+            data["prompt"] = result["question"]  # as the model read it: `ask --history` replays it
             data["raw_answer"] = result["raw_text"]
             data["boxes"] = [{"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "phrase": b.phrase}
                              for b in self.boxes]
@@ -67,9 +71,29 @@ class Turn:
 @dataclass
 class Conversations:
     by_image: dict[str, list[Turn]] = field(default_factory=dict)
+    starts: dict[str, int] = field(default_factory=dict)   # image -> first turn of the current conversation
 
     def turns(self, image_key: str) -> list[Turn]:
         return self.by_image.setdefault(image_key, [])
+
+    def start_new(self, image_key: str) -> None:
+        """"New conversation": later questions carry none of the turns so far (they stay visible)."""
+        self.starts[image_key] = len(self.turns(image_key))
+
+    def start(self, image_key: str) -> int:
+        return self.starts.get(image_key, 0)
+
+    def history(self, image_key: str, frame: int, before: int | None = None) -> tuple[PriorTurn, ...]:
+        """The answered turns of the current conversation about ``frame`` (those before turn
+        number ``before``, when regenerating it), as the model read and wrote them: what a
+        follow-up question carries (the engine keeps the newest that fit its budget)."""
+        turns = self.turns(image_key)[self.start(image_key):before]
+        return tuple(PriorTurn(t.result.question, t.result.raw_text) for t in turns
+                     if t.status == "done" and t.result is not None and t.frame == frame)
+
+    def clear(self, image_key: str) -> None:
+        self.by_image.pop(image_key, None)
+        self.starts.pop(image_key, None)
 
     def find(self, job_id: int) -> Turn | None:
         return next((t for turns in self.by_image.values() for t in turns if t.job_id == job_id), None)

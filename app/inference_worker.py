@@ -37,6 +37,7 @@ class AskJob:
     frame: int
     window: Window | None
     settings: AssistantSettings
+    history: tuple = ()          # engine.clinkd.PriorTurn: the earlier turns of this conversation
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,24 @@ class ClassifyJob:
     settings: AssistantSettings
     # pictures as displayed (key, title, RGB), e.g. a reformatted plane; used instead of paths
     pictures: tuple[tuple[str, str, np.ndarray], ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class PreannotateJob:
+    """A pre-annotation run over open images (engine.preannotate): plain data in, outcomes out.
+
+    ``images`` holds (image key, ImageRef, existing boxes) per image; the worker re-opens the
+    files itself, so no stack is shared with the GUI thread. ``pause`` holds the queue (questions
+    in flight finish); the ticket's cancel event stops the run and keeps what is done.
+    """
+
+    spec: object                 # engine.preannotate.PreannotateSpec
+    images: tuple                # ((image key, ImageRef, (Box, ...)), ...)
+    run_id: str
+    settings: AssistantSettings
+    pause: threading.Event = field(default_factory=threading.Event)
+    batch_size: int = 4          # local questions per batch
+    concurrency: int = 8         # requests in flight on a server
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,9 @@ class _Worker(QObject):
     error = Signal(int, str)
     cancelled = Signal(int)
     finished = Signal(int)
+    image_done = Signal(int, object)         # job id, engine.preannotate.ImageOutcome
+    run_progress = Signal(int, object)       # job id, engine.preannotate.RunProgress
+    warning = Signal(int, str)               # job id, something the user should know (a replica went down)
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,6 +115,8 @@ class _Worker(QObject):
                 self._ask(job_id, job, ticket.cancel)
             elif isinstance(job, ClassifyJob):
                 self._classify(job_id, job, ticket.cancel)
+            elif isinstance(job, PreannotateJob):
+                self._preannotate(job_id, job, ticket.cancel)
             elif isinstance(job, UnloadJob):
                 self._unload()
         except Exception as error:  # noqa: BLE001 - every failure must reach the panel, the thread lives on
@@ -106,8 +130,9 @@ class _Worker(QObject):
     def _ask(self, job_id: int, job: AskJob, cancel: threading.Event) -> None:
         from engine.clinkd import AskRequest, GenerationSettings, Task, ask
 
-        request = AskRequest(job.image, job.question, Task(job.task), job.box)
-        settings = GenerationSettings(max_new_tokens=job.settings.max_new_tokens, best_of=job.settings.best_of)
+        request = AskRequest(job.image, job.question, Task(job.task), job.box, history=tuple(job.history))
+        settings = GenerationSettings(max_new_tokens=job.settings.max_new_tokens, best_of=job.settings.best_of,
+                                      history_tokens=job.settings.history_tokens)
         began = time.perf_counter()
         if job.settings.server_url:
             backend = self._open_server(job.settings)
@@ -174,14 +199,80 @@ class _Worker(QObject):
         self.state.emit("ready", _device_text(self._clinkd.info))
         return self._clinkd
 
-    # ----- KPL
-    def _classify(self, job_id: int, job: ClassifyJob, cancel: threading.Event) -> None:
-        from engine.kpl import Cancelled, FeatureCache, KplSettings, Pool, classify_pool, load_clip, resolve_knowledge
+    # ----- pre-annotation
+    def _preannotate(self, job_id: int, job: PreannotateJob, cancel: threading.Event) -> None:
+        from engine.clinkd import GenerationSettings, LocalBackend
+        from engine.imaging import open_paths
+        from engine.kpl import Cancelled, FeatureCache, KplSettings
+        from engine.preannotate import (
+            FAILED,
+            ImageOutcome,
+            ImageWork,
+            LocalDispatcher,
+            PreTask,
+            ReplicaDispatcher,
+            run_kpl_labels,
+            run_preannotation,
+        )
 
-        settings = job.settings
+        spec = job.spec
+        began = time.perf_counter()
+        paths = list(dict.fromkeys(p for _key, ref, _boxes in job.images for p in ref.paths))
+        stacks = {stack.key: stack for stack in open_paths(paths).stacks}
+        works = []
+        for key, ref, boxes in job.images:
+            if key in stacks:
+                works.append(ImageWork(stacks[key], ref, tuple(boxes)))
+            else:
+                self.image_done.emit(job_id, ImageOutcome(ref.image_id, ref.title, FAILED, "cannot be opened any more"))
+
+        def on_image(outcome) -> None:
+            self.image_done.emit(job_id, outcome)
+
+        def progress(report) -> None:
+            self.run_progress.emit(job_id, report)
+            if report.new_tokens:
+                self.steps.emit(job_id, report.new_tokens, time.perf_counter() - began)
+
+        if spec.task is PreTask.KPL:
+            clip = self._load_clip(job.settings)
+            try:
+                stats = run_kpl_labels(works, spec, clip, KplSettings(k=job.settings.kpl_k, method=job.settings.kpl_method),
+                                       on_image=on_image, run_id=job.run_id, progress=progress, cancel=cancel,
+                                       cache=FeatureCache())
+            except Cancelled:
+                self.cancelled.emit(job_id)
+                return
+            finally:
+                self.state.emit("ready", f"CLIP {clip.spec} on {clip.device}")
+        else:
+            settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
+            if job.settings.server_url:
+                backend = self._open_server(job.settings)
+                dispatcher = ReplicaDispatcher([backend], settings, job.concurrency,
+                                               on_warning=lambda text: self.warning.emit(job_id, text))
+                info = backend.info
+            else:
+                model = self._load_clinkd(job.settings)
+                dispatcher = LocalDispatcher(LocalBackend(model), settings, job.batch_size)
+                info = model.info
+            self.state.emit("busy", _device_text(info))
+            try:
+                stats = run_preannotation(works, spec, dispatcher, model_id=info.model_id, on_image=on_image,
+                                          run_id=job.run_id, progress=progress, cancel=cancel, pause=job.pause)
+            finally:
+                self.state.emit("ready", _device_text(info))
+        if stats.cancelled:
+            self.cancelled.emit(job_id)
+        else:
+            self.result.emit(job_id, stats)
+
+    # ----- KPL
+    def _load_clip(self, settings: AssistantSettings):
+        from engine.kpl import load_clip
+
         if not settings.clip_model:
             raise RuntimeError("No CLIP model is configured (Settings > CLIP model).")
-        knowledge = resolve_knowledge(settings.knowledge)
         key = (settings.clip_model, settings.device)
         if self._clip is None or self._clip_key != key:
             self._clip = None
@@ -189,6 +280,16 @@ class _Worker(QObject):
             self._clip = load_clip(settings.clip_model, device=settings.device)
             self._clip_key = key
         self.state.emit("busy", f"CLIP {self._clip.spec} on {self._clip.device}")
+        return self._clip
+
+    def _classify(self, job_id: int, job: ClassifyJob, cancel: threading.Event) -> None:
+        from engine.kpl import Cancelled, FeatureCache, KplSettings, Pool, classify_pool, resolve_knowledge
+
+        settings = job.settings
+        if not settings.clip_model:
+            raise RuntimeError("No CLIP model is configured (Settings > CLIP model).")
+        knowledge = resolve_knowledge(settings.knowledge)
+        self._load_clip(settings)
         try:
             result = classify_pool(
                 Pool.from_pictures(job.pictures) if job.pictures else Pool.from_paths(list(job.paths)),

@@ -39,6 +39,7 @@ from app.inference_worker import InferenceService, UnloadJob
 from app.pacs_controller import PacsController
 from app.metadata_panel import MetadataPanel
 from app.mpr_controller import MprController
+from app.preannotation import PreannotationBar, PreannotationRun, ask_and_start
 from app.settings import AssistantSettings, read_settings, save_settings
 from app.settings_dialog import SettingsDialog
 from app.viewer_state import ViewerState
@@ -87,6 +88,8 @@ class MainWindow(QMainWindow):
         self.classify_panel = ClassifyPanel(self.state, self.annotations, self.service,
                                             lambda: self.assistant_settings, self.set_assistant_settings,
                                             self.edit_settings, self.open_image_paths)
+        self.preannotation = PreannotationRun(self.service, self.annotations, lambda: self.stacks,
+                                              lambda: self.assistant_settings)
         self.canvas_label = QLabel(self.canvas)   # not the viewport: scrolling moves its children
         self.canvas_label.setStyleSheet("background: rgba(0, 0, 0, 160); color: #9dff57; padding: 3px 6px;")
         self.canvas_label.move(8, 8)
@@ -164,6 +167,8 @@ class MainWindow(QMainWindow):
         self.model_status = QLabel()
         bar = self.statusBar()
         bar.addWidget(self.cursor_label, 1)
+        bar.addPermanentWidget(PreannotationBar(self.preannotation))
+        self.preannotation.finished.connect(lambda text: bar.showMessage(text, 20000))
         for label in (self.model_status, self.window_label, self.zoom_label, self.frame_status):
             bar.addPermanentWidget(label)
 
@@ -245,6 +250,9 @@ class MainWindow(QMainWindow):
         self._rebuild_window_menu()
 
         assistant = bar.addMenu("&Assistant")
+        self._action(assistant, "&Pre-annotate open images…", lambda: ask_and_start(
+            self.preannotation, self, [label.name for label in self.annotations.doc.labels] if self.annotations.doc
+            else [], self.state.window, self.assistant_settings, self.state.invert))
         self._action(assistant, "&Settings…", self.edit_settings)
         self._action(assistant, "Choose ClinKD &folder…", self.choose_clinkd_folder)
         self._action(assistant, "&Unload models (free memory)", lambda: self.service.submit(UnloadJob()))
@@ -330,9 +338,18 @@ class MainWindow(QMainWindow):
     def open(self, paths: list[str]) -> None:
         """Index and open ``paths`` on a worker thread; the window stays responsive meanwhile.
 
+        A ClinLens project file (``main.py annotate --out``, File > Save as project) opens its
+        images with its annotations.
+
         Results come back through bound methods of this window, so Qt queues them to the GUI
         thread (a lambda would run in the worker's thread and touch widgets from there).
         """
+        if len(paths) == 1 and str(paths[0]).lower().endswith(".json"):
+            try:
+                paths = self.annotations.use_project(str(paths[0]))
+            except (DocumentError, OSError) as error:
+                self.banner.show_message(f"Could not open the project {Path(paths[0]).name}: {error}")
+                return
         self.statusBar().showMessage(f"Opening {len(paths)} item(s)…")
         worker = create_worker(_open_in_background, [str(p) for p in paths], _start_thread=False)
         worker.returned.connect(self._on_opened)

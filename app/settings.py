@@ -32,6 +32,7 @@ class AssistantSettings:
     max_pixels: int = 1024 * 1024
     max_new_tokens: int = 80
     best_of: int = 1
+    history_tokens: int = 1024       # follow-up questions: earlier turns sent within this many tokens
     mcg_rope: str = "auto"
     kpl_k: int = 8
     kpl_method: str = "kpl"
@@ -53,7 +54,8 @@ class AssistantSettings:
             if getattr(self, name) not in allowed:
                 found.append(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
         for name, low, high in (("max_pixels", 28 * 28, 4096 * 4096), ("max_new_tokens", 1, 4096),
-                                ("best_of", 1, 32), ("kpl_k", 1, 256), ("decode_timeout_s", 1, 600)):
+                                ("best_of", 1, 32), ("kpl_k", 1, 256), ("decode_timeout_s", 1, 600),
+                                ("history_tokens", 0, 32768)):
             value = getattr(self, name)
             if not low <= value <= high:
                 found.append(f"{name} must be between {low} and {high}, not {value}.")

@@ -45,6 +45,9 @@ class SettingsDialog(QDialog):
         self.max_pixels = _spin(28 * 28, 4096 * 4096, settings.max_pixels, 28 * 28)
         self.max_new_tokens = _spin(1, 4096, settings.max_new_tokens)
         self.best_of = _spin(1, 32, settings.best_of)
+        self.history_tokens = _spin(0, 32768, settings.history_tokens)
+        self.history_tokens.setToolTip("Follow-up questions carry the earlier turns within this many tokens; "
+                                       "the oldest are left out beyond it (0: no history)")
         self.kpl_k = _spin(1, 256, settings.kpl_k)
         self.decode_timeout_s = _spin(1, 600, settings.decode_timeout_s)
         self.decode_timeout_s.setSuffix(" s")
@@ -64,6 +67,7 @@ class SettingsDialog(QDialog):
         form.addRow("Max pixels", self.max_pixels)
         form.addRow("Max new tokens", self.max_new_tokens)
         form.addRow("Best of N (SASG)", self.best_of)
+        form.addRow("History tokens", self.history_tokens)
         form.addRow("MCG-RoPE", self.mcg_rope)
         form.addRow("KPL k", self.kpl_k)
         form.addRow("KPL method", self.kpl_method)
@@ -85,7 +89,7 @@ class SettingsDialog(QDialog):
             dtype=self.dtype.currentText(), mcg_rope=self.mcg_rope.currentText(),
             kpl_method=self.kpl_method.currentText(), max_pixels=self.max_pixels.value(),
             max_new_tokens=self.max_new_tokens.value(), best_of=self.best_of.value(), kpl_k=self.kpl_k.value(),
-            decode_timeout_s=self.decode_timeout_s.value())
+            decode_timeout_s=self.decode_timeout_s.value(), history_tokens=self.history_tokens.value())
 
     def accept(self) -> None:
         problems = self.value().problems()

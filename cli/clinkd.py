@@ -46,6 +46,10 @@ def register(subparsers: Any) -> None:
     choice = ask.add_mutually_exclusive_group()
     choice.add_argument("--window", metavar="CENTER,WIDTH", help="window the model sees (default: as displayed)")
     choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
+    ask.add_argument("--history", metavar="FILE",
+                     help="earlier turns: a conversation exported from the Ask panel (follow-up question)")
+    ask.add_argument("--history-tokens", type=int, default=1024, metavar="N",
+                     help="token budget of the earlier turns; the oldest are dropped beyond it (1024)")
     ask.add_argument("--best-of", type=int, default=1, metavar="N", help="SASG: sample N answers, keep the consensus")
     ask.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --best-of (0.7)")
     ask.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
@@ -55,15 +59,21 @@ def register(subparsers: Any) -> None:
     ask.set_defaults(func=run_ask)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, several_servers: bool = False) -> None:
     """Where answers come from: a local checkpoint (--model) or an inference server (--server).
 
-    Shared by every command that asks ClinKD (ask, eval-medgrit).
+    Shared by every command that asks ClinKD (ask, eval-medgrit, annotate); with
+    ``several_servers`` --server may be repeated (replicas) and ``args.server`` is a list.
     """
     parser.add_argument("--model", default=os.environ.get(MODEL_ENV),
                         help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})")
-    parser.add_argument("--server", metavar="URL",
-                        help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000")
+    if several_servers:
+        parser.add_argument("--server", metavar="URL", action="append",
+                            help="OpenAI-compatible server (vLLM, SGLang) instead of --model; repeat it for "
+                            "replicas: questions are spread over them")
+    else:
+        parser.add_argument("--server", metavar="URL",
+                            help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000")
     parser.add_argument("--server-model", metavar="NAME", help="served model name (default: the only one served)")
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
@@ -146,10 +156,12 @@ def run_ask(args: argparse.Namespace) -> int:
         AskRequest,
         ClinKDError,
         GenerationSettings,
+        HistoryFileError,
         ModelFolderError,
         QuantizationUnavailable,
         Task,
         ask,
+        read_history_file,
         build_prompt,
         load_model,
         open_server,
@@ -162,7 +174,8 @@ def run_ask(args: argparse.Namespace) -> int:
         box = _box_arg(args.box)
         window = window_arg(args)
         settings = GenerationSettings(
-            max_new_tokens=args.max_new_tokens, best_of=args.best_of, temperature=args.temperature
+            max_new_tokens=args.max_new_tokens, best_of=args.best_of, temperature=args.temperature,
+            history_tokens=args.history_tokens,
         )
         if args.server:
             server = server_settings(args)
@@ -174,16 +187,19 @@ def run_ask(args: argparse.Namespace) -> int:
             return _fail(f"--frame {args.frame} is out of range: {stack.title} has {stack.n_frames} frame(s).")
         rgb = render_rgb(stack.frame(args.frame - 1), window)
         task = Task(args.task) if args.task else Task.FREE
-        request = AskRequest(rgb, args.question, task, box, width=stack.columns, height=stack.rows)
+        history = read_history_file(args.history, stack.columns, stack.rows) if args.history else ()
+        request = AskRequest(rgb, args.question, task, box, width=stack.columns, height=stack.rows, history=history)
         build_prompt(task, args.question, box, stack.columns, stack.rows)  # bad task input fails before loading
         if args.server:
             backend = open_server(server)
         else:
             clinkd = load_model(load)
-    except (ModelFolderError, QuantizationUnavailable, ImageLoadError, ValueError) as exc:
+    except (ModelFolderError, QuantizationUnavailable, ImageLoadError, HistoryFileError, ValueError) as exc:
         return _fail(str(exc))
     except ClinKDError as exc:  # the server cannot be reached included
         return _fail(str(exc), EXIT_FAILED)
+    if history:
+        print(f"history: {len(history)} earlier turn(s) from {args.history}", file=sys.stderr)
 
     stream = sys.stderr if args.json else sys.stdout
 
@@ -200,6 +216,9 @@ def run_ask(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_FAILED)
     if args.stream:
         stream.write("\n")
+    if result.history_dropped:
+        print(f"note: the {result.history_dropped} oldest turn(s) did not fit --history-tokens "
+              f"{args.history_tokens} and were left out; {result.history_turns} sent", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
     medgrit.add_argument("--data", required=True, metavar="FILE", help="test file, e.g. Test_VG.json")
     medgrit.add_argument("--images", required=True, metavar="DIR", help="folder of the images (<id>.png)")
     medgrit.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="task (default: from the file name)")
+    medgrit.add_argument("--all-turns", action="store_true",
+                         help="evaluate every turn of multi-turn conversations, each after the earlier turns "
+                         "with their reference answers (default: the first turn only, as the papers do)")
     medgrit.add_argument("--limit", type=int, metavar="N", help="only the first N questions (a quick look)")
     medgrit.add_argument("--out", metavar="DIR", help="output folder (default: eval-<data file name>)")
     medgrit.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per batch (8)")
@@ -132,7 +135,8 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
         return _fail("--limit must be at least 1")
     try:
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-        data = load_medgrit(args.data, args.images, Task(args.task) if args.task else None)
+        data = load_medgrit(args.data, args.images, Task(args.task) if args.task else None,
+                            all_turns=args.all_turns)
         samples = data.samples[: args.limit]
         out = Path(args.out or f"eval-{data.path.stem}")
         todo = pending(samples, out)
@@ -174,6 +178,7 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
         "answered": len(answers),
         "model": models,
         "max_new_tokens": settings.max_new_tokens,
+        "turns": "all" if args.all_turns else "first",
         "unreadable_images": sum(1 for r in records if r.get("error")),
     }
     files = write_task_report(report, out, title, about)

@@ -20,7 +20,7 @@ classification (KPL). Research use only, not for diagnosis.
 # Each module adds its sub-commands with register(subparsers), set_defaults(func=handler);
 # a handler returns the exit code.
 COMMAND_MODULES = ("cli.imaging", "cli.annotations", "cli.clinkd", "cli.kpl", "cli.evaluation", "cli.training",
-                   "cli.desktop", "cli.pacs")
+                   "cli.desktop", "cli.pacs", "cli.annotate")
 
 
 def build_parser(prog: str = "clinlens") -> argparse.ArgumentParser:

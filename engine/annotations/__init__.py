@@ -7,6 +7,7 @@ Plain data (``model``, ``image_ref``), one document with listeners and per-image
 
 from engine.annotations.commands import (
     AddAnnotations,
+    ApplyProposals,
     RemoveAnnotations,
     SetGeometry,
     SetImageReviewed,
@@ -33,6 +34,7 @@ from engine.annotations.model import (
     Measurement,
     MeasureKind,
     PlanePlacement,
+    Provenance,
     Review,
     Source,
     default_review,
@@ -52,10 +54,11 @@ from engine.annotations.persistence import (
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT, Command, UndoStack
 
 __all__ = [
-    "DEFAULT_UNDO_LIMIT", "AddAnnotations", "Annotation", "AnnotationDocument", "Box", "Change", "Command",
+    "DEFAULT_UNDO_LIMIT", "AddAnnotations", "Annotation", "AnnotationDocument", "ApplyProposals", "Box", "Change",
+    "Command",
     "DamagedDocumentError", "DocumentError", "DocumentEvent", "ImageLabel", "ImageRef",
     "ImageState", "Label", "Listener", "MeasureKind", "MeasuredValue", "Measurement", "OpenedDocument",
-    "PlanePlacement", "RemoveAnnotations", "Review", "ReviewProgress",
+    "PlanePlacement", "Provenance", "RemoveAnnotations", "Review", "ReviewProgress",
     "SetGeometry", "SetImageReviewed", "SetLabel", "SetMeasurement", "SetNote", "SetReview", "Source",
     "UndoStack", "UnsupportedVersionError", "default_review", "image_ref_from_stack", "load_document",
     "open_sidecar", "save_document", "sidecar_path", "annotation_path", "user_data_path",

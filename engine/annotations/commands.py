@@ -74,6 +74,31 @@ class AddAnnotations(_Replace):
         return {a.id: a for a in self.annotations}
 
 
+class ApplyProposals(_Replace):
+    """Machine proposals for one image: new annotations, and existing ones replaced by id (a
+    relabel proposal); ``remove`` drops stale proposals of an interrupted earlier attempt.
+
+    Every image of one pre-annotation run gets one with the same ``group`` (the run id), so one
+    undo removes the whole run (``AnnotationDocument.undo``).
+    """
+
+    def __init__(self, image_id: str, annotations: Sequence[Annotation], *, remove: Iterable[str] = (),
+                 group: str | None = None, text: str = "Pre-annotation") -> None:
+        super().__init__(image_id, text)
+        self.annotations = tuple(annotations)
+        self.remove = tuple(remove)
+        self.group = group
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        ref = doc.image(self.image_id)
+        for annotation in self.annotations:
+            if isinstance(annotation, Box) and annotation.frame >= ref.n_frames:
+                raise ValueError(f"frame {annotation.frame} out of range for {ref.image_id} ({ref.n_frames} frames)")
+        plan: dict[str, Annotation | None] = {key: None for key in self.remove if doc.find(self.image_id, key)}
+        plan.update({a.id: a for a in self.annotations})
+        return plan
+
+
 class RemoveAnnotations(_Replace):
     """Delete one or several annotations in one step."""
 

@@ -325,19 +325,36 @@ class AnnotationDocument:
         return True
 
     def undo(self, image_id: str) -> bool:
+        """Undo the image's last step; a grouped step (a pre-annotation run) is undone on every
+        image whose last step belongs to the same group, so the whole run goes in one step."""
         command = self._entry(image_id).history.take_undo()
         if command is None:
             return False
         command.undo(self)
         self._emit(DocumentEvent(Change.HISTORY, image_id))
+        if command.group is not None:
+            for other_id, entry in self._images.items():
+                other = entry.history.peek_undo()
+                if other_id != image_id and other is not None and other.group == command.group:
+                    entry.history.take_undo()
+                    other.undo(self)
+                    self._emit(DocumentEvent(Change.HISTORY, other_id))
         return True
 
     def redo(self, image_id: str) -> bool:
+        """Redo the image's next step, and the rest of its group on the other images."""
         command = self._entry(image_id).history.take_redo()
         if command is None:
             return False
         command.redo(self)
         self._emit(DocumentEvent(Change.HISTORY, image_id))
+        if command.group is not None:
+            for other_id, entry in self._images.items():
+                other = entry.history.peek_redo()
+                if other_id != image_id and other is not None and other.group == command.group:
+                    entry.history.take_redo()
+                    other.redo(self)
+                    self._emit(DocumentEvent(Change.HISTORY, other_id))
         return True
 
     def history(self, image_id: str) -> UndoStack:

@@ -44,6 +44,26 @@ def default_review(source: Source | str) -> Review:
     return Review.ACCEPTED if Source(source) is Source.USER else Review.PENDING
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a machine annotation came from, so a reviewer (and an audit) can see why it is there.
+
+    ``run`` names the pre-annotation run (one undo step, and what a resumed run recognises by
+    ``key``: the hash of the model and settings); ``question`` and ``answer`` are the prompt the
+    model read and its raw answer text (box markup included); ``settings`` is the JSON of the
+    task and decoding settings; ``window`` the display window the model saw.
+    """
+
+    run: str
+    key: str
+    model: str
+    task: str
+    question: str = ""
+    answer: str = ""
+    settings: str = ""
+    window: str = ""
+
+
 def utc_now() -> str:
     """UTC timestamp in ISO 8601 with milliseconds, the format every annotation time uses."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -141,6 +161,7 @@ class Box:
     sop_instance_uid: str | None = None
     frame_number: int | None = None
     placement: PlanePlacement | None = None   # set when drawn on a reformatted plane
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         x1, x2 = sorted((_finite(self.x1, "x1"), _finite(self.x2, "x2")))
@@ -180,6 +201,7 @@ class ImageLabel:
     review: Review = Review.PENDING
     created: str = ""
     modified: str = ""
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label", normalize_label_name(self.label))
@@ -242,6 +264,7 @@ class Measurement:
     sop_instance_uid: str | None = None
     frame_number: int | None = None
     placement: PlanePlacement | None = None
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", MeasureKind(self.kind))

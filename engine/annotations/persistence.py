@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -29,6 +29,7 @@ from engine.annotations.model import (
     MeasuredValue,
     Measurement,
     PlanePlacement,
+    Provenance,
 )
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
 from engine.files import JsonFileError, load_store, read_json, write_json_atomic
@@ -145,6 +146,8 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
     common = {"id": annotation.id, "label": annotation.label, "source": str(annotation.source),
               "score": annotation.score, "note": annotation.note, "review": str(annotation.review),
               "created": annotation.created, "modified": annotation.modified}
+    if annotation.provenance is not None:   # optional: files without it stay readable by older versions
+        common["provenance"] = asdict(annotation.provenance)
     if isinstance(annotation, ImageLabel):
         return {"type": "image_label", **common}
     bound = {"frame": annotation.frame, "sop_instance_uid": annotation.sop_instance_uid,
@@ -241,6 +244,14 @@ def json_field(obj: Any, key: str, kinds: tuple[type, ...], where: str, default:
     return value
 
 
+def _provenance_from_dict(data: dict | None, where: str) -> Provenance | None:
+    if data is None:
+        return None
+    required = ("run", "key", "model", "task")
+    return Provenance(**{f.name: json_field(data, f.name, (str,), where, *(() if f.name in required else ("",)))
+                         for f in fields(Provenance)})
+
+
 def annotation_from_dict(data: Any, where: str) -> Annotation:
     kind = json_field(data, "type", (str,), where)
     try:
@@ -250,7 +261,9 @@ def annotation_from_dict(data: Any, where: str) -> Annotation:
             score=json_field(data, "score", (float, type(None)), where, None),
             note=json_field(data, "note", (str,), where, ""), review=json_field(data, "review", (str,), where),
             created=json_field(data, "created", (str,), where, ""),
-            modified=json_field(data, "modified", (str,), where, ""))
+            modified=json_field(data, "modified", (str,), where, ""),
+            provenance=_provenance_from_dict(json_field(data, "provenance", (dict, type(None)), where, None),
+                                             f"{where}.provenance"))
         if kind == "image_label":
             return ImageLabel(**common)
         if kind == "measurement":

@@ -23,6 +23,9 @@ class Command(ABC):
     before it. ``merge`` lets a newer, already applied command fold into this one.
     """
 
+    group: str | None = None
+    """Commands of several images that share a group (a pre-annotation run) undo and redo together."""
+
     def __init__(self, image_id: str, text: str) -> None:
         self.image_id = image_id
         self.text = text
@@ -67,6 +70,13 @@ class UndoStack:
             return None
         self._index -= 1
         return self._commands[self._index]
+
+    def peek_undo(self) -> Command | None:
+        """The command ``take_undo`` would return, without moving the cursor."""
+        return self._commands[self._index - 1] if self._index else None
+
+    def peek_redo(self) -> Command | None:
+        return self._commands[self._index] if self._index < len(self._commands) else None
 
     def take_redo(self) -> Command | None:
         if self._index == len(self._commands):

@@ -13,7 +13,16 @@ Typical use from a worker thread::
 from typing import TYPE_CHECKING
 
 from engine.clinkd.errors import ClinKDError, GenerationOutOfMemory, ModelFolderError, QuantizationUnavailable
-from engine.clinkd.prompts import SYSTEM_PROMPT, Prompt, Task, build_prompt, chat_messages, default_question
+from engine.clinkd.conversation import (
+    DEFAULT_HISTORY_TOKENS,
+    FittedHistory,
+    HistoryFileError,
+    PriorTurn,
+    chat_messages,
+    fit_history,
+    read_history_file,
+)
+from engine.clinkd.prompts import SYSTEM_PROMPT, Prompt, Task, build_prompt, default_question
 from engine.lazy import lazy_attributes
 
 # Prompts and errors are light; everything below imports torch and transformers (2-3 s), so it
@@ -48,6 +57,7 @@ _LAZY = {
         "ServerBackend",
         "ServerError",
         "ServerSettings",
+        "ServerUnavailable",
         "open_server",
         "png_data_url",
     ),
@@ -64,6 +74,7 @@ if TYPE_CHECKING:
         ServerBackend,
         ServerError,
         ServerSettings,
+        ServerUnavailable,
         open_server,
         png_data_url,
     )
@@ -72,6 +83,12 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
+    "DEFAULT_HISTORY_TOKENS",
+    "FittedHistory",
+    "HistoryFileError",
+    "PriorTurn",
+    "fit_history",
+    "read_history_file",
     "SYSTEM_PROMPT",
     "default_question",
     "AskRequest",
@@ -94,6 +111,7 @@ __all__ = [
     "ServerBackend",
     "ServerError",
     "ServerSettings",
+    "ServerUnavailable",
     "Task",
     "ask",
     "ask_batch",

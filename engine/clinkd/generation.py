@@ -21,7 +21,8 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from engine.clinkd.errors import GenerationOutOfMemory
 from engine.clinkd.loader import ClinKDModel, ModelInfo
-from engine.clinkd.prompts import Prompt, Task, build_prompt, chat_messages
+from engine.clinkd.conversation import DEFAULT_HISTORY_TOKENS, FittedHistory, PriorTurn, chat_messages, fit_history
+from engine.clinkd.prompts import Prompt, Task, build_prompt
 from engine.grounding import GroundedBox, parse_answer
 
 TextCallback = Callable[[str], None]
@@ -39,10 +40,13 @@ class GenerationSettings:
     repetition_penalty: float | None = None  # None: the checkpoint's generation_config (1.05 for Qwen2-VL)
     best_of: int = 1  # SASG: > 1 samples this many candidates and keeps the consensus answer
     box_penalty: float = 0.5  # SASG: subtracted from a grounding candidate without valid boxes
+    history_tokens: int = DEFAULT_HISTORY_TOKENS  # earlier turns sent within this budget, oldest dropped
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.best_of < 1:
             raise ValueError("max_new_tokens and best_of must be >= 1")
+        if self.history_tokens < 0:
+            raise ValueError("history_tokens must be >= 0")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be > 0 and top_p in (0, 1]")
 
@@ -58,6 +62,8 @@ class AskRequest:
     ``image`` is the displayed frame (H, W, 3) uint8 RGB (a 2-D grey image is accepted).
     ``box`` is in pixels of the ORIGINAL image, whose size is ``width`` x ``height`` (default: the
     image's own size; differs when the caller renders at reduced resolution).
+    ``history`` holds the earlier turns of this image's conversation, oldest first (follow-up
+    questions); they are sent within ``GenerationSettings.history_tokens``.
     """
 
     image: np.ndarray
@@ -66,6 +72,7 @@ class AskRequest:
     box: tuple[float, float, float, float] | None = None
     width: int | None = None
     height: int | None = None
+    history: tuple[PriorTurn, ...] = ()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -106,6 +113,8 @@ class AskResult:
     total_s: float
     peak_gpu_memory_bytes: int | None
     candidates: tuple[Candidate, ...] = ()
+    history_turns: int = 0  # earlier turns sent with the question
+    history_dropped: int = 0  # older turns left out to stay within the history token budget
 
     def to_dict(self) -> dict:
         """JSON-ready plain dict (CLI --json, saved histories)."""
@@ -205,6 +214,7 @@ def _free_memory() -> None:
 @dataclass(frozen=True)
 class _Generated:
     prompts: list[Prompt]
+    histories: list[FittedHistory]
     rows: list[list[int]]  # new tokens per returned sequence, cut at the first end token
     prompt_tokens: list[int]
     image_tokens: list[int]
@@ -224,9 +234,10 @@ def _run(
 ) -> _Generated:
     processor, model = clinkd.processor, clinkd.model
     prompts = [build_prompt(r.task, r.question, r.box, *r.size) for r in requests]
+    histories = [fit_history(r.history, settings.history_tokens, token_counter(clinkd)) for r in requests]
     texts = [
-        processor.apply_chat_template(chat_messages(p.question), add_generation_prompt=True, tokenize=False)
-        for p in prompts
+        processor.apply_chat_template(chat_messages(p.question, h.turns), add_generation_prompt=True, tokenize=False)
+        for p, h in zip(prompts, histories, strict=True)
     ]
     images = [_rgb(r.image) for r in requests]
     device = next(model.parameters()).device
@@ -268,6 +279,7 @@ def _run(
         rows.append(tokens[:cut])
     return _Generated(
         prompts=prompts,
+        histories=histories,
         rows=rows,
         prompt_tokens=attention.sum(dim=1).tolist(),
         image_tokens=(inputs["input_ids"] == image_token_id).sum(dim=1).tolist(),
@@ -275,6 +287,12 @@ def _run(
         finished_at=finished_at,
         peak_gpu_memory_bytes=peak,
     )
+
+
+def token_counter(clinkd: ClinKDModel) -> Callable[[str], int]:
+    """Tokens a text takes in this checkpoint's prompts (the history budget counts with it)."""
+    tokenizer = clinkd.processor.tokenizer
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 def _rate(generated: _Generated, sequences: int) -> float | None:
@@ -325,6 +343,8 @@ def _result(
         total_s=generated.finished_at - started_at,
         peak_gpu_memory_bytes=generated.peak_gpu_memory_bytes,
         candidates=candidates,
+        history_turns=len(generated.histories[index].turns),
+        history_dropped=generated.histories[index].dropped,
     )
 
 

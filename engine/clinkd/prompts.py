@@ -128,11 +128,3 @@ def build_prompt(
     if BOX_PLACEHOLDER in template:
         return Prompt(task, template.replace(BOX_PLACEHOLDER, box_text))
     return Prompt(task, f"{template} {box_text}")
-
-
-def chat_messages(question: str) -> list[dict]:
-    """Chat messages as ClinKD was trained: system prompt, then the image before the question."""
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]},
-    ]

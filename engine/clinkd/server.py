@@ -44,7 +44,8 @@ from engine.clinkd.generation import (
     rank_candidates,
 )
 from engine.clinkd.loader import ClinKDModel, ModelInfo
-from engine.clinkd.prompts import SYSTEM_PROMPT, Prompt, build_prompt
+from engine.clinkd.conversation import FittedHistory, chat_messages, estimate_tokens, fit_history
+from engine.clinkd.prompts import Prompt, build_prompt
 from engine.grounding import parse_answer
 
 END_MARKERS = ("<|im_end|>", "<|endoftext|>")
@@ -53,6 +54,12 @@ END_MARKERS = ("<|im_end|>", "<|endoftext|>")
 
 class ServerError(ClinKDError):
     """The inference server could not be reached, refused the request, or answered garbage."""
+
+
+class ServerUnavailable(ServerError):
+    """The server cannot be reached or its connection broke (refused, reset, unreachable, HTTP 502
+    or 503): the replica is down, unlike a question that failed on it (a timeout, a bad request).
+    A pool of replicas takes such a replica out and sends its questions to the others."""
 
 
 class Backend(Protocol):
@@ -233,17 +240,17 @@ class ServerBackend:
             conn.connect()
         except ConnectionRefusedError:
             conn.close()
-            raise ServerError(
+            raise ServerUnavailable(
                 f"Cannot connect to the inference server at {self._describe()}: connection refused. "
                 "Is vLLM or SGLang running and listening on that host and port?"
             ) from None
         except socket.gaierror as err:
             conn.close()
-            raise ServerError(f"Cannot resolve the server host {parts.hostname!r}: {err.strerror}.") from None
+            raise ServerUnavailable(f"Cannot resolve the server host {parts.hostname!r}: {err.strerror}.") from None
         except (TimeoutError, OSError) as err:
             conn.close()
             reason = "no answer within the connect timeout" if isinstance(err, TimeoutError) else str(err)
-            raise ServerError(f"Cannot connect to the inference server at {self._describe()}: {reason}.") from None
+            raise ServerUnavailable(f"Cannot connect to the inference server at {self._describe()}: {reason}.") from None
         conn.sock.settimeout(self.settings.timeout_s)
         return conn
 
@@ -284,6 +291,8 @@ class ServerBackend:
                 f"The server at {where} has no OpenAI endpoint {self.settings.base}{path} (HTTP 404: {message}). "
                 "Check the URL: it should point at a vLLM or SGLang OpenAI-compatible server."
             )
+        if response.status in (502, 503):   # a proxy or server that is down or restarting
+            raise ServerUnavailable(f"The inference server at {where} is unavailable (HTTP {response.status}): {message}")
         raise ServerError(f"The inference server at {where} failed (HTTP {response.status}): {message}")
 
     def _json(self, response: http.client.HTTPResponse) -> dict:
@@ -314,7 +323,7 @@ class ServerBackend:
         except TimeoutError:
             raise self._timeout() from None
         except (http.client.HTTPException, OSError) as err:
-            raise ServerError(
+            raise ServerUnavailable(
                 f"The connection to the inference server at {self._describe()} broke: {err!r}"
             ) from None
         finally:
@@ -339,20 +348,14 @@ class ServerBackend:
 
     # ------------------------------------------------------------------ chat
 
-    def _payload(self, prompt: Prompt, request: AskRequest, settings: GenerationSettings, stream: bool) -> dict:
+    def _payload(
+        self, prompt: Prompt, history: FittedHistory, request: AskRequest, settings: GenerationSettings, stream: bool
+    ) -> dict:
         sample = settings.samples
+        image = {"type": "image_url", "image_url": {"url": png_data_url(request.image)}}
         payload: dict = {
             "model": self.settings.model,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {
-                    "role": "user",
-                    "content": [  # image first, as ClinKD was trained
-                        {"type": "image_url", "image_url": {"url": png_data_url(request.image)}},
-                        {"type": "text", "text": prompt.question},
-                    ],
-                },
-            ],
+            "messages": chat_messages(prompt.question, history.turns, image),  # the same messages as locally
             "max_tokens": settings.max_new_tokens,
             "temperature": settings.temperature if sample else 0.0,
             "top_p": settings.top_p if sample else 1.0,
@@ -471,6 +474,7 @@ class ServerBackend:
         reply: _Reply,
         settings: GenerationSettings,
         started_at: float,
+        history: FittedHistory,
         candidates: tuple[Candidate, ...] = (),
     ) -> AskResult:
         finished_at = time.perf_counter()
@@ -506,6 +510,8 @@ class ServerBackend:
             total_s=finished_at - started_at,
             peak_gpu_memory_bytes=None,
             candidates=candidates,
+            history_turns=len(history.turns),
+            history_dropped=history.dropped,
         )
 
     def ask(
@@ -524,14 +530,15 @@ class ServerBackend:
         """
         started_at = time.perf_counter()
         prompt = build_prompt(request.task, request.question, request.box, *request.size)
+        history = fit_history(request.history, settings.history_tokens, estimate_tokens)
         n = settings.best_of
         stream = on_text is not None and n == 1
-        reply = self._exchange(self._payload(prompt, request, settings, stream), stream, on_text, cancel)
+        reply = self._exchange(self._payload(prompt, history, request, settings, stream), stream, on_text, cancel)
         if n == 1 or reply.cancelled:
-            return self._result(request, prompt, reply.texts[0], reply, settings, started_at)
+            return self._result(request, prompt, reply.texts[0], reply, settings, started_at, history)
         raws = [_strip_end(t) for t in reply.texts]
         candidates, best = rank_candidates(raws, request, prompt, settings, self.embed)
-        return self._result(request, prompt, raws[best], reply, settings, started_at, candidates)
+        return self._result(request, prompt, raws[best], reply, settings, started_at, history, candidates)
 
     def ask_batch(
         self,

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.clinkd.conversation import PriorTurn
 from engine.clinkd.prompts import Task
 from engine.grounding import normalize_box_markup
 
@@ -54,6 +55,13 @@ class MedGritSample:
     question: str  # as the model reads it: wrappers removed, boxes in Qwen2-VL markup
     annotation: str  # the reference answer exactly as in the file
     image: Path
+    turn: int = 0  # position of the question in its conversation (--all-turns evaluates every one)
+    history: tuple[PriorTurn, ...] = ()  # the earlier turns with their reference answers
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Identifies the question: the item's position in the file and the turn within it."""
+        return (self.index, self.turn)
 
 
 @dataclass(frozen=True)
@@ -83,24 +91,26 @@ def clean_question(text: str) -> str:
     return normalize_box_markup(text)
 
 
-def _first_turn(conversations: object) -> tuple[str, str, int] | None:
-    """(question, answer, number of turns) from either conversation layout, None if unreadable."""
+def _turns(conversations: object) -> list[tuple[str, str]] | None:
+    """(question, answer) pairs from either conversation layout, None if unreadable."""
     if not isinstance(conversations, list) or not conversations:
         return None
-    first = conversations[0]
-    if isinstance(first, (list, tuple)):  # [[question, answer], ...]: BiRD's test files
-        if len(first) != 2 or not all(isinstance(v, str) for v in first):
+    if isinstance(conversations[0], (list, tuple)):  # [[question, answer], ...]: BiRD's test files
+        pairs = []
+        for pair in conversations:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(v, str) for v in pair):
+                return None
+            pairs.append((pair[0], pair[1]))
+        return pairs
+    if not all(isinstance(m, dict) for m in conversations) or len(conversations) < 2:
+        return None
+    pairs = []  # [{"from": "human", "value": ...}, {"from": "gpt", ...}, ...]
+    for question, answer in zip(conversations[0::2], conversations[1::2]):
+        q, a = question.get("value", question.get("content")), answer.get("value", answer.get("content"))
+        if not isinstance(q, str) or not isinstance(a, str):
             return None
-        return first[0], first[1], len(conversations)
-    if isinstance(first, dict) and len(conversations) >= 2:  # [{"from": "human", "value": ...}, ...]
-        second = conversations[1]
-        if not isinstance(second, dict):
-            return None
-        question = first.get("value", first.get("content"))
-        answer = second.get("value", second.get("content"))
-        if isinstance(question, str) and isinstance(answer, str):
-            return question, answer, len(conversations) // 2
-    return None
+        pairs.append((q, a))
+    return pairs
 
 
 class _ImageFinder:
@@ -130,12 +140,15 @@ class _ImageFinder:
 
 
 def load_medgrit(
-    path: str | os.PathLike[str], images: str | os.PathLike[str], task: Task | None = None
+    path: str | os.PathLike[str], images: str | os.PathLike[str], task: Task | None = None,
+    *, all_turns: bool = False,
 ) -> MedGritData:
     """Read a Med-GRIT test file and locate every image; raises DatasetError with what is wrong.
 
-    ``task`` defaults to what the file name says (Test_VG.json is visual grounding). Only the first
-    question of a conversation is kept (the test files are single-turn).
+    ``task`` defaults to what the file name says (Test_VG.json is visual grounding). By default
+    only the first question of a conversation is kept, as the papers evaluate (their test files
+    are single-turn); ``all_turns`` makes every question a sample, asked after the earlier
+    questions with their reference answers as chat history (teacher forcing).
     """
     path, folder = Path(path), Path(images)
     task = task or task_from_name(path)
@@ -154,28 +167,32 @@ def load_medgrit(
     finder = _ImageFinder(folder)
     samples, missing, multi_turn = [], [], 0
     for index, item in enumerate(items):
-        turn = _first_turn(item.get("conversations")) if isinstance(item, dict) else None
+        pairs = _turns(item.get("conversations")) if isinstance(item, dict) else None
         sample_id = item.get("id") if isinstance(item, dict) else None
-        if turn is None or not isinstance(sample_id, (str, int)):
+        if pairs is None or not isinstance(sample_id, (str, int)):
             raise DatasetError(
                 f"item {index} of {path.name} is not {{'id': ..., 'conversations': [[question, answer]]}}"
             )
-        question, answer, turns = turn
-        multi_turn += turns > 1
+        multi_turn += len(pairs) > 1
         name = str(item.get("image") or sample_id)
         image = finder.find(name)
         if image is None:
             missing.append(name)
             continue
-        samples.append(MedGritSample(
-            index=index,
-            id=str(sample_id),
-            task=task,
-            modality=modality_of(name),
-            question=clean_question(question),
-            annotation=answer.strip(),
-            image=image,
-        ))
+        history: list[PriorTurn] = []
+        for turn, (question, answer) in enumerate(pairs if all_turns else pairs[:1]):
+            samples.append(MedGritSample(
+                index=index,
+                id=str(sample_id),
+                task=task,
+                modality=modality_of(name),
+                question=clean_question(question),
+                annotation=answer.strip(),
+                image=image,
+                turn=turn,
+                history=tuple(history),
+            ))
+            history.append(PriorTurn(clean_question(question), normalize_box_markup(answer.strip())))
     if missing:
         shown = ", ".join(missing[:3])
         raise DatasetError(
@@ -183,8 +200,9 @@ def load_medgrit(
             f"image suffixes, also in sub-folders): {shown}{', ...' if len(missing) > 3 else ''}"
         )
     warnings = []
-    if multi_turn:
-        warnings.append(f"{multi_turn} conversations have several turns; only their first question is evaluated")
+    if multi_turn and not all_turns:
+        warnings.append(f"{multi_turn} conversations have several turns; only their first question is evaluated "
+                        "(--all-turns evaluates every turn)")
     others = sorted({s.modality for s in samples} - set(MODALITIES))
     if others:
         warnings.append(f"modalities outside the papers' eight are reported apart: {', '.join(others)}")

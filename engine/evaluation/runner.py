@@ -41,8 +41,8 @@ class RunSummary:
     seconds: float
 
 
-def read_predictions(path: Path, samples: Sequence[MedGritSample]) -> dict[int, dict]:
-    """Records of an earlier run by sample index; refuses a file that belongs to other data.
+def read_predictions(path: Path, samples: Sequence[MedGritSample]) -> dict[tuple[int, int], dict]:
+    """Records of an earlier run by sample key (index, turn); refuses a file of other data.
 
     A last line without its newline (the process died while writing) is cut off the file.
     """
@@ -53,22 +53,23 @@ def read_predictions(path: Path, samples: Sequence[MedGritSample]) -> dict[int, 
     if len(complete) != len(raw):
         with path.open("r+b") as handle:
             handle.truncate(len(complete))
-    by_index = {s.index: s for s in samples}
-    records: dict[int, dict] = {}
+    by_key = {s.key: s for s in samples}
+    records: dict[tuple[int, int], dict] = {}
     for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
         try:
             record = json.loads(line)
             index, sample_id, task = record["index"], record["id"], record["task"]
-        except (ValueError, KeyError, TypeError):
+            key = (index, record.get("turn", 0))
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise DatasetError(f"{path} line {number} is not a prediction record; move the file away") from None
-        sample = by_index.get(index)
+        sample = by_key.get(key)
         if sample is not None and (sample.id != sample_id or sample.task.value != task):
             raise DatasetError(
                 f"{path} holds answers for another data file (line {number}: item {index} is {sample_id!r}, "
                 f"the data says {sample.id!r}); choose another --out folder"
             )
         if sample is not None:
-            records[index] = record
+            records[key] = record
     return records
 
 
@@ -82,15 +83,18 @@ def _check_model(records: dict[int, dict], model_id: str, path: Path) -> None:
 
 
 def _request(sample: MedGritSample) -> AskRequest:
-    """The image exactly as displayed (8-bit PNGs as stored), and the dataset question verbatim."""
+    """The image exactly as displayed (8-bit PNGs as stored), the dataset question verbatim, and
+    for a later turn the earlier ones with their reference answers."""
     stack = open_image(sample.image)
     rgb = render_rgb(stack.frame(0))
-    return AskRequest(rgb, sample.question, Task.FREE, width=stack.columns, height=stack.rows)
+    return AskRequest(rgb, sample.question, Task.FREE, width=stack.columns, height=stack.rows,
+                      history=sample.history)
 
 
 def _record(sample: MedGritSample, model_id: str, **fields: object) -> dict:
     return {
         "index": sample.index,
+        "turn": sample.turn,
         "id": sample.id,
         "task": sample.task.value,
         "modality": sample.modality,
@@ -125,7 +129,7 @@ def run_medgrit(
     done = read_predictions(path, samples)
     model_id = backend.info.model_id
     _check_model(done, model_id, path)
-    todo = [s for s in samples if s.index not in done]
+    todo = [s for s in samples if s.key not in done]
     answered = unreadable = 0
     cancelled = False
     if progress is not None:
@@ -174,14 +178,14 @@ def run_medgrit(
 def pending(samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str]) -> list[MedGritSample]:
     """The samples an earlier run in ``out_dir`` has not answered (all of them for a new folder)."""
     done = read_predictions(Path(out_dir) / PREDICTIONS_FILE, samples)
-    return [s for s in samples if s.index not in done]
+    return [s for s in samples if s.key not in done]
 
 
 def answered_samples(samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str]) -> list[Answered]:
     """The answered ones among ``samples``, from the predictions file, ready for scoring."""
     records = read_predictions(Path(out_dir) / PREDICTIONS_FILE, samples)
     return [
-        Answered(modality=s.modality, annotation=s.annotation, response=records[s.index]["response"])
+        Answered(modality=s.modality, annotation=s.annotation, response=records[s.key]["response"])
         for s in samples
-        if s.index in records
+        if s.key in records
     ]

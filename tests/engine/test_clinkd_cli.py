@@ -118,3 +118,38 @@ def test_bad_image_exits_2(tmp_path, model_dir, capsys) -> None:
     broken.write_bytes(b"not a png")
     assert run(str(broken), "x", *tiny(model_dir)) == 2
     assert "broken.png" in capsys.readouterr().err
+
+
+def test_history_file_sends_earlier_turns(png, model_dir, tmp_path, capsys) -> None:
+    from tests.engine.openai_stub import OpenAIStub, StubBehaviour
+
+    conversation = {"format": "clinlens-conversation", "version": 1, "turns": [
+        {"question": "heart", "task": "vg", "status": "done",
+         "prompt": "Where is the heart located in the image?", "raw_answer": "Here " * 100},
+        {"question": "left lung", "task": "vg", "status": "done",
+         "prompt": "Where is the left lung located in the image?",
+         "raw_answer": "It is at <|box_start|>(1,2),(300,400)<|box_end|>."}]}
+    history = tmp_path / "conversation.json"
+    history.write_text(json.dumps(conversation))
+    with OpenAIStub(StubBehaviour(answer=lambda body: "Small.")) as stub:
+        assert run(png, "And its size?", "--server", stub.url, "--history", str(history), "--json") == 0
+        data = json.loads(capsys.readouterr().out)
+        assert run(png, "And its size?", "--server", stub.url, "--history", str(history),
+                   "--history-tokens", "200") == 0
+        cut_err = capsys.readouterr().err
+        full, cut = stub.behaviour.requests
+    assert data["history_turns"] == 2 and data["history_dropped"] == 0
+    assert [m["role"] for m in full["messages"]] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert full["messages"][4]["content"] == "It is at <|box_start|>(1,2),(300,400)<|box_end|>."
+    # the long, oldest turn is left out; the image moves to the kept turn
+    assert [m["role"] for m in cut["messages"]] == ["system", "user", "assistant", "user"]
+    assert cut["messages"][1]["content"][0]["type"] == "image_url"
+    assert cut["messages"][1]["content"][1]["text"] == "Where is the left lung located in the image?"
+    assert "the 1 oldest turn(s) did not fit --history-tokens 200" in cut_err
+
+
+def test_bad_history_file_is_one_sentence(png, model_dir, tmp_path, capsys) -> None:
+    bad = tmp_path / "nope.json"
+    bad.write_text("{")
+    assert run(png, "Q?", "--history", str(bad), *tiny(model_dir)) == 2
+    assert "nope.json is not valid JSON" in capsys.readouterr().err

@@ -291,3 +291,34 @@ def test_eval_medgrit_with_the_tiny_local_model(tmp_path, tmp_path_factory, caps
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["modalities"]) == {"ct", "mr", "x", "fundus"} and metrics["task"] == "roc"
     assert all(0.0 <= v["accuracy"] <= 1.0 for v in metrics["modalities"].values())
+
+
+def test_all_turns_evaluates_every_turn_after_its_reference_history(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("CLINLENS_CLINKD_MODEL", raising=False)
+    (_, q1, _, ans1), (_, q2, ref2, ans2) = VG_ITEMS[0], VG_ITEMS[1]
+    data, images = write_fixture(tmp_path, [VG_ITEMS[0]])
+    entries = json.loads(data.read_text())
+    entries[0]["conversations"].append([q2, ref2])  # a second turn about the same image
+    data.write_text(json.dumps(entries))
+    first_only = load_medgrit(data, images)
+    assert [s.key for s in first_only.samples] == [(0, 0)] and "--all-turns" in first_only.warnings[0]
+    both = load_medgrit(data, images, all_turns=True)
+    assert [s.key for s in both.samples] == [(0, 0), (0, 1)] and not both.warnings
+    assert both.samples[1].history[0].answer == "The liver is located at <|box_start|>(100,100),(400,400)<|box_end|>."
+    out = tmp_path / "out"
+    argv = ["--data", str(data), "--images", str(images), "--out", str(out), "--no-java", "--all-turns"]
+    answers = {q1: ans1, q2: ans2}
+    with OpenAIStub(StubBehaviour(answer=lambda body: answers[body["messages"][-1]["content"][-1]["text"]])) as stub:
+        assert run_cli(*argv, "--server", stub.url) == 0
+        assert run_cli(*argv, "--server", stub.url) == 0  # a rerun asks nothing again
+        requests = list(stub.behaviour.requests)
+    assert len(requests) == 2
+    later = next(r for r in requests if len(r["messages"]) > 2)
+    assert [m["role"] for m in later["messages"]] == ["system", "user", "assistant", "user"]
+    assert later["messages"][1]["content"][1]["text"] == q1  # the first question, with the image
+    assert later["messages"][2]["content"] == both.samples[1].history[0].answer  # its reference answer
+    lines = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
+    assert sorted((r["index"], r["turn"]) for r in lines) == [(0, 0), (0, 1)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["modalities"]["ct"]["recall@0.5"] == pytest.approx(0.5)  # turn 1 hit, turn 2 miss
+    assert "2 of 2 questions to answer" in capsys.readouterr().err

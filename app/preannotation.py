@@ -1,0 +1,301 @@
+"""Assistant > Pre-annotate…: the dialog, the run on the inference worker, and its progress bar.
+
+The run is plain data both ways: the GUI hands the worker image descriptions and the spec, the
+worker hands back one ``ImageOutcome`` per finished image, which lands in that image's document
+as one command of the run's undo group (Ctrl+Z on any image of the run takes the whole run back).
+Proposals are pending review, so the review mode (N/P, A/X, Ctrl+Enter) walks them as they come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.annotation_controller import AnnotationController
+from app.inference_worker import InferenceService, PreannotateJob
+from app.settings import AssistantSettings
+from engine.annotations import AnnotationDocument
+from engine.imaging import ImageStack, Window
+from engine.kpl import available_knowledge
+from engine.preannotate import (
+    FAILED,
+    LabelListError,
+    PreannotateSpec,
+    PreTask,
+    RunProgress,
+    apply_outcome,
+    new_run_id,
+    split_labels,
+    window_text,
+)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class PreannotationRun(QObject):
+    """Starts a run, applies its outcomes to the documents, pauses, resumes and cancels it."""
+
+    changed = Signal()           # progress, pause or running state
+    finished = Signal(str)       # the summary sentence
+
+    def __init__(self, service: InferenceService, annotations: AnnotationController,
+                 stacks: Callable[[], list[ImageStack]], settings: Callable[[], AssistantSettings]) -> None:
+        super().__init__()
+        self.service = service
+        self.annotations = annotations
+        self.stacks = stacks
+        self.settings = settings
+        self.job: PreannotateJob | None = None
+        self.job_id: int | None = None
+        self.batch_size = 4
+        self._documents: dict[str, AnnotationDocument] = {}
+        self.reset_counts()
+        worker = service.worker
+        worker.image_done.connect(self._on_image)
+        worker.run_progress.connect(self._on_progress)
+        worker.warning.connect(lambda job_id, text: self._note(job_id, text))
+        worker.error.connect(lambda job_id, text: self._note(job_id, f"stopped: {text}"))
+        worker.cancelled.connect(lambda job_id: self._note(job_id, "cancelled: what is done is kept"))
+        worker.finished.connect(self._on_finished)
+
+    def reset_counts(self) -> None:
+        self.progress: RunProgress | None = None
+        self.done = self.failed = self.boxes = self.labels = 0
+        self.failures: list[str] = []
+        self.notes: list[str] = []
+
+    @property
+    def running(self) -> bool:
+        return self.job_id is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.job is not None and self.job.pause.is_set()
+
+    def images(self, only_needing_review: bool) -> list[tuple[str, object, tuple]]:
+        """(key, ImageRef, boxes) of the open images in the run's scope."""
+        chosen = []
+        for stack in self.stacks():
+            found = self.annotations.document_for(stack)
+            if found is None:
+                continue
+            doc, image_id = found
+            if only_needing_review and doc.image_state(image_id).reviewed:
+                continue
+            chosen.append((stack.key, doc.image(image_id), tuple(doc.boxes(image_id))))
+            self._documents[image_id] = doc
+        return chosen
+
+    def start(self, spec: PreannotateSpec, only_needing_review: bool = False) -> int | None:
+        if self.running:
+            return None
+        images = self.images(only_needing_review)
+        if not images:
+            self.finished.emit("Pre-annotation: no open image is in scope.")
+            return None
+        self.reset_counts()
+        self.total = len(images)
+        self.run_id = new_run_id()
+        self.job = PreannotateJob(spec=spec, images=tuple(images), run_id=self.run_id, settings=self.settings(),
+                                  batch_size=self.batch_size)
+        self.job_id = self.service.submit(self.job)
+        self.changed.emit()
+        return self.job_id
+
+    def toggle_pause(self) -> None:
+        if self.job is not None and self.running:
+            (self.job.pause.clear if self.job.pause.is_set() else self.job.pause.set)()
+            self.changed.emit()
+
+    def cancel(self) -> None:
+        if self.job_id is not None:
+            self.job.pause.clear()
+            self.service.cancel(self.job_id)
+
+    def status_text(self) -> str:
+        p = self.progress
+        done = self.done + self.failed
+        text = f"Pre-annotating {done}/{getattr(self, 'total', 0)} images"
+        if p is not None:
+            rate = f" · {p.tokens_per_second:.1f} tok/s" if p.tokens_per_second else ""
+            text += f" · ETA {_clock(p.eta_s)}{rate}"
+        text += f" · {self.boxes} boxes, {self.labels} labels"
+        if self.failed:
+            text += f" · {self.failed} failed"
+        return text + (" · paused" if self.paused else "")
+
+    def _note(self, job_id: int, text: str) -> None:
+        if job_id == self.job_id:
+            self.notes.append(text)
+
+    def _on_image(self, job_id: int, outcome) -> None:
+        if job_id != self.job_id:
+            return
+        self.done += outcome.status != FAILED
+        self.failed += outcome.status == FAILED
+        self.boxes += outcome.boxes
+        self.labels += outcome.labels
+        if outcome.status == FAILED:
+            self.failures.append(f"{outcome.title}: {outcome.reason}")
+        doc = self._documents.get(outcome.image_id)
+        if doc is not None and doc.has_image(outcome.image_id) and (outcome.annotations or outcome.key):
+            apply_outcome(doc, outcome, self.run_id)
+        self.changed.emit()
+
+    def _on_progress(self, job_id: int, progress: RunProgress) -> None:
+        if job_id == self.job_id:
+            self.progress = progress
+            self.changed.emit()
+
+    def _on_finished(self, job_id: int) -> None:
+        if job_id != self.job_id:
+            return
+        self.job_id = None
+        summary = (f"Pre-annotation: {self.done + self.failed} of {self.total} images, {self.boxes} boxes and "
+                   f"{self.labels} labels proposed (needing review), {self.failed} failed")
+        if self.notes:
+            summary += " · " + "; ".join(self.notes)
+        summary += ". N/P walk the images, A/X accept/reject, Ctrl+Z takes the whole run back."
+        self.changed.emit()
+        self.finished.emit(summary)
+
+
+class PreannotationBar(QWidget):
+    """Status-bar progress of a run: images done / total, ETA, tokens/s, Pause/Resume and Cancel."""
+
+    def __init__(self, run: PreannotationRun, parent=None) -> None:
+        super().__init__(parent)
+        self.run = run
+        self.label = QLabel()
+        self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance("M" * 44))   # no relayout per update
+        self.bar = QProgressBar()
+        self.bar.setMaximumWidth(160)
+        self.bar.setTextVisible(False)
+        self.pause_button = QPushButton("Pause")
+        self.cancel_button = QPushButton("Cancel")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.label, self.bar, self.pause_button, self.cancel_button):
+            layout.addWidget(widget)
+        self.pause_button.clicked.connect(run.toggle_pause)
+        self.cancel_button.clicked.connect(run.cancel)
+        run.changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.isVisibleTo(self.parentWidget()) != self.run.running or self.parentWidget() is None:
+            self.setVisible(self.run.running)
+        if not self.run.running:
+            return
+        self.label.setText(self.run.status_text())
+        self.bar.setMaximum(max(getattr(self.run, "total", 1), 1))
+        self.bar.setValue(self.run.done + self.run.failed)
+        self.pause_button.setText("Resume" if self.run.paused else "Pause")
+
+
+class PreannotateDialog(QDialog):
+    """Scope, task and its inputs; refuses a bad label list before anything runs."""
+
+    def __init__(self, labels: list[str], window: Window | None, needing_review: int, total: int,
+                 knowledge: str, parent=None, invert: bool = False) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Pre-annotate")
+        self.window_used = window
+        self.invert = invert
+        self.all_images = QRadioButton(f"All open images ({total})")
+        self.needing_review = QRadioButton(f"Images needing review ({needing_review})")
+        self.all_images.setChecked(True)
+        scope = QButtonGroup(self)
+        scope.addButton(self.all_images)
+        scope.addButton(self.needing_review)
+        self.task = QComboBox()
+        for task in PreTask:
+            self.task.addItem(task.title, task)
+        self.labels = QLineEdit(", ".join(labels))
+        self.labels.setPlaceholderText("left lung, right lung, heart")
+        self.knowledge = QComboBox()
+        self.knowledge.setEditable(True)
+        self.knowledge.addItems([path.stem for path in available_knowledge()])
+        self.knowledge.setCurrentText(knowledge)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #ff8080;")
+        form = QFormLayout()
+        scope_box = QVBoxLayout()
+        scope_box.addWidget(self.all_images)
+        scope_box.addWidget(self.needing_review)
+        form.addRow("Images", scope_box)
+        form.addRow("Task", self.task)
+        form.addRow("Labels to find", self.labels)
+        form.addRow("Knowledge base", self.knowledge)
+        form.addRow("Window the model sees", QLabel(window_text(window) + (", inverted" if invert else "")))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        about = QLabel("Proposals arrive as boxes and labels needing review; the run can be paused or "
+                       "cancelled (what is done is kept), and Ctrl+Z takes the whole run back.")
+        about.setWordWrap(True)
+        layout.addWidget(about)
+        self.setMinimumWidth(520)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.task.currentIndexChanged.connect(self._task_changed)
+        self._task_changed()
+
+    def _task_changed(self) -> None:
+        task = self.task.currentData()
+        self.labels.setEnabled(task is PreTask.VG)
+        self.knowledge.setEnabled(task is PreTask.KPL)
+        self.error.clear()
+
+    def spec(self, max_new_tokens: int = 80) -> PreannotateSpec:
+        """The run's settings; raises LabelListError / ValueError with a sentence for the user."""
+        task = self.task.currentData()
+        labels = tuple(split_labels(self.labels.text())) if task is PreTask.VG else ()
+        return PreannotateSpec(task, labels, self.knowledge.currentText().strip(), self.window_used, max_new_tokens,
+                               self.invert)
+
+    def accept(self) -> None:
+        try:
+            self.spec()
+        except (LabelListError, ValueError) as error:
+            self.error.setText(str(error))
+            return
+        super().accept()
+
+
+def ask_and_start(run: PreannotationRun, parent: QWidget, labels: list[str], window: Window | None,
+                  settings: AssistantSettings, invert: bool = False) -> int | None:
+    """Assistant > Pre-annotate…: the dialog, then the run (None when cancelled or busy)."""
+    if run.running:
+        return None
+    everything = run.images(False)
+    needing = run.images(True)
+    dialog = PreannotateDialog(labels, window, len(needing), len(everything), settings.knowledge, parent, invert)
+    if not dialog.exec():
+        return None
+    return run.start(dialog.spec(settings.max_new_tokens), only_needing_review=dialog.needing_review.isChecked())

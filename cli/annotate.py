@@ -1,0 +1,271 @@
+"""`annotate` sub-command: pre-annotate a whole image set for review, locally or on server replicas.
+
+    python main.py annotate scans/ --task vg --labels "left lung,right lung,heart" \\
+        --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 --out project.json
+
+Every proposal is a model- or classifier-source box or label in review state "needs review"
+(pending) with its provenance, written to a ClinLens project file the window opens. The run is
+resumable: a rerun skips the images already done with the same model and settings (the run log
+``PROJECT.json.preannotation.jsonl`` remembers them) and retries the failed ones. Ctrl-C keeps
+what is done (exit 130). A bad label list or option exits with 2 before anything runs; a run in
+which no server answers exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cli.clinkd import MODEL_ENV, add_model_options, load_settings, server_settings
+from cli.evaluation import ProgressPrinter
+from cli.help import examples
+from cli.imaging import window_arg
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+SAVE_EVERY_S = 2.0
+
+
+def register(subparsers: Any) -> None:
+    """Add the `annotate` sub-command to a main.py argparse sub-parser set."""
+    parser = subparsers.add_parser(
+        "annotate",
+        help="pre-annotate images with ClinKD or KPL into a project file for review",
+        description="Run ClinKD (vg: one grounding question per label; roc: 'what is here?' over the existing "
+        "boxes; mia: a whole-image analysis note) or KPL (kpl: a label per image from a knowledge base) over "
+        "PATHS and write the proposals, pending review, into a ClinLens project file. A rerun skips images done "
+        "with the same settings. Several --server URLs spread the questions over replicas.",
+        epilog=examples('scans/ --task vg --labels "left lung,heart" --model ~/models/Qwen2-VL-2B-Instruct '
+                        '--out project.json',
+                        "scans/ --task mia --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 "
+                        "--out project.json",
+                        "fundus/ --task kpl --knowledge diabetic-retinopathy --clip ViT-L-14:openai --out project.json"),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, DICOM files or folders")
+    parser.add_argument("--task", required=True, choices=["vg", "roc", "mia", "kpl"], help="what to propose")
+    parser.add_argument("--labels", metavar="A,B,...", help="structures to find (vg), comma-separated")
+    parser.add_argument("--knowledge", metavar="NAME", help="knowledge base for kpl (name or JSON file)")
+    parser.add_argument("--out", required=True, metavar="PROJECT.json", help="the project file (created or updated)")
+    parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight per server (8)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per local batch (8)")
+    parser.add_argument("--limit", type=int, metavar="N", help="annotate at most N images this time")
+    parser.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--window", metavar="CENTER,WIDTH", help="window the model sees (default: as displayed)")
+    choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
+    parser.add_argument("--clip", metavar="MODEL", help="CLIP model for kpl (as for `classify --clip`)")
+    parser.add_argument("--k", type=int, default=8, help="kpl: descriptions kept per class (8)")
+    parser.add_argument("--kpl-iterations", type=int, default=2000, metavar="N", help="kpl: proxy-learning iterations (2000)")
+    add_model_options(parser, several_servers=True)
+    parser.set_defaults(func=run_annotate)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    from engine.preannotate import PreannotateSpec, PreTask, split_labels
+
+    task = PreTask(args.task)
+    labels: list[str] = []
+    if task is PreTask.VG:
+        if args.labels is None:
+            raise ValueError('--task vg needs --labels "left lung,heart,..."')
+        labels = split_labels(args.labels)
+    return PreannotateSpec(task, tuple(labels), args.knowledge or "", window_arg(args), args.max_new_tokens)
+
+
+def _open_replicas(args: argparse.Namespace) -> list[Any]:
+    """Every --server that answers; one warning for each that does not."""
+    from engine.clinkd import ServerError, open_server
+
+    opened = []
+    for url in args.server:
+        try:
+            settings = server_settings(argparse.Namespace(**{**vars(args), "server": url}))
+            opened.append(open_server(dataclasses.replace(settings, concurrency=args.concurrency)))
+        except ServerError as error:
+            print(f"warning: {error} This server is left out.", file=sys.stderr)
+    if not opened:
+        raise _NoServer("No inference server answers; nothing was run.")
+    return opened
+
+
+class _NoServer(Exception):
+    pass
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    from engine.annotations import AnnotationDocument, DocumentError, load_document, save_document
+    from engine.clinkd import ClinKDError, GenerationSettings, ModelFolderError, QuantizationUnavailable
+    from engine.imaging import ImageLoadError, open_paths
+    from engine.kpl import ClipLoadError, KnowledgeError, resolve_knowledge
+    from engine.preannotate import (
+        FAILED,
+        ImageOutcome,
+        ImageWork,
+        LabelListError,
+        PreTask,
+        RunStats,
+        append_log,
+        apply_outcome,
+        done_images,
+        log_path,
+        log_record,
+        new_run_id,
+        read_log,
+    )
+    from engine.annotations.model import utc_now
+
+    # --- everything that can be wrong with the input, before an image is decoded or a model loaded
+    try:
+        spec = _spec(args)
+        if args.limit is not None and args.limit < 1:
+            raise ValueError("--limit must be at least 1")
+        if spec.task is PreTask.KPL:
+            if not args.clip:
+                raise ValueError("--task kpl needs --clip MODEL (a CLIP model for KPL)")
+            resolve_knowledge(spec.knowledge)
+        elif not args.model and not args.server:
+            raise ValueError(f"no model: pass --model DIR (or set {MODEL_ENV}) or --server URL.")
+        out = Path(args.out)
+        doc = load_document(out) if out.exists() else AnnotationDocument()
+    except LabelListError as error:
+        return _fail(str(error))
+    except (ValueError, KnowledgeError, DocumentError, OSError) as error:
+        return _fail(str(error))
+
+    opened = open_paths(args.paths)
+    started_at = time.perf_counter()
+    stats = RunStats(run_id=new_run_id())
+    failures_at_open = [ImageOutcome(e.path, Path(e.path).name, FAILED, f"cannot be opened: {e.message}")
+                        for e in opened.errors]
+    works = []
+    for stack in opened.stacks:
+        work = ImageWork.of(stack)
+        image_id = doc.add_image(work.ref)
+        work = dataclasses.replace(work, ref=dataclasses.replace(work.ref, image_id=image_id),
+                                   boxes=tuple(doc.boxes(image_id)))
+        works.append(work)
+    if not works and not failures_at_open:
+        return _fail("no images found in " + ", ".join(args.paths))
+
+    # --- the model
+    try:
+        if spec.task is PreTask.KPL:
+            from engine.kpl import KplSettings, ProxyParams, load_clip
+
+            clip = load_clip(args.clip, device=args.device)
+            model_id = str(clip.spec)
+        elif args.server:
+            backends = _open_replicas(args)
+            model_id = backends[0].info.model_id
+        else:
+            from engine.clinkd import LocalBackend, load_model
+
+            backend = LocalBackend(load_model(load_settings(args)))
+            model_id = backend.info.model_id
+    except (ModelFolderError, QuantizationUnavailable, ClipLoadError, ValueError) as error:
+        return _fail(str(error))
+    except (ClinKDError, _NoServer) as error:
+        return _fail(str(error), EXIT_FAILED)
+
+    key = spec.key(model_id)
+    log = log_path(out)
+    done = done_images(read_log(log), key)
+    todo = [w for w in works if w.ref.image_id not in done]
+    skipped = len(works) - len(todo)
+    if args.limit is not None:
+        todo = todo[: args.limit]
+    stats.images = len(todo) + len(failures_at_open)
+    print(f"{len(todo)} image(s) to annotate ({spec.task.value}) with {model_id}"
+          + (f"; {skipped} already done with these settings are skipped" if skipped else ""), file=sys.stderr)
+
+    pending_log: list[dict] = []
+    last_save = time.perf_counter()
+
+    def save() -> None:
+        save_document(doc, out)
+        append_log(log, pending_log)
+        pending_log.clear()
+
+    def on_image(outcome: ImageOutcome) -> None:
+        nonlocal last_save
+        stats.add(outcome)
+        if outcome.annotations or outcome.status != FAILED:
+            apply_outcome(doc, outcome, stats.run_id)
+        pending_log.append(log_record(outcome, key, stats.run_id, model_id, utc_now()))
+        if time.perf_counter() - last_save >= SAVE_EVERY_S:
+            save()
+            last_save = time.perf_counter()
+
+    printer = ProgressPrinter()
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        print(message, file=sys.stderr, flush=True)
+
+    code = EXIT_OK
+    try:
+        for outcome in failures_at_open:
+            on_image(outcome)
+        if todo:
+            progress = lambda p: printer("annotating", p.images_done, p.images_total)  # noqa: E731
+            if spec.task is PreTask.KPL:
+                from engine.kpl import FeatureCache
+                from engine.preannotate import run_kpl_labels
+
+                run_kpl_labels(todo, spec, clip, KplSettings(k=args.k, params=ProxyParams(iterations=args.kpl_iterations)), on_image=on_image, run_id=stats.run_id,
+                               model_id=model_id, progress=progress, cache=FeatureCache())
+            else:
+                from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation
+
+                settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
+                if args.server:
+                    dispatcher = ReplicaDispatcher(backends, settings, args.concurrency, on_warning=warn)
+                else:
+                    dispatcher = LocalDispatcher(backend, settings, args.batch_size)
+                run_preannotation(todo, spec, dispatcher, model_id=model_id, on_image=on_image,
+                                  run_id=stats.run_id, progress=progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted: what is done is kept; rerun the same command to continue.", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except ClinKDError as error:  # no replica answers any more
+        print(f"error: {error} What is done is kept; rerun to continue.", file=sys.stderr)
+        code = EXIT_FAILED
+    except (ImageLoadError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = EXIT_FAILED
+    finally:
+        try:
+            save()
+        except OSError as error:
+            print(f"error: could not write {out}: {error.strerror or error}", file=sys.stderr)
+            code = EXIT_FAILED
+    stats.seconds = time.perf_counter() - started_at
+    _summary(stats, skipped, model_id, out, log)
+    if code == EXIT_OK and stats.images and stats.failed == stats.images and not skipped:
+        code = EXIT_FAILED
+    return code
+
+
+def _summary(stats: Any, skipped: int, model_id: str, out: Path, log: Path) -> None:
+    rate = f" · {stats.new_tokens / stats.seconds:.1f} tok/s" if stats.new_tokens and stats.seconds > 0 else ""
+    print(f"images: {stats.done + stats.failed} of {stats.images} annotated"
+          + (f" ({skipped} skipped, already done)" if skipped else "")
+          + f" · questions: {stats.questions} · boxes proposed: {stats.boxes} · labels proposed: {stats.labels}"
+          + f" · failures: {stats.failed} · time: {stats.seconds:.1f} s{rate} · model: {model_id}")
+    for title, reason in stats.failures[:20]:
+        print(f"failed: {title}: {reason}")
+    if len(stats.failures) > 20:
+        print(f"... and {len(stats.failures) - 20} more failures (see {log.name})")
+    print(f"wrote {out} (open it in the window: python main.py {out}); run log {log.name}")

@@ -1,0 +1,234 @@
+"""A pre-annotation run: every image's questions, answered by a dispatcher, turned into proposals.
+
+What comes out per image is an ``ImageOutcome`` of plain frozen data: the proposed boxes and
+labels (model- or classifier-source, review state pending: "needs review"), each with its
+provenance (run, settings key, model, question, raw answer, settings, window), or the reason the
+image failed. The caller applies it to its document with ``apply_outcome`` (one undoable command
+per image, grouped by run so one undo removes the whole run) and records it in the run log.
+
+An image that cannot be opened or rendered, or a question that fails (timeout, out of memory,
+a server error), makes that image a failure with the reason; the run goes on. Proposals of the
+questions that did succeed are kept with it (a rerun redoes a failed image and replaces them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from engine.annotations import (
+    Box,
+    ImageLabel,
+    ImageRef,
+    Provenance,
+    Review,
+    Source,
+    image_ref_from_stack,
+)
+from engine.annotations.model import Annotation, new_id, utc_now
+from engine.clinkd.generation import AskRequest, AskResult
+from engine.clinkd.prompts import Task
+from engine.imaging import ImageStack, render_rgb
+from engine.preannotate.dispatch import Dispatcher
+from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
+from engine.preannotate.spec import MAX_LABEL_CHARS, MIA_LABEL, PreannotateSpec, PreTask, window_text
+
+@dataclass(frozen=True)
+class ImageWork:
+    """One image to pre-annotate: its stack, its document description, and (for "what is here")
+    the boxes it already has."""
+
+    stack: ImageStack
+    ref: ImageRef
+    boxes: tuple[Box, ...] = ()
+
+    @classmethod
+    def of(cls, stack: ImageStack, boxes: Sequence[Box] = ()) -> ImageWork:
+        return cls(stack, image_ref_from_stack(stack), tuple(boxes))
+
+    @property
+    def frame(self) -> int:
+        """The frame asked about when the task has no box: the middle one (the only one of a 2-D image)."""
+        return self.ref.n_frames // 2
+
+
+def proposed_label(answer: str) -> str:
+    """A "what is here" answer as a label: its first line, without the final full stop, capped."""
+    line = next((part.strip() for part in answer.splitlines() if part.strip()), "")
+    line = line.rstrip(".").strip()
+    return line if len(line) <= MAX_LABEL_CHARS else line[: MAX_LABEL_CHARS - 1].rstrip() + "…"
+
+
+def _message(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if len(text) < 400 else text[:400] + "…"
+
+
+@dataclass
+class _Pending:
+    work: ImageWork
+    targets: dict[int, object]  # question number -> what its answer becomes (label, box, or None)
+    questions: int
+    started: float
+    answers: dict[int, AskResult] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class ProposalBuilder:
+    """Turns answers into proposals with their provenance."""
+
+    def __init__(self, spec: PreannotateSpec, run_id: str, key: str, model_id: str) -> None:
+        self.spec = spec
+        self.run_id = run_id
+        self.key = key
+        self.model_id = model_id
+        self.settings = spec.settings_text(model_id)
+        self.window = window_text(spec.window) + (", inverted" if spec.invert else "")
+
+    def provenance(self, question: str, answer: str, model: str | None = None) -> Provenance:
+        return Provenance(run=self.run_id, key=self.key, model=model or self.model_id, task=self.spec.task.value,
+                          question=question, answer=answer, settings=self.settings, window=self.window)
+
+    def box(self, ref: ImageRef, frame: int, rect: Sequence[float], label: str, note: str,
+            provenance: Provenance) -> Box:
+        source = ref.frame(frame)
+        now = utc_now()
+        return Box(id=new_id(), frame=frame, x1=rect[0], y1=rect[1], x2=rect[2], y2=rect[3], label=label,
+                   source=Source.MODEL, note=note, review=Review.PENDING, created=now, modified=now,
+                   sop_instance_uid=source.sop_instance_uid,
+                   frame_number=source.frame_number if source.sop_instance_uid else None, provenance=provenance)
+
+    def image_label(self, label: str, note: str, provenance: Provenance, *, source: Source = Source.MODEL,
+                    score: float | None = None) -> ImageLabel:
+        now = utc_now()
+        return ImageLabel(id=new_id(), label=label, source=source, score=score, note=note, review=Review.PENDING,
+                          created=now, modified=now, provenance=provenance)
+
+    def proposals(self, pending: _Pending) -> list[Annotation]:
+        out: list[Annotation] = []
+        ref = pending.work.ref
+        for number in sorted(pending.answers):
+            result, target = pending.answers[number], pending.targets[number]
+            provenance = self.provenance(result.question, result.raw_text, result.model.model_id)
+            if self.spec.task is PreTask.VG:
+                frame = pending.work.frame
+                out.extend(self.box(ref, frame, (b.x1, b.y1, b.x2, b.y2), str(target), result.text, provenance)
+                           for b in result.boxes)
+            elif self.spec.task is PreTask.ROC:
+                label = proposed_label(result.text)
+                if label:
+                    box: Box = target  # type: ignore[assignment]
+                    note = f"was: {box.label}" + (f" · {box.note}" if box.note else "")
+                    out.append(replace(box, label=label, source=Source.MODEL, review=Review.PENDING,
+                                       modified=utc_now(), note=note, provenance=provenance))
+            elif self.spec.task is PreTask.MIA and result.text.strip():
+                out.append(self.image_label(MIA_LABEL, result.text.strip(), provenance))
+        return out
+
+
+def _renderer(work: ImageWork, spec: PreannotateSpec) -> Callable[[int], np.ndarray]:
+    frames: dict[int, np.ndarray] = {}
+
+    def rgb(frame: int) -> np.ndarray:
+        if frame not in frames:
+            frames[frame] = render_rgb(work.stack.frame(frame), spec.window, invert=spec.invert)
+        return frames[frame]
+
+    return rgb
+
+
+def _questions(work: ImageWork, spec: PreannotateSpec) -> list[tuple[object, AskRequest]]:
+    """(target, request) for every question of one image; raises when the image cannot be rendered."""
+    rgb = _renderer(work, spec)
+    size = {"width": work.ref.width, "height": work.ref.height}
+    if spec.task is PreTask.VG:
+        image = rgb(work.frame)
+        return [(label, AskRequest(image, label, Task.VG, **size)) for label in spec.labels]
+    if spec.task is PreTask.ROC:
+        return [(box, AskRequest(rgb(box.frame), "", Task.ROC, box.rect, **size)) for box in work.boxes]
+    if spec.task is PreTask.MIA:
+        return [(None, AskRequest(rgb(work.frame), "", Task.MIA, **size))]
+    raise ValueError(f"task {spec.task.value} does not ask ClinKD")
+
+
+def run_preannotation(
+    works: Sequence[ImageWork],
+    spec: PreannotateSpec,
+    dispatcher: Dispatcher,
+    *,
+    model_id: str,
+    on_image: Callable[[ImageOutcome], None],
+    run_id: str | None = None,
+    progress: Callable[[RunProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    pause: threading.Event | None = None,
+) -> RunStats:
+    """Ask every image's questions through ``dispatcher``; ``on_image`` gets each finished image.
+
+    Images finish in the order their last answer arrives. A set ``cancel`` stops the run: images
+    already reported are kept, images in flight are not reported (a rerun does them).
+    """
+    if not spec.task.uses_clinkd:
+        raise ValueError("KPL labels run through run_kpl_labels")
+    started = time.perf_counter()
+    stats = RunStats(run_id=run_id or new_run_id(), images=len(works))
+    builder = ProposalBuilder(spec, stats.run_id, spec.key(model_id), model_id)
+    pending: dict[int, _Pending] = {}
+    ready: deque[ImageOutcome] = deque()
+
+    def report(outcome: ImageOutcome) -> None:
+        stats.add(outcome)
+        on_image(outcome)
+        if progress is not None:
+            progress(RunProgress(stats.done + stats.failed, stats.images, stats.questions, stats.failed,
+                                 stats.new_tokens, time.perf_counter() - started))
+
+    def requests() -> Iterator[tuple[Hashable, AskRequest]]:
+        for index, work in enumerate(works):
+            began = time.perf_counter()
+            try:
+                questions = _questions(work, spec)
+            except Exception as error:  # noqa: BLE001 - a file that cannot be decoded fails alone
+                ready.append(ImageOutcome(work.ref.image_id, work.ref.title, FAILED,
+                                          f"cannot be opened: {_message(error)}", key=builder.key))
+                continue
+            if not questions:  # "what is here" on an image without boxes: nothing to ask
+                ready.append(ImageOutcome(work.ref.image_id, work.ref.title, DONE, key=builder.key))
+                continue
+            pending[index] = _Pending(work, {n: t for n, (t, _) in enumerate(questions)}, len(questions), began)
+            for number, (_target, request) in enumerate(questions):
+                yield (index, number), request
+
+    def finish(index: int) -> ImageOutcome:
+        item = pending.pop(index)
+        tokens = sum(r.new_tokens for r in item.answers.values())
+        seconds = time.perf_counter() - item.started
+        annotations = tuple(builder.proposals(item))
+        status, reason = (FAILED, "; ".join(item.errors)) if item.errors else (DONE, "")
+        return ImageOutcome(item.work.ref.image_id, item.work.ref.title, status, reason, item.questions,
+                            annotations, tokens, seconds, builder.key)
+
+    try:
+        for (index, number), answer in dispatcher.answers(requests(), cancel, pause):
+            while ready:
+                report(ready.popleft())
+            item = pending[index]
+            if isinstance(answer, Exception):
+                item.errors.append(f"question {number + 1} of {item.questions}: {_message(answer)}")
+            else:
+                item.answers[number] = answer
+            answered = len(item.answers) + len(item.errors)
+            if answered == item.questions:
+                report(finish(index))
+        if not (cancel is not None and cancel.is_set()):
+            while ready:
+                report(ready.popleft())
+    finally:
+        stats.cancelled = cancel is not None and cancel.is_set()
+        stats.seconds = time.perf_counter() - started
+    return stats
