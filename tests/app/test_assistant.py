@@ -93,7 +93,7 @@ def test_without_weights_the_panel_says_what_is_missing(qtbot, ct):
 
 
 def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_folder, scripted):
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     worker = main.service.worker
     order: list[str] = []
@@ -133,7 +133,7 @@ def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_
 
 
 def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_folder, scripted):
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     scripted["answer"] = "The spine is here " + BOX_ANSWER
     scripted["pause_after"] = 3
@@ -156,7 +156,7 @@ def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_f
 def test_an_error_in_the_worker_shows_in_the_panel_and_the_next_job_runs(qtbot, ct, tiny_folder, tmp_path):
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(not_a_model), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(not_a_model), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
@@ -174,7 +174,7 @@ def test_an_error_in_the_worker_shows_in_the_panel_and_the_next_job_runs(qtbot, 
 
 
 def test_box_tasks_need_a_box_and_send_the_selected_one(qtbot, ct, tiny_folder, scripted):
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
     panel.set_task(Task.ROC)
@@ -212,7 +212,7 @@ def test_asking_through_an_inference_server(qtbot, ct):
 def test_unload_frees_the_model_and_the_next_question_loads_it_again(qtbot, ct, tiny_folder, scripted):
     from app.inference_worker import UnloadJob
 
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
         main.ask_panel.ask("spine", Task.VG, None)

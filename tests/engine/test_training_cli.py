@@ -14,7 +14,7 @@ from tests.engine.test_training_data import make_medgrit
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
 PIXELS = ["--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS)]
-FAST = ["--batch-size", "2", "--grad-accum", "1", "--logging-steps", "1", "--warmup", "0", *PIXELS]
+FAST = ["--batch-size", "2", "--grad-accum", "1", "--logging-steps", "1", "--warmup", "0", "--device", "cpu", *PIXELS]
 
 
 def _run(argv: list[str]) -> int:

@@ -80,7 +80,7 @@ def test_reflect_pass_writes_corrections_for_the_flagged_questions(
     report = reflect(
         ReflectSettings(
             str(model), (str(data),), str(out), candidates=2, max_new_tokens=8, batch_size=4,
-            similarity_threshold=-1.0, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS,
+            similarity_threshold=-1.0, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, device="cpu",
         ),
         on_progress=progress.append,
         embed=embed,
@@ -105,6 +105,7 @@ def test_reflect_pass_writes_corrections_for_the_flagged_questions(
         ReflectSettings(
             str(model), (str(data),), str(tmp_path / "none.json"), candidates=1, max_new_tokens=4, max_samples=1,
             similarity_threshold=2.0, fallback="skip", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS,
+            device="cpu",
         ),
         embed=embed,
     )
