@@ -10,6 +10,7 @@ import json
 import shutil
 import threading
 
+import numpy as np
 import pytest
 import torch
 from pydicom.data import get_testdata_file
@@ -21,6 +22,8 @@ from app.main_window import MainWindow
 from app.settings import AssistantSettings, save_settings
 from engine.annotations import Review, Source
 from engine.clinkd import Task
+from engine.imaging import Window, render_rgb
+from tests.app.test_viewer_window import canvas_pixels
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, tiny_checkpoint
 
 BOX_ANSWER = "<|object_ref_start|>spine<|object_ref_end|><|box_start|>(250,500),(750,1000)<|box_end|>"
@@ -130,6 +133,36 @@ def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_
     text = json.dumps(exported)
     assert exported["turns"][0]["boxes"][0]["x1"] == 32.0 and exported["turns"][0]["model"]["model_id"]
     assert "CompressedSamples" not in text and "1CT1" not in text   # no patient name or id
+
+
+def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripted):
+    """Window, invert and frame as the user left them: the job's image is render_rgb of exactly
+    that frame in exactly that state, and the same pixels the canvas shows."""
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
+    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))  # 15 grayscale frames
+    first_frame, first_window = main.state.frame, main.state.window
+    main.canvas.setFocus()
+    QTest.keyClick(main.canvas, Qt.Key.Key_Right)                # step a frame
+    QTest.keyClick(main.canvas, Qt.Key.Key_I)                    # invert
+    window = Window(first_window.center - first_window.width / 8, first_window.width / 3)
+    main.state.set_window(window)                                # what a right-drag ends with
+    assert main.state.frame_index == 1 and main.state.invert and main.state.window == window
+    submitted = []
+    submit = main.service.submit
+    main.service.submit = lambda job: submitted.append(job) or submit(job)
+    main.ask_panel.set_task(Task.MIA)
+    with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
+        QTest.mouseClick(main.ask_panel.ask_button, Qt.MouseButton.LeftButton)
+    [job] = submitted
+    expected = render_rgb(main.state.frame, window, invert=True)
+    np.testing.assert_array_equal(job.image, expected)
+    assert job.frame == 1 and job.window == window
+    for other in (render_rgb(first_frame, window, invert=True), render_rgb(main.state.frame, window),
+                  render_rgb(main.state.frame, first_window, invert=True)):
+        assert not np.array_equal(job.image, other)              # each of the three changes mattered
+    main.canvas.set_zoom(1.0)
+    qtbot.wait_until(lambda: main.canvas.rendered_step == 1 and not main.canvas._render_pending)
+    np.testing.assert_array_equal(job.image[..., 0], canvas_pixels(main))
 
 
 def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_folder, scripted):
