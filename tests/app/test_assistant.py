@@ -211,7 +211,7 @@ def test_box_tasks_need_a_box_and_send_the_selected_one(qtbot, ct, tiny_folder, 
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
     panel.set_task(Task.ROC)
-    assert panel.question.text() == "What is located at {box}?"
+    assert panel.question.text() == "What anatomical structure is present at the {box}?"
     assert panel.ask(panel.question.text(), Task.ROC, None) is None      # no box: nothing sent
     assert "box" in panel.box_label.text()
     box = main.annotations.add_box(0, 10, 20, 40, 60)

@@ -76,7 +76,7 @@ def test_vg_prompt_follows_med_grit() -> None:
 
 def test_box_prompts_use_the_model_box_format_on_the_original_size() -> None:
     roc = build_prompt(Task.ROC, box=(10, 10, 100, 100), width=200, height=100)
-    assert roc.question == "What is located at <|box_start|>(50,100),(500,1000)<|box_end|>?"
+    assert roc.question == "What anatomical structure is present at the <|box_start|>(50,100),(500,1000)<|box_end|>?"
     rc = build_prompt(Task.RC, box=(0, 0, 50, 25), width=200, height=100)
     assert rc.question == "Can you describe the content within the <|box_start|>(0,0),(250,250)<|box_end|>?"
 
