@@ -37,7 +37,8 @@ def run(*argv: str) -> int:
 
 
 def tiny(model_dir: str) -> list[str]:
-    return ["--model", model_dir, "--device", "cpu", "--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS)]
+    return ["--model", model_dir, "--device", "cpu",
+            "--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS)]
 
 
 def test_ask_prints_the_answer(png, model_dir, capsys) -> None:
