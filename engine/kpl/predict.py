@@ -85,7 +85,7 @@ def _as_features(value: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
 
 def _check_unit_rows(tensor: torch.Tensor, name: str) -> None:
     norms = torch.linalg.vector_norm(tensor, dim=1)
-    if not bool(((norms - 1).abs() <= 1e-3).all()):
+    if not bool(((norms - 1).abs() <= 1e-2).all()):  # loose: fp16-normalised features are off by ~5e-4
         raise ValueError(f"{name} must be L2-normalised rows (as encode_pool and encode_texts return them)")
 
 
