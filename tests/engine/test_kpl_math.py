@@ -250,6 +250,8 @@ def test_kpl_predict_rejects_bad_input():
         kpl_predict(x, [blocks[0], torch.randn(3, 9)])
     with pytest.raises(ValueError, match="2-D"):
         kpl_predict(torch.zeros(0, 8), blocks)
+    with pytest.raises(ValueError, match="L2-normalised"):
+        kpl_predict(2 * x, blocks)  # features are used as given, so un-normalised ones are refused
     with pytest.raises(ValueError, match="alpha"):
         ProxyParams(alpha=0)
 
