@@ -1,9 +1,9 @@
 """KPL benchmarks, each against a baseline measured in the same run (CPU; a few minutes).
 
 1. Proxy learning (StableGreenkhorn + 2000-step proxy descent) on CLIP-like synthetic pools,
-   n = 1000 and 10000 images, C = 2 and 5 classes, d = 768: engine.kpl against a straightforward
-   port of the authors' loop (the reference in tests/engine/test_kpl_math.py), with the speed-up
-   and the label agreement.
+   n = 1000 and 10000 images, C = 2 and 5 classes, d = 768: engine.kpl against a straight port
+   of the authors' code (tests/engine/kpl_reference.py) in the same process, with the speed-up
+   and the agreement of labels and selected descriptions (must be n/n and C/C).
 2. Image encoding throughput of engine.kpl.encode_pool (imaging render, hashing, cache writes,
    threaded preprocessing) against a bare open_clip loop over the same PNGs and tiny model.
 
@@ -28,42 +28,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.kpl import FeatureCache, Pool, encode_pool, load_clip  # noqa: E402
 from engine.kpl.proxies import learn_proxies, stable_greenkhorn, text_proxies  # noqa: E402
-from tests.engine.test_kpl_math import (  # noqa: E402
-    collapsed_pool,
-    descriptions_around,
-    reference_proxy_opt,
-    reference_stable_greenkhorn,
-)
+from tests.engine.kpl_reference import authors_image_opt, authors_stable_greenkhorn, authors_text_proxies  # noqa: E402
+from tests.engine.test_kpl_math import collapsed_pool, descriptions_around  # noqa: E402
 from tests.engine.tiny_clip import save_tiny_clip_dir  # noqa: E402
 
 
 def bench_proxies(sizes: list[int], classes: list[int], seed: int) -> None:
     print(f"proxy learning, d=768, CPU threads={torch.get_num_threads()}")
     print(f"{'n':>6} {'C':>2} {'reference s':>12} {'ours s':>8} {'speed-up':>9} {'iters':>6} {'cycle':>5}"
-          f" {'labels equal':>13} {'acc text/kpl':>13}")
+          f" {'labels equal':>13} {'descr.':>6} {'acc text/kpl':>13}")
     for n in sizes:
         for c in classes:
             x, w_seed, y = collapsed_pool(n=n, c=c, d=768, seed=seed)
             blocks = descriptions_around(w_seed, m=40, seed=seed, spread=0.02)
-            w_text, _ = text_proxies(x, blocks, 8)  # contiguous (d, C), as the pipeline builds it
-            logits = x @ w_text
-
             start = time.perf_counter()
-            ref_plan = reference_stable_greenkhorn(logits.clone())
-            ref_w, _ = reference_proxy_opt(x, w_text, ref_plan)
+            ref_text, ref_selected = authors_text_proxies(x, blocks, 8)
+            ref_logits = x @ ref_text
+            ref_plan = authors_stable_greenkhorn(ref_logits)
+            ref_w, _ = authors_image_opt(x, ref_text, ref_plan)
             ref_s = time.perf_counter() - start
 
             start = time.perf_counter()
+            w_text, selected = text_proxies(x, blocks, 8)
+            logits = x @ w_text
             run = learn_proxies(x, w_text, stable_greenkhorn(logits))
             ours_s = time.perf_counter() - start
 
+            picked = sum(torch.equal(a, b) for a, b in zip(selected, ref_selected))
             ref_labels = (x @ ref_w).argmax(1)
             labels = (x @ run.proxies).argmax(1)
             same = int((ref_labels == labels).sum())
             text_acc = float((logits.argmax(1) == y).float().mean())
             acc = float((labels == y).float().mean())
             print(f"{n:>6} {c:>2} {ref_s:>12.2f} {ours_s:>8.3f} {ref_s / ours_s:>8.1f}x {run.iterations:>6}"
-                  f" {run.period:>5} {same:>6}/{n:<6} {text_acc:>6.3f}/{acc:.3f}", flush=True)
+                  f" {run.period:>5} {same:>6}/{n:<6} {picked:>3}/{c:<2} {text_acc:>6.3f}/{acc:.3f}", flush=True)
 
 
 def write_pngs(folder: Path, count: int, size: int) -> list[Path]:

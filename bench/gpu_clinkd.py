@@ -1,7 +1,7 @@
 """GPU benchmark of a real ClinKD / Qwen2-VL checkpoint: time to first token, tokens/s, peak memory.
 
     python bench/gpu_clinkd.py --model DIR [--quantization 8bit|4bit] [--dtype bfloat16]
-                               [--max-new-tokens 80] [--repeats 3] [--image FILE]
+                               [--max-new-tokens 80] [--repeats 3] [--image FILE] [--json FILE]
 
 For each pixel budget (max_pixels 512*512, then 1024*1024) the checkpoint is loaded, warmed up
 with one question, then asked ``--repeats`` visual-grounding questions greedily. The image is a
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=80)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image", help="image file (default: CT_small.dcm upscaled to 1024x1024)")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON (bench/gpu_check.py reads it)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("error: this benchmark needs a CUDA GPU and none is visible (torch.cuda.is_available() is False).",
@@ -64,6 +66,7 @@ def main() -> int:
           f"max_new_tokens {args.max_new_tokens}; greedy")
     header = ("max_pixels", "img tok", "weights GiB", "peak GiB", "TTFT s", "tok/s", "new tok")
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, (10, 7, 11, 8, 7, 7, 7), strict=True)))
+    rows = []
     for budget in BUDGETS:
         try:
             clinkd = load_model(LoadSettings(
@@ -84,11 +87,16 @@ def main() -> int:
         peak = max(r.peak_gpu_memory_bytes or 0 for r in results)
         print(f"{budget:>10} {results[0].image_tokens:>7} {clinkd.info.memory_bytes / 2**30:>11.2f} "
               f"{peak / 2**30:>8.2f} {ttft:>7.3f} {rate:>7.1f} {statistics.median(r.new_tokens for r in results):>7}")
+        rows.append({"max_pixels": budget, "image_tokens": results[0].image_tokens, "dtype": clinkd.info.dtype,
+                     "quantization": clinkd.info.quantization, "ttft_s": ttft, "tokens_per_s": rate,
+                     "peak_gib": peak / 2**30, "weights_gib": clinkd.info.memory_bytes / 2**30})
         print(f"           model {clinkd.info.model_id}, {clinkd.info.dtype}, quantization {clinkd.info.quantization}, "
               f"attention {clinkd.info.attn_implementation}, MCG-RoPE {clinkd.info.mcg_rope}")
         del clinkd, results
         gc.collect()
         torch.cuda.empty_cache()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"gpu": torch.cuda.get_device_name(0), "rows": rows}, indent=2))
     return 0
 
 

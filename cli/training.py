@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
     reflect.add_argument("--images", metavar="DIR", help="image folder (default: each data file's folder)")
     reflect.add_argument("--output", required=True, metavar="FILE", help="JSON file for the new samples")
     reflect.add_argument("--candidates", type=int, default=4, metavar="N", help="candidates per flagged answer (4)")
-    reflect.add_argument("--iou-threshold", type=float, default=0.5, help="a box is found at IoU >= this (0.5)")
+    reflect.add_argument("--iou-threshold", type=float, default=0.5, help="a box is found at IoU > this (0.5, the papers' rule)")
     reflect.add_argument("--similarity-threshold", type=float, default=0.8,
                          help="answers below this cosine similarity to the reference are corrected (0.8)")
     reflect.add_argument("--temperature", type=float, default=0.7, help="candidate sampling temperature (0.7)")

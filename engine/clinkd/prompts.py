@@ -58,7 +58,8 @@ class Task(enum.Enum):
 
 
 _TEMPLATES = {
-    Task.ROC: "What is located at {box}?",
+    # Med-GRIT's test-set wording (what trained models saw); ClinKD's demo asks "What is located at {box}?"
+    Task.ROC: "What anatomical structure is present at the {box}?",
     Task.RC: "Can you describe the content within the {box}?",
     Task.MIA: "What can you interpret from the overall image?",
 }

@@ -17,7 +17,8 @@ part of the protocol and are reproduced on purpose, so our numbers compare with 
 
 Our own additions sit beside them and are named as such: the mean IoU of each reference box with
 its best prediction, and a tolerant recall that reads every box dialect engine.grounding reads in
-the whole response (spaces, decimals, clamped to the grid) and counts IoU >= 0.5.
+the whole response (spaces, decimals, clamped to the grid). Both recalls, and reflective correction
+(engine.training.correction), decide "found" with the one rule ``box_found``: IoU > 0.5.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ from engine.grounding import GRID, parse_answer
 
 PAPER_BOX = re.compile(r"<box>(.*?)</box>")
 PAPER_BARE_BOX = re.compile(r"\(\d+,\d+\),\(\d+,\d+\)")
-PAPER_IOU_THRESHOLD = 0.5  # strictly above
-TOLERANT_IOU_THRESHOLD = 0.5  # at or above
+IOU_THRESHOLD = 0.5  # the papers' rule: a box is found at IoU strictly above this
 
 
 def extract_information(response: str) -> str:
@@ -77,6 +77,12 @@ def iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
     return inter / union if union != 0 else 0.0
 
 
+def box_found(overlap: float, threshold: float = IOU_THRESHOLD) -> bool:
+    """The one rule for "this reference box was found": IoU strictly above ``threshold``, as the
+    papers' scripts count it (``iou > 0.5``). Metrics and reflective correction both use it."""
+    return overlap > threshold
+
+
 @dataclass(frozen=True)
 class GroundingScore:
     """One grounding answer against its reference boxes."""
@@ -84,7 +90,7 @@ class GroundingScore:
     targets: int  # reference boxes (the papers' denominator)
     hits: int  # found under the papers' rule
     best_ious: tuple[float, ...]  # per reference box, its best IoU with any paper-read prediction
-    tolerant_hits: int  # found with IoU >= 0.5 among every box our codec reads
+    tolerant_hits: int  # found (IoU > 0.5) among every box our codec reads
     predicted: int  # boxes the papers' rule read in the response
     bad_targets: int  # reference boxes that are not four numbers (the papers' script would crash)
 
@@ -102,10 +108,10 @@ def score_grounding(annotation: str, response: str) -> GroundingScore | None:
     targets = [box_numbers(s) for s in target_strings]
     predictions = [box_numbers(s) for s in paper_box_strings(cleaned, fallback=True)]
     best = [max((iou(p, t) for p in predictions), default=0.0) for t in targets]
-    hits = sum(any(iou(p, t) > PAPER_IOU_THRESHOLD for p in predictions) for t in targets)
+    hits = sum(any(box_found(iou(p, t)) for p in predictions) for t in targets)
     ours = _grid_boxes(response)
     reference = _grid_boxes(annotation)
-    tolerant = sum(any(iou(p, t) >= TOLERANT_IOU_THRESHOLD for p in ours) for t in reference)
+    tolerant = sum(any(box_found(iou(p, t)) for p in ours) for t in reference)
     return GroundingScore(
         targets=len(targets),
         hits=hits,

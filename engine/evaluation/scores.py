@@ -39,7 +39,7 @@ HEADLINE = {Task.VG: "recall@0.5", Task.ROC: "accuracy", Task.RC: "SPICE", Task.
 METRIC_NOTES = {
     "recall@0.5": "papers' rule: a reference box is found when any predicted box has IoU > 0.5",
     "mIoU": "ours: mean over reference boxes of the best IoU with a predicted box",
-    "recall@0.5 tolerant": "ours: every box dialect our parser reads, IoU >= 0.5",
+    "recall@0.5 tolerant": "ours: every box dialect our parser reads, IoU > 0.5",
     "accuracy": "papers' rule: every word of the reference is a substring of the answer",
     "mBMR": "mean of BLEU-1..4, METEOR and ROUGE-L (ClinKD's image-analysis score)",
 }

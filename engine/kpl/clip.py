@@ -327,18 +327,22 @@ def _model_dtype(clip: LoadedClip) -> torch.dtype:
 def encode_texts(
     clip: LoadedClip, texts: Sequence[str], *, batch_size: int = 256, cancel: CancelFlag | None = None
 ) -> torch.Tensor:
-    """L2-normalised float32 text features on the CPU, (len(texts), d)."""
+    """L2-normalised float32 text features on the CPU, (len(texts), d).
+
+    Normalised in the model's dtype, then cast, as the authors' Main.py does (fp16 on a GPU)."""
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             check_cancel(cancel)
             tokens = clip.tokenizer(list(texts[start : start + batch_size])).to(clip.device)
-            out.append(F.normalize(clip.model.encode_text(tokens).float(), dim=-1).cpu())
+            out.append(F.normalize(clip.model.encode_text(tokens), dim=-1).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 def encode_image_batch(clip: LoadedClip, pixels: torch.Tensor) -> torch.Tensor:
-    """L2-normalised float32 image features on the CPU for a preprocessed (B, 3, H, W) batch."""
+    """L2-normalised float32 image features on the CPU for a preprocessed (B, 3, H, W) batch.
+
+    Normalised in the model's dtype, then cast to float32: the authors' order (Main.py)."""
     with torch.inference_mode():
         batch = pixels.to(device=clip.device, dtype=_model_dtype(clip), non_blocking=True)
-        return F.normalize(clip.model.encode_image(batch).float(), dim=-1).cpu()
+        return F.normalize(clip.model.encode_image(batch), dim=-1).float().cpu()

@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engine.kpl.progress import CancelFlag, ProgressFn, check_cancel
 from engine.kpl.proxies import learn_proxies, sinkhorn, stable_greenkhorn, text_proxies
@@ -76,10 +75,18 @@ class KplPrediction:
 
 
 def _as_features(value: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """Features as the authors hold them after extraction: float32, contiguous, not re-normalised
+    (a second normalisation changes last bits, and KPL's halving rule reacts to last bits)."""
     tensor = value.detach() if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
     if tensor.ndim != 2 or tensor.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {tuple(tensor.shape)}")
-    return F.normalize(tensor.float(), dim=1).contiguous()
+    return tensor.float().contiguous()
+
+
+def _check_unit_rows(tensor: torch.Tensor, name: str) -> None:
+    norms = torch.linalg.vector_norm(tensor, dim=1)
+    if not bool(((norms - 1).abs() <= 1e-2).all()):  # loose: fp16-normalised features are off by ~5e-4
+        raise ValueError(f"{name} must be L2-normalised rows (as encode_pool and encode_texts return them)")
 
 
 def kpl_predict(
@@ -95,7 +102,8 @@ def kpl_predict(
     """Classify a pool of image features with knowledge descriptions.
 
     ``image_features`` (n, d); ``description_features`` one (m_c, d) block per class in class
-    order. Both are L2-normalised here. With one image nothing can be learned from the pool, so
+    order, L2-normalised as the encoders return them (checked, not re-normalised: see
+    ``_as_features``). With one image nothing can be learned from the pool, so
     the description-ensemble text proxy decides and the result says so.
     """
     if method not in METHODS:
@@ -111,6 +119,9 @@ def kpl_predict(
         ]
         if any(b.shape[1] != x.shape[1] for b in blocks):
             raise ValueError("image and description features have different dimensions")
+        _check_unit_rows(x, "image_features")
+        for c, block in enumerate(blocks):
+            _check_unit_rows(block, f"description_features[{c}]")
         check_cancel(cancel)
         proxies_t, selected = text_proxies(x, blocks, k)
         text_scores = x @ proxies_t

@@ -1,11 +1,23 @@
 """The numerical core of KPL: text proxies, transport pseudo-labels and proxy learning.
 
-Everything here works on L2-normalised float32 features and mirrors the authors' code
-(JXLiu-AI/KPL ``Main.py``, itself a fork of InMaP, Apache-2.0) step by step, including the
-"StableGreenkhorn" quirk described in docs/user-guide/kpl.md (Methods): its rows sum to 1/n, so the confidence
-sharpening never fires and proxy learning becomes an implicit class balancing. That quirk is
-what produced the published numbers, so it is reproduced on purpose; the usual Sinkhorn is
-offered separately as ``sinkhorn`` (the InMaP method).
+Everything here is a port of the authors' code (JXLiu-AI/KPL ``Main.py``, itself a fork of
+InMaP, Apache-2.0) that keeps their torch operations, their operation order and their dtype
+(float32 after feature extraction): ``torch.matmul(normalize(X), T.T)`` for relevance,
+``X.T @ P`` for the targets, ``X.T @ softmax(X W / tau)`` for the gradient, ``torch.norm`` for
+the halving rule, in-place ``-=``/``+=`` updates in StableGreenkhorn. Float arithmetic is not
+associative and the lr-halving rule reacts to the last bit of ||G||, so any reordering (even
+an algebraically equal one such as (S^T X)^T for X^T S) makes the trajectory fork on some
+CPU/BLAS kernels. With the same operations, a straight port of the authors' loop and this
+module give the same bits on any machine, thread count or BLAS (docs/development/portability.md).
+
+Speed comes only from work that is provably exact to skip: the early stop of ``learn_proxies``
+(the loop state provably cycles) and not recomputing identical values (one ``exp`` per
+Greenkhorn step, one normalisation of the pool for all classes).
+
+The "StableGreenkhorn" quirk described in docs/user-guide/kpl.md (Methods) is reproduced on purpose: its rows sum to
+1/n, so the confidence sharpening never fires and proxy learning becomes an implicit class
+balancing. That quirk is what produced the published numbers; the usual Sinkhorn is offered
+separately as ``sinkhorn`` (the InMaP method).
 
 Conventions: ``X`` is (n, d) image features, description blocks are (m_c, d), proxies are
 returned as (d, C) with unit columns (the authors' layout).
@@ -28,9 +40,10 @@ def select_descriptions(image_features: torch.Tensor, descriptions: torch.Tensor
 
     The mean runs over the whole pool (every class), exactly as the authors do: retrieval picks
     what this kind of image shows, not what one predicted class shows. Best first.
+    ``image_features`` must already be re-normalised as the authors do (``text_proxies`` does).
     """
-    relevance = (image_features @ descriptions.T).mean(0)
-    return relevance.topk(min(k, descriptions.shape[0])).indices
+    relevance = torch.matmul(image_features, descriptions.to(torch.float32).T).mean(dim=0)
+    return torch.topk(relevance, min(k, relevance.size(0))).indices
 
 
 def text_proxies(
@@ -38,14 +51,17 @@ def text_proxies(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Knowledge-enhanced text proxies (d, C) and the selected description indices per class.
 
-    Each proxy is the re-normalised unweighted mean of its class's top-k descriptions.
+    Each proxy is the re-normalised unweighted mean of its class's top-k descriptions. As in the
+    authors' ``zeroshot_classifier``, relevance is measured against the pool normalised once more
+    (``F.normalize(image_features, dim=-1)``), computed once for all classes.
     """
+    pool = F.normalize(image_features, dim=-1)
     proxies, selected = [], []
     for block in description_features:
-        idx = select_descriptions(image_features, block, k)
-        proxies.append(F.normalize(block[idx].mean(0), dim=0))
+        idx = select_descriptions(pool, block, k)
+        proxies.append(F.normalize(block[idx].mean(dim=0), dim=0))
         selected.append(idx)
-    return torch.stack(proxies, 1), selected
+    return torch.stack(proxies, dim=1).float(), selected
 
 
 def stable_greenkhorn(logits: torch.Tensor, tau: float = 0.01, iterations: int = 20) -> torch.Tensor:
@@ -54,43 +70,52 @@ def stable_greenkhorn(logits: torch.Tensor, tau: float = 0.01, iterations: int =
     Greedy: each step rescales only the single row or column whose marginal is furthest from its
     target (columns 1/C, rows 1/n; the column wins only on a strict ">", first index on ties).
     There is deliberately no final rescale, so the plan's rows sum to about 1/n (see module doc).
+    The authors take ``exp(log_P)`` twice per step; it is the same tensor, so it is taken once.
     """
     n, c = logits.shape
     log_plan = logits / tau
-    log_plan = log_plan - log_plan.logsumexp(1, keepdim=True)
-    col_target, row_target = 1.0 / c, 1.0 / n
+    log_plan -= torch.logsumexp(log_plan, dim=1, keepdim=True)
+    col_target = torch.ones(c, dtype=log_plan.dtype, device=log_plan.device) / c
+    row_target = torch.ones(n, dtype=log_plan.dtype, device=log_plan.device) / n
     for _ in range(iterations):
-        plan = log_plan.exp()
-        col_viol = (plan.sum(0) - col_target).abs()
-        row_viol = (plan.sum(1) - row_target).abs()
-        if col_viol.max() > row_viol.max():
-            j = int(col_viol.argmax())
-            log_plan[:, j] += math.log(col_target) - log_plan[:, j].logsumexp(0)
+        plan = torch.exp(log_plan)
+        col_viol = torch.abs(torch.sum(plan, dim=0) - col_target)
+        row_viol = torch.abs(torch.sum(plan, dim=1) - row_target)
+        if torch.max(col_viol) > torch.max(row_viol):
+            j = torch.argmax(col_viol)
+            log_plan[:, j] -= torch.logsumexp(log_plan[:, j], dim=0, keepdim=True)
+            log_plan[:, j] += torch.log(col_target[j])
         else:
-            i = int(row_viol.argmax())
-            log_plan[i, :] += math.log(row_target) - log_plan[i, :].logsumexp(0)
-    return log_plan.exp()
+            i = torch.argmax(row_viol)
+            log_plan[i, :] -= torch.logsumexp(log_plan[i, :], dim=0, keepdim=True)
+            log_plan[i, :] += torch.log(row_target[i])
+    return torch.exp(log_plan)
 
 
 def sinkhorn(logits: torch.Tensor, tau: float = 0.01, iterations: int = 20) -> torch.Tensor:
     """InMaP's balanced Sinkhorn: alternate column (1/C) and row (1/n) scaling, then rows to 1.
 
     Unlike ``stable_greenkhorn`` the result is row-stochastic, so confident rows get sharpened.
+    The authors' operations in their order (``sinkhorn`` in Main.py, gamma = 0).
     """
     n, c = logits.shape
-    plan = torch.softmax(logits / tau, 1) / n
+    plan = F.softmax(logits / tau, dim=1)
+    plan /= n
     for _ in range(iterations):
-        plan = plan / plan.sum(0, keepdim=True) / c
-        plan = plan / plan.sum(1, keepdim=True) / n
-    return plan * n
+        plan /= torch.sum(plan, dim=0, keepdim=True)
+        plan /= c
+        plan /= torch.sum(plan, dim=1, keepdim=True)
+        plan /= n
+    plan *= n
+    return plan
 
 
 def sharpen(plan: torch.Tensor, alpha: float) -> torch.Tensor:
     """Rows whose largest entry exceeds ``alpha`` become one-hot (InMaP's confidence step)."""
     plan = plan.clone()
-    top, arg = plan.max(1)
+    top, arg = torch.max(plan, dim=1)
     confident = top > alpha
-    plan[confident] = 0
+    plan[confident, :] = 0
     plan[confident, arg[confident]] = 1
     return plan
 
@@ -132,28 +157,27 @@ def learn_proxies(
 ) -> ProxyRun:
     """InMaP's projected gradient descent of the proxies towards the transport targets.
 
-    Per step: S = softmax(X W / tau), G = X^T S - X^T P, lr halves whenever ||G|| rose,
-    W <- normalise_columns(W - lr / (n tau) G): the authors' arithmetic, element for element.
-    X^T S is computed as (S^T X)^T, which streams X in memory order (about 3x faster on CPU) and
-    gives bit-identical values; G is then laid out (d, C) like theirs, because the norm and the
-    normalisation sum in memory order and the halving rule reacts to the last bit of ||G||.
+    The authors' ``image_opt``, operation for operation: S = softmax(X @ W / tau),
+    G = X.T @ S - X.T @ P, lr halves whenever torch.norm(G) rose, W <- normalize(W - lr / (n tau)
+    * G, dim=0). Nothing is reordered (see the module doc), so the result equals a straight port
+    of their loop bit for bit on whatever machine both run.
 
     ``stop_early`` stops once the proxies provably only cycle for the rest of the run, and
     returns exactly what the full run ends with (proxies, lr, halvings). The step map is
     deterministic, so W_t == W_(t-p) cycles forever with period p when either
     - lr and the last ||G|| also repeat (the whole loop state repeats; p = 1 is a fixed point), or
-    - each of the last p subtractions W - step G left W bit for bit unchanged: the step only
-      shrinks from here and rounding is monotone, so every later subtraction is a no-op too and
-      W just cycles through re-normalisations (typically a 2-cycle in the last bit), whatever lr
-      does meanwhile.
-    The authors' loop reaches one of these within a few hundred of its 2000 iterations; the lr
-    of the remaining ones is replayed from the cycle's ||G|| values. ``stop_early=False`` runs
-    every iteration.
+    - each of the last p subtractions W - step G left W bit for bit unchanged: G depends on W
+      only, so it repeats with W; the step only shrinks from here (lr never grows) and rounding
+      is monotone, so every later subtraction is a no-op too and W just cycles through
+      re-normalisations, whatever lr does meanwhile.
+    The lr of the skipped iterations is replayed from the cycle's ||G|| values. Which of these
+    happens, and when, depends on the machine's last bits; that the result equals the full run
+    does not. ``stop_early=False`` runs every iteration.
     """
-    x = image_features.contiguous()
-    n = x.shape[0]
-    target = (sharpen(plan, alpha).T @ x).T.contiguous()  # X^T P, (d, C)
-    proxies = initial_proxies.contiguous()
+    feat = image_features.contiguous()
+    n = feat.shape[0]
+    base = feat.T @ sharpen(plan, alpha)
+    proxies = initial_proxies.clone()
     halvings = 0
     history = [_State(proxies, lr, math.inf, False)]  # the last states s_(t-k) .. s_t
     report_every = max(1, iterations // 100)
@@ -161,13 +185,13 @@ def learn_proxies(
         if it % report_every == 0:
             check_cancel(cancel)
             report(progress, "proxies", it, iterations)
-        soft = torch.softmax(x @ proxies / tau, 1)
-        grad = (soft.T.contiguous() @ x).T.contiguous() - target
-        norm = float(grad.norm())
+        prob = F.softmax(feat @ proxies / tau, dim=1)
+        grad = feat.T @ prob - base
+        norm = float(torch.norm(grad))  # float32 -> float is exact: the same comparison as theirs
         if norm > history[-1].norm:
-            lr /= 2
+            lr /= 2.0
             halvings += 1
-        moved = proxies - lr / (n * tau) * grad
+        moved = proxies - (lr / (n * tau)) * grad  # their in-place ``-=``, same kernel and values
         frozen = stop_early and torch.equal(moved, proxies)
         proxies = F.normalize(moved, dim=0)
         if not stop_early:

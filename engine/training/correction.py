@@ -9,7 +9,7 @@ reused. What we do, every threshold a setting:
 
 1. Each turn of each conversation is asked on its own (single-turn, greedy, as evaluated).
 2. The answer is flagged when the reference has boxes and the answer has none ("missing_box"),
-   when a reference box has no answer box with IoU >= iou_threshold ("wrong_box"; extra boxes are
+   when a reference box has no answer box with IoU > iou_threshold ("wrong_box"; extra boxes are
    not penalised, as in Med-GRIT's recall), or when the MiniLM cosine similarity of the clean
    texts is below similarity_threshold ("low_similarity").
 3. For a flagged turn the model samples N candidates; with ``hint`` the question carries the
@@ -37,7 +37,7 @@ from engine.clinkd.generation import AskRequest, GenerationSettings, ask, ask_ba
 from engine.clinkd.loader import LoadSettings, load_model
 from engine.clinkd.sasg import Embed, SentenceEmbedder, score_candidates, semantic_similarity
 from engine.evaluation.medgrit import clean_question
-from engine.evaluation.protocol import iou
+from engine.evaluation.protocol import box_found, iou
 from engine.grounding import GroundedBox, ParsedAnswer, parse_answer
 from engine.training.data import (
     Conversation,
@@ -56,8 +56,9 @@ REASONS = ("missing_box", "wrong_box", "low_similarity")
 
 
 def matched_boxes(reference: Sequence[GroundedBox], answer: Sequence[GroundedBox], iou_threshold: float) -> int:
-    """How many reference boxes some answer box overlaps with IoU >= threshold (on the 0-1000 grid)."""
-    return sum(any(iou(r.grid, a.grid) >= iou_threshold for a in answer) for r in reference)
+    """How many reference boxes some answer box overlaps with IoU > threshold (on the 0-1000 grid):
+    the metric's rule (``box_found``), so "corrected" and "counted as found" never disagree."""
+    return sum(any(box_found(iou(r.grid, a.grid), iou_threshold) for a in answer) for r in reference)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.evaluation.protocol import IOU_THRESHOLD
+
 METHODS = ("full", "lora")
 PRECISIONS = ("bf16", "pure-bf16", "fp32")
 CURRICULA = ("order", "weight", "none")
@@ -126,7 +128,7 @@ class ReflectSettings:
     data: tuple[str, ...]
     output: str  # JSON file of new training samples (ClinKD layout, readable by `train`)
     image_root: str | None = None
-    iou_threshold: float = 0.5  # a reference box counts as found at IoU >= this (Med-GRIT's 0.5)
+    iou_threshold: float = IOU_THRESHOLD  # found at IoU > this: the papers' rule (box_found)
     similarity_threshold: float = 0.8  # our choice; MiniLM cosine to the reference below this is "low"
     candidates: int = 4  # N (unknown in ClinKD)
     temperature: float = 0.7

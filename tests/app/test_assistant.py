@@ -10,6 +10,7 @@ import json
 import shutil
 import threading
 
+import numpy as np
 import pytest
 import torch
 from pydicom.data import get_testdata_file
@@ -21,6 +22,8 @@ from app.main_window import MainWindow
 from app.settings import AssistantSettings, save_settings
 from engine.annotations import Review, Source
 from engine.clinkd import Task
+from engine.imaging import Window, render_rgb
+from tests.app.test_viewer_window import canvas_pixels
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, tiny_checkpoint
 
 BOX_ANSWER = "<|object_ref_start|>spine<|object_ref_end|><|box_start|>(250,500),(750,1000)<|box_end|>"
@@ -93,7 +96,7 @@ def test_without_weights_the_panel_says_what_is_missing(qtbot, ct):
 
 
 def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_folder, scripted):
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     worker = main.service.worker
     order: list[str] = []
@@ -132,8 +135,38 @@ def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_
     assert "CompressedSamples" not in text and "1CT1" not in text   # no patient name or id
 
 
+def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripted):
+    """Window, invert and frame as the user left them: the job's image is render_rgb of exactly
+    that frame in exactly that state, and the same pixels the canvas shows."""
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
+    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))  # 15 grayscale frames
+    first_frame, first_window = main.state.frame, main.state.window
+    main.canvas.setFocus()
+    QTest.keyClick(main.canvas, Qt.Key.Key_Right)                # step a frame
+    QTest.keyClick(main.canvas, Qt.Key.Key_I)                    # invert
+    window = Window(first_window.center - first_window.width / 8, first_window.width / 3)
+    main.state.set_window(window)                                # what a right-drag ends with
+    assert main.state.frame_index == 1 and main.state.invert and main.state.window == window
+    submitted = []
+    submit = main.service.submit
+    main.service.submit = lambda job: submitted.append(job) or submit(job)
+    main.ask_panel.set_task(Task.MIA)
+    with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
+        QTest.mouseClick(main.ask_panel.ask_button, Qt.MouseButton.LeftButton)
+    [job] = submitted
+    expected = render_rgb(main.state.frame, window, invert=True)
+    np.testing.assert_array_equal(job.image, expected)
+    assert job.frame == 1 and job.window == window
+    for other in (render_rgb(first_frame, window, invert=True), render_rgb(main.state.frame, window),
+                  render_rgb(main.state.frame, first_window, invert=True)):
+        assert not np.array_equal(job.image, other)              # each of the three changes mattered
+    main.canvas.set_zoom(1.0)
+    qtbot.wait_until(lambda: main.canvas.rendered_step == 1 and not main.canvas._render_pending)
+    np.testing.assert_array_equal(job.image[..., 0], canvas_pixels(main))
+
+
 def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_folder, scripted):
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     scripted["answer"] = "The spine is here " + BOX_ANSWER
     scripted["pause_after"] = 3
@@ -156,7 +189,7 @@ def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_f
 def test_an_error_in_the_worker_shows_in_the_panel_and_the_next_job_runs(qtbot, ct, tiny_folder, tmp_path):
     not_a_model = tmp_path / "not-a-model"
     not_a_model.mkdir()
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(not_a_model), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(not_a_model), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
@@ -174,11 +207,11 @@ def test_an_error_in_the_worker_shows_in_the_panel_and_the_next_job_runs(qtbot, 
 
 
 def test_box_tasks_need_a_box_and_send_the_selected_one(qtbot, ct, tiny_folder, scripted):
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
     panel.set_task(Task.ROC)
-    assert panel.question.text() == "What is located at {box}?"
+    assert panel.question.text() == "What anatomical structure is present at the {box}?"
     assert panel.ask(panel.question.text(), Task.ROC, None) is None      # no box: nothing sent
     assert "box" in panel.box_label.text()
     box = main.annotations.add_box(0, 10, 20, 40, 60)
@@ -212,7 +245,7 @@ def test_asking_through_an_inference_server(qtbot, ct):
 def test_unload_frees_the_model_and_the_next_question_loads_it_again(qtbot, ct, tiny_folder, scripted):
     from app.inference_worker import UnloadJob
 
-    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)
     with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
         main.ask_panel.ask("spine", Task.VG, None)

@@ -26,13 +26,13 @@ from engine.clinkd import (
     chat_messages,
     load_model,
 )
-from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
+from tests.engine.tiny_qwen import REAL_SAMPLING, TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def clinkd(tmp_path_factory: pytest.TempPathFactory):
     folder = tiny_checkpoint(tmp_path_factory)
-    return load_model(LoadSettings(str(folder), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    return load_model(LoadSettings(str(folder), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
 
 
 def _image(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
@@ -76,7 +76,7 @@ def test_vg_prompt_follows_med_grit() -> None:
 
 def test_box_prompts_use_the_model_box_format_on_the_original_size() -> None:
     roc = build_prompt(Task.ROC, box=(10, 10, 100, 100), width=200, height=100)
-    assert roc.question == "What is located at <|box_start|>(50,100),(500,1000)<|box_end|>?"
+    assert roc.question == "What anatomical structure is present at the <|box_start|>(50,100),(500,1000)<|box_end|>?"
     rc = build_prompt(Task.RC, box=(0, 0, 50, 25), width=200, height=100)
     assert rc.question == "Can you describe the content within the <|box_start|>(0,0),(250,250)<|box_end|>?"
 
@@ -151,10 +151,31 @@ def test_result_is_frozen_plain_data_with_timings(clinkd) -> None:
     assert result.generated_tokens == result.new_tokens and not result.cancelled
 
 
-def test_answers_are_deterministic_despite_the_checkpoints_sampling_flags(clinkd) -> None:
-    request = AskRequest(_image(seed=3), "What is this?")
-    settings = GenerationSettings(max_new_tokens=12)
-    assert ask(clinkd, request, settings).raw_text == ask(clinkd, request, settings).raw_text
+def test_answers_are_greedy_even_when_the_checkpoint_would_sample(tmp_path_factory) -> None:
+    folder = tiny_checkpoint(tmp_path_factory, "tiny-qwen2vl-sampling", sampling=REAL_SAMPLING)
+    clinkd = load_model(LoadSettings(str(folder), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    assert clinkd.model.generation_config.do_sample and clinkd.model.generation_config.top_k == 50
+    image = _image(seed=3)
+    inputs = _bare_inputs(clinkd, "What is this?", image)
+
+    def bare(seed: int, **flags) -> list[int]:
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            output = clinkd.model.generate(**inputs, max_new_tokens=12, min_new_tokens=12, **flags)
+        return output[0, inputs["input_ids"].shape[1] :].tolist()
+
+    sampled = {tuple(bare(seed)) for seed in range(4)}
+    assert len(sampled) > 1  # left to the checkpoint's flags, generate() really samples
+    greedy = bare(0, do_sample=False)
+
+    request, settings = AskRequest(image, "What is this?"), GenerationSettings(max_new_tokens=12)
+    answers = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        answers.append(ask(clinkd, request, settings))
+    assert len({a.raw_text for a in answers}) == 1 and not answers[0].settings.do_sample
+    end = next((i for i, t in enumerate(greedy) if t in clinkd.eos_token_ids), len(greedy))
+    assert answers[0].raw_text == clinkd.processor.tokenizer.decode(greedy[:end], skip_special_tokens=False)
 
 
 def test_streaming_delivers_the_answer_in_the_callers_thread(clinkd) -> None:

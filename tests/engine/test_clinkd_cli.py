@@ -37,7 +37,8 @@ def run(*argv: str) -> int:
 
 
 def tiny(model_dir: str) -> list[str]:
-    return ["--model", model_dir, "--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS)]
+    return ["--model", model_dir, "--device", "cpu",
+            "--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS)]
 
 
 def test_ask_prints_the_answer(png, model_dir, capsys) -> None:
@@ -51,7 +52,7 @@ def test_json_carries_the_whole_result(png, model_dir, capsys) -> None:
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert data["task"] == "roc"
-    assert data["question"] == "What is located at <|box_start|>(83,222),(500,500)<|box_end|>?"
+    assert data["question"] == "What anatomical structure is present at the <|box_start|>(83,222),(500,500)<|box_end|>?"
     assert data["model"]["model_id"] == model_dir.rsplit("/", 1)[-1]
     assert data["settings"]["max_new_tokens"] == 5 and data["new_tokens"] <= 5
     assert {"raw_text", "text", "boxes", "time_to_first_token_s", "tokens_per_second", "prompt_tokens"} <= set(data)

@@ -25,7 +25,16 @@ def folder(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _settings(folder, **options) -> LoadSettings:
+    """CPU unless a test asks otherwise: these tests check CPU behaviour on GPU machines too."""
+    options.setdefault("device", "cpu")
     return LoadSettings(str(folder), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, **options)
+
+
+def test_auto_device_is_the_gpu_when_there_is_one(folder) -> None:
+    clinkd = load_model(_settings(folder, device="auto"))
+    on_gpu = torch.cuda.is_available()
+    assert clinkd.info.device == ("cuda:0" if on_gpu else "cpu")
+    assert clinkd.info.dtype == ("bfloat16" if on_gpu else "float32")
 
 
 def test_loads_with_cpu_defaults_and_reports_what_it_did(folder) -> None:
@@ -44,7 +53,7 @@ def test_loads_with_cpu_defaults_and_reports_what_it_did(folder) -> None:
 
 
 def test_pixel_budget_reaches_the_image_processor(folder) -> None:
-    clinkd = load_model(LoadSettings(str(folder), min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 9))
+    clinkd = load_model(LoadSettings(str(folder), device="cpu", min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 9))
     size = clinkd.processor.image_processor.size
     assert (size.shortest_edge, size.longest_edge) == (28 * 28 * 4, 28 * 28 * 9)
     assert (clinkd.info.min_pixels, clinkd.info.max_pixels) == (28 * 28 * 4, 28 * 28 * 9)
@@ -68,14 +77,14 @@ def test_bad_settings_are_refused(folder) -> None:
         load_model(LoadSettings(str(folder), min_pixels=10_000, max_pixels=5_000))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown on machines without a GPU")
-def test_cuda_without_gpu_is_a_clear_error(folder) -> None:
+def test_cuda_without_gpu_is_a_clear_error(folder, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # what a machine without a GPU says
     with pytest.raises(ClinKDError, match="no CUDA GPU"):
         load_model(_settings(folder, device="cuda"))
 
 
 @pytest.mark.parametrize("mode", ["8bit", "4bit"])
-def test_quantization_without_bitsandbytes_or_gpu_says_why(folder, mode: str) -> None:
+def test_quantization_on_the_cpu_says_why(folder, mode: str) -> None:
     with pytest.raises(QuantizationUnavailable) as err:
         load_model(_settings(folder, quantization=mode))
     message = str(err.value)

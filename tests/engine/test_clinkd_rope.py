@@ -31,7 +31,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _load(folder, **options):
-    return load_model(LoadSettings(str(folder), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, **options))
+    return load_model(
+        LoadSettings(str(folder), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, **options)
+    )
 
 
 def _image(h: int, w: int, seed: int) -> np.ndarray:

@@ -73,7 +73,7 @@ def test_grounding_penalty_hits_missing_and_invalid_boxes(embed: SentenceEmbedde
 
 def test_best_of_n_samples_scores_and_keeps_the_best(tmp_path_factory: pytest.TempPathFactory, embed) -> None:
     folder = tiny_checkpoint(tmp_path_factory)
-    clinkd = load_model(LoadSettings(str(folder), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    clinkd = load_model(LoadSettings(str(folder), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     torch.manual_seed(0)
     streamed: list[str] = []

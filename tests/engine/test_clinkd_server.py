@@ -81,7 +81,7 @@ def test_box_questions_carry_the_box_on_the_grid_of_the_original_image() -> None
         result = backend.ask(AskRequest(_image(), task=Task.ROC, box=(10, 10, 100, 100), width=200, height=100))
         (body,) = stub.behaviour.requests
     question = body["messages"][1]["content"][1]["text"]
-    assert question == "What is located at <|box_start|>(50,100),(500,1000)<|box_end|>?"
+    assert question == "What anatomical structure is present at the <|box_start|>(50,100),(500,1000)<|box_end|>?"
     assert body["stream"] is False and "stream_options" not in body
     assert result.text == "Pneumothorax." and result.boxes == () and result.tokens_per_second is None
 

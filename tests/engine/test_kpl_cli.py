@@ -11,7 +11,7 @@ import pytest
 from cli import kpl as kpl_cli
 from tests.engine.tiny_clip import save_tiny_clip_dir, write_image_folder
 
-FAST = ["--k", "4", "--iterations", "200", "--batch-size", "5"]
+FAST = ["--k", "4", "--iterations", "200", "--batch-size", "5", "--device", "cpu"]
 
 
 def run(argv: list[str]) -> int:

@@ -57,7 +57,7 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def clip(tiny_dir):
-    return load_clip(f"local-dir:{tiny_dir}")
+    return load_clip(f"local-dir:{tiny_dir}", device="cpu")
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_spec_strings():
 
 def test_local_dir_and_checkpoint_file_load_the_same_weights(tiny_dir, clip, tmp_path):
     name, checkpoint = save_tiny_clip_checkpoint(tmp_path)
-    from_file = load_clip(f"{name}:{checkpoint}")
+    from_file = load_clip(f"{name}:{checkpoint}", device="cpu")
     assert from_file.weight_files == (str(checkpoint),)
     assert ClipSpec.parse(f"{tiny_dir}") == ClipSpec(f"local-dir:{tiny_dir}")  # a bare folder is a local-dir
     tokens = clip.tokenizer(["a photo of a cat"])
@@ -110,12 +110,12 @@ def test_hugging_face_cache_entries_load_offline(tiny_dir, tmp_path, monkeypatch
     files = {"open_clip_config.json": tiny_dir / "open_clip_config.json",
              "open_clip_pytorch_model.bin": tiny_dir / "open_clip_pytorch_model.bin"}
     fake_hub_cache(tmp_path / "hub", "clinlens-test/tiny-clip", files)
-    hub = load_clip("hf-hub:clinlens-test/tiny-clip", cache_dir=str(tmp_path / "hub"))
+    hub = load_clip("hf-hub:clinlens-test/tiny-clip", device="cpu", cache_dir=str(tmp_path / "hub"))
     assert hub.weight_files[1].endswith("open_clip_pytorch_model.bin")
     # A pretrained tag resolves through the same cache (as ViT-L-14:openai does).
     name, _ = save_tiny_clip_checkpoint(tmp_path / "cfg")
     monkeypatch.setitem(open_clip.pretrained._PRETRAINED, name, {"tiny": {"hf_hub": "clinlens-test/tiny-clip/"}})
-    tagged = load_clip(f"{name}:tiny", cache_dir=str(tmp_path / "hub"))
+    tagged = load_clip(f"{name}:tiny", device="cpu", cache_dir=str(tmp_path / "hub"))
     tokens = hub.tokenizer(["x"])
     with torch.inference_mode():
         assert torch.allclose(tagged.model.encode_text(tokens), hub.model.encode_text(tokens))

@@ -25,6 +25,7 @@ FAST = {
     "lr_scheduler": "constant",
     "logging_steps": 1,
     "save_steps": 1000,
+    "device": "cpu",  # these tests check CPU training; tests/engine/test_training_gpu.py covers CUDA
 }
 
 
@@ -71,7 +72,7 @@ def test_full_fine_tune_lowers_the_loss_and_exports_an_engine_checkpoint(
     record = json.loads((out / "training_record.json").read_text())
     assert record["settings"]["method"] == "full" and record["result"]["global_step"] == 6
 
-    clinkd = load_model(LoadSettings(str(out), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    clinkd = load_model(LoadSettings(str(out), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
     assert clinkd.info.mcg_rope == RopeGaps(2, 2) and installed_gaps(clinkd.model) == RopeGaps(2, 2)
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     answer = ask(clinkd, AskRequest(image, "left lung", Task.VG), GenerationSettings(max_new_tokens=5))
@@ -109,7 +110,7 @@ def test_training_resumes_from_its_last_checkpoint(base: Path, data: Path, tmp_p
     assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-2")
     assert resumed.global_step == 3
     assert [e["step"] for e in resumed.log_history if "loss" in e] == [1, 2, 3]  # history carried over
-    clinkd = load_model(LoadSettings(str(out), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    clinkd = load_model(LoadSettings(str(out), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
     assert clinkd.info.mcg_rope is None  # trained with stock positions: the engine keeps them
     with pytest.raises(Exception, match="does not exist"):
         train(TrainSettings(str(base), (str(data),), str(out), max_steps=3, resume=str(tmp_path / "nowhere"), **fast))

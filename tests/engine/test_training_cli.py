@@ -14,7 +14,7 @@ from tests.engine.test_training_data import make_medgrit
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
 PIXELS = ["--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS)]
-FAST = ["--batch-size", "2", "--grad-accum", "1", "--logging-steps", "1", "--warmup", "0", *PIXELS]
+FAST = ["--batch-size", "2", "--grad-accum", "1", "--logging-steps", "1", "--warmup", "0", "--device", "cpu", *PIXELS]
 
 
 def _run(argv: list[str]) -> int:
@@ -54,7 +54,7 @@ def test_reflect_then_distill_on_the_corrections(
     reflected = tmp_path / "reflected.json"
     code = _run(["reflect", "--model", str(base), "--data", str(data), "--output", str(reflected),
                  "--candidates", "1", "--max-new-tokens", "4", "--max-samples", "1",
-                 "--similarity-threshold", "2", *PIXELS])
+                 "--similarity-threshold", "2", "--device", "cpu", *PIXELS])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "checked 3/3 questions, 3 flagged" in captured.err

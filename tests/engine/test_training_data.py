@@ -208,7 +208,8 @@ def tiny_processor(tmp_path_factory: pytest.TempPathFactory) -> object:
     from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
     folder = tiny_checkpoint(tmp_path_factory)
-    return load_model(LoadSettings(str(folder), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)).processor
+    settings = LoadSettings(str(folder), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+    return load_model(settings).processor
 
 
 def test_labels_cover_exactly_the_answers(tmp_path: Path, tiny_processor: object) -> None:

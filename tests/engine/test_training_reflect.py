@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.clinkd import SentenceEmbedder
+from engine.evaluation.protocol import box_found, score_grounding
 from engine.grounding import parse_answer
 from engine.training import ReflectSettings, judge, matched_boxes, read_conversations, reflect, select_candidate
 from tests.engine.test_training_data import make_medgrit
@@ -31,8 +32,22 @@ def test_matched_boxes_counts_reference_boxes_found_at_the_threshold() -> None:
     half = parse_answer(BOX.format(50, 0, 150, 100), 50, 50).boxes  # IoU 1/3 with the first
     exact = parse_answer(f"{BOX.format(500, 500, 600, 600)} {BOX.format(0, 0, 100, 100)}", 50, 50).boxes
     assert matched_boxes(reference, exact, 0.5) == 2  # order does not matter
-    assert matched_boxes(reference, half, 0.5) == 0 and matched_boxes(reference, half, 1 / 3) == 1
+    assert matched_boxes(reference, half, 0.5) == 0 and matched_boxes(reference, half, 0.33) == 1
+    assert matched_boxes(reference, half, 1 / 3) == 0  # IoU exactly at the threshold is not found
     assert matched_boxes(reference, (), 0.5) == 0 and matched_boxes((), exact, 0.5) == 0
+
+
+def test_correction_and_the_metric_share_one_iou_rule() -> None:
+    """IoU exactly 0.5 is a miss for the papers' recall, so reflective correction must flag it."""
+    reference_text = f"The liver is at {BOX.format(0, 0, 100, 100)}."
+    answer_text = f"Liver: {BOX.format(0, 0, 100, 50)}"  # IoU exactly 0.5
+    score = score_grounding(reference_text.replace("<|box_start|>", "<box>").replace("<|box_end|>", "</box>"),
+                            answer_text)
+    assert score.hits == 0 and score.tolerant_hits == 0 and score.best_ious == (0.5,)
+    reference, answer = parse_answer(reference_text, 50, 50), parse_answer(answer_text, 50, 50)
+    assert matched_boxes(reference.boxes, answer.boxes, 0.5) == 0
+    assert judge(reference, answer, 0.99, iou_threshold=0.5, similarity_threshold=0.8).reasons == ("wrong_box",)
+    assert not box_found(0.5) and box_found(0.5000001)
 
 
 def test_judge_flags_missing_wrong_boxes_and_low_similarity() -> None:
@@ -80,7 +95,7 @@ def test_reflect_pass_writes_corrections_for_the_flagged_questions(
     report = reflect(
         ReflectSettings(
             str(model), (str(data),), str(out), candidates=2, max_new_tokens=8, batch_size=4,
-            similarity_threshold=-1.0, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS,
+            similarity_threshold=-1.0, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, device="cpu",
         ),
         on_progress=progress.append,
         embed=embed,
@@ -105,6 +120,7 @@ def test_reflect_pass_writes_corrections_for_the_flagged_questions(
         ReflectSettings(
             str(model), (str(data),), str(tmp_path / "none.json"), candidates=1, max_new_tokens=4, max_samples=1,
             similarity_threshold=2.0, fallback="skip", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS,
+            device="cpu",
         ),
         embed=embed,
     )

@@ -81,10 +81,19 @@ def _train_tokenizer() -> object:
     )
 
 
-def build_tiny_qwen2vl(folder: str | Path, *, seed: int = 0, mcg_rope: bool | dict | None = None) -> Path:
+# The Instruct checkpoints' generation_config: sampling flags that amount to greedy.
+INSTRUCT_SAMPLING = {"do_sample": True, "temperature": 0.1, "top_k": 1, "top_p": 0.001}
+# Flags that really sample (transformers' defaults with do_sample on), as some fine-tunes ship.
+REAL_SAMPLING = {"do_sample": True, "temperature": 1.0, "top_k": 50, "top_p": 0.9}
+
+
+def build_tiny_qwen2vl(
+    folder: str | Path, *, seed: int = 0, mcg_rope: bool | dict | None = None, sampling: dict | None = None
+) -> Path:
     """Write a tiny random Qwen2-VL-Instruct-shaped checkpoint into ``folder`` and return it.
 
-    ``mcg_rope`` is written into config.json as the MCG-RoPE flag (a fine-tune trained with it).
+    ``mcg_rope`` is written into config.json as the MCG-RoPE flag (a fine-tune trained with it);
+    ``sampling`` replaces the generation_config's sampling flags (default INSTRUCT_SAMPLING).
     """
     import torch
     from transformers import (
@@ -134,16 +143,12 @@ def build_tiny_qwen2vl(folder: str | Path, *, seed: int = 0, mcg_rope: bool | di
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
-    # the Instruct checkpoints' generation_config: sampling flags that amount to greedy
     model.generation_config = GenerationConfig(
         bos_token_id=pad,
         pad_token_id=pad,
         eos_token_id=[eos, pad],
-        do_sample=True,
-        temperature=0.1,
-        top_k=1,
-        top_p=0.001,
         repetition_penalty=1.05,
+        **(INSTRUCT_SAMPLING if sampling is None else sampling),
     )
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS),
