@@ -173,7 +173,7 @@ def test_history_file_from_the_window_export(tmp_path) -> None:
     path = tmp_path / "conversation.json"
     path.write_text(json.dumps(data))
     history = read_history_file(path, 100, 100)
-    assert history == (FIRST, PriorTurn("What is located at <|box_start|>(100,200),(500,600)<|box_end|>?",
+    assert history == (FIRST, PriorTurn("What anatomical structure is present at the <|box_start|>(100,200),(500,600)<|box_end|>?",
                                         "Pneumothorax."))
     path.write_text(json.dumps({"turns": []}))
     with pytest.raises(HistoryFileError, match="not a ClinLens conversation"):

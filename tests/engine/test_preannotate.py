@@ -233,7 +233,7 @@ def test_what_is_here_relabels_existing_boxes_as_proposals_and_undo_removes_the_
         stats = run_preannotation(works, spec, ReplicaDispatcher([backend], GenerationSettings(), 4),
                                   model_id="clinkd-7b", on_image=outcomes.append, run_id="run-1")
         sent = [r["messages"][-1]["content"][-1]["text"] for r in stub.behaviour.requests]
-    assert sent == ["What is located at <|box_start|>(50,100),(250,500)<|box_end|>?"] * 3
+    assert sent == ["What anatomical structure is present at the <|box_start|>(50,100),(250,500)<|box_end|>?"] * 3
     assert stats.done == 3 and stats.questions == 3
     for outcome in outcomes:
         apply_outcome(doc, outcome, "run-1")
