@@ -1,5 +1,7 @@
 """Decode compressed pixel data in a small pool of child processes, so a native crash ends one decode.
 
+Compressed and deflated DICOM pixel data and PNG/JPEG/TIFF pixels (Pillow) are decoded here.
+
 Decoder libraries are C, C++ and Rust code fed with bytes from the archive. A damaged JPEG 2000
 stream can make python-gdcm throw a C++ exception that ends in ``std::terminate`` (SIGABRT), which
 would take the whole viewer down with every unsaved edit. Here each decode runs in a child
@@ -221,6 +223,7 @@ def _child_main(conn: Connection, setup: str | None) -> None:
         module, _, function = setup.partition(":")
         getattr(import_module(module), function)()
     import_module(__package__ + ".decoders")  # pydicom, numpy and the plugins, before the clock starts
+    import_module(__package__ + ".raster")  # Pillow
     conn.send("ready")
     while True:
         try:
