@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QListWidget, QListWidgetItem, QStyle
 
 from app.error_banner import ErrorBanner
 from app.viewer_state import ViewerState
-from engine.imaging import ImageStack
+from engine.imaging import ImageLoadError, ImageStack
 
 _PLAIN_TOOLTIP = Qt.ItemDataRole.UserRole + 1   # the item's tooltip before a failure was added
 _LISTED = 3                                      # failures spelled out in a tooltip
@@ -82,7 +82,7 @@ class DecodeFailureMarks(QObject):
         return None
 
 
-def _summary(failures: dict) -> str:
+def _summary(failures: dict[int, ImageLoadError]) -> str:
     count = len(failures)
     lines = [f"⚠ {count} frame{'s' if count > 1 else ''} could not be decoded "
              f"(View > Retry decoding this image, F5):"]

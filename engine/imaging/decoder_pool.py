@@ -111,6 +111,8 @@ class DecoderPool:
         `func` must be a module-level function (it is sent by reference); `decoder` names the
         decoding library in messages ("JPEG 2000 (pylibjpeg, gdcm)").
         """
+        if not _can_start_processes():
+            return func(*args)
         name = os.path.basename(path)
         child = self._acquire(path)
         healthy = False
@@ -162,7 +164,7 @@ class DecoderPool:
     def warm(self) -> None:
         """Start one child now, so the first compressed frame does not wait for Python to start."""
         with self._cond:
-            if not self._closed and not self._idle and not self._busy:
+            if _can_start_processes() and not self._closed and not self._idle and not self._busy:
                 self._idle.append(_Child(self.child_setup))
 
     @property
@@ -205,6 +207,12 @@ class DecoderPool:
                 self.restarts += 1
             self._cond.notify()
         return child.stop(kill=kill)
+
+
+def _can_start_processes() -> bool:
+    """False in a daemonic process (a DataLoader worker), which Python forbids to start any:
+    there decodes run in that process, and a crash ends the worker, which its owner reports."""
+    return not multiprocessing.current_process().daemon
 
 
 def _exit_text(code: int | None) -> str:

@@ -6,6 +6,7 @@ decoder that aborts, a decoder that never returns) and Hypothesis-generated head
 
 from __future__ import annotations
 
+import multiprocessing
 import struct
 import time
 from pathlib import Path
@@ -133,6 +134,24 @@ def test_deflated_pixel_data_is_inflated_in_a_decoder_process(hostile_pool):
     with pytest.raises(ImageLoadError, match=r"Deflated Explicit VR Little Endian \(zlib\) decoder crashed "
                                              r"on image_dfl.dcm .*SIGABRT"):
         stack.frame(0)
+
+
+def _decode_in_a_daemon(paths: list[str], answers) -> None:
+    answers.put([open_image(path).frame(0).stored for path in paths])
+
+
+def test_a_daemonic_process_which_may_not_start_decoder_processes_decodes_in_process(rasters):
+    """DataLoader workers are daemonic: Python forbids them to start processes."""
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    paths = [str(rasters["png"][0]), J2K]
+    worker = context.Process(target=_decode_in_a_daemon, args=(paths, answers), daemon=True)
+    worker.start()
+    png, j2k = answers.get(timeout=60)
+    worker.join(timeout=30)
+    assert worker.exitcode == 0
+    np.testing.assert_array_equal(png, rasters["png"][1])
+    np.testing.assert_array_equal(j2k, pydicom.dcmread(J2K).pixel_array)
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # we refuse it ourselves
