@@ -78,6 +78,19 @@ def test_a_decoder_that_aborts_becomes_a_load_error_and_the_next_frame_decodes(h
     assert decoder_pool().restarts == 2
 
 
+def test_a_failed_frame_is_remembered_until_its_failure_is_forgotten(hostile_pool):
+    hostile_pool(ABORT)
+    stack = open_image(RLE)
+    with pytest.raises(ImageLoadError, match="crashed") as caught:
+        stack.frame(0)
+    assert stack.failures() == {0: caught.value}
+    hostile_pool(None)                               # a decoder that works (say, a longer time limit)
+    with pytest.raises(ImageLoadError, match="crashed"):
+        stack.frame(0)                               # remembered: not decoded again
+    assert stack.forget_failures() == 1 and stack.failures() == {}
+    np.testing.assert_array_equal(stack.frame(0).stored, pydicom.dcmread(RLE).pixel_array)
+
+
 def test_a_decode_past_the_time_limit_is_abandoned(hostile_pool):
     hostile_pool(HANG)
     set_decode_timeout(1.5)
