@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
 
 from engine.imaging import LoadError
@@ -21,11 +22,21 @@ class ErrorBanner(QWidget):
         close.setText("✕")
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 4, 4, 4)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self._layout = QHBoxLayout(self)
+        self._layout.setContentsMargins(8, 4, 4, 4)
+        self._layout.addWidget(self.label, 1)
+        self._layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
+
+    def add_action(self, action: QAction, text: str) -> QToolButton:
+        """A button for `action` next to ✕, shown only while the action is enabled."""
+        button = QToolButton()
+        button.setDefaultAction(action)
+        button.setText(text)
+        button.setVisible(action.isEnabled())
+        action.changed.connect(lambda: (button.setText(text), button.setVisible(action.isEnabled())))
+        self._layout.insertWidget(self._layout.count() - 1, button, 0, Qt.AlignmentFlag.AlignTop)
+        return button
 
     def show_errors(self, errors: list[LoadError]) -> None:
         lines = [f"{_short(error.path)}: {error.message}" for error in errors]

@@ -22,7 +22,7 @@ _SHOWN, _PREFETCH = 1, 0     # QThreadPool priorities
 
 class FrameLoader(QObject):
     loaded = Signal(object, int, object)   # stack, frame index, Frame
-    failed = Signal(object, int, str)      # stack, frame index, user-facing message
+    failed = Signal(object, int, str)      # stack, frame index, user-facing message (prefetches too)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -59,7 +59,7 @@ class FrameLoader(QObject):
         try:
             frame = stack.frame(index)
         except ImageLoadError as error:
-            if report and not self._closed:
+            if not self._closed:   # prefetches too: the Images list marks the image
                 self.failed.emit(stack, index, str(error))
             return
         if report and not self._closed:

@@ -33,6 +33,7 @@ from app.box_overlay import BoxOverlay
 from app.box_tools import BoxTools, Tool
 from app.canvas import ImageCanvas
 from app.classify_panel import ClassifyPanel
+from app.decode_failures import DecodeFailureMarks
 from app.decode_status import DecodeStatusOverlay
 from app.error_banner import ErrorBanner
 from app.inference_worker import InferenceService, UnloadJob
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         self.frame_label = QLabel()
         self.image_list = QListWidget()
         self.metadata = MetadataPanel(self.state)
+        self.decode_failures = DecodeFailureMarks(self.state, self.image_list, lambda: self.stacks, self.banner, self)
         self._build_central()
         self._build_docks()
         self._build_status_bar()
@@ -244,6 +246,8 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self._action(view, "Ne&xt image", lambda: self.step_image(1), "N")
         self._action(view, "Pre&vious image", lambda: self.step_image(-1), "P")
+        view.addAction(self.decode_failures.retry_action)
+        self.addAction(self.decode_failures.retry_action)
 
         self.window_menu = bar.addMenu("&Window")
         self.header_windows_menu = QMenu("From DICOM &header", self)

@@ -1,5 +1,7 @@
 """Decode compressed pixel data in a small pool of child processes, so a native crash ends one decode.
 
+Compressed and deflated DICOM pixel data and PNG/JPEG/TIFF pixels (Pillow) are decoded here.
+
 Decoder libraries are C, C++ and Rust code fed with bytes from the archive. A damaged JPEG 2000
 stream can make python-gdcm throw a C++ exception that ends in ``std::terminate`` (SIGABRT), which
 would take the whole viewer down with every unsaved edit. Here each decode runs in a child
@@ -109,6 +111,8 @@ class DecoderPool:
         `func` must be a module-level function (it is sent by reference); `decoder` names the
         decoding library in messages ("JPEG 2000 (pylibjpeg, gdcm)").
         """
+        if not _can_start_processes():
+            return func(*args)
         name = os.path.basename(path)
         child = self._acquire(path)
         healthy = False
@@ -160,7 +164,7 @@ class DecoderPool:
     def warm(self) -> None:
         """Start one child now, so the first compressed frame does not wait for Python to start."""
         with self._cond:
-            if not self._closed and not self._idle and not self._busy:
+            if _can_start_processes() and not self._closed and not self._idle and not self._busy:
                 self._idle.append(_Child(self.child_setup))
 
     @property
@@ -205,6 +209,12 @@ class DecoderPool:
         return child.stop(kill=kill)
 
 
+def _can_start_processes() -> bool:
+    """False in a daemonic process (a DataLoader worker), which Python forbids to start any:
+    there decodes run in that process, and a crash ends the worker, which its owner reports."""
+    return not multiprocessing.current_process().daemon
+
+
 def _exit_text(code: int | None) -> str:
     if code is not None and code < 0:
         try:
@@ -221,6 +231,7 @@ def _child_main(conn: Connection, setup: str | None) -> None:
         module, _, function = setup.partition(":")
         getattr(import_module(module), function)()
     import_module(__package__ + ".decoders")  # pydicom, numpy and the plugins, before the clock starts
+    import_module(__package__ + ".raster")  # Pillow
     conn.send("ready")
     while True:
         try:

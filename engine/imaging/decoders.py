@@ -4,8 +4,9 @@ The most common DICOM complaint is "pixel_array fails on JPEG 2000 / JPEG-LS / J
 (anchors B2). So the transfer syntax is checked before decoding, and a failure names the
 syntax (name and UID) and the pip package that would decode it.
 
-Compressed pixel data is decoded in a decoder process (decoder_pool), so that a native crash
-in gdcm, OpenJPEG or CharLS ends one decode, not the viewer; native pixel data is read here.
+Compressed and deflated pixel data is decoded in a decoder process (decoder_pool), so that a
+native crash in gdcm, OpenJPEG, CharLS or zlib ends one decode, not the viewer; native pixel
+data is read here.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def decode_frame(path: str, header: Dataset, frame_index: int) -> tuple[np.ndarr
         syntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
         check_decodable(path, syntax)
         index = frame_index if _is_multiframe(header) else None
-        if syntax is not None and uid.UID(str(syntax)).is_compressed:
+        if decodes_in_pool(syntax):
             size = (int(header.Rows), int(header.Columns))
             arr = decoder_pool().run(path, decoder_label(syntax), decode_pixels, path, syntax, index, size)
         else:
@@ -107,9 +108,20 @@ def decode_frame(path: str, header: Dataset, frame_index: int) -> tuple[np.ndarr
         return arr, False
 
 
+def decodes_in_pool(syntax: uid.UID | str | None) -> bool:
+    """True when a native library (a codec, zlib) reads the pixel data: it is decoded in a
+    decoder process. Native (uncompressed) pixel data is only copied, so it is read here."""
+    if not syntax:
+        return False
+    syntax = uid.UID(str(syntax))
+    return syntax.is_compressed or syntax.is_deflated
+
+
 def decoder_label(syntax: uid.UID | str) -> str:
     """'JPEG 2000 Image Compression (pylibjpeg, gdcm)': the syntax and the plugins that decode it."""
     syntax = uid.UID(str(syntax))
+    if syntax.is_deflated:
+        return f"{syntax.name} (zlib)"
     decoder = get_decoder(syntax)
     plugins = ", ".join(decoder.available_plugins) if decoder is not None else ""
     return f"{syntax.name} ({plugins})" if plugins else syntax.name
@@ -120,7 +132,8 @@ def decode_pixels(path: str, syntax: uid.UID | None, index: int | None,
     """pixel_array on the path reads only the wanted frame; it cannot read deflated files
     and trips on some valid encapsulations, so those are decoded from the whole dataset.
 
-    Runs in a decoder process for compressed syntaxes (a module-level function on purpose).
+    Runs in a decoder process for compressed and deflated syntaxes (a module-level function
+    on purpose).
     `size` (rows, columns) from the header lets a JPEG 2000 stream that declares another image
     size be refused before OpenJPEG allocates it (a flipped bit can declare 500 megapixels).
     """

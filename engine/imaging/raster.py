@@ -4,6 +4,11 @@ Grayscale keeps its stored values (8 or 16 bit), so a 16-bit PNG is windowed lik
 An 8-bit grayscale file gets a "full range" window that displays it exactly as stored: a
 figure from a paper should look like the figure. The size is checked from the header before
 any pixel is decoded.
+
+Pillow's ``Image.open`` is lazy: it reads the header (size, mode, frame count) and decodes no
+pixel; that happens in ``load()``, in libpng/zlib, libjpeg or libtiff, native code fed with the
+file's bytes. So headers are read here, and pixels are decoded in a decoder process
+(`decode_raster_frame`), where a crash or a decode past the time limit ends one decode.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .decoder_pool import decoder_pool
 from .dicom_index import MAX_PIXELS, MAX_SIDE, size_error
 from .errors import ImageLoadError
 from .frame import Window, to_uint8_rgb
+from .guard import guarded
 
 FULL_RANGE_8BIT = Window(127.5, 255.0, "LINEAR_EXACT", "full range")
 _GRAY_16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
@@ -55,17 +62,30 @@ def probe_raster(path: str) -> RasterInfo | None:
     return info
 
 
+def decode_raster_frame(path: str, index: int, file_format: str) -> tuple[np.ndarray, bool]:
+    """Page `index` of a raster file, decoded in a decoder process (see `read_raster_frame`)."""
+    decoder = f"{file_format or 'image'} (Pillow)"
+    return decoder_pool().run(path, decoder, read_raster_frame, path, index)
+
+
 def read_raster_frame(path: str, index: int) -> tuple[np.ndarray, bool]:
-    """(stored values, is_color) of page `index`: uint8/uint16/int32/float32 gray or uint8 RGB."""
-    try:
-        with Image.open(path) as im:
-            im.seek(index)
-            im.load()
-            return _to_array(im)
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(path, _bomb_message(path, exc)) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageLoadError(path, f"{os.path.basename(path)} could not be decoded: {exc}.") from exc
+    """(stored values, is_color) of page `index`: uint8/uint16/int32/float32 gray or uint8 RGB.
+
+    Runs in a decoder process (a module-level function on purpose). The size limit is checked
+    again from the header here: the file may have changed since it was opened.
+    """
+    with guarded(path, "decoded"):
+        try:
+            with Image.open(path) as im:
+                im.seek(index)
+                columns, rows = im.size
+                too_big = size_error(path, rows, columns)
+                if too_big is not None:
+                    raise too_big
+                im.load()
+                return _to_array(im)
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(path, _bomb_message(path, exc)) from exc
 
 
 def raster_windows(stored: np.ndarray, is_color: bool) -> tuple[Window, ...]:

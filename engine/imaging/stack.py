@@ -18,13 +18,13 @@ from pydicom.dataset import Dataset
 from engine.paths import SIDECAR_SUFFIX
 
 from .decoder_pool import decoder_pool
-from .decoders import decode_frame
+from .decoders import decode_frame, decodes_in_pool
 from .dicom_index import has_dicom_preamble, read_header
 from .dicom_params import PixelSpacing, frame_params, frame_spacing, number_of_frames, slice_location
 from .errors import DecodeCancelled, ImageLoadError, LoadError
 from .frame import Frame
 from .guard import guarded
-from .raster import RasterInfo, probe_raster, raster_windows, read_raster_frame
+from .raster import RasterInfo, decode_raster_frame, probe_raster, raster_windows
 
 CACHE_BYTES = 256 * 1024 * 1024
 
@@ -148,6 +148,19 @@ class ImageStack:
         with self._lock:
             return self._cache.get(index)
 
+    def failures(self) -> dict[int, ImageLoadError]:
+        """Frames that failed to decode (index -> error), in frame order."""
+        with self._lock:
+            return dict(sorted(self._failed.items()))
+
+    def forget_failures(self) -> int:
+        """Decode the failed frames again when next asked (after raising the time limit, say);
+        how many were forgotten."""
+        with self._lock:
+            count = len(self._failed)
+            self._failed.clear()
+            return count
+
     def frame_source(self, index: int) -> FrameSource:
         self._check(index)
         return self._reader.source(index)
@@ -197,11 +210,12 @@ class _DicomFrames:
 
 
 class _RasterFrames:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, file_format: str) -> None:
         self._path = path
+        self._format = file_format
 
     def read(self, index: int) -> Frame:
-        stored, is_color = read_raster_frame(self._path, index)
+        stored, is_color = decode_raster_frame(self._path, index, self._format)
         return Frame(index, stored, is_color, False, raster_windows(stored, is_color), False)
 
     def source(self, index: int) -> FrameSource:
@@ -305,7 +319,7 @@ class _DicomFile:
     is_color: bool
     photometric: str
     syntax_name: str
-    compressed: bool
+    decodes_in_pool: bool  # compressed or deflated pixel data
     spacing: PixelSpacing | None
     title: str  # without the frame count
 
@@ -343,7 +357,7 @@ def _dicom_file(path: str, header: Dataset) -> _DicomFile:
             is_color=int(header.get("SamplesPerPixel") or 1) > 1 or photometric.upper() == "PALETTE COLOR",
             photometric=photometric,
             syntax_name=syntax.name if syntax else "",
-            compressed=bool(syntax and syntax.is_compressed),
+            decodes_in_pool=decodes_in_pool(syntax),
             spacing=frame_spacing(header, 0),
             title=_series_title(header, path),
         )
@@ -358,6 +372,7 @@ def _instance_number(header: Dataset) -> float:
 
 def _raster_stack(info: RasterInfo) -> ImageStack:
     path = os.path.abspath(info.path)
+    decoder_pool().warm()  # Pillow decodes in a decoder process: start one while the list fills
     return ImageStack(
         key=path,
         title=os.path.basename(path),
@@ -371,7 +386,7 @@ def _raster_stack(info: RasterInfo) -> ImageStack:
         transfer_syntax="",
         spacing=None,
         paths=[path],
-        reader=_RasterFrames(path),
+        reader=_RasterFrames(path, info.format),
     )
 
 
@@ -384,7 +399,7 @@ def _sort_series(members: list[_DicomFile]) -> list[_DicomFile]:
 
 def _dicom_stack(key: str, files: list[_DicomFile]) -> ImageStack:
     first = files[0]
-    if first.compressed:
+    if first.decodes_in_pool:
         decoder_pool().warm()  # a decoder process starts while the viewer lists the stacks
     entries = [(os.path.abspath(f.path), i, f.header) for f in files for i in range(f.n_frames)]
     n_frames = len(entries)

@@ -11,7 +11,8 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QToolButton
 
 from app.main_window import MainWindow
 from app.settings import AssistantSettings
@@ -136,3 +137,39 @@ def test_neighbours_of_a_compressed_frame_are_prefetched_so_scrolling_meets_cach
     qtbot.wait_until(lambda: stack.cached_frame(1) is not None, timeout=30000)   # decoded in the background
     window.state.step_frame(1)
     assert not window.state.loading and window.state.frame is stack.cached_frame(1)   # shown at once
+
+
+def test_an_image_with_a_failed_frame_is_marked_and_retry_decodes_it_again(qtbot, window, mixed_folder):
+    configure_decoder_pool(child_setup=ABORT)
+    open_folder(qtbot, window, mixed_folder)
+    row = next(i for i in range(window.image_list.count())
+               if "03_rle_aborts_decoder.dcm" in window.image_list.item(i).toolTip())
+    item = window.image_list.item(row)
+    plain_tooltip = item.toolTip()
+    retry = window.decode_failures.retry_action
+    retry_button = next(b for b in window.banner.findChildren(QToolButton) if b.defaultAction() is retry)
+    assert item.icon().isNull() and not retry.isEnabled()
+
+    select(qtbot, window, "03_rle_aborts_decoder.dcm")        # its decoder process aborts
+    qtbot.wait_until(lambda: not item.icon().isNull())
+    assert "⚠ 1 frame could not be decoded" in item.toolTip()
+    assert "Frame 1: The RLE Lossless" in item.toolTip() and "SIGABRT" in item.toolTip()
+    assert item.toolTip().startswith(plain_tooltip)          # the path stays findable
+    assert retry.isEnabled() and retry_button.isVisible() and retry_button.text() == "Retry decoding"
+    assert all(window.image_list.item(i).icon().isNull() for i in range(window.image_list.count()) if i != row)
+
+    select(qtbot, window, "01_ct.dcm")                        # the action follows the image on screen
+    assert not retry.isEnabled() and not retry_button.isVisible()
+    select(qtbot, window, "03_rle_aborts_decoder.dcm")
+    assert retry.isEnabled() and "crashed" in window.state.frame_error
+
+    configure_decoder_pool(child_setup=None)                  # the real RLE decoder again
+    restarts = decoder_pool().restarts
+    qtbot.mouseClick(retry_button, Qt.MouseButton.LeftButton)  # forget the failure, decode again
+    qtbot.wait_until(lambda: window.state.frame is not None, timeout=60000)
+    expected = pydicom.dcmread(get_testdata_file("SC_rgb_rle.dcm")).pixel_array
+    np.testing.assert_array_equal(window.state.frame.stored, expected)
+    assert window.state.frame_error is None and not window.state.stack.failures()
+    assert item.icon().isNull() and item.toolTip() == plain_tooltip
+    assert not retry.isEnabled() and not retry_button.isVisible()
+    assert decoder_pool().restarts == restarts               # decoded, nothing crashed

@@ -1,22 +1,32 @@
-"""Test-only pydicom decoder plugins that behave like a native decoder on a hostile stream.
+"""Test-only decoders that behave like a native decoder on a hostile stream.
 
 python-gdcm aborts the process on some damaged JPEG 2000 streams (a C++ exception that ends in
 std::terminate, SIGABRT), and some damaged streams keep a decoder busy for minutes. These
-plugins reproduce both on demand: `install_abort` / `install_hang` run inside a decoder process
-(DecoderPool child_setup, see ABORT / HANG) and become the only plugin for RLE Lossless there,
-so decoding any RLE frame in that process aborts it or never returns.
+decoders reproduce both on demand; each `install_*` runs inside a decoder process
+(DecoderPool child_setup, see the constants):
+
+- ABORT / HANG: the only pydicom plugin for RLE Lossless, so any RLE frame aborts or never returns;
+- PILLOW_ABORT / PILLOW_HANG: Pillow's decoders for PNG ("zip"), JPEG and libtiff, so any
+  compressed raster file aborts or never returns;
+- ZLIB_ABORT: zlib's decompression, so a deflated DICOM file aborts.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import zlib
 
+from PIL import Image, ImageFile
 from pydicom.pixels import get_decoder
 from pydicom.uid import RLELossless
 
 ABORT = f"{__name__}:install_abort"
 HANG = f"{__name__}:install_hang"
+PILLOW_ABORT = f"{__name__}:install_pillow_abort"
+PILLOW_HANG = f"{__name__}:install_pillow_hang"
+ZLIB_ABORT = f"{__name__}:install_zlib_abort"
+PILLOW_DECODERS = ("zip", "jpeg", "libtiff")
 DECODER_DEPENDENCIES = {RLELossless: ()}
 
 
@@ -46,3 +56,31 @@ def _only_plugin(function: str) -> None:
     for label in list(decoder.available_plugins):
         decoder.remove_plugin(label)
     decoder.add_plugin("hostile", (__name__, function))
+
+
+class _AbortingPillowDecoder(ImageFile.PyDecoder):
+    def decode(self, buffer):
+        os.abort()
+
+
+class _HangingPillowDecoder(ImageFile.PyDecoder):
+    def decode(self, buffer):
+        hang_decode(buffer, None)
+
+
+def install_pillow_abort() -> None:
+    for name in PILLOW_DECODERS:
+        Image.register_decoder(name, _AbortingPillowDecoder)
+
+
+def install_pillow_hang() -> None:
+    for name in PILLOW_DECODERS:
+        Image.register_decoder(name, _HangingPillowDecoder)
+
+
+def install_zlib_abort() -> None:
+    def abort(*_args, **_kwargs):
+        os.abort()
+
+    zlib.decompress = abort
+    zlib.decompressobj = abort

@@ -6,11 +6,13 @@ decoder that aborts, a decoder that never returns) and Hypothesis-generated head
 
 from __future__ import annotations
 
+import multiprocessing
 import struct
 import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,11 +23,26 @@ from engine.imaging import ImageLoadError, initial_window, key_facts, open_image
 from engine.imaging import decoders
 from engine.imaging.decoder_pool import configure_decoder_pool, decoder_pool, set_decode_timeout
 from engine.imaging.guard import guarded
-from tests.engine.hostile_decoders import ABORT, HANG
+from engine.imaging.raster import read_raster_frame
+from tests.engine.hostile_decoders import ABORT, HANG, PILLOW_ABORT, PILLOW_HANG, ZLIB_ABORT
+from tests.engine.test_imaging_raster import png_header_only
 
 RLE = get_testdata_file("MR_small_RLE.dcm")
 J2K = get_testdata_file("MR_small_jp2klossless.dcm")
 CT = get_testdata_file("CT_small.dcm")
+DEFLATED = get_testdata_file("image_dfl.dcm")
+
+
+@pytest.fixture
+def rasters(tmp_path) -> dict[str, tuple[Path, np.ndarray]]:
+    """A 16-bit PNG, a 16-bit TIFF (deflate-compressed, so libtiff decodes it) and a JPEG, with
+    the pixels Pillow decodes from each in this process."""
+    values = np.arange(96 * 80, dtype=np.uint16).reshape(96, 80) * 7
+    files = {"png": tmp_path / "ct16.png", "tif": tmp_path / "ct16.tif", "jpg": tmp_path / "photo.jpg"}
+    Image.fromarray(values).save(files["png"])
+    Image.fromarray(values).save(files["tif"], compression="tiff_adobe_deflate")
+    Image.fromarray((values // 256).astype(np.uint8)).save(files["jpg"])
+    return {kind: (path, np.asarray(Image.open(path))) for kind, path in files.items()}
 
 
 @pytest.fixture
@@ -61,6 +78,19 @@ def test_a_decoder_that_aborts_becomes_a_load_error_and_the_next_frame_decodes(h
     assert decoder_pool().restarts == 2
 
 
+def test_a_failed_frame_is_remembered_until_its_failure_is_forgotten(hostile_pool):
+    hostile_pool(ABORT)
+    stack = open_image(RLE)
+    with pytest.raises(ImageLoadError, match="crashed") as caught:
+        stack.frame(0)
+    assert stack.failures() == {0: caught.value}
+    hostile_pool(None)                               # a decoder that works (say, a longer time limit)
+    with pytest.raises(ImageLoadError, match="crashed"):
+        stack.frame(0)                               # remembered: not decoded again
+    assert stack.forget_failures() == 1 and stack.failures() == {}
+    np.testing.assert_array_equal(stack.frame(0).stored, pydicom.dcmread(RLE).pixel_array)
+
+
 def test_a_decode_past_the_time_limit_is_abandoned(hostile_pool):
     hostile_pool(HANG)
     set_decode_timeout(1.5)
@@ -72,6 +102,81 @@ def test_a_decode_past_the_time_limit_is_abandoned(hostile_pool):
     assert time.monotonic() - started < 20
     assert "abandoned" in str(caught.value)
     np.testing.assert_array_equal(open_image(J2K).frame(0).stored, pydicom.dcmread(J2K).pixel_array)
+
+
+@pytest.mark.parametrize("kind", ["png", "tif", "jpg"])
+def test_raster_pixels_decode_in_a_decoder_process_exactly(rasters, kind):
+    path, expected = rasters[kind]
+    frame = open_image(path).frame(0)
+    np.testing.assert_array_equal(frame.stored, expected)
+    assert decoder_pool().n_processes >= 1          # Pillow decoded it in a child, not here
+
+
+def test_a_pillow_decoder_that_aborts_becomes_a_load_error_and_the_next_image_decodes(hostile_pool, rasters):
+    hostile_pool(PILLOW_ABORT)
+    for kind, label in (("png", "PNG (Pillow)"), ("jpg", "JPEG (Pillow)"), ("tif", "TIFF (Pillow)")):
+        path, _ = rasters[kind]
+        stack = open_image(path)                   # the header is read here: Image.open decodes no pixel
+        with pytest.raises(ImageLoadError) as caught:
+            stack.frame(0)
+        message = str(caught.value)
+        assert f"The {label} decoder crashed on {path.name}" in message and "SIGABRT" in message
+        assert caught.value.path.endswith(path.name)
+    np.testing.assert_array_equal(open_image(CT).frame(0).stored, pydicom.dcmread(CT).pixel_array)
+    np.testing.assert_array_equal(open_image(J2K).frame(0).stored, pydicom.dcmread(J2K).pixel_array)
+    assert decoder_pool().restarts == 3
+
+
+def test_a_raster_decode_past_the_time_limit_is_abandoned(hostile_pool, rasters):
+    hostile_pool(PILLOW_HANG)
+    set_decode_timeout(1.5)
+    decoder_pool().warm()
+    path, _ = rasters["png"]
+    started = time.monotonic()
+    with pytest.raises(ImageLoadError, match=r"ct16.png took longer than 1.5 s to decode with the PNG \(Pillow\)"):
+        open_image(path).frame(0)
+    assert time.monotonic() - started < 20
+    np.testing.assert_array_equal(open_image(J2K).frame(0).stored, pydicom.dcmread(J2K).pixel_array)
+
+
+def test_deflated_pixel_data_is_inflated_in_a_decoder_process(hostile_pool):
+    expected = pydicom.dcmread(DEFLATED).pixel_array
+    np.testing.assert_array_equal(open_image(DEFLATED).frame(0).stored, expected)
+    hostile_pool(ZLIB_ABORT)                       # zlib aborts, in the decoder processes only
+    stack = open_image(DEFLATED)                   # so the header, read here, still opens
+    with pytest.raises(ImageLoadError, match=r"Deflated Explicit VR Little Endian \(zlib\) decoder crashed "
+                                             r"on image_dfl.dcm .*SIGABRT"):
+        stack.frame(0)
+
+
+def _decode_in_a_daemon(paths: list[str], answers) -> None:
+    answers.put([open_image(path).frame(0).stored for path in paths])
+
+
+def test_a_daemonic_process_which_may_not_start_decoder_processes_decodes_in_process(rasters):
+    """DataLoader workers are daemonic: Python forbids them to start processes."""
+    context = multiprocessing.get_context("spawn")
+    answers = context.Queue()
+    paths = [str(rasters["png"][0]), J2K]
+    worker = context.Process(target=_decode_in_a_daemon, args=(paths, answers), daemon=True)
+    worker.start()
+    png, j2k = answers.get(timeout=60)
+    worker.join(timeout=30)
+    assert worker.exitcode == 0
+    np.testing.assert_array_equal(png, rasters["png"][1])
+    np.testing.assert_array_equal(j2k, pydicom.dcmread(J2K).pixel_array)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # we refuse it ourselves
+def test_the_size_limit_is_checked_again_where_pixels_are_decoded(tmp_path):
+    path = tmp_path / "grew.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    stack = open_image(path)                       # opened while small ...
+    path.write_bytes(png_header_only(12000, 9000))   # ... replaced by a 108-megapixel file
+    with pytest.raises(ImageLoadError, match=r"grew.png is 12000 x 9000 pixels, larger than"):
+        read_raster_frame(str(path), 0)
+    with pytest.raises(ImageLoadError, match=r"grew.png .*larger than"):
+        stack.frame(0)
 
 
 def test_a_jpeg2000_stream_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
