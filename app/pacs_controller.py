@@ -157,8 +157,11 @@ class PacsController(QObject):
         stack = opened.stacks[0]
         if self._partial_frames == 0:
             self.window.annotations.show_stack(None)   # boxes of the previous image must not show on this one
-        frame = min(self.window.state.frame_index, stack.n_frames - 1) if self._partial_frames else 0
-        self.window.state.set_stack(stack, frame)
+        state = self.window.state
+        choice = state.user_display() if self._partial_frames else None   # the same series, grown
+        state.set_stack(stack)
+        if choice is not None:
+            state.restore_user_display(choice)
         self.window.setWindowTitle(f"ClinLens — {stack.title} (retrieving…)")
         self._partial_frames = stack.n_frames
         self.partial_shown.emit(stack.n_frames)
@@ -182,8 +185,11 @@ class PacsController(QObject):
 
     def _on_retrieved(self, retrieved) -> None:
         opened, paths, found, problem = retrieved
+        choice = self.window.state.user_display() if self._partial_frames else None
         self._finish()
         self.window._on_opened((opened, paths))  # noqa: SLF001 - the same path as opening a folder
+        if choice is not None and self.window.state.stack in opened.stacks:
+            self.window.state.restore_user_display(choice)
         for stack in opened.stacks:
             self._origin[stack.key] = self._pending_origin
         if found and self.window.annotations.image_id is not None:

@@ -129,6 +129,20 @@ class ViewerState(QObject):
         self.invert = not self.invert
         self.display_changed.emit()
 
+    def user_display(self) -> tuple[Window | None, bool, int]:
+        """What the user chose on this image: their window (None when automatic), inversion, frame."""
+        return (self.window if self._window_is_user_choice else None), self.invert, self.frame_index
+
+    def restore_user_display(self, choice: tuple[Window | None, bool, int]) -> None:
+        """Re-apply ``user_display()`` after the same image came back as a new stack (a PACS series
+        that grew while it was on screen), so the user's window, inversion and frame survive."""
+        window, invert, frame = choice
+        if window is not None:
+            self.set_window(window)
+        if invert != self.invert:
+            self.toggle_invert()
+        self.set_frame(frame)
+
     def reset_display(self) -> None:
         self.invert = False
         self._window_is_user_choice = False

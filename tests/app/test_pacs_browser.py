@@ -9,7 +9,7 @@ from app.pacs_servers_dialog import PacsServersDialog
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.image_ref import image_ref_from_stack
-from engine.imaging import open_paths
+from engine.imaging import Window, open_paths
 from engine.pacs import (
     InstanceCache,
     PacsServer,
@@ -64,6 +64,14 @@ def test_search_expand_and_open_streams_into_the_viewer(qtbot, window, pacs, tmp
     browser.grab().save(str(tmp_path / "browser.png"))
     frames_shown = []
     window.pacs.partial_shown.connect(frames_shown.append)
+    lung = Window(-600, 1500)
+
+    def choose_display_while_streaming(n_frames: int) -> None:
+        if n_frames == 1:                      # the user windows and inverts the first image
+            window.state.set_window(lung)
+            window.state.toggle_invert()
+
+    window.pacs.partial_shown.connect(choose_display_while_streaming)
     browser.results.setCurrentItem(series)
     assert browser.open_button.isEnabled()
     with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
@@ -71,6 +79,7 @@ def test_search_expand_and_open_streams_into_the_viewer(qtbot, window, pacs, tmp
     assert frames_shown[0] == 1                # the first image was on screen before the series was complete
     assert window.state.stack.n_frames == 12 and window.image_list.count() == 1
     assert window.frame_status.text() == "Frame 1/12"
+    assert (window.state.window, window.state.invert) == (lung, True)   # kept while the series grew
     assert window.annotations.document_path().is_relative_to(data_dir())
     assert not window.pacs.progress_bar.isVisible()
     qtbot.wait(100)   # let the status bar re-layout for the new frame count before the screenshot
