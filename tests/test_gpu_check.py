@@ -31,7 +31,7 @@ def test_without_a_gpu_it_refuses_in_one_sentence():
 def test_the_summary_lists_every_test_with_its_outcome(tmp_path):
     (tmp_path / "test_sample.py").write_text(
         "import pytest\n"
-        "def test_ok():\n    assert True\n"
+        "def test_ok():\n    assert 1 == 1\n"
         "def test_broken():\n    assert 1 == 2\n"
         "@pytest.mark.skip(reason='no')\ndef test_skipped():\n    pass\n"
     )
