@@ -175,6 +175,7 @@ class _Worker(QObject):
                                                       max_pixels=settings.max_pixels,
                                                       min_pixels=min(512 * 512, settings.max_pixels)))
             self._clinkd_key = key
+            _import_run_modules()
         return self._clinkd
 
     def _load_clinkd(self, settings: AssistantSettings):
@@ -196,24 +197,14 @@ class _Worker(QObject):
             self.state.emit("loading", f"ClinKD from {settings.clinkd_dir}")
             self._clinkd = load_model(load)
             self._clinkd_key = load
+            _import_run_modules()
         self.state.emit("ready", _device_text(self._clinkd.info))
         return self._clinkd
 
     # ----- pre-annotation
     def _preannotate(self, job_id: int, job: PreannotateJob, cancel: threading.Event) -> None:
-        from engine.clinkd import GenerationSettings, LocalBackend
         from engine.imaging import open_paths
-        from engine.kpl import Cancelled, FeatureCache, KplSettings
-        from engine.preannotate import (
-            FAILED,
-            ImageOutcome,
-            ImageWork,
-            LocalDispatcher,
-            PreTask,
-            ReplicaDispatcher,
-            run_kpl_labels,
-            run_preannotation,
-        )
+        from engine.preannotate import FAILED, ImageOutcome, ImageWork, PreTask
 
         spec = job.spec
         began = time.perf_counter()
@@ -235,6 +226,9 @@ class _Worker(QObject):
                 self.steps.emit(job_id, report.new_tokens, time.perf_counter() - began)
 
         if spec.task is PreTask.KPL:
+            from engine.kpl import Cancelled, FeatureCache, KplSettings
+            from engine.preannotate import run_kpl_labels
+
             clip = self._load_clip(job.settings)
             try:
                 stats = run_kpl_labels(works, spec, clip, KplSettings(k=job.settings.kpl_k, method=job.settings.kpl_method),
@@ -246,6 +240,9 @@ class _Worker(QObject):
             finally:
                 self.state.emit("ready", f"CLIP {clip.spec} on {clip.device}")
         else:
+            from engine.clinkd import GenerationSettings, LocalBackend
+            from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation
+
             settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
             if job.settings.server_url:
                 backend = self._open_server(job.settings)
@@ -361,6 +358,12 @@ class InferenceService(QObject):
         self._tickets.pop(job_id, None)
         if self.running == job_id:
             self.running = None
+
+
+def _import_run_modules() -> None:
+    """Import a pre-annotation run's modules while the model loads, not when a run starts: compiling a
+    module holds the interpreter lock throughout, and at a run's start the window is busy showing it."""
+    import engine.preannotate.job  # noqa: F401 - with it come the dispatchers and the server backend
 
 
 def _device_text(info) -> str:

@@ -209,8 +209,13 @@ class PreannotationBar(QWidget):
         if not self.run.running:
             return
         self.label.setText(self.run.status_text())
+        # QProgressBar.setValue repaints at once, outside the event loop, whenever the bar moves; with
+        # updates off it only takes the value, and turning them on schedules an ordinary paint that Qt
+        # merges with the rest of the frame, so a report never costs the GUI thread a paint of its own.
+        self.bar.setUpdatesEnabled(False)
         self.bar.setMaximum(max(getattr(self.run, "total", 1), 1))
         self.bar.setValue(self.run.done + self.run.failed)
+        self.bar.setUpdatesEnabled(True)
         self.pause_button.setText("Resume" if self.run.paused else "Pause")
 
 

@@ -6,7 +6,9 @@ the idle window (baseline), while the model loads, and while answers are generat
 random Qwen2-VL through the real worker thread and engine. Target: the longest stall while
 generating under 50 ms. Then a pre-annotation run (Assistant > Pre-annotate: one grounding
 question per label on every open image, proposals landing in the documents as they come, the
-progress bar updating): target, the longest stall at most 16 ms (one frame at 60 Hz).
+progress bar updating): target, the longest stall at most 16 ms (one frame at 60 Hz). The run
+starts half a second after the images are opened, once the window has painted them (that paint
+is reported on its own line: it belongs to opening the images, not to the run).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_gui_responsiveness.py [--seconds 3] [--images 12]
 """
@@ -126,6 +128,8 @@ def main() -> int:
             Image.fromarray(rng.integers(0, 256, (512, 512), dtype=np.uint8)).save(copies / f"image{i:02d}.png")
         window.open([str(copies)])
         wait_for(window.load_finished)
+        with Probe() as settling:   # the window paints what it opened, as a user looks before choosing Pre-annotate
+            wait(500)
         run = window.preannotation
         with Probe() as annotating:
             run.start(PreannotateSpec(PreTask.VG, ("left lung", "heart"), max_new_tokens=40))
@@ -142,6 +146,8 @@ def main() -> int:
     print(f"ratio generating / idle: {ratio:.1f}x")
     verdict = "met" if generating.worst_stall_ms() < 50 else "NOT met"
     print(f"target: worst stall while generating < 50 ms: {generating.worst_stall_ms():.1f} ms ({verdict})")
+    print(f"painting the {args.images} opened images (not part of the run): {settling.worst_stall_ms():7.1f} ms over "
+          f"{len(settling.stamps)} ticks")
     done, failed, boxes, progress = annotated
     rate = f", {progress.tokens_per_second:.0f} tok/s" if progress and progress.tokens_per_second else ""
     print(f"pre-annotating ({done + failed} images, 2 questions each, {boxes} boxes{rate}): "

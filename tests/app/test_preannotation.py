@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtTest import QTest
 
 from app.preannotation import PreannotateDialog, PreannotationBar
@@ -166,6 +169,55 @@ def test_pause_resume_and_cancel_keeping_what_is_done(qtbot, folder, tiny_folder
     assert kept == run.done          # every finished image kept, nothing of the cut-short one
     if run.done < 4:
         assert "cancelled: what is done is kept" in blocker.args[0]
+
+
+class PaintCounter(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paints = 0
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        self.paints += event.type() == QEvent.Type.Paint
+        return False
+
+
+def test_a_progress_report_paints_with_the_next_frame_not_on_its_own(qtbot) -> None:
+    """QProgressBar.setValue repaints synchronously when the bar moves; the run's bar must not, or each
+    report costs the GUI thread a paint outside the event loop (the pre-annotation stall budget is 16 ms)."""
+    main = make_window(qtbot, AssistantSettings())
+    bar = main.findChild(PreannotationBar)
+    counter = PaintCounter()
+    bar.bar.installEventFilter(counter)
+    run = main.preannotation
+    run.job_id, run.total = -1, 10            # how a run in progress looks to its bar; no worker is needed
+    run.changed.emit()
+    qtbot.wait_until(lambda: bar.isVisible() and counter.paints > 0)
+    painted = counter.paints
+    run.done = 5
+    run.changed.emit()
+    assert counter.paints == painted          # nothing painted inside the report's own call
+    assert bar.bar.value() == 5 and bar.bar.updatesEnabled()
+    qtbot.wait_until(lambda: counter.paints > painted)   # the event loop paints it
+    run.job_id = None
+    run.changed.emit()
+    assert not bar.isVisible()
+
+
+def test_a_runs_modules_are_imported_with_the_model_not_at_the_runs_start(tiny_folder) -> None:  # noqa: F811
+    """Compiling a module holds the interpreter lock; a run's start must not compile while the window
+    shows it. A fresh interpreter, so nothing else has imported them before."""
+    code = textwrap.dedent(f"""
+        import sys
+        from app.inference_worker import _Worker
+        from app.settings import AssistantSettings
+        worker = _Worker()   # the worker object alone, loading in this thread
+        assert "engine.preannotate.job" not in sys.modules
+        worker._load_clinkd(AssistantSettings(clinkd_dir={str(tiny_folder)!r}, max_pixels={TINY_MAX_PIXELS}, device="cpu"))
+        print(sorted(name for name in sys.modules if name.startswith("engine.preannotate.")))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'engine.preannotate.job'" in done.stdout and "'engine.preannotate.dispatch'" in done.stdout
 
 
 def test_the_dialog_refuses_a_bad_label_list(qtbot) -> None:
