@@ -189,8 +189,9 @@ class ReplicaDispatcher:
                 if kind == "down":
                     if payload is not None:
                         self._taken_out(what, payload)
-                    with lock:
-                        left = [i for i, up in alive.items() if up]
+                    # Replicas count as up until their own "down" message is read here, so when several
+                    # fail at once each is reported, with its reason, before the run gives up.
+                    left = [i for i in alive if i not in self.down]
                     if not left:
                         raise ServerError("No inference server answers any more: " + "; ".join(self.down.values()))
                     todo.put(item)  # the question goes to the replicas still up

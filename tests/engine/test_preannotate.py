@@ -12,6 +12,7 @@ import _thread
 import argparse
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,18 @@ from PIL import Image
 
 from cli import annotate as cli
 from engine.annotations import AnnotationDocument, Box, Review, Source, load_document
-from engine.clinkd import GenerationSettings, LoadSettings, LocalBackend, ServerError, ServerSettings, load_model, open_server
+from engine.clinkd import (
+    AskRequest,
+    GenerationSettings,
+    LoadSettings,
+    LocalBackend,
+    ServerError,
+    ServerSettings,
+    ServerUnavailable,
+    Task,
+    load_model,
+    open_server,
+)
 from engine.imaging import open_paths
 from engine.preannotate import (
     DONE,
@@ -172,6 +184,43 @@ def test_no_replica_answering_fails_and_keeps_what_is_done(tmp_path, capsys) -> 
     notes = [a for ref in doc.images for a in doc.image_labels(ref.image_id)]
     assert [n.label for n in notes] == ["image analysis"] * 3 and notes[0].note == "A chest X-ray."
     assert notes[0].source is Source.MODEL and notes[0].review is Review.PENDING
+
+
+class _FailingReplica:
+    """A replica that goes down on its first question, after ``wait_for`` is set (then at once)."""
+
+    def __init__(self, url: str, went_down: threading.Event, wait_for: threading.Event | None = None) -> None:
+        self.settings = ServerSettings(url)
+        self.went_down, self.wait_for = went_down, wait_for
+
+    def ask(self, request, settings, cancel=None):
+        if self.wait_for is not None:
+            self.wait_for.wait(10)
+        self.went_down.set()
+        raise ServerUnavailable(f"{self.settings.url} refused the connection")
+
+
+def test_replicas_going_down_together_are_each_reported_before_the_run_fails() -> None:
+    """The second replica fails while the run is still reporting the first: it must get its own
+    warning and its reason in the final error, not be lost because it was already marked down."""
+    first_warned, second_down = threading.Event(), threading.Event()
+    replicas = [_FailingReplica("http://127.0.0.1:9", threading.Event()),
+                _FailingReplica("http://127.0.0.1:10", second_down, wait_for=first_warned)]
+    warnings: list[str] = []
+
+    def on_warning(text: str) -> None:
+        warnings.append(text)
+        if len(warnings) == 1:
+            first_warned.set()
+            second_down.wait(10)
+            time.sleep(0.05)   # the second replica's thread marks itself down meanwhile
+
+    dispatcher = ReplicaDispatcher(replicas, GenerationSettings(), 1, on_warning=on_warning)
+    requests = ((n, AskRequest(np.zeros((8, 8, 3), np.uint8), "", Task.MIA)) for n in range(3))
+    with pytest.raises(ServerError) as raised:
+        list(dispatcher.answers(requests))
+    assert len(warnings) == 2 and sorted(dispatcher.down) == [0, 1]
+    assert "127.0.0.1:9" in str(raised.value) and "127.0.0.1:10" in str(raised.value)
 
 
 def test_failed_questions_are_recorded_per_image_and_the_run_goes_on(tmp_path, capsys) -> None:
