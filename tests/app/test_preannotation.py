@@ -176,7 +176,7 @@ class PaintCounter(QObject):
         super().__init__()
         self.paints = 0
 
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, watched, event) -> bool:
         self.paints += event.type() == QEvent.Type.Paint
         return False
 
@@ -215,7 +215,7 @@ def test_a_runs_modules_are_imported_with_the_model_not_at_the_runs_start(tiny_f
         worker._load_clinkd(AssistantSettings(clinkd_dir={str(tiny_folder)!r}, max_pixels={TINY_MAX_PIXELS}, device="cpu"))
         print(sorted(name for name in sys.modules if name.startswith("engine.preannotate.")))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "'engine.preannotate.job'" in done.stdout and "'engine.preannotate.dispatch'" in done.stdout
 
