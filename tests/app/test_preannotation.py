@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -91,8 +92,12 @@ def test_a_run_proposes_boxes_for_review_and_one_undo_takes_it_back(qtbot, folde
     assert len(main.stacks) == 4
     progress = []
     main.service.worker.run_progress.connect(lambda _id, p: progress.append((p.images_done, p.images_total)))
+    landed_on = set()   # the threads the documents changed on (a document calls its listeners directly)
+    for doc in {id(d): d for d, _image in map(main.annotations.document_for, main.stacks)}.values():
+        doc.subscribe(lambda _event: landed_on.add(threading.current_thread()))
     summary = run_and_wait(qtbot, main, PreannotateSpec(PreTask.VG, ("spine", "liver")))
     assert "4 of 4 images, 8 boxes" in summary and "0 failed" in summary
+    assert landed_on == {threading.main_thread()}   # outcomes land in the documents on the GUI thread
     assert progress[-1] == (4, 4)
     boxes = all_boxes(main)
     assert len(boxes) == 8 and {b.source for b in boxes} == {Source.MODEL} and {b.review for b in boxes} == {Review.PENDING}
