@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFileDialog,
@@ -42,6 +42,9 @@ TASK_BUTTONS = (
     (Task.MIA, "Analyse image", "Whole-image analysis"),
 )
 PLACEHOLDERS = {Task.FREE: "Ask about this image…", Task.VG: "Structure to find, e.g. left lung"}
+# Streamed text is shown at most this often: the chat is re-laid out whole on each showing, so
+# one per token (hundreds a second from a small model) would keep the GUI thread busy.
+STREAM_REDRAW_MS = 50
 
 
 class AskPanel(QWidget):
@@ -127,6 +130,11 @@ class AskPanel(QWidget):
         self.export_button.clicked.connect(self._choose_export)
         self.chat.highlighted.connect(self._hovered)
         self.chat.anchorClicked.connect(self._hovered)
+        self._streamed_job: int | None = None
+        self._stream_timer = QTimer(self)
+        self._stream_timer.setSingleShot(True)
+        self._stream_timer.setInterval(STREAM_REDRAW_MS)
+        self._stream_timer.timeout.connect(self._show_streamed)
         worker = service.worker
         worker.partial_text.connect(self._on_partial)
         worker.result.connect(self._on_result)
@@ -263,8 +271,13 @@ class AskPanel(QWidget):
         turn = self.conversations.find(job_id)
         if turn is not None:
             turn.streamed += text
-            self._render_chat()
-            self.answer_updated.emit(job_id)
+            self._streamed_job = job_id
+            if not self._stream_timer.isActive():
+                self._stream_timer.start()
+
+    def _show_streamed(self) -> None:
+        self._render_chat()
+        self.answer_updated.emit(self._streamed_job)
 
     def _on_result(self, job_id: int, result) -> None:
         turn = self.conversations.find(job_id)
@@ -290,6 +303,7 @@ class AskPanel(QWidget):
 
     # ----- view
     def refresh(self) -> None:
+        self._stream_timer.stop()   # everything streamed so far is shown now
         self._render_chat()
         self.overlay.show(self.answer_boxes())
         self._update_box_label()

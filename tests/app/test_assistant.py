@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtTest import QTest
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
+from app.conversation import Turn
 from app.main_window import MainWindow
 from app.settings import AssistantSettings, save_settings
 from engine.annotations import Review, Source
@@ -133,6 +134,23 @@ def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_
     text = json.dumps(exported)
     assert exported["turns"][0]["boxes"][0]["x1"] == 32.0 and exported["turns"][0]["model"]["model_id"]
     assert "CompressedSamples" not in text and "1CT1" not in text   # no patient name or id
+
+
+def test_streamed_text_is_shown_once_per_redraw_not_once_per_token(qtbot, ct):
+    """The chat is laid out whole each time it is shown; a fast model streams hundreds of tokens a
+    second, so the tokens that arrive within one redraw interval are shown together."""
+    main = make_window(qtbot, AssistantSettings())
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    turn = Turn(question="Where is the spine?", task=Task.FREE.value, box=None, frame=0, window=None, job_id=7)
+    panel.conversations.turns(main.state.stack.key).append(turn)
+    shown: list[int] = []
+    panel.answer_updated.connect(shown.append)
+    with qtbot.waitSignal(panel.answer_updated, timeout=5000):
+        for word in ("The ", "spine ", "is ", "in ", "the ", "middle."):
+            panel._on_partial(7, word)     # as the worker's queued partial_text delivers them
+        assert "middle" not in panel.chat.toPlainText()
+    assert shown == [7] and "The spine is in the middle." in panel.chat.toPlainText()
 
 
 def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripted):
