@@ -8,6 +8,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from app.main_window import MainWindow
+from app.qt_binding import binding_warning
 from app.theme import apply_dark_theme
 from engine.paths import resources_dir
 
@@ -17,11 +18,21 @@ ICON = resources_dir() / "icons" / "clinlens.svg"
 
 def run_gui(paths: list[str]) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    open_window(app, paths)
+    return app.exec()
+
+
+def open_window(app: QApplication, paths: list[str]) -> MainWindow:
+    """The shown main window opening ``paths`` (the demo CT without any), warning about the binding."""
     app.setApplicationName("ClinLens")
     app.setDesktopFileName("clinlens")          # matches the entry `clinlens install-desktop` writes
     app.setWindowIcon(QIcon(str(ICON)))
     apply_dark_theme(app)
     window = MainWindow()
     window.show()
+    warning = binding_warning()
+    if warning:
+        print(warning, file=sys.stderr)
+        window.banner.show_message(warning)
     window.open(paths or [str(DEMO_IMAGE)])
-    return app.exec()
+    return window
