@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.annotation_controller import AnnotationController
 from app.ask_panel import NOTICE
 from app.inference_worker import ClassifyJob, InferenceService
+from app.progress_bar import ProgressBar
 from app.settings import AssistantSettings
 from app.viewer_state import ViewerState
 from engine.imaging import render_rgb
@@ -87,7 +88,7 @@ class ClassifyPanel(QWidget):
         self.classify_image_button = QPushButton("Classify this image")
         self.classify_pool_button = QPushButton("Classify all open images")
         self.cancel_button = QPushButton("Cancel")
-        self.progress = QProgressBar()
+        self.progress = ProgressBar()
         self.stage = QLabel()
         self.note = QLabel()
         self.note.setWordWrap(True)

@@ -15,11 +15,12 @@ import threading
 import time
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QMenu, QProgressBar, QPushButton
+from PySide6.QtWidgets import QMenu, QPushButton
 from superqt.utils import create_worker
 
 from app.pacs_browser import PacsBrowser
 from app.pacs_servers_dialog import PacsServersDialog
+from app.progress_bar import ProgressBar
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.image_ref import image_ref_from_stack
 from engine.annotations.persistence import document_from_dict, document_to_dict
@@ -86,7 +87,7 @@ class PacsController(QObject):
         self._origin: dict[str, PacsServer] = {}     # stack key -> the server it came from
         self._pending_origin: PacsServer | None = None
         self._progress: _Progress | None = None
-        self.progress_bar = QProgressBar()
+        self.progress_bar = ProgressBar()
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setFormat("PACS %v/%m")
         self.cancel_button = QPushButton("Cancel retrieve")

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from app.annotation_controller import AnnotationController
 from app.inference_worker import InferenceService, PreannotateJob
+from app.progress_bar import ProgressBar
 from app.settings import AssistantSettings
 from engine.annotations import AnnotationDocument
 from engine.imaging import ImageStack, Window
@@ -189,7 +189,7 @@ class PreannotationBar(QWidget):
         self.run = run
         self.label = QLabel()
         self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance("M" * 44))   # no relayout per update
-        self.bar = QProgressBar()
+        self.bar = ProgressBar()
         self.bar.setMaximumWidth(160)
         self.bar.setTextVisible(False)
         self.pause_button = QPushButton("Pause")
@@ -209,13 +209,8 @@ class PreannotationBar(QWidget):
         if not self.run.running:
             return
         self.label.setText(self.run.status_text())
-        # QProgressBar.setValue repaints at once, outside the event loop, whenever the bar moves; with
-        # updates off it only takes the value, and turning them on schedules an ordinary paint that Qt
-        # merges with the rest of the frame, so a report never costs the GUI thread a paint of its own.
-        self.bar.setUpdatesEnabled(False)
-        self.bar.setMaximum(max(getattr(self.run, "total", 1), 1))
+        self.bar.setRange(0, max(getattr(self.run, "total", 1), 1))
         self.bar.setValue(self.run.done + self.run.failed)
-        self.bar.setUpdatesEnabled(True)
         self.pause_button.setText("Resume" if self.run.paused else "Pause")
 
 

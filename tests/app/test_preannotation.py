@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from app.preannotation import PreannotateDialog, PreannotationBar
@@ -24,6 +24,7 @@ from app.settings import AssistantSettings
 from engine.annotations import Review, Source
 from engine.preannotate import LabelListError, PreannotateSpec, PreTask
 from tests.app.test_assistant import BOX_ANSWER, make_window, tiny_folder  # noqa: F401 - fixtures
+from tests.app.test_progress_bar import PaintCounter
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS
 
 
@@ -174,16 +175,6 @@ def test_pause_resume_and_cancel_keeping_what_is_done(qtbot, folder, tiny_folder
     assert kept == run.done          # every finished image kept, nothing of the cut-short one
     if run.done < 4:
         assert "cancelled: what is done is kept" in blocker.args[0]
-
-
-class PaintCounter(QObject):
-    def __init__(self) -> None:
-        super().__init__()
-        self.paints = 0
-
-    def eventFilter(self, watched, event) -> bool:
-        self.paints += event.type() == QEvent.Type.Paint
-        return False
 
 
 def test_a_progress_report_paints_with_the_next_frame_not_on_its_own(qtbot) -> None:
