@@ -8,8 +8,8 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from app.main_window import MainWindow
-from app.qt_binding import binding_warning
-from app.theme import apply_dark_theme
+from app.widgets.qt_binding import binding_warning
+from app.widgets.theme import apply_dark_theme
 from engine.paths import resources_dir
 
 DEMO_IMAGE = resources_dir() / "demo" / "CT_small.dcm"

@@ -24,26 +24,26 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from app import recent_files
-from app.annotation_controller import AnnotationController
-from app.annotation_panel import AnnotationPanel
-from app.answer_overlay import AnswerOverlay
-from app.ask_panel import AskPanel
-from app.box_overlay import BoxOverlay
-from app.box_tools import BoxTools, Tool
-from app.canvas import ImageCanvas
-from app.classify_panel import ClassifyPanel
-from app.decode_failures import DecodeFailureMarks
-from app.decode_status import DecodeStatusOverlay
-from app.error_banner import ErrorBanner
-from app.inference_worker import InferenceService, UnloadJob
-from app.pacs_controller import PacsController
-from app.metadata_panel import MetadataPanel
-from app.mpr_controller import MprController
-from app.preannotation import PreannotationBar, PreannotationRun, ask_and_start
-from app.settings import AssistantSettings, read_settings, save_settings
-from app.settings_dialog import SettingsDialog
-from app.viewer_state import ViewerState
+from app.viewer import recent_files
+from app.annotations.controller import AnnotationController
+from app.annotations.panel import AnnotationPanel
+from app.assistant.answer_overlay import AnswerOverlay
+from app.assistant.ask_panel import AskPanel
+from app.annotations.box_overlay import BoxOverlay
+from app.annotations.box_tools import BoxTools, Tool
+from app.viewer.canvas import ImageCanvas
+from app.kpl.classify_panel import ClassifyPanel
+from app.viewer.decode_failures import DecodeFailureMarks
+from app.viewer.decode_status import DecodeStatusOverlay
+from app.widgets.error_banner import ErrorBanner
+from app.inference.worker import InferenceService, UnloadJob
+from app.pacs.controller import PacsController
+from app.viewer.metadata_panel import MetadataPanel
+from app.volumes.controller import MprController
+from app.assistant.preannotation import PreannotationBar, PreannotationRun, ask_and_start
+from app.inference.settings import AssistantSettings, read_settings, save_settings
+from app.inference.settings_dialog import SettingsDialog
+from app.viewer.state import ViewerState
 from engine.annotations import DocumentError, Review
 from engine.annotations.formats import FORMATS, ExportError, import_annotations
 from engine.imaging import (

@@ -79,9 +79,9 @@ def main() -> int:
     _app = QApplication.instance() or QApplication([])  # noqa: F841 - keeps Qt alive for the run
     from app.application import DEMO_IMAGE
     from app.main_window import MainWindow
-    from app.settings import AssistantSettings
+    from app.inference.settings import AssistantSettings
     from engine.clinkd import Task
-    from app.preannotation import PreannotationRun
+    from app.assistant.preannotation import PreannotationRun
     from engine.preannotate import PreannotateSpec, PreTask
     from tests.engine.tiny_qwen import TINY_MAX_PIXELS, build_tiny_qwen2vl
 

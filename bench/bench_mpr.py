@@ -95,7 +95,7 @@ def scroll_stall(volume: Volume, steps: int) -> tuple[float, float]:
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtWidgets import QApplication
 
-    from app.mpr_view import MprView
+    from app.volumes.view import MprView
 
     app = QApplication.instance() or QApplication([])
     view = MprView()

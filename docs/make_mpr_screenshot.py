@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "docs"))
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
-from app.theme import apply_dark_theme  # noqa: E402
+from app.widgets.theme import apply_dark_theme  # noqa: E402
 from engine.annotations import MeasureKind  # noqa: E402
 from engine.imaging import Plane  # noqa: E402
 from make_screenshots import OUT, open_and_wait, settle  # noqa: E402

@@ -56,8 +56,8 @@ def main() -> int:
     app = QApplication.instance() or QApplication([])
     from app.application import DEMO_IMAGE
     from app.main_window import MainWindow
-    from app.settings import AssistantSettings
-    from app.theme import apply_dark_theme
+    from app.inference.settings import AssistantSettings
+    from app.widgets.theme import apply_dark_theme
     from engine.preannotate import PreannotateSpec, PreTask
     from tests.engine.tiny_qwen import TINY_MAX_PIXELS, build_tiny_qwen2vl
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.application import DEMO_IMAGE  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
-from app.theme import apply_dark_theme  # noqa: E402
+from app.widgets.theme import apply_dark_theme  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 
@@ -62,7 +62,7 @@ def script_answer(model_dir: Path, answer: str) -> None:
 
 
 def assistant_screenshots(app: QApplication, folder: Path) -> None:
-    from app.settings import AssistantSettings
+    from app.inference.settings import AssistantSettings
     from engine.clinkd import Task
     from tests.engine.tiny_clip import save_tiny_clip_dir, write_image_folder
     from tests.engine.tiny_qwen import TINY_MAX_PIXELS, build_tiny_qwen2vl

@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from app.box_tools import Tool
+from app.annotations.box_tools import Tool
 from app.main_window import MainWindow
 from engine.annotations import Review, Source
 

@@ -18,9 +18,9 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtTest import QTest
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
-from app.conversation import Turn
+from app.assistant.conversation import Turn
 from app.main_window import MainWindow
-from app.settings import AssistantSettings, save_settings
+from app.inference.settings import AssistantSettings, save_settings
 from engine.annotations import Review, Source
 from engine.clinkd import Task
 from engine.imaging import Window, render_rgb
@@ -261,7 +261,7 @@ def test_asking_through_an_inference_server(qtbot, ct):
 
 
 def test_unload_frees_the_model_and_the_next_question_loads_it_again(qtbot, ct, tiny_folder, scripted):
-    from app.inference_worker import UnloadJob
+    from app.inference.worker import UnloadJob
 
     main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
     open_and_wait(qtbot, main, ct)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.settings import AssistantSettings
+from app.inference.settings import AssistantSettings
 from engine.clinkd import Task
 from tests.app.test_assistant import ct, make_window, open_and_wait, tiny_folder  # noqa: F401  (fixtures)
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS

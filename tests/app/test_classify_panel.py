@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.main_window import MainWindow
-from app.settings import AssistantSettings, save_settings
+from app.inference.settings import AssistantSettings, save_settings
 from engine.annotations import ImageLabel, Source
 from tests.engine.tiny_clip import save_tiny_clip_dir, write_image_folder
 

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 from PySide6.QtWidgets import QFileDialog
 
-from app.box_tools import Tool
-from app.classify_panel import LOAD_FILE
+from app.annotations.box_tools import Tool
+from app.kpl.classify_panel import LOAD_FILE
 from app.main_window import MainWindow
-from app.recent_files import load_recent, remember
-from app.settings import AssistantSettings, read_settings, save_settings, settings_path
+from app.viewer.recent_files import load_recent, remember
+from app.inference.settings import AssistantSettings, read_settings, save_settings, settings_path
 from engine.annotations.persistence import document_to_dict
 from engine.clinkd import Task
 from engine.imaging.presets import builtin_presets, user_presets_path

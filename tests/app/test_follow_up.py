@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
-from app.settings import AssistantSettings
+from app.inference.settings import AssistantSettings
 from engine.clinkd import Task
 from tests.app.test_assistant import ct, make_window, open_and_wait, tiny_folder  # noqa: F401 - fixtures
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS

@@ -15,8 +15,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QToolButton
 
 from app.main_window import MainWindow
-from app.settings import AssistantSettings
-from app.settings_dialog import SettingsDialog
+from app.inference.settings import AssistantSettings
+from app.inference.settings_dialog import SettingsDialog
 from engine.imaging.decoder_pool import configure_decoder_pool, decoder_pool, set_decode_timeout
 from tests.engine.hostile_decoders import ABORT, HANG
 

@@ -12,7 +12,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
 from app.main_window import MainWindow
-from app.settings import AssistantSettings, save_settings
+from app.inference.settings import AssistantSettings, save_settings
 from engine.annotations import MeasureKind, Measurement, load_document
 from engine.clinkd import Task
 from engine.imaging import Plane, Window, render, render_rgb

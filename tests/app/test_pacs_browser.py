@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.main_window import MainWindow
-from app.pacs_servers_dialog import PacsServersDialog
+from app.pacs.servers_dialog import PacsServersDialog
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.image_ref import image_ref_from_stack

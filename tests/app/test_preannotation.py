@@ -19,8 +19,8 @@ from pydicom.data import get_testdata_file
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from app.preannotation import PreannotateDialog, PreannotationBar
-from app.settings import AssistantSettings
+from app.assistant.preannotation import PreannotateDialog, PreannotationBar
+from app.inference.settings import AssistantSettings
 from engine.annotations import Review, Source
 from engine.preannotate import LabelListError, PreannotateSpec, PreTask
 from tests.app.test_assistant import BOX_ANSWER, make_window, tiny_folder  # noqa: F401 - fixtures
@@ -204,8 +204,8 @@ def test_a_runs_modules_are_imported_with_the_model_not_at_the_runs_start(tiny_f
     shows it. A fresh interpreter, so nothing else has imported them before."""
     code = textwrap.dedent(f"""
         import sys
-        from app.inference_worker import _Worker
-        from app.settings import AssistantSettings
+        from app.inference.worker import _Worker
+        from app.inference.settings import AssistantSettings
         worker = _Worker()   # the worker object alone, loading in this thread
         assert "engine.preannotate.job" not in sys.modules
         worker._load_clinkd(AssistantSettings(clinkd_dir={str(tiny_folder)!r}, max_pixels={TINY_MAX_PIXELS}, device="cpu"))

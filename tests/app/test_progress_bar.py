@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject
 
-from app.progress_bar import ProgressBar
+from app.widgets.progress_bar import ProgressBar
 
 
 class PaintCounter(QObject):

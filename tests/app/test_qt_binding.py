@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QApplication
 
-import app.qt_binding as qt_binding
+import app.widgets.qt_binding as qt_binding
 from app.application import DEMO_IMAGE, open_window
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.settings import AssistantSettings, read_settings, save_settings, settings_path
-from app.settings_dialog import SettingsDialog
+from app.inference.settings import AssistantSettings, read_settings, save_settings, settings_path
+from app.inference.settings_dialog import SettingsDialog
 from engine.files import Loaded
 
 

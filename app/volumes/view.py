@@ -30,9 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.measure_tools import MeasureInput, add_shapes, cosmetic_pen
-from app.qimage import to_qimage
-from app.viewer_state import ViewerState
+from app.annotations.measure_tools import MeasureInput, add_shapes, cosmetic_pen
+from app.widgets.qimage import to_qimage
+from app.viewer.state import ViewerState
 from engine.annotations import AddAnnotations, Box, Measurement, MeasureKind, PlanePlacement, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
 from engine.imaging import Frame, Plane, Volume, Window, auto_window, render

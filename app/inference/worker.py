@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.settings import AssistantSettings
+from app.inference.settings import AssistantSettings
 from engine.imaging import Window
 
 THREAD_STOP_TIMEOUT_MS = 10_000

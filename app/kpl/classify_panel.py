@@ -26,12 +26,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.annotation_controller import AnnotationController
-from app.ask_panel import NOTICE
-from app.inference_worker import ClassifyJob, InferenceService
-from app.progress_bar import ProgressBar
-from app.settings import AssistantSettings
-from app.viewer_state import ViewerState
+from app.annotations.controller import AnnotationController
+from app.inference.worker import ClassifyJob, InferenceService
+from app.widgets.progress_bar import ProgressBar
+from app.inference.settings import AssistantSettings
+from app.viewer.state import ViewerState
+from app.widgets.research_notice import research_notice
 from engine.imaging import render_rgb
 from engine.kpl import KnowledgeError, available_knowledge, resolve_knowledge
 
@@ -111,9 +111,7 @@ class ClassifyPanel(QWidget):
             table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.evidence.setWordWrap(True)
         self.accept_button = QPushButton("Accept label as an image annotation")
-        notice = QLabel(NOTICE)
-        notice.setWordWrap(True)
-        notice.setStyleSheet("color: #8a8f98; font-size: 11px;")
+        notice = research_notice()
 
         missing_row = QHBoxLayout()
         missing_row.addWidget(self.missing, 1)

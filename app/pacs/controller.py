@@ -18,9 +18,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMenu, QPushButton
 from superqt.utils import create_worker
 
-from app.pacs_browser import PacsBrowser
-from app.pacs_servers_dialog import PacsServersDialog
-from app.progress_bar import ProgressBar
+from app.pacs.browser import PacsBrowser
+from app.pacs.servers_dialog import PacsServersDialog
+from app.widgets.progress_bar import ProgressBar
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.image_ref import image_ref_from_stack
 from engine.annotations.persistence import document_from_dict, document_to_dict

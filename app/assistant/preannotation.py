@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.annotation_controller import AnnotationController
-from app.inference_worker import InferenceService, PreannotateJob
-from app.progress_bar import ProgressBar
-from app.settings import AssistantSettings
+from app.annotations.controller import AnnotationController
+from app.inference.worker import InferenceService, PreannotateJob
+from app.widgets.progress_bar import ProgressBar
+from app.inference.settings import AssistantSettings
 from engine.annotations import AnnotationDocument
 from engine.imaging import ImageStack, Window
 from engine.kpl import available_knowledge

@@ -13,9 +13,9 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-from app.annotation_controller import AnnotationController
-from app.box_overlay import HANDLE_PX, BoxOverlay, handle_points
-from app.viewer_state import ViewerState
+from app.annotations.controller import AnnotationController
+from app.annotations.box_overlay import HANDLE_PX, BoxOverlay, handle_points
+from app.viewer.state import ViewerState
 
 MIN_BOX_PX = 1.0
 

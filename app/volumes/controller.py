@@ -14,9 +14,9 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QStackedWidget, QToolBar
 from superqt.utils import create_worker
 
-from app.box_tools import Tool
-from app.measure_tools import CanvasMeasureTools
-from app.mpr_view import LAYOUTS, MprView
+from app.annotations.box_tools import Tool
+from app.annotations.measure_tools import CanvasMeasureTools
+from app.volumes.view import LAYOUTS, MprView
 from engine.annotations import Box, MeasureKind
 from engine.imaging import ImageStack, Plane, Volume, VolumeError, iter_load_volume, volume_geometry
 

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings import DEVICES, DTYPES, KPL_METHODS, MCG_ROPE, AssistantSettings
+from app.inference.settings import DEVICES, DTYPES, KPL_METHODS, MCG_ROPE, AssistantSettings
 
 
 class SettingsDialog(QDialog):

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.viewer_state import ViewerState
+from app.viewer.state import ViewerState
 from engine.imaging import TagNode, key_facts, tag_tree
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QAbstractScrollArea, QLabel
 
-from app.viewer_state import ViewerState
+from app.viewer.state import ViewerState
 
 DELAY_MS = 150
 _STYLE = ("#decodeStatus {{ background: rgba(0, 0, 0, 190); color: {color}; padding: 8px 14px; "

@@ -23,17 +23,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.annotation_controller import AnnotationController
-from app.answer_overlay import AnswerBox, AnswerOverlay
-from app.conversation import Conversations, Turn
-from app.inference_worker import AskJob, InferenceService
-from app.settings import AssistantSettings
-from app.viewer_state import ViewerState
+from app.annotations.controller import AnnotationController
+from app.assistant.answer_overlay import AnswerBox, AnswerOverlay
+from app.assistant.conversation import Conversations, Turn
+from app.inference.worker import AskJob, InferenceService
+from app.inference.settings import AssistantSettings
+from app.viewer.state import ViewerState
+from app.widgets.research_notice import research_notice
 from engine.clinkd import Task, default_question
 from engine.files import write_json_atomic
 from engine.imaging import render_rgb
 
-NOTICE = "Research use only — not for diagnosis. Answers can be wrong; check every box."
 TASK_BUTTONS = (
     (Task.FREE, "Ask", "Free question about the image (a selected box is added as the box prompt)"),
     (Task.VG, "Where is…", "Visual grounding: name a structure, get its box"),
@@ -65,9 +65,7 @@ class AskPanel(QWidget):
         self.conversations = Conversations()
         self.task = Task.FREE
         self.running_job: int | None = None
-        self.notice = QLabel(NOTICE)
-        self.notice.setWordWrap(True)
-        self.notice.setStyleSheet("color: #8a8f98; font-size: 11px;")
+        self.notice = research_notice()
         self.missing = QLabel()
         self.missing.setWordWrap(True)
         self.missing.setStyleSheet("color: #ffcf70;")

@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.annotation_controller import AnnotationController
-from app.viewer_state import ViewerState
+from app.annotations.controller import AnnotationController
+from app.viewer.state import ViewerState
 from engine.annotations import Box, Review, Source
 
 COLUMNS = ["Label", "Frame", "Source", "Review", "Size (px)", "Size (mm)", "Score", "Note"]

@@ -14,8 +14,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
-from app.qimage import to_qimage
-from app.viewer_state import ViewerState
+from app.widgets.qimage import to_qimage
+from app.viewer.state import ViewerState
 from engine.imaging import Window, auto_window, render
 
 ZOOM_STEP = 1.25

@@ -11,8 +11,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from app.annotation_controller import AnnotationController
-from app.viewer_state import ViewerState
+from app.annotations.controller import AnnotationController
+from app.viewer.state import ViewerState
 from engine.annotations import Box, Review, Source
 
 HANDLE_PX = 7          # handle size on screen, whatever the zoom

@@ -13,7 +13,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from app.viewer_state import ViewerState
+from app.viewer.state import ViewerState
 
 ANSWER_COLOURS = ("#ff5fd2", "#4fd1ff", "#ffb84f", "#9dff57", "#b18cff", "#ff6b6b")
 

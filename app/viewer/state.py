@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from app.frame_loader import FrameLoader
+from app.viewer.frame_loader import FrameLoader
 from engine.imaging import Frame, ImageStack, Window, auto_window, initial_window
 
 

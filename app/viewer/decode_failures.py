@@ -15,8 +15,8 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QStyle
 
-from app.error_banner import ErrorBanner
-from app.viewer_state import ViewerState
+from app.widgets.error_banner import ErrorBanner
+from app.viewer.state import ViewerState
 from engine.imaging import ImageLoadError, ImageStack
 
 _PLAIN_TOOLTIP = Qt.ItemDataRole.UserRole + 1   # the item's tooltip before a failure was added
