@@ -25,7 +25,7 @@ def run_gui(paths: list[str]) -> int:
 def open_window(app: QApplication, paths: list[str]) -> MainWindow:
     """The shown main window opening ``paths`` (the demo CT without any), warning about the binding."""
     app.setApplicationName("ClinLens")
-    app.setDesktopFileName("clinlens")          # matches the entry `clinlens install-desktop` writes
+    app.setDesktopFileName("clinlens")  # matches the entry `clinlens install-desktop` writes
     app.setWindowIcon(QIcon(str(ICON)))
     apply_dark_theme(app)
     window = MainWindow()

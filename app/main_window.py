@@ -24,26 +24,26 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from app.viewer import recent_files
+from app.annotations.box_overlay import BoxOverlay
+from app.annotations.box_tools import BoxTools, Tool
 from app.annotations.controller import AnnotationController
 from app.annotations.panel import AnnotationPanel
 from app.assistant.answer_overlay import AnswerOverlay
 from app.assistant.ask_panel import AskPanel
-from app.annotations.box_overlay import BoxOverlay
-from app.annotations.box_tools import BoxTools, Tool
-from app.viewer.canvas import ImageCanvas
-from app.kpl.classify_panel import ClassifyPanel
-from app.viewer.decode_failures import DecodeFailureMarks
-from app.viewer.decode_status import DecodeStatusOverlay
-from app.widgets.error_banner import ErrorBanner
-from app.inference.worker import InferenceService, UnloadJob
-from app.pacs.controller import PacsController
-from app.viewer.metadata_panel import MetadataPanel
-from app.volumes.controller import MprController
 from app.assistant.preannotation import PreannotationBar, PreannotationRun, ask_and_start
 from app.inference.settings import AssistantSettings, read_settings, save_settings
 from app.inference.settings_dialog import SettingsDialog
+from app.inference.worker import InferenceService, UnloadJob
+from app.kpl.classify_panel import ClassifyPanel
+from app.pacs.controller import PacsController
+from app.viewer import recent_files
+from app.viewer.canvas import ImageCanvas
+from app.viewer.decode_failures import DecodeFailureMarks
+from app.viewer.decode_status import DecodeStatusOverlay
+from app.viewer.metadata_panel import MetadataPanel
 from app.viewer.state import ViewerState
+from app.volumes.controller import MprController
+from app.widgets.error_banner import ErrorBanner
 from engine.annotations import DocumentError, Review
 from engine.annotations.formats import FORMATS, ExportError, import_annotations
 from engine.imaging import (
@@ -64,7 +64,7 @@ PAGE_FRAMES = 10
 
 
 class MainWindow(QMainWindow):
-    load_finished = Signal(object)   # OpenResult, after the stacks are listed and errors shown
+    load_finished = Signal(object)  # OpenResult, after the stacks are listed and errors shown
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,14 +84,27 @@ class MainWindow(QMainWindow):
         set_decode_timeout(self.assistant_settings.decode_timeout_s)
         self.service = InferenceService(self)
         self.answer_overlay = AnswerOverlay(self.canvas.scene(), self.state)
-        self.ask_panel = AskPanel(self.state, self.annotations, self.service, self.answer_overlay,
-                                  lambda: self.assistant_settings, self.choose_clinkd_folder)
-        self.classify_panel = ClassifyPanel(self.state, self.annotations, self.service,
-                                            lambda: self.assistant_settings, self.set_assistant_settings,
-                                            self.edit_settings, self.open_image_paths)
-        self.preannotation = PreannotationRun(self.service, self.annotations, lambda: self.stacks,
-                                              lambda: self.assistant_settings)
-        self.canvas_label = QLabel(self.canvas)   # not the viewport: scrolling moves its children
+        self.ask_panel = AskPanel(
+            self.state,
+            self.annotations,
+            self.service,
+            self.answer_overlay,
+            lambda: self.assistant_settings,
+            self.choose_clinkd_folder,
+        )
+        self.classify_panel = ClassifyPanel(
+            self.state,
+            self.annotations,
+            self.service,
+            lambda: self.assistant_settings,
+            self.set_assistant_settings,
+            self.edit_settings,
+            self.open_image_paths,
+        )
+        self.preannotation = PreannotationRun(
+            self.service, self.annotations, lambda: self.stacks, lambda: self.assistant_settings
+        )
+        self.canvas_label = QLabel(self.canvas)  # not the viewport: scrolling moves its children
         self.canvas_label.setStyleSheet("background: rgba(0, 0, 0, 160); color: #9dff57; padding: 3px 6px;")
         self.canvas_label.move(8, 8)
         self.canvas_label.hide()
@@ -182,7 +195,7 @@ class MainWindow(QMainWindow):
             action.setStatusTip(tip)
         action.triggered.connect(slot)
         menu.addAction(action)
-        self.addAction(action)   # shortcuts work even when the menu bar is hidden
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
         return action
 
     def _build_menus(self) -> None:
@@ -199,8 +212,9 @@ class MainWindow(QMainWindow):
         for name, spec in FORMATS.items():
             export_menu.addAction(f"{name.upper()}: {spec.description}", lambda n=name: self.choose_export(n))
         self._action(file_menu, "&Save annotations now", self.annotations.save_all, QKeySequence.StandardKey.Save)
-        self._action(file_menu, "Save annotations &as project file…", self.choose_project_file,
-                     QKeySequence.StandardKey.SaveAs)
+        self._action(
+            file_menu, "Save annotations &as project file…", self.choose_project_file, QKeySequence.StandardKey.SaveAs
+        )
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -208,8 +222,12 @@ class MainWindow(QMainWindow):
         self._action(edit, "&Undo", self.annotations.undo, [QKeySequence("Ctrl+Z")])
         self._action(edit, "&Redo", self.annotations.redo, [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         edit.addSeparator()
-        self._action(edit, "&Delete selected boxes", self.annotations.delete_selected,
-                     [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)])
+        self._action(
+            edit,
+            "&Delete selected boxes",
+            self.annotations.delete_selected,
+            [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)],
+        )
         self._action(edit, "Select &all boxes on this frame", self.select_all_on_frame, "Ctrl+A")
         self._action(edit, "Clear selection", lambda: (self.tools.cancel(), self.annotations.select(set())), "Esc")
         edit.addSeparator()
@@ -254,9 +272,18 @@ class MainWindow(QMainWindow):
         self._rebuild_window_menu()
 
         assistant = bar.addMenu("&Assistant")
-        self._action(assistant, "&Pre-annotate open images…", lambda: ask_and_start(
-            self.preannotation, self, [label.name for label in self.annotations.doc.labels] if self.annotations.doc
-            else [], self.state.window, self.assistant_settings, self.state.invert))
+        self._action(
+            assistant,
+            "&Pre-annotate open images…",
+            lambda: ask_and_start(
+                self.preannotation,
+                self,
+                [label.name for label in self.annotations.doc.labels] if self.annotations.doc else [],
+                self.state.window,
+                self.assistant_settings,
+                self.state.invert,
+            ),
+        )
         self._action(assistant, "&Settings…", self.edit_settings)
         self._action(assistant, "Choose ClinKD &folder…", self.choose_clinkd_folder)
         self._action(assistant, "&Unload models (free memory)", lambda: self.service.submit(UnloadJob()))
@@ -274,8 +301,9 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         presets = read_presets()
         if presets.problem:
-            self.report_damaged_file("Your window presets", presets.problem, presets.kept_as,
-                                     "the built-in presets only")
+            self.report_damaged_file(
+                "Your window presets", presets.problem, presets.kept_as, "the built-in presets only"
+            )
         for preset in presets.value:
             label = f"{preset.name}  (C {preset.center:g} / W {preset.width:g})" + ("  ★" if preset.user else "")
             self._action(menu, label, lambda _=False, p=preset: self.apply_preset(p), preset.key)
@@ -284,8 +312,7 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Reset display", self.reset_display, "R")
         self._action(menu, "&Save current window as preset…", self._ask_preset_name)
 
-    def report_damaged_file(self, what: str, problem: str, kept_as: Path | None,
-                            instead: str = "the defaults") -> None:
+    def report_damaged_file(self, what: str, problem: str, kept_as: Path | None, instead: str = "the defaults") -> None:
         """Say in the red strip that a damaged settings-type file was set aside (added to what it shows)."""
         kept = f" The damaged file was kept as {kept_as.name}." if kept_as else ""
         text = f"{what} could not be read: {problem}. Using {instead}.{kept}"
@@ -376,7 +403,9 @@ class MainWindow(QMainWindow):
             for stack in result.stacks:
                 self.stacks.append(stack)
                 item = QListWidgetItem(stack.title)
-                item.setToolTip(f"{stack.n_frames} frame(s), {stack.columns} × {stack.rows}\n" + "\n".join(stack.paths[:3]))
+                item.setToolTip(
+                    f"{stack.n_frames} frame(s), {stack.columns} × {stack.rows}\n" + "\n".join(stack.paths[:3])
+                )
                 self.image_list.addItem(item)
             self.image_list.setCurrentRow(first_new)
         self.load_finished.emit(result)
@@ -458,7 +487,6 @@ class MainWindow(QMainWindow):
     def choose_clinkd_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "ClinKD / Qwen2-VL checkpoint folder")
         if folder:
-
             self.set_assistant_settings(replace(self.assistant_settings, clinkd_dir=folder))
 
     def edit_settings(self) -> None:
@@ -467,9 +495,14 @@ class MainWindow(QMainWindow):
             self.set_assistant_settings(dialog.value())
 
     def _on_model_state(self, state: str, detail: str) -> None:
-        text = {"not configured": "Model: not configured", "not loaded": "Model: not loaded yet",
-                "loading": "Model: loading…", "ready": "Model: ready", "busy": "Model: busy",
-                "error": "Model: error"}.get(state, f"Model: {state}")
+        text = {
+            "not configured": "Model: not configured",
+            "not loaded": "Model: not loaded yet",
+            "loading": "Model: loading…",
+            "ready": "Model: ready",
+            "busy": "Model: busy",
+            "error": "Model: error",
+        }.get(state, f"Model: {state}")
         self.model_status.setText(text + (f" · {detail}" if detail and state != "error" else ""))
         self.model_status.setToolTip(detail)
 
@@ -481,7 +514,7 @@ class MainWindow(QMainWindow):
         self.annotations.select({box.id for box in self.annotations.visible_boxes(self.state.frame_index)})
 
     def show_box(self, box_id: str) -> None:
-        if self.mpr.show_annotation(box_id):   # drawn on a reformat, or a measurement
+        if self.mpr.show_annotation(box_id):  # drawn on a reformat, or a measurement
             return
         box = self.annotations.box(box_id)
         if box is None:
@@ -519,8 +552,9 @@ class MainWindow(QMainWindow):
     def choose_project_file(self) -> None:
         if self.annotations.doc is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save annotations as", "project.clinlens.json",
-                                              "ClinLens annotations (*.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save annotations as", "project.clinlens.json", "ClinLens annotations (*.json)"
+        )
         if path:
             self.annotations.save_as(path)
 
@@ -529,8 +563,11 @@ class MainWindow(QMainWindow):
         if spec.writes_folder:
             out = QFileDialog.getExistingDirectory(self, f"Export {name.upper()} into folder")
         else:
-            out, _ = QFileDialog.getSaveFileName(self, f"Export {name.upper()}", f"annotations.{name}.json"
-                                                 if name in ("coco", "json") else f"annotations.{name}")
+            out, _ = QFileDialog.getSaveFileName(
+                self,
+                f"Export {name.upper()}",
+                f"annotations.{name}.json" if name in ("coco", "json") else f"annotations.{name}",
+            )
         if out:
             self.export_annotations(name, out)
 
@@ -625,7 +662,8 @@ class MainWindow(QMainWindow):
             "right drag: window (horizontal = width, vertical = level) · 1-9 presets · I invert · "
             "R reset · F fit · Ctrl+0 1:1 · arrows / Page Up/Down / Home / End: frames · "
             "H pan · B box · V select · Del delete · Ctrl+Z undo · Ctrl+Shift+Z / Ctrl+Y redo · "
-            "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next")
+            "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next"
+        )
 
     def closeEvent(self, event) -> None:
         self.pacs.shutdown()

@@ -48,8 +48,9 @@ def bench_local(works, labels, batch_size: int, tokens: int) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         model = build_tiny_qwen2vl(Path(folder) / "tiny")
-        backend = LocalBackend(load_model(LoadSettings(str(model), min_pixels=TINY_MIN_PIXELS,
-                                                       max_pixels=TINY_MAX_PIXELS)))
+        backend = LocalBackend(
+            load_model(LoadSettings(str(model), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+        )
     spec = PreannotateSpec(PreTask.VG, labels, max_new_tokens=tokens)
     settings = GenerationSettings(max_new_tokens=tokens)
     timed_run(works[:2], spec, LocalDispatcher(backend, settings, batch_size), backend.info.model_id)  # warm-up
@@ -104,9 +105,11 @@ def bench_servers(works, labels, concurrency: int, latency_ms: int) -> None:
         serial, questions, failed = timed_run(works, spec, ReplicaDispatcher(backends, settings, 1), "stub")
         parallel, _, failed2 = timed_run(works, spec, ReplicaDispatcher(backends, settings, concurrency), "stub")
     ratio = serial / parallel
-    print(f"two loopback stub replicas (separate processes) answering after {latency_ms} ms, {questions} questions "
-          f"per setting (requests answered per replica, all runs: {a_count[0]}/{b_count[0]}; "
-          f"failures {failed + failed2}):")
+    print(
+        f"two loopback stub replicas (separate processes) answering after {latency_ms} ms, {questions} questions "
+        f"per setting (requests answered per replica, all runs: {a_count[0]}/{b_count[0]}; "
+        f"failures {failed + failed2}):"
+    )
     print(f"  concurrency 1 per replica:  {serial:6.2f} s  ({questions / serial:6.1f} questions/s)")
     print(f"  concurrency {concurrency} per replica:  {parallel:6.2f} s  ({questions / parallel:6.1f} questions/s)")
     print(f"  ratio: {ratio:.2f}x (goal >= 5x: {'met' if ratio >= 5 else 'NOT met'})")

@@ -28,8 +28,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.clinkd import AskRequest, GenerationSettings, LoadSettings, Task, ask, chat_messages, load_model  # noqa: E402
-from tests.engine.tiny_qwen import build_tiny_qwen2vl  # noqa: E402
+from engine.clinkd import AskRequest, GenerationSettings, LoadSettings, Task, ask, chat_messages, load_model
+from tests.engine.tiny_qwen import build_tiny_qwen2vl
 
 
 def main() -> int:
@@ -74,9 +74,11 @@ def main() -> int:
             call()
             times[name].append(time.perf_counter() - start)
     result = ask(clinkd, request, settings)
-    print(f"tiny Qwen2-VL, {args.side}x{args.side} image ({result.image_tokens} image tokens), "
-          f"{result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"tiny Qwen2-VL, {args.side}x{args.side} image ({result.image_tokens} image tokens), "
+        f"{result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for name, label in (("bare", "bare transformers generate"), ("engine", "engine.clinkd.ask")):
         best, median = min(times[name]) * 1000, statistics.median(times[name]) * 1000
         print(f"{label:28s} best {best:7.1f} ms, median {median:7.1f} ms ({args.repeats} runs)")

@@ -37,9 +37,9 @@ from pydicom.uid import JPEG2000Lossless
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.imaging.decoder_pool import DecoderPool  # noqa: E402
-from engine.imaging.decoders import decode_pixels, decoder_label  # noqa: E402
-from engine.imaging.raster import read_raster_frame  # noqa: E402
+from engine.imaging.decoder_pool import DecoderPool
+from engine.imaging.decoders import decode_pixels, decoder_label
+from engine.imaging.raster import read_raster_frame
 
 
 def j2k_file(folder: Path, name: str, pixels: np.ndarray) -> Path:
@@ -60,11 +60,13 @@ def frames(folder: Path) -> dict[str, Path]:
     unsigned = np.clip(ct.astype(np.int32) + 1024, 0, 4095).astype(np.float32)
     large = np.asarray(Image.fromarray(unsigned).resize((3000, 3000), Image.Resampling.BILINEAR))
     large = np.rint(large).astype(np.uint16)
-    return {"512x512 J2K": j2k_file(folder, "j2k_512.dcm", small),
-            "3000x3000 J2K": j2k_file(folder, "j2k_3000.dcm", large),
-            "512x512 PNG": raster_file(folder / "ct_512.png", (small.astype(np.int32) + 1024).astype(np.uint16)),
-            "3000x3000 TIFF": raster_file(folder / "ct_3000.tif", large),
-            "3000x3000 TIFF LZW": raster_file(folder / "ct_3000_lzw.tif", large, compression="tiff_lzw")}
+    return {
+        "512x512 J2K": j2k_file(folder, "j2k_512.dcm", small),
+        "3000x3000 J2K": j2k_file(folder, "j2k_3000.dcm", large),
+        "512x512 PNG": raster_file(folder / "ct_512.png", (small.astype(np.int32) + 1024).astype(np.uint16)),
+        "3000x3000 TIFF": raster_file(folder / "ct_3000.tif", large),
+        "3000x3000 TIFF LZW": raster_file(folder / "ct_3000_lzw.tif", large, compression="tiff_lzw"),
+    }
 
 
 def raster_file(path: Path, pixels: np.ndarray, **options) -> Path:
@@ -107,7 +109,8 @@ def main() -> int:
                 inproc = median_ms(lambda p=path, s=syntax: decode_pixels(str(p), s, None), args.repeats)
                 pooled = median_ms(
                     lambda p=path, s=syntax, z=size: pool.run(str(p), label, decode_pixels, str(p), s, None, z),
-                    args.repeats)
+                    args.repeats,
+                )
                 print(f"{name:>18} {inproc:14.1f} {pooled:12.1f} {pooled / inproc:6.2f}")
             for name, path in files.items():
                 if path.suffix == ".dcm":
@@ -117,8 +120,9 @@ def main() -> int:
                 isolated, _ = pool.run(str(path), raster_label, read_raster_frame, str(path), 0)
                 assert np.array_equal(expected, isolated), "isolated decode differs"
                 inproc = median_ms(lambda p=path: read_raster_frame(str(p), 0), args.repeats)
-                pooled = median_ms(lambda p=path, lb=raster_label: pool.run(str(p), lb, read_raster_frame, str(p), 0),
-                                   args.repeats)
+                pooled = median_ms(
+                    lambda p=path, lb=raster_label: pool.run(str(p), lb, read_raster_frame, str(p), 0), args.repeats
+                )
                 print(f"{name:>18} {inproc:14.1f} {pooled:12.1f} {pooled / inproc:6.2f}")
             path = files["512x512 J2K"]
             syntax, size = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID, (512, 512)
@@ -127,16 +131,24 @@ def main() -> int:
             for _ in range(n):
                 decode_pixels(str(path), syntax, None)
             inproc_fps = n / (time.perf_counter() - started)
-            with ThreadPoolExecutor(2) as threads:   # start the second decoder process outside the timing
-                list(threads.map(lambda _i: pool.run(str(path), label, decode_pixels, str(path), syntax, None, size),
-                                 range(2)))
+            with ThreadPoolExecutor(2) as threads:  # start the second decoder process outside the timing
+                list(
+                    threads.map(
+                        lambda _i: pool.run(str(path), label, decode_pixels, str(path), syntax, None, size), range(2)
+                    )
+                )
             started = time.perf_counter()
             with ThreadPoolExecutor(2) as threads:
-                list(threads.map(lambda _i: pool.run(str(path), label, decode_pixels, str(path), syntax, None, size),
-                                 range(n)))
+                list(
+                    threads.map(
+                        lambda _i: pool.run(str(path), label, decode_pixels, str(path), syntax, None, size), range(n)
+                    )
+                )
             pooled_fps = n / (time.perf_counter() - started)
-            print(f"512x512 series, {n} frames: in process {inproc_fps:.0f} frames/s, "
-                  f"2 decoder processes {pooled_fps:.0f} frames/s (ratio {pooled_fps / inproc_fps:.2f})")
+            print(
+                f"512x512 series, {n} frames: in process {inproc_fps:.0f} frames/s, "
+                f"2 decoder processes {pooled_fps:.0f} frames/s (ratio {pooled_fps / inproc_fps:.2f})"
+            )
     finally:
         pool.shutdown()
     return 0

@@ -45,7 +45,7 @@ class Probe:
         self.timer.setInterval(PROBE_MS)
         self.timer.timeout.connect(lambda: self.stamps.append(time.perf_counter()))
 
-    def __enter__(self) -> "Probe":
+    def __enter__(self) -> Probe:
         self.stamps = [time.perf_counter()]
         self.timer.start()
         return self
@@ -76,24 +76,25 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to keep the model generating")
     parser.add_argument("--images", type=int, default=12, help="images in the pre-annotation run (12)")
     args = parser.parse_args()
-    _app = QApplication.instance() or QApplication([])  # noqa: F841 - keeps Qt alive for the run
+    _app = QApplication.instance() or QApplication([])
     from app.application import DEMO_IMAGE
-    from app.main_window import MainWindow
-    from app.inference.settings import AssistantSettings
-    from engine.clinkd import Task
     from app.assistant.preannotation import PreannotationRun
+    from app.inference.settings import AssistantSettings
+    from app.main_window import MainWindow
+    from engine.clinkd import Task
     from engine.preannotate import PreannotateSpec, PreTask
     from tests.engine.tiny_qwen import TINY_MAX_PIXELS, build_tiny_qwen2vl
 
-    slot_ms: list[float] = []   # what the GUI thread itself spends on each result and progress report
+    slot_ms: list[float] = []  # what the GUI thread itself spends on each result and progress report
 
     def timed(method):
-        @functools.wraps(method)   # keeps the name, so Qt still queues the call to the GUI thread
+        @functools.wraps(method)  # keeps the name, so Qt still queues the call to the GUI thread
         def wrapper(self, *args):
             assert threading.current_thread() is threading.main_thread(), "a result was handled off the GUI thread"
             began = time.perf_counter()
             method(self, *args)
             slot_ms.append((time.perf_counter() - began) * 1000)
+
         return wrapper
 
     PreannotationRun._on_image = timed(PreannotationRun._on_image)
@@ -103,8 +104,9 @@ def main() -> int:
         os.environ["CLINLENS_CONFIG_DIR"] = str(Path(folder) / "config")
         model = build_tiny_qwen2vl(Path(folder) / "tiny")
         window = MainWindow()
-        window.set_assistant_settings(AssistantSettings(clinkd_dir=str(model), max_pixels=TINY_MAX_PIXELS,
-                                                        max_new_tokens=200))
+        window.set_assistant_settings(
+            AssistantSettings(clinkd_dir=str(model), max_pixels=TINY_MAX_PIXELS, max_new_tokens=200)
+        )
         window.resize(1300, 800)
         window.show()
         window.open([str(DEMO_IMAGE)])
@@ -129,19 +131,21 @@ def main() -> int:
         import numpy as np
         from PIL import Image
 
-        copies = Path(folder) / "images"   # chest-X-ray-sized grey images, one stack each
+        copies = Path(folder) / "images"  # chest-X-ray-sized grey images, one stack each
         copies.mkdir()
         rng = np.random.default_rng(0)
         for i in range(args.images):
             Image.fromarray(rng.integers(0, 256, (512, 512), dtype=np.uint8)).save(copies / f"image{i:02d}.png")
         window.open([str(copies)])
         wait_for(window.load_finished)
-        with Probe() as settling:   # the window paints what it opened, as a user looks before choosing Pre-annotate
+        with Probe() as settling:  # the window paints what it opened, as a user looks before choosing Pre-annotate
             wait(500)
         run = window.preannotation
-        runs = []   # (what, probe, images, boxes, labels, progress, GUI-thread work per report)
-        for what, spec in (("grounding 2 labels", PreannotateSpec(PreTask.VG, ("left lung", "heart"), max_new_tokens=40)),
-                           ("whole-image note", PreannotateSpec(PreTask.MIA, max_new_tokens=40))):
+        runs = []  # (what, probe, images, boxes, labels, progress, GUI-thread work per report)
+        for what, spec in (
+            ("grounding 2 labels", PreannotateSpec(PreTask.VG, ("left lung", "heart"), max_new_tokens=40)),
+            ("whole-image note", PreannotateSpec(PreTask.MIA, max_new_tokens=40)),
+        ):
             slot_ms.clear()
             with Probe() as annotating:
                 run.start(spec)
@@ -152,21 +156,29 @@ def main() -> int:
     print(f"probe: a {PROBE_MS} ms timer on the GUI thread; worst stall = longest gap minus {PROBE_MS} ms")
     print(f"idle window (baseline):            {idle.worst_stall_ms():7.1f} ms over {len(idle.stamps)} ticks")
     print(f"first answer (model load + answer): {loading.worst_stall_ms():7.1f} ms over {len(loading.stamps)} ticks")
-    print(f"generating ({answers} answers, {tokens} tokens): {generating.worst_stall_ms():7.1f} ms over "
-          f"{len(generating.stamps)} ticks")
+    print(
+        f"generating ({answers} answers, {tokens} tokens): {generating.worst_stall_ms():7.1f} ms over "
+        f"{len(generating.stamps)} ticks"
+    )
     ratio = generating.worst_stall_ms() / max(idle.worst_stall_ms(), 0.1)
     print(f"ratio generating / idle: {ratio:.1f}x")
     verdict = "met" if generating.worst_stall_ms() < 50 else "NOT met"
     print(f"target: worst stall while generating < 50 ms: {generating.worst_stall_ms():.1f} ms ({verdict})")
-    print(f"painting the {args.images} opened images (not part of the run): {settling.worst_stall_ms():7.1f} ms over "
-          f"{len(settling.stamps)} ticks")
+    print(
+        f"painting the {args.images} opened images (not part of the run): {settling.worst_stall_ms():7.1f} ms over "
+        f"{len(settling.stamps)} ticks"
+    )
     worst = 0.0
     for what, annotating, images, boxes, labels, progress, work in runs:
         rate = f", {progress.tokens_per_second:.0f} tok/s" if progress and progress.tokens_per_second else ""
-        print(f"pre-annotating, {what} ({images} images, {boxes} boxes and {labels} labels proposed{rate}): "
-              f"{annotating.worst_stall_ms():7.1f} ms over {len(annotating.stamps)} ticks")
-        print(f"  GUI-thread work per result/progress report: longest {max(work, default=0):.1f} ms, "
-              f"mean {sum(work) / max(len(work), 1):.2f} ms over {len(work)} reports")
+        print(
+            f"pre-annotating, {what} ({images} images, {boxes} boxes and {labels} labels proposed{rate}): "
+            f"{annotating.worst_stall_ms():7.1f} ms over {len(annotating.stamps)} ticks"
+        )
+        print(
+            f"  GUI-thread work per result/progress report: longest {max(work, default=0):.1f} ms, "
+            f"mean {sum(work) / max(len(work), 1):.2f} ms over {len(work)} reports"
+        )
         worst = max(worst, annotating.worst_stall_ms())
     print(f"target: worst stall while pre-annotating <= 16 ms: {worst:.1f} ms ({'met' if worst <= 16 else 'NOT met'})")
     return 0

@@ -26,17 +26,19 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.kpl import FeatureCache, Pool, encode_pool, load_clip  # noqa: E402
-from engine.kpl.proxies import learn_proxies, stable_greenkhorn, text_proxies  # noqa: E402
-from tests.engine.kpl_reference import authors_image_opt, authors_stable_greenkhorn, authors_text_proxies  # noqa: E402
-from tests.engine.test_kpl_math import collapsed_pool, descriptions_around  # noqa: E402
-from tests.engine.tiny_clip import save_tiny_clip_dir  # noqa: E402
+from engine.kpl import FeatureCache, Pool, encode_pool, load_clip
+from engine.kpl.proxies import learn_proxies, stable_greenkhorn, text_proxies
+from tests.engine.kpl_reference import authors_image_opt, authors_stable_greenkhorn, authors_text_proxies
+from tests.engine.test_kpl_math import collapsed_pool, descriptions_around
+from tests.engine.tiny_clip import save_tiny_clip_dir
 
 
 def bench_proxies(sizes: list[int], classes: list[int], seed: int) -> None:
     print(f"proxy learning, d=768, CPU threads={torch.get_num_threads()}")
-    print(f"{'n':>6} {'C':>2} {'reference s':>12} {'ours s':>8} {'speed-up':>9} {'iters':>6} {'cycle':>5}"
-          f" {'labels equal':>13} {'descr.':>6} {'acc text/kpl':>13}")
+    print(
+        f"{'n':>6} {'C':>2} {'reference s':>12} {'ours s':>8} {'speed-up':>9} {'iters':>6} {'cycle':>5}"
+        f" {'labels equal':>13} {'descr.':>6} {'acc text/kpl':>13}"
+    )
     for n in sizes:
         for c in classes:
             x, w_seed, y = collapsed_pool(n=n, c=c, d=768, seed=seed)
@@ -60,8 +62,11 @@ def bench_proxies(sizes: list[int], classes: list[int], seed: int) -> None:
             same = int((ref_labels == labels).sum())
             text_acc = float((logits.argmax(1) == y).float().mean())
             acc = float((labels == y).float().mean())
-            print(f"{n:>6} {c:>2} {ref_s:>12.2f} {ours_s:>8.3f} {ref_s / ours_s:>8.1f}x {run.iterations:>6}"
-                  f" {run.period:>5} {same:>6}/{n:<6} {picked:>3}/{c:<2} {text_acc:>6.3f}/{acc:.3f}", flush=True)
+            print(
+                f"{n:>6} {c:>2} {ref_s:>12.2f} {ours_s:>8.3f} {ref_s / ours_s:>8.1f}x {run.iterations:>6}"
+                f" {run.period:>5} {same:>6}/{n:<6} {picked:>3}/{c:<2} {text_acc:>6.3f}/{acc:.3f}",
+                flush=True,
+            )
 
 
 def write_pngs(folder: Path, count: int, size: int) -> list[Path]:
@@ -110,12 +115,15 @@ def bench_encoding(count: int, size: int, batch_size: int) -> None:
 
         assert again.cache_hits == count and ours.cache_misses == count
         max_diff = float((ours.features - bare).abs().max())
-        print(f"\nimage encoding, tiny open_clip (224 px), {count} PNGs {size}x{size}, batch {batch_size}, "
-              f"{os.cpu_count()} CPUs")
+        print(
+            f"\nimage encoding, tiny open_clip (224 px), {count} PNGs {size}x{size}, batch {batch_size}, "
+            f"{os.cpu_count()} CPUs"
+        )
         print(f"bare open_clip loop: {count / bare_s:7.1f} img/s ({bare_s:.2f} s)")
         print(f"engine encode_pool:  {count / ours_s:7.1f} img/s ({ours_s:.2f} s, cold cache, with hashing, writes)")
-        print(f"throughput ratio ours/bare: {bare_s / ours_s:.2f} (target >= 0.95); "
-              f"max feature difference {max_diff:.1e}")
+        print(
+            f"throughput ratio ours/bare: {bare_s / ours_s:.2f} (target >= 0.95); max feature difference {max_diff:.1e}"
+        )
         print(f"second run from the cache: {count / cached_s:7.1f} img/s ({cached_s:.2f} s)")
 
 

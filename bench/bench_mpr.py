@@ -30,8 +30,8 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.imaging import Plane, Volume, VolumeGeometry, Window, frame_from_array, render  # noqa: E402
-from engine.imaging.frame import PixelParams  # noqa: E402
+from engine.imaging import Plane, Volume, VolumeGeometry, Window, frame_from_array, render
+from engine.imaging.frame import PixelParams
 
 WINDOW = Window(40, 400)
 
@@ -40,22 +40,27 @@ def synthetic_ct(slices: int, side: int = 512) -> Volume:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:side, 0:side]
     radius = np.hypot(yy - side / 2, xx - side / 2)
-    base = np.where(radius < side * 0.42, 1064, 24).astype(np.int16)        # 40 HU body, -1000 HU air
-    base[(radius > side * 0.30) & (radius < side * 0.33)] = 1824             # 800 HU bone ring
+    base = np.where(radius < side * 0.42, 1064, 24).astype(np.int16)  # 40 HU body, -1000 HU air
+    base[(radius > side * 0.30) & (radius < side * 0.33)] = 1824  # 800 HU bone ring
     data = np.empty((slices, side, side), dtype=np.int16)
     for k in range(slices):
         data[k] = base + rng.integers(-20, 21, (side, side), dtype=np.int16)
     geometry = VolumeGeometry(
-        shape=data.shape, row_cosine=(1.0, 0.0, 0.0), column_cosine=(0.0, 1.0, 0.0),
-        row_spacing_mm=0.7, column_spacing_mm=0.7,
-        slice_positions=tuple((0.0, 0.0, 1.25 * k) for k in range(slices)), frame_indices=tuple(range(slices)))
+        shape=data.shape,
+        row_cosine=(1.0, 0.0, 0.0),
+        column_cosine=(0.0, 1.0, 0.0),
+        row_spacing_mm=0.7,
+        column_spacing_mm=0.7,
+        slice_positions=tuple((0.0, 0.0, 1.25 * k) for k in range(slices)),
+        frame_indices=tuple(range(slices)),
+    )
     return Volume(geometry, data, PixelParams(16, True, (1.0, -1024.0)), (WINDOW,), False, "synthetic CT")
 
 
 def baseline_coordinates(volume: Volume, plane: Plane, index: int) -> np.ndarray:
     """Voxel coordinates of every display pixel centre (prepared outside the timed section)."""
     axes = volume.axes(plane)
-    ys, xs = np.mgrid[0:axes.height, 0:axes.width] + 0.5
+    ys, xs = np.mgrid[0 : axes.height, 0 : axes.width] + 0.5
     coords = np.ascontiguousarray(np.moveaxis(volume.display_to_voxel(plane, index, xs, ys), -1, 0))
     for axis in range(3):
         np.clip(coords[axis], 0, volume.data.shape[axis] - 1, out=coords[axis])
@@ -72,7 +77,7 @@ def time_planes(volume: Volume, plane: Plane, repeats: int) -> tuple[list[float]
     axes = volume.axes(plane)
     indices = np.linspace(axes.n_positions * 0.25, axes.n_positions * 0.75, repeats).astype(int)
     ours, base, worst = [], [], 0
-    volume.plane_frame(plane, int(indices[0]))      # sampling tables: once per plane orientation
+    volume.plane_frame(plane, int(indices[0]))  # sampling tables: once per plane orientation
     for index in indices:
         start = time.perf_counter()
         pixels = render(volume.plane_frame(plane, int(index)), WINDOW)
@@ -82,8 +87,9 @@ def time_planes(volume: Volume, plane: Plane, repeats: int) -> tuple[list[float]
         stored = baseline_plane(volume, coords)
         reference = render(frame_from_array(stored, windows=(WINDOW,), params=volume.params), WINDOW)
         base.append(time.perf_counter() - start)
-        worst = max(worst, int(np.abs(volume.plane_pixels(plane, int(index)).astype(np.int32)
-                                      - stored.astype(np.int32)).max()))
+        worst = max(
+            worst, int(np.abs(volume.plane_pixels(plane, int(index)).astype(np.int32) - stored.astype(np.int32)).max())
+        )
         assert pixels.shape == reference.shape
     return ours, base, worst
 
@@ -108,9 +114,16 @@ def scroll_stall(volume: Volume, steps: int) -> tuple[float, float]:
     centre = QPointF(port.viewport().width() / 2, port.viewport().height() / 2)
     stalls = []
     for _ in range(steps):
-        event = QWheelEvent(centre, port.viewport().mapToGlobal(centre), QPoint(), QPoint(0, -120),
-                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
-                            False)
+        event = QWheelEvent(
+            centre,
+            port.viewport().mapToGlobal(centre),
+            QPoint(),
+            QPoint(0, -120),
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
         start = time.perf_counter()
         QApplication.sendEvent(port.viewport(), event)
         app.processEvents()
@@ -127,23 +140,29 @@ def main() -> int:
     args = parser.parse_args()
     start = time.perf_counter()
     volume = synthetic_ct(args.slices)
-    print(f"volume {volume.data.shape[2]}x{volume.data.shape[1]}x{volume.data.shape[0]} {volume.data.dtype}, "
-          f"{volume.data.nbytes / 2**20:.0f} MiB, built in {time.perf_counter() - start:.1f} s; "
-          f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"volume {volume.data.shape[2]}x{volume.data.shape[1]}x{volume.data.shape[0]} {volume.data.dtype}, "
+        f"{volume.data.nbytes / 2**20:.0f} MiB, built in {time.perf_counter() - start:.1f} s; "
+        f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}"
+    )
     ok = True
     for plane in (Plane.CORONAL, Plane.SAGITTAL):
         axes = volume.axes(plane)
         ours, base, worst = time_planes(volume, plane, args.repeats)
         ours_ms, base_ms = statistics.median(ours) * 1e3, statistics.median(base) * 1e3
-        print(f"{plane.value:9s} {axes.width}x{axes.height}: ClinLens {ours_ms:6.1f} ms/plane (median, "
-              f"max {max(ours) * 1e3:.1f}), map_coordinates(order=1) + render {base_ms:6.1f} ms "
-              f"-> {base_ms / ours_ms:.1f}x faster; max stored-value difference {worst}")
+        print(
+            f"{plane.value:9s} {axes.width}x{axes.height}: ClinLens {ours_ms:6.1f} ms/plane (median, "
+            f"max {max(ours) * 1e3:.1f}), map_coordinates(order=1) + render {base_ms:6.1f} ms "
+            f"-> {base_ms / ours_ms:.1f}x faster; max stored-value difference {worst}"
+        )
         ok &= ours_ms <= 30 and ours_ms < base_ms and worst <= 1
     if not args.no_gui:
         worst, median = scroll_stall(volume, 40)
-        print(f"coronal scrolling in the MPR view: longest event-loop stall {worst * 1e3:.1f} ms, "
-              f"median {median * 1e3:.1f} ms per wheel step (goal <= 16 ms; load average "
-              f"{os.getloadavg()[0]:.1f})")
+        print(
+            f"coronal scrolling in the MPR view: longest event-loop stall {worst * 1e3:.1f} ms, "
+            f"median {median * 1e3:.1f} ms per wheel step (goal <= 16 ms; load average "
+            f"{os.getloadavg()[0]:.1f})"
+        )
         ok &= worst * 1e3 <= 16
     print("goals met" if ok else "GOALS NOT MET")
     return 0 if ok else 1

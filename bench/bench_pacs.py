@@ -33,9 +33,9 @@ from dicomweb_client.api import DICOMwebClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.imaging import initial_window, open_paths, render  # noqa: E402
-from engine.pacs import InstanceCache, connect, retrieve_series, server_from_url  # noqa: E402
-from tests.orthanc import OrthancServer, ct_series  # noqa: E402
+from engine.imaging import initial_window, open_paths, render
+from engine.pacs import InstanceCache, connect, retrieve_series, server_from_url
+from tests.orthanc import OrthancServer, ct_series
 
 
 def show_first(path: Path) -> None:
@@ -54,8 +54,14 @@ def run_clinlens(url: str, study: str, series: str, folder: Path) -> tuple[float
             first[0] = time.perf_counter() - start
 
     with connect(server_from_url(url)) as connection:
-        retrieve_series(connection, InstanceCache(folder, limit_bytes=1 << 40), study, series, on_instance=on_instance,
-                        use_cache=False)
+        retrieve_series(
+            connection,
+            InstanceCache(folder, limit_bytes=1 << 40),
+            study,
+            series,
+            on_instance=on_instance,
+            use_cache=False,
+        )
     return first[0], time.perf_counter() - start
 
 
@@ -94,8 +100,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512, help="rows = columns of each CT slice")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    methods = {"clinlens": run_clinlens, "series baseline": run_series_baseline,
-               "instance baseline": run_instance_baseline}
+    methods = {
+        "clinlens": run_clinlens,
+        "series baseline": run_series_baseline,
+        "instance baseline": run_instance_baseline,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-pacs-") as tmp, OrthancServer(Path(tmp) / "orthanc") as server:
         slices = ct_series(args.instances, size=args.size, seed=7)
         seeding = time.perf_counter()
@@ -103,16 +112,18 @@ def main() -> int:
             server.upload(dataset)
         study, series = str(slices[0].StudyInstanceUID), str(slices[0].SeriesInstanceUID)
         megabytes = sum(len(ds.PixelData) for ds in slices) / 1e6
-        print(f"Orthanc {server.rest('GET', '/system')['Version']}, {args.instances} CT instances "
-              f"{args.size}x{args.size} int16 ({megabytes:.0f} MB pixel data), seeded in "
-              f"{time.perf_counter() - seeding:.1f} s")
+        print(
+            f"Orthanc {server.rest('GET', '/system')['Version']}, {args.instances} CT instances "
+            f"{args.size}x{args.size} int16 ({megabytes:.0f} MB pixel data), seeded in "
+            f"{time.perf_counter() - seeding:.1f} s"
+        )
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
         warm = Path(tmp) / "warm-up"
         warm.mkdir()
-        run_series_baseline(server.dicomweb_url, study, series, warm)   # untimed: Orthanc reads its files once
+        run_series_baseline(server.dicomweb_url, study, series, warm)  # untimed: Orthanc reads its files once
         names = list(methods)
         for repeat in range(args.repeats):
-            for name in names[repeat % len(names):] + names[:repeat % len(names)]:   # rotate who goes first
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:  # rotate who goes first
                 method = methods[name]
                 folder = Path(tmp) / f"{name.replace(' ', '-')}-{repeat}"
                 folder.mkdir()
@@ -125,8 +136,10 @@ def main() -> int:
             total = statistics.median(t[1] for t in times[name])
             print(f"{name:18} {first:10.3f} s {total:7.2f} s {first / ours_first:11.2f}x {total / ours_total:11.2f}x")
         fastest = all(statistics.median(t[1] for t in times[n]) >= ours_total for n in methods)
-        print(f"goal: first image < 1 s ({'met' if ours_first < 1 else 'NOT met'}), total at least as fast as "
-              f"both baselines ({'met' if fastest else 'NOT met'})")
+        print(
+            f"goal: first image < 1 s ({'met' if ours_first < 1 else 'NOT met'}), total at least as fast as "
+            f"both baselines ({'met' if fastest else 'NOT met'})"
+        )
     return 0
 
 

@@ -32,7 +32,7 @@ from pydicom.pixels import apply_modality_lut, apply_windowing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.imaging import PixelParams, Window, frame_from_array, render  # noqa: E402
+from engine.imaging import PixelParams, Window, frame_from_array, render
 
 
 def ct_512() -> tuple[np.ndarray, pydicom.Dataset, PixelParams]:

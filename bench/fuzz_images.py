@@ -40,14 +40,40 @@ sys.path.insert(0, str(ROOT))
 
 # Bundled with pydicom (get_testdata_file does not download these).
 DICOM_SOURCES = (
-    "CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "MR_small_expb.dcm",
-    "MR_small_padded.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
-    "JPEG2000.dcm", "JPEG-lossy.dcm", "JPGExtended.dcm", "693_J2KI.dcm", "GDCMJ2K_TextGBR.dcm",
-    "J2K_pixelrep_mismatch.dcm", "examples_jpeg2k.dcm", "SC_rgb_rle.dcm", "SC_rgb_rle_16bit.dcm",
-    "SC_rgb_rle_2frame.dcm", "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_small_odd_jpeg.dcm",
-    "SC_jpeg_no_color_transform.dcm", "SC_rgb_jls_lossy_line.dcm", "JPEGLSNearLossless_16.dcm",
-    "SC_ybr_full_422_uncompressed.dcm", "examples_palette.dcm", "examples_ybr_color.dcm", "image_dfl.dcm",
-    "rtdose.dcm", "rtdose_rle.dcm", "liver_1frame.dcm", "no_meta.dcm", "ExplVR_BigEnd.dcm",
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_expb.dcm",
+    "MR_small_padded.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "JPEG2000.dcm",
+    "JPEG-lossy.dcm",
+    "JPGExtended.dcm",
+    "693_J2KI.dcm",
+    "GDCMJ2K_TextGBR.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+    "examples_jpeg2k.dcm",
+    "SC_rgb_rle.dcm",
+    "SC_rgb_rle_16bit.dcm",
+    "SC_rgb_rle_2frame.dcm",
+    "SC_rgb_jpeg_gdcm.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "SC_rgb_small_odd_jpeg.dcm",
+    "SC_jpeg_no_color_transform.dcm",
+    "SC_rgb_jls_lossy_line.dcm",
+    "JPEGLSNearLossless_16.dcm",
+    "SC_ybr_full_422_uncompressed.dcm",
+    "examples_palette.dcm",
+    "examples_ybr_color.dcm",
+    "image_dfl.dcm",
+    "rtdose.dcm",
+    "rtdose_rle.dcm",
+    "liver_1frame.dcm",
+    "no_meta.dcm",
+    "ExplVR_BigEnd.dcm",
 )
 HEADER_BYTES = 2048
 MUTATIONS = ("flip", "truncate", "header")
@@ -62,9 +88,12 @@ def raster_sources() -> dict[str, bytes]:
     rgb = np.dstack([gray8, np.flipud(gray8), rng.integers(0, 255, gray8.shape, dtype=np.uint8)])
     gray16 = (x * 500 + y * 17).astype(np.uint16)
     out = {}
-    for name, image, fmt in (("gray.png", Image.fromarray(gray8), "PNG"), ("rgb.png", Image.fromarray(rgb), "PNG"),
-                             ("photo.jpg", Image.fromarray(rgb), "JPEG"),
-                             ("gray16.tif", Image.fromarray(gray16), "TIFF")):
+    for name, image, fmt in (
+        ("gray.png", Image.fromarray(gray8), "PNG"),
+        ("rgb.png", Image.fromarray(rgb), "PNG"),
+        ("photo.jpg", Image.fromarray(rgb), "JPEG"),
+        ("gray16.tif", Image.fromarray(gray16), "TIFF"),
+    ):
         buffer = io.BytesIO()
         image.save(buffer, format=fmt)
         out[name] = buffer.getvalue()
@@ -124,9 +153,11 @@ def check_file(path: str, max_frames: int) -> dict:
             rendered += 1
     for error in result.errors:
         assert error.path and error.message, "a LoadError without a path or a reason"
-    return {"outcome": "opened" if rendered else "clean error",
-            "crashed": any("decoder crashed" in m for m in messages),
-            "timed_out": any("took longer than" in m for m in messages)}
+    return {
+        "outcome": "opened" if rendered else "clean error",
+        "crashed": any("decoder crashed" in m for m in messages),
+        "timed_out": any("took longer than" in m for m in messages),
+    }
 
 
 def child_main(list_file: str, max_frames: int, timeout_s: float) -> int:
@@ -140,7 +171,7 @@ def child_main(list_file: str, max_frames: int, timeout_s: float) -> int:
     for path in paths:
         try:
             report = check_file(path, max_frames)
-        except BaseException as exc:  # noqa: BLE001 - this is what the fuzzer looks for
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             frame = traceback.extract_tb(exc.__traceback__)[-1]
@@ -155,8 +186,9 @@ def child_main(list_file: str, max_frames: int, timeout_s: float) -> int:
 @dataclass
 class Summary:
     n: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("opened", "clean error", "other exception", "hang", "dead process"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("opened", "clean error", "other exception", "hang", "dead process"), 0)
+    )
     decoder_restarts: int = 0
     problems: list[str] = field(default_factory=list)
     crashed_decoder: list[str] = field(default_factory=list)  # files whose decoder process died
@@ -164,20 +196,35 @@ class Summary:
 
     def line(self) -> str:
         c = self.counts
-        return (f"{self.n} files: {c['opened']} opened, {c['clean error']} clean errors, "
-                f"{c['other exception']} other exceptions, {c['hang']} hangs, {c['dead process']} dead processes")
+        return (
+            f"{self.n} files: {c['opened']} opened, {c['clean error']} clean errors, "
+            f"{c['other exception']} other exceptions, {c['hang']} hangs, {c['dead process']} dead processes"
+        )
 
 
-def run_corpus(files: list[tuple[Path, str]], max_frames: int, timeout_s: float, hang_s: float,
-               list_dir: Path) -> Summary:
+def run_corpus(
+    files: list[tuple[Path, str]], max_frames: int, timeout_s: float, hang_s: float, list_dir: Path
+) -> Summary:
     summary = Summary(n=len(files))
     position = 0
     while position < len(files):
         list_file = list_dir / f"list_{position}.txt"
         list_file.write_text("\n".join(str(p) for p, _ in files[position:]))
         child = subprocess.Popen(
-            [sys.executable, __file__, "--child", str(list_file), "--frames", str(max_frames),
-             "--timeout", str(timeout_s)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(list_file),
+                "--frames",
+                str(max_frames),
+                "--timeout",
+                str(timeout_s),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         restarts_before = summary.decoder_restarts
         while position < len(files):
             ready, _, _ = select.select([child.stdout], [], [], hang_s)
@@ -228,17 +275,30 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
     for problem in summary.problems:
         print("  " + problem)
-    for title, files_ in (("decoder process crashed (reported as a clean error)", summary.crashed_decoder),
-                          ("decode time limit reached (reported as a clean error)", summary.timed_out)):
+    for title, files_ in (
+        ("decoder process crashed (reported as a clean error)", summary.crashed_decoder),
+        ("decode time limit reached (reported as a clean error)", summary.timed_out),
+    ):
         if files_:
             print(f"{title}: {', '.join(files_)}")
     print(summary.line())
-    print(f"(seed {args.seed}, {args.frames} frame(s) per stack, decode limit {args.timeout:g} s, "
-          f"{summary.decoder_restarts} decoder process(es) restarted, {elapsed:.1f} s)")
+    print(
+        f"(seed {args.seed}, {args.frames} frame(s) per stack, decode limit {args.timeout:g} s, "
+        f"{summary.decoder_restarts} decoder process(es) restarted, {elapsed:.1f} s)"
+    )
     if args.json:
-        print(json.dumps({"line": summary.line(), "counts": summary.counts, "problems": summary.problems,
-                          "decoder_restarts": summary.decoder_restarts, "crashed_decoder": summary.crashed_decoder,
-                          "timed_out": summary.timed_out}))
+        print(
+            json.dumps(
+                {
+                    "line": summary.line(),
+                    "counts": summary.counts,
+                    "problems": summary.problems,
+                    "decoder_restarts": summary.decoder_restarts,
+                    "crashed_decoder": summary.crashed_decoder,
+                    "timed_out": summary.timed_out,
+                }
+            )
+        )
     bad = sum(summary.counts[k] for k in ("other exception", "hang", "dead process"))
     return 1 if bad else 0
 

@@ -61,14 +61,20 @@ def _run(argv: list[str], limit: int) -> tuple[int, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=os.environ.get("CLINKD_MODEL"),
-                        help="Qwen2-VL checkpoint for the ask benchmark (default: a random 2B-sized one)")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("CLINKD_MODEL"),
+        help="Qwen2-VL checkpoint for the ask benchmark (default: a random 2B-sized one)",
+    )
     args = parser.parse_args()
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU is visible, so there is nothing to check; run it on a machine with an "
-              "NVIDIA GPU and a CUDA build of torch.", file=sys.stderr)
+        print(
+            "gpu_check: no CUDA GPU is visible, so there is nothing to check; run it on a machine with an "
+            "NVIDIA GPU and a CUDA build of torch.",
+            file=sys.stderr,
+        )
         return 2
     started = time.perf_counter()
     rows: list[tuple[str, ...]] = []
@@ -76,8 +82,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="clinlens-gpu-check-") as tmp:
         root = Path(tmp)
         junit = root / "gpu.xml"
-        code, tail = _run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-                           f"--junitxml={junit}", "tests"], LIMITS["tests"])
+        code, tail = _run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-m",
+                "gpu",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={junit}",
+                "tests",
+            ],
+            LIMITS["tests"],
+        )
         cases = parse_junit(junit) if junit.exists() else []
         for name, outcome, seconds in cases:
             rows.append(("test", name, f"{outcome} ({seconds:.1f} s)", "", "", "", ""))
@@ -94,29 +113,81 @@ def main() -> int:
             model = str(build_2b_checkpoint(root / "qwen2vl-2b-random"))
             torch.cuda.empty_cache()
         ask_json = root / "ask.json"
-        code, tail = _run([sys.executable, "bench/gpu_clinkd.py", "--model", model, "--max-new-tokens", "64",
-                           "--repeats", "3", "--json", str(ask_json)], LIMITS["ask"])
+        code, tail = _run(
+            [
+                sys.executable,
+                "bench/gpu_clinkd.py",
+                "--model",
+                model,
+                "--max-new-tokens",
+                "64",
+                "--repeats",
+                "3",
+                "--json",
+                str(ask_json),
+            ],
+            LIMITS["ask"],
+        )
         if code == 0 and ask_json.exists():
             for r in json.loads(ask_json.read_text())["rows"]:
-                rows.append(("ask", f"{r['dtype']} max_pixels={r['max_pixels']} ({r['image_tokens']} image tokens)",
-                             "ok", f"{r['tokens_per_s']:.1f}", f"{r['ttft_s']:.3f}", f"{r['peak_gib']:.2f}", ""))
+                rows.append(
+                    (
+                        "ask",
+                        f"{r['dtype']} max_pixels={r['max_pixels']} ({r['image_tokens']} image tokens)",
+                        "ok",
+                        f"{r['tokens_per_s']:.1f}",
+                        f"{r['ttft_s']:.3f}",
+                        f"{r['peak_gib']:.2f}",
+                        "",
+                    )
+                )
         else:
             ok = False
-            rows.append(("ask", "bench/gpu_clinkd.py", f"exit {code}: {tail.strip().splitlines()[-1:]}", "", "", "", ""))
+            rows.append(
+                ("ask", "bench/gpu_clinkd.py", f"exit {code}: {tail.strip().splitlines()[-1:]}", "", "", "", "")
+            )
 
         train_json = root / "train.json"
-        code, tail = _run([sys.executable, "bench/gpu_train.py", "--steps", "4", "--warmup", "1", "--samples", "16",
-                           "--settings", "full,lora", "--json", str(train_json)], LIMITS["train"])
+        code, tail = _run(
+            [
+                sys.executable,
+                "bench/gpu_train.py",
+                "--steps",
+                "4",
+                "--warmup",
+                "1",
+                "--samples",
+                "16",
+                "--settings",
+                "full,lora",
+                "--json",
+                str(train_json),
+            ],
+            LIMITS["train"],
+        )
         if code == 0 and train_json.exists():
             for name, r in zip(("full", "lora"), json.loads(train_json.read_text())["rows"]):
-                rows.append(("train", f"{r.get('setting', name)} ({r['tokens_per_sample']:.0f} tokens/sample)", "ok",
-                             "", "", f"{r['peak_gib']:.1f}", f"{r['s_per_step']:.3f}"))
+                rows.append(
+                    (
+                        "train",
+                        f"{r.get('setting', name)} ({r['tokens_per_sample']:.0f} tokens/sample)",
+                        "ok",
+                        "",
+                        "",
+                        f"{r['peak_gib']:.1f}",
+                        f"{r['s_per_step']:.3f}",
+                    )
+                )
         else:
             ok = False
-            rows.append(("train", "bench/gpu_train.py", f"exit {code}: {tail.strip().splitlines()[-1:]}", "", "", "", ""))
+            rows.append(
+                ("train", "bench/gpu_train.py", f"exit {code}: {tail.strip().splitlines()[-1:]}", "", "", "", "")
+            )
     elapsed = time.perf_counter() - started
-    print(f"ClinLens GPU check: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
-          f"CUDA {torch.version.cuda}; {elapsed:.0f} s")
+    print(
+        f"ClinLens GPU check: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}; {elapsed:.0f} s"
+    )
     print(table(rows))
     passed = sum(1 for r in rows if r[0] == "test" and r[2].startswith("passed"))
     tests = sum(1 for r in rows if r[0] == "test")

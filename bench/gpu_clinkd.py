@@ -28,8 +28,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.clinkd import AskRequest, ClinKDError, GenerationSettings, LoadSettings, Task, ask, load_model  # noqa: E402
-from engine.imaging import open_image, render_rgb  # noqa: E402
+from engine.clinkd import AskRequest, ClinKDError, GenerationSettings, LoadSettings, Task, ask, load_model
+from engine.imaging import open_image, render_rgb
 
 BUDGETS = (512 * 512, 1024 * 1024)
 QUESTIONS = ("left lung", "spine", "liver", "heart", "right kidney")
@@ -57,22 +57,31 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON (bench/gpu_check.py reads it)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("error: this benchmark needs a CUDA GPU and none is visible (torch.cuda.is_available() is False).",
-              file=sys.stderr)
+        print(
+            "error: this benchmark needs a CUDA GPU and none is visible (torch.cuda.is_available() is False).",
+            file=sys.stderr,
+        )
         return 2
 
     image = _image(args.image)
-    print(f"GPU: {torch.cuda.get_device_name(0)}; image {image.shape[1]}x{image.shape[0]}; "
-          f"max_new_tokens {args.max_new_tokens}; greedy")
+    print(
+        f"GPU: {torch.cuda.get_device_name(0)}; image {image.shape[1]}x{image.shape[0]}; "
+        f"max_new_tokens {args.max_new_tokens}; greedy"
+    )
     header = ("max_pixels", "img tok", "weights GiB", "peak GiB", "TTFT s", "tok/s", "new tok")
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, (10, 7, 11, 8, 7, 7, 7), strict=True)))
     rows = []
     for budget in BUDGETS:
         try:
-            clinkd = load_model(LoadSettings(
-                args.model, dtype=args.dtype, quantization=args.quantization,
-                min_pixels=min(512 * 512, budget), max_pixels=budget,
-            ))
+            clinkd = load_model(
+                LoadSettings(
+                    args.model,
+                    dtype=args.dtype,
+                    quantization=args.quantization,
+                    min_pixels=min(512 * 512, budget),
+                    max_pixels=budget,
+                )
+            )
         except ClinKDError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -85,13 +94,26 @@ def main() -> int:
         ttft = statistics.median(r.time_to_first_token_s or float("nan") for r in results)
         rate = statistics.median(r.tokens_per_second or float("nan") for r in results)
         peak = max(r.peak_gpu_memory_bytes or 0 for r in results)
-        print(f"{budget:>10} {results[0].image_tokens:>7} {clinkd.info.memory_bytes / 2**30:>11.2f} "
-              f"{peak / 2**30:>8.2f} {ttft:>7.3f} {rate:>7.1f} {statistics.median(r.new_tokens for r in results):>7}")
-        rows.append({"max_pixels": budget, "image_tokens": results[0].image_tokens, "dtype": clinkd.info.dtype,
-                     "quantization": clinkd.info.quantization, "ttft_s": ttft, "tokens_per_s": rate,
-                     "peak_gib": peak / 2**30, "weights_gib": clinkd.info.memory_bytes / 2**30})
-        print(f"           model {clinkd.info.model_id}, {clinkd.info.dtype}, quantization {clinkd.info.quantization}, "
-              f"attention {clinkd.info.attn_implementation}, MCG-RoPE {clinkd.info.mcg_rope}")
+        print(
+            f"{budget:>10} {results[0].image_tokens:>7} {clinkd.info.memory_bytes / 2**30:>11.2f} "
+            f"{peak / 2**30:>8.2f} {ttft:>7.3f} {rate:>7.1f} {statistics.median(r.new_tokens for r in results):>7}"
+        )
+        rows.append(
+            {
+                "max_pixels": budget,
+                "image_tokens": results[0].image_tokens,
+                "dtype": clinkd.info.dtype,
+                "quantization": clinkd.info.quantization,
+                "ttft_s": ttft,
+                "tokens_per_s": rate,
+                "peak_gib": peak / 2**30,
+                "weights_gib": clinkd.info.memory_bytes / 2**30,
+            }
+        )
+        print(
+            f"           model {clinkd.info.model_id}, {clinkd.info.dtype}, quantization {clinkd.info.quantization}, "
+            f"attention {clinkd.info.attn_implementation}, MCG-RoPE {clinkd.info.mcg_rope}"
+        )
         del clinkd, results
         gc.collect()
         torch.cuda.empty_cache()

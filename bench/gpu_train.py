@@ -113,8 +113,15 @@ def _sequence_length(model_dir: Path, data: Path, settings: TrainSettings) -> fl
     from engine.clinkd.loader import load_model
 
     conversations = read_conversations([data]).conversations[:4]
-    clinkd = load_model(LoadSettings(str(model_dir), device="cpu", dtype="bfloat16",
-                                     min_pixels=settings.min_pixels, max_pixels=settings.max_pixels))
+    clinkd = load_model(
+        LoadSettings(
+            str(model_dir),
+            device="cpu",
+            dtype="bfloat16",
+            min_pixels=settings.min_pixels,
+            max_pixels=settings.max_pixels,
+        )
+    )
     encoder = ChatEncoder(clinkd.processor, clinkd.model.config.image_token_id, settings.max_length)
     lengths = [len(encoder(c)["input_ids"]) for c in conversations]
     del clinkd
@@ -166,13 +173,18 @@ def main() -> int:
     parser.add_argument("--max-pixels", type=int, default=768 * 768, help="image pixel cap (768*768)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--settings", default="full,lora,distill",
-                        help=f"comma-separated, from {', '.join(SETTINGS)} (full,lora,distill)")
+    parser.add_argument(
+        "--settings",
+        default="full,lora,distill",
+        help=f"comma-separated, from {', '.join(SETTINGS)} (full,lora,distill)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("error: this benchmark needs a CUDA GPU and none is visible (torch.cuda.is_available() is False).",
-              file=sys.stderr)
+        print(
+            "error: this benchmark needs a CUDA GPU and none is visible (torch.cuda.is_available() is False).",
+            file=sys.stderr,
+        )
         return 2
     if not torch.cuda.is_bf16_supported():
         print("error: this benchmark trains in bf16 and this GPU has no bf16 support.", file=sys.stderr)
@@ -191,15 +203,24 @@ def main() -> int:
         model_dir = build_2b_checkpoint(root / "qwen2vl-2b-random")
         data = build_data(root / "data", args.samples)
         base = TrainSettings(
-            model_dir=str(model_dir), data=(str(data),), output_dir=str(root / "runs"),
-            max_steps=args.warmup + args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-            logging_steps=1, save_steps=10**6, warmup_steps=0, max_pixels=args.max_pixels,
+            model_dir=str(model_dir),
+            data=(str(data),),
+            output_dir=str(root / "runs"),
+            max_steps=args.warmup + args.steps,
+            batch_size=args.batch_size,
+            grad_accum=args.grad_accum,
+            logging_steps=1,
+            save_steps=10**6,
+            warmup_steps=0,
+            max_pixels=args.max_pixels,
             min_pixels=min(512 * 512, args.max_pixels),
         )
         length = _sequence_length(model_dir, data, base)
-        print(f"GPU: {torch.cuda.get_device_name(0)}; {length:.0f} tokens per sample (image + 3 turns); "
-              f"batch {args.batch_size} x accumulation {args.grad_accum}; timing {args.steps} steps after "
-              f"{args.warmup}")
+        print(
+            f"GPU: {torch.cuda.get_device_name(0)}; {length:.0f} tokens per sample (image + 3 turns); "
+            f"batch {args.batch_size} x accumulation {args.grad_accum}; timing {args.steps} steps after "
+            f"{args.warmup}"
+        )
         header = ("setting", "peak GiB", "s/step", "samples/s", "min/1k samples", "trainable")
         print(" ".join(f"{h:>15}" for h in header))
         rows = []
@@ -207,10 +228,20 @@ def main() -> int:
             row = run_setting(name, base, args.warmup, model_dir)
             row["tokens_per_sample"] = length
             rows.append(row)
-            print(" ".join(f"{v:>15}" for v in (
-                name, f"{row['peak_gib']:.1f}", f"{row['s_per_step']:.3f}", f"{row['samples_per_s']:.2f}",
-                f"{row['minutes_per_1k_samples']:.1f}", f"{row['trainable_parameters'] / 1e9:.2f}B",
-            )), flush=True)
+            print(
+                " ".join(
+                    f"{v:>15}"
+                    for v in (
+                        name,
+                        f"{row['peak_gib']:.1f}",
+                        f"{row['s_per_step']:.3f}",
+                        f"{row['samples_per_s']:.2f}",
+                        f"{row['minutes_per_1k_samples']:.1f}",
+                        f"{row['trainable_parameters'] / 1e9:.2f}B",
+                    )
+                ),
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps({"gpu": torch.cuda.get_device_name(0), "rows": rows}, indent=2))
     return 0

@@ -41,11 +41,11 @@ def register(subparsers: Any) -> None:
         "boxes; mia: a whole-image analysis note) or KPL (kpl: a label per image from a knowledge base) over "
         "PATHS and write the proposals, pending review, into a ClinLens project file. A rerun skips images done "
         "with the same settings. Several --server URLs spread the questions over replicas.",
-        epilog=examples('scans/ --task vg --labels "left lung,heart" --model ~/models/Qwen2-VL-2B-Instruct '
-                        '--out project.json',
-                        "scans/ --task mia --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 "
-                        "--out project.json",
-                        "fundus/ --task kpl --knowledge diabetic-retinopathy --clip ViT-L-14:openai --out project.json"),
+        epilog=examples(
+            'scans/ --task vg --labels "left lung,heart" --model ~/models/Qwen2-VL-2B-Instruct --out project.json',
+            "scans/ --task mia --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 --out project.json",
+            "fundus/ --task kpl --knowledge diabetic-retinopathy --clip ViT-L-14:openai --out project.json",
+        ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, DICOM files or folders")
     parser.add_argument("--task", required=True, choices=["vg", "roc", "mia", "kpl"], help="what to propose")
@@ -61,7 +61,9 @@ def register(subparsers: Any) -> None:
     choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
     parser.add_argument("--clip", metavar="MODEL", help="CLIP model for kpl (as for `classify --clip`)")
     parser.add_argument("--k", type=int, default=8, help="kpl: descriptions kept per class (8)")
-    parser.add_argument("--kpl-iterations", type=int, default=2000, metavar="N", help="kpl: proxy-learning iterations (2000)")
+    parser.add_argument(
+        "--kpl-iterations", type=int, default=2000, metavar="N", help="kpl: proxy-learning iterations (2000)"
+    )
     add_model_options(parser, several_servers=True)
     parser.set_defaults(func=run_annotate)
 
@@ -105,6 +107,7 @@ class _NoServer(Exception):
 
 def run_annotate(args: argparse.Namespace) -> int:
     from engine.annotations import AnnotationDocument, DocumentError, load_document, save_document
+    from engine.annotations.model import utc_now
     from engine.clinkd import ClinKDError, GenerationSettings, ModelFolderError, QuantizationUnavailable
     from engine.imaging import ImageLoadError, open_paths
     from engine.kpl import ClipLoadError, KnowledgeError, resolve_knowledge
@@ -123,7 +126,6 @@ def run_annotate(args: argparse.Namespace) -> int:
         new_run_id,
         read_log,
     )
-    from engine.annotations.model import utc_now
 
     # --- everything that can be wrong with the input, before an image is decoded or a model loaded
     try:
@@ -146,14 +148,16 @@ def run_annotate(args: argparse.Namespace) -> int:
     opened = open_paths(args.paths)
     started_at = time.perf_counter()
     stats = RunStats(run_id=new_run_id())
-    failures_at_open = [ImageOutcome(e.path, Path(e.path).name, FAILED, f"cannot be opened: {e.message}")
-                        for e in opened.errors]
+    failures_at_open = [
+        ImageOutcome(e.path, Path(e.path).name, FAILED, f"cannot be opened: {e.message}") for e in opened.errors
+    ]
     works = []
     for stack in opened.stacks:
         work = ImageWork.of(stack)
         image_id = doc.add_image(work.ref)
-        work = dataclasses.replace(work, ref=dataclasses.replace(work.ref, image_id=image_id),
-                                   boxes=tuple(doc.boxes(image_id)))
+        work = dataclasses.replace(
+            work, ref=dataclasses.replace(work.ref, image_id=image_id), boxes=tuple(doc.boxes(image_id))
+        )
         works.append(work)
     if not works and not failures_at_open:
         return _fail("no images found in " + ", ".join(args.paths))
@@ -186,8 +190,11 @@ def run_annotate(args: argparse.Namespace) -> int:
     if args.limit is not None:
         todo = todo[: args.limit]
     stats.images = len(todo) + len(failures_at_open)
-    print(f"{len(todo)} image(s) to annotate ({spec.task.value}) with {model_id}"
-          + (f"; {skipped} already done with these settings are skipped" if skipped else ""), file=sys.stderr)
+    print(
+        f"{len(todo)} image(s) to annotate ({spec.task.value}) with {model_id}"
+        + (f"; {skipped} already done with these settings are skipped" if skipped else ""),
+        file=sys.stderr,
+    )
 
     pending_log: list[dict] = []
     last_save = time.perf_counter()
@@ -224,8 +231,17 @@ def run_annotate(args: argparse.Namespace) -> int:
                 from engine.kpl import FeatureCache
                 from engine.preannotate import run_kpl_labels
 
-                run_kpl_labels(todo, spec, clip, KplSettings(k=args.k, params=ProxyParams(iterations=args.kpl_iterations)), on_image=on_image, run_id=stats.run_id,
-                               model_id=model_id, progress=progress, cache=FeatureCache())
+                run_kpl_labels(
+                    todo,
+                    spec,
+                    clip,
+                    KplSettings(k=args.k, params=ProxyParams(iterations=args.kpl_iterations)),
+                    on_image=on_image,
+                    run_id=stats.run_id,
+                    model_id=model_id,
+                    progress=progress,
+                    cache=FeatureCache(),
+                )
             else:
                 from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation
 
@@ -234,8 +250,9 @@ def run_annotate(args: argparse.Namespace) -> int:
                     dispatcher = ReplicaDispatcher(backends, settings, args.concurrency, on_warning=warn)
                 else:
                     dispatcher = LocalDispatcher(backend, settings, args.batch_size)
-                run_preannotation(todo, spec, dispatcher, model_id=model_id, on_image=on_image,
-                                  run_id=stats.run_id, progress=progress)
+                run_preannotation(
+                    todo, spec, dispatcher, model_id=model_id, on_image=on_image, run_id=stats.run_id, progress=progress
+                )
     except KeyboardInterrupt:
         print("\ninterrupted: what is done is kept; rerun the same command to continue.", file=sys.stderr)
         code = EXIT_INTERRUPTED
@@ -260,10 +277,12 @@ def run_annotate(args: argparse.Namespace) -> int:
 
 def _summary(stats: Any, skipped: int, model_id: str, out: Path, log: Path) -> None:
     rate = f" · {stats.new_tokens / stats.seconds:.1f} tok/s" if stats.new_tokens and stats.seconds > 0 else ""
-    print(f"images: {stats.done + stats.failed} of {stats.images} annotated"
-          + (f" ({skipped} skipped, already done)" if skipped else "")
-          + f" · questions: {stats.questions} · boxes proposed: {stats.boxes} · labels proposed: {stats.labels}"
-          + f" · failures: {stats.failed} · time: {stats.seconds:.1f} s{rate} · model: {model_id}")
+    print(
+        f"images: {stats.done + stats.failed} of {stats.images} annotated"
+        + (f" ({skipped} skipped, already done)" if skipped else "")
+        + f" · questions: {stats.questions} · boxes proposed: {stats.boxes} · labels proposed: {stats.labels}"
+        + f" · failures: {stats.failed} · time: {stats.seconds:.1f} s{rate} · model: {model_id}"
+    )
     for title, reason in stats.failures[:20]:
         print(f"failed: {title}: {reason}")
     if len(stats.failures) > 20:

@@ -26,23 +26,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from engine.annotations.formats import FORMATS
 
     parser = subparsers.add_parser(
-        "export", help="export annotations (coco, yolo, voc, csv, json, sr)",
+        "export",
+        help="export annotations (coco, yolo, voc, csv, json, sr)",
         description="Write an image set's annotations as COCO, YOLO, Pascal VOC, CSV, ClinLens JSON or DICOM SR. "
         "They come from where the app autosaves them (the image set's sidecar, or the user data folder for "
         "read-only images) or from --annotations; only images inside the given paths are exported. Images are "
         "not decoded (DICOM SR reads their headers). Bad input exits with code 2.",
-        epilog=examples("~/cxr --format coco --out ~/cxr-coco.json",
-                        "~/ct/series1 --format sr --out ~/ct/reports",
-                        "a.dcm b.dcm --format yolo --out yolo/ --annotations project.json"))
+        epilog=examples(
+            "~/cxr --format coco --out ~/cxr-coco.json",
+            "~/ct/series1 --format sr --out ~/ct/reports",
+            "a.dcm b.dcm --format yolo --out yolo/ --annotations project.json",
+        ),
+    )
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="the image set: files and/or folders")
-    parser.add_argument("--format", required=True, choices=sorted(FORMATS),
-                        help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output file (coco, csv, json) or folder (yolo, voc, sr)")
-    parser.add_argument("--annotations", type=Path, metavar="FILE",
-                        help="annotation document to read instead of the image set's sidecar")
-    parser.add_argument("--include-rejected", action="store_true",
-                        help="also export boxes a reviewer rejected (coco, csv and json always keep them)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=sorted(FORMATS),
+        help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()),
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output file (coco, csv, json) or folder (yolo, voc, sr)"
+    )
+    parser.add_argument(
+        "--annotations",
+        type=Path,
+        metavar="FILE",
+        help="annotation document to read instead of the image set's sidecar",
+    )
+    parser.add_argument(
+        "--include-rejected",
+        action="store_true",
+        help="also export boxes a reviewer rejected (coco, csv and json always keep them)",
+    )
     parser.set_defaults(func=run_export)
 
 
@@ -70,8 +86,10 @@ def run_export(args: argparse.Namespace) -> int:
         return _error(f"{missing[0]} does not exist")
     source = args.annotations or annotation_path(args.images)
     if not source.is_file():
-        return _error(f"no annotations found: {source} does not exist"
-                      + ("" if args.annotations else " (annotate in the app first, or pass --annotations FILE)"))
+        return _error(
+            f"no annotations found: {source} does not exist"
+            + ("" if args.annotations else " (annotate in the app first, or pass --annotations FILE)")
+        )
     try:
         doc = load_document(source)
     except (DocumentError, OSError) as err:
@@ -84,7 +102,7 @@ def run_export(args: argparse.Namespace) -> int:
         return _error(f"--out {args.out} is a file; the {fmt.name} export writes a folder")
     if not fmt.writes_folder and args.out.is_dir():
         return _error(f"--out {args.out} is a folder; the {fmt.name} export writes a file")
-    options = {"include_rejected": True} if args.include_rejected else {}   # else the format's default
+    options = {"include_rejected": True} if args.include_rejected else {}  # else the format's default
     try:
         written = fmt.export(doc, args.out, image_ids=image_ids, **options)
     except ExportError as err:

@@ -34,10 +34,13 @@ def register(subparsers: Any) -> None:
         "x1,y1,x2,y2 in pixels of the original image. With --server URL the question goes to a vLLM or "
         "SGLang server instead of a local checkpoint. Exit codes: 0 answered, 2 bad input, 1 failure while "
         "answering.",
-        epilog=examples('chest.png "left lung" --task vg --stream --model ~/models/Qwen2-VL-2B-Instruct',
-                        "ct/ --frame 40 --preset Lung --task roc --box 120,88,190,150",
-                        'ct.dcm "Is there a nodule?" --best-of 5 --json',
-                        'chest.png "left lung" --task vg --server http://gpu-server:8000 --stream'))
+        epilog=examples(
+            'chest.png "left lung" --task vg --stream --model ~/models/Qwen2-VL-2B-Instruct',
+            "ct/ --frame 40 --preset Lung --task roc --box 120,88,190,150",
+            'ct.dcm "Is there a nodule?" --best-of 5 --json',
+            'chest.png "left lung" --task vg --server http://gpu-server:8000 --stream',
+        ),
+    )
     ask.add_argument("image", help="image file (DICOM, PNG, JPEG, TIFF), or a folder (its first series)")
     ask.add_argument("question", nargs="?", default="", help="the question (for vg: what to find)")
     ask.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="Med-GRIT task (default: free question)")
@@ -46,10 +49,18 @@ def register(subparsers: Any) -> None:
     choice = ask.add_mutually_exclusive_group()
     choice.add_argument("--window", metavar="CENTER,WIDTH", help="window the model sees (default: as displayed)")
     choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
-    ask.add_argument("--history", metavar="FILE",
-                     help="earlier turns: a conversation exported from the Ask panel (follow-up question)")
-    ask.add_argument("--history-tokens", type=int, default=1024, metavar="N",
-                     help="token budget of the earlier turns; the oldest are dropped beyond it (1024)")
+    ask.add_argument(
+        "--history",
+        metavar="FILE",
+        help="earlier turns: a conversation exported from the Ask panel (follow-up question)",
+    )
+    ask.add_argument(
+        "--history-tokens",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="token budget of the earlier turns; the oldest are dropped beyond it (1024)",
+    )
     ask.add_argument("--best-of", type=int, default=1, metavar="N", help="SASG: sample N answers, keep the consensus")
     ask.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for --best-of (0.7)")
     ask.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
@@ -65,30 +76,57 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_servers: bool 
     Shared by every command that asks ClinKD (ask, eval-medgrit, annotate); with
     ``several_servers`` --server may be repeated (replicas) and ``args.server`` is a list.
     """
-    parser.add_argument("--model", default=os.environ.get(MODEL_ENV),
-                        help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})")
+    parser.add_argument(
+        "--model", default=os.environ.get(MODEL_ENV), help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})"
+    )
     if several_servers:
-        parser.add_argument("--server", metavar="URL", action="append",
-                            help="OpenAI-compatible server (vLLM, SGLang) instead of --model; repeat it for "
-                            "replicas: questions are spread over them")
+        parser.add_argument(
+            "--server",
+            metavar="URL",
+            action="append",
+            help="OpenAI-compatible server (vLLM, SGLang) instead of --model; repeat it for "
+            "replicas: questions are spread over them",
+        )
     else:
-        parser.add_argument("--server", metavar="URL",
-                            help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000")
+        parser.add_argument(
+            "--server",
+            metavar="URL",
+            help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000",
+        )
     parser.add_argument("--server-model", metavar="NAME", help="served model name (default: the only one served)")
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
-    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                        help="seconds to wait for the server's next token (120)")
-    parser.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N",
-                        help="image pixel floor (512*512); with --server, what the server uses")
-    parser.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N",
-                        help="image pixel cap (1024*1024); with --server, what the server uses")
-    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
-                        help="weight precision (default: bf16 on GPU, fp32 on CPU)")
-    parser.add_argument("--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, "
-                        "cuda, cuda:N")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for the server's next token (120)"
+    )
+    parser.add_argument(
+        "--min-pixels",
+        type=int,
+        default=512 * 512,
+        metavar="N",
+        help="image pixel floor (512*512); with --server, what the server uses",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=1024 * 1024,
+        metavar="N",
+        help="image pixel cap (1024*1024); with --server, what the server uses",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float16", "float32"],
+        help="weight precision (default: bf16 on GPU, fp32 on CPU)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, cuda, cuda:N"
+    )
     parser.add_argument("--quantization", choices=["8bit", "4bit"], help="bitsandbytes loading (CUDA only)")
-    parser.add_argument("--mcg-rope", choices=["auto", "on", "off"], default="auto",
-                        help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off")
+    parser.add_argument(
+        "--mcg-rope",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off",
+    )
 
 
 def load_settings(args: argparse.Namespace) -> Any:
@@ -161,11 +199,11 @@ def run_ask(args: argparse.Namespace) -> int:
         QuantizationUnavailable,
         Task,
         ask,
-        read_history_file,
         build_prompt,
         load_model,
         open_server,
         read_checkpoint_config,
+        read_history_file,
     )
 
     if not args.model and not args.server:
@@ -174,7 +212,9 @@ def run_ask(args: argparse.Namespace) -> int:
         box = _box_arg(args.box)
         window = window_arg(args)
         settings = GenerationSettings(
-            max_new_tokens=args.max_new_tokens, best_of=args.best_of, temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens,
+            best_of=args.best_of,
+            temperature=args.temperature,
             history_tokens=args.history_tokens,
         )
         if args.server:
@@ -217,8 +257,11 @@ def run_ask(args: argparse.Namespace) -> int:
     if args.stream:
         stream.write("\n")
     if result.history_dropped:
-        print(f"note: the {result.history_dropped} oldest turn(s) did not fit --history-tokens "
-              f"{args.history_tokens} and were left out; {result.history_turns} sent", file=sys.stderr)
+        print(
+            f"note: the {result.history_dropped} oldest turn(s) did not fit --history-tokens "
+            f"{args.history_tokens} and were left out; {result.history_turns} sent",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

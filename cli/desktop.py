@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
         description="Write a freedesktop.org desktop entry and the ClinLens icon into the per-user data "
         "folder ($XDG_DATA_HOME, by default ~/.local/share), so ClinLens appears in the application menu "
         "and can open DICOM, PNG, JPEG and TIFF files. --uninstall removes both files.",
-        epilog=examples("", "--uninstall"))
+        epilog=examples("", "--uninstall"),
+    )
     parser.add_argument("--uninstall", action="store_true", help="remove the desktop entry and icon instead")
     parser.set_defaults(func=run_install_desktop)
 
@@ -57,7 +58,7 @@ def icon_path() -> Path:
 
 def _quote(argument: str) -> str:
     """Quote an Exec argument as the Desktop Entry Specification asks."""
-    if not any(c in argument for c in ' \t\n"\'\\><~|&;$*?#()`'):
+    if not any(c in argument for c in " \t\n\"'\\><~|&;$*?#()`"):
         return argument
     escaped = "".join(f"\\{c}" if c in '"`$\\' else c for c in argument)
     return f'"{escaped}"'
@@ -79,7 +80,7 @@ def desktop_entry() -> str:
         f"MimeType={';'.join(MIME_TYPES)};",
         "StartupWMClass=ClinLens",
     ]
-    if (checkout / "main.py").is_file():   # a checkout: -m clinlens needs it as working folder
+    if (checkout / "main.py").is_file():  # a checkout: -m clinlens needs it as working folder
         lines.insert(6, f"Path={checkout}")
     return "\n".join(lines) + "\n"
 
@@ -98,6 +99,6 @@ def run_install_desktop(args: argparse.Namespace) -> int:
         print(f"error: could not write the desktop entry: {exc.strerror or exc} ({exc.filename})", file=sys.stderr)
         return EXIT_WRITE_FAILED
     print(f"desktop entry: {entry}\nicon:          {icon}")
-    if shutil.which("update-desktop-database"):   # refreshes the MIME cache where the tool exists
+    if shutil.which("update-desktop-database"):  # refreshes the MIME cache where the tool exists
         subprocess.run(["update-desktop-database", str(entry.parent)], check=False, capture_output=True)
     return EXIT_OK

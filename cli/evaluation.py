@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.help import examples
 from cli.clinkd import MODEL_ENV, add_model_options, load_settings, server_settings
+from cli.help import examples
 from cli.kpl import add_clip_options
 
 EXIT_OK = 0
@@ -41,22 +41,30 @@ def register(subparsers: Any) -> None:
         "and score them as the BiRD/ClinKD scripts do: VG recall@0.5, ROC accuracy, RC/MIA BLEU, METEOR, ROUGE-L, "
         "CIDEr, SPICE, per modality and averaged. Answers are appended to OUT/predictions.jsonl; a rerun skips "
         "what is answered.",
-        epilog=examples("--data Test_VG.json --images images/ --model ~/models/ClinKD-7B --out runs/vg",
-                        "--data Test_MII.json --images images/ --server http://gpu-server:8000 --limit 200"))
+        epilog=examples(
+            "--data Test_VG.json --images images/ --model ~/models/ClinKD-7B --out runs/vg",
+            "--data Test_MII.json --images images/ --server http://gpu-server:8000 --limit 200",
+        ),
+    )
     medgrit.add_argument("--data", required=True, metavar="FILE", help="test file, e.g. Test_VG.json")
     medgrit.add_argument("--images", required=True, metavar="DIR", help="folder of the images (<id>.png)")
     medgrit.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="task (default: from the file name)")
-    medgrit.add_argument("--all-turns", action="store_true",
-                         help="evaluate every turn of multi-turn conversations, each after the earlier turns "
-                         "with their reference answers (default: the first turn only, as the papers do)")
+    medgrit.add_argument(
+        "--all-turns",
+        action="store_true",
+        help="evaluate every turn of multi-turn conversations, each after the earlier turns "
+        "with their reference answers (default: the first turn only, as the papers do)",
+    )
     medgrit.add_argument("--limit", type=int, metavar="N", help="only the first N questions (a quick look)")
     medgrit.add_argument("--out", metavar="DIR", help="output folder (default: eval-<data file name>)")
     medgrit.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per batch (8)")
-    medgrit.add_argument("--concurrency", type=int, default=8, metavar="N",
-                         help="requests in flight with --server (8)")
+    medgrit.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight with --server (8)")
     medgrit.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
-    medgrit.add_argument("--no-java", action="store_true",
-                         help="skip METEOR and SPICE and tokenize in Python (faster; not the papers' numbers)")
+    medgrit.add_argument(
+        "--no-java",
+        action="store_true",
+        help="skip METEOR and SPICE and tokenize in Python (faster; not the papers' numbers)",
+    )
     add_model_options(medgrit)
     medgrit.set_defaults(func=run_eval_medgrit)
 
@@ -67,10 +75,20 @@ def register(subparsers: Any) -> None:
         "and its knowledge base. Prints a Markdown table of the text-proxy and KPL accuracy per dataset; "
         "datasets named Montgomery, Shenzhen, IDRiD, Cataract or Malaria get the authors' log numbers beside "
         "them when --clip is OpenAI's ViT-L-14 or ViT-L-14-336.",
-        epilog=examples("--clip ViT-L-14:openai --k 20 --set Montgomery tuberculosis-cxr /data/MontgomerySet/val "
-                        "--set IDRiD diabetic-retinopathy /data/IDRiD/val"))
-    kpl_sets.add_argument("--set", dest="datasets", action="append", nargs=3, required=True,
-                          metavar=("NAME", "KNOWLEDGE", "FOLDER"), help="one dataset (repeat)")
+        epilog=examples(
+            "--clip ViT-L-14:openai --k 20 --set Montgomery tuberculosis-cxr /data/MontgomerySet/val "
+            "--set IDRiD diabetic-retinopathy /data/IDRiD/val"
+        ),
+    )
+    kpl_sets.add_argument(
+        "--set",
+        dest="datasets",
+        action="append",
+        nargs=3,
+        required=True,
+        metavar=("NAME", "KNOWLEDGE", "FOLDER"),
+        help="one dataset (repeat)",
+    )
     add_clip_options(kpl_sets)
     kpl_sets.add_argument("--json", action="store_true", help="print the results as JSON")
     kpl_sets.set_defaults(func=run_eval_kpl_sets)
@@ -135,8 +153,7 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
         return _fail("--limit must be at least 1")
     try:
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-        data = load_medgrit(args.data, args.images, Task(args.task) if args.task else None,
-                            all_turns=args.all_turns)
+        data = load_medgrit(args.data, args.images, Task(args.task) if args.task else None, all_turns=args.all_turns)
         samples = data.samples[: args.limit]
         out = Path(args.out or f"eval-{data.path.stem}")
         todo = pending(samples, out)
@@ -146,8 +163,9 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if todo:
         if not args.model and not args.server:
-            return _fail(f"{len(todo)} questions to answer and no model: pass --model DIR (or set {MODEL_ENV}) "
-                         "or --server URL.")
+            return _fail(
+                f"{len(todo)} questions to answer and no model: pass --model DIR (or set {MODEL_ENV}) or --server URL."
+            )
         try:
             backend = _open_backend(args)
         except (ModelFolderError, QuantizationUnavailable, ValueError) as exc:
@@ -156,15 +174,16 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
             return _fail(str(exc), EXIT_FAILED)
         print(f"{len(todo)} of {len(samples)} questions to answer with {backend.info.model_id}", file=sys.stderr)
         try:
-            run_medgrit(samples, backend, out, settings, batch_size=args.batch_size,
-                                  progress=ProgressPrinter())
+            run_medgrit(samples, backend, out, settings, batch_size=args.batch_size, progress=ProgressPrinter())
         except DatasetError as exc:
             return _fail(str(exc))
         except ClinKDError as exc:
             return _fail(f"{exc} Answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.", EXIT_FAILED)
         except KeyboardInterrupt:
-            print(f"\ninterrupted: answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.",
-                  file=sys.stderr)
+            print(
+                f"\ninterrupted: answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.",
+                file=sys.stderr,
+            )
             return EXIT_INTERRUPTED
     answers = answered_samples(samples, out)
     records = read_predictions(out / PREDICTIONS_FILE, samples).values()

@@ -48,8 +48,12 @@ def join_negative_values(argv: list[str]) -> list[str]:
     joined: list[str] = []
     for token in argv:
         previous = joined[-1] if joined else ""
-        if ("--" not in joined and _NEGATIVE_NUMBER_LIST.fullmatch(token) and previous.startswith("--")
-                and "=" not in previous):
+        if (
+            "--" not in joined
+            and _NEGATIVE_NUMBER_LIST.fullmatch(token)
+            and previous.startswith("--")
+            and "=" not in previous
+        ):
             joined[-1] = f"{previous}={token}"
         else:
             joined.append(token)

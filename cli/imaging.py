@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from cli.help import examples
 import numpy as np
 from PIL import Image
 
+from cli.help import examples
 from engine.imaging import (
     ImageLoadError,
     ImageStack,
@@ -26,8 +26,8 @@ from engine.imaging import (
     find_preset,
     initial_window,
     load_presets,
-    open_image,
     load_volume,
+    open_image,
     render,
     volume_geometry,
 )
@@ -40,11 +40,13 @@ EXIT_BAD_INPUT = 2
 def register(subparsers: Any) -> None:
     """Add the `info` and `render` sub-commands to a main.py argparse sub-parser set."""
     info = subparsers.add_parser(
-        "info", help="describe an image file (DICOM, PNG, JPEG, TIFF)",
+        "info",
+        help="describe an image file (DICOM, PNG, JPEG, TIFF)",
         description="Print what ClinLens reads from an image: modality, size, frames, photometric interpretation, "
         "transfer syntax, stored type, pixel spacing and where it came from, rescale, the header windows, the "
         "initial window and the range of modality values (HU for CT) of frame 1. Bad input exits with code 2.",
-        epilog=examples("CT_small.dcm", "~/scans/ct-series/ --json", "photo.png"))
+        epilog=examples("CT_small.dcm", "~/scans/ct-series/ --json", "photo.png"),
+    )
     info.add_argument("file", help="image file, or a folder (its first series)")
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(func=run_info)
@@ -56,13 +58,20 @@ def register(subparsers: Any) -> None:
         "inversion) as an 8-bit PNG, without overlays. With neither --window nor --preset the header's VOI LUT, "
         "first window or an automatic window applies. Bad input exits with code 2; an output that cannot be "
         "written with 1.",
-        epilog=examples("CT_small.dcm lung.png --preset lung", "CT_small.dcm lung.png --window -600,1500",
-                        "us-multiframe.dcm frame18.png --frame 18 --invert"))
+        epilog=examples(
+            "CT_small.dcm lung.png --preset lung",
+            "CT_small.dcm lung.png --window -600,1500",
+            "us-multiframe.dcm frame18.png --frame 18 --invert",
+        ),
+    )
     rend.add_argument("file", help="image file, or a folder (its first series)")
     rend.add_argument("out", help="output PNG path")
     rend.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
-    rend.add_argument("--plane", choices=[p.value for p in Plane],
-                      help="read the series as a volume and write this plane at display aspect")
+    rend.add_argument(
+        "--plane",
+        choices=[p.value for p in Plane],
+        help="read the series as a volume and write this plane at display aspect",
+    )
     rend.add_argument("--slice", type=int, help="1-based slice along the plane's axis (default: the middle)")
     choice = rend.add_mutually_exclusive_group()
     choice.add_argument("--window", metavar="CENTER,WIDTH", help="window centre and width")
@@ -126,8 +135,9 @@ def _plane_frame(stack: ImageStack, plane: Plane, slice_number: int | None):
     count = volume.axes(plane).n_positions
     number = (count + 1) // 2 if slice_number is None else slice_number
     if not 1 <= number <= count:
-        raise ValueError(f"--slice {number} is out of range: the {plane.value} plane of {stack.title} has "
-                         f"{count} slices.")
+        raise ValueError(
+            f"--slice {number} is out of range: the {plane.value} plane of {stack.title} has {count} slices."
+        )
     return volume.plane_frame(plane, number - 1)
 
 
@@ -247,9 +257,11 @@ def _volume_text(facts: dict[str, Any]) -> str:
     if volume is None:
         return f"no ({facts['volume_note']})"
     dims, spacing = volume["dimensions"], volume["spacing_mm"]
-    return (f"{dims['columns']} x {dims['rows']} x {dims['slices']} voxels, "
-            f"{spacing['column']:g} x {spacing['row']:g} x {spacing['slice']:g} mm "
-            f"(slice spacing from positions{'' if volume['regular_spacing'] else ', irregular'})")
+    return (
+        f"{dims['columns']} x {dims['rows']} x {dims['slices']} voxels, "
+        f"{spacing['column']:g} x {spacing['row']:g} x {spacing['slice']:g} mm "
+        f"(slice spacing from positions{'' if volume['regular_spacing'] else ', irregular'})"
+    )
 
 
 def window_arg(args: argparse.Namespace) -> Window | None:

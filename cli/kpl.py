@@ -30,8 +30,11 @@ def register(subparsers: Any) -> None:
         description="Classify every frame of the given files and folders together (KPL learns from the "
         "whole pool). Prints per image the label, its score and the knowledge descriptions that drove it. "
         "DICOM is windowed as displayed unless --window or --preset says otherwise.",
-        epilog=examples("/data/cxr --knowledge tuberculosis-cxr --clip ViT-L-14:openai",
-                        "/data/ct/series1 --knowledge my-task.json --clip local-dir:/models/clip --preset Lung --json"))
+        epilog=examples(
+            "/data/cxr --knowledge tuberculosis-cxr --clip ViT-L-14:openai",
+            "/data/ct/series1 --knowledge my-task.json --clip local-dir:/models/clip --preset Lung --json",
+        ),
+    )
     classify.add_argument("paths", nargs="+", help="image files or folders (DICOM, PNG, JPEG, TIFF)")
     _model_options(classify)
     choice = classify.add_mutually_exclusive_group()
@@ -46,7 +49,8 @@ def register(subparsers: Any) -> None:
         help="KPL accuracy on a folder with one sub-folder per class",
         description="Sub-folder names are class names (or aliases) of the knowledge base. Prints the accuracy "
         "of the text proxy and of the chosen method, and confusion matrices (rows: truth).",
-        epilog=examples("/data/shenzhen/val --knowledge tuberculosis-cxr --clip ViT-L-14-336:openai --k 35"))
+        epilog=examples("/data/shenzhen/val --knowledge tuberculosis-cxr --clip ViT-L-14-336:openai --k 35"),
+    )
     evaluate.add_argument("folder", help="folder with one sub-folder of images per class")
     _model_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -57,7 +61,8 @@ def register(subparsers: Any) -> None:
         help="list KPL knowledge bases, or check one",
         description="Without argument: list the bundled and user knowledge bases. With a name or a .json "
         "file: validate it and print its classes.",
-        epilog=examples("", "tuberculosis-cxr", "my-task.json"))
+        epilog=examples("", "tuberculosis-cxr", "my-task.json"),
+    )
     knowledge.add_argument("name", nargs="?", help="knowledge base name or .json file to check")
     knowledge.set_defaults(func=run_knowledge)
 
@@ -67,9 +72,12 @@ def register(subparsers: Any) -> None:
         description="Asks the model, once per class, the KPL paper's question ('what are useful visual "
         "features for distinguishing ...'), parses the numbered lists and writes a knowledge base JSON "
         "with the raw replies in its provenance. Offline: the model must be a local transformers folder.",
-        epilog=examples("--llm /models/Qwen2.5-7B-Instruct --out my-cells.json --classes-from malaria-cells",
-                        "--llm /models/Qwen2.5-7B-Instruct --out cxr.json --class normal --class pneumonia "
-                        '--task "Pneumonia on chest X-ray" --modality "chest X-ray"'))
+        epilog=examples(
+            "--llm /models/Qwen2.5-7B-Instruct --out my-cells.json --classes-from malaria-cells",
+            "--llm /models/Qwen2.5-7B-Instruct --out cxr.json --class normal --class pneumonia "
+            '--task "Pneumonia on chest X-ray" --modality "chest X-ray"',
+        ),
+    )
     generate.add_argument("--llm", required=True, metavar="FOLDER", help="local transformers causal LM folder")
     generate.add_argument("--out", required=True, metavar="FILE.json", help="knowledge base file to write")
     names = generate.add_mutually_exclusive_group(required=True)
@@ -79,8 +87,9 @@ def register(subparsers: Any) -> None:
     generate.add_argument("--modality", default="medical image", help="imaging modality (default: medical image)")
     generate.add_argument("--max-new-tokens", type=int, default=1024, metavar="N", help="reply length limit (1024)")
     generate.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (0)")
-    generate.add_argument("--device", default="auto", help="where the model runs: auto (the GPU when present), "
-                          "cpu, cuda, cuda:N")
+    generate.add_argument(
+        "--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, cuda, cuda:N"
+    )
     generate.set_defaults(func=run_generate)
 
 
@@ -99,8 +108,12 @@ def add_clip_options(parser: argparse.ArgumentParser) -> None:
         f"(default: ${CLIP_ENV})",
     )
     parser.add_argument("--k", type=int, default=8, help="descriptions kept per class (8)")
-    parser.add_argument("--method", choices=["kpl", "text", "inmap"], default="kpl",
-                        help="kpl (default), text (text proxy only), inmap (balanced Sinkhorn)")
+    parser.add_argument(
+        "--method",
+        choices=["kpl", "text", "inmap"],
+        default="kpl",
+        help="kpl (default), text (text proxy only), inmap (balanced Sinkhorn)",
+    )
     parser.add_argument("--template", help="prompt template with {class} and {description}")
     parser.add_argument("--iterations", type=int, default=2000, help="proxy-learning iterations (2000)")
     parser.add_argument("--ot-iterations", type=int, default=20, help="transport updates (20)")
@@ -223,24 +236,31 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"warning: {error.message}", file=sys.stderr)
     absent = [c for c in report.classes if c not in report.folders]
     if absent:
-        print(f"warning: no folder for {', '.join(absent)}; KPL still spreads the pool over every class",
-              file=sys.stderr)
+        print(
+            f"warning: no folder for {', '.join(absent)}; KPL still spreads the pool over every class", file=sys.stderr
+        )
     if args.json:
-        print(json.dumps({
-            "classes": report.classes,
-            "folders": report.folders,
-            "images": int(report.truth.size),
-            "method": report.result.method,
-            "text_accuracy": report.text_accuracy,
-            "accuracy": report.accuracy,
-            "text_confusion": report.text_confusion.tolist(),
-            "confusion": report.confusion.tolist(),
-            "settings": report.result.settings,
-            "model": report.result.model,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "classes": report.classes,
+                    "folders": report.folders,
+                    "images": int(report.truth.size),
+                    "method": report.result.method,
+                    "text_accuracy": report.text_accuracy,
+                    "accuracy": report.accuracy,
+                    "text_confusion": report.text_confusion.tolist(),
+                    "confusion": report.confusion.tolist(),
+                    "settings": report.result.settings,
+                    "model": report.result.model,
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
-    print(f"{report.truth.size} images in {len(report.folders)} class folders; "
-          f"CLIP {report.result.model}, k={settings.k}")
+    print(
+        f"{report.truth.size} images in {len(report.folders)} class folders; CLIP {report.result.model}, k={settings.k}"
+    )
     print(f"text proxy accuracy: {report.text_accuracy:.4f}")
     print(f"{report.result.method} accuracy: {report.accuracy:.4f}")
     print("\nconfusion (rows: truth, columns: prediction), text proxy:")

@@ -8,7 +8,6 @@ shows patient identifiers. ``get`` writes ``DIR/<study>/<series>/<sop>.dcm``, ea
 sentence on stderr), 2 bad input, 130 interrupted.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -19,10 +18,12 @@ from pathlib import Path
 
 from cli.help import examples
 
-EXAMPLES = ("echo --url http://pacs:8042/dicom-web",
-            "find --url dicom://ORTHANC@pacs:4242 --modality CT --date 20240101-20241231 --json",
-            "get --url http://pacs:8042/dicom-web STUDY_UID --series SERIES_UID --out DIR",
-            "send --url dicom://ORTHANC@pacs:4242 report.dcm more/*.dcm")
+EXAMPLES = (
+    "echo --url http://pacs:8042/dicom-web",
+    "find --url dicom://ORTHANC@pacs:4242 --modality CT --date 20240101-20241231 --json",
+    "get --url http://pacs:8042/dicom-web STUDY_UID --series SERIES_UID --out DIR",
+    "send --url dicom://ORTHANC@pacs:4242 report.dcm more/*.dcm",
+)
 
 EXIT_PACS = 1
 EXIT_BAD_INPUT = 2
@@ -30,11 +31,16 @@ EXIT_INTERRUPTED = 130
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("pacs", help="search, retrieve from and send to a PACS (DICOMweb or DIMSE)",
-                                   description=__doc__, epilog=examples(*EXAMPLES),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="pacs_command", metavar="ACTION", required=True,
-                                     help="echo, find, get or send")
+    parser = subparsers.add_parser(
+        "pacs",
+        help="search, retrieve from and send to a PACS (DICOMweb or DIMSE)",
+        description=__doc__,
+        epilog=examples(*EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(
+        dest="pacs_command", metavar="ACTION", required=True, help="echo, find, get or send"
+    )
     connection = argparse.ArgumentParser(add_help=False)
     where = connection.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="http(s)://host/dicom-web (DICOMweb) or dicom://AET@host:port (DIMSE)")
@@ -43,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     connection.add_argument("--password-env", default="", metavar="VAR", help="environment variable with the password")
     connection.add_argument("--token-env", default="", metavar="VAR", help="environment variable with a bearer token")
     connection.add_argument("--aet", default="CLINLENS", help="our AE title for DIMSE (default CLINLENS)")
-    connection.add_argument("--storage-port", type=int, default=0,
-                            help="our storage port for C-MOVE when a DIMSE PACS has no C-GET")
+    connection.add_argument(
+        "--storage-port", type=int, default=0, help="our storage port for C-MOVE when a DIMSE PACS has no C-GET"
+    )
     connection.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for an answer (default 20)")
 
     commands.add_parser("echo", parents=[connection], help="test the connection (QIDO query or C-ECHO)")
@@ -60,9 +67,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     get = commands.add_parser("get", parents=[connection], help="retrieve a study or one of its series")
     get.add_argument("study", metavar="STUDY_UID", help="the study's Study Instance UID (from pacs find)")
     get.add_argument("--series", metavar="SERIES_UID", help="only this series (default: every series of the study)")
-    get.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write DIR/<study>/<series>/<sop>.dcm into")
+    get.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="folder to write DIR/<study>/<series>/<sop>.dcm into"
+    )
     send = commands.add_parser("send", parents=[connection], help="store DICOM files (STOW-RS or C-STORE)")
-    send.add_argument("files", nargs="+", type=Path, metavar="FILE", help="DICOM files to store (an SR from export --format sr, images)")
+    send.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="DICOM files to store (an SR from export --format sr, images)",
+    )
     parser.set_defaults(func=run_pacs)
 
 
@@ -74,8 +89,15 @@ def _server(args: argparse.Namespace):
         if server is None:
             raise PacsError(f"No PACS named {args.server!r} in the settings.")
         return server
-    return server_from_url(args.url, username=args.user, secret_env=args.password_env, token_env=args.token_env,
-                           our_aet=args.aet, storage_port=args.storage_port, timeout_s=args.timeout)
+    return server_from_url(
+        args.url,
+        username=args.user,
+        secret_env=args.password_env,
+        token_env=args.token_env,
+        our_aet=args.aet,
+        storage_port=args.storage_port,
+        timeout_s=args.timeout,
+    )
 
 
 def run_pacs(args: argparse.Namespace) -> int:
@@ -86,8 +108,9 @@ def run_pacs(args: argparse.Namespace) -> int:
         with connect(server) as connection:
             return ACTIONS[args.pacs_command](connection, args)
     except RetrieveCancelled:
-        print("interrupted: the instances already written are complete; run the same command to finish",
-              file=sys.stderr)
+        print(
+            "interrupted: the instances already written are complete; run the same command to finish", file=sys.stderr
+        )
         return EXIT_INTERRUPTED
     except PacsError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -113,16 +136,26 @@ def _find(connection, args) -> int:
         dates = parse_date_range(args.date) if args.date else ""
     except PacsError as err:
         raise _BadInput(str(err)) from None
-    studies = connection.find_studies(StudyQuery(
-        patient_id=args.patient_id, patient_name=args.patient_name, accession=args.accession, date_range=dates,
-        modality=args.modality, description=args.description, limit=args.limit))
+    studies = connection.find_studies(
+        StudyQuery(
+            patient_id=args.patient_id,
+            patient_name=args.patient_name,
+            accession=args.accession,
+            date_range=dates,
+            modality=args.modality,
+            description=args.description,
+            limit=args.limit,
+        )
+    )
     for study in studies:
         if args.json:
             print(json.dumps(study.as_json(), ensure_ascii=False))
         else:
             series = "?" if study.series_count is None else study.series_count
-            print(f"{study.date or '--------'}  {'/'.join(study.modalities) or '--':8}  {series:>3} series  "
-                  f"{study.study_uid}  {study.description}")
+            print(
+                f"{study.date or '--------'}  {'/'.join(study.modalities) or '--':8}  {series:>3} series  "
+                f"{study.study_uid}  {study.description}"
+            )
     if not args.json:
         print(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}", file=sys.stderr)
     return 0
@@ -141,12 +174,14 @@ def _get(connection, args) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise _BadInput(f"--out {args.out} is a file, not a folder")
     series_uids = [args.series] if args.series else [s.series_uid for s in connection.find_series(args.study)]
-    cache = InstanceCache(args.out, limit_bytes=1 << 62)   # the output folder: written atomically, never evicted
+    cache = InstanceCache(args.out, limit_bytes=1 << 62)  # the output folder: written atomically, never evicted
     cancel = threading.Event()
     total = 0
     for series_uid in series_uids:
+
         def progress(_path, done, expected, series_uid=series_uid):
             print(f"\r{series_uid}: {done}/{expected or '?'}", end="", file=sys.stderr, flush=True)
+
         try:
             result = retrieve_series(connection, cache, args.study, series_uid, on_instance=progress, cancel=cancel)
         except KeyboardInterrupt:

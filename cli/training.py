@@ -31,11 +31,13 @@ def register(subparsers: Any) -> None:
         "{from, value} turns or ShareGPT messages; .json or .jsonl). Checkpoints are written every "
         "--save-steps to OUTPUT/checkpoint-N (resume with --resume); the final model is written to OUTPUT "
         "itself, a folder `ask --model OUTPUT` loads as it is. Defaults are ClinKD's published settings.",
-        epilog=examples("--model ~/models/Qwen2-VL-2B-Instruct --data train.json --images images/ --output runs/sft",
-                        "--model ~/models/Qwen2-VL-7B-Instruct --method lora --data train.json --images images/ "
-                        "--output runs/teacher-7b",
-                        "--model runs/sft --data train.json runs/reflected.json --images images/ --output runs/final "
-                        "--epochs 1"))
+        epilog=examples(
+            "--model ~/models/Qwen2-VL-2B-Instruct --data train.json --images images/ --output runs/sft",
+            "--model ~/models/Qwen2-VL-7B-Instruct --method lora --data train.json --images images/ "
+            "--output runs/teacher-7b",
+            "--model runs/sft --data train.json runs/reflected.json --images images/ --output runs/final --epochs 1",
+        ),
+    )
     _train_options(train)
     train.set_defaults(func=run_train)
 
@@ -46,21 +48,36 @@ def register(subparsers: Any) -> None:
         "answer tokens at --temperature, the teacher's vocabulary cut to the student's. The teacher first "
         "scores every sample's confidence margin (cached in OUTPUT/teacher_margins.json): --curriculum "
         "order trains the most confident samples first, weight scales each sample's loss by its margin.",
-        epilog=examples("--model ~/models/Qwen2-VL-2B-Instruct --teacher runs/teacher-7b --data train.json "
-                        "--images images/ --output runs/kd --max-samples 50000 --epochs 1"))
+        epilog=examples(
+            "--model ~/models/Qwen2-VL-2B-Instruct --teacher runs/teacher-7b --data train.json "
+            "--images images/ --output runs/kd --max-samples 50000 --epochs 1"
+        ),
+    )
     _train_options(distill)
     distill.add_argument("--teacher", required=True, metavar="DIR", help="teacher checkpoint folder (e.g. 7B)")
     distill.add_argument("--alpha", type=float, default=0.5, help="KL weight alpha (0.5)")
     distill.add_argument("--temperature", type=float, default=0.5, help="KD temperature (0.5)")
-    distill.add_argument("--kd-reduction", choices=["mean", "sum"], default="mean",
-                         help="KL over answer tokens: mean (default) or sum (the published snippet)")
+    distill.add_argument(
+        "--kd-reduction",
+        choices=["mean", "sum"],
+        default="mean",
+        help="KL over answer tokens: mean (default) or sum (the published snippet)",
+    )
     distill.add_argument("--no-ce", action="store_true", help="train on the KL alone, without cross-entropy")
-    distill.add_argument("--curriculum", choices=["order", "weight", "none"], default="order",
-                         help="confidence-margin curriculum (order)")
-    distill.add_argument("--teacher-dtype", choices=["bfloat16", "float16", "float32"],
-                         help="teacher precision (default: bf16 on GPU, fp32 on CPU)")
-    distill.add_argument("--margin-batch-size", type=int, default=4, metavar="N",
-                         help="batch size of the teacher's scoring pass (4)")
+    distill.add_argument(
+        "--curriculum",
+        choices=["order", "weight", "none"],
+        default="order",
+        help="confidence-margin curriculum (order)",
+    )
+    distill.add_argument(
+        "--teacher-dtype",
+        choices=["bfloat16", "float16", "float32"],
+        help="teacher precision (default: bf16 on GPU, fp32 on CPU)",
+    )
+    distill.add_argument(
+        "--margin-batch-size", type=int, default=4, metavar="N", help="batch size of the teacher's scoring pass (4)"
+    )
     distill.set_defaults(func=run_distill)
 
     reflect = subparsers.add_parser(
@@ -71,31 +88,50 @@ def register(subparsers: Any) -> None:
         "--similarity-threshold, sample N candidates (seeing the reference unless --no-hint), keep the best "
         "by the SASG scorer and write it, or the reference when no candidate passes, to OUTPUT (a JSON "
         "file `train --data` reads).",
-        epilog=examples("--model runs/sft --data train.json --images images/ --output runs/reflected.json"))
+        epilog=examples("--model runs/sft --data train.json --images images/ --output runs/reflected.json"),
+    )
     reflect.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder to correct")
     reflect.add_argument("--data", required=True, nargs="+", metavar="FILE", help="training data files")
     reflect.add_argument("--images", metavar="DIR", help="image folder (default: each data file's folder)")
     reflect.add_argument("--output", required=True, metavar="FILE", help="JSON file for the new samples")
     reflect.add_argument("--candidates", type=int, default=4, metavar="N", help="candidates per flagged answer (4)")
-    reflect.add_argument("--iou-threshold", type=float, default=0.5, help="a box is found at IoU > this (0.5, the papers' rule)")
-    reflect.add_argument("--similarity-threshold", type=float, default=0.8,
-                         help="answers below this cosine similarity to the reference are corrected (0.8)")
+    reflect.add_argument(
+        "--iou-threshold", type=float, default=0.5, help="a box is found at IoU > this (0.5, the papers' rule)"
+    )
+    reflect.add_argument(
+        "--similarity-threshold",
+        type=float,
+        default=0.8,
+        help="answers below this cosine similarity to the reference are corrected (0.8)",
+    )
     reflect.add_argument("--temperature", type=float, default=0.7, help="candidate sampling temperature (0.7)")
     reflect.add_argument("--top-p", type=float, default=0.9, help="candidate nucleus sampling (0.9)")
     reflect.add_argument("--max-new-tokens", type=int, default=128, metavar="N", help="answer length limit (128)")
     reflect.add_argument("--batch-size", type=int, default=4, metavar="N", help="questions per greedy batch (4)")
     reflect.add_argument("--no-hint", action="store_true", help="candidates do not see the reference answer")
-    reflect.add_argument("--fallback", choices=["reference", "skip"], default="reference",
-                         help="when no candidate passes: write the reference answer, or nothing")
+    reflect.add_argument(
+        "--fallback",
+        choices=["reference", "skip"],
+        default="reference",
+        help="when no candidate passes: write the reference answer, or nothing",
+    )
     reflect.add_argument("--box-penalty", type=float, default=0.5, help="SASG box penalty (0.5)")
     reflect.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N", help="image pixel floor")
     reflect.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N", help="image pixel cap")
-    reflect.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
-                         help="weight precision (default: bf16 on GPU, fp32 on CPU)")
-    reflect.add_argument("--device", default="auto", help="where the model runs: auto (the GPU when present), "
-                         "cpu, cuda, cuda:N")
-    reflect.add_argument("--mcg-rope", choices=["auto", "on", "off"], default="auto",
-                         help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off")
+    reflect.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float16", "float32"],
+        help="weight precision (default: bf16 on GPU, fp32 on CPU)",
+    )
+    reflect.add_argument(
+        "--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, cuda, cuda:N"
+    )
+    reflect.add_argument(
+        "--mcg-rope",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off",
+    )
     reflect.add_argument("--max-samples", type=int, metavar="N", help="use only the first N conversations")
     reflect.add_argument("--embedder", metavar="DIR", help="sentence-transformers folder (default: bundled MiniLM)")
     reflect.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
@@ -117,10 +153,14 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gap-out", type=int, default=2, help="MCG-RoPE gap image -> text (2)")
     parser.add_argument("--train-vision", action="store_true", help="also train the vision tower (full only)")
     parser.add_argument("--train-merger", action="store_true", help="also train the vision-language merger")
-    parser.add_argument("--precision", choices=["bf16", "pure-bf16", "fp32"],
-                        help="bf16 mixed precision (GPU default), pure-bf16, or fp32 (CPU default)")
-    parser.add_argument("--no-gradient-checkpointing", action="store_true",
-                        help="keep activations (faster, more memory)")
+    parser.add_argument(
+        "--precision",
+        choices=["bf16", "pure-bf16", "fp32"],
+        help="bf16 mixed precision (GPU default), pure-bf16, or fp32 (CPU default)",
+    )
+    parser.add_argument(
+        "--no-gradient-checkpointing", action="store_true", help="keep activations (faster, more memory)"
+    )
     parser.add_argument("--epochs", type=float, default=3.0, help="epochs (3)")
     parser.add_argument("--max-steps", type=int, default=-1, metavar="N", help="optimizer steps; overrides --epochs")
     parser.add_argument("--batch-size", type=int, default=2, metavar="N", help="samples per device and step (2)")
@@ -136,11 +176,17 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-steps", type=int, default=500, metavar="N", help="checkpoint every N steps (500)")
     parser.add_argument("--save-total-limit", type=int, default=2, metavar="N", help="checkpoints kept (2)")
     parser.add_argument("--logging-steps", type=int, default=10, metavar="N", help="progress every N steps (10)")
-    parser.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
-                        help="continue from the latest checkpoint in OUTPUT, or from CHECKPOINT")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="CHECKPOINT",
+        help="continue from the latest checkpoint in OUTPUT, or from CHECKPOINT",
+    )
     parser.add_argument("--seed", type=int, default=42, help="data order and dropout seed (42)")
-    parser.add_argument("--device", default="auto", help="where training runs: auto (this process's GPU when "
-                        "present), cpu, cuda:N")
+    parser.add_argument(
+        "--device", default="auto", help="where training runs: auto (this process's GPU when present), cpu, cuda:N"
+    )
     parser.add_argument("--max-samples", type=int, metavar="N", help="use only the first N conversations")
     parser.add_argument("--num-workers", type=int, default=0, metavar="N", help="data-loading worker processes (0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -292,8 +338,12 @@ def run_reflect(args: argparse.Namespace) -> int:
 
     def progress(p: Any) -> None:
         eta = p.elapsed_s / p.done * (p.total - p.done) if p.done else None
-        print(f"checked {p.done}/{p.total} questions, {p.flagged} flagged  elapsed {_duration(p.elapsed_s)}  "
-              f"eta {_duration(eta)}", file=sys.stderr, flush=True)
+        print(
+            f"checked {p.done}/{p.total} questions, {p.flagged} flagged  elapsed {_duration(p.elapsed_s)}  "
+            f"eta {_duration(eta)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         settings = ReflectSettings(

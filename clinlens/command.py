@@ -19,8 +19,17 @@ classification (KPL). Research use only, not for diagnosis.
 
 # Each module adds its sub-commands with register(subparsers), set_defaults(func=handler);
 # a handler returns the exit code.
-COMMAND_MODULES = ("cli.imaging", "cli.annotations", "cli.clinkd", "cli.kpl", "cli.evaluation", "cli.training",
-                   "cli.desktop", "cli.pacs", "cli.annotate")
+COMMAND_MODULES = (
+    "cli.imaging",
+    "cli.annotations",
+    "cli.clinkd",
+    "cli.kpl",
+    "cli.evaluation",
+    "cli.training",
+    "cli.desktop",
+    "cli.pacs",
+    "cli.annotate",
+)
 
 
 def build_parser(prog: str = "clinlens") -> argparse.ArgumentParser:
@@ -28,9 +37,11 @@ def build_parser(prog: str = "clinlens") -> argparse.ArgumentParser:
     parser = ClinLensParser(prog=prog, description=OVERVIEW)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ClinLensParser)
     gui = subparsers.add_parser(
-        "gui", help="open the desktop app (the default command)",
+        "gui",
+        help="open the desktop app (the default command)",
         description="Open the desktop app on the given images, or on the bundled demo CT when none are given.",
-        epilog=examples("", "~/scans/chest.dcm", "~/scans/ct-series/ photo.png"))
+        epilog=examples("", "~/scans/chest.dcm", "~/scans/ct-series/ photo.png"),
+    )
     gui.add_argument("paths", nargs="*", help="DICOM files or folders, PNG/JPEG/TIFF images")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -39,7 +50,7 @@ def build_parser(prog: str = "clinlens") -> argparse.ArgumentParser:
 
 def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The sub-command parsers by name (argparse has no public accessor)."""
-    return dict(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
+    return dict(parser._subparsers._group_actions[0].choices)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -56,5 +67,5 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from app.application import run_gui
 
         return run_gui(args.paths)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `clinlens info x | head` ends quietly
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `clinlens info x | head` ends quietly
     return args.func(args)

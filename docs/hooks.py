@@ -28,9 +28,17 @@ def command_reference() -> str:
     from clinlens.command import build_parser, commands
 
     parser = build_parser("clinlens")
-    summaries = {a.dest: a.help for a in parser._subparsers._group_actions[0]._choices_actions}  # noqa: SLF001
-    sections = ["## Overview\n", "```text", parser.format_usage().strip(), "", parser.description % {"prog": "clinlens"},
-                "```\n", "| command | what it does |", "|---|---|"]
+    summaries = {a.dest: a.help for a in parser._subparsers._group_actions[0]._choices_actions}
+    sections = [
+        "## Overview\n",
+        "```text",
+        parser.format_usage().strip(),
+        "",
+        parser.description % {"prog": "clinlens"},
+        "```\n",
+        "| command | what it does |",
+        "|---|---|",
+    ]
     sections += [f"| [`{name}`](#{name}) | {_cell(summaries[name])} |" for name in commands(parser)]
     sections.append("")
     for name, sub in commands(parser).items():
@@ -43,14 +51,14 @@ def _cell(text: str) -> str:
 
 
 def _command_section(name: str, sub: argparse.ArgumentParser, summary: str) -> str:
-    formatter = sub._get_formatter()  # noqa: SLF001 - argparse's own rendering of each option
+    formatter = sub._get_formatter()
     rows = []
-    for action in sub._actions:  # noqa: SLF001
+    for action in sub._actions:
         if action.dest == "help":
             continue
-        invocation = formatter._format_action_invocation(action)  # noqa: SLF001
+        invocation = formatter._format_action_invocation(action)
         required = " (required)" if action.required and action.option_strings else ""
-        rows.append(f"| `{invocation}` | {_cell(formatter._expand_help(action))}{required} |")  # noqa: SLF001
+        rows.append(f"| `{invocation}` | {_cell(formatter._expand_help(action))}{required} |")
     lines = [f"## clinlens {name} {{#{name}}}\n", f"{html.escape(summary[0].upper() + summary[1:])}.\n"]
     if sub.description:
         lines.append(html.escape(" ".join(sub.description.split())) + "\n")

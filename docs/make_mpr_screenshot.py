@@ -18,32 +18,35 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "docs"))
 
+from make_screenshots import OUT, open_and_wait, settle  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
 from app.widgets.theme import apply_dark_theme  # noqa: E402
 from engine.annotations import MeasureKind  # noqa: E402
 from engine.imaging import Plane  # noqa: E402
-from make_screenshots import OUT, open_and_wait, settle  # noqa: E402
 from tests.engine.phantom import Phantom  # noqa: E402
 
-LESION = np.array([-60.0, -10.0, 40.0])    # patient LPS mm: in the right lung
+LESION = np.array([-60.0, -10.0, 40.0])  # patient LPS mm: in the right lung
 
 
 class ChestPhantom(Phantom):
     """A body-shaped cross-section instead of a sphere in air (same writer, same geometry)."""
 
     def slice_hu(self, k: int) -> np.ndarray:
-        r, c = np.mgrid[0:self.rows, 0:self.columns]
-        p = (self.position(k) + r[..., None] * self.pixel_mm * self.column_cosine
-             + c[..., None] * self.pixel_mm * self.row_cosine)
+        r, c = np.mgrid[0 : self.rows, 0 : self.columns]
+        p = (
+            self.position(k)
+            + r[..., None] * self.pixel_mm * self.column_cosine
+            + c[..., None] * self.pixel_mm * self.row_cosine
+        )
         x, y, z = p[..., 0], p[..., 1], p[..., 2]
         hu = np.full(x.shape, -1000, dtype=np.int16)
-        hu[(x / 150) ** 2 + (y / 105) ** 2 <= 1] = 40                                   # soft tissue
-        for side in (-1, 1):                                                           # lungs
+        hu[(x / 150) ** 2 + (y / 105) ** 2 <= 1] = 40  # soft tissue
+        for side in (-1, 1):  # lungs
             hu[((x - side * 65) / 50) ** 2 + ((y + 5) / 65) ** 2 + ((z - 40) / 110) ** 2 <= 1] = -850
-        hu[(x / 18) ** 2 + ((y - 70) / 18) ** 2 <= 1] = 700                             # spine
-        hu[np.linalg.norm(p - LESION, axis=-1) <= 14] = 60                              # lesion
+        hu[(x / 18) ** 2 + ((y - 70) / 18) ** 2 <= 1] = 700  # spine
+        hu[np.linalg.norm(p - LESION, axis=-1) <= 14] = 60  # lesion
         return hu
 
 
@@ -51,8 +54,9 @@ def main() -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     apply_dark_theme(app)
     with tempfile.TemporaryDirectory() as folder:
-        phantom = ChestPhantom(rows=256, columns=256, slices=100, pixel_mm=1.2, slice_mm=2.5,
-                               origin=(-153.0, -153.0, -85.0))
+        phantom = ChestPhantom(
+            rows=256, columns=256, slices=100, pixel_mm=1.2, slice_mm=2.5, origin=(-153.0, -153.0, -85.0)
+        )
         series = phantom.write_series(Path(folder) / "chest")
         window = MainWindow()
         window.resize(1500, 900)

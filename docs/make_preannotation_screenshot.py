@@ -55,8 +55,8 @@ def main() -> int:
     os.environ["CLINLENS_CONFIG_DIR"] = tempfile.mkdtemp(prefix="clinlens-shots-")
     app = QApplication.instance() or QApplication([])
     from app.application import DEMO_IMAGE
-    from app.main_window import MainWindow
     from app.inference.settings import AssistantSettings
+    from app.main_window import MainWindow
     from app.widgets.theme import apply_dark_theme
     from engine.preannotate import PreannotateSpec, PreTask
     from tests.engine.tiny_qwen import TINY_MAX_PIXELS, build_tiny_qwen2vl
@@ -68,7 +68,7 @@ def main() -> int:
         script_by_question(model)
         images = folder / "study"
         images.mkdir()
-        for i in range(6):   # the demo slice under six names (one image each)
+        for i in range(6):  # the demo slice under six names (one image each)
             shutil.copy(DEMO_IMAGE, images / f"slice{i + 1}.dcm")
             import pydicom
 
@@ -93,7 +93,7 @@ def main() -> int:
         run.changed.connect(pause_halfway)
         run.start(PreannotateSpec(PreTask.VG, ("vertebral body", "spinal canal")))
         loop.exec()
-        settle(app, 1500)   # the question in flight lands
+        settle(app, 1500)  # the question in flight lands
         window.canvas.fit_to_window()
         window.select_all_on_frame()
         window.annotations.select({window.annotations.boxes()[0].id})

@@ -1,6 +1,6 @@
 """Render the real main window offscreen and save the screenshots of the README and docs/.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py   (or under Xvfb)
+QT_QPA_PLATFORM=offscreen .venv/bin/python docs/make_screenshots.py   (or under Xvfb)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def open_and_wait(app: QApplication, window: MainWindow, paths: list[str]) -> No
     window.open(paths)
     loop.exec()
     window.load_finished.disconnect(loop.quit)
-    while window.state.loading:   # frames decode off the GUI thread
+    while window.state.loading:  # frames decode off the GUI thread
         settle(app, 50)
     settle(app)
 
@@ -71,12 +71,21 @@ def assistant_screenshots(app: QApplication, folder: Path) -> None:
     clip = save_tiny_clip_dir(folder / "tiny-clip")
     demo = folder / DEMO_IMAGE.name
     shutil.copy(DEMO_IMAGE, demo)
-    script_answer(model, "The <|object_ref_start|>vertebral body<|object_ref_end|>"
-                         "<|box_start|>(375,63),(656,344)<|box_end|> is in the centre, above the "
-                         "<|object_ref_start|>spinal canal<|object_ref_end|><|box_start|>(422,352),(594,500)<|box_end|>.")
+    script_answer(
+        model,
+        "The <|object_ref_start|>vertebral body<|object_ref_end|>"
+        "<|box_start|>(375,63),(656,344)<|box_end|> is in the centre, above the "
+        "<|object_ref_start|>spinal canal<|object_ref_end|><|box_start|>(422,352),(594,500)<|box_end|>.",
+    )
     window = MainWindow()
-    window.set_assistant_settings(AssistantSettings(clinkd_dir=str(model), max_pixels=TINY_MAX_PIXELS,
-                                                    clip_model=f"local-dir:{clip}", knowledge="tuberculosis-cxr"))
+    window.set_assistant_settings(
+        AssistantSettings(
+            clinkd_dir=str(model),
+            max_pixels=TINY_MAX_PIXELS,
+            clip_model=f"local-dir:{clip}",
+            knowledge="tuberculosis-cxr",
+        )
+    )
     window.resize(1400, 860)
     window.show()
     open_and_wait(app, window, [str(demo)])
@@ -111,7 +120,7 @@ def assistant_screenshots(app: QApplication, folder: Path) -> None:
 def main() -> int:
     import os
 
-    os.environ["CLINLENS_CONFIG_DIR"] = tempfile.mkdtemp(prefix="clinlens-shots-")   # never the user's settings
+    os.environ["CLINLENS_CONFIG_DIR"] = tempfile.mkdtemp(prefix="clinlens-shots-")  # never the user's settings
     os.environ["CLINLENS_DATA_DIR"] = tempfile.mkdtemp(prefix="clinlens-shots-data-")
     app = QApplication.instance() or QApplication([])
     apply_dark_theme(app)

@@ -41,7 +41,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError, AttributeError):   # persist the rename (POSIX only)
+    with contextlib.suppress(OSError, AttributeError):  # persist the rename (POSIX only)
         dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
@@ -91,13 +91,13 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise JsonFileError(path, f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
     except RecursionError:
         raise JsonFileError(path, "not usable JSON (nested too deeply)") from None
-    except ValueError as err:   # NaN/Infinity, or an integer longer than Python converts
+    except ValueError as err:  # NaN/Infinity, or an integer longer than Python converts
         raise JsonFileError(path, f"not usable JSON ({err})") from None
-    try:   # the check write_json_atomic makes: what we read, we can write back
+    try:  # the check write_json_atomic makes: what we read, we can write back
         json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
         raise JsonFileError(path, "not usable JSON (text with an unpaired surrogate escape)") from None
-    except ValueError:   # 1e400 parses as infinity
+    except ValueError:  # 1e400 parses as infinity
         raise JsonFileError(path, "not usable JSON (a number too large to represent)") from None
     except RecursionError:
         raise JsonFileError(path, "not usable JSON (nested too deeply)") from None
@@ -126,12 +126,16 @@ class Loaded(Generic[T]):
     """What ``load_store`` found: the value to use, and what happened to a damaged file."""
 
     value: T
-    problem: str | None = None      # why the file could not be used (a sentence naming it)
-    kept_as: Path | None = None     # where the damaged file now is
+    problem: str | None = None  # why the file could not be used (a sentence naming it)
+    kept_as: Path | None = None  # where the damaged file now is
 
 
-def load_store(path: str | os.PathLike[str], load: Callable[[Path], T], default: Callable[[], T],
-               damaged: type[Exception] | tuple[type[Exception], ...]) -> Loaded[T]:
+def load_store(
+    path: str | os.PathLike[str],
+    load: Callable[[Path], T],
+    default: Callable[[], T],
+    damaged: type[Exception] | tuple[type[Exception], ...],
+) -> Loaded[T]:
     """Read a file the app later rewrites: absent gives ``default()``; damaged is moved aside.
 
     ``load`` reads and validates the file and raises ``damaged`` for bad content; the file is

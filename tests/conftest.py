@@ -39,8 +39,11 @@ def no_leaked_python_threads():
     """
     before = set(threading.enumerate())
     yield
-    leaked = [t for t in threading.enumerate()
-              if t not in before and t.is_alive() and not isinstance(t, threading._DummyThread)]
+    leaked = [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not isinstance(t, threading._DummyThread)
+    ]
     for thread in leaked:
         thread.join(timeout=5)
     still_running = [t.name for t in leaked if t.is_alive()]

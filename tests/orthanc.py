@@ -44,7 +44,7 @@ OUR_AET = "CLINLENS"
 def _die_with_parent() -> None:
     """Linux: SIGTERM the server when the test process dies, even by SIGKILL (no teardown runs then)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -56,26 +56,36 @@ def free_port() -> int:
 def orthanc_binaries() -> tuple[str, str]:
     """(Orthanc executable, DICOMweb plugin) or a test failure naming the Debian packages."""
     binary = shutil.which("Orthanc") or next(
-        (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if Path(p).exists()), None
+    )
     plugin = next((p for p in PLUGIN_CANDIDATES if Path(p).exists()), None)
     if not binary or not plugin:
         missing = "Orthanc" if not binary else "its DICOMweb plugin"
-        pytest.fail(f"The PACS tests need a real Orthanc, but {missing} is not installed: "
-                    f"apt-get install {PACKAGES}", pytrace=False)
+        pytest.fail(
+            f"The PACS tests need a real Orthanc, but {missing} is not installed: apt-get install {PACKAGES}",
+            pytrace=False,
+        )
     return binary, plugin
 
 
 class OrthancServer:
-    def __init__(self, folder: Path, *, users: dict[str, str] | None = None, aet: str = "ORTHANC",
-                 lua: str = "", config: dict | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        users: dict[str, str] | None = None,
+        aet: str = "ORTHANC",
+        lua: str = "",
+        config: dict | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.users = users or {}
         self.aet = aet
-        self.lua = lua     # a Lua script, e.g. an IncomingHttpRequestFilter that refuses uploads
-        self.config = config or {}   # overrides of the configuration below
+        self.lua = lua  # a Lua script, e.g. an IncomingHttpRequestFilter that refuses uploads
+        self.config = config or {}  # overrides of the configuration below
         self.http_port = free_port()
         self.dicom_port = free_port()
-        self.storage_port = free_port()     # our C-MOVE storage SCP (the modality entry points here)
+        self.storage_port = free_port()  # our C-MOVE storage SCP (the modality entry points here)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -91,14 +101,25 @@ class OrthancServer:
         storage = self.folder / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         config = {
-            "Name": "ClinLens test PACS", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-            "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": self.aet,
-            "RemoteAccessAllowed": False, "HttpBindAddress": "127.0.0.1",
-            "AuthenticationEnabled": bool(self.users), "RegisteredUsers": self.users,
-            "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "Name": "ClinLens test PACS",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "RemoteAccessAllowed": False,
+            "HttpBindAddress": "127.0.0.1",
+            "AuthenticationEnabled": bool(self.users),
+            "RegisteredUsers": self.users,
+            "Plugins": [plugin],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "DicomModalities": {"clinlens": [OUR_AET, "127.0.0.1", self.storage_port]},
-            "DicomAlwaysAllowFind": True, "DicomAlwaysAllowGet": True, "DicomAlwaysAllowStore": True,
-            "StorageCompression": False, "HttpThreadsCount": 8, "DicomThreadsCount": 4,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowStore": True,
+            "StorageCompression": False,
+            "HttpThreadsCount": 8,
+            "DicomThreadsCount": 4,
         }
         config.update(self.config)
         if self.lua:
@@ -108,8 +129,9 @@ class OrthancServer:
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(config, indent=1))
         self.log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([binary, str(path)], stdout=self.log, stderr=subprocess.STDOUT,
-                                        cwd=self.folder, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(
+            [binary, str(path)], stdout=self.log, stderr=subprocess.STDOUT, cwd=self.folder, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -154,7 +176,7 @@ class OrthancServer:
         if self.users:
             user, password = next(iter(self.users.items()))
             request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-        with urllib.request.urlopen(request, timeout=10) as answer:   # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=10) as answer:
             data = answer.read()
         return json.loads(data) if data else None
 
@@ -172,9 +194,17 @@ def encode(dataset: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def ct_series(n: int, *, size: int = 64, seed: int = 0, patient_id: str = "PACS-TEST-1",
-              patient_name: str = "Test^Pacs", study_uid: str | None = None, description: str = "Generated CT",
-              study_date: str = "20240315") -> list[Dataset]:
+def ct_series(
+    n: int,
+    *,
+    size: int = 64,
+    seed: int = 0,
+    patient_id: str = "PACS-TEST-1",
+    patient_name: str = "Test^Pacs",
+    study_uid: str | None = None,
+    description: str = "Generated CT",
+    study_date: str = "20240315",
+) -> list[Dataset]:
     """``n`` CT slices of ``size``×``size`` int16 noise with consistent geometry, one study/series."""
     rng = np.random.default_rng(seed)
     study_uid = study_uid or generate_uid()
@@ -227,7 +257,7 @@ def seeded_orthanc(tmp_path_factory) -> Iterator[Seeded]:
             server.upload(get_testdata_file(name))
         ct = ct_series(12, seed=1, patient_id="PACS-CT", description="Chest CT")
         corrupt = ct_series(5, seed=2, patient_id="PACS-BAD", description="Broken CT", study_date="20230101")
-        corrupt[2].PixelData = corrupt[2].PixelData[: len(corrupt[2].PixelData) // 3]   # truncated pixel data
+        corrupt[2].PixelData = corrupt[2].PixelData[: len(corrupt[2].PixelData) // 3]  # truncated pixel data
         for ds in ct + corrupt:
             server.upload(ds)
         mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)

@@ -13,8 +13,12 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 def run_lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True,
-        env={"PYTHONPATH": str(cwd), "PATH": str(LINT_IMPORTS.parent)}, timeout=240,
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(cwd), "PATH": str(LINT_IMPORTS.parent)},
+        timeout=240,
     )
 
 
@@ -27,7 +31,9 @@ def test_layer_contracts_hold_for_the_repository():
 def test_no_module_but_the_entry_and_the_main_window_at_the_top_of_app():
     """Every other GUI module lives in a capability folder, where the layers contract sees it."""
     assert sorted(path.name for path in (REPO / "app").glob("*.py")) == [
-        "__init__.py", "application.py", "main_window.py",
+        "__init__.py",
+        "application.py",
+        "main_window.py",
     ]
     folders = {path.parent.name for path in (REPO / "app").glob("*/__init__.py")}
     layered = {"assistant", "kpl", "pacs", "volumes", "annotations", "inference", "viewer", "widgets"}
@@ -42,10 +48,24 @@ def write_modules(root: Path, modules: dict[str, str]) -> None:
         (folder / "__init__.py").write_text(source)
 
 
-LAYOUT = {name: "" for name in (
-    "engine", "cli", "app", "app.application", "app.main_window", "app.assistant", "app.kpl", "app.pacs",
-    "app.volumes", "app.annotations", "app.inference", "app.viewer", "app.widgets",
-)}
+LAYOUT = dict.fromkeys(
+    (
+        "engine",
+        "cli",
+        "app",
+        "app.application",
+        "app.main_window",
+        "app.assistant",
+        "app.kpl",
+        "app.pacs",
+        "app.volumes",
+        "app.annotations",
+        "app.inference",
+        "app.viewer",
+        "app.widgets",
+    ),
+    "",
+)
 
 
 def test_contracts_catch_qt_in_engine_and_torch_in_app(tmp_path):

@@ -21,15 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = resources_dir() / "demo" / "CT_small.dcm"
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["render", "a.dcm", "o.png", "--window", "-600,1500"], ["render", "a.dcm", "o.png", "--window=-600,1500"]),
-    (["ask", "x.png", "--box", "-5,10.5,20,30"], ["ask", "x.png", "--box=-5,10.5,20,30"]),
-    (["render", "a.dcm", "o.png", "--window", "40,400"], ["render", "a.dcm", "o.png", "--window", "40,400"]),
-    (["render", "--window=-600,1500"], ["render", "--window=-600,1500"]),
-    (["x", "--frame", "-3"], ["x", "--frame", "-3"]),                   # argparse reads this one itself
-    (["x", "-h", "-600,1500"], ["x", "-h", "-600,1500"]),               # only long options take it
-    (["x", "--", "--a", "-1,2"], ["x", "--", "--a", "-1,2"]),           # nothing after "--" is an option
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["render", "a.dcm", "o.png", "--window", "-600,1500"], ["render", "a.dcm", "o.png", "--window=-600,1500"]),
+        (["ask", "x.png", "--box", "-5,10.5,20,30"], ["ask", "x.png", "--box=-5,10.5,20,30"]),
+        (["render", "a.dcm", "o.png", "--window", "40,400"], ["render", "a.dcm", "o.png", "--window", "40,400"]),
+        (["render", "--window=-600,1500"], ["render", "--window=-600,1500"]),
+        (["x", "--frame", "-3"], ["x", "--frame", "-3"]),  # argparse reads this one itself
+        (["x", "-h", "-600,1500"], ["x", "-h", "-600,1500"]),  # only long options take it
+        (["x", "--", "--a", "-1,2"], ["x", "--", "--a", "-1,2"]),  # nothing after "--" is an option
+    ],
+)
 def test_negative_number_lists_are_joined_to_the_option_before_them(argv, expected):
     assert join_negative_values(argv) == expected
 
@@ -41,7 +44,7 @@ def test_render_takes_a_negative_window_centre_as_typed(tmp_path, capsys):
     assert main(["render", str(DEMO), str(tmp_path / "soft.png"), "--window", "40,400"]) == 0
     lung = np.asarray(Image.open(typed))
     assert np.array_equal(lung, np.asarray(Image.open(joined)))
-    assert not np.array_equal(lung, np.asarray(Image.open(tmp_path / "soft.png")))   # the window was applied
+    assert not np.array_equal(lung, np.asarray(Image.open(tmp_path / "soft.png")))  # the window was applied
 
 
 def _is_acronym_or_code(word: str) -> bool:
@@ -58,7 +61,7 @@ def test_every_command_has_a_summary_a_description_and_examples():
         assert sub.description and sub.description.rstrip().endswith("."), name
         assert sub.epilog and sub.epilog.startswith("examples:"), name
         assert f"usage: clinlens {name}" in sub.format_help()
-        assert f"  clinlens {name}" in sub.format_help()           # examples name the command
+        assert f"  clinlens {name}" in sub.format_help()  # examples name the command
 
 
 def _actions_of(name: str, parser: argparse.ArgumentParser):
@@ -78,17 +81,19 @@ def test_option_help_speaks_in_one_voice():
             text = action.help or ""
             where = (name, action.option_strings or action.dest, text)
             assert text, where
-            assert not text.endswith("."), where                       # phrases, not sentences
+            assert not text.endswith("."), where  # phrases, not sentences
             assert text[0].islower() or _is_acronym_or_code(text.split()[0]), where
 
 
 def test_main_py_still_runs_from_the_checkout():
-    result = subprocess.run([sys.executable, "main.py", "info", str(DEMO)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "main.py", "info", str(DEMO)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "Modality:        CT" in result.stdout
-    usage = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120).stdout
+    usage = subprocess.run(
+        [sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    ).stdout
     assert usage.startswith("usage: main.py") and "install-desktop" in usage
 
 
@@ -105,7 +110,7 @@ def test_install_desktop_writes_an_entry_and_icon_into_xdg_data_home(tmp_path, m
     assert keys["Exec"].endswith(" -m clinlens %F") and "application/dicom" in keys["MimeType"]
     executable = keys["Exec"].removesuffix(" -m clinlens %F").strip('"')
     assert Path(executable) == Path(sys.executable)
-    assert Path(keys["Path"]) == ROOT                                   # a checkout runs from its root
+    assert Path(keys["Path"]) == ROOT  # a checkout runs from its root
     assert ET.parse(icon).getroot().tag.endswith("svg")
     assert str(entry) in capsys.readouterr().out
 
@@ -121,6 +126,7 @@ def test_the_desktop_entry_command_starts_clinlens(tmp_path, monkeypatch):
     desktop.optionxform = str
     desktop.read(tmp_path / "applications" / "clinlens.desktop")
     keys = desktop["Desktop Entry"]
-    result = subprocess.run([sys.executable, "-m", "clinlens", "--help"], cwd=keys["Path"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "clinlens", "--help"], cwd=keys["Path"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.startswith("usage: clinlens")

@@ -19,8 +19,9 @@ from gpu_check import parse_junit, table  # noqa: E402
 
 def test_without_a_gpu_it_refuses_in_one_sentence():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
@@ -36,13 +37,33 @@ def test_the_summary_lists_every_test_with_its_outcome(tmp_path):
         "@pytest.mark.skip(reason='no')\ndef test_skipped():\n    pass\n"
     )
     junit = tmp_path / "out.xml"
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-                    "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_sample.py")],
-                   cwd=tmp_path, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+            str(tmp_path / "test_sample.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
     cases = {name.rsplit("::", 1)[1]: outcome for name, outcome, _ in parse_junit(junit)}
     assert cases == {"test_ok": "passed", "test_broken": "failed", "test_skipped": "skipped"}
-    text = table([("test", "a::test_ok", "passed (0.1 s)", "", "", "", ""),
-                  ("ask", "bfloat16 max_pixels=262144", "ok", "51.0", "0.080", "4.61", "")])
+    text = table(
+        [
+            ("test", "a::test_ok", "passed (0.1 s)", "", "", "", ""),
+            ("ask", "bfloat16 max_pixels=262144", "ok", "51.0", "0.080", "4.61", ""),
+        ]
+    )
     header, rule, *body = text.splitlines()
     assert header.split(" | ")[0].strip() == "stage" and set(rule) <= {"-", "+"} and len(body) == 2
     assert "51.0" in body[1] and "0.080" in body[1]

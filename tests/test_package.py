@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "site", "*.egg-info", "__pycache__",
-                                    ".pytest_cache", ".hypothesis", "out")
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "site", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "out"
+)
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -33,8 +34,21 @@ def wheel(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
-    run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--no-index",
-         "-w", str(work / "dist")], cwd=work)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(work / "dist"),
+        ],
+        cwd=work,
+    )
     (built,) = (work / "dist").glob("clinlens-*.whl")
     return built
 
@@ -42,12 +56,19 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_the_wheel_carries_the_code_and_the_resources(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("clinlens/command.py", "app/main_window.py", "cli/imaging.py", "engine/paths.py",
-                   "engine/resources/presets.json", "engine/resources/demo/CT_small.dcm",
-                   "engine/resources/knowledge/tuberculosis-cxr.json", "engine/resources/icons/clinlens.svg"):
+    for needed in (
+        "clinlens/command.py",
+        "app/main_window.py",
+        "cli/imaging.py",
+        "engine/paths.py",
+        "engine/resources/presets.json",
+        "engine/resources/demo/CT_small.dcm",
+        "engine/resources/knowledge/tuberculosis-cxr.json",
+        "engine/resources/icons/clinlens.svg",
+    ):
         assert needed in names, needed
     bundled = {p.relative_to(ROOT / "resources").as_posix() for p in (ROOT / "resources").rglob("*") if p.is_file()}
-    assert {f"engine/resources/{name}" for name in bundled} <= names   # every resource ships
+    assert {f"engine/resources/{name}" for name in bundled} <= names  # every resource ships
     assert not any(name.startswith("tests/") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "clinlens = clinlens.command:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -58,12 +79,17 @@ def test_the_installed_command_runs_outside_the_checkout(wheel, tmp_path):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     python = venv / "bin" / "python"
-    site = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                    cwd=tmp_path).stdout.strip())
+    site = Path(
+        run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path
+        ).stdout.strip()
+    )
     test_env = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "test-environment.pth").write_text("\n".join(sorted(test_env)) + "\n")
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
-        cwd=tmp_path)
+    run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        cwd=tmp_path,
+    )
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     clinlens = str(venv / "bin" / "clinlens")
@@ -72,9 +98,12 @@ def test_the_installed_command_runs_outside_the_checkout(wheel, tmp_path):
     for command in ("gui", "info", "render", "export", "ask", "classify", "train", "install-desktop"):
         assert f"    {command}" in help_text
 
-    where = run([str(python), "-c", "import engine, engine.paths; print(engine.__file__); "
-                 "print(engine.paths.resources_dir())"], cwd=tmp_path, env=env).stdout.split()
-    assert all(Path(p).is_relative_to(site) for p in where)     # the installed copy, not the checkout
+    where = run(
+        [str(python), "-c", "import engine, engine.paths; print(engine.__file__); print(engine.paths.resources_dir())"],
+        cwd=tmp_path,
+        env=env,
+    ).stdout.split()
+    assert all(Path(p).is_relative_to(site) for p in where)  # the installed copy, not the checkout
     demo = Path(where[1]) / "demo" / "CT_small.dcm"
     info = run([clinlens, "info", str(demo)], cwd=tmp_path, env=env).stdout
     assert "Modality:        CT" in info and "128 x 128 px" in info

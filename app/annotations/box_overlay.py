@@ -15,15 +15,21 @@ from app.annotations.controller import AnnotationController
 from app.viewer.state import ViewerState
 from engine.annotations import Box, Review, Source
 
-HANDLE_PX = 7          # handle size on screen, whatever the zoom
+HANDLE_PX = 7  # handle size on screen, whatever the zoom
 HANDLES = ("tl", "t", "tr", "r", "br", "b", "bl", "l")
 
 
 def handle_points(rect: QRectF) -> dict[str, QPointF]:
     cx, cy = rect.center().x(), rect.center().y()
     return {
-        "tl": rect.topLeft(), "t": QPointF(cx, rect.top()), "tr": rect.topRight(), "r": QPointF(rect.right(), cy),
-        "br": rect.bottomRight(), "b": QPointF(cx, rect.bottom()), "bl": rect.bottomLeft(), "l": QPointF(rect.left(), cy),
+        "tl": rect.topLeft(),
+        "t": QPointF(cx, rect.top()),
+        "tr": rect.topRight(),
+        "r": QPointF(rect.right(), cy),
+        "br": rect.bottomRight(),
+        "b": QPointF(cx, rect.bottom()),
+        "bl": rect.bottomLeft(),
+        "l": QPointF(rect.left(), cy),
     }
 
 
@@ -48,7 +54,7 @@ class BoxItem(QGraphicsRectItem):
         pen = QPen(self.color, 3 if self.selected_look else 1.5)
         pen.setCosmetic(True)
         if self.box.source is not Source.USER and self.box.review is Review.PENDING:
-            pen.setStyle(Qt.PenStyle.DashLine)     # machine output not yet reviewed
+            pen.setStyle(Qt.PenStyle.DashLine)  # machine output not yet reviewed
         if self.box.review is Review.REJECTED:
             pen.setStyle(Qt.PenStyle.DotLine)
         self.setPen(pen)
@@ -72,7 +78,7 @@ class BoxItem(QGraphicsRectItem):
             painter.drawRect(QRectF(point.x() - half, point.y() - half, 2 * half, 2 * half))
 
     def boundingRect(self) -> QRectF:
-        margin = 8.0   # room for handles at any zoom >= 1; larger zooms shrink them in scene units
+        margin = 8.0  # room for handles at any zoom >= 1; larger zooms shrink them in scene units
         return super().boundingRect().adjusted(-margin, -margin, margin, margin)
 
 

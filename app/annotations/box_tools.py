@@ -13,8 +13,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-from app.annotations.controller import AnnotationController
 from app.annotations.box_overlay import HANDLE_PX, BoxOverlay, handle_points
+from app.annotations.controller import AnnotationController
 from app.viewer.state import ViewerState
 
 MIN_BOX_PX = 1.0
@@ -33,7 +33,7 @@ class BoxTools:
         self.controller = controller
         self.overlay = overlay
         self.tool = Tool.PAN
-        self._mode: str | None = None      # "draw" | "move" | "resize" | "band"
+        self._mode: str | None = None  # "draw" | "move" | "resize" | "band"
         self._origin = QPointF()
         self._box_id: str | None = None
         self._start_rect: tuple[float, float, float, float] = (0, 0, 0, 0)
@@ -88,7 +88,9 @@ class BoxTools:
             self._mode, (self._box_id, self._handle) = "resize", handle
         else:
             item = self.overlay.item_at(scene_point)
-            additive = bool(event.modifiers() & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier))
+            additive = bool(
+                event.modifiers() & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier)
+            )
             if item is None:
                 if not additive:
                     self.controller.select(set())
@@ -141,7 +143,9 @@ class BoxTools:
             self.controller.add_box(self.state.frame_index, rect.left(), rect.top(), rect.right(), rect.bottom())
         elif self._mode == "band":
             hits = {box_id for box_id, item in self.overlay.items.items() if rect.intersects(item.rect())}
-            additive = bool(event.modifiers() & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier))
+            additive = bool(
+                event.modifiers() & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier)
+            )
             self.controller.select(self.controller.selected | hits if additive else hits)
         self._hide_preview()
         self._mode = None

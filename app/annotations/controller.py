@@ -34,19 +34,19 @@ from engine.annotations import (
     open_sidecar,
     save_document,
 )
-from engine.paths import data_dir
 from engine.imaging import ImageStack
+from engine.paths import data_dir
 
 AUTOSAVE_DELAY_MS = 800
 DEFAULT_LABEL = "finding"
 
 
 class AnnotationController(QObject):
-    changed = Signal(object)            # DocumentEvent of the current image's document
+    changed = Signal(object)  # DocumentEvent of the current image's document
     selection_changed = Signal()
     current_image_changed = Signal()
-    problem = Signal(str)               # user-facing message (damaged sidecar, disk full, ...)
-    saved = Signal(str)                 # path written
+    problem = Signal(str)  # user-facing message (damaged sidecar, disk full, ...)
+    saved = Signal(str)  # path written
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,7 +54,7 @@ class AnnotationController(QObject):
         self._read_only: set[Path] = set()
         self._document_of_stack: dict[str, Path] = {}
         self._image_id_of_stack: dict[str, str] = {}
-        self._project: Path | None = None   # the project file the images being opened belong to
+        self._project: Path | None = None  # the project file the images being opened belong to
         self.doc: AnnotationDocument | None = None
         self.image_id: str | None = None
         self.stack: ImageStack | None = None
@@ -74,16 +74,19 @@ class AnnotationController(QObject):
         if path not in self._documents:
             try:
                 opened = open_sidecar(path)
-            except DocumentError as error:   # a newer format or an unreadable file: never save over it
-                self.problem.emit(f"Annotations in {path} cannot be used ({error}); "
-                                  "edits in this session will not be saved there.")
+            except DocumentError as error:  # a newer format or an unreadable file: never save over it
+                self.problem.emit(
+                    f"Annotations in {path} cannot be used ({error}); edits in this session will not be saved there."
+                )
                 self._read_only.add(path)
                 document = AnnotationDocument()
             else:
                 document = opened.document
                 if opened.problem:
-                    self.problem.emit(f"The annotation file {path.name} was damaged ({opened.problem}). "
-                                      f"It was kept as {opened.moved_to.name}; starting with no annotations.")
+                    self.problem.emit(
+                        f"The annotation file {path.name} was damaged ({opened.problem}). "
+                        f"It was kept as {opened.moved_to.name}; starting with no annotations."
+                    )
             document.subscribe(lambda event, d=document: self._on_document_event(d, event))
             if not document.labels:
                 document.ensure_label(DEFAULT_LABEL)
@@ -169,9 +172,11 @@ class AnnotationController(QObject):
         if path is None:
             return "", ""
         if path.is_relative_to(data_dir()):
-            return ("Saved in your ClinLens data folder (the images' folder is not written to)",
-                    f"Annotations of these images are saved to\n{path}\n"
-                    "because their folder is read-only or bundled with ClinLens.")
+            return (
+                "Saved in your ClinLens data folder (the images' folder is not written to)",
+                f"Annotations of these images are saved to\n{path}\n"
+                "because their folder is read-only or bundled with ClinLens.",
+            )
         return f"Saved to {Path(path.parent.name, path.name)}", f"Annotations are saved to\n{path}"
 
     def remember_frame(self, frame: int) -> None:
@@ -185,7 +190,7 @@ class AnnotationController(QObject):
             if lost:
                 self.selected -= lost
             self.changed.emit(event)
-            if lost:   # an undo or a delete took selected boxes away: whatever follows the selection updates
+            if lost:  # an undo or a delete took selected boxes away: whatever follows the selection updates
                 self.selection_changed.emit()
 
     def save_all(self) -> None:
@@ -195,8 +200,10 @@ class AnnotationController(QObject):
                 try:
                     save_document(document, path)
                 except OSError as error:
-                    self.problem.emit(f"Could not save annotations to {path}: {error.strerror or error}. "
-                                      "Your edits are kept in memory; free space or choose another place.")
+                    self.problem.emit(
+                        f"Could not save annotations to {path}: {error.strerror or error}. "
+                        "Your edits are kept in memory; free space or choose another place."
+                    )
                 else:
                     self.saved.emit(str(path))
 
@@ -254,8 +261,9 @@ class AnnotationController(QObject):
         if self.doc is None or self.image_id is None:
             return None
         self.doc.ensure_label(label)
-        image_label = self.doc.new_image_label(self.image_id, label, source=Source.CLASSIFIER, score=score,
-                                               note=note, review=Review.ACCEPTED)
+        image_label = self.doc.new_image_label(
+            self.image_id, label, source=Source.CLASSIFIER, score=score, note=note, review=Review.ACCEPTED
+        )
         self._execute(AddAnnotations(self.image_id, [image_label], text="Accept classifier label"))
         return image_label
 
@@ -299,5 +307,6 @@ class AnnotationController(QObject):
 
 def _has_user_content(document: AnnotationDocument) -> bool:
     """Only viewing an image (its last frame) is no reason to write a file next to it."""
-    return any(document.annotations(ref.image_id) or document.image_state(ref.image_id).reviewed
-               for ref in document.images)
+    return any(
+        document.annotations(ref.image_id) or document.image_state(ref.image_id).reviewed for ref in document.images
+    )

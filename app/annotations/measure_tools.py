@@ -16,7 +16,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QMouseEvent, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItemGroup, QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
 
-from engine.annotations import AddAnnotations, Measurement, MeasureKind, SetMeasurement
+from engine.annotations import AddAnnotations, MeasureKind, Measurement, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
 
 MEASURE_COLOUR = "#ffd23f"
@@ -85,8 +85,12 @@ class MeasureInput:
     edit is committed once, on release, through ``edited(measurement, points)``.
     """
 
-    def __init__(self, scene: QGraphicsScene, finished: Callable[[MeasureKind, tuple], None],
-                 edited: Callable[[Measurement, tuple], None] | None = None) -> None:
+    def __init__(
+        self,
+        scene: QGraphicsScene,
+        finished: Callable[[MeasureKind, tuple], None],
+        edited: Callable[[Measurement, tuple], None] | None = None,
+    ) -> None:
         self.kind: MeasureKind | None = None
         self.points: list[tuple[float, float]] = []
         self.dragging = False
@@ -207,7 +211,7 @@ class CanvasMeasureTools:
         self.input.cancel()
         self.box_tools.cancel()
 
-    def __getattr__(self, name: str):   # tool state the window reads (tool, ...) stays the box tools'
+    def __getattr__(self, name: str):  # tool state the window reads (tool, ...) stays the box tools'
         return getattr(self.box_tools, name)
 
     def _values(self, kind: MeasureKind, points: tuple) -> tuple:
@@ -218,16 +222,18 @@ class CanvasMeasureTools:
     def _edit(self, measurement: Measurement, points: tuple) -> None:
         controller = self.annotations
         if controller.doc is not None and self.state.frame is not None:
-            controller.doc.execute(SetMeasurement(controller.image_id, measurement.id, points,
-                                                  self._values(measurement.kind, points)))
+            controller.doc.execute(
+                SetMeasurement(controller.image_id, measurement.id, points, self._values(measurement.kind, points))
+            )
 
     def _add(self, kind: MeasureKind, points: tuple) -> None:
         controller, frame = self.annotations, self.state.frame
         if controller.doc is None or controller.image_id is None or frame is None:
             return
         values = self._values(kind, points)
-        measurement = controller.doc.new_measurement(controller.image_id, kind, self.state.frame_index, points,
-                                                     values, label=controller.current_label)
+        measurement = controller.doc.new_measurement(
+            controller.image_id, kind, self.state.frame_index, points, values, label=controller.current_label
+        )
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
 
 

@@ -38,7 +38,7 @@ def box_size_mm(box: Box, spacing) -> str:
 
 
 class AnnotationPanel(QWidget):
-    box_activated = Signal(str)      # a row was clicked: show and centre this box
+    box_activated = Signal(str)  # a row was clicked: show and centre this box
 
     def __init__(self, state: ViewerState, controller: AnnotationController, parent=None) -> None:
         super().__init__(parent)
@@ -67,7 +67,7 @@ class AnnotationPanel(QWidget):
         self.corrected_button = QPushButton("Corrected")
         self.image_reviewed = QCheckBox("Image reviewed")
         self.progress = QLabel()
-        self.location = QLabel()        # where the annotations are saved (tooltip: the full path)
+        self.location = QLabel()  # where the annotations are saved (tooltip: the full path)
         self.location.setWordWrap(True)
 
         label_row = QHBoxLayout()
@@ -110,7 +110,9 @@ class AnnotationPanel(QWidget):
         for source, toggle in self.source_toggles.items():
             toggle.toggled.connect(lambda on, s=source: controller.set_source_visible(s, on))
         self.tree.itemSelectionChanged.connect(self._tree_selection_changed)
-        self.tree.itemClicked.connect(lambda item, _col: self.box_activated.emit(item.data(0, Qt.ItemDataRole.UserRole)))
+        self.tree.itemClicked.connect(
+            lambda item, _col: self.box_activated.emit(item.data(0, Qt.ItemDataRole.UserRole))
+        )
         self.tree.itemChanged.connect(self._item_edited)
         self.accept_button.clicked.connect(lambda: controller.review_selected(Review.ACCEPTED))
         self.reject_button.clicked.connect(lambda: controller.review_selected(Review.REJECTED))
@@ -118,7 +120,7 @@ class AnnotationPanel(QWidget):
         self.image_reviewed.toggled.connect(self._reviewed_toggled)
         controller.changed.connect(lambda _e: self.refresh())
         controller.current_image_changed.connect(self.refresh)
-        state.stack_changed.connect(self.refresh)   # the spacing note needs the new stack
+        state.stack_changed.connect(self.refresh)  # the spacing note needs the new stack
         controller.selection_changed.connect(self._sync_selection)
         self.refresh()
 
@@ -144,27 +146,49 @@ class AnnotationPanel(QWidget):
             if box.source not in controller.visible_sources:
                 continue
             placed = box.placement
-            item = QTreeWidgetItem([
-                box.label, f"{placed.plane} {placed.index + 1}" if placed else str(box.frame + 1),
-                box.source.value, box.review.value, f"{box.width:g} × {box.height:g}",
-                f"{box.width * placed.pixel_mm:.1f} × {box.height * placed.pixel_mm:.1f}" if placed
-                else box_size_mm(box, spacing),
-                "" if box.score is None else f"{box.score:.2f}", box.note,
-            ])
+            item = QTreeWidgetItem(
+                [
+                    box.label,
+                    f"{placed.plane} {placed.index + 1}" if placed else str(box.frame + 1),
+                    box.source.value,
+                    box.review.value,
+                    f"{box.width:g} × {box.height:g}",
+                    f"{box.width * placed.pixel_mm:.1f} × {box.height * placed.pixel_mm:.1f}"
+                    if placed
+                    else box_size_mm(box, spacing),
+                    "" if box.score is None else f"{box.score:.2f}",
+                    box.note,
+                ]
+            )
             item.setData(0, Qt.ItemDataRole.UserRole, box.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
             self.tree.addTopLevelItem(item)
         for measurement in controller.doc.measurements(controller.image_id):
-            where = (f"{measurement.placement.plane} {measurement.placement.index + 1}" if measurement.placement
-                     else str(measurement.frame + 1))
-            item = QTreeWidgetItem([measurement.label, where, measurement.source.value, measurement.review.value,
-                                    measurement.kind.value, measurement.summary(), "", measurement.note])
+            where = (
+                f"{measurement.placement.plane} {measurement.placement.index + 1}"
+                if measurement.placement
+                else str(measurement.frame + 1)
+            )
+            item = QTreeWidgetItem(
+                [
+                    measurement.label,
+                    where,
+                    measurement.source.value,
+                    measurement.review.value,
+                    measurement.kind.value,
+                    measurement.summary(),
+                    "",
+                    measurement.note,
+                ]
+            )
             item.setData(0, Qt.ItemDataRole.UserRole, measurement.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
             self.tree.addTopLevelItem(item)
         self.spacing_note.setText(
             f"mm from {spacing.source} ({spacing.row_mm:g} × {spacing.col_mm:g} mm per row × column)"
-            if spacing else "No pixel spacing in this image: sizes in pixels only.")
+            if spacing
+            else "No pixel spacing in this image: sizes in pixels only."
+        )
         state = doc.image_state(controller.image_id)
         self.image_reviewed.setChecked(state.reviewed)
         progress = doc.progress()
@@ -193,7 +217,7 @@ class AnnotationPanel(QWidget):
             self.controller.select({box_id})
             self.controller.relabel_selected(item.text(0))
         else:
-            self.refresh()   # other columns are facts, not edits
+            self.refresh()  # other columns are facts, not edits
 
     def _label_entered(self) -> None:
         self.controller.set_current_label(self.label_picker.currentText())

@@ -22,8 +22,8 @@ ANSWER_COLOURS = ("#ff5fd2", "#4fd1ff", "#ffb84f", "#9dff57", "#b18cff", "#ff6b6
 class AnswerBox:
     """One box of one answer, in pixels of the original image."""
 
-    turn: int          # index of the turn in this image's conversation
-    index: int         # index of the box in that answer
+    turn: int  # index of the turn in this image's conversation
+    index: int  # index of the box in that answer
     x1: float
     y1: float
     x2: float

@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 from app.annotations.controller import AnnotationController
 from app.assistant.answer_overlay import AnswerBox, AnswerOverlay
 from app.assistant.conversation import Conversations, Turn
-from app.inference.worker import AskJob, InferenceService
 from app.inference.settings import AssistantSettings
+from app.inference.worker import AskJob, InferenceService
 from app.viewer.state import ViewerState
 from app.widgets.research_notice import research_notice
 from engine.clinkd import Task, default_question
@@ -50,12 +50,19 @@ STREAM_REDRAW_MS = 50
 class AskPanel(QWidget):
     # Emitted on the GUI thread (worker signals arrive queued): safe to wait on, unlike the
     # worker's own signals, whose direct Python callbacks would run in the worker thread.
-    answer_updated = Signal(int)   # job id: more text streamed in
+    answer_updated = Signal(int)  # job id: more text streamed in
     answer_finished = Signal(int)  # job id (done, cancelled or failed)
 
-    def __init__(self, state: ViewerState, annotations: AnnotationController, service: InferenceService,
-                 overlay: AnswerOverlay, settings: Callable[[], AssistantSettings],
-                 choose_model: Callable[[], None], parent=None) -> None:
+    def __init__(
+        self,
+        state: ViewerState,
+        annotations: AnnotationController,
+        service: InferenceService,
+        overlay: AnswerOverlay,
+        settings: Callable[[], AssistantSettings],
+        choose_model: Callable[[], None],
+        parent=None,
+    ) -> None:
         super().__init__(parent)
         self.state = state
         self.annotations = annotations
@@ -102,8 +109,7 @@ class AskPanel(QWidget):
         self.chat.setOpenLinks(False)
         self.chat.setPlaceholderText("Answers appear here. Hover a box link to find it on the image.")
         buttons = QHBoxLayout()
-        for button in (self.ask_button, self.regenerate_button, self.new_button, self.clear_button,
-                       self.export_button):
+        for button in (self.ask_button, self.regenerate_button, self.new_button, self.clear_button, self.export_button):
             buttons.addWidget(button)
         missing_row = QHBoxLayout()
         missing_row.addWidget(self.missing, 1)
@@ -140,7 +146,7 @@ class AskPanel(QWidget):
         worker.error.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         annotations.selection_changed.connect(self._update_box_label)
-        annotations.changed.connect(lambda _event: self._update_box_label())   # undo can remove the selected box
+        annotations.changed.connect(lambda _event: self._update_box_label())  # undo can remove the selected box
         annotations.current_image_changed.connect(self.refresh)
         state.frame_changed.connect(lambda _i: (self._update_box_label(), self._update_buttons()))
         self.refresh_settings()
@@ -157,7 +163,10 @@ class AskPanel(QWidget):
         self.missing.setText(
             "No ClinKD / Qwen2-VL checkpoint is configured. Choose the folder of a local checkpoint "
             "(ClinKD, or Qwen2-VL-2B/7B-Instruct: see docs/models/weights.md, “Point ClinLens at your "
-            "weights”), or a server in Assistant > Settings." if missing else "")
+            "weights”), or a server in Assistant > Settings."
+            if missing
+            else ""
+        )
         self.missing.setVisible(missing)
         self.choose_button.setVisible(missing)
         self._update_buttons()
@@ -213,16 +222,20 @@ class AskPanel(QWidget):
         last = next((t for t in reversed(turns) if t.status == "done"), None)
         n = len(self.history())
         if n:
-            text = (f"Follow-up: {n} earlier turn{'s' if n != 1 else ''} of this conversation "
-                    f"go{'' if n != 1 else 'es'} with the next question, within the history budget "
-                    f"({self.settings().history_tokens} tokens; the oldest are left out beyond it).")
+            text = (
+                f"Follow-up: {n} earlier turn{'s' if n != 1 else ''} of this conversation "
+                f"go{'' if n != 1 else 'es'} with the next question, within the history budget "
+                f"({self.settings().history_tokens} tokens; the oldest are left out beyond it)."
+            )
         elif turns:
             text = "New conversation: the next question is sent without earlier turns."
         else:
             text = ""
         if last is not None and last.history_dropped and turns.index(last) >= self.conversations.start(self.image_key):
-            text += (f" The last answer was given without the {last.history_dropped} oldest turn(s): they did not fit "
-                     f"the history budget ({self.settings().history_tokens} tokens).")
+            text += (
+                f" The last answer was given without the {last.history_dropped} oldest turn(s): they did not fit "
+                f"the history budget ({self.settings().history_tokens} tokens)."
+            )
         self.history_label.setText(text)
         self.history_label.setVisible(bool(text))
 
@@ -241,12 +254,20 @@ class AskPanel(QWidget):
         if task is Task.VG and not question.strip():
             self.question.setFocus()
             return None
-        turn = Turn(question=question.strip(), task=task.value, box=box, frame=self.state.frame_index,
-                    window=self.state.window)
-        job = AskJob(image=render_rgb(frame, self.state.window, invert=self.state.invert),
-                     question=turn.question, task=task.value, box=box, image_key=key,
-                     frame=turn.frame, window=turn.window, settings=self.settings(),
-                     history=self.history() if history is None else history)
+        turn = Turn(
+            question=question.strip(), task=task.value, box=box, frame=self.state.frame_index, window=self.state.window
+        )
+        job = AskJob(
+            image=render_rgb(frame, self.state.window, invert=self.state.invert),
+            question=turn.question,
+            task=task.value,
+            box=box,
+            image_key=key,
+            frame=turn.frame,
+            window=turn.window,
+            settings=self.settings(),
+            history=self.history() if history is None else history,
+        )
         turn.job_id = self.running_job = self.service.submit(job)
         self.conversations.turns(key).append(turn)
         self.refresh()
@@ -301,7 +322,7 @@ class AskPanel(QWidget):
 
     # ----- view
     def refresh(self) -> None:
-        self._stream_timer.stop()   # everything streamed so far is shown now
+        self._stream_timer.stop()  # everything streamed so far is shown now
         self._render_chat()
         self.overlay.show(self.answer_boxes())
         self._update_box_label()
@@ -310,8 +331,11 @@ class AskPanel(QWidget):
 
     def answer_boxes(self) -> list[AnswerBox]:
         turns = self.conversations.turns(self.image_key) if self.image_key else []
-        return [AnswerBox(t, i, b.x1, b.y1, b.x2, b.y2, b.phrase or "", turn.frame)
-                for t, turn in enumerate(turns) for i, b in enumerate(turn.boxes)]
+        return [
+            AnswerBox(t, i, b.x1, b.y1, b.x2, b.y2, b.phrase or "", turn.frame)
+            for t, turn in enumerate(turns)
+            for i, b in enumerate(turn.boxes)
+        ]
 
     def _render_chat(self) -> None:
         turns = self.conversations.turns(self.image_key) if self.image_key else []
@@ -322,24 +346,38 @@ class AskPanel(QWidget):
                 parts.append("<p style='color:#8a8f98'>— new conversation: earlier turns are not sent —</p>")
             ask = html.escape(turn.question or default_question(Task(turn.task)))
             where = f" · box ({', '.join(f'{v:.0f}' for v in turn.box)})" if turn.box else ""
-            parts.append(f"<p><b>You</b> <span style='color:#8a8f98'>[{turn.task} · frame {turn.frame + 1}"
-                         f"{where}]</span><br>{ask}</p>")
+            parts.append(
+                f"<p><b>You</b> <span style='color:#8a8f98'>[{turn.task} · frame {turn.frame + 1}"
+                f"{where}]</span><br>{ask}</p>"
+            )
             answer = html.escape(turn.answer)
-            status = {"running": " <i>…</i>", "cancelled": " <i style='color:#ffcf70'>(cancelled: no boxes)</i>",
-                      "error": f" <span style='color:#ff8080'>Error: {html.escape(turn.error)}</span>"}.get(turn.status, "")
+            status = {
+                "running": " <i>…</i>",
+                "cancelled": " <i style='color:#ffcf70'>(cancelled: no boxes)</i>",
+                "error": f" <span style='color:#ff8080'>Error: {html.escape(turn.error)}</span>",
+            }.get(turn.status, "")
             links = "".join(
                 f"<br>▣ <a href='box:{t}:{i}'>{html.escape(b.phrase or 'box ' + str(i + 1))}</a> "
                 f"<span style='color:#8a8f98'>({b.x1:.0f}, {b.y1:.0f}) – ({b.x2:.0f}, {b.y2:.0f})</span>"
-                for i, b in enumerate(turn.boxes))
+                for i, b in enumerate(turn.boxes)
+            )
             meta = ""
             if turn.result is not None and turn.status == "done":
                 r = turn.result
                 speed = f" · {r.tokens_per_second:.1f} tok/s" if r.tokens_per_second else ""
                 sent = f" · {turn.history_sent} earlier turn(s) sent" if turn.history_sent else ""
-                dropped = (f" · <span style='color:#ffcf70'>{turn.history_dropped} oldest turn(s) left out "
-                           "(history budget)</span>") if turn.history_dropped else ""
-                meta = (f"<br><span style='color:#8a8f98'>{html.escape(r.model.model_id)} · {r.new_tokens} tokens"
-                        f" · {r.total_s:.1f} s{speed}{sent}</span>{dropped}")
+                dropped = (
+                    (
+                        f" · <span style='color:#ffcf70'>{turn.history_dropped} oldest turn(s) left out "
+                        "(history budget)</span>"
+                    )
+                    if turn.history_dropped
+                    else ""
+                )
+                meta = (
+                    f"<br><span style='color:#8a8f98'>{html.escape(r.model.model_id)} · {r.new_tokens} tokens"
+                    f" · {r.total_s:.1f} s{speed}{sent}</span>{dropped}"
+                )
             parts.append(f"<p><b>ClinKD</b>{status}<br>{answer}{links}{meta}</p>")
         self.chat.setHtml("".join(parts))
         self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())

@@ -25,12 +25,12 @@ class Turn:
     window: Window | None
     asked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     job_id: int | None = None
-    status: str = "running"          # running | done | cancelled | error
-    streamed: str = ""               # text as it arrived
-    result: Any = None               # engine.clinkd.AskResult once done
+    status: str = "running"  # running | done | cancelled | error
+    streamed: str = ""  # text as it arrived
+    result: Any = None  # engine.clinkd.AskResult once done
     error: str = ""
-    history_sent: int = 0            # earlier turns sent with the question (known once answered)
-    history_dropped: int = 0         # older turns the token budget left out
+    history_sent: int = 0  # earlier turns sent with the question (known once answered)
+    history_dropped: int = 0  # older turns the token budget left out
 
     @property
     def answer(self) -> str:
@@ -46,8 +46,9 @@ class Turn:
             "task": self.task,
             "box_prompt": list(self.box) if self.box else None,
             "frame": self.frame,
-            "window": None if self.window is None else {
-                "center": self.window.center, "width": self.window.width, "function": self.window.function},
+            "window": None
+            if self.window is None
+            else {"center": self.window.center, "width": self.window.width, "function": self.window.function},
             "asked_at": self.asked_at,
             "status": self.status,
             "answer": self.answer,
@@ -57,10 +58,11 @@ class Turn:
             result = self.result.to_dict()
             data["prompt"] = result["question"]  # as the model read it: `ask --history` replays it
             data["raw_answer"] = result["raw_text"]
-            data["boxes"] = [{"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "phrase": b.phrase}
-                             for b in self.boxes]
-            data["model"] = {k: result["model"][k] for k in ("model_id", "dtype", "device", "quantization",
-                                                             "min_pixels", "max_pixels", "mcg_rope")}
+            data["boxes"] = [{"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "phrase": b.phrase} for b in self.boxes]
+            data["model"] = {
+                k: result["model"][k]
+                for k in ("model_id", "dtype", "device", "quantization", "min_pixels", "max_pixels", "mcg_rope")
+            }
             data["settings"] = result["settings"]
             data["timings"] = {k: result[k] for k in ("time_to_first_token_s", "tokens_per_second", "total_s")}
             data["tokens"] = {k: result[k] for k in ("prompt_tokens", "image_tokens", "new_tokens")}
@@ -71,13 +73,13 @@ class Turn:
 @dataclass
 class Conversations:
     by_image: dict[str, list[Turn]] = field(default_factory=dict)
-    starts: dict[str, int] = field(default_factory=dict)   # image -> first turn of the current conversation
+    starts: dict[str, int] = field(default_factory=dict)  # image -> first turn of the current conversation
 
     def turns(self, image_key: str) -> list[Turn]:
         return self.by_image.setdefault(image_key, [])
 
     def start_new(self, image_key: str) -> None:
-        """"New conversation": later questions carry none of the turns so far (they stay visible)."""
+        """ "New conversation": later questions carry none of the turns so far (they stay visible)."""
         self.starts[image_key] = len(self.turns(image_key))
 
     def start(self, image_key: str) -> int:
@@ -87,9 +89,12 @@ class Conversations:
         """The answered turns of the current conversation about ``frame`` (those before turn
         number ``before``, when regenerating it), as the model read and wrote them: what a
         follow-up question carries (the engine keeps the newest that fit its budget)."""
-        turns = self.turns(image_key)[self.start(image_key):before]
-        return tuple(PriorTurn(t.result.question, t.result.raw_text) for t in turns
-                     if t.status == "done" and t.result is not None and t.frame == frame)
+        turns = self.turns(image_key)[self.start(image_key) : before]
+        return tuple(
+            PriorTurn(t.result.question, t.result.raw_text)
+            for t in turns
+            if t.status == "done" and t.result is not None and t.frame == frame
+        )
 
     def clear(self, image_key: str) -> None:
         self.by_image.pop(image_key, None)

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.annotations.controller import AnnotationController
+from app.inference.settings import AssistantSettings
 from app.inference.worker import InferenceService, PreannotateJob
 from app.widgets.progress_bar import ProgressBar
-from app.inference.settings import AssistantSettings
 from engine.annotations import AnnotationDocument
 from engine.imaging import ImageStack, Window
 from engine.kpl import available_knowledge
@@ -56,11 +56,16 @@ def _clock(seconds: float | None) -> str:
 class PreannotationRun(QObject):
     """Starts a run, applies its outcomes to the documents, pauses, resumes and cancels it."""
 
-    changed = Signal()           # progress, pause or running state
-    finished = Signal(str)       # the summary sentence
+    changed = Signal()  # progress, pause or running state
+    finished = Signal(str)  # the summary sentence
 
-    def __init__(self, service: InferenceService, annotations: AnnotationController,
-                 stacks: Callable[[], list[ImageStack]], settings: Callable[[], AssistantSettings]) -> None:
+    def __init__(
+        self,
+        service: InferenceService,
+        annotations: AnnotationController,
+        stacks: Callable[[], list[ImageStack]],
+        settings: Callable[[], AssistantSettings],
+    ) -> None:
         super().__init__()
         self.service = service
         self.annotations = annotations
@@ -117,8 +122,9 @@ class PreannotationRun(QObject):
         self.reset_counts()
         self.total = len(images)
         self.run_id = new_run_id()
-        self.job = PreannotateJob(spec=spec, images=tuple(images), run_id=self.run_id, settings=self.settings(),
-                                  batch_size=self.batch_size)
+        self.job = PreannotateJob(
+            spec=spec, images=tuple(images), run_id=self.run_id, settings=self.settings(), batch_size=self.batch_size
+        )
         self.job_id = self.service.submit(self.job)
         self.changed.emit()
         return self.job_id
@@ -172,8 +178,10 @@ class PreannotationRun(QObject):
         if job_id != self.job_id:
             return
         self.job_id = None
-        summary = (f"Pre-annotation: {self.done + self.failed} of {self.total} images, {self.boxes} boxes and "
-                   f"{self.labels} labels proposed (needing review), {self.failed} failed")
+        summary = (
+            f"Pre-annotation: {self.done + self.failed} of {self.total} images, {self.boxes} boxes and "
+            f"{self.labels} labels proposed (needing review), {self.failed} failed"
+        )
         if self.notes:
             summary += " · " + "; ".join(self.notes)
         summary += ". N/P walk the images, A/X accept/reject, Ctrl+Z takes the whole run back."
@@ -188,7 +196,7 @@ class PreannotationBar(QWidget):
         super().__init__(parent)
         self.run = run
         self.label = QLabel()
-        self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance("M" * 44))   # no relayout per update
+        self.label.setMinimumWidth(self.label.fontMetrics().horizontalAdvance("M" * 44))  # no relayout per update
         self.bar = ProgressBar()
         self.bar.setMaximumWidth(160)
         self.bar.setTextVisible(False)
@@ -217,8 +225,16 @@ class PreannotationBar(QWidget):
 class PreannotateDialog(QDialog):
     """Scope, task and its inputs; refuses a bad label list before anything runs."""
 
-    def __init__(self, labels: list[str], window: Window | None, needing_review: int, total: int,
-                 knowledge: str, parent=None, invert: bool = False) -> None:
+    def __init__(
+        self,
+        labels: list[str],
+        window: Window | None,
+        needing_review: int,
+        total: int,
+        knowledge: str,
+        parent=None,
+        invert: bool = False,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Pre-annotate")
         self.window_used = window
@@ -256,8 +272,10 @@ class PreannotateDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        about = QLabel("Proposals arrive as boxes and labels needing review; the run can be paused or "
-                       "cancelled (what is done is kept), and Ctrl+Z takes the whole run back.")
+        about = QLabel(
+            "Proposals arrive as boxes and labels needing review; the run can be paused or "
+            "cancelled (what is done is kept), and Ctrl+Z takes the whole run back."
+        )
         about.setWordWrap(True)
         layout.addWidget(about)
         self.setMinimumWidth(520)
@@ -276,8 +294,9 @@ class PreannotateDialog(QDialog):
         """The run's settings; raises LabelListError / ValueError with a sentence for the user."""
         task = self.task.currentData()
         labels = tuple(split_labels(self.labels.text())) if task is PreTask.VG else ()
-        return PreannotateSpec(task, labels, self.knowledge.currentText().strip(), self.window_used, max_new_tokens,
-                               self.invert)
+        return PreannotateSpec(
+            task, labels, self.knowledge.currentText().strip(), self.window_used, max_new_tokens, self.invert
+        )
 
     def accept(self) -> None:
         try:
@@ -288,8 +307,14 @@ class PreannotateDialog(QDialog):
         super().accept()
 
 
-def ask_and_start(run: PreannotationRun, parent: QWidget, labels: list[str], window: Window | None,
-                  settings: AssistantSettings, invert: bool = False) -> int | None:
+def ask_and_start(
+    run: PreannotationRun,
+    parent: QWidget,
+    labels: list[str],
+    window: Window | None,
+    settings: AssistantSettings,
+    invert: bool = False,
+) -> int | None:
     """Assistant > Pre-annotate…: the dialog, then the run (None when cancelled or busy)."""
     if run.running:
         return None

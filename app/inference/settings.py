@@ -22,21 +22,21 @@ KPL_METHODS = ("kpl", "text", "inmap")
 
 @dataclass(frozen=True)
 class AssistantSettings:
-    clinkd_dir: str = ""             # a Qwen2-VL-family checkpoint folder (ClinKD or stock Qwen2-VL)
-    server_url: str = ""             # an OpenAI-compatible server (vLLM, SGLang) instead of the folder
-    server_model: str = ""           # its served model name; empty: the only one it serves
-    clip_model: str = ""             # open_clip spec: "ViT-L-14:openai", a checkpoint file or local-dir:
+    clinkd_dir: str = ""  # a Qwen2-VL-family checkpoint folder (ClinKD or stock Qwen2-VL)
+    server_url: str = ""  # an OpenAI-compatible server (vLLM, SGLang) instead of the folder
+    server_model: str = ""  # its served model name; empty: the only one it serves
+    clip_model: str = ""  # open_clip spec: "ViT-L-14:openai", a checkpoint file or local-dir:
     knowledge: str = "tuberculosis-cxr"  # knowledge base name in resources/knowledge or a JSON file
     device: str = "auto"
     dtype: str = "auto"
     max_pixels: int = 1024 * 1024
     max_new_tokens: int = 80
     best_of: int = 1
-    history_tokens: int = 1024       # follow-up questions: earlier turns sent within this many tokens
+    history_tokens: int = 1024  # follow-up questions: earlier turns sent within this many tokens
     mcg_rope: str = "auto"
     kpl_k: int = 8
     kpl_method: str = "kpl"
-    decode_timeout_s: int = 30       # a compressed frame still decoding after this is abandoned
+    decode_timeout_s: int = 30  # a compressed frame still decoding after this is abandoned
 
     @property
     def clinkd_configured(self) -> bool:
@@ -49,13 +49,22 @@ class AssistantSettings:
             found.append(f"The server URL must start with http:// or https://, not {self.server_url!r}.")
         if self.clinkd_dir and not Path(self.clinkd_dir).is_dir():
             found.append(f"The ClinKD folder {self.clinkd_dir} does not exist.")
-        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("mcg_rope", MCG_ROPE),
-                              ("kpl_method", KPL_METHODS)):
+        for name, allowed in (
+            ("device", DEVICES),
+            ("dtype", DTYPES),
+            ("mcg_rope", MCG_ROPE),
+            ("kpl_method", KPL_METHODS),
+        ):
             if getattr(self, name) not in allowed:
                 found.append(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
-        for name, low, high in (("max_pixels", 28 * 28, 4096 * 4096), ("max_new_tokens", 1, 4096),
-                                ("best_of", 1, 32), ("kpl_k", 1, 256), ("decode_timeout_s", 1, 600),
-                                ("history_tokens", 0, 32768)):
+        for name, low, high in (
+            ("max_pixels", 28 * 28, 4096 * 4096),
+            ("max_new_tokens", 1, 4096),
+            ("best_of", 1, 32),
+            ("kpl_k", 1, 256),
+            ("decode_timeout_s", 1, 600),
+            ("history_tokens", 0, 32768),
+        ):
             value = getattr(self, name)
             if not low <= value <= high:
                 found.append(f"{name} must be between {low} and {high}, not {value}.")

@@ -46,13 +46,17 @@ class SettingsDialog(QDialog):
         self.max_new_tokens = _spin(1, 4096, settings.max_new_tokens)
         self.best_of = _spin(1, 32, settings.best_of)
         self.history_tokens = _spin(0, 32768, settings.history_tokens)
-        self.history_tokens.setToolTip("Follow-up questions carry the earlier turns within this many tokens; "
-                                       "the oldest are left out beyond it (0: no history)")
+        self.history_tokens.setToolTip(
+            "Follow-up questions carry the earlier turns within this many tokens; "
+            "the oldest are left out beyond it (0: no history)"
+        )
         self.kpl_k = _spin(1, 256, settings.kpl_k)
         self.decode_timeout_s = _spin(1, 600, settings.decode_timeout_s)
         self.decode_timeout_s.setSuffix(" s")
-        self.decode_timeout_s.setToolTip("A compressed frame still decoding after this long is abandoned "
-                                         "with an error (damaged files can keep a decoder busy).")
+        self.decode_timeout_s.setToolTip(
+            "A compressed frame still decoding after this long is abandoned "
+            "with an error (damaged files can keep a decoder busy)."
+        )
         self.problems = QLabel()
         self.problems.setStyleSheet("color: #ff8080;")
         self.problems.setWordWrap(True)
@@ -83,13 +87,23 @@ class SettingsDialog(QDialog):
 
     def value(self) -> AssistantSettings:
         return replace(
-            self._base, clinkd_dir=self.clinkd_dir.text().strip(), server_url=self.server_url.text().strip(),
-            server_model=self.server_model.text().strip(), clip_model=self.clip_model.text().strip(),
-            knowledge=self.knowledge.currentText().strip(), device=self.device.currentText(),
-            dtype=self.dtype.currentText(), mcg_rope=self.mcg_rope.currentText(),
-            kpl_method=self.kpl_method.currentText(), max_pixels=self.max_pixels.value(),
-            max_new_tokens=self.max_new_tokens.value(), best_of=self.best_of.value(), kpl_k=self.kpl_k.value(),
-            decode_timeout_s=self.decode_timeout_s.value(), history_tokens=self.history_tokens.value())
+            self._base,
+            clinkd_dir=self.clinkd_dir.text().strip(),
+            server_url=self.server_url.text().strip(),
+            server_model=self.server_model.text().strip(),
+            clip_model=self.clip_model.text().strip(),
+            knowledge=self.knowledge.currentText().strip(),
+            device=self.device.currentText(),
+            dtype=self.dtype.currentText(),
+            mcg_rope=self.mcg_rope.currentText(),
+            kpl_method=self.kpl_method.currentText(),
+            max_pixels=self.max_pixels.value(),
+            max_new_tokens=self.max_new_tokens.value(),
+            best_of=self.best_of.value(),
+            kpl_k=self.kpl_k.value(),
+            decode_timeout_s=self.decode_timeout_s.value(),
+            history_tokens=self.history_tokens.value(),
+        )
 
     def accept(self) -> None:
         problems = self.value().problems()

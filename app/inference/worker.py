@@ -29,15 +29,15 @@ THREAD_STOP_TIMEOUT_MS = 10_000
 class AskJob:
     """A question about the frame the user sees (its displayed RGB pixels)."""
 
-    image: np.ndarray            # (H, W, 3) uint8, render_rgb of the frame in the current window
+    image: np.ndarray  # (H, W, 3) uint8, render_rgb of the frame in the current window
     question: str
-    task: str                    # engine.clinkd.Task value: "free", "vg", "roc", "rc", "mia"
+    task: str  # engine.clinkd.Task value: "free", "vg", "roc", "rc", "mia"
     box: tuple[float, float, float, float] | None
     image_key: str
     frame: int
     window: Window | None
     settings: AssistantSettings
-    history: tuple = ()          # engine.clinkd.PriorTurn: the earlier turns of this conversation
+    history: tuple = ()  # engine.clinkd.PriorTurn: the earlier turns of this conversation
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,13 @@ class PreannotateJob:
     in flight finish); the ticket's cancel event stops the run and keeps what is done.
     """
 
-    spec: object                 # engine.preannotate.PreannotateSpec
-    images: tuple                # ((image key, ImageRef, (Box, ...)), ...)
+    spec: object  # engine.preannotate.PreannotateSpec
+    images: tuple  # ((image key, ImageRef, (Box, ...)), ...)
     run_id: str
     settings: AssistantSettings
     pause: threading.Event = field(default_factory=threading.Event)
-    batch_size: int = 4          # local questions per batch
-    concurrency: int = 8         # requests in flight on a server
+    batch_size: int = 4  # local questions per batch
+    concurrency: int = 8  # requests in flight on a server
 
 
 @dataclass(frozen=True)
@@ -82,18 +82,18 @@ class _Ticket:
 class _Worker(QObject):
     """Lives in the inference thread; its slot runs the jobs one after another."""
 
-    state = Signal(str, str)                 # "not configured" | "loading" | "ready" | "busy" | "error", detail
+    state = Signal(str, str)  # "not configured" | "loading" | "ready" | "busy" | "error", detail
     started = Signal(int)
     partial_text = Signal(int, str)
-    steps = Signal(int, int, float)          # job id, decoding steps so far, seconds since the job started
-    progress = Signal(int, str, int, int)    # job id, stage, done, total
+    steps = Signal(int, int, float)  # job id, decoding steps so far, seconds since the job started
+    progress = Signal(int, str, int, int)  # job id, stage, done, total
     result = Signal(int, object)
     error = Signal(int, str)
     cancelled = Signal(int)
     finished = Signal(int)
-    image_done = Signal(int, object)         # job id, engine.preannotate.ImageOutcome
-    run_progress = Signal(int, object)       # job id, engine.preannotate.RunProgress
-    warning = Signal(int, str)               # job id, something the user should know (a replica went down)
+    image_done = Signal(int, object)  # job id, engine.preannotate.ImageOutcome
+    run_progress = Signal(int, object)  # job id, engine.preannotate.RunProgress
+    warning = Signal(int, str)  # job id, something the user should know (a replica went down)
 
     def __init__(self) -> None:
         super().__init__()
@@ -131,15 +131,18 @@ class _Worker(QObject):
         from engine.clinkd import AskRequest, GenerationSettings, Task, ask
 
         request = AskRequest(job.image, job.question, Task(job.task), job.box, history=tuple(job.history))
-        settings = GenerationSettings(max_new_tokens=job.settings.max_new_tokens, best_of=job.settings.best_of,
-                                      history_tokens=job.settings.history_tokens)
+        settings = GenerationSettings(
+            max_new_tokens=job.settings.max_new_tokens,
+            best_of=job.settings.best_of,
+            history_tokens=job.settings.history_tokens,
+        )
         began = time.perf_counter()
         if job.settings.server_url:
             backend = self._open_server(job.settings)
             self.state.emit("busy", _device_text(backend.info))
             chunks = itertools.count(1)
 
-            def on_text(text: str) -> None:   # a server streams about one token per event
+            def on_text(text: str) -> None:  # a server streams about one token per event
                 self.partial_text.emit(job_id, text)
                 self.steps.emit(job_id, next(chunks), time.perf_counter() - began)
 
@@ -152,7 +155,9 @@ class _Worker(QObject):
                 return
             self.state.emit("busy", _device_text(model.info))
             result = ask(
-                model, request, settings,
+                model,
+                request,
+                settings,
                 on_text=lambda text: self.partial_text.emit(job_id, text),
                 on_step=lambda n: self.steps.emit(job_id, n, time.perf_counter() - began),
                 cancel=cancel,
@@ -171,9 +176,14 @@ class _Worker(QObject):
         if self._clinkd is None or self._clinkd_key != key:
             self._clinkd = None
             self.state.emit("loading", f"connecting to {settings.server_url}")
-            self._clinkd = open_server(ServerSettings(settings.server_url, settings.server_model or None,
-                                                      max_pixels=settings.max_pixels,
-                                                      min_pixels=min(512 * 512, settings.max_pixels)))
+            self._clinkd = open_server(
+                ServerSettings(
+                    settings.server_url,
+                    settings.server_model or None,
+                    max_pixels=settings.max_pixels,
+                    min_pixels=min(512 * 512, settings.max_pixels),
+                )
+            )
             self._clinkd_key = key
             _import_run_modules()
         return self._clinkd
@@ -192,7 +202,7 @@ class _Worker(QObject):
             mcg_rope={"auto": None, "on": True, "off": False}[settings.mcg_rope],
         )
         if self._clinkd is None or self._clinkd_key != load:
-            read_checkpoint_config(load.model_dir)   # a damaged folder is refused before the loaded model goes
+            read_checkpoint_config(load.model_dir)  # a damaged folder is refused before the loaded model goes
             self._clinkd = None
             self.state.emit("loading", f"ClinKD from {settings.clinkd_dir}")
             self._clinkd = load_model(load)
@@ -231,9 +241,17 @@ class _Worker(QObject):
 
             clip = self._load_clip(job.settings)
             try:
-                stats = run_kpl_labels(works, spec, clip, KplSettings(k=job.settings.kpl_k, method=job.settings.kpl_method),
-                                       on_image=on_image, run_id=job.run_id, progress=progress, cancel=cancel,
-                                       cache=FeatureCache())
+                stats = run_kpl_labels(
+                    works,
+                    spec,
+                    clip,
+                    KplSettings(k=job.settings.kpl_k, method=job.settings.kpl_method),
+                    on_image=on_image,
+                    run_id=job.run_id,
+                    progress=progress,
+                    cancel=cancel,
+                    cache=FeatureCache(),
+                )
             except Cancelled:
                 self.cancelled.emit(job_id)
                 return
@@ -246,8 +264,9 @@ class _Worker(QObject):
             settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
             if job.settings.server_url:
                 backend = self._open_server(job.settings)
-                dispatcher = ReplicaDispatcher([backend], settings, job.concurrency,
-                                               on_warning=lambda text: self.warning.emit(job_id, text))
+                dispatcher = ReplicaDispatcher(
+                    [backend], settings, job.concurrency, on_warning=lambda text: self.warning.emit(job_id, text)
+                )
                 info = backend.info
             else:
                 model = self._load_clinkd(job.settings)
@@ -255,8 +274,17 @@ class _Worker(QObject):
                 info = model.info
             self.state.emit("busy", _device_text(info))
             try:
-                stats = run_preannotation(works, spec, dispatcher, model_id=info.model_id, on_image=on_image,
-                                          run_id=job.run_id, progress=progress, cancel=cancel, pause=job.pause)
+                stats = run_preannotation(
+                    works,
+                    spec,
+                    dispatcher,
+                    model_id=info.model_id,
+                    on_image=on_image,
+                    run_id=job.run_id,
+                    progress=progress,
+                    cancel=cancel,
+                    pause=job.pause,
+                )
             finally:
                 self.state.emit("ready", _device_text(info))
         if stats.cancelled:

@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.annotations.controller import AnnotationController
-from app.inference.worker import ClassifyJob, InferenceService
-from app.widgets.progress_bar import ProgressBar
 from app.inference.settings import AssistantSettings
+from app.inference.worker import ClassifyJob, InferenceService
 from app.viewer.state import ViewerState
+from app.widgets.progress_bar import ProgressBar
 from app.widgets.research_notice import research_notice
 from engine.imaging import render_rgb
 from engine.kpl import KnowledgeError, available_knowledge, resolve_knowledge
@@ -59,13 +59,21 @@ def _bar(value: float) -> QProgressBar:
 
 
 class ClassifyPanel(QWidget):
-    image_requested = Signal(str, int)   # path, 1-based frame number: show this image
-    label_changed = Signal(str)          # the current image's label text for the canvas ("" = none)
-    run_finished = Signal(int)           # job id, on the GUI thread (done, cancelled or failed)
+    image_requested = Signal(str, int)  # path, 1-based frame number: show this image
+    label_changed = Signal(str)  # the current image's label text for the canvas ("" = none)
+    run_finished = Signal(int)  # job id, on the GUI thread (done, cancelled or failed)
 
-    def __init__(self, state: ViewerState, annotations: AnnotationController, service: InferenceService,
-                 settings: Callable[[], AssistantSettings], set_settings: Callable[[AssistantSettings], None],
-                 open_settings: Callable[[], None], pool_paths: Callable[[], list[str]], parent=None) -> None:
+    def __init__(
+        self,
+        state: ViewerState,
+        annotations: AnnotationController,
+        service: InferenceService,
+        settings: Callable[[], AssistantSettings],
+        set_settings: Callable[[AssistantSettings], None],
+        open_settings: Callable[[], None],
+        pool_paths: Callable[[], list[str]],
+        parent=None,
+    ) -> None:
         super().__init__(parent)
         self.state = state
         self.annotations = annotations
@@ -166,10 +174,13 @@ class ClassifyPanel(QWidget):
         self.knowledge.setCurrentText(settings.knowledge)
         self.knowledge.blockSignals(False)
         missing = not settings.clip_model
-        self.missing.setText("No CLIP model is configured. Set one in Settings (an open_clip name with a local "
-                             "checkpoint, a local-dir: folder, or a Hugging Face cache entry; see "
-                             "docs/models/weights.md)."
-                             if missing else "")
+        self.missing.setText(
+            "No CLIP model is configured. Set one in Settings (an open_clip name with a local "
+            "checkpoint, a local-dir: folder, or a Hugging Face cache entry; see "
+            "docs/models/weights.md)."
+            if missing
+            else ""
+        )
         self.missing.setVisible(missing)
         self.settings_button.setVisible(missing)
         self._update_buttons()
@@ -182,7 +193,7 @@ class ClassifyPanel(QWidget):
             choice = path or previous
         self.knowledge_error.clear()
         if choice != previous:
-            try:   # a bad file is reported here and the previous base stays selected
+            try:  # a bad file is reported here and the previous base stays selected
                 resolve_knowledge(choice)
             except KnowledgeError as error:
                 self.knowledge_error.setText(f"Kept {previous!r}: {error}")
@@ -206,7 +217,7 @@ class ClassifyPanel(QWidget):
         stack = self.state.stack
         if stack is None:
             return None
-        if self.state.shown_frame_source is not None:   # a reformatted plane: classify it as displayed
+        if self.state.shown_frame_source is not None:  # a reformatted plane: classify it as displayed
             return self._submit_picture(stack)
         return self._submit([stack.frame_source(self.state.frame_index).path])
 
@@ -215,8 +226,11 @@ class ClassifyPanel(QWidget):
         if self.running_job is not None or frame is None:
             return None
         title = f"{stack.title}: {self.state.shown_frame_title()}"
-        picture = (f"{stack.key}#{self.state.shown_frame_title()}", title,
-                   render_rgb(frame, self.state.window, invert=self.state.invert))
+        picture = (
+            f"{stack.key}#{self.state.shown_frame_title()}",
+            title,
+            render_rgb(frame, self.state.window, invert=self.state.invert),
+        )
         self.running_job = self.service.submit(ClassifyJob((), self.settings(), (picture,)))
         self.progress.setRange(0, 0)
         self.stage.setText(f"Queued: {title}")
@@ -244,8 +258,10 @@ class ClassifyPanel(QWidget):
     def _on_result(self, job_id: int, result) -> None:
         if job_id == self.running_job:
             self.result = result
-            self.stage.setText(f"Done: {len(result.images)} image(s), {result.method} · {result.model} · "
-                               f"cache {result.cache_hits} hit(s), {result.cache_misses} miss(es)")
+            self.stage.setText(
+                f"Done: {len(result.images)} image(s), {result.method} · {result.model} · "
+                f"cache {result.cache_hits} hit(s), {result.cache_misses} miss(es)"
+            )
             notes = [result.note] if result.note else []
             notes += list(result.warnings) + [f"{e.path}: {e.message}" for e in result.errors]
             self.note.setText("\n".join(notes))
@@ -293,8 +309,14 @@ class ClassifyPanel(QWidget):
             key = f"{stack.key}#{self.state.shown_frame_title()}"
             return next((r for r in self.result.images if r.image.path == key), None)
         source = stack.frame_source(self.state.frame_index)
-        return next((r for r in self.result.images
-                     if r.image.path == source.path and r.image.frame_number == source.frame_number), None)
+        return next(
+            (
+                r
+                for r in self.result.images
+                if r.image.path == source.path and r.image.frame_number == source.frame_number
+            ),
+            None,
+        )
 
     def show_current(self) -> None:
         current = self._current()
@@ -305,8 +327,10 @@ class ClassifyPanel(QWidget):
             self.label_changed.emit("")
             self._update_buttons()
             return
-        self.current_label.setText(f"<b>{current.label}</b> ({current.score:.3f}) · text proxy says "
-                                   f"{current.text_label} · knowledge: {self.result.knowledge}")
+        self.current_label.setText(
+            f"<b>{current.label}</b> ({current.score:.3f}) · text proxy says "
+            f"{current.text_label} · knowledge: {self.result.knowledge}"
+        )
         self.scores.setRowCount(len(self.result.classes))
         for row, (name, score) in enumerate(zip(self.result.classes, current.scores)):
             self.scores.setItem(row, 0, QTableWidgetItem(name))
@@ -324,5 +348,6 @@ class ClassifyPanel(QWidget):
         if current is None:
             return False
         note = f"KPL ({self.result.method}, {self.result.knowledge}): " + "; ".join(
-            e.description for e in current.evidence[:3])
+            e.description for e in current.evidence[:3]
+        )
         return self.annotations.accept_image_label(current.label, current.score, note) is not None

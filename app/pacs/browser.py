@@ -60,9 +60,9 @@ def _series(server: PacsServer, study_uid: str) -> tuple[str, list[SeriesResult]
 class PacsBrowser(QDialog):
     """Search one of the configured servers; ``open_series`` fires with (server, study, series)."""
 
-    search_finished = Signal(int)              # number of studies listed (-1: failed)
-    series_loaded = Signal(str)                # study UID whose series are now listed
-    open_series = Signal(object, str, str)     # PacsServer, StudyInstanceUID, SeriesInstanceUID
+    search_finished = Signal(int)  # number of studies listed (-1: failed)
+    series_loaded = Signal(str)  # study UID whose series are now listed
+    open_series = Signal(object, str, str)  # PacsServer, StudyInstanceUID, SeriesInstanceUID
 
     def __init__(self, servers: list[PacsServer], *, reveal_phi: bool = False, parent=None) -> None:
         super().__init__(parent)
@@ -98,8 +98,9 @@ class PacsBrowser(QDialog):
         self.open_button = QPushButton("Open series")
         self.open_button.setEnabled(False)
         self.open_button.clicked.connect(self._open_selected)
-        self.status = QLabel("Choose a server and search." if self.servers
-                             else "No PACS configured: add one under File > PACS servers…")
+        self.status = QLabel(
+            "Choose a server and search." if self.servers else "No PACS configured: add one under File > PACS servers…"
+        )
         self.status.setWordWrap(True)
         self.results = QTreeWidget()
         self.results.setHeaderLabels(list(COLUMNS))
@@ -157,9 +158,14 @@ class PacsBrowser(QDialog):
         dates = ""
         if self.use_dates.isChecked():
             dates = f"{self.date_from.date().toString('yyyyMMdd')}-{self.date_to.date().toString('yyyyMMdd')}"
-        return StudyQuery(patient_id=self.patient_id.text(), patient_name=self.patient_name.text(),
-                          accession=self.accession.text(), date_range=dates, modality=self.modality.currentText(),
-                          description=self.description.text())
+        return StudyQuery(
+            patient_id=self.patient_id.text(),
+            patient_name=self.patient_name.text(),
+            accession=self.accession.text(),
+            date_range=dates,
+            modality=self.modality.currentText(),
+            description=self.description.text(),
+        )
 
     def search(self) -> None:
         server = self.current_server()
@@ -190,17 +196,25 @@ class PacsBrowser(QDialog):
         self.results.setSortingEnabled(True)
         for column in range(len(COLUMNS)):
             self.results.resizeColumnToContents(column)
-        self.status.setText(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found. "
-                            "Expand a study to see its series; double-click a series to open it.")
+        self.status.setText(
+            f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found. "
+            "Expand a study to see its series; double-click a series to open it."
+        )
         self.search_finished.emit(len(studies))
 
     def _study_texts(self, study: StudyResult) -> list[str]:
         show = self.reveal_phi.isChecked()
         date = f"{study.date[:4]}-{study.date[4:6]}-{study.date[6:]}" if len(study.date) == 8 else study.date
-        return [study.patient_name.replace("^", " ") if show else HIDDEN, study.patient_id if show else HIDDEN,
-                date, "/".join(study.modalities), study.description, study.accession,
-                "" if study.series_count is None else str(study.series_count),
-                "" if study.instance_count is None else str(study.instance_count)]
+        return [
+            study.patient_name.replace("^", " ") if show else HIDDEN,
+            study.patient_id if show else HIDDEN,
+            date,
+            "/".join(study.modalities),
+            study.description,
+            study.accession,
+            "" if study.series_count is None else str(study.series_count),
+            "" if study.instance_count is None else str(study.instance_count),
+        ]
 
     def _refresh_identifiers(self) -> None:
         for index in range(self.results.topLevelItemCount()):

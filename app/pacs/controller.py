@@ -33,12 +33,13 @@ PARTIAL_EVERY_S = 0.5
 class _Progress(QObject):
     """Signals a worker thread emits; Qt queues them to the GUI thread."""
 
-    instance = Signal(int, int)     # done, expected (0: unknown)
-    partial = Signal(object)        # OpenResult of the instances written so far
+    instance = Signal(int, int)  # done, expected (0: unknown)
+    partial = Signal(object)  # OpenResult of the instances written so far
 
 
-def _retrieve(server: PacsServer, study_uid: str, series_uid: str, limit_bytes: int, cancel: threading.Event,
-              progress: _Progress):
+def _retrieve(
+    server: PacsServer, study_uid: str, series_uid: str, limit_bytes: int, cancel: threading.Event, progress: _Progress
+):
     from engine.pacs.writeback import annotations_from_pacs  # highdicom: slow to import, not at start-up
 
     cache = InstanceCache(limit_bytes=limit_bytes)
@@ -74,17 +75,17 @@ def _send(server: PacsServer, doc, image_id: str) -> str:
 
 
 class PacsController(QObject):
-    retrieve_finished = Signal(object)     # OpenResult of the complete series
-    retrieve_failed = Signal(str)          # one sentence (also "Retrieve cancelled.")
-    partial_shown = Signal(int)            # frames shown so far
-    send_finished = Signal(str)            # one sentence, success or failure
+    retrieve_finished = Signal(object)  # OpenResult of the complete series
+    retrieve_failed = Signal(str)  # one sentence (also "Retrieve cancelled.")
+    partial_shown = Signal(int)  # frames shown so far
+    send_finished = Signal(str)  # one sentence, success or failure
 
     def __init__(self, window, file_menu: QMenu) -> None:
         super().__init__(window)
         self.window = window
         self.browser: PacsBrowser | None = None
         self._cancel: threading.Event | None = None
-        self._origin: dict[str, PacsServer] = {}     # stack key -> the server it came from
+        self._origin: dict[str, PacsServer] = {}  # stack key -> the server it came from
         self._pending_origin: PacsServer | None = None
         self._progress: _Progress | None = None
         self.progress_bar = ProgressBar()
@@ -95,9 +96,9 @@ class PacsController(QObject):
         for widget in (self.progress_bar, self.cancel_button):
             window.statusBar().addPermanentWidget(widget)
             widget.hide()
-        window._action(file_menu, "Open from &PACS…", self.browse, "Ctrl+Shift+P")  # noqa: SLF001
-        window._action(file_menu, "Send annotations to PACS", self.send_current)  # noqa: SLF001
-        window._action(file_menu, "PACS &servers…", self.edit_servers)  # noqa: SLF001
+        window._action(file_menu, "Open from &PACS…", self.browse, "Ctrl+Shift+P")
+        window._action(file_menu, "Send annotations to PACS", self.send_current)
+        window._action(file_menu, "PACS &servers…", self.edit_servers)
 
     @property
     def busy(self) -> bool:
@@ -106,8 +107,9 @@ class PacsController(QObject):
     # ----- dialogs
     def browse(self) -> PacsBrowser:
         settings = load_pacs_settings()
-        self.browser = PacsBrowser(list(settings.servers), reveal_phi=self.window.metadata.reveal_phi.isChecked(),
-                                   parent=self.window)
+        self.browser = PacsBrowser(
+            list(settings.servers), reveal_phi=self.window.metadata.reveal_phi.isChecked(), parent=self.window
+        )
         self.browser.open_series.connect(self.open_series)
         self.browser.show()
         return self.browser
@@ -133,8 +135,17 @@ class PacsController(QObject):
         self.cancel_button.show()
         self.window.statusBar().showMessage(f"Retrieving from {server.name}…")
         limit = load_pacs_settings().cache_limit_mb * 1024 * 1024
-        worker = create_worker(_retrieve, server, study_uid, series_uid, limit, self._cancel, progress,
-                               _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            _retrieve,
+            server,
+            study_uid,
+            series_uid,
+            limit,
+            self._cancel,
+            progress,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
         worker.returned.connect(self._on_retrieved)
         worker.errored.connect(self._on_failed)
         worker.start()
@@ -157,9 +168,9 @@ class PacsController(QObject):
             return
         stack = opened.stacks[0]
         if self._partial_frames == 0:
-            self.window.annotations.show_stack(None)   # boxes of the previous image must not show on this one
+            self.window.annotations.show_stack(None)  # boxes of the previous image must not show on this one
         state = self.window.state
-        choice = state.user_display() if self._partial_frames else None   # the same series, grown
+        choice = state.user_display() if self._partial_frames else None  # the same series, grown
         state.set_stack(stack)
         if choice is not None:
             state.restore_user_display(choice)
@@ -180,7 +191,7 @@ class PacsController(QObject):
         self._finish()
         message = str(error) if isinstance(error, PacsError) else f"Retrieve failed: {error}"
         self.window.banner.show_message(message)
-        if self._partial_frames:   # the partial series stays visible but is not annotated
+        if self._partial_frames:  # the partial series stays visible but is not annotated
             self.window.setWindowTitle(f"ClinLens — incomplete series ({self._partial_frames} frames)")
         self.retrieve_failed.emit(message)
 
@@ -188,7 +199,7 @@ class PacsController(QObject):
         opened, paths, found, problem = retrieved
         choice = self.window.state.user_display() if self._partial_frames else None
         self._finish()
-        self.window._on_opened((opened, paths))  # noqa: SLF001 - the same path as opening a folder
+        self.window._on_opened((opened, paths))
         if choice is not None and self.window.state.stack in opened.stacks:
             self.window.state.restore_user_display(choice)
         for stack in opened.stacks:
@@ -223,7 +234,7 @@ class PacsController(QObject):
         if server is None:
             self.window.banner.show_message("No PACS configured: add one under File > PACS servers….")
             return
-        snapshot = document_from_dict(document_to_dict(controller.doc))   # the worker never sees the live document
+        snapshot = document_from_dict(document_to_dict(controller.doc))  # the worker never sees the live document
         self.window.statusBar().showMessage(f"Sending annotations to {server.name}…")
         worker = create_worker(_send, server, snapshot, controller.image_id, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._on_sent)

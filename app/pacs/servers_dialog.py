@@ -39,7 +39,7 @@ def _echo(server: PacsServer) -> str:
 
 
 class PacsServersDialog(QDialog):
-    tested = Signal(bool, str)     # success, the sentence shown
+    tested = Signal(bool, str)  # success, the sentence shown
 
     def __init__(self, settings: PacsSettings, parent=None) -> None:
         super().__init__(parent)
@@ -117,10 +117,17 @@ class PacsServersDialog(QDialog):
             self.add_server()
 
     def _form_value(self) -> PacsServer:
-        return PacsServer(name=self.name.text().strip(), url=self.url.text().strip(), auth=self.auth.currentText(),
-                          username=self.username.text().strip(), secret_env=self.secret_env.text().strip(),
-                          use_keyring=self.use_keyring.isChecked(), our_aet=self.our_aet.text().strip(),
-                          storage_port=self.storage_port.value(), timeout_s=self.timeout.value())
+        return PacsServer(
+            name=self.name.text().strip(),
+            url=self.url.text().strip(),
+            auth=self.auth.currentText(),
+            username=self.username.text().strip(),
+            secret_env=self.secret_env.text().strip(),
+            use_keyring=self.use_keyring.isChecked(),
+            our_aet=self.our_aet.text().strip(),
+            storage_port=self.storage_port.value(),
+            timeout_s=self.timeout.value(),
+        )
 
     def _store_form(self) -> None:
         if 0 <= self._row < len(self.servers):
@@ -193,8 +200,9 @@ class PacsServersDialog(QDialog):
 
     def _store_in_keyring(self) -> None:
         name = self.name.text().strip()
-        secret, ok = QInputDialog.getText(self, "Store secret", f"Password or token for {name}:",
-                                          QLineEdit.EchoMode.Password)
+        secret, ok = QInputDialog.getText(
+            self, "Store secret", f"Password or token for {name}:", QLineEdit.EchoMode.Password
+        )
         if not ok or not secret:
             return
         try:

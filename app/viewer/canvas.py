@@ -14,8 +14,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
-from app.widgets.qimage import to_qimage
 from app.viewer.state import ViewerState
+from app.widgets.qimage import to_qimage
 from engine.imaging import Window, auto_window, render
 
 ZOOM_STEP = 1.25
@@ -23,7 +23,7 @@ MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
 
 
 class ImageCanvas(QGraphicsView):
-    cursor_moved = Signal(float, float)     # image pixel coordinates (x to the right, y down)
+    cursor_moved = Signal(float, float)  # image pixel coordinates (x to the right, y down)
     cursor_left = Signal()
     zoom_changed = Signal(float)
 
@@ -51,7 +51,7 @@ class ImageCanvas(QGraphicsView):
         self._drag_sensitivity = 1.0
         self._fit_pending = False
         self._render_pending = False
-        self.tools = None   # BoxTools, installed by the main window; gets left-button events first
+        self.tools = None  # BoxTools, installed by the main window; gets left-button events first
         state.stack_changed.connect(self._on_stack_changed)
         state.display_changed.connect(self.schedule_render)
 
@@ -129,7 +129,7 @@ class ImageCanvas(QGraphicsView):
         if steps == 0:
             return
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier or self.state.n_frames <= 1:
-            self.zoom_by(ZOOM_STEP ** steps)
+            self.zoom_by(ZOOM_STEP**steps)
         else:
             self.state.step_frame(-int(math.copysign(max(1, round(abs(steps))), steps)))
         event.accept()
@@ -164,12 +164,14 @@ class ImageCanvas(QGraphicsView):
         elif self._drag_kind == "window" and self._drag_window is not None:
             delta = position - self._drag_origin
             start = self._drag_window
-            self.state.set_window(Window(
-                center=start.center + delta.y() * self._drag_sensitivity,
-                width=max(1.0, start.width + delta.x() * self._drag_sensitivity),
-                function=start.function,
-                explanation="manual",
-            ))
+            self.state.set_window(
+                Window(
+                    center=start.center + delta.y() * self._drag_sensitivity,
+                    width=max(1.0, start.width + delta.x() * self._drag_sensitivity),
+                    function=start.function,
+                    explanation="manual",
+                )
+            )
         elif self._drag_kind == "pan":
             delta = position - self._drag_origin
             self._drag_origin = position

@@ -15,31 +15,38 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QStyle
 
-from app.widgets.error_banner import ErrorBanner
 from app.viewer.state import ViewerState
+from app.widgets.error_banner import ErrorBanner
 from engine.imaging import ImageLoadError, ImageStack
 
-_PLAIN_TOOLTIP = Qt.ItemDataRole.UserRole + 1   # the item's tooltip before a failure was added
-_LISTED = 3                                      # failures spelled out in a tooltip
+_PLAIN_TOOLTIP = Qt.ItemDataRole.UserRole + 1  # the item's tooltip before a failure was added
+_LISTED = 3  # failures spelled out in a tooltip
 
 
 class DecodeFailureMarks(QObject):
     """A warning icon and the reasons on each Images-list item with failed frames; the retry action."""
 
-    def __init__(self, state: ViewerState, image_list: QListWidget, stacks: Callable[[], list[ImageStack]],
-                 banner: ErrorBanner, parent: QObject) -> None:
+    def __init__(
+        self,
+        state: ViewerState,
+        image_list: QListWidget,
+        stacks: Callable[[], list[ImageStack]],
+        banner: ErrorBanner,
+        parent: QObject,
+    ) -> None:
         super().__init__(parent)
         self.state = state
         self.image_list = image_list
         self.stacks = stacks
         self.retry_action = QAction("Retry &decoding this image", parent)
         self.retry_action.setShortcut(QKeySequence("F5"))
-        self.retry_action.setStatusTip("Decode this image's failed frames again "
-                                       "(for example after raising the decode time limit in Settings)")
+        self.retry_action.setStatusTip(
+            "Decode this image's failed frames again (for example after raising the decode time limit in Settings)"
+        )
         self.retry_action.setEnabled(False)
         self.retry_action.triggered.connect(self.retry)
         banner.add_action(self.retry_action, "Retry decoding")
-        state.loader.failed.connect(self._on_failed)   # a bound method: queued to the GUI thread
+        state.loader.failed.connect(self._on_failed)  # a bound method: queued to the GUI thread
         state.stack_changed.connect(self._update_action)
 
     def mark(self, stack: ImageStack) -> None:
@@ -84,8 +91,7 @@ class DecodeFailureMarks(QObject):
 
 def _summary(failures: dict[int, ImageLoadError]) -> str:
     count = len(failures)
-    lines = [f"⚠ {count} frame{'s' if count > 1 else ''} could not be decoded "
-             f"(View > Retry decoding this image, F5):"]
+    lines = [f"⚠ {count} frame{'s' if count > 1 else ''} could not be decoded (View > Retry decoding this image, F5):"]
     lines += [f"Frame {index + 1}: {error}" for index, error in list(failures.items())[:_LISTED]]
     if count > _LISTED:
         lines.append(f"… and {count - _LISTED} more.")

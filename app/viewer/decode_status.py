@@ -12,13 +12,12 @@ from PySide6.QtWidgets import QAbstractScrollArea, QLabel
 from app.viewer.state import ViewerState
 
 DELAY_MS = 150
-_STYLE = ("#decodeStatus {{ background: rgba(0, 0, 0, 190); color: {color}; padding: 8px 14px; "
-          "border-radius: 4px; }}")
+_STYLE = "#decodeStatus {{ background: rgba(0, 0, 0, 190); color: {color}; padding: 8px 14px; border-radius: 4px; }}"
 
 
 class DecodeStatusOverlay(QLabel):
     def __init__(self, view: QAbstractScrollArea, state: ViewerState) -> None:
-        super().__init__(view)   # a child of the view, not its viewport: scrolling must not move it
+        super().__init__(view)  # a child of the view, not its viewport: scrolling must not move it
         self.view = view
         self.state = state
         self.setObjectName("decodeStatus")
@@ -36,7 +35,7 @@ class DecodeStatusOverlay(QLabel):
 
     def _on_state(self) -> None:
         if self.state.loading and not self.isVisible():
-            self._delay.start()   # show "decoding…" only if it is still decoding after the delay
+            self._delay.start()  # show "decoding…" only if it is still decoding after the delay
         else:
             self.refresh()
 

@@ -16,13 +16,13 @@ from engine.imaging import Frame, ImageLoadError, ImageStack
 from engine.imaging.decoder_pool import shutdown_decoder_pool
 
 LOADER_THREADS = 2
-PREFETCH = (1, -1, 2, -2)   # neighbours decoded after a frame arrives, nearest first
-_SHOWN, _PREFETCH = 1, 0     # QThreadPool priorities
+PREFETCH = (1, -1, 2, -2)  # neighbours decoded after a frame arrives, nearest first
+_SHOWN, _PREFETCH = 1, 0  # QThreadPool priorities
 
 
 class FrameLoader(QObject):
-    loaded = Signal(object, int, object)   # stack, frame index, Frame
-    failed = Signal(object, int, str)      # stack, frame index, user-facing message (prefetches too)
+    loaded = Signal(object, int, object)  # stack, frame index, Frame
+    failed = Signal(object, int, str)  # stack, frame index, user-facing message (prefetches too)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -36,7 +36,7 @@ class FrameLoader(QObject):
         if cached is not None:
             return cached
         if not self._closed:
-            self._pool.clear()   # older requests not started yet are stale now
+            self._pool.clear()  # older requests not started yet are stale now
             self._pool.start(lambda: self._decode(stack, index, report=True), _SHOWN)
         return None
 
@@ -59,7 +59,7 @@ class FrameLoader(QObject):
         try:
             frame = stack.frame(index)
         except ImageLoadError as error:
-            if not self._closed:   # prefetches too: the Images list marks the image
+            if not self._closed:  # prefetches too: the Images list marks the image
                 self.failed.emit(stack, index, str(error))
             return
         if report and not self._closed:

@@ -60,8 +60,9 @@ class MetadataPanel(QWidget):
         self.tags.clear()
         header = stack.header(index) if stack is not None else None
         if header is not None:
-            self.tags.addTopLevelItems([_tree_item(node) for node in
-                                        tag_tree(header, reveal_phi=self.reveal_phi.isChecked())])
+            self.tags.addTopLevelItems(
+                [_tree_item(node) for node in tag_tree(header, reveal_phi=self.reveal_phi.isChecked())]
+            )
         self._apply_filter(self.search.text())
 
     def _apply_filter(self, text: str) -> None:

@@ -15,7 +15,7 @@ def _store() -> Path:
 
 
 def _read(path: Path) -> list[str]:
-    items = read_json(path)   # JsonFileError: damaged
+    items = read_json(path)  # JsonFileError: damaged
     if not isinstance(items, list):
         raise JsonFileError(path, "not a list of paths")
     return [item for item in items if isinstance(item, str)][:MAX_RECENT]

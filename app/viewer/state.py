@@ -21,22 +21,22 @@ from engine.imaging import Frame, ImageStack, Window, auto_window, initial_windo
 class ViewerState(QObject):
     stack_changed = Signal()
     frame_changed = Signal(int)
-    display_changed = Signal()          # window or invert changed
-    frame_failed = Signal(str)          # a frame could not be decoded: user-facing message
+    display_changed = Signal()  # window or invert changed
+    frame_failed = Signal(str)  # a frame could not be decoded: user-facing message
 
     def __init__(self) -> None:
         super().__init__()
         self.stack: ImageStack | None = None
         self.frame_index = 0
-        self.window: Window | None = None   # None: the header's VOI LUT applies
+        self.window: Window | None = None  # None: the header's VOI LUT applies
         self.invert = False
         self._frame: Frame | None = None
         self._window_is_user_choice = False
         # Set while another view (the three-plane view) shows something other than `frame`:
         # returns the frame as displayed there (a reformatted plane).
         self.shown_frame_source: Callable[[], Frame | None] | None = None
-        self.shown_frame_title: Callable[[], str] | None = None   # e.g. "Coronal 120/256"
-        self.loading = False                # the frame at frame_index is being decoded
+        self.shown_frame_title: Callable[[], str] | None = None  # e.g. "Coronal 120/256"
+        self.loading = False  # the frame at frame_index is being decoded
         self.frame_error: str | None = None  # why the frame at frame_index cannot be shown
         self.loader = FrameLoader(self)
         self.loader.loaded.connect(self._on_loaded)

@@ -20,8 +20,12 @@ from app.volumes.view import LAYOUTS, MprView
 from engine.annotations import Box, MeasureKind
 from engine.imaging import ImageStack, Plane, Volume, VolumeError, iter_load_volume, volume_geometry
 
-MEASURE_TOOLS = ((MeasureKind.LENGTH, "Length", "L"), (MeasureKind.ANGLE, "Angle", "Shift+A"),
-                 (MeasureKind.ELLIPSE, "Ellipse ROI", "E"), (MeasureKind.RECTANGLE, "Rectangle ROI", "Shift+R"))
+MEASURE_TOOLS = (
+    (MeasureKind.LENGTH, "Length", "L"),
+    (MeasureKind.ANGLE, "Angle", "Shift+A"),
+    (MeasureKind.ELLIPSE, "Ellipse ROI", "E"),
+    (MeasureKind.RECTANGLE, "Rectangle ROI", "Shift+R"),
+)
 LAYOUT_KEYS = {"1x1": "Alt+1", "1x3": "Alt+2", "2x2": "Alt+3"}
 
 
@@ -85,7 +89,7 @@ class MprController(QObject):
             toolbar.addAction(action)
             window.addAction(action)
             self.tool_actions[kind] = action
-        for tool, action in window.tool_actions.items():   # Pan / Select / Box end a measurement tool
+        for tool, action in window.tool_actions.items():  # Pan / Select / Box end a measurement tool
             action.triggered.connect(lambda _=False, t=tool: self._drawing_tool(t))
 
     # ----- modes
@@ -101,7 +105,7 @@ class MprController(QObject):
             for action in self.window.tool_actions.values():
                 action.setChecked(False)
             self.view.box_mode = False
-        self.view.set_tool(kind)               # whichever view is shown takes the clicks
+        self.view.set_tool(kind)  # whichever view is shown takes the clicks
         self.canvas_tools.set_kind(kind)
         cursor = Qt.CursorShape.CrossCursor if kind is not None else Qt.CursorShape.ArrowCursor
         self.window.canvas.viewport().setCursor(cursor)
@@ -115,7 +119,7 @@ class MprController(QObject):
     def set_enabled(self, on: bool) -> None:
         """Show the three planes of the current series (loading it first), or the single plane."""
         if self.toggle_action.isChecked() != on:
-            self.toggle_action.setChecked(on)   # re-enters through toggled
+            self.toggle_action.setChecked(on)  # re-enters through toggled
             return
         if not on:
             self._cancel_loading()
@@ -129,7 +133,7 @@ class MprController(QObject):
             self._show_planes()
             return
         try:
-            volume_geometry(stack)   # headers only: refuse at once, before decoding anything
+            volume_geometry(stack)  # headers only: refuse at once, before decoding anything
         except VolumeError as error:
             self._refuse(str(error))
             return
@@ -156,8 +160,7 @@ class MprController(QObject):
     def _on_progress(self, step: tuple[int, int]) -> None:
         done, total = step
         if self._loading is not None:
-            self.window.statusBar().showMessage(
-                f"Loading {self._loading.title} as a volume: slice {done} of {total}…")
+            self.window.statusBar().showMessage(f"Loading {self._loading.title} as a volume: slice {done} of {total}…")
 
     def _on_loaded(self, volume: Volume) -> None:
         stack, self._loading, self._worker = self._loading, None, None
@@ -219,7 +222,7 @@ class MprController(QObject):
             self.view.set_active(Plane(found.placement.plane))
             self.view.set_index(Plane(found.placement.plane), found.placement.index)
         else:
-            self.toggle_action.setChecked(True)   # loads the volume; the user finds it on its plane
+            self.toggle_action.setChecked(True)  # loads the volume; the user finds it on its plane
         return True
 
     def _show_cursor(self, point: np.ndarray) -> None:

@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.annotations.measure_tools import MeasureInput, add_shapes, cosmetic_pen
-from app.widgets.qimage import to_qimage
 from app.viewer.state import ViewerState
-from engine.annotations import AddAnnotations, Box, Measurement, MeasureKind, PlanePlacement, SetMeasurement
+from app.widgets.qimage import to_qimage
+from engine.annotations import AddAnnotations, Box, MeasureKind, Measurement, PlanePlacement, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
 from engine.imaging import Frame, Plane, Volume, Window, auto_window, render
 
@@ -64,9 +64,11 @@ class PlaneViewport(QGraphicsView):
         self.annotations = QGraphicsItemGroup()
         for item in (self.annotations, self.crosshair):
             self.scene().addItem(item)
-        self.input = MeasureInput(self.scene(), self._drawn,
-                                  lambda measurement, points: view.edit_measurement(plane, self.index, measurement,
-                                                                                    points))
+        self.input = MeasureInput(
+            self.scene(),
+            self._drawn,
+            lambda measurement, points: view.edit_measurement(plane, self.index, measurement, points),
+        )
         self.letters = {edge: _overlay_label(self) for edge in ("left", "right", "top", "bottom")}
         self.info = _overlay_label(self)
         self._drag: str | None = None
@@ -133,7 +135,7 @@ class PlaneViewport(QGraphicsView):
         if steps == 0 or self.view.volume is None:
             return
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            factor = ZOOM_STEP ** steps
+            factor = ZOOM_STEP**steps
             self.scale(factor, factor)
         else:
             self.view.set_index(self.plane, self.index - int(math.copysign(max(1, round(abs(steps))), steps)))
@@ -147,8 +149,12 @@ class PlaneViewport(QGraphicsView):
         button = event.button()
         if button == Qt.MouseButton.LeftButton and (self.view.tool is not None or self.view.box_mode):
             self.input.kind = self.view.tool or MeasureKind.RECTANGLE
-            if not self.input.grab(scene.x(), scene.y(), self.view.measurements_on(self.plane, self.index),
-                                   6.0 / max(self.transform().m11(), 1e-6)):
+            if not self.input.grab(
+                scene.x(),
+                scene.y(),
+                self.view.measurements_on(self.plane, self.index),
+                6.0 / max(self.transform().m11(), 1e-6),
+            ):
                 self.input.press(scene.x(), scene.y())
         elif button == Qt.MouseButton.LeftButton:
             self._drag = "cursor"
@@ -170,9 +176,14 @@ class PlaneViewport(QGraphicsView):
             delta = event.position() - self._origin
             sensitivity = max(self._start_window.width / 512.0, 1e-3)
             start = self._start_window
-            self.view.state.set_window(Window(start.center + delta.y() * sensitivity,
-                                              max(1.0, start.width + delta.x() * sensitivity),
-                                              start.function, "manual"))
+            self.view.state.set_window(
+                Window(
+                    start.center + delta.y() * sensitivity,
+                    max(1.0, start.width + delta.x() * sensitivity),
+                    start.function,
+                    "manual",
+                )
+            )
         elif self._drag == "pan":
             delta = event.position() - self._origin
             self._origin = event.position()
@@ -214,19 +225,19 @@ class PlaneViewport(QGraphicsView):
 class MprView(QWidget):
     """Axial, coronal and sagittal viewports of one volume, linked by a crosshair."""
 
-    cursor_changed = Signal(object)        # patient point (LPS mm) of the crosshair
-    active_changed = Signal(str)           # the plane the user last worked in
-    measurement_added = Signal(object)     # Measurement
+    cursor_changed = Signal(object)  # patient point (LPS mm) of the crosshair
+    active_changed = Signal(str)  # the plane the user last worked in
+    measurement_added = Signal(object)  # Measurement
 
     def __init__(self, state: ViewerState | None = None, annotations=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state or ViewerState()
-        self.annotations = annotations      # AnnotationController, or None (bench, previews)
+        self.annotations = annotations  # AnnotationController, or None (bench, previews)
         self.volume: Volume | None = None
-        self.cursor = np.zeros(3)           # crosshair, fractional voxel (slice, row, column)
+        self.cursor = np.zeros(3)  # crosshair, fractional voxel (slice, row, column)
         self.active = Plane.AXIAL
         self.tool: MeasureKind | None = None
-        self.box_mode = False               # the Box tool (B): boxes drawn on any plane
+        self.box_mode = False  # the Box tool (B): boxes drawn on any plane
         self.layout_name = "1x3"
         self.viewports = {plane: PlaneViewport(self, plane) for plane in Plane}
         self.info = QLabel()
@@ -251,14 +262,17 @@ class MprView(QWidget):
         self.cursor = (np.asarray(volume.geometry.shape, dtype=np.float64) - 1) / 2
         geometry = volume.geometry
         n, rows, columns = geometry.shape
-        lines = [f"<b>{volume.title}</b>", f"{columns} × {rows} × {n} voxels",
-                 f"{geometry.column_spacing_mm:g} × {geometry.row_spacing_mm:g} × {geometry.slice_spacing_mm:g} mm "
-                 "(slice spacing from positions)"]
+        lines = [
+            f"<b>{volume.title}</b>",
+            f"{columns} × {rows} × {n} voxels",
+            f"{geometry.column_spacing_mm:g} × {geometry.row_spacing_mm:g} × {geometry.slice_spacing_mm:g} mm "
+            "(slice spacing from positions)",
+        ]
         lines += [f"<span style='color:#ffb347'>⚠ {w}</span>" for w in geometry.warnings]
         self.info.setText("<br>".join(lines))
         for port in self.viewports.values():
             port.set_geometry_labels()
-            port.image_item.setPixmap(QPixmap())   # re-render even where the slice number is the same
+            port.image_item.setPixmap(QPixmap())  # re-render even where the slice number is the same
         self._apply_cursor()
         for port in self.viewports.values():
             port.fit()
@@ -278,8 +292,12 @@ class MprView(QWidget):
         elif name == "1x3":
             placed = [(self.viewports[p], 0, i) for i, p in enumerate(Plane)]
         else:
-            placed = [(self.viewports[Plane.AXIAL], 0, 0), (self.viewports[Plane.CORONAL], 0, 1),
-                      (self.viewports[Plane.SAGITTAL], 1, 0), (self.info, 1, 1)]
+            placed = [
+                (self.viewports[Plane.AXIAL], 0, 0),
+                (self.viewports[Plane.CORONAL], 0, 1),
+                (self.viewports[Plane.SAGITTAL], 1, 0),
+                (self.info, 1, 1),
+            ]
         for widget, row, column in placed:
             self.grid.addWidget(widget, row, column)
             widget.show()
@@ -356,17 +374,24 @@ class MprView(QWidget):
         return f"{self.active.value.capitalize()} {port.index + 1}/{self.volume.axes(self.active).n_positions}"
 
     # ----- measurements
-    def add_measurement(self, plane: Plane, index: int, kind: MeasureKind,
-                        points: tuple[tuple[float, float], ...]) -> Measurement | None:
+    def add_measurement(
+        self, plane: Plane, index: int, kind: MeasureKind, points: tuple[tuple[float, float], ...]
+    ) -> Measurement | None:
         controller = self.annotations
         if controller is None or controller.doc is None or controller.image_id is None:
             return None
         pixel = self.volume.axes(plane).pixel_mm
-        values = measure(kind, points, spacing=(pixel, pixel), frame=self.volume.plane_frame(plane, index),
-                         unit=modality_unit(controller.stack.modality if controller.stack else ""))
+        values = measure(
+            kind,
+            points,
+            spacing=(pixel, pixel),
+            frame=self.volume.plane_frame(plane, index),
+            unit=modality_unit(controller.stack.modality if controller.stack else ""),
+        )
         placement, frame = self._placement(plane, index, graphic_points(kind, points))
-        measurement = controller.doc.new_measurement(controller.image_id, kind, frame, tuple(points), values,
-                                                     label=controller.current_label, placement=placement)
+        measurement = controller.doc.new_measurement(
+            controller.image_id, kind, frame, tuple(points), values, label=controller.current_label, placement=placement
+        )
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
         self.measurement_added.emit(measurement)
         return measurement
@@ -375,8 +400,9 @@ class MprView(QWidget):
         """The patient-coordinate placement of display points, and the nearest real slice's frame."""
         volume = self.volume
         points_mm = volume.display_to_patient(plane, index, graphic[:, 0], graphic[:, 1])
-        placement = PlanePlacement(plane.value, index, tuple(tuple(float(v) for v in p) for p in points_mm),
-                                   volume.axes(plane).pixel_mm)
+        placement = PlanePlacement(
+            plane.value, index, tuple(tuple(float(v) for v in p) for p in points_mm), volume.axes(plane).pixel_mm
+        )
         return placement, volume.nearest_frame(volume.geometry.patient_to_voxel(points_mm.mean(axis=0)))
 
     def add_box(self, plane: Plane, index: int, points: tuple[tuple[float, float], ...]) -> Box | None:
@@ -387,8 +413,10 @@ class MprView(QWidget):
         placement, frame = self._placement(plane, index, graphic_points(None, points))
         (x1, x2), (y1, y2) = sorted(p[0] for p in points), sorted(p[1] for p in points)
         controller.doc.ensure_label(controller.current_label)
-        box = replace(controller.doc.new_box(controller.image_id, frame, x1, y1, x2, y2, controller.current_label),
-                      placement=placement)
+        box = replace(
+            controller.doc.new_box(controller.image_id, frame, x1, y1, x2, y2, controller.current_label),
+            placement=placement,
+        )
         controller.doc.execute(AddAnnotations(controller.image_id, [box]))
         return box
 
@@ -397,16 +425,25 @@ class MprView(QWidget):
         controller = self.annotations
         if controller is None or controller.doc is None or controller.image_id is None:
             return []
-        return [m for m in controller.doc.measurements(controller.image_id)
-                if m.placement is not None and m.placement.plane == plane.value and m.placement.index == index]
+        return [
+            m
+            for m in controller.doc.measurements(controller.image_id)
+            if m.placement is not None and m.placement.plane == plane.value and m.placement.index == index
+        ]
 
-    def edit_measurement(self, plane: Plane, index: int, measurement: Measurement,
-                         points: tuple[tuple[float, float], ...]) -> None:
+    def edit_measurement(
+        self, plane: Plane, index: int, measurement: Measurement, points: tuple[tuple[float, float], ...]
+    ) -> None:
         """New points for a measurement on a plane: values and patient geometry recomputed, one undo step."""
         controller = self.annotations
         pixel = self.volume.axes(plane).pixel_mm
-        values = measure(measurement.kind, points, spacing=(pixel, pixel), frame=self.volume.plane_frame(plane, index),
-                         unit=modality_unit(controller.stack.modality if controller.stack else ""))
+        values = measure(
+            measurement.kind,
+            points,
+            spacing=(pixel, pixel),
+            frame=self.volume.plane_frame(plane, index),
+            unit=modality_unit(controller.stack.modality if controller.stack else ""),
+        )
         placement, _ = self._placement(plane, index, graphic_points(measurement.kind, points))
         controller.doc.execute(SetMeasurement(controller.image_id, measurement.id, points, values, placement))
 
@@ -420,8 +457,11 @@ class MprView(QWidget):
         kind = annotation.kind if isinstance(annotation, Measurement) else None
         if annotation.placement is not None:
             return outline(kind, np.asarray(annotation.placement.points_mm))
-        points = annotation.points if isinstance(annotation, Measurement) else ((annotation.x1, annotation.y1),
-                                                                                 (annotation.x2, annotation.y2))
+        points = (
+            annotation.points
+            if isinstance(annotation, Measurement)
+            else ((annotation.x1, annotation.y1), (annotation.x2, annotation.y2))
+        )
         drawn, closed = outline(kind, graphic_points(kind, points))
         slice_of_frame = self.volume.geometry.frame_indices.index(annotation.frame)
         voxel = np.column_stack([np.full(len(drawn), slice_of_frame), drawn[:, 1] - 0.5, drawn[:, 0] - 0.5])

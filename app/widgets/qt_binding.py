@@ -14,7 +14,7 @@ import sys
 import PySide6
 from PySide6.QtCore import QObject, Signal
 
-PROBE_EMITS = 20     # few: on a leaking binding every probe emit costs the session one reference
+PROBE_EMITS = 20  # few: on a leaking binding every probe emit costs the session one reference
 
 
 class _Probe(QObject):
@@ -39,6 +39,8 @@ def binding_warning(emits: int = PROBE_EMITS) -> str | None:
     """A sentence for the user when the binding leaks (more than one lost reference per two emits)."""
     if true_references_lost(emits) < emits:
         return None
-    return (f"PySide6 {PySide6.__version__} loses a reference to True on every signal it emits: this session "
-            "will abort after a while (Fatal Python error: bool_dealloc). Save often, and install another "
-            "version: pip install 'PySide6-Essentials!=6.12.0'.")
+    return (
+        f"PySide6 {PySide6.__version__} loses a reference to True on every signal it emits: this session "
+        "will abort after a while (Fatal Python error: bool_dealloc). Save often, and install another "
+        "version: pip install 'PySide6-Essentials!=6.12.0'."
+    )

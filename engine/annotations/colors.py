@@ -9,7 +9,7 @@ _GOLDEN = 0.618033988749895  # golden-ratio hue steps spread any number of hues 
 
 
 def _hue(color: str) -> float:
-    r, g, b = (int(color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    r, g, b = (int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))
     return colorsys.rgb_to_hsv(r, g, b)[0]
 
 

@@ -82,8 +82,15 @@ class ApplyProposals(_Replace):
     undo removes the whole run (``AnnotationDocument.undo``).
     """
 
-    def __init__(self, image_id: str, annotations: Sequence[Annotation], *, remove: Iterable[str] = (),
-                 group: str | None = None, text: str = "Pre-annotation") -> None:
+    def __init__(
+        self,
+        image_id: str,
+        annotations: Sequence[Annotation],
+        *,
+        remove: Iterable[str] = (),
+        group: str | None = None,
+        text: str = "Pre-annotation",
+    ) -> None:
         super().__init__(image_id, text)
         self.annotations = tuple(annotations)
         self.remove = tuple(remove)
@@ -121,8 +128,17 @@ class SetGeometry(_Replace):
     so the whole drag is one undo step.
     """
 
-    def __init__(self, image_id: str, annotation_id: str, x1: float, y1: float, x2: float, y2: float,
-                 *, drag: object | None = None) -> None:
+    def __init__(
+        self,
+        image_id: str,
+        annotation_id: str,
+        x1: float,
+        y1: float,
+        x2: float,
+        y2: float,
+        *,
+        drag: object | None = None,
+    ) -> None:
         super().__init__(image_id, "Move box")
         self.annotation_id = annotation_id
         self.rect = (x1, y1, x2, y2)
@@ -141,8 +157,13 @@ class SetGeometry(_Replace):
         return {box.id: moved}
 
     def merge(self, newer: Command) -> bool:
-        if (self.drag is None or not isinstance(newer, SetGeometry) or newer.drag != self.drag
-                or newer.image_id != self.image_id or newer.annotation_id != self.annotation_id):
+        if (
+            self.drag is None
+            or not isinstance(newer, SetGeometry)
+            or newer.drag != self.drag
+            or newer.image_id != self.image_id
+            or newer.annotation_id != self.annotation_id
+        ):
             return False
         assert newer._after is not None  # an applied command
         self._after = dict(newer._after)
@@ -154,9 +175,16 @@ class SetGeometry(_Replace):
 class SetMeasurement(_Replace):
     """Move a measurement's points (with its recomputed values); a drag merges like SetGeometry."""
 
-    def __init__(self, image_id: str, annotation_id: str, points: tuple[tuple[float, float], ...],
-                 values: tuple[MeasuredValue, ...], placement: PlanePlacement | None = None, *,
-                 drag: object | None = None) -> None:
+    def __init__(
+        self,
+        image_id: str,
+        annotation_id: str,
+        points: tuple[tuple[float, float], ...],
+        values: tuple[MeasuredValue, ...],
+        placement: PlanePlacement | None = None,
+        *,
+        drag: object | None = None,
+    ) -> None:
         super().__init__(image_id, "Edit measurement")
         self.annotation_id = annotation_id
         self.points, self.values, self.placement = tuple(points), tuple(values), placement
@@ -169,12 +197,18 @@ class SetMeasurement(_Replace):
         if measurement.points == tuple(tuple(map(float, p)) for p in self.points):
             return {}
         placement = self.placement if self.placement is not None else measurement.placement
-        return {measurement.id: edited(measurement, doc.now(), points=self.points, values=self.values,
-                                       placement=placement)}
+        return {
+            measurement.id: edited(measurement, doc.now(), points=self.points, values=self.values, placement=placement)
+        }
 
     def merge(self, newer: Command) -> bool:
-        if (self.drag is None or not isinstance(newer, SetMeasurement) or newer.drag != self.drag
-                or newer.image_id != self.image_id or newer.annotation_id != self.annotation_id):
+        if (
+            self.drag is None
+            or not isinstance(newer, SetMeasurement)
+            or newer.drag != self.drag
+            or newer.image_id != self.image_id
+            or newer.annotation_id != self.annotation_id
+        ):
             return False
         assert newer._after is not None
         self._after = dict(newer._after)
@@ -216,8 +250,12 @@ class SetReview(_Replace):
     def __init__(self, image_id: str, annotation_ids: Iterable[str], review: Review | str) -> None:
         self.annotation_ids = tuple(annotation_ids)
         self.review = Review(review)
-        verb = {Review.ACCEPTED: "Accept", Review.REJECTED: "Reject", Review.CORRECTED: "Mark corrected",
-                Review.PENDING: "Reset review of"}[self.review]
+        verb = {
+            Review.ACCEPTED: "Accept",
+            Review.REJECTED: "Reject",
+            Review.CORRECTED: "Mark corrected",
+            Review.PENDING: "Reset review of",
+        }[self.review]
         n = len(self.annotation_ids)
         super().__init__(image_id, f"{verb} {'annotation' if n == 1 else f'{n} annotations'}")
 

@@ -21,8 +21,8 @@ from engine.annotations.model import (
     ImageLabel,
     Label,
     MeasuredValue,
-    Measurement,
     MeasureKind,
+    Measurement,
     PlanePlacement,
     Review,
     Source,
@@ -40,11 +40,11 @@ log = logging.getLogger(__name__)
 class Change(StrEnum):
     """What a ``DocumentEvent`` is about."""
 
-    ANNOTATIONS = "annotations"   # added/changed/removed annotation ids on image_id
-    IMAGES = "images"             # image added (added=(id,)) or re-keyed (also removed=(old id,))
-    IMAGE_STATE = "image_state"   # reviewed flag or last viewed frame of image_id
-    LABELS = "labels"             # the label set (added/changed/removed label names)
-    HISTORY = "history"           # undo/redo availability or texts of image_id
+    ANNOTATIONS = "annotations"  # added/changed/removed annotation ids on image_id
+    IMAGES = "images"  # image added (added=(id,)) or re-keyed (also removed=(old id,))
+    IMAGE_STATE = "image_state"  # reviewed flag or last viewed frame of image_id
+    LABELS = "labels"  # the label set (added/changed/removed label names)
+    HISTORY = "history"  # undo/redo availability or texts of image_id
 
 
 @dataclass(frozen=True)
@@ -62,14 +62,14 @@ Listener = Callable[[DocumentEvent], None]
 @dataclass(frozen=True)
 class ImageState:
     reviewed: bool = False
-    last_frame: int = 0   # restored when the image is shown again
+    last_frame: int = 0  # restored when the image is shown again
 
 
 @dataclass(frozen=True)
 class ReviewProgress:
     reviewed_images: int
     total_images: int
-    pending_annotations: int   # annotations still in review state "pending"
+    pending_annotations: int  # annotations still in review state "pending"
 
 
 @dataclass
@@ -78,18 +78,19 @@ class _Entry:
     state: ImageState
     history: UndoStack
     annotations: dict[str, Annotation] = field(default_factory=dict)
-    order: dict[str, int] = field(default_factory=dict)   # stable draw/export order, kept across undo
+    order: dict[str, int] = field(default_factory=dict)  # stable draw/export order, kept across undo
 
 
 class AnnotationDocument:
     """Images, annotations and labels of one project, edited through undoable commands."""
 
-    def __init__(self, *, labels: Iterable[Label] = (), undo_limit: int = DEFAULT_UNDO_LIMIT,
-                 clock: Callable[[], str] = utc_now) -> None:
+    def __init__(
+        self, *, labels: Iterable[Label] = (), undo_limit: int = DEFAULT_UNDO_LIMIT, clock: Callable[[], str] = utc_now
+    ) -> None:
         self.undo_limit = undo_limit
         self._clock = clock
         self._labels: dict[str, Label] = {}
-        self._aliases: dict[str, str] = {}   # renamed label -> new name, so old undo steps follow renames
+        self._aliases: dict[str, str] = {}  # renamed label -> new name, so old undo steps follow renames
         self._images: dict[str, _Entry] = {}
         self._listeners: list[Listener] = []
         self._revision = 0
@@ -169,7 +170,7 @@ class AnnotationDocument:
                 self._emit(DocumentEvent(Change.IMAGES, ref.image_id, added=(ref.image_id,)))
                 return ref.image_id
             entry = self._images.pop(old_id)
-            entry.history.clear()   # its commands name the old id
+            entry.history.clear()  # its commands name the old id
             self._images[ref.image_id] = entry
             self._emit(DocumentEvent(Change.IMAGES, ref.image_id, added=(ref.image_id,), removed=(old_id,)))
         entry = self._images[ref.image_id]
@@ -181,7 +182,7 @@ class AnnotationDocument:
                 if index is not None and index != annotation.frame:
                     moved[annotation.id] = replace(annotation, frame=index)
         if moved:
-            entry.history.clear()   # snapshots hold the old frame indices
+            entry.history.clear()  # snapshots hold the old frame indices
             self._store(ref.image_id, moved)
             self._emit(DocumentEvent(Change.HISTORY, ref.image_id))
         return ref.image_id
@@ -197,8 +198,7 @@ class AnnotationDocument:
             n_frames = refs[target].n_frames
             for box in other.boxes(ref.image_id):
                 if box.frame >= n_frames:
-                    raise ValueError(f"box {box.id} is on frame {box.frame} but image {target} has "
-                                     f"{n_frames} frame(s)")
+                    raise ValueError(f"box {box.id} is on frame {box.frame} but image {target} has {n_frames} frame(s)")
 
     def _matching_image(self, ref: ImageRef, refs: dict[str, ImageRef] | None = None) -> str | None:
         """The known image showing the same files as ``ref`` (``refs``: the images to search)."""
@@ -211,8 +211,9 @@ class AnnotationDocument:
                 return image_id
         return None
 
-    def restore_image(self, ref: ImageRef, annotations: Iterable[Annotation] = (),
-                      state: ImageState = ImageState()) -> None:
+    def restore_image(
+        self, ref: ImageRef, annotations: Iterable[Annotation] = (), state: ImageState = ImageState()
+    ) -> None:
         """Put an image exactly as read from a file (readers use this; not undoable).
 
         Raises ValueError when a box lies on a frame the image does not have.
@@ -220,8 +221,10 @@ class AnnotationDocument:
         annotations = list(annotations)
         for annotation in annotations:
             if isinstance(annotation, (Box, Measurement)) and annotation.frame >= ref.n_frames:
-                raise ValueError(f"{type(annotation).__name__.lower()} {annotation.id} is on frame {annotation.frame} "
-                                 f"but the image has {ref.n_frames} frame(s)")
+                raise ValueError(
+                    f"{type(annotation).__name__.lower()} {annotation.id} is on frame {annotation.frame} "
+                    f"but the image has {ref.n_frames} frame(s)"
+                )
         entry = _Entry(ref, state, UndoStack(self.undo_limit))
         self._images[ref.image_id] = entry
         self._emit(DocumentEvent(Change.IMAGES, ref.image_id, added=(ref.image_id,)))
@@ -233,7 +236,7 @@ class AnnotationDocument:
     def set_last_frame(self, image_id: str, frame: int) -> None:
         """Remember the frame the user looks at (saved, not undoable: viewing is not editing)."""
         entry = self._entry(image_id)
-        entry.ref.frame(frame)   # range check
+        entry.ref.frame(frame)  # range check
         if entry.state.last_frame != frame:
             entry.state = replace(entry.state, last_frame=frame)
             self._emit(DocumentEvent(Change.IMAGE_STATE, image_id))
@@ -253,18 +256,23 @@ class AnnotationDocument:
 
     def boxes(self, image_id: str, frame: int | None = None) -> list[Box]:
         """Boxes of an image; with ``frame``, those drawn on that frame itself (not on a reformat)."""
-        return [a for a in self.annotations(image_id)
-                if isinstance(a, Box) and (frame is None or (a.frame == frame and a.placement is None))]
+        return [
+            a
+            for a in self.annotations(image_id)
+            if isinstance(a, Box) and (frame is None or (a.frame == frame and a.placement is None))
+        ]
 
     def measurements(self, image_id: str, frame: int | None = None) -> list[Measurement]:
         """Measurements of an image; with ``frame``, those drawn on that frame itself."""
-        return [a for a in self.annotations(image_id)
-                if isinstance(a, Measurement) and (frame is None or (a.frame == frame and a.placement is None))]
+        return [
+            a
+            for a in self.annotations(image_id)
+            if isinstance(a, Measurement) and (frame is None or (a.frame == frame and a.placement is None))
+        ]
 
     def placed(self, image_id: str) -> list[Box | Measurement]:
         """Boxes and measurements drawn on reformatted planes (they carry patient coordinates)."""
-        return [a for a in self.annotations(image_id)
-                if isinstance(a, (Box, Measurement)) and a.placement is not None]
+        return [a for a in self.annotations(image_id) if isinstance(a, (Box, Measurement)) and a.placement is not None]
 
     def image_labels(self, image_id: str) -> list[ImageLabel]:
         return [a for a in self.annotations(image_id) if isinstance(a, ImageLabel)]
@@ -278,40 +286,100 @@ class AnnotationDocument:
             raise KeyError(f"unknown annotation {annotation_id!r} on {image_id!r}")
         return found
 
-    def new_box(self, image_id: str, frame: int, x1: float, y1: float, x2: float, y2: float, label: str, *,
-                source: Source | str = Source.USER, score: float | None = None, note: str = "",
-                review: Review | str | None = None) -> Box:
+    def new_box(
+        self,
+        image_id: str,
+        frame: int,
+        x1: float,
+        y1: float,
+        x2: float,
+        y2: float,
+        label: str,
+        *,
+        source: Source | str = Source.USER,
+        score: float | None = None,
+        note: str = "",
+        review: Review | str | None = None,
+    ) -> Box:
         """A new box bound to its frame's DICOM source (add it with ``AddAnnotations``)."""
         frame_ref = self.image(image_id).frame(frame)
         source = Source(source)
         now = self.now()
-        return Box(id=new_id(), frame=frame, x1=x1, y1=y1, x2=x2, y2=y2, label=label, source=source,
-                   score=score, note=note, review=Review(review) if review else default_review(source),
-                   created=now, modified=now, sop_instance_uid=frame_ref.sop_instance_uid,
-                   frame_number=frame_ref.frame_number if frame_ref.sop_instance_uid else None)
+        return Box(
+            id=new_id(),
+            frame=frame,
+            x1=x1,
+            y1=y1,
+            x2=x2,
+            y2=y2,
+            label=label,
+            source=source,
+            score=score,
+            note=note,
+            review=Review(review) if review else default_review(source),
+            created=now,
+            modified=now,
+            sop_instance_uid=frame_ref.sop_instance_uid,
+            frame_number=frame_ref.frame_number if frame_ref.sop_instance_uid else None,
+        )
 
-    def new_measurement(self, image_id: str, kind: MeasureKind | str, frame: int,
-                        points: tuple[tuple[float, float], ...], values: tuple[MeasuredValue, ...], *,
-                        label: str = "measurement", placement: PlanePlacement | None = None,
-                        source: Source | str = Source.USER, note: str = "") -> Measurement:
+    def new_measurement(
+        self,
+        image_id: str,
+        kind: MeasureKind | str,
+        frame: int,
+        points: tuple[tuple[float, float], ...],
+        values: tuple[MeasuredValue, ...],
+        *,
+        label: str = "measurement",
+        placement: PlanePlacement | None = None,
+        source: Source | str = Source.USER,
+        note: str = "",
+    ) -> Measurement:
         """A new measurement bound to its frame's DICOM source (for a reformat: the nearest slice)."""
         frame_ref = self.image(image_id).frame(frame)
         source = Source(source)
         now = self.now()
-        return Measurement(id=new_id(), kind=MeasureKind(kind), frame=frame, points=points, values=values,
-                           label=label, source=source, note=note, review=default_review(source), created=now,
-                           modified=now, sop_instance_uid=frame_ref.sop_instance_uid,
-                           frame_number=frame_ref.frame_number if frame_ref.sop_instance_uid else None,
-                           placement=placement)
+        return Measurement(
+            id=new_id(),
+            kind=MeasureKind(kind),
+            frame=frame,
+            points=points,
+            values=values,
+            label=label,
+            source=source,
+            note=note,
+            review=default_review(source),
+            created=now,
+            modified=now,
+            sop_instance_uid=frame_ref.sop_instance_uid,
+            frame_number=frame_ref.frame_number if frame_ref.sop_instance_uid else None,
+            placement=placement,
+        )
 
-    def new_image_label(self, image_id: str, label: str, *, source: Source | str = Source.CLASSIFIER,
-                        score: float | None = None, note: str = "",
-                        review: Review | str | None = None) -> ImageLabel:
+    def new_image_label(
+        self,
+        image_id: str,
+        label: str,
+        *,
+        source: Source | str = Source.CLASSIFIER,
+        score: float | None = None,
+        note: str = "",
+        review: Review | str | None = None,
+    ) -> ImageLabel:
         self._entry(image_id)
         source = Source(source)
         now = self.now()
-        return ImageLabel(id=new_id(), label=label, source=source, score=score, note=note,
-                          review=Review(review) if review else default_review(source), created=now, modified=now)
+        return ImageLabel(
+            id=new_id(),
+            label=label,
+            source=source,
+            score=score,
+            note=note,
+            review=Review(review) if review else default_review(source),
+            created=now,
+            modified=now,
+        )
 
     # --- editing ---------------------------------------------------------------------------
 
@@ -464,8 +532,10 @@ class AnnotationDocument:
         return ReviewProgress(
             reviewed_images=sum(1 for e in self._images.values() if e.state.reviewed),
             total_images=len(self._images),
-            pending_annotations=sum(1 for e in self._images.values() for a in e.annotations.values()
-                                    if a.review is Review.PENDING))
+            pending_annotations=sum(
+                1 for e in self._images.values() for a in e.annotations.values() if a.review is Review.PENDING
+            ),
+        )
 
     def images_needing_review(self) -> list[str]:
         """Ids of the images not yet marked reviewed, in document order."""

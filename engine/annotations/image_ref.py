@@ -28,9 +28,9 @@ class ImageRef:
     height: int
     n_frames: int
     frames: tuple[FrameSource, ...]
-    kind: str = "raster"            # "dicom" | "raster"
+    kind: str = "raster"  # "dicom" | "raster"
     title: str = ""
-    channels: int = 1               # 1 grey, 3 colour (VOC <depth>)
+    channels: int = 1  # 1 grey, 3 colour (VOC <depth>)
     spacing: PixelSpacing | None = None
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
@@ -72,7 +72,16 @@ def image_ref_from_stack(stack: Any) -> ImageRef:
         study = str(header.get("StudyInstanceUID", "")) or None
         series = str(header.get("SeriesInstanceUID", "")) or None
     return ImageRef(
-        image_id=stack.key, paths=tuple(stack.paths), width=int(stack.columns), height=int(stack.rows),
-        n_frames=int(stack.n_frames), frames=tuple(stack.frame_source(i) for i in range(stack.n_frames)),
-        kind=stack.kind, title=stack.title, channels=3 if stack.is_color else 1, spacing=stack.spacing,
-        study_instance_uid=study, series_instance_uid=series)
+        image_id=stack.key,
+        paths=tuple(stack.paths),
+        width=int(stack.columns),
+        height=int(stack.rows),
+        n_frames=int(stack.n_frames),
+        frames=tuple(stack.frame_source(i) for i in range(stack.n_frames)),
+        kind=stack.kind,
+        title=stack.title,
+        channels=3 if stack.is_color else 1,
+        spacing=stack.spacing,
+        study_instance_uid=study,
+        series_instance_uid=series,
+    )

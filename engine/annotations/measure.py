@@ -18,7 +18,7 @@ from engine.annotations.model import MeasuredValue, MeasureKind
 from engine.imaging import Frame
 from engine.imaging.frame import modality_of
 
-HOUNSFIELD = "[hnsf'U]"   # UCUM code of the Hounsfield unit (DICOM CID 7181)
+HOUNSFIELD = "[hnsf'U]"  # UCUM code of the Hounsfield unit (DICOM CID 7181)
 NO_UNIT = "1"
 
 
@@ -27,9 +27,14 @@ def modality_unit(modality: str) -> str:
     return HOUNSFIELD if modality.upper() == "CT" else NO_UNIT
 
 
-def measure(kind: MeasureKind | str, points: Sequence[tuple[float, float]], *,
-            spacing: tuple[float, float] | None, frame: Frame | None = None,
-            unit: str = NO_UNIT) -> tuple[MeasuredValue, ...]:
+def measure(
+    kind: MeasureKind | str,
+    points: Sequence[tuple[float, float]],
+    *,
+    spacing: tuple[float, float] | None,
+    frame: Frame | None = None,
+    unit: str = NO_UNIT,
+) -> tuple[MeasuredValue, ...]:
     """Values of a measurement. ``spacing`` is (row mm, column mm); ``frame`` gives ROI pixels."""
     kind = MeasureKind(kind)
     row_mm, col_mm = spacing if spacing is not None else (1.0, 1.0)
@@ -49,11 +54,13 @@ def measure(kind: MeasureKind | str, points: Sequence[tuple[float, float]], *,
     if frame is not None and not frame.is_color:
         inside = roi_values(frame, kind, (x1, y1, x2, y2))
         if inside.size:
-            values += [MeasuredValue("mean", float(inside.mean()), unit),
-                       MeasuredValue("std", float(inside.std()), unit),
-                       MeasuredValue("min", float(inside.min()), unit),
-                       MeasuredValue("max", float(inside.max()), unit),
-                       MeasuredValue("pixels", float(inside.size), NO_UNIT)]
+            values += [
+                MeasuredValue("mean", float(inside.mean()), unit),
+                MeasuredValue("std", float(inside.std()), unit),
+                MeasuredValue("min", float(inside.min()), unit),
+                MeasuredValue("max", float(inside.max()), unit),
+                MeasuredValue("pixels", float(inside.size), NO_UNIT),
+            ]
     return tuple(values)
 
 

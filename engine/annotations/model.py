@@ -26,7 +26,7 @@ class Source(StrEnum):
     """Who produced an annotation; drives the automatic 'corrected' review state."""
 
     USER = "user"
-    MODEL = "model"            # grounding model boxes (ClinKD / Qwen2-VL)
+    MODEL = "model"  # grounding model boxes (ClinKD / Qwen2-VL)
     CLASSIFIER = "classifier"  # zero-shot classifier (KPL) image labels
 
 
@@ -91,7 +91,7 @@ def normalize_label_name(name: str) -> str:
 def _finite(value: float, what: str) -> float:
     try:
         number = float(value)
-    except OverflowError:   # an integer beyond the float range
+    except OverflowError:  # an integer beyond the float range
         number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{what} must be a finite number, got {value!r}")
@@ -120,8 +120,8 @@ class PlanePlacement:
     SCOORD3D without the reformat.
     """
 
-    plane: str                                        # "axial" | "coronal" | "sagittal"
-    index: int                                        # 0-based slice along that plane's axis
+    plane: str  # "axial" | "coronal" | "sagittal"
+    index: int  # 0-based slice along that plane's axis
     points_mm: tuple[tuple[float, float, float], ...]
     pixel_mm: float
 
@@ -160,7 +160,7 @@ class Box:
     modified: str = ""
     sop_instance_uid: str | None = None
     frame_number: int | None = None
-    placement: PlanePlacement | None = None   # set when drawn on a reformatted plane
+    placement: PlanePlacement | None = None  # set when drawn on a reformatted plane
     provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
@@ -214,10 +214,10 @@ class ImageLabel:
 class MeasureKind(StrEnum):
     """The measurement tools: how many points define each, and what it reports."""
 
-    LENGTH = "length"          # 2 points: distance in mm
-    ANGLE = "angle"            # 3 points (the vertex in the middle): degrees
-    ELLIPSE = "ellipse"        # 2 corners of the bounding rectangle: ROI statistics and area
-    RECTANGLE = "rectangle"    # 2 corners: ROI statistics and area
+    LENGTH = "length"  # 2 points: distance in mm
+    ANGLE = "angle"  # 3 points (the vertex in the middle): degrees
+    ELLIPSE = "ellipse"  # 2 corners of the bounding rectangle: ROI statistics and area
+    RECTANGLE = "rectangle"  # 2 corners: ROI statistics and area
 
     @property
     def n_points(self) -> int:
@@ -232,7 +232,7 @@ class MeasureKind(StrEnum):
 class MeasuredValue:
     """One reported number; ``unit`` is a UCUM code ("mm", "deg", "mm2", "[hnsf'U]" for HU, "1")."""
 
-    name: str        # "length" | "angle" | "area" | "mean" | "std" | "min" | "max" | "pixels"
+    name: str  # "length" | "angle" | "area" | "mean" | "std" | "min" | "max" | "pixels"
     value: float
     unit: str
 

@@ -44,7 +44,7 @@ from engine.paths import (
 )
 
 FORMAT = "clinlens-annotations"
-SCHEMA_VERSION = 2   # 2: measurements and plane placements (version 1 files still read)
+SCHEMA_VERSION = 2  # 2: measurements and plane placements (version 1 files still read)
 SIDECAR_NAME = "annotations.json"
 
 
@@ -65,6 +65,7 @@ class UnsupportedVersionError(DocumentError):
 
 
 # --- file locations ------------------------------------------------------------------------
+
 
 def sidecar_path(paths: Sequence[str | os.PathLike[str]]) -> Path:
     """Where the annotations of an image set are saved by default.
@@ -130,7 +131,7 @@ def _relative(path: str, base_dir: Path | None) -> str:
         return path
     try:
         return PurePath(os.path.relpath(path, base_dir)).as_posix()
-    except ValueError:   # another drive on Windows: keep it absolute
+    except ValueError:  # another drive on Windows: keep it absolute
         return path
 
 
@@ -142,26 +143,53 @@ def _absolute(path: str, base_dir: Path | None) -> str:
 
 # --- document <-> plain dict ---------------------------------------------------------------
 
+
 def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
-    common = {"id": annotation.id, "label": annotation.label, "source": str(annotation.source),
-              "score": annotation.score, "note": annotation.note, "review": str(annotation.review),
-              "created": annotation.created, "modified": annotation.modified}
-    if annotation.provenance is not None:   # optional: files without it stay readable by older versions
+    common = {
+        "id": annotation.id,
+        "label": annotation.label,
+        "source": str(annotation.source),
+        "score": annotation.score,
+        "note": annotation.note,
+        "review": str(annotation.review),
+        "created": annotation.created,
+        "modified": annotation.modified,
+    }
+    if annotation.provenance is not None:  # optional: files without it stay readable by older versions
         common["provenance"] = asdict(annotation.provenance)
     if isinstance(annotation, ImageLabel):
         return {"type": "image_label", **common}
-    bound = {"frame": annotation.frame, "sop_instance_uid": annotation.sop_instance_uid,
-             "frame_number": annotation.frame_number}
+    bound = {
+        "frame": annotation.frame,
+        "sop_instance_uid": annotation.sop_instance_uid,
+        "frame_number": annotation.frame_number,
+    }
     if annotation.placement is not None:
         p = annotation.placement
-        bound["placement"] = {"plane": p.plane, "index": p.index, "pixel_mm": p.pixel_mm,
-                              "points_mm": [list(point) for point in p.points_mm]}
+        bound["placement"] = {
+            "plane": p.plane,
+            "index": p.index,
+            "pixel_mm": p.pixel_mm,
+            "points_mm": [list(point) for point in p.points_mm],
+        }
     if isinstance(annotation, Measurement):
-        return {"type": "measurement", **common, **bound, "kind": str(annotation.kind),
-                "points": [list(point) for point in annotation.points],
-                "values": [{"name": v.name, "value": v.value, "unit": v.unit} for v in annotation.values]}
-    return {"type": "box", **common, **bound, "x1": annotation.x1, "y1": annotation.y1,
-            "x2": annotation.x2, "y2": annotation.y2}
+        return {
+            "type": "measurement",
+            **common,
+            **bound,
+            "kind": str(annotation.kind),
+            "points": [list(point) for point in annotation.points],
+            "values": [{"name": v.name, "value": v.value, "unit": v.unit} for v in annotation.values],
+        }
+    return {
+        "type": "box",
+        **common,
+        **bound,
+        "x1": annotation.x1,
+        "y1": annotation.y1,
+        "x2": annotation.x2,
+        "y2": annotation.y2,
+    }
 
 
 def _placement_from_dict(data: Any, where: str) -> PlanePlacement | None:
@@ -170,57 +198,95 @@ def _placement_from_dict(data: Any, where: str) -> PlanePlacement | None:
         return None
     at = f"{where}.placement"
     points = json_field(item, "points_mm", (list,), at)
-    return PlanePlacement(plane=json_field(item, "plane", (str,), at), index=json_field(item, "index", (int,), at),
-                          points_mm=tuple(tuple(p) for p in points),
-                          pixel_mm=json_field(item, "pixel_mm", (float,), at))
+    return PlanePlacement(
+        plane=json_field(item, "plane", (str,), at),
+        index=json_field(item, "index", (int,), at),
+        points_mm=tuple(tuple(p) for p in points),
+        pixel_mm=json_field(item, "pixel_mm", (float,), at),
+    )
 
 
 def _measurement_from_dict(data: Any, where: str, common: dict[str, Any]) -> Measurement:
     values = []
     for j, item in enumerate(json_field(data, "values", (list,), where)):
         at = f"{where}.values[{j}]"
-        values.append(MeasuredValue(json_field(item, "name", (str,), at), json_field(item, "value", (float,), at),
-                                    json_field(item, "unit", (str,), at)))
+        values.append(
+            MeasuredValue(
+                json_field(item, "name", (str,), at),
+                json_field(item, "value", (float,), at),
+                json_field(item, "unit", (str,), at),
+            )
+        )
     points = json_field(data, "points", (list,), where)
-    return Measurement(**common, kind=json_field(data, "kind", (str,), where),
-                       frame=json_field(data, "frame", (int,), where), points=tuple(tuple(p) for p in points),
-                       values=tuple(values),
-                       sop_instance_uid=json_field(data, "sop_instance_uid", (str, type(None)), where, None),
-                       frame_number=json_field(data, "frame_number", (int, type(None)), where, None),
-                       placement=_placement_from_dict(data, where))
+    return Measurement(
+        **common,
+        kind=json_field(data, "kind", (str,), where),
+        frame=json_field(data, "frame", (int,), where),
+        points=tuple(tuple(p) for p in points),
+        values=tuple(values),
+        sop_instance_uid=json_field(data, "sop_instance_uid", (str, type(None)), where, None),
+        frame_number=json_field(data, "frame_number", (int, type(None)), where, None),
+        placement=_placement_from_dict(data, where),
+    )
 
 
 def image_ref_to_dict(ref: ImageRef, base_dir: Path | None = None) -> dict[str, Any]:
     path_index = {p: i for i, p in enumerate(ref.paths)}
     return {
-        "image_id": ref.image_id, "kind": ref.kind, "title": ref.title, "width": ref.width,
-        "height": ref.height, "channels": ref.channels, "n_frames": ref.n_frames,
+        "image_id": ref.image_id,
+        "kind": ref.kind,
+        "title": ref.title,
+        "width": ref.width,
+        "height": ref.height,
+        "channels": ref.channels,
+        "n_frames": ref.n_frames,
         "paths": [_relative(p, base_dir) for p in ref.paths],
-        "frames": [{"path": path_index[f.path], "sop_instance_uid": f.sop_instance_uid,
-                    "frame_number": f.frame_number} for f in ref.frames],
-        "spacing": None if ref.spacing is None else {
-            "row_mm": ref.spacing.row_mm, "col_mm": ref.spacing.col_mm, "source": ref.spacing.source},
-        "study_instance_uid": ref.study_instance_uid, "series_instance_uid": ref.series_instance_uid,
+        "frames": [
+            {"path": path_index[f.path], "sop_instance_uid": f.sop_instance_uid, "frame_number": f.frame_number}
+            for f in ref.frames
+        ],
+        "spacing": None
+        if ref.spacing is None
+        else {"row_mm": ref.spacing.row_mm, "col_mm": ref.spacing.col_mm, "source": ref.spacing.source},
+        "study_instance_uid": ref.study_instance_uid,
+        "series_instance_uid": ref.series_instance_uid,
     }
 
 
-def document_to_dict(doc: AnnotationDocument, base_dir: Path | None = None,
-                     image_ids: Sequence[str] | None = None) -> dict[str, Any]:
+def document_to_dict(
+    doc: AnnotationDocument, base_dir: Path | None = None, image_ids: Sequence[str] | None = None
+) -> dict[str, Any]:
     """The document (or some of its images) as JSON-ready data; paths relative to ``base_dir``."""
     images = []
-    for ref in (doc.images if image_ids is None else [doc.image(i) for i in image_ids]):
+    for ref in doc.images if image_ids is None else [doc.image(i) for i in image_ids]:
         state = doc.image_state(ref.image_id)
-        images.append({**image_ref_to_dict(ref, base_dir), "reviewed": state.reviewed,
-                       "last_frame": state.last_frame,
-                       "annotations": [annotation_to_dict(a) for a in doc.annotations(ref.image_id)]})
-    return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "saved": doc.now(),
-            "labels": [{"name": label.name, "color": label.color} for label in doc.labels],
-            "images": images}
+        images.append(
+            {
+                **image_ref_to_dict(ref, base_dir),
+                "reviewed": state.reviewed,
+                "last_frame": state.last_frame,
+                "annotations": [annotation_to_dict(a) for a in doc.annotations(ref.image_id)],
+            }
+        )
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "saved": doc.now(),
+        "labels": [{"name": label.name, "color": label.color} for label in doc.labels],
+        "images": images,
+    }
 
 
 _MISSING = object()
-_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true/false", list: "a list",
-          dict: "an object", type(None): "null"}
+_NAMES = {
+    str: "text",
+    int: "an integer",
+    float: "a number",
+    bool: "true/false",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def json_field(obj: Any, key: str, kinds: tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
@@ -248,33 +314,46 @@ def _provenance_from_dict(data: dict | None, where: str) -> Provenance | None:
     if data is None:
         return None
     required = ("run", "key", "model", "task")
-    return Provenance(**{f.name: json_field(data, f.name, (str,), where, *(() if f.name in required else ("",)))
-                         for f in fields(Provenance)})
+    return Provenance(
+        **{
+            f.name: json_field(data, f.name, (str,), where, *(() if f.name in required else ("",)))
+            for f in fields(Provenance)
+        }
+    )
 
 
 def annotation_from_dict(data: Any, where: str) -> Annotation:
     kind = json_field(data, "type", (str,), where)
     try:
         common = dict(
-            id=json_field(data, "id", (str,), where), label=json_field(data, "label", (str,), where),
+            id=json_field(data, "id", (str,), where),
+            label=json_field(data, "label", (str,), where),
             source=json_field(data, "source", (str,), where),
             score=json_field(data, "score", (float, type(None)), where, None),
-            note=json_field(data, "note", (str,), where, ""), review=json_field(data, "review", (str,), where),
+            note=json_field(data, "note", (str,), where, ""),
+            review=json_field(data, "review", (str,), where),
             created=json_field(data, "created", (str,), where, ""),
             modified=json_field(data, "modified", (str,), where, ""),
-            provenance=_provenance_from_dict(json_field(data, "provenance", (dict, type(None)), where, None),
-                                             f"{where}.provenance"))
+            provenance=_provenance_from_dict(
+                json_field(data, "provenance", (dict, type(None)), where, None), f"{where}.provenance"
+            ),
+        )
         if kind == "image_label":
             return ImageLabel(**common)
         if kind == "measurement":
             return _measurement_from_dict(data, where, common)
         if kind == "box":
-            return Box(**common, frame=json_field(data, "frame", (int,), where),
-                       x1=json_field(data, "x1", (float,), where), y1=json_field(data, "y1", (float,), where),
-                       x2=json_field(data, "x2", (float,), where), y2=json_field(data, "y2", (float,), where),
-                       sop_instance_uid=json_field(data, "sop_instance_uid", (str, type(None)), where, None),
-                       frame_number=json_field(data, "frame_number", (int, type(None)), where, None),
-                       placement=_placement_from_dict(data, where))
+            return Box(
+                **common,
+                frame=json_field(data, "frame", (int,), where),
+                x1=json_field(data, "x1", (float,), where),
+                y1=json_field(data, "y1", (float,), where),
+                x2=json_field(data, "x2", (float,), where),
+                y2=json_field(data, "y2", (float,), where),
+                sop_instance_uid=json_field(data, "sop_instance_uid", (str, type(None)), where, None),
+                frame_number=json_field(data, "frame_number", (int, type(None)), where, None),
+                placement=_placement_from_dict(data, where),
+            )
     except (ValueError, TypeError) as err:
         raise DamagedDocumentError(f"{where}: {err}") from None
     raise DamagedDocumentError(f"{where}.type: unknown annotation type {kind!r}")
@@ -291,8 +370,13 @@ def image_ref_from_dict(data: Any, where: str, base_dir: Path | None = None) -> 
         index = json_field(item, "path", (int,), at)
         if not 0 <= index < len(paths):
             raise DamagedDocumentError(f"{at}.path: no path number {index}")
-        frames.append(FrameSource(paths[index], json_field(item, "sop_instance_uid", (str, type(None)), at),
-                               json_field(item, "frame_number", (int,), at)))
+        frames.append(
+            FrameSource(
+                paths[index],
+                json_field(item, "sop_instance_uid", (str, type(None)), at),
+                json_field(item, "frame_number", (int,), at),
+            )
+        )
     spacing = json_field(data, "spacing", (dict, type(None)), where, None)
     if spacing is not None:
         at = f"{where}.spacing"
@@ -302,26 +386,34 @@ def image_ref_from_dict(data: Any, where: str, base_dir: Path | None = None) -> 
         spacing = PixelSpacing(float(row_mm), float(col_mm), json_field(spacing, "source", (str,), at))
     try:
         return ImageRef(
-            image_id=json_field(data, "image_id", (str,), where), paths=tuple(paths),
-            width=json_field(data, "width", (int,), where), height=json_field(data, "height", (int,), where),
-            n_frames=json_field(data, "n_frames", (int,), where), frames=tuple(frames),
-            kind=json_field(data, "kind", (str,), where, "raster"), title=json_field(data, "title", (str,), where, ""),
-            channels=json_field(data, "channels", (int,), where, 1), spacing=spacing,
+            image_id=json_field(data, "image_id", (str,), where),
+            paths=tuple(paths),
+            width=json_field(data, "width", (int,), where),
+            height=json_field(data, "height", (int,), where),
+            n_frames=json_field(data, "n_frames", (int,), where),
+            frames=tuple(frames),
+            kind=json_field(data, "kind", (str,), where, "raster"),
+            title=json_field(data, "title", (str,), where, ""),
+            channels=json_field(data, "channels", (int,), where, 1),
+            spacing=spacing,
             study_instance_uid=json_field(data, "study_instance_uid", (str, type(None)), where, None),
-            series_instance_uid=json_field(data, "series_instance_uid", (str, type(None)), where, None))
+            series_instance_uid=json_field(data, "series_instance_uid", (str, type(None)), where, None),
+        )
     except ValueError as err:
         raise DamagedDocumentError(f"{where}: {err}") from None
 
 
-def document_from_dict(data: Any, base_dir: Path | None = None, *,
-                       undo_limit: int = DEFAULT_UNDO_LIMIT) -> AnnotationDocument:
+def document_from_dict(
+    data: Any, base_dir: Path | None = None, *, undo_limit: int = DEFAULT_UNDO_LIMIT
+) -> AnnotationDocument:
     """Rebuild a document; raises ``DamagedDocumentError`` naming the first bad field."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DamagedDocumentError(f"not a ClinLens annotation file (no \"format\": \"{FORMAT}\")")
+        raise DamagedDocumentError(f'not a ClinLens annotation file (no "format": "{FORMAT}")')
     version = json_field(data, "schema_version", (int,), "document")
     if version > SCHEMA_VERSION:
         raise UnsupportedVersionError(
-            f"schema version {version} was written by a newer ClinLens (this one reads up to {SCHEMA_VERSION})")
+            f"schema version {version} was written by a newer ClinLens (this one reads up to {SCHEMA_VERSION})"
+        )
     if version < 1:
         raise DamagedDocumentError(f"invalid schema version {version}")
     labels = []
@@ -339,13 +431,17 @@ def document_from_dict(data: Any, base_dir: Path | None = None, *,
         ref = image_ref_from_dict(item, where, base_dir)
         if doc.has_image(ref.image_id):
             raise DamagedDocumentError(f"{where}: image {ref.image_id!r} appears twice")
-        annotations = [annotation_from_dict(a, f"{where}.annotations[{j}]")
-                       for j, a in enumerate(json_field(item, "annotations", (list,), where))]
+        annotations = [
+            annotation_from_dict(a, f"{where}.annotations[{j}]")
+            for j, a in enumerate(json_field(item, "annotations", (list,), where))
+        ]
         if len({a.id for a in annotations}) != len(annotations):
             raise DamagedDocumentError(f"{where}.annotations: an annotation id appears twice")
         last_frame = json_field(item, "last_frame", (int,), where, 0)
-        state = ImageState(reviewed=json_field(item, "reviewed", (bool,), where, False),
-                           last_frame=last_frame if 0 <= last_frame < ref.n_frames else 0)
+        state = ImageState(
+            reviewed=json_field(item, "reviewed", (bool,), where, False),
+            last_frame=last_frame if 0 <= last_frame < ref.n_frames else 0,
+        )
         try:
             doc.restore_image(ref, annotations, state)
         except ValueError as err:
@@ -355,6 +451,7 @@ def document_from_dict(data: Any, base_dir: Path | None = None, *,
 
 
 # --- files ---------------------------------------------------------------------------------
+
 
 def save_document(doc: AnnotationDocument, path: str | os.PathLike[str]) -> None:
     """Save atomically and mark the document clean (OSError when the disk refuses)."""
@@ -394,8 +491,8 @@ class OpenedDocument:
 
     document: AnnotationDocument
     path: Path
-    problem: str | None = None      # why the previous file could not be read
-    moved_to: Path | None = None    # where that file now is
+    problem: str | None = None  # why the previous file could not be read
+    moved_to: Path | None = None  # where that file now is
 
 
 def open_sidecar(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> OpenedDocument:
@@ -407,8 +504,12 @@ def open_sidecar(path: str | os.PathLike[str], *, undo_limit: int = DEFAULT_UNDO
     damaged one that cannot be moved aside, ``DocumentError``: the caller must not save over them.
     """
     path = Path(path).absolute()
-    loaded = load_store(path, lambda p: load_document(p, undo_limit=undo_limit),
-                        lambda: AnnotationDocument(undo_limit=undo_limit), DamagedDocumentError)
-    if loaded.problem and loaded.kept_as is None:   # could not be moved aside: must not be saved over
+    loaded = load_store(
+        path,
+        lambda p: load_document(p, undo_limit=undo_limit),
+        lambda: AnnotationDocument(undo_limit=undo_limit),
+        DamagedDocumentError,
+    )
+    if loaded.problem and loaded.kept_as is None:  # could not be moved aside: must not be saved over
         raise DocumentError(loaded.problem)
     return OpenedDocument(loaded.value, path, problem=loaded.problem, moved_to=loaded.kept_as)

@@ -55,7 +55,7 @@ class UndoStack:
 
     def push(self, command: Command) -> None:
         """Record an applied command: drop the redo tail, merge into the top or append."""
-        del self._commands[self._index:]
+        del self._commands[self._index :]
         if self._commands and self._commands[-1].merge(command):
             return
         self._commands.append(command)

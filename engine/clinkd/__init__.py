@@ -12,7 +12,6 @@ Typical use from a worker thread::
 
 from typing import TYPE_CHECKING
 
-from engine.clinkd.errors import ClinKDError, GenerationOutOfMemory, ModelFolderError, QuantizationUnavailable
 from engine.clinkd.conversation import (
     DEFAULT_HISTORY_TOKENS,
     FittedHistory,
@@ -22,6 +21,7 @@ from engine.clinkd.conversation import (
     fit_history,
     read_history_file,
 )
+from engine.clinkd.errors import ClinKDError, GenerationOutOfMemory, ModelFolderError, QuantizationUnavailable
 from engine.clinkd.prompts import SYSTEM_PROMPT, Prompt, Task, build_prompt, default_question
 from engine.lazy import lazy_attributes
 
@@ -84,13 +84,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "DEFAULT_HISTORY_TOKENS",
-    "FittedHistory",
-    "HistoryFileError",
-    "PriorTurn",
-    "fit_history",
-    "read_history_file",
     "SYSTEM_PROMPT",
-    "default_question",
     "AskRequest",
     "AskResult",
     "Backend",
@@ -98,12 +92,15 @@ __all__ = [
     "CandidateScore",
     "ClinKDError",
     "ClinKDModel",
+    "FittedHistory",
     "GenerationOutOfMemory",
     "GenerationSettings",
+    "HistoryFileError",
     "LoadSettings",
     "LocalBackend",
     "ModelFolderError",
     "ModelInfo",
+    "PriorTurn",
     "Prompt",
     "QuantizationUnavailable",
     "RopeGaps",
@@ -117,6 +114,8 @@ __all__ = [
     "ask_batch",
     "build_prompt",
     "chat_messages",
+    "default_question",
+    "fit_history",
     "install_mcg_rope",
     "installed_gaps",
     "load_model",
@@ -125,6 +124,7 @@ __all__ = [
     "open_server",
     "png_data_url",
     "read_checkpoint_config",
+    "read_history_file",
     "score_candidates",
     "semantic_similarity",
 ]

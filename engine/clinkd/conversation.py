@@ -61,9 +61,7 @@ def estimate_tokens(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def fit_history(
-    history: Sequence[PriorTurn], budget: int, count: TokenCounter = estimate_tokens
-) -> FittedHistory:
+def fit_history(history: Sequence[PriorTurn], budget: int, count: TokenCounter = estimate_tokens) -> FittedHistory:
     """Keep the newest turns whose text fits within ``budget`` tokens; drop the oldest first.
 
     A budget of 0 sends no history. Turns are kept whole (a cut answer would teach the model a
@@ -119,7 +117,7 @@ def history_from_conversation(
     get it rebuilt from the task, question and box prompt on the ``width`` x ``height`` image.
     """
     if not isinstance(data, dict) or data.get("format") != "clinlens-conversation":
-        raise HistoryFileError(f"{where} is not a ClinLens conversation (no \"format\": \"clinlens-conversation\")")
+        raise HistoryFileError(f'{where} is not a ClinLens conversation (no "format": "clinlens-conversation")')
     turns = data.get("turns")
     if not isinstance(turns, list):
         raise HistoryFileError(f"{where} has no list of turns")
@@ -136,8 +134,13 @@ def history_from_conversation(
         if not isinstance(prompt, str):
             try:
                 box = turn.get("box_prompt")
-                prompt = build_prompt(Task(turn.get("task", "free")), str(turn.get("question", "")),
-                                      tuple(box) if box else None, width, height).question
+                prompt = build_prompt(
+                    Task(turn.get("task", "free")),
+                    str(turn.get("question", "")),
+                    tuple(box) if box else None,
+                    width,
+                    height,
+                ).question
             except (ValueError, TypeError) as err:
                 raise HistoryFileError(f"{where}: turn {i + 1} cannot be rebuilt: {err}") from None
         history.append(PriorTurn(prompt, answer))

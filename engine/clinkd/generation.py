@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextStreamer
 
+from engine.clinkd.conversation import DEFAULT_HISTORY_TOKENS, FittedHistory, PriorTurn, chat_messages, fit_history
 from engine.clinkd.errors import GenerationOutOfMemory
 from engine.clinkd.loader import ClinKDModel, ModelInfo
-from engine.clinkd.conversation import DEFAULT_HISTORY_TOKENS, FittedHistory, PriorTurn, chat_messages, fit_history
 from engine.clinkd.prompts import Prompt, Task, build_prompt
 from engine.grounding import GroundedBox, parse_answer
 
@@ -126,8 +126,13 @@ class AskResult:
 class _Progress(TextStreamer):
     """Records when tokens arrive and, for a single answer, streams decoded text to a callback."""
 
-    def __init__(self, tokenizer: object, on_text: TextCallback | None, end_ids: Sequence[int],
-                 on_step: StepCallback | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: object,
+        on_text: TextCallback | None,
+        end_ids: Sequence[int],
+        on_step: StepCallback | None = None,
+    ) -> None:
         super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=False)
         self.on_text = on_text
         self.on_step = on_step
@@ -320,8 +325,10 @@ def _result(
 ) -> AskResult:
     raw = clinkd.processor.tokenizer.decode(tokens, skip_special_tokens=False)
     parsed = parse_answer(raw, *request.size)
-    boxes = () if cancelled else tuple(
-        b if b.phrase or prompt.phrase is None else replace(b, phrase=prompt.phrase) for b in parsed.boxes
+    boxes = (
+        ()
+        if cancelled
+        else tuple(b if b.phrase or prompt.phrase is None else replace(b, phrase=prompt.phrase) for b in parsed.boxes)
     )
     first = generated.first_token_at
     return AskResult(
@@ -397,17 +404,34 @@ def ask(
     prompt = generated.prompts[0]
     if n == 1 or cancelled:
         return _result(
-            clinkd, request, prompt, generated.rows[0], settings=settings, cancelled=cancelled,
-            generated=generated, index=0, started_at=started_at, sequences=n,
+            clinkd,
+            request,
+            prompt,
+            generated.rows[0],
+            settings=settings,
+            cancelled=cancelled,
+            generated=generated,
+            index=0,
+            started_at=started_at,
+            sequences=n,
             generated_tokens=sum(len(r) for r in generated.rows),
         )
     decode = clinkd.processor.tokenizer.decode
     raws = [decode(row, skip_special_tokens=False) for row in generated.rows]
     candidates, best = rank_candidates(raws, request, prompt, settings, embed)
     return _result(
-        clinkd, request, prompt, generated.rows[best], settings=settings, cancelled=False,
-        generated=generated, index=0, started_at=started_at, sequences=n,
-        generated_tokens=sum(len(r) for r in generated.rows), candidates=candidates,
+        clinkd,
+        request,
+        prompt,
+        generated.rows[best],
+        settings=settings,
+        cancelled=False,
+        generated=generated,
+        index=0,
+        started_at=started_at,
+        sequences=n,
+        generated_tokens=sum(len(r) for r in generated.rows),
+        candidates=candidates,
     )
 
 
@@ -429,8 +453,16 @@ def ask_batch(
     cancelled = cancel is not None and cancel.is_set()
     return [
         _result(
-            clinkd, request, generated.prompts[i], generated.rows[i], settings=settings, cancelled=cancelled,
-            generated=generated, index=i, started_at=started_at, sequences=len(requests),
+            clinkd,
+            request,
+            generated.prompts[i],
+            generated.rows[i],
+            settings=settings,
+            cancelled=cancelled,
+            generated=generated,
+            index=i,
+            started_at=started_at,
+            sequences=len(requests),
             generated_tokens=len(generated.rows[i]),
         )
         for i, request in enumerate(requests)

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from engine.clinkd.errors import ClinKDError, ModelFolderError, QuantizationUnavailable
-from engine.files import JsonFileError, read_json
 from engine.clinkd.prompts import QWEN2VL_CHAT_TEMPLATE
 from engine.clinkd.rope import RopeGaps, install_mcg_rope
+from engine.files import JsonFileError, read_json
 
 MODEL_TYPES = ("qwen2_vl",)
 QUANTIZATIONS = ("8bit", "4bit")
@@ -102,7 +102,7 @@ def read_checkpoint_config(model_dir: str | Path) -> dict:
     missing = _missing_files(folder)
     if missing:
         raise ModelFolderError(f"Model folder {folder} is missing: {'; '.join(missing)}. {hint}")
-    for name in SIDE_CONFIGS:   # the small JSON files transformers reads next to config.json
+    for name in SIDE_CONFIGS:  # the small JSON files transformers reads next to config.json
         if (folder / name).exists():
             _read_config_object(folder / name)
     config = _read_config_object(folder / "config.json")
@@ -115,13 +115,39 @@ def read_checkpoint_config(model_dir: str | Path) -> dict:
     return config
 
 
-SIDE_CONFIGS = ("generation_config.json", "tokenizer_config.json", "processor_config.json",
-                "preprocessor_config.json", "special_tokens_map.json", "chat_template.json")
-_POSITIVE_INTS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                  "num_key_value_heads", "vocab_size", "max_position_embeddings", "depth", "embed_dim",
-                  "num_heads", "patch_size", "spatial_merge_size", "temporal_patch_size", "in_channels", "mlp_ratio")
-_TOKEN_IDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
-              "bos_token_id", "pad_token_id")
+SIDE_CONFIGS = (
+    "generation_config.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "chat_template.json",
+)
+_POSITIVE_INTS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "depth",
+    "embed_dim",
+    "num_heads",
+    "patch_size",
+    "spatial_merge_size",
+    "temporal_patch_size",
+    "in_channels",
+    "mlp_ratio",
+)
+_TOKEN_IDS = (
+    "image_token_id",
+    "video_token_id",
+    "vision_start_token_id",
+    "vision_end_token_id",
+    "bos_token_id",
+    "pad_token_id",
+)
 
 
 def _read_config_object(path: Path) -> dict:
@@ -161,14 +187,18 @@ def _check_config(config: dict, path: Path) -> None:
             if rope is not None and not isinstance(rope, dict):
                 fail(prefix + key, "an object", rope)
             sizes = (rope or {}).get("mrope_section")
-            if sizes is not None and not (isinstance(sizes, list) and sizes and all(
-                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes)):
+            if sizes is not None and not (
+                isinstance(sizes, list)
+                and sizes
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes)
+            ):
                 fail(f"{prefix}{key}.mrope_section", "a list of positive integers", sizes)
     flag = config.get(MCG_CONFIG_KEY)
     if flag is not None and not isinstance(flag, bool):
         gaps_ok = isinstance(flag, dict) and all(
             isinstance(flag.get(k, 1), int) and not isinstance(flag.get(k, 1), bool) and flag.get(k, 1) >= 1
-            for k in ("gap_in", "gap_out"))
+            for k in ("gap_in", "gap_out")
+        )
         if not gaps_ok:
             fail(MCG_CONFIG_KEY, 'true, false or {"gap_in": n, "gap_out": n} with n >= 1', flag)
 
@@ -277,8 +307,8 @@ def load_model(settings: LoadSettings) -> ClinKDModel:
                 size={"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
             )
     except (torch.OutOfMemoryError, MemoryError):
-        raise   # not the folder's fault: the caller reports memory
-    except Exception as err:   # noqa: BLE001 - transformers, safetensors and tokenizers raise many types
+        raise  # not the folder's fault: the caller reports memory
+    except Exception as err:  # noqa: BLE001 - transformers, safetensors and tokenizers raise many types
         raise ModelFolderError(f"Could not load the checkpoint in {folder}: {type(err).__name__}: {err}") from None
     model.eval()
     if getattr(processor, "chat_template", None) is None:

@@ -93,9 +93,9 @@ class SentenceEmbedder:
             self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._model.encode(
-            list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        ))
+        return np.asarray(
+            self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        )
 
 
 @functools.cache

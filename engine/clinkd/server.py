@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
+from engine.clinkd.conversation import FittedHistory, chat_messages, estimate_tokens, fit_history
 from engine.clinkd.errors import ClinKDError
 from engine.clinkd.generation import (
     AskRequest,
@@ -44,7 +45,6 @@ from engine.clinkd.generation import (
     rank_candidates,
 )
 from engine.clinkd.loader import ClinKDModel, ModelInfo
-from engine.clinkd.conversation import FittedHistory, chat_messages, estimate_tokens, fit_history
 from engine.clinkd.prompts import Prompt, build_prompt
 from engine.grounding import parse_answer
 
@@ -250,7 +250,9 @@ class ServerBackend:
         except (TimeoutError, OSError) as err:
             conn.close()
             reason = "no answer within the connect timeout" if isinstance(err, TimeoutError) else str(err)
-            raise ServerUnavailable(f"Cannot connect to the inference server at {self._describe()}: {reason}.") from None
+            raise ServerUnavailable(
+                f"Cannot connect to the inference server at {self._describe()}: {reason}."
+            ) from None
         conn.sock.settimeout(self.settings.timeout_s)
         return conn
 
@@ -291,8 +293,10 @@ class ServerBackend:
                 f"The server at {where} has no OpenAI endpoint {self.settings.base}{path} (HTTP 404: {message}). "
                 "Check the URL: it should point at a vLLM or SGLang OpenAI-compatible server."
             )
-        if response.status in (502, 503):   # a proxy or server that is down or restarting
-            raise ServerUnavailable(f"The inference server at {where} is unavailable (HTTP {response.status}): {message}")
+        if response.status in (502, 503):  # a proxy or server that is down or restarting
+            raise ServerUnavailable(
+                f"The inference server at {where} is unavailable (HTTP {response.status}): {message}"
+            )
         raise ServerError(f"The inference server at {where} failed (HTTP {response.status}): {message}")
 
     def _json(self, response: http.client.HTTPResponse) -> dict:
@@ -480,8 +484,12 @@ class ServerBackend:
         finished_at = time.perf_counter()
         raw = _strip_end(raw)
         parsed = parse_answer(raw, *request.size)
-        boxes = () if reply.cancelled else tuple(
-            b if b.phrase or prompt.phrase is None else replace(b, phrase=prompt.phrase) for b in parsed.boxes
+        boxes = (
+            ()
+            if reply.cancelled
+            else tuple(
+                b if b.phrase or prompt.phrase is None else replace(b, phrase=prompt.phrase) for b in parsed.boxes
+            )
         )
         generated = reply.completion_tokens if reply.completion_tokens is not None else reply.chunks
         new_tokens = generated // len(reply.texts)  # usage counts every candidate: best-of reports the mean
@@ -588,9 +596,7 @@ def _shutdown_on(cancel: threading.Event | None, conn: http.client.HTTPConnectio
         watcher.join()
 
 
-def open_server(
-    settings: ServerSettings, embed: Callable[[Sequence[str]], np.ndarray] | None = None
-) -> ServerBackend:
+def open_server(settings: ServerSettings, embed: Callable[[Sequence[str]], np.ndarray] | None = None) -> ServerBackend:
     """Check the server answers and resolve the model name; returns the backend.
 
     Without ``settings.model`` the server must serve exactly one model. Raises ServerError with a

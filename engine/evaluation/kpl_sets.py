@@ -75,9 +75,17 @@ AUTHORS_LOG: dict[str, dict[str, dict[int, tuple[float, float]]]] = {
 }
 """dataset -> backbone -> k -> (text-proxy accuracy %, KPL accuracy %), from the authors' log."""
 
-_ALIASES = {"montgomery": "Montgomery", "montgomeryset": "Montgomery", "shenzhen": "Shenzhen",
-            "chinaset": "Shenzhen", "idrid": "IDRiD", "cataract": "Cataract", "malaria": "Malaria",
-            "malariacell": "Malaria", "cellimages": "Malaria"}
+_ALIASES = {
+    "montgomery": "Montgomery",
+    "montgomeryset": "Montgomery",
+    "shenzhen": "Shenzhen",
+    "chinaset": "Shenzhen",
+    "idrid": "IDRiD",
+    "cataract": "Cataract",
+    "malaria": "Malaria",
+    "malariacell": "Malaria",
+    "cellimages": "Malaria",
+}
 _BACKBONES = {("ViT-L-14", "openai"): _L14, ("ViT-L-14-336", "openai"): _L14_336}
 
 
@@ -172,6 +180,7 @@ def evaluate_kpl_sets(
     settings = settings or KplSettings()
     results = []
     for dataset in datasets:
+
         def staged(stage: str, done: int, total: int, name: str = dataset.name) -> None:
             if progress is not None:
                 progress(f"{name}: {stage}", done, total)
@@ -182,18 +191,20 @@ def evaluate_kpl_sets(
         missing = [c for c in report.classes if c not in report.folders]
         if missing:
             warnings.append(f"no folder for {', '.join(missing)}; KPL still spreads the pool over every class")
-        results.append(KplSetResult(
-            name=dataset.name,
-            folder=os.fspath(dataset.folder),
-            knowledge=kb.name,
-            images=int(report.truth.size),
-            classes=len(report.classes),
-            method=report.result.method,
-            text_accuracy=report.text_accuracy,
-            accuracy=report.accuracy,
-            authors=authors_run(dataset.name, clip.spec.model, clip.spec.pretrained, settings.k),
-            warnings=tuple(warnings),
-        ))
+        results.append(
+            KplSetResult(
+                name=dataset.name,
+                folder=os.fspath(dataset.folder),
+                knowledge=kb.name,
+                images=int(report.truth.size),
+                classes=len(report.classes),
+                method=report.result.method,
+                text_accuracy=report.text_accuracy,
+                accuracy=report.accuracy,
+                authors=authors_run(dataset.name, clip.spec.model, clip.spec.pretrained, settings.k),
+                warnings=tuple(warnings),
+            )
+        )
     return results
 
 
@@ -204,8 +215,15 @@ def _pct(value: float | None) -> str:
 def kpl_sets_markdown(results: Sequence[KplSetResult], model: str, k: int) -> str:
     """Our text-proxy and method accuracy per dataset, beside the authors' log at the same k."""
     method = results[0].method if results else "kpl"
-    header = ["dataset", "images", "classes", "text proxy (%)", f"{method} (%)",
-              f"authors' log, k={k}: text / KPL (%)", "authors' best KPL (%) (k)"]
+    header = [
+        "dataset",
+        "images",
+        "classes",
+        "text proxy (%)",
+        f"{method} (%)",
+        f"authors' log, k={k}: text / KPL (%)",
+        "authors' best KPL (%) (k)",
+    ]
     rows = []
     for r in results:
         a = r.authors
@@ -215,12 +233,16 @@ def kpl_sets_markdown(results: Sequence[KplSetResult], model: str, k: int) -> st
     lines = [f"CLIP {model}, k={k}.", "", markdown_table(header, rows), ""]
     backbones = {a.backbone for r in results if (a := r.authors) is not None}
     if backbones:
-        lines.append(f"Authors' numbers: their own log ({', '.join(sorted(backbones))}, OpenAI CLIP), not the "
-                     "paper's tables; they used their own knowledge base (feature_50.json), so expect a few points "
-                     "of difference.")
+        lines.append(
+            f"Authors' numbers: their own log ({', '.join(sorted(backbones))}, OpenAI CLIP), not the "
+            "paper's tables; they used their own knowledge base (feature_50.json), so expect a few points "
+            "of difference."
+        )
     else:
-        lines.append("No authors' numbers: the log covers Montgomery, Shenzhen, IDRiD, Cataract and Malaria with "
-                     "OpenAI CLIP ViT-L-14 / ViT-L-14-336 only.")
+        lines.append(
+            "No authors' numbers: the log covers Montgomery, Shenzhen, IDRiD, Cataract and Malaria with "
+            "OpenAI CLIP ViT-L-14 / ViT-L-14-336 only."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -28,8 +28,15 @@ MODALITIES = ("ct", "mr", "x", "pet", "endoscopy", "dermoscopy", "fundus", "ultr
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 
-_FILE_TASKS = {"vg": Task.VG, "ro": Task.ROC, "roc": Task.ROC, "gc": Task.RC, "rc": Task.RC,
-               "mii": Task.MIA, "mia": Task.MIA}
+_FILE_TASKS = {
+    "vg": Task.VG,
+    "ro": Task.ROC,
+    "roc": Task.ROC,
+    "gc": Task.RC,
+    "rc": Task.RC,
+    "mii": Task.MIA,
+    "mia": Task.MIA,
+}
 """File-name tokens of the test files (Test_VG, Test_RO, Test_GC, Test_MII) and our task codes."""
 
 _WRAPPERS = re.compile(
@@ -140,8 +147,11 @@ class _ImageFinder:
 
 
 def load_medgrit(
-    path: str | os.PathLike[str], images: str | os.PathLike[str], task: Task | None = None,
-    *, all_turns: bool = False,
+    path: str | os.PathLike[str],
+    images: str | os.PathLike[str],
+    task: Task | None = None,
+    *,
+    all_turns: bool = False,
 ) -> MedGritData:
     """Read a Med-GRIT test file and locate every image; raises DatasetError with what is wrong.
 
@@ -181,17 +191,19 @@ def load_medgrit(
             continue
         history: list[PriorTurn] = []
         for turn, (question, answer) in enumerate(pairs if all_turns else pairs[:1]):
-            samples.append(MedGritSample(
-                index=index,
-                id=str(sample_id),
-                task=task,
-                modality=modality_of(name),
-                question=clean_question(question),
-                annotation=answer.strip(),
-                image=image,
-                turn=turn,
-                history=tuple(history),
-            ))
+            samples.append(
+                MedGritSample(
+                    index=index,
+                    id=str(sample_id),
+                    task=task,
+                    modality=modality_of(name),
+                    question=clean_question(question),
+                    annotation=answer.strip(),
+                    image=image,
+                    turn=turn,
+                    history=tuple(history),
+                )
+            )
             history.append(PriorTurn(clean_question(question), normalize_box_markup(answer.strip())))
     if missing:
         shown = ", ".join(missing[:3])
@@ -201,8 +213,10 @@ def load_medgrit(
         )
     warnings = []
     if multi_turn and not all_turns:
-        warnings.append(f"{multi_turn} conversations have several turns; only their first question is evaluated "
-                        "(--all-turns evaluates every turn)")
+        warnings.append(
+            f"{multi_turn} conversations have several turns; only their first question is evaluated "
+            "(--all-turns evaluates every turn)"
+        )
     others = sorted({s.modality for s in samples} - set(MODALITIES))
     if others:
         warnings.append(f"modalities outside the papers' eight are reported apart: {', '.join(others)}")

@@ -26,6 +26,7 @@ def percent(value: float | None) -> str:
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table; the first column left-aligned, the others right."""
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -36,8 +37,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _rows(report: TaskReport) -> list[tuple[str, str, list[float | None]]]:
     """(label, sample count, values) for each modality, then the two means."""
     rows = [
-        (m, str(report.counts.get(m, 0)), [report.rows[m].get(k) for k in report.metrics])
-        for m in report.modalities
+        (m, str(report.counts.get(m, 0)), [report.rows[m].get(k) for k in report.metrics]) for m in report.modalities
     ]
     rows.append((MEAN_PAPERS, str(sum(report.counts.values())), [report.mean_papers[k] for k in report.metrics]))
     rows.append((MEAN_PRESENT, "", [report.mean_present[k] for k in report.metrics]))
@@ -47,8 +47,15 @@ def _rows(report: TaskReport) -> list[tuple[str, str, list[float | None]]]:
 def task_markdown(report: TaskReport, title: str) -> str:
     header = ["modality", "n", *(f"{k} (%)" for k in report.metrics)]
     table = markdown_table(header, [[label, n, *(percent(v) for v in values)] for label, n, values in _rows(report)])
-    lines = [f"## {title}", "", f"Headline: **{report.headline}** = {percent(report.mean_papers[report.headline])} "
-             "(mean over the papers' eight modalities).", "", table, ""]
+    lines = [
+        f"## {title}",
+        "",
+        f"Headline: **{report.headline}** = {percent(report.mean_papers[report.headline])} "
+        "(mean over the papers' eight modalities).",
+        "",
+        table,
+        "",
+    ]
     lines += [f"- {metric} absent: {why}" for metric, why in report.absent.items()]
     lines += [f"- {note}" for note in report.notes]
     lines += [f"- {metric}: {METRIC_NOTES[metric]}" for metric in report.metrics if metric in METRIC_NOTES]

@@ -87,8 +87,7 @@ def _request(sample: MedGritSample) -> AskRequest:
     for a later turn the earlier ones with their reference answers."""
     stack = open_image(sample.image)
     rgb = render_rgb(stack.frame(0))
-    return AskRequest(rgb, sample.question, Task.FREE, width=stack.columns, height=stack.rows,
-                      history=sample.history)
+    return AskRequest(rgb, sample.question, Task.FREE, width=stack.columns, height=stack.rows, history=sample.history)
 
 
 def _record(sample: MedGritSample, model_id: str, **fields: object) -> dict:
@@ -151,14 +150,17 @@ def run_medgrit(
                 cancelled = True
                 break
             for (sample, _), result in zip(requests, results, strict=True):
-                lines.append(_record(
-                    sample, model_id,
-                    response=result.raw_text,
-                    answer=result.text,
-                    boxes=[list(b.grid) for b in result.boxes],
-                    new_tokens=result.new_tokens,
-                    seconds=round(result.total_s, 3),
-                ))
+                lines.append(
+                    _record(
+                        sample,
+                        model_id,
+                        response=result.raw_text,
+                        answer=result.text,
+                        boxes=[list(b.grid) for b in result.boxes],
+                        new_tokens=result.new_tokens,
+                        seconds=round(result.total_s, 3),
+                    )
+                )
             out.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
             out.flush()
             answered += len(batch)

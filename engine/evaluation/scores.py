@@ -161,8 +161,9 @@ def score_task(task: Task, answers: Iterable[Answered], *, use_java: bool = True
     if task is Task.VG:
         rows, counts, notes = _grounding_rows(groups)
     elif task is Task.ROC:
-        correct = {m: sum(classification_correct(a.annotation, a.response) for a in answers)
-                   for m, answers in groups.items()}
+        correct = {
+            m: sum(classification_correct(a.annotation, a.response) for a in answers) for m, answers in groups.items()
+        }
         rows = {m: {"accuracy": correct[m] / (len(groups[m]) + _EPS)} for m in groups}
         counts, notes = {m: len(a) for m, a in groups.items()}, []
     elif task in (Task.RC, Task.MIA):

@@ -92,8 +92,9 @@ class _Child:
 class DecoderPool:
     """At most `workers` decoder processes, started on demand and restarted after a death."""
 
-    def __init__(self, workers: int = DEFAULT_WORKERS, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 child_setup: str | None = None) -> None:
+    def __init__(
+        self, workers: int = DEFAULT_WORKERS, timeout_s: float = DEFAULT_TIMEOUT_S, child_setup: str | None = None
+    ) -> None:
         """`child_setup` ("module:function") runs in each child before its first decode (tests
         use it to install a decoder that aborts)."""
         self.workers = max(1, workers)
@@ -120,8 +121,9 @@ class DecoderPool:
             if not child.wait_ready():
                 code = self._retire(child, kill=True)
                 child = None
-                raise ImageLoadError(path, f"Decoding {name} failed: the decoder process did not start "
-                                           f"({_exit_text(code)}).")
+                raise ImageLoadError(
+                    path, f"Decoding {name} failed: the decoder process did not start ({_exit_text(code)})."
+                )
             try:
                 child.conn.send((func, args))
                 answered = child.conn.poll(self.timeout_s)
@@ -131,8 +133,10 @@ class DecoderPool:
                 self._retire(child, kill=True)
                 child = None
                 raise ImageLoadError(
-                    path, f"{name} took longer than {self.timeout_s:g} s to decode with the {decoder} decoder; "
-                    f"the decode was abandoned (the time limit is in Settings).")
+                    path,
+                    f"{name} took longer than {self.timeout_s:g} s to decode with the {decoder} decoder; "
+                    f"the decode was abandoned (the time limit is in Settings).",
+                )
             try:
                 status, payload = child.conn.recv()
             except (EOFError, OSError):
@@ -141,8 +145,10 @@ class DecoderPool:
                 if self._closed:
                     raise DecodeCancelled(path, f"Decoding {name} was cancelled: the viewer is closing.") from None
                 raise ImageLoadError(
-                    path, f"The {decoder} decoder crashed on {name} ({_exit_text(code)}); this file's pixel data "
-                    f"is damaged. The decoder was restarted; other images are not affected.") from None
+                    path,
+                    f"The {decoder} decoder crashed on {name} ({_exit_text(code)}); this file's pixel data "
+                    f"is damaged. The decoder was restarted; other images are not affected.",
+                ) from None
             healthy = True
             if status == "error":
                 raise ImageLoadError(path, payload)
@@ -176,7 +182,9 @@ class DecoderPool:
         with self._cond:
             while True:
                 if self._closed:
-                    raise DecodeCancelled(path, f"Decoding {os.path.basename(path)} was cancelled: the viewer is closing.")
+                    raise DecodeCancelled(
+                        path, f"Decoding {os.path.basename(path)} was cancelled: the viewer is closing."
+                    )
                 while self._idle:
                     child = self._idle.pop()
                     if child.alive():
@@ -245,7 +253,7 @@ def _child_main(conn: Connection, setup: str | None) -> None:
             answer = ("ok", func(*args))
         except ImageLoadError as exc:
             answer = ("error", str(exc))
-        except BaseException as exc:  # noqa: BLE001 - native panics are BaseExceptions
+        except BaseException as exc:
             if not is_recoverable(exc):
                 raise
             answer = ("error", f"decoding failed: {reason(exc)}.")

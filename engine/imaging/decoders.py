@@ -29,8 +29,7 @@ from .guard import guarded, is_recoverable
 _PACKAGES_BY_SYNTAX: dict[str, str] = {
     uid.JPEGBaseline8Bit: "pillow or python-gdcm",
     uid.JPEGExtended12Bit: (
-        "pillow or python-gdcm for 8-bit samples; 12-bit samples need pylibjpeg-libjpeg "
-        "(GPL-licensed, so not bundled)"
+        "pillow or python-gdcm for 8-bit samples; 12-bit samples need pylibjpeg-libjpeg (GPL-licensed, so not bundled)"
     ),
     uid.JPEGLossless: "python-gdcm",
     uid.JPEGLosslessSV1: "python-gdcm",
@@ -127,8 +126,9 @@ def decoder_label(syntax: uid.UID | str) -> str:
     return f"{syntax.name} ({plugins})" if plugins else syntax.name
 
 
-def decode_pixels(path: str, syntax: uid.UID | None, index: int | None,
-                  size: tuple[int, int] | None = None) -> np.ndarray:
+def decode_pixels(
+    path: str, syntax: uid.UID | None, index: int | None, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """pixel_array on the path reads only the wanted frame; it cannot read deflated files
     and trips on some valid encapsulations, so those are decoded from the whole dataset.
 
@@ -147,12 +147,12 @@ def decode_pixels(path: str, syntax: uid.UID | None, index: int | None,
     if syntax is None or not syntax.is_deflated:
         try:
             return pixel_array(path, index=index)
-        except BaseException as exc:  # noqa: BLE001 - retried below, which reports the real error
+        except BaseException as exc:
             if not is_recoverable(exc):
                 raise
     try:
         return pixel_array(dcmread(path), index=index)
-    except BaseException as exc:  # noqa: BLE001 - decoders raise many types, Rust panics included
+    except BaseException as exc:
         if not is_recoverable(exc):
             raise
         raise ImageLoadError(path, _decode_failure(path, syntax, exc)) from exc
@@ -177,12 +177,14 @@ def _check_j2k_size(path: str, index: int | None, size: tuple[int, int]) -> None
     start = codestream.find(_J2K_SIZ, 0, 256)
     if start < 0 or len(codestream) < start + 24:
         return  # no bare codestream header here: the decoder reports what it finds
-    x_size, y_size, x_offset, y_offset = struct.unpack(">IIII", codestream[start + 8: start + 24])
+    x_size, y_size, x_offset, y_offset = struct.unpack(">IIII", codestream[start + 8 : start + 24])
     columns, rows = x_size - x_offset, y_size - y_offset
     if (rows, columns) != size:
         raise ImageLoadError(
-            path, f"{os.path.basename(path)} has a damaged JPEG 2000 stream: it declares a {columns} x {rows} "
-            f"image but the header says {size[1]} x {size[0]}.")
+            path,
+            f"{os.path.basename(path)} has a damaged JPEG 2000 stream: it declares a {columns} x {rows} "
+            f"image but the header says {size[1]} x {size[0]}.",
+        )
 
 
 def _check_shape(path: str, header: Dataset, arr: np.ndarray) -> None:
@@ -190,8 +192,10 @@ def _check_shape(path: str, header: Dataset, arr: np.ndarray) -> None:
     rows, columns = int(header.Rows), int(header.Columns)
     if arr.shape[:2] != (rows, columns) or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise ImageLoadError(
-            path, f"{os.path.basename(path)} decoded to an array of shape {arr.shape}, not the "
-            f"{columns} x {rows} image its header describes.")
+            path,
+            f"{os.path.basename(path)} decoded to an array of shape {arr.shape}, not the "
+            f"{columns} x {rows} image its header describes.",
+        )
     if arr.dtype.kind not in "uif":
         raise ImageLoadError(path, f"{os.path.basename(path)} decoded to {arr.dtype} values, which cannot be shown.")
 

@@ -30,8 +30,16 @@ _PIXEL_TAGS = {Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009), Tag(0x7FE0, 0x0010)}
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 # Elements without which the pixels cannot be decoded or placed: damage here refuses the file.
 _ESSENTIAL = {
-    "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "NumberOfFrames",
     "TransferSyntaxUID",
 }
 
@@ -66,7 +74,7 @@ def read_header(path: str, *, force: bool = False) -> Dataset:
             pixel_info = _peek_pixel_element(fp, header)
     except InvalidDicomError as exc:
         raise ImageLoadError(path, f"{name} is not a DICOM file.") from exc
-    except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on damaged headers
+    except BaseException as exc:
         if not is_recoverable(exc):
             raise
         raise ImageLoadError(path, f"{name} could not be read as DICOM: {reason(exc)}.") from exc
@@ -86,7 +94,7 @@ def _convert_elements(path: str, dataset: Dataset, depth: int = 0) -> None:
         try:
             element = dataset[tag]
             items = list(element.value) if element.VR == "SQ" else ()
-        except BaseException as exc:  # noqa: BLE001 - conversion raises many types, see module doc
+        except BaseException as exc:
             if not is_recoverable(exc):
                 raise
             keyword = keyword_for_tag(tag)
@@ -163,5 +171,3 @@ def _vet(path: str, header: Dataset, pixel_info: tuple[int, int] | None) -> None
             path,
             f"{name} has {length:,} bytes of pixel data but its header describes {expected:,}.",
         )
-
-

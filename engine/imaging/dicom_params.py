@@ -111,9 +111,7 @@ def frame_params(header: Dataset, frame_index: int) -> tuple[PixelParams, tuple[
     if modality_lut is None and slope and intercept:
         rescale = (slope[0], intercept[0])
     voi_source = functional_item(header, frame_index, "FrameVOILUTSequence") or header
-    voi_luts = tuple(
-        lut for lut in (_lut(item, header) for item in voi_source.get("VOILUTSequence") or []) if lut
-    )
+    voi_luts = tuple(lut for lut in (_lut(item, header) for item in voi_source.get("VOILUTSequence") or []) if lut)
     params = PixelParams(bits, signed, rescale, modality_lut, voi_luts)
     return params, _windows(voi_source)
 
@@ -135,9 +133,7 @@ def frame_spacing(header: Dataset, frame_index: int = 0) -> PixelSpacing | None:
     return None
 
 
-def frame_geometry(
-    header: Dataset, frame_index: int = 0
-) -> tuple[Sequence[float], Sequence[float]] | None:
+def frame_geometry(header: Dataset, frame_index: int = 0) -> tuple[Sequence[float], Sequence[float]] | None:
     """(ImagePositionPatient, ImageOrientationPatient) of a frame, when both are known."""
     position_item = functional_item(header, frame_index, "PlanePositionSequence") or header
     orientation_item = functional_item(header, frame_index, "PlaneOrientationSequence") or header

@@ -69,9 +69,7 @@ def initial_window(frame: Frame) -> Window | None:
     return auto_window(frame)
 
 
-def render(
-    frame: Frame, window: Window | None = None, *, invert: bool = False, step: int = 1
-) -> np.ndarray:
+def render(frame: Frame, window: Window | None = None, *, invert: bool = False, step: int = 1) -> np.ndarray:
     """Display pixels, uint8 (H, W) for grayscale or (H, W, 3) for colour.
 
     `window=None` means the header's VOI (VOI LUT, else first window, else auto).
@@ -103,9 +101,7 @@ def render_rgb(frame: Frame, window: Window | None = None, *, invert: bool = Fal
     return np.repeat(pixels[:, :, np.newaxis], 3, axis=2)
 
 
-def display_values(
-    stored: np.ndarray, params: PixelParams, window: Window | None, *, flip: bool
-) -> np.ndarray:
+def display_values(stored: np.ndarray, params: PixelParams, window: Window | None, *, flip: bool) -> np.ndarray:
     """The pixel math, elementwise: stored -> modality -> VOI -> (flip) -> uint8.
 
     Used directly for float and wide integer data, and over the whole stored-value domain to
@@ -138,9 +134,7 @@ def _domain(params: PixelParams, dtype: str, lo: int, hi: int) -> tuple[np.ndarr
 
 
 @lru_cache(maxsize=64)
-def display_lut(
-    params: PixelParams, window: Window | None, flip: bool, dtype: str, lo: int, hi: int
-) -> np.ndarray:
+def display_lut(params: PixelParams, window: Window | None, flip: bool, dtype: str, lo: int, hi: int) -> np.ndarray:
     """Display value of every stored value lo..hi of `dtype`, indexed by its unsigned view.
 
     Only the frame's own stored range is computed (a CT frame uses ~2-4k of 65536 values),

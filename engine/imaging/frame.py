@@ -43,9 +43,7 @@ class LutData:
     explanation: str = ""
 
     @classmethod
-    def from_values(
-        cls, first_mapped: int, bits: int, values: Any, explanation: str = ""
-    ) -> LutData:
+    def from_values(cls, first_mapped: int, bits: int, values: Any, explanation: str = "") -> LutData:
         arr = np.asarray(values, dtype="<u2")
         return cls(int(first_mapped), int(bits), arr.tobytes(), explanation)
 

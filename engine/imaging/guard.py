@@ -30,7 +30,7 @@ def guarded(path: str, doing: str) -> Iterator[None]:
         raise
     except _NEVER_SWALLOWED:
         raise
-    except BaseException as exc:  # noqa: BLE001 - native panics are BaseExceptions (see module doc)
+    except BaseException as exc:
         raise ImageLoadError(path, f"{os.path.basename(path)} could not be {doing}: {reason(exc)}.") from exc
 
 

@@ -102,7 +102,7 @@ def _read(path: Path, *, user: bool) -> list[Preset]:
         raise PresetError(f"the presets file {err}") from None
     where = f"the presets file {path}"
     if not isinstance(data, dict) or not isinstance(data.get("presets"), list):
-        raise PresetError(f"{where}: expected an object with a \"presets\" list")
+        raise PresetError(f'{where}: expected an object with a "presets" list')
     presets, names = [], set()
     for i, item in enumerate(data["presets"]):
         at = f"{where}: presets[{i}]"

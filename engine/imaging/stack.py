@@ -125,7 +125,9 @@ class ImageStack:
         try:
             frame = self._reader.read(index)  # decode outside the lock: other frames stay readable
         except BaseException as error:  # waiters must not wait forever, whatever happened
-            decoding.error = error if isinstance(error, ImageLoadError) else ImageLoadError(self.key, "decoding stopped")
+            decoding.error = (
+                error if isinstance(error, ImageLoadError) else ImageLoadError(self.key, "decoding stopped")
+            )
             with self._lock:
                 self._decoding.pop(index)
                 if isinstance(error, ImageLoadError) and not isinstance(error, DecodeCancelled):

@@ -34,10 +34,10 @@ from .dicom_params import frame_geometry, frame_spacing
 from .frame import Frame, PixelParams, Window, frame_from_array, modality_of
 from .stack import ImageStack
 
-ORIENTATION_TOLERANCE = 1e-3      # direction cosines that differ less are the same orientation
-TILT_TOLERANCE_DEGREES = 0.05     # a stack sheared more than this is a gantry tilt
-SPACING_TOLERANCE = 0.01          # relative: gaps within 1% of the median are regular
-_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))   # LPS: -x/+x, -y/+y, -z/+z
+ORIENTATION_TOLERANCE = 1e-3  # direction cosines that differ less are the same orientation
+TILT_TOLERANCE_DEGREES = 0.05  # a stack sheared more than this is a gantry tilt
+SPACING_TOLERANCE = 0.01  # relative: gaps within 1% of the median are regular
+_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: -x/+x, -y/+y, -z/+z
 
 
 class VolumeError(Exception):
@@ -83,13 +83,13 @@ def _extrapolating_interp(x: np.ndarray | float, xp: np.ndarray, fp: np.ndarray)
 class VolumeGeometry:
     """Where every voxel is, from the headers alone (no pixel data)."""
 
-    shape: tuple[int, int, int]                  # (slices, rows, columns)
-    row_cosine: tuple[float, float, float]       # patient direction of increasing column index
-    column_cosine: tuple[float, float, float]    # patient direction of increasing row index
-    row_spacing_mm: float                        # between rows (PixelSpacing[0])
-    column_spacing_mm: float                     # between columns (PixelSpacing[1])
-    slice_positions: tuple[tuple[float, float, float], ...]   # ImagePositionPatient per slice
-    frame_indices: tuple[int, ...]               # ImageStack frame of each slice, in slice order
+    shape: tuple[int, int, int]  # (slices, rows, columns)
+    row_cosine: tuple[float, float, float]  # patient direction of increasing column index
+    column_cosine: tuple[float, float, float]  # patient direction of increasing row index
+    row_spacing_mm: float  # between rows (PixelSpacing[0])
+    column_spacing_mm: float  # between columns (PixelSpacing[1])
+    slice_positions: tuple[tuple[float, float, float], ...]  # ImagePositionPatient per slice
+    frame_indices: tuple[int, ...]  # ImageStack frame of each slice, in slice order
     warnings: tuple[str, ...] = ()
 
     @property
@@ -123,9 +123,12 @@ class VolumeGeometry:
         offsets = self.slice_offsets_mm
         along = _extrapolating_interp(voxel[..., 0], np.arange(len(offsets), dtype=np.float64), offsets)
         origin = np.asarray(self.slice_positions[0], dtype=np.float64)
-        return (origin + along[..., None] * self.normal
-                + (voxel[..., 1] * self.row_spacing_mm)[..., None] * np.asarray(self.column_cosine)
-                + (voxel[..., 2] * self.column_spacing_mm)[..., None] * np.asarray(self.row_cosine))
+        return (
+            origin
+            + along[..., None] * self.normal
+            + (voxel[..., 1] * self.row_spacing_mm)[..., None] * np.asarray(self.column_cosine)
+            + (voxel[..., 2] * self.column_spacing_mm)[..., None] * np.asarray(self.row_cosine)
+        )
 
     def patient_to_voxel(self, point: np.ndarray) -> np.ndarray:
         """Patient LPS mm -> (slice, row, column), fractional (the inverse of voxel_to_patient)."""
@@ -141,8 +144,11 @@ class VolumeGeometry:
         n, rows, columns = self.shape
         return {
             "dimensions": {"columns": columns, "rows": rows, "slices": n},
-            "spacing_mm": {"column": self.column_spacing_mm, "row": self.row_spacing_mm,
-                           "slice": self.slice_spacing_mm},
+            "spacing_mm": {
+                "column": self.column_spacing_mm,
+                "row": self.row_spacing_mm,
+                "slice": self.slice_spacing_mm,
+            },
             "slice_spacing_from": "ImagePositionPatient",
             "regular_spacing": self.regular,
             "orientation": [*self.row_cosine, *self.column_cosine],
@@ -150,9 +156,15 @@ class VolumeGeometry:
             "first_position": list(self.slice_positions[0]),
             "last_position": list(self.slice_positions[-1]),
             "slice_offsets_mm": [round(float(v), 4) for v in self.slice_offsets_mm],
-            "planes": {plane.value: {"slices": axes.n_positions, "width": axes.width, "height": axes.height,
-                                     "pixel_mm": axes.pixel_mm}
-                       for plane, axes in ((p, plane_axes(self, p)) for p in Plane)},
+            "planes": {
+                plane.value: {
+                    "slices": axes.n_positions,
+                    "width": axes.width,
+                    "height": axes.height,
+                    "pixel_mm": axes.pixel_mm,
+                }
+                for plane, axes in ((p, plane_axes(self, p)) for p in Plane)
+            },
             "warnings": list(self.warnings),
         }
 
@@ -174,7 +186,7 @@ def volume_geometry(stack: ImageStack) -> VolumeGeometry:
         if geometry is None or spacing is None:
             raise VolumeError(f"{stack.title}: slice {index + 1} has no position, orientation or pixel spacing.")
         position, orientation = (np.asarray(v, dtype=np.float64) for v in geometry)
-        offsets = header.get("GridFrameOffsetVector")   # RT Dose: frames stacked along the normal
+        offsets = header.get("GridFrameOffsetVector")  # RT Dose: frames stacked along the normal
         if offsets is not None and "PerFrameFunctionalGroupsSequence" not in header:
             normal = np.cross(orientation[:3], orientation[3:])
             position = position + normal * (float(offsets[frame_in_file]) - float(offsets[0]))
@@ -183,8 +195,10 @@ def volume_geometry(stack: ImageStack) -> VolumeGeometry:
         spacings.append((spacing.row_mm, spacing.col_mm))
     orientation = orientations[0]
     if any(np.max(np.abs(o - orientation)) > ORIENTATION_TOLERANCE for o in orientations):
-        raise VolumeError(f"{stack.title}: the slices have different orientations (a localizer or "
-                          "several stacks in one series), so they do not form one volume.")
+        raise VolumeError(
+            f"{stack.title}: the slices have different orientations (a localizer or "
+            "several stacks in one series), so they do not form one volume."
+        )
     if any(abs(s[0] - spacings[0][0]) > 1e-4 or abs(s[1] - spacings[0][1]) > 1e-4 for s in spacings):
         raise VolumeError(f"{stack.title}: the slices have different pixel spacings, so they do not form one volume.")
     row_cosine, column_cosine = orientation[:3], orientation[3:]
@@ -195,14 +209,18 @@ def volume_geometry(stack: ImageStack) -> VolumeGeometry:
     gaps = np.diff(along)
     duplicates = int(np.sum(gaps < 1e-3))
     if duplicates:
-        raise VolumeError(f"{stack.title}: {duplicates + 1} or more slices share a position (several time points, "
-                          "echoes or stacks in one series), so they do not form one volume.")
+        raise VolumeError(
+            f"{stack.title}: {duplicates + 1} or more slices share a position (several time points, "
+            "echoes or stacks in one series), so they do not form one volume."
+        )
     shift = positions[order[-1]] - positions[order[0]]
     in_plane = shift - normal * (shift @ normal)
     tilt = math.degrees(math.atan2(float(np.linalg.norm(in_plane)), float(shift @ normal)))
     if tilt > TILT_TOLERANCE_DEGREES:
-        raise VolumeError(f"{stack.title} is sheared by {tilt:.1f}° (gantry tilt); ClinLens does not build volumes "
-                          "from tilted stacks yet, so the slices are shown one by one.")
+        raise VolumeError(
+            f"{stack.title} is sheared by {tilt:.1f}° (gantry tilt); ClinLens does not build volumes "
+            "from tilted stacks yet, so the slices are shown one by one."
+        )
     warnings = []
     median = float(np.median(gaps))
     irregular = np.flatnonzero(np.abs(gaps - median) > SPACING_TOLERANCE * median)
@@ -210,15 +228,21 @@ def volume_geometry(stack: ImageStack) -> VolumeGeometry:
         first = int(irregular[0])
         missing = " (a missing slice?)" if gaps[first] > 1.5 * median else ""
         more = f" and {irregular.size - 1} other gap(s)" if irregular.size > 1 else ""
-        warnings.append(f"Irregular slice spacing: {gaps[first]:.2f} mm between slices {first + 1} and {first + 2}"
-                        f"{missing}{more}, against {median:.2f} mm elsewhere; planes are resampled from each "
-                        "slice's own position.")
+        warnings.append(
+            f"Irregular slice spacing: {gaps[first]:.2f} mm between slices {first + 1} and {first + 2}"
+            f"{missing}{more}, against {median:.2f} mm elsewhere; planes are resampled from each "
+            "slice's own position."
+        )
     return VolumeGeometry(
         shape=(stack.n_frames, stack.rows, stack.columns),
-        row_cosine=tuple(float(v) for v in row_cosine), column_cosine=tuple(float(v) for v in column_cosine),
-        row_spacing_mm=spacings[0][0], column_spacing_mm=spacings[0][1],
+        row_cosine=tuple(float(v) for v in row_cosine),
+        column_cosine=tuple(float(v) for v in column_cosine),
+        row_spacing_mm=spacings[0][0],
+        column_spacing_mm=spacings[0][1],
         slice_positions=tuple(tuple(float(v) for v in positions[i]) for i in order),
-        frame_indices=tuple(int(i) for i in order), warnings=tuple(warnings))
+        frame_indices=tuple(int(i) for i in order),
+        warnings=tuple(warnings),
+    )
 
 
 @dataclass(frozen=True)
@@ -230,9 +254,9 @@ class AxisMap:
     """
 
     volume_axis: int
-    centres_mm: tuple[float, ...]   # each voxel centre, mm from voxel 0
-    voxel_mm: float                 # (median) voxel size along the axis
-    pixel_mm: float                 # display pixel size
+    centres_mm: tuple[float, ...]  # each voxel centre, mm from voxel 0
+    voxel_mm: float  # (median) voxel size along the axis
+    pixel_mm: float  # display pixel size
     flip: bool
 
     @property
@@ -252,8 +276,9 @@ class AxisMap:
 
     def to_display(self, index: np.ndarray | float) -> np.ndarray:
         centres = np.asarray(self.centres_mm)
-        mm = _extrapolating_interp(np.asarray(index, dtype=np.float64), np.arange(len(centres), dtype=np.float64),
-                                   centres)
+        mm = _extrapolating_interp(
+            np.asarray(index, dtype=np.float64), np.arange(len(centres), dtype=np.float64), centres
+        )
         half = self.voxel_mm / 2
         return ((self.extent_mm - half) - mm) / self.pixel_mm if self.flip else (mm + half) / self.pixel_mm
 
@@ -275,10 +300,10 @@ class PlaneAxes:
     """How one plane (axial, coronal, sagittal) is cut from a volume and laid out on screen."""
 
     plane: Plane
-    fixed_axis: int          # the volume axis held fixed: its index is the plane's slice number
-    n_positions: int         # how many planes there are along it
-    u: AxisMap               # screen x
-    v: AxisMap               # screen y
+    fixed_axis: int  # the volume axis held fixed: its index is the plane's slice number
+    n_positions: int  # how many planes there are along it
+    u: AxisMap  # screen x
+    v: AxisMap  # screen y
     letters: dict[str, str]  # "left", "right", "top", "bottom" -> patient direction letters
 
     @property
@@ -296,7 +321,7 @@ class PlaneAxes:
 
 def _axis_assignment(geometry: VolumeGeometry) -> dict[int, int]:
     """Patient axis -> the volume axis closest to it (one each, best total alignment)."""
-    alignment = np.abs(np.array([geometry.axis_direction(a) for a in range(3)]))   # [volume axis, patient axis]
+    alignment = np.abs(np.array([geometry.axis_direction(a) for a in range(3)]))  # [volume axis, patient axis]
     best = max(permutations(range(3)), key=lambda p: sum(alignment[p[i], i] for i in range(3)))
     return {patient: volume for patient, volume in enumerate(best)}
 
@@ -321,8 +346,12 @@ def plane_axes(geometry: VolumeGeometry, plane: Plane | str) -> PlaneAxes:
     u, v = axis_map(u_patient, u_sign), axis_map(v_patient, v_sign)
     u_dir = geometry.axis_direction(u.volume_axis) * (-1 if u.flip else 1)
     v_dir = geometry.axis_direction(v.volume_axis) * (-1 if v.flip else 1)
-    letters = {"right": direction_letters(u_dir), "left": direction_letters(-u_dir),
-               "bottom": direction_letters(v_dir), "top": direction_letters(-v_dir)}
+    letters = {
+        "right": direction_letters(u_dir),
+        "left": direction_letters(-u_dir),
+        "bottom": direction_letters(v_dir),
+        "top": direction_letters(-v_dir),
+    }
     fixed = volume_axis[fixed_patient]
     return PlaneAxes(plane, fixed, geometry.shape[fixed], u, v, letters)
 
@@ -357,7 +386,7 @@ class Volume:
         u_sampling, v_sampling = self._sampling[axes.plane]
         cut = self.data[(slice(None),) * axes.fixed_axis + (index,)]
         if axes.u.volume_axis < axes.v.volume_axis:
-            cut = cut.T                                    # rows of `cut` along v, columns along u
+            cut = cut.T  # rows of `cut` along v, columns along u
         out = _resample(_resample(cut, v_sampling, axis=0), u_sampling, axis=1)
         if out.dtype != self.data.dtype:
             if self.data.dtype.kind in "iu":
@@ -367,9 +396,14 @@ class Volume:
 
     def plane_frame(self, plane: Plane | str, index: int) -> Frame:
         """One plane as a Frame for ``display.render``: same transforms and windows as the slices."""
-        frame = frame_from_array(self.plane_pixels(plane, index), index=index, windows=self.windows,
-                                 params=self.params, monochrome1=self.monochrome1)
-        if self.data.dtype.kind in "iu":   # one display LUT domain for every plane of the volume
+        frame = frame_from_array(
+            self.plane_pixels(plane, index),
+            index=index,
+            windows=self.windows,
+            params=self.params,
+            monochrome1=self.monochrome1,
+        )
+        if self.data.dtype.kind in "iu":  # one display LUT domain for every plane of the volume
             frame._memo["stored_range"] = self.stored_range
         return frame
 
@@ -384,8 +418,9 @@ class Volume:
         return modality_of(stored, self.params)
 
     # --- coordinates -------------------------------------------------------------------
-    def display_to_voxel(self, plane: Plane | str, index: float, x: np.ndarray | float,
-                         y: np.ndarray | float) -> np.ndarray:
+    def display_to_voxel(
+        self, plane: Plane | str, index: float, x: np.ndarray | float, y: np.ndarray | float
+    ) -> np.ndarray:
         """Display point(s) of a plane -> fractional (slice, row, column)."""
         axes = self.axes(plane)
         x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
@@ -399,18 +434,21 @@ class Volume:
         """Fractional voxel(s) -> (plane slice index, x, y) in that plane's display coordinates."""
         axes = self.axes(plane)
         voxel = np.asarray(voxel, dtype=np.float64)
-        return (voxel[..., axes.fixed_axis], axes.u.to_display(voxel[..., axes.u.volume_axis]),
-                axes.v.to_display(voxel[..., axes.v.volume_axis]))
+        return (
+            voxel[..., axes.fixed_axis],
+            axes.u.to_display(voxel[..., axes.u.volume_axis]),
+            axes.v.to_display(voxel[..., axes.v.volume_axis]),
+        )
 
-    def display_to_patient(self, plane: Plane | str, index: float, x: np.ndarray | float,
-                           y: np.ndarray | float) -> np.ndarray:
+    def display_to_patient(
+        self, plane: Plane | str, index: float, x: np.ndarray | float, y: np.ndarray | float
+    ) -> np.ndarray:
         return self.geometry.voxel_to_patient(self.display_to_voxel(plane, index, x, y))
 
     def patient_to_display(self, plane: Plane | str, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.voxel_to_display(plane, self.geometry.patient_to_voxel(point))
 
-    def crossings(self, plane: Plane | str, index: int, points_mm: np.ndarray,
-                  closed: bool) -> tuple[np.ndarray, bool]:
+    def crossings(self, plane: Plane | str, index: int, points_mm: np.ndarray, closed: bool) -> tuple[np.ndarray, bool]:
         """Where a patient-space outline meets one plane slice: (display points, lies in it).
 
         When every point is within half a slice of the plane the outline lies in it and all its
@@ -441,7 +479,7 @@ def _resample(values: np.ndarray, sampling: Any, axis: int) -> np.ndarray:
     """Linear resampling along one axis with precomputed (lower, upper, weight) or a plain gather."""
     if isinstance(sampling, np.ndarray):
         if len(sampling) == values.shape[axis] and np.array_equal(sampling, np.arange(len(sampling))):
-            return values   # already at display spacing along this axis
+            return values  # already at display spacing along this axis
         return np.take(values, sampling, axis=axis)
     lower, upper, weight = sampling
     a = np.take(values, lower, axis=axis).astype(np.float32, copy=False)
@@ -471,8 +509,10 @@ def iter_load_volume(stack: ImageStack) -> Generator[tuple[int, int], None, Volu
             first = frame
             data = np.empty(geometry.shape, dtype=frame.stored.dtype)
         elif frame.pixel_params != first.pixel_params or frame.stored.dtype != data.dtype:
-            raise VolumeError(f"{stack.title}: slice {k + 1} has other pixel transforms (rescale or dtype) than "
-                              "slice 1, so the slices cannot share one volume of stored values.")
+            raise VolumeError(
+                f"{stack.title}: slice {k + 1} has other pixel transforms (rescale or dtype) than "
+                "slice 1, so the slices cannot share one volume of stored values."
+            )
         data[k] = frame.stored
         yield k + 1, total
     assert first is not None and data is not None

@@ -118,9 +118,7 @@ def assemble(
         chosen = prediction.selected[label]
         relevance = prediction.relevance[label][row]
         order = np.argsort(-relevance, kind="stable")
-        evidence = tuple(
-            Evidence(kb.classes[label].descriptions[int(chosen[j])], float(relevance[j])) for j in order
-        )
+        evidence = tuple(Evidence(kb.classes[label].descriptions[int(chosen[j])], float(relevance[j])) for j in order)
         probs = prediction.probabilities[row]
         out.append(
             ImageResult(
@@ -168,9 +166,7 @@ def classify_pool(
     )
     t3 = time.perf_counter()
     kept_images = [pool.images[i] for i in encoded.kept]
-    selected = tuple(
-        tuple(c.descriptions[int(j)] for j in idx) for c, idx in zip(kb.classes, prediction.selected)
-    )
+    selected = tuple(tuple(c.descriptions[int(j)] for j in idx) for c, idx in zip(kb.classes, prediction.selected))
     return KplResult(
         classes=kb.class_names,
         images=assemble(prediction, kept_images, kb),

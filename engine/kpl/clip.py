@@ -164,8 +164,10 @@ def _weights_for_tag(name: str, tag: str, cache_dir: str | None) -> list[str]:
     )
 
 
-_CLIP_SIZES = {"vision_cfg": ("image_size", "layers", "width", "head_width", "patch_size"),
-               "text_cfg": ("context_length", "vocab_size", "width", "heads", "layers")}
+_CLIP_SIZES = {
+    "vision_cfg": ("image_size", "layers", "width", "head_width", "patch_size"),
+    "text_cfg": ("context_length", "vocab_size", "width", "heads", "layers"),
+}
 
 
 def check_open_clip_config(path: str | os.PathLike[str]) -> None:
@@ -193,16 +195,20 @@ def check_open_clip_config(path: str | os.PathLike[str]) -> None:
             fail(f"model_cfg.{section}", "an object", cfg)
         for key in keys:
             value = cfg.get(key)
-            if value is not None and not (size(value) or (
-                    isinstance(value, list) and value and all(size(v) for v in value))):
+            if value is not None and not (
+                size(value) or (isinstance(value, list) and value and all(size(v) for v in value))
+            ):
                 fail(f"model_cfg.{section}.{key}", "a positive integer (or a list of them)", value)
     preprocess = config.get("preprocess_cfg", {})
     if not isinstance(preprocess, dict):
         fail("preprocess_cfg", "an object", preprocess)
     for key in ("mean", "std"):
         value = preprocess.get(key)
-        if value is not None and not (isinstance(value, list) and len(value) in (1, 3) and all(
-                isinstance(v, int | float) and not isinstance(v, bool) and (key == "mean" or v > 0) for v in value)):
+        if value is not None and not (
+            isinstance(value, list)
+            and len(value) in (1, 3)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and (key == "mean" or v > 0) for v in value)
+        ):
             fail(f"preprocess_cfg.{key}", "a list of 3 numbers" + (" above 0" if key == "std" else ""), value)
     for key in ("interpolation", "resize_mode"):
         if preprocess.get(key) is not None and not isinstance(preprocess[key], str):
@@ -289,8 +295,8 @@ def load_clip(
             )
             tokenizer = open_clip.get_tokenizer(spec.model, cache_dir=cache_dir)
     except (torch.OutOfMemoryError, MemoryError):
-        raise   # not the files' fault: the caller reports memory
-    except Exception as exc:   # noqa: BLE001 - open_clip, timm, torch.load and safetensors raise many types
+        raise  # not the files' fault: the caller reports memory
+    except Exception as exc:
         raise ClipLoadError(f"could not load CLIP {spec}: {type(exc).__name__}: {exc}") from exc
     model.eval()
     return LoadedClip(

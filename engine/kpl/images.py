@@ -116,7 +116,7 @@ class Pool:
     def content_key(self, i: int) -> str:
         """Names the pixels the model would see: file content, frame, window."""
         image, pixels = self.images[i], self._sources[i].pixels
-        if pixels is not None:   # the displayed pixels are the whole content
+        if pixels is not None:  # the displayed pixels are the whole content
             shape = "x".join(map(str, pixels.shape))
             return hashlib.sha256(f"picture\0{shape}\0".encode() + pixels.tobytes()).hexdigest()
         digest = self._digests.get(image.path)

@@ -20,7 +20,25 @@ from engine.pacs.servers import (
     store_keyring_secret,
 )
 
-__all__ = ["Connection", "InstanceCache", "PacsError", "PacsServer", "PacsSettings", "RetrieveCancelled",
-           "RetrieveResult", "SendRejected", "SeriesResult", "StudyQuery", "StudyResult", "connect",
-           "load_pacs_settings", "parse_date_range", "parse_dimse_url", "read_for_send", "retrieve_series",
-           "save_pacs_settings", "server_from_url", "store_keyring_secret"]
+__all__ = [
+    "Connection",
+    "InstanceCache",
+    "PacsError",
+    "PacsServer",
+    "PacsSettings",
+    "RetrieveCancelled",
+    "RetrieveResult",
+    "SendRejected",
+    "SeriesResult",
+    "StudyQuery",
+    "StudyResult",
+    "connect",
+    "load_pacs_settings",
+    "parse_date_range",
+    "parse_dimse_url",
+    "read_for_send",
+    "retrieve_series",
+    "save_pacs_settings",
+    "server_from_url",
+    "store_keyring_secret",
+]

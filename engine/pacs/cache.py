@@ -82,8 +82,11 @@ class InstanceCache:
         (folder / USED).touch()
 
     def _series_folders(self) -> list[Path]:
-        return [s for study in self.root.iterdir() if study.is_dir() for s in study.iterdir() if s.is_dir()] \
-            if self.root.is_dir() else []
+        return (
+            [s for study in self.root.iterdir() if study.is_dir() for s in study.iterdir() if s.is_dir()]
+            if self.root.is_dir()
+            else []
+        )
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for s in self._series_folders() for f in s.iterdir() if f.is_file())
@@ -97,7 +100,7 @@ class InstanceCache:
             size = 0
             for f in folder.iterdir():
                 if f.name.endswith(PART) and f.stat().st_mtime < time.time() - 3600:
-                    f.unlink(missing_ok=True)   # left behind by a crash, an hour ago or more
+                    f.unlink(missing_ok=True)  # left behind by a crash, an hour ago or more
                     continue
                 size += f.stat().st_size if f.is_file() else 0
             used = folder / USED
@@ -111,7 +114,7 @@ class InstanceCache:
                 continue
             shutil.rmtree(folder, ignore_errors=True)
             with contextlib.suppress(OSError):
-                folder.parent.rmdir()   # the study folder, once its last series is gone
+                folder.parent.rmdir()  # the study folder, once its last series is gone
             total -= size
             removed.append(folder)
         return removed

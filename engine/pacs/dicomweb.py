@@ -66,7 +66,7 @@ class DicomWebConnection:
             session.headers["Authorization"] = f"Bearer {secret}"
         self._session = session
         self._client = DICOMwebClient(self.url, session=session, timeout=server.timeout_s)
-        self._client.set_http_retry_params(retry=False)   # a refused password must not be retried
+        self._client.set_http_retry_params(retry=False)  # a refused password must not be retried
 
     def close(self) -> None:
         self._session.close()
@@ -82,7 +82,7 @@ class DicomWebConnection:
             return work()
         except PacsError:
             raise
-        except Exception as err:  # noqa: BLE001 - translated into one sentence
+        except Exception as err:
             raise http_error(err, self.url, self.server.timeout_s) from err
 
     def echo(self) -> str:
@@ -94,30 +94,36 @@ class DicomWebConnection:
         def search() -> list[StudyResult]:
             # a space cannot travel literally either: "?" matches it (and nothing much else)
             filters = {key: value.replace(" ", "?") for key, value in query.filters().items()}
-            found = self._client.search_for_studies(search_filters=filters, fields=list(STUDY_FIELDS),
-                                                    limit=query.limit)
+            found = self._client.search_for_studies(
+                search_filters=filters, fields=list(STUDY_FIELDS), limit=query.limit
+            )
             return [study_from_dataset(Dataset.from_json(item)) for item in found]
+
         return self._call(search)
 
     def find_series(self, study_uid: str) -> list[SeriesResult]:
         def search() -> list[SeriesResult]:
             found = self._client.search_for_series(study_uid, fields=list(SERIES_FIELDS))
             return [series_from_dataset(Dataset.from_json(item), study_uid) for item in found]
+
         return self._call(search)
 
     def instance_uids(self, study_uid: str, series_uid: str) -> list[str]:
         def search() -> list[str]:
             found = self._client.search_for_instances(study_uid, series_uid, fields=["SOPInstanceUID"])
-            return [str(item["00080018"]["Value"][0]) for item in found]   # KeyError/TypeError: not DICOM JSON
+            return [str(item["00080018"]["Value"][0]) for item in found]  # KeyError/TypeError: not DICOM JSON
+
         return self._call(search)
 
-    def retrieve_series(self, study_uid: str, series_uid: str, sink: Callable[[Dataset], None],
-                        cancel: threading.Event) -> None:
+    def retrieve_series(
+        self, study_uid: str, series_uid: str, sink: Callable[[Dataset], None], cancel: threading.Event
+    ) -> None:
         """WADO-RS of the whole series, in the transfer syntax the server stores (no transcoding).
 
         The multipart answer is parsed part by part, each instance going to ``sink`` the moment
         it is complete, while the rest is still on the wire.
         """
+
         def stream() -> None:
             instances = self._client.iter_series(study_uid, series_uid, media_types=(("application/dicom", "*"),))
             try:
@@ -126,11 +132,13 @@ class DicomWebConnection:
                         raise RetrieveCancelled("Retrieve cancelled.")
                     sink(dataset)
             finally:
-                instances.close()   # closes the HTTP response on cancel and on error
+                instances.close()  # closes the HTTP response on cancel and on error
+
         self._call(stream)
 
     def send(self, datasets: Sequence[Dataset]) -> int:
         """STOW-RS; returns how many were stored, SendRejected when any was refused."""
+
         def store() -> int:
             try:
                 answer = self._client.store_instances(list(datasets))
@@ -141,7 +149,10 @@ class DicomWebConnection:
             failed = answer.get("FailedSOPSequence") or []
             if failed:
                 reason = failed[0].get("FailureReason", "")
-                raise SendRejected(f"{self.url} rejected {len(failed)} of {len(datasets)} instance(s)"
-                                   f"{f' (failure reason {reason:#06x})' if reason != '' else ''}.")
+                raise SendRejected(
+                    f"{self.url} rejected {len(failed)} of {len(datasets)} instance(s)"
+                    f"{f' (failure reason {reason:#06x})' if reason != '' else ''}."
+                )
             return len(answer.get("ReferencedSOPSequence") or datasets)
+
         return self._call(store)

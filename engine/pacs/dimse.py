@@ -42,7 +42,7 @@ from engine.pacs.servers import PacsServer, parse_dimse_url
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 _PENDING = (0xFF00, 0xFF01)
-_STORE_FAILED = 0xA700        # "Out of resources" answered to a C-STORE we could not keep
+_STORE_FAILED = 0xA700  # "Out of resources" answered to a C-STORE we could not keep
 _STORE_CANCELLED = 0xFE00
 
 
@@ -83,10 +83,14 @@ class DimseConnection:
         if assoc.is_established:
             return assoc
         if assoc.is_rejected:
-            raise PacsError(f"{self.where} rejected the association: it does not accept calling AE title "
-                            f"{self.server.our_aet} or called AE title {self.address.called_aet}.")
-        raise PacsError(f"{self.where} accepted the connection but no DICOM association was made "
-                        "(is it a DICOM port? did it time out?).")
+            raise PacsError(
+                f"{self.where} rejected the association: it does not accept calling AE title "
+                f"{self.server.our_aet} or called AE title {self.address.called_aet}."
+            )
+        raise PacsError(
+            f"{self.where} accepted the connection but no DICOM association was made "
+            "(is it a DICOM port? did it time out?)."
+        )
 
     def _accepted(self, assoc: Association, sop_class: str, what: str) -> None:
         if not any(cx.abstract_syntax == sop_class for cx in assoc.accepted_contexts):
@@ -154,8 +158,14 @@ class DimseConnection:
         identifier.SOPInstanceUID = ""
         return [str(ds.SOPInstanceUID) for ds in self._find(identifier) if ds.get("SOPInstanceUID")]
 
-    def retrieve_series(self, study_uid: str, series_uid: str, sink: Callable[[Dataset], None],
-                        cancel: threading.Event, method: str = "auto") -> None:
+    def retrieve_series(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sink: Callable[[Dataset], None],
+        cancel: threading.Event,
+        method: str = "auto",
+    ) -> None:
         """C-GET the series (``method`` "get"), C-MOVE it to our SCP ("move"), or C-GET then C-MOVE ("auto")."""
         identifier = Dataset()
         identifier.QueryRetrieveLevel = "SERIES"
@@ -174,12 +184,13 @@ class DimseConnection:
                 return
             except _NoCGet:
                 if not fallback:
-                    raise PacsError(f"{self.where} does not offer C-GET and no storage port is set "
-                                    "for C-MOVE.") from None
+                    raise PacsError(
+                        f"{self.where} does not offer C-GET and no storage port is set for C-MOVE."
+                    ) from None
             except RetrieveCancelled:
                 raise
             except PacsError:
-                if not fallback or received:   # refused C-GET before any image: a PACS that only moves
+                if not fallback or received:  # refused C-GET before any image: a PACS that only moves
                     raise
         self._c_move(identifier, sink, cancel)
 
@@ -195,6 +206,7 @@ class DimseConnection:
                 failures.append(f"{type(err).__name__}: {err}")
                 return _STORE_FAILED
             return 0x0000
+
         return on_store
 
     def _run_retrieve(self, assoc: Association, responses, cancel: threading.Event, failures: list[str]) -> None:
@@ -227,31 +239,41 @@ class DimseConnection:
             ae.add_requested_context(cx.abstract_syntax)
             roles.append(build_role(cx.abstract_syntax, scp_role=True))
         failures: list[str] = []
-        assoc = self._associate(ae, ext_neg=roles,
-                                evt_handlers=[(evt.EVT_C_STORE, self._store_handler(sink, cancel, failures))])
+        assoc = self._associate(
+            ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, self._store_handler(sink, cancel, failures))]
+        )
         if not any(cx.abstract_syntax == StudyRootQueryRetrieveInformationModelGet for cx in assoc.accepted_contexts):
             assoc.release()
             raise _NoCGet
-        self._run_retrieve(assoc, assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet),
-                           cancel, failures)
+        self._run_retrieve(
+            assoc, assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet), cancel, failures
+        )
 
     def _c_move(self, identifier: Dataset, sink, cancel: threading.Event) -> None:
         failures: list[str] = []
         scp_ae = AE(ae_title=self.server.our_aet)
         scp_ae.supported_contexts = StoragePresentationContexts
         try:
-            scp = scp_ae.start_server(("", self.server.storage_port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._store_handler(sink, cancel, failures))])
+            scp = scp_ae.start_server(
+                ("", self.server.storage_port),
+                block=False,
+                evt_handlers=[(evt.EVT_C_STORE, self._store_handler(sink, cancel, failures))],
+            )
         except OSError as err:
-            raise PacsError(f"Cannot listen on storage port {self.server.storage_port} for C-MOVE: "
-                            f"{err.strerror}.") from None
+            raise PacsError(
+                f"Cannot listen on storage port {self.server.storage_port} for C-MOVE: {err.strerror}."
+            ) from None
         try:
             ae = self._ae()
             ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
             assoc = self._associate(ae)
             self._accepted(assoc, StudyRootQueryRetrieveInformationModelMove, "C-MOVE (Study Root)")
-            self._run_retrieve(assoc, assoc.send_c_move(identifier, self.server.our_aet,
-                                                        StudyRootQueryRetrieveInformationModelMove), cancel, failures)
+            self._run_retrieve(
+                assoc,
+                assoc.send_c_move(identifier, self.server.our_aet, StudyRootQueryRetrieveInformationModelMove),
+                cancel,
+                failures,
+            )
         finally:
             scp.shutdown()
 
@@ -259,8 +281,11 @@ class DimseConnection:
         """C-STORE each dataset; SendRejected names the first refusal."""
         ae = self._ae()
         for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
-            stored_as = {str(ds.file_meta.TransferSyntaxUID) for ds in datasets
-                         if str(ds.SOPClassUID) == sop_class and "TransferSyntaxUID" in getattr(ds, "file_meta", {})}
+            stored_as = {
+                str(ds.file_meta.TransferSyntaxUID)
+                for ds in datasets
+                if str(ds.SOPClassUID) == sop_class and "TransferSyntaxUID" in getattr(ds, "file_meta", {})
+            }
             syntaxes = sorted(stored_as | {ExplicitVRLittleEndian, ImplicitVRLittleEndian})
             ae.add_requested_context(sop_class, syntaxes)
         assoc = self._associate(ae)
@@ -270,11 +295,13 @@ class DimseConnection:
                 started = time.monotonic()
                 try:
                     status = assoc.send_c_store(ds)
-                except ValueError as err:   # no accepted context for this SOP class / syntax
+                except ValueError as err:  # no accepted context for this SOP class / syntax
                     raise SendRejected(f"{self.where} does not accept {ds.SOPClassUID.name} ({err}).") from None
-                if not status and time.monotonic() - started < self.server.timeout_s:   # ended by the peer
-                    raise SendRejected(f"{self.where} rejected the instance by aborting the association: it does "
-                                       f"not accept C-STORE from AE title {self.server.our_aet}.")
+                if not status and time.monotonic() - started < self.server.timeout_s:  # ended by the peer
+                    raise SendRejected(
+                        f"{self.where} rejected the instance by aborting the association: it does "
+                        f"not accept C-STORE from AE title {self.server.our_aet}."
+                    )
                 if not status:
                     raise PacsError(f"{self.where} stopped answering during the C-STORE (timeout).")
                 if status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):

@@ -19,11 +19,11 @@ class PacsError(Exception):
     """A PACS operation that failed; ``str(err)`` is one sentence for the user."""
 
 
-class RetrieveCancelled(PacsError):  # noqa: N818 - it is a state, not a bug
+class RetrieveCancelled(PacsError):
     """The user cancelled a retrieve; instances already complete stay in the cache."""
 
 
-class SendRejected(PacsError):  # noqa: N818
+class SendRejected(PacsError):
     """The PACS answered but refused to store what we sent."""
 
 
@@ -37,8 +37,12 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(item))
         yield item
-        for inner in (item.__cause__, item.__context__, getattr(item, "reason", None),
-                      *(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))):
+        for inner in (
+            item.__cause__,
+            item.__context__,
+            getattr(item, "reason", None),
+            *(a for a in getattr(item, "args", ()) if isinstance(a, BaseException)),
+        ):
             if isinstance(inner, BaseException):
                 todo.append(inner)
 
@@ -59,8 +63,9 @@ def network_error(exc: BaseException, where: str, timeout: float) -> PacsError:
         return PacsError(f"Unknown host: {where} does not resolve to an address (check the host name).")
     for item in _causes(exc):
         if isinstance(item, ConnectionRefusedError):
-            return PacsError(f"Connection refused by {where}: nothing listens there "
-                             "(is the PACS running, is the port right?).")
+            return PacsError(
+                f"Connection refused by {where}: nothing listens there (is the PACS running, is the port right?)."
+            )
         if isinstance(item, (TimeoutError, socket.timeout, requests.Timeout)):
             return PacsError(f"{where} did not answer within {timeout:g} s (timeout).")
     return PacsError(f"Cannot reach {where}: {_short(exc)}.")
@@ -70,14 +75,16 @@ def http_error(exc: BaseException, base_url: str, timeout: float) -> PacsError:
     """Any failure of a DICOMweb request as one sentence."""
     if isinstance(exc, PacsError):
         return exc
-    if isinstance(exc, (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-                        requests.exceptions.InvalidURL)):
+    if isinstance(
+        exc, (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL)
+    ):
         return PacsError(f"{base_url} is not a valid DICOMweb URL (expected http://host:port/path).")
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         code = exc.response.status_code
         if code == 401:
-            return PacsError(f"{base_url} refused the credentials (HTTP 401): "
-                             "check the user name and password or token.")
+            return PacsError(
+                f"{base_url} refused the credentials (HTTP 401): check the user name and password or token."
+            )
         if code == 403:
             return PacsError(f"{base_url} denied access (HTTP 403): this account may not use that service.")
         if code == 404:
@@ -88,14 +95,22 @@ def http_error(exc: BaseException, base_url: str, timeout: float) -> PacsError:
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return PacsError(f"The connection to {base_url} broke off in the middle of the transfer.")
     if isinstance(exc, requests.ConnectionError):
-        if any(isinstance(i, (ConnectionResetError, BrokenPipeError)) or "RemoteDisconnected" in type(i).__name__
-               or "ProtocolError" in type(i).__name__ for i in _causes(exc)) and not _is_unknown_host(exc) \
-                and not any(isinstance(i, ConnectionRefusedError) for i in _causes(exc)):
+        if (
+            any(
+                isinstance(i, (ConnectionResetError, BrokenPipeError))
+                or "RemoteDisconnected" in type(i).__name__
+                or "ProtocolError" in type(i).__name__
+                for i in _causes(exc)
+            )
+            and not _is_unknown_host(exc)
+            and not any(isinstance(i, ConnectionRefusedError) for i in _causes(exc))
+        ):
             return PacsError(f"The connection to {base_url} broke off in the middle of the transfer.")
         return network_error(exc, base_url, timeout)
     if isinstance(exc, (ValueError, KeyError, TypeError, json.JSONDecodeError)):
-        return PacsError(f"{base_url} answered, but not with DICOM: "
-                         "check that the URL is the DICOMweb root (often …/dicom-web).")
+        return PacsError(
+            f"{base_url} answered, but not with DICOM: check that the URL is the DICOMweb root (often …/dicom-web)."
+        )
     return PacsError(f"DICOMweb request to {base_url} failed: {_short(exc)}.")
 
 

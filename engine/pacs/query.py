@@ -34,24 +34,37 @@ class StudyQuery:
     patient_id: str = ""
     patient_name: str = ""
     accession: str = ""
-    date_range: str = ""     # DICOM DA range, see parse_date_range
+    date_range: str = ""  # DICOM DA range, see parse_date_range
     modality: str = ""
     description: str = ""
     limit: int = 200
 
     def filters(self) -> dict[str, str]:
         """Matching keys by DICOM keyword; empty fields are not sent."""
-        values = {"PatientID": self.patient_id.strip(), "PatientName": _contains(self.patient_name),
-                  "AccessionNumber": self.accession.strip(), "StudyDate": self.date_range.strip(),
-                  "ModalitiesInStudy": self.modality.strip().upper(), "StudyDescription": _contains(self.description)}
+        values = {
+            "PatientID": self.patient_id.strip(),
+            "PatientName": _contains(self.patient_name),
+            "AccessionNumber": self.accession.strip(),
+            "StudyDate": self.date_range.strip(),
+            "ModalitiesInStudy": self.modality.strip().upper(),
+            "StudyDescription": _contains(self.description),
+        }
         return {k: v for k, v in values.items() if v}
 
 
-STUDY_FIELDS = ("StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "ModalitiesInStudy",
-                "PatientName", "PatientID", "AccessionNumber", "NumberOfStudyRelatedSeries",
-                "NumberOfStudyRelatedInstances")
-SERIES_FIELDS = ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
-                 "NumberOfSeriesRelatedInstances")
+STUDY_FIELDS = (
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "ModalitiesInStudy",
+    "PatientName",
+    "PatientID",
+    "AccessionNumber",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
+SERIES_FIELDS = ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances")
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,13 @@ class StudyResult:
 
     def as_json(self) -> dict:
         """The command line's one object per study (no patient identifiers)."""
-        return {"StudyInstanceUID": self.study_uid, "StudyDate": self.date, "Modality": "\\".join(self.modalities),
-                "StudyDescription": self.description, "NumberOfStudyRelatedSeries": self.series_count}
+        return {
+            "StudyInstanceUID": self.study_uid,
+            "StudyDate": self.date,
+            "Modality": "\\".join(self.modalities),
+            "StudyDescription": self.description,
+            "NumberOfStudyRelatedSeries": self.series_count,
+        }
 
 
 @dataclass(frozen=True)
@@ -101,15 +119,28 @@ def study_from_dataset(ds: Dataset) -> StudyResult:
     uid = str(ds.get("StudyInstanceUID", "") or "")
     if not uid:
         raise ValueError("a study without StudyInstanceUID")
-    return StudyResult(uid, str(ds.get("StudyDate", "") or ""), str(ds.get("StudyDescription", "") or ""),
-                       _modalities(ds), str(ds.get("PatientName", "") or ""), str(ds.get("PatientID", "") or ""),
-                       str(ds.get("AccessionNumber", "") or ""), _int(ds, "NumberOfStudyRelatedSeries"),
-                       _int(ds, "NumberOfStudyRelatedInstances"))
+    return StudyResult(
+        uid,
+        str(ds.get("StudyDate", "") or ""),
+        str(ds.get("StudyDescription", "") or ""),
+        _modalities(ds),
+        str(ds.get("PatientName", "") or ""),
+        str(ds.get("PatientID", "") or ""),
+        str(ds.get("AccessionNumber", "") or ""),
+        _int(ds, "NumberOfStudyRelatedSeries"),
+        _int(ds, "NumberOfStudyRelatedInstances"),
+    )
 
 
 def series_from_dataset(ds: Dataset, study_uid: str) -> SeriesResult:
     uid = str(ds.get("SeriesInstanceUID", "") or "")
     if not uid:
         raise ValueError("a series without SeriesInstanceUID")
-    return SeriesResult(study_uid, uid, str(ds.get("Modality", "") or ""), _int(ds, "SeriesNumber"),
-                        str(ds.get("SeriesDescription", "") or ""), _int(ds, "NumberOfSeriesRelatedInstances"))
+    return SeriesResult(
+        study_uid,
+        uid,
+        str(ds.get("Modality", "") or ""),
+        _int(ds, "SeriesNumber"),
+        str(ds.get("SeriesDescription", "") or ""),
+        _int(ds, "NumberOfSeriesRelatedInstances"),
+    )

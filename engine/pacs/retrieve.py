@@ -40,9 +40,16 @@ class RetrieveResult:
     from_cache: bool
 
 
-def retrieve_series(connection: Connection, cache: InstanceCache, study_uid: str, series_uid: str, *,
-                    on_instance: InstanceCallback | None = None, cancel: threading.Event | None = None,
-                    use_cache: bool = True) -> RetrieveResult:
+def retrieve_series(
+    connection: Connection,
+    cache: InstanceCache,
+    study_uid: str,
+    series_uid: str,
+    *,
+    on_instance: InstanceCallback | None = None,
+    cancel: threading.Event | None = None,
+    use_cache: bool = True,
+) -> RetrieveResult:
     """Fetch a series into ``cache`` (or reuse a complete cached copy) and list its files.
 
     Raises ``RetrieveCancelled`` when ``cancel`` is set (the whole instances already written
@@ -61,7 +68,7 @@ def retrieve_series(connection: Connection, cache: InstanceCache, study_uid: str
         raise PacsError("The PACS lists no instances in this series.")
     cache.touch(study_uid, series_uid)
     written: dict[Path, None] = {}
-    held: list[Dataset] = []   # the newest instance, kept back until the next one proves it complete
+    held: list[Dataset] = []  # the newest instance, kept back until the next one proves it complete
 
     def store(dataset: Dataset) -> None:
         path = cache.put(study_uid, series_uid, dataset)
@@ -87,8 +94,10 @@ def retrieve_series(connection: Connection, cache: InstanceCache, study_uid: str
     finally:
         cache.evict(keep=(study_uid, series_uid))
     if len(written) < expected:
-        raise PacsError(f"The PACS sent {len(written)} of the {expected} instances of the series and stopped "
-                        f"(connection to {connection_name(connection)} lost?); open it again to fetch the rest.")
+        raise PacsError(
+            f"The PACS sent {len(written)} of the {expected} instances of the series and stopped "
+            f"(connection to {connection_name(connection)} lost?); open it again to fetch the rest."
+        )
     cache.mark_complete(study_uid, series_uid, len(written))
     return RetrieveResult(tuple(written), from_cache=False)
 

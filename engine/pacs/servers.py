@@ -39,7 +39,9 @@ def parse_dimse_url(url: str) -> DimseAddress:
     """``dicom://AET@host:port`` -> its parts; PacsError with the expected form otherwise."""
     match = _DIMSE_URL.match(url.strip())
     if not match or not 0 < int(match["port"]) < 65536:
-        raise PacsError(f"{url} is not a valid DIMSE address (expected dicom://AET@host:port, e.g. dicom://ORTHANC@pacs:4242).")
+        raise PacsError(
+            f"{url} is not a valid DIMSE address (expected dicom://AET@host:port, e.g. dicom://ORTHANC@pacs:4242)."
+        )
     return DimseAddress(match["aet"], match["host"].strip("[]"), int(match["port"]))
 
 
@@ -48,13 +50,13 @@ class PacsServer:
     """One archive the user can search and send to."""
 
     name: str
-    url: str                       # http(s)://…/dicom-web  or  dicom://AET@host:port
-    auth: str = "none"             # DICOMweb: none | basic | bearer
-    username: str = ""             # DICOMweb basic auth
-    secret_env: str = ""           # name of the environment variable holding the password / token
-    use_keyring: bool = False      # else: read the secret from the OS keyring
+    url: str  # http(s)://…/dicom-web  or  dicom://AET@host:port
+    auth: str = "none"  # DICOMweb: none | basic | bearer
+    username: str = ""  # DICOMweb basic auth
+    secret_env: str = ""  # name of the environment variable holding the password / token
+    use_keyring: bool = False  # else: read the secret from the OS keyring
     our_aet: str = DEFAULT_OUR_AET  # DIMSE: the AE title we call with (calling AET)
-    storage_port: int = 0          # DIMSE: our storage SCP port for C-MOVE (0: C-GET only)
+    storage_port: int = 0  # DIMSE: our storage SCP port for C-MOVE (0: C-GET only)
     timeout_s: float = 20.0
 
     @property
@@ -78,11 +80,13 @@ class PacsServer:
         else:
             try:
                 parts = urlsplit(self.url.strip())
-            except ValueError:   # e.g. an unclosed IPv6 bracket
+            except ValueError:  # e.g. an unclosed IPv6 bracket
                 parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                found.append(f"{self.url or 'An empty URL'} is not a PACS address: use http(s)://host/dicom-web "
-                             "or dicom://AET@host:port.")
+                found.append(
+                    f"{self.url or 'An empty URL'} is not a PACS address: use http(s)://host/dicom-web "
+                    "or dicom://AET@host:port."
+                )
             if self.auth not in AUTH_MODES:
                 found.append(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}.")
             if self.auth == "basic" and not self.username:
@@ -102,8 +106,9 @@ class PacsServer:
             if value:
                 return value
             if not self.use_keyring:
-                raise PacsError(f"The environment variable {self.secret_env} holding the secret of "
-                                f"{self.name} is not set.")
+                raise PacsError(
+                    f"The environment variable {self.secret_env} holding the secret of {self.name} is not set."
+                )
         try:
             import keyring
 
@@ -123,8 +128,9 @@ def store_keyring_secret(server_name: str, secret: str) -> None:
 
         keyring.set_password(KEYRING_SERVICE, server_name, secret)
     except Exception as err:  # noqa: BLE001
-        raise PacsError(f"The OS keyring cannot store the secret ({type(err).__name__}); "
-                        "use an environment variable.") from None
+        raise PacsError(
+            f"The OS keyring cannot store the secret ({type(err).__name__}); use an environment variable."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -158,22 +164,46 @@ def load_pacs_settings() -> PacsSettings:
             except TypeError:
                 continue
     limit = data.get("cache_limit_mb", DEFAULT_CACHE_LIMIT_MB)
-    return PacsSettings(tuple(servers), limit if isinstance(limit, int) and limit > 0 else DEFAULT_CACHE_LIMIT_MB,
-                        data.get("default_server", "") if isinstance(data.get("default_server"), str) else "")
+    return PacsSettings(
+        tuple(servers),
+        limit if isinstance(limit, int) and limit > 0 else DEFAULT_CACHE_LIMIT_MB,
+        data.get("default_server", "") if isinstance(data.get("default_server"), str) else "",
+    )
 
 
 def save_pacs_settings(settings: PacsSettings) -> None:
-    write_json_atomic(settings_path(), {"servers": [asdict(s) for s in settings.servers],
-                                        "cache_limit_mb": settings.cache_limit_mb,
-                                        "default_server": settings.default_server})
+    write_json_atomic(
+        settings_path(),
+        {
+            "servers": [asdict(s) for s in settings.servers],
+            "cache_limit_mb": settings.cache_limit_mb,
+            "default_server": settings.default_server,
+        },
+    )
 
 
-def server_from_url(url: str, *, username: str = "", secret_env: str = "", token_env: str = "",
-                    our_aet: str = DEFAULT_OUR_AET, storage_port: int = 0, timeout_s: float = 20.0) -> PacsServer:
+def server_from_url(
+    url: str,
+    *,
+    username: str = "",
+    secret_env: str = "",
+    token_env: str = "",
+    our_aet: str = DEFAULT_OUR_AET,
+    storage_port: int = 0,
+    timeout_s: float = 20.0,
+) -> PacsServer:
     """An unnamed entry for the command line (``--url`` plus options)."""
     auth = "bearer" if token_env else "basic" if username else "none"
-    server = PacsServer(name=url, url=url.strip(), auth=auth, username=username, secret_env=token_env or secret_env,
-                        our_aet=our_aet, storage_port=storage_port, timeout_s=timeout_s)
+    server = PacsServer(
+        name=url,
+        url=url.strip(),
+        auth=auth,
+        username=username,
+        secret_env=token_env or secret_env,
+        our_aet=our_aet,
+        storage_port=storage_port,
+        timeout_s=timeout_s,
+    )
     problems = server.problems()
     if problems:
         raise PacsError(problems[0])

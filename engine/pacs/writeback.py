@@ -36,8 +36,9 @@ def send_annotations(connection: Connection, doc: AnnotationDocument, image_id: 
     return sr
 
 
-def annotations_from_pacs(connection: Connection, cache: InstanceCache, ref: ImageRef, *,
-                          cancel: threading.Event | None = None) -> list[Annotation]:
+def annotations_from_pacs(
+    connection: Connection, cache: InstanceCache, ref: ImageRef, *, cancel: threading.Event | None = None
+) -> list[Annotation]:
     """Every annotation of ``ref`` found in the SR series of its study, latest report first to last."""
     if not ref.study_instance_uid:
         return []

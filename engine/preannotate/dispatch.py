@@ -75,11 +75,13 @@ class LocalDispatcher:
             if not batch:
                 return
             try:
-                answered: list[tuple[Hashable, Answer]] = list(zip(
-                    [k for k, _ in batch],
-                    self.backend.ask_batch([r for _, r in batch], self.settings, cancel=cancel),
-                    strict=True,
-                ))
+                answered: list[tuple[Hashable, Answer]] = list(
+                    zip(
+                        [k for k, _ in batch],
+                        self.backend.ask_batch([r for _, r in batch], self.settings, cancel=cancel),
+                        strict=True,
+                    )
+                )
             except ClinKDError as error:
                 answered = [(batch[0][0], error)] if len(batch) == 1 else list(self._one_by_one(batch, cancel))
             if _cancelled(cancel):
@@ -156,7 +158,9 @@ class ReplicaDispatcher:
 
         threads = [
             threading.Thread(target=work, args=(i,), name=f"preannotate-{i}-{c}", daemon=True)
-            for i in range(len(self.backends)) if alive[i] for c in range(self.concurrency)
+            for i in range(len(self.backends))
+            if alive[i]
+            for c in range(self.concurrency)
         ]
         if not threads:
             raise ServerError("No inference server answers: " + "; ".join(self.down.values()))

@@ -38,6 +38,7 @@ from engine.preannotate.dispatch import Dispatcher
 from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
 from engine.preannotate.spec import MAX_LABEL_CHARS, MIA_LABEL, PreannotateSpec, PreTask, window_text
 
+
 @dataclass(frozen=True)
 class ImageWork:
     """One image to pre-annotate: its stack, its document description, and (for "what is here")
@@ -91,23 +92,61 @@ class ProposalBuilder:
         self.window = window_text(spec.window) + (", inverted" if spec.invert else "")
 
     def provenance(self, question: str, answer: str, model: str | None = None) -> Provenance:
-        return Provenance(run=self.run_id, key=self.key, model=model or self.model_id, task=self.spec.task.value,
-                          question=question, answer=answer, settings=self.settings, window=self.window)
+        return Provenance(
+            run=self.run_id,
+            key=self.key,
+            model=model or self.model_id,
+            task=self.spec.task.value,
+            question=question,
+            answer=answer,
+            settings=self.settings,
+            window=self.window,
+        )
 
-    def box(self, ref: ImageRef, frame: int, rect: Sequence[float], label: str, note: str,
-            provenance: Provenance) -> Box:
+    def box(
+        self, ref: ImageRef, frame: int, rect: Sequence[float], label: str, note: str, provenance: Provenance
+    ) -> Box:
         source = ref.frame(frame)
         now = utc_now()
-        return Box(id=new_id(), frame=frame, x1=rect[0], y1=rect[1], x2=rect[2], y2=rect[3], label=label,
-                   source=Source.MODEL, note=note, review=Review.PENDING, created=now, modified=now,
-                   sop_instance_uid=source.sop_instance_uid,
-                   frame_number=source.frame_number if source.sop_instance_uid else None, provenance=provenance)
+        return Box(
+            id=new_id(),
+            frame=frame,
+            x1=rect[0],
+            y1=rect[1],
+            x2=rect[2],
+            y2=rect[3],
+            label=label,
+            source=Source.MODEL,
+            note=note,
+            review=Review.PENDING,
+            created=now,
+            modified=now,
+            sop_instance_uid=source.sop_instance_uid,
+            frame_number=source.frame_number if source.sop_instance_uid else None,
+            provenance=provenance,
+        )
 
-    def image_label(self, label: str, note: str, provenance: Provenance, *, source: Source = Source.MODEL,
-                    score: float | None = None) -> ImageLabel:
+    def image_label(
+        self,
+        label: str,
+        note: str,
+        provenance: Provenance,
+        *,
+        source: Source = Source.MODEL,
+        score: float | None = None,
+    ) -> ImageLabel:
         now = utc_now()
-        return ImageLabel(id=new_id(), label=label, source=source, score=score, note=note, review=Review.PENDING,
-                          created=now, modified=now, provenance=provenance)
+        return ImageLabel(
+            id=new_id(),
+            label=label,
+            source=source,
+            score=score,
+            note=note,
+            review=Review.PENDING,
+            created=now,
+            modified=now,
+            provenance=provenance,
+        )
 
     def proposals(self, pending: _Pending) -> list[Annotation]:
         out: list[Annotation] = []
@@ -117,15 +156,26 @@ class ProposalBuilder:
             provenance = self.provenance(result.question, result.raw_text, result.model.model_id)
             if self.spec.task is PreTask.VG:
                 frame = pending.work.frame
-                out.extend(self.box(ref, frame, (b.x1, b.y1, b.x2, b.y2), str(target), result.text, provenance)
-                           for b in result.boxes)
+                out.extend(
+                    self.box(ref, frame, (b.x1, b.y1, b.x2, b.y2), str(target), result.text, provenance)
+                    for b in result.boxes
+                )
             elif self.spec.task is PreTask.ROC:
                 label = proposed_label(result.text)
                 if label:
                     box: Box = target  # type: ignore[assignment]
                     note = f"was: {box.label}" + (f" · {box.note}" if box.note else "")
-                    out.append(replace(box, label=label, source=Source.MODEL, review=Review.PENDING,
-                                       modified=utc_now(), note=note, provenance=provenance))
+                    out.append(
+                        replace(
+                            box,
+                            label=label,
+                            source=Source.MODEL,
+                            review=Review.PENDING,
+                            modified=utc_now(),
+                            note=note,
+                            provenance=provenance,
+                        )
+                    )
             elif self.spec.task is PreTask.MIA and result.text.strip():
                 out.append(self.image_label(MIA_LABEL, result.text.strip(), provenance))
         return out
@@ -185,8 +235,16 @@ def run_preannotation(
         stats.add(outcome)
         on_image(outcome)
         if progress is not None:
-            progress(RunProgress(stats.done + stats.failed, stats.images, stats.questions, stats.failed,
-                                 stats.new_tokens, time.perf_counter() - started))
+            progress(
+                RunProgress(
+                    stats.done + stats.failed,
+                    stats.images,
+                    stats.questions,
+                    stats.failed,
+                    stats.new_tokens,
+                    time.perf_counter() - started,
+                )
+            )
 
     def requests() -> Iterator[tuple[Hashable, AskRequest]]:
         for index, work in enumerate(works):
@@ -194,8 +252,15 @@ def run_preannotation(
             try:
                 questions = _questions(work, spec)
             except Exception as error:  # noqa: BLE001 - a file that cannot be decoded fails alone
-                ready.append(ImageOutcome(work.ref.image_id, work.ref.title, FAILED,
-                                          f"cannot be opened: {_message(error)}", key=builder.key))
+                ready.append(
+                    ImageOutcome(
+                        work.ref.image_id,
+                        work.ref.title,
+                        FAILED,
+                        f"cannot be opened: {_message(error)}",
+                        key=builder.key,
+                    )
+                )
                 continue
             if not questions:  # "what is here" on an image without boxes: nothing to ask
                 ready.append(ImageOutcome(work.ref.image_id, work.ref.title, DONE, key=builder.key))
@@ -210,8 +275,17 @@ def run_preannotation(
         seconds = time.perf_counter() - item.started
         annotations = tuple(builder.proposals(item))
         status, reason = (FAILED, "; ".join(item.errors)) if item.errors else (DONE, "")
-        return ImageOutcome(item.work.ref.image_id, item.work.ref.title, status, reason, item.questions,
-                            annotations, tokens, seconds, builder.key)
+        return ImageOutcome(
+            item.work.ref.image_id,
+            item.work.ref.title,
+            status,
+            reason,
+            item.questions,
+            annotations,
+            tokens,
+            seconds,
+            builder.key,
+        )
 
     try:
         for (index, number), answer in dispatcher.answers(requests(), cancel, pause):

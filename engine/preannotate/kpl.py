@@ -48,20 +48,38 @@ def run_kpl_labels(
         found = by_index.get(index)
         if found is None:
             reason = next((m for p, m in failed.items() if p in work.ref.paths), "could not be classified")
-            outcome = ImageOutcome(work.ref.image_id, work.ref.title, FAILED, f"cannot be opened: {reason}",
-                                   key=builder.key)
+            outcome = ImageOutcome(
+                work.ref.image_id, work.ref.title, FAILED, f"cannot be opened: {reason}", key=builder.key
+            )
         else:
             evidence = "; ".join(f"{e.description} ({e.relevance:.2f})" for e in found.evidence)
             scores = ", ".join(f"{c} {s:.2f}" for c, s in zip(result.classes, found.scores, strict=True))
-            provenance = builder.provenance(f"KPL {result.method} over {len(result.images)} images, "
-                                            f"knowledge {result.knowledge}", f"{found.label} ({scores})")
+            provenance = builder.provenance(
+                f"KPL {result.method} over {len(result.images)} images, knowledge {result.knowledge}",
+                f"{found.label} ({scores})",
+            )
             label = builder.image_label(found.label, evidence, provenance, source=Source.CLASSIFIER, score=found.score)
-            outcome = ImageOutcome(work.ref.image_id, work.ref.title, DONE, questions=1, annotations=(label,),
-                                   seconds=elapsed / max(len(works), 1), key=builder.key)
+            outcome = ImageOutcome(
+                work.ref.image_id,
+                work.ref.title,
+                DONE,
+                questions=1,
+                annotations=(label,),
+                seconds=elapsed / max(len(works), 1),
+                key=builder.key,
+            )
         stats.add(outcome)
         on_image(outcome)
         if progress is not None:
-            progress(RunProgress(stats.done + stats.failed, stats.images, stats.questions, stats.failed, 0,
-                                 time.perf_counter() - started))
+            progress(
+                RunProgress(
+                    stats.done + stats.failed,
+                    stats.images,
+                    stats.questions,
+                    stats.failed,
+                    0,
+                    time.perf_counter() - started,
+                )
+            )
     stats.seconds = time.perf_counter() - started
     return stats

@@ -48,10 +48,21 @@ def done_images(records: Iterable[dict], key: str) -> set[str]:
 
 
 def log_record(outcome: ImageOutcome, key: str, run_id: str, model: str, when: str) -> dict:
-    return {"image_id": outcome.image_id, "title": outcome.title, "key": key, "run": run_id, "model": model,
-            "status": outcome.status, "reason": outcome.reason, "questions": outcome.questions,
-            "boxes": outcome.boxes, "labels": outcome.labels, "new_tokens": outcome.new_tokens,
-            "seconds": round(outcome.seconds, 3), "at": when}
+    return {
+        "image_id": outcome.image_id,
+        "title": outcome.title,
+        "key": key,
+        "run": run_id,
+        "model": model,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "questions": outcome.questions,
+        "boxes": outcome.boxes,
+        "labels": outcome.labels,
+        "new_tokens": outcome.new_tokens,
+        "seconds": round(outcome.seconds, 3),
+        "at": when,
+    }
 
 
 def append_log(path: str | os.PathLike[str], records: Iterable[dict]) -> None:

@@ -94,9 +94,15 @@ def stale_proposals(doc: AnnotationDocument, image_id: str, key: str, keep: Iter
     """Ids of proposals an interrupted earlier attempt with the same settings left on this image:
     a rerun replaces them instead of adding duplicates (relabelled boxes keep their ids and stay)."""
     keep = set(keep)
-    return [a.id for a in doc.annotations(image_id)
-            if a.provenance is not None and a.provenance.key == key and a.id not in keep
-            and a.source is not Source.USER and a.provenance.task != PreTask.ROC.value]
+    return [
+        a.id
+        for a in doc.annotations(image_id)
+        if a.provenance is not None
+        and a.provenance.key == key
+        and a.id not in keep
+        and a.source is not Source.USER
+        and a.provenance.task != PreTask.ROC.value
+    ]
 
 
 def apply_outcome(doc: AnnotationDocument, outcome: ImageOutcome, run_id: str) -> bool:

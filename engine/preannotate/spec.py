@@ -116,10 +116,19 @@ class PreannotateSpec:
 
     def settings_text(self, model_id: str) -> str:
         """The settings as canonical JSON (kept in every proposal's provenance)."""
-        window = None if self.window is None else {
-            "center": self.window.center, "width": self.window.width, "function": self.window.function}
-        data = {"task": self.task.value, "labels": list(self.labels), "knowledge": self.knowledge,
-                "window": window, "max_new_tokens": self.max_new_tokens, "model": model_id}
+        window = (
+            None
+            if self.window is None
+            else {"center": self.window.center, "width": self.window.width, "function": self.window.function}
+        )
+        data = {
+            "task": self.task.value,
+            "labels": list(self.labels),
+            "knowledge": self.knowledge,
+            "window": window,
+            "max_new_tokens": self.max_new_tokens,
+            "model": model_id,
+        }
         if self.invert:
             data["invert"] = True
         return json.dumps(data, sort_keys=True)

@@ -19,20 +19,42 @@ from engine.training.settings import DistillSettings, LoraSettings, ReflectSetti
 
 _LAZY = {
     "engine.training.data": (
-        "Conversation", "DataSet", "Turn", "conversation_record", "load_rgb",
-        "read_conversations", "write_records",
+        "Conversation",
+        "DataSet",
+        "Turn",
+        "conversation_record",
+        "load_rgb",
+        "read_conversations",
+        "write_records",
     ),
     "engine.training.encode": (
-        "IGNORE_INDEX", "ChatCollator", "ChatDataset", "ChatEncoder", "assistant_labels", "chat_text",
+        "IGNORE_INDEX",
+        "ChatCollator",
+        "ChatDataset",
+        "ChatEncoder",
+        "assistant_labels",
+        "chat_text",
     ),
     "engine.training.losses": ("LossParts", "clinkd_loss", "confidence_margins", "forward_kl"),
     "engine.training.model": ("PreparedModel", "export_checkpoint", "prepare_model"),
     "engine.training.trainer": (
-        "TrainProgress", "TrainResult", "curriculum", "distill", "teacher_margins", "train",
+        "TrainProgress",
+        "TrainResult",
+        "curriculum",
+        "distill",
+        "teacher_margins",
+        "train",
     ),
     "engine.training.correction": (
-        "Judgement", "QuestionRecord", "ReflectProgress", "ReflectReport", "Selection", "judge",
-        "matched_boxes", "reflect", "select_candidate",
+        "Judgement",
+        "QuestionRecord",
+        "ReflectProgress",
+        "ReflectReport",
+        "Selection",
+        "judge",
+        "matched_boxes",
+        "reflect",
+        "select_candidate",
     ),
 }
 

@@ -76,7 +76,11 @@ class Judgement:
 
 
 def judge(
-    reference: ParsedAnswer, answer: ParsedAnswer, similarity: float, *, iou_threshold: float,
+    reference: ParsedAnswer,
+    answer: ParsedAnswer,
+    similarity: float,
+    *,
+    iou_threshold: float,
     similarity_threshold: float,
 ) -> Judgement:
     """Flag missing or wrong boxes and low semantic similarity of an answer to its reference."""
@@ -106,7 +110,11 @@ class Selection:
 
 
 def select_candidate(
-    reference_text: str, candidates: Sequence[str], width: float, height: float, embed: Embed,
+    reference_text: str,
+    candidates: Sequence[str],
+    width: float,
+    height: float,
+    embed: Embed,
     settings: ReflectSettings,
 ) -> Selection:
     """Score candidates against the reference with the SASG scorer plus box correctness; keep the best."""
@@ -124,8 +132,11 @@ def select_candidate(
         scores.append(score.score - settings.box_penalty * missed / max(len(reference.boxes), 1))
     best = int(np.argmax(scores))
     judgement = judge(
-        reference, parsed[best], sasg[best].similarity,
-        iou_threshold=settings.iou_threshold, similarity_threshold=settings.similarity_threshold,
+        reference,
+        parsed[best],
+        sasg[best].similarity,
+        iou_threshold=settings.iou_threshold,
+        similarity_threshold=settings.similarity_threshold,
     )
     return Selection(best, candidates[best], tuple(scores), judgement)
 
@@ -171,8 +182,11 @@ class ReflectReport:
 
 def _candidates(clinkd: object, image: np.ndarray, question: str, settings: ReflectSettings, embed: Embed) -> list[str]:
     sampling = GenerationSettings(
-        max_new_tokens=settings.max_new_tokens, do_sample=True, best_of=settings.candidates,
-        temperature=settings.temperature, top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=True,
+        best_of=settings.candidates,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
     )
     result = ask(clinkd, AskRequest(image, question), sampling, embed=embed)
     return [c.raw_text for c in result.candidates] if result.candidates else [result.raw_text]
@@ -180,10 +194,16 @@ def _candidates(clinkd: object, image: np.ndarray, question: str, settings: Refl
 
 def _new_sample(conversation: Conversation, turn: Turn, answer: str, record: QuestionRecord) -> dict:
     single = Conversation(conversation.sample_id, conversation.image, (Turn(turn.question, answer),))
-    return {**conversation_record(single), "reflect": {
-        "turn": record.turn, "reasons": list(record.reasons), "similarity": round(record.similarity, 4),
-        "origin": record.origin, "candidate_score": record.candidate_score,
-    }}
+    return {
+        **conversation_record(single),
+        "reflect": {
+            "turn": record.turn,
+            "reasons": list(record.reasons),
+            "similarity": round(record.similarity, 4),
+            "origin": record.origin,
+            "candidate_score": record.candidate_score,
+        },
+    }
 
 
 def reflect(
@@ -196,10 +216,16 @@ def reflect(
     ``embed`` defaults to the bundled MiniLM (or ``settings.embedder_dir``).
     """
     data = read_conversations(settings.data, settings.image_root, settings.max_samples)
-    clinkd = load_model(LoadSettings(
-        settings.model_dir, dtype=settings.dtype, device=settings.device,
-        min_pixels=settings.min_pixels, max_pixels=settings.max_pixels, mcg_rope=settings.mcg_rope,
-    ))
+    clinkd = load_model(
+        LoadSettings(
+            settings.model_dir,
+            dtype=settings.dtype,
+            device=settings.device,
+            min_pixels=settings.min_pixels,
+            max_pixels=settings.max_pixels,
+            mcg_rope=settings.mcg_rope,
+        )
+    )
     embed = embed or SentenceEmbedder(settings.embedder_dir)
     questions = [(c, i) for c in data.conversations for i in range(len(c.turns))]
     greedy = GenerationSettings(max_new_tokens=settings.max_new_tokens)
@@ -218,8 +244,11 @@ def reflect(
             answer = parse_answer(result.raw_text, width, height)
             similarity = float(semantic_similarity([answer.text], embed, [reference.text])[0])
             judgement = judge(
-                reference, answer, similarity,
-                iou_threshold=settings.iou_threshold, similarity_threshold=settings.similarity_threshold,
+                reference,
+                answer,
+                similarity,
+                iou_threshold=settings.iou_threshold,
+                similarity_threshold=settings.similarity_threshold,
             )
             if judgement.ok:
                 records.append(QuestionRecord(conversation.sample_id, index, (), similarity, "kept"))

@@ -96,9 +96,7 @@ def _turn_pairs(record: dict) -> list[tuple[object, object]]:
                 raise ValueError("a conversation pair does not hold exactly [question, answer]")
             return [(c[0], c[1]) for c in conversations]
         roles = _role_turns(conversations)
-    if len(roles) % 2 or any(
-        roles[i][0] != "user" or roles[i + 1][0] != "assistant" for i in range(0, len(roles), 2)
-    ):
+    if len(roles) % 2 or any(roles[i][0] != "user" or roles[i + 1][0] != "assistant" for i in range(0, len(roles), 2)):
         raise ValueError("turns do not alternate user, assistant")
     return [(roles[i][1], roles[i + 1][1]) for i in range(0, len(roles), 2)]
 

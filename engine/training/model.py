@@ -30,7 +30,7 @@ MCG_CONFIG_KEY = "mcg_rope"
 
 
 def resolve_device(device: str) -> str:
-    """"auto": this process's GPU (LOCAL_RANK under torchrun / accelerate launch), else the CPU."""
+    """ "auto": this process's GPU (LOCAL_RANK under torchrun / accelerate launch), else the CPU."""
     if device != "auto":
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise TrainingError(f"device {device!r} was asked for but no CUDA GPU is visible")

@@ -90,22 +90,28 @@ class _Reporter(TrainerCallback):
         self.started = time.perf_counter()
 
     def on_log(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-        logs: dict[str, float] | None = None, **kwargs: object,
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: object,
     ) -> None:
         if self.on_progress is None or not state.is_world_process_zero or not logs or "loss" not in logs:
             return
-        self.on_progress(TrainProgress(
-            phase="training",
-            step=state.global_step,
-            total=state.max_steps,
-            elapsed_s=time.perf_counter() - self.started,
-            loss=logs.get("loss"),
-            ce=logs.get("ce"),
-            kl=logs.get("kl"),
-            learning_rate=logs.get("learning_rate"),
-            epoch=logs.get("epoch"),
-        ))
+        self.on_progress(
+            TrainProgress(
+                phase="training",
+                step=state.global_step,
+                total=state.max_steps,
+                elapsed_s=time.perf_counter() - self.started,
+                loss=logs.get("loss"),
+                ce=logs.get("ce"),
+                kl=logs.get("kl"),
+                learning_rate=logs.get("learning_rate"),
+                epoch=logs.get("epoch"),
+            )
+        )
 
 
 class ClinKDTrainer(Trainer):
@@ -157,9 +163,14 @@ class ClinKDTrainer(Trainer):
         else:
             kd = self.distill
             parts = clinkd_loss(
-                outputs.logits, labels,
-                teacher_logits=teacher_logits, sample_weight=weights,
-                alpha=kd.alpha, temperature=kd.temperature, use_ce=kd.use_ce, kd_reduction=kd.kd_reduction,
+                outputs.logits,
+                labels,
+                teacher_logits=teacher_logits,
+                sample_weight=weights,
+                alpha=kd.alpha,
+                temperature=kd.temperature,
+                use_ce=kd.use_ce,
+                kd_reduction=kd.kd_reduction,
             )
         if model.training:
             self._parts["ce"].append(parts.ce)
@@ -221,10 +232,15 @@ def load_teacher(distill: DistillSettings, student: PreparedModel) -> ClinKDMode
     The teacher reads the student's batches, so it must share the tokenizer and the image patching.
     """
     info = student.clinkd.info
-    teacher = load_model(LoadSettings(
-        distill.teacher_dir, dtype=distill.teacher_dtype, device=student.device,
-        min_pixels=info.min_pixels, max_pixels=info.max_pixels,
-    ))
+    teacher = load_model(
+        LoadSettings(
+            distill.teacher_dir,
+            dtype=distill.teacher_dtype,
+            device=student.device,
+            min_pixels=info.min_pixels,
+            max_pixels=info.max_pixels,
+        )
+    )
     teacher.model.requires_grad_(False)
     if teacher.processor.tokenizer.get_vocab() != student.clinkd.processor.tokenizer.get_vocab():
         raise TrainingError("the teacher's tokenizer differs from the student's; distillation needs the same one")
@@ -313,7 +329,9 @@ def _run(settings: TrainSettings, distill: DistillSettings | None, on_progress: 
         teacher = load_teacher(distill, prepared).model
         if distill.curriculum != "none":
             margins = _cached_margins(
-                Path(settings.output_dir) / MARGINS_FILE, distill.teacher_dir, conversations,
+                Path(settings.output_dir) / MARGINS_FILE,
+                distill.teacher_dir,
+                conversations,
                 lambda: teacher_margins(
                     teacher, ChatDataset(conversations, encoder), collator, distill.margin_batch_size, on_progress
                 ),
@@ -367,8 +385,6 @@ def train(settings: TrainSettings, on_progress: ProgressCallback | None = None) 
     return _run(settings, None, on_progress)
 
 
-def distill(
-    settings: TrainSettings, kd: DistillSettings, on_progress: ProgressCallback | None = None
-) -> TrainResult:
+def distill(settings: TrainSettings, kd: DistillSettings, on_progress: ProgressCallback | None = None) -> TrainResult:
     """Pseudo-label KD: the student learns the teacher's answer-token distributions (and the labels)."""
     return _run(settings, kd, on_progress)

@@ -77,23 +77,23 @@ def test_draw_resize_undo_redo_delete_and_the_list_follows(qtbot, window, images
     assert len(boxes) == 1
     box = boxes[0]
     assert box.rect == (10, 20, 50, 45) and box.source is Source.USER and box.frame == 0
-    assert box.sop_instance_uid                                   # bound back to the DICOM source
+    assert box.sop_instance_uid  # bound back to the DICOM source
     assert window.overlay.items[box.id].rect().getCoords() == (10, 20, 50, 45)
     assert panel_rows(window)[0][:5] == ["finding", "1", "user", "accepted", "40 × 25"]
     assert panel_rows(window)[0][5] == f"{40 * 0.661468:.1f} × {25 * 0.661468:.1f}"
     assert "PixelSpacing" in window.annotation_panel.spacing_note.text()
 
     window.set_tool(Tool.SELECT)
-    assert window.annotations.selected == {box.id}                # a new box is selected
-    drag(window, (50, 45), (60, 70))                              # bottom-right handle
+    assert window.annotations.selected == {box.id}  # a new box is selected
+    drag(window, (50, 45), (60, 70))  # bottom-right handle
     assert window.annotations.box(box.id).rect == (10, 20, 60, 70)
     assert panel_rows(window)[0][4] == "50 × 50"
-    drag(window, (30, 40), (35, 42))                              # move the whole box
+    drag(window, (30, 40), (35, 42))  # move the whole box
     assert window.annotations.box(box.id).rect == (15, 22, 65, 72)
 
     window.canvas.setFocus()
     QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert window.annotations.box(box.id).rect == (10, 20, 60, 70)   # one drag = one undo step
+    assert window.annotations.box(box.id).rect == (10, 20, 60, 70)  # one drag = one undo step
     QTest.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.annotations.box(box.id).rect == (10, 20, 50, 45)
     QTest.keyClick(window.canvas, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
@@ -153,12 +153,12 @@ def test_annotations_autosave_and_come_back_with_the_frame(qtbot, window, images
         pass
     sidecar = Path(saved.args[0])
     assert sidecar == Path(images["SC_rgb_rle_2frame.dcm"] + ".clinlens.json")
-    assert json.loads(sidecar.read_text())            # valid JSON on disk
+    assert json.loads(sidecar.read_text())  # valid JSON on disk
     window.close()
 
     reopened = make_window(qtbot)
     open_and_wait(qtbot, reopened, [images["SC_rgb_rle_2frame.dcm"]])
-    assert reopened.state.frame_index == 1             # the frame the user left
+    assert reopened.state.frame_index == 1  # the frame the user left
     assert [b.rect for b in reopened.annotations.boxes()] == [(12, 14, 40, 44)]
     assert reopened.overlay.items
 
@@ -176,6 +176,7 @@ def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, image
     open_and_wait(qtbot, window, [images["CT_small.dcm"], images["MR_small.dcm"]])
     doc, image_id = window.annotations.doc, window.annotations.image_id
     from engine.annotations import AddAnnotations
+
     model_box = doc.new_box(image_id, 0, 1, 2, 30, 40, "lesion", source=Source.MODEL, score=0.7)
     doc.execute(AddAnnotations(image_id, [model_box]))
     assert panel_rows(window)[0][3] == "pending"
@@ -188,11 +189,11 @@ def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, image
     first_title = window.state.stack.title
     assert window.annotation_panel.progress.text() == "Reviewed 0 of 2"
     QTest.keyClick(window.canvas, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    assert window.state.stack.title != first_title                  # moved on to the next image
+    assert window.state.stack.title != first_title  # moved on to the next image
     assert window.annotation_panel.progress.text() == "Reviewed 1 of 2"
     window.needs_review_only.setChecked(True)
     assert window.image_list.item(0).isHidden() and not window.image_list.item(1).isHidden()
-    QTest.keyClick(window.canvas, Qt.Key.Key_P)                      # the reviewed image is filtered out
+    QTest.keyClick(window.canvas, Qt.Key.Key_P)  # the reviewed image is filtered out
     assert window.image_list.currentRow() == 1
 
     written = window.export_annotations("coco", str(tmp_path / "out.coco.json"))
@@ -231,7 +232,7 @@ def test_label_rename_colour_and_project_file(qtbot, window, images, tmp_path):
         window.annotations.save_as(str(project))
     saved = json.loads(project.read_text())
     assert {label["name"]: label["color"] for label in saved["labels"]}["nodule"] == "#00ff00"
-    drag(window, (40, 40), (60, 60))                     # later edits autosave to the project file
+    drag(window, (40, 40), (60, 60))  # later edits autosave to the project file
     with qtbot.waitSignal(window.annotations.saved, timeout=5000) as later:
         pass
     assert later.args[0] == str(project)
@@ -264,6 +265,6 @@ def test_annotations_of_the_bundled_demo_go_to_the_user_data_folder_and_the_pane
         pass
     written = Path(saved.args[0])
     assert written.is_relative_to(data_dir()) and json.loads(written.read_text())["images"]
-    assert not list(demo.parent.glob("*.clinlens.json"))        # nothing written beside the demo
+    assert not list(demo.parent.glob("*.clinlens.json"))  # nothing written beside the demo
     assert "data folder" in window.annotation_panel.location.text()
     assert str(written) in window.annotation_panel.location.toolTip()

@@ -19,8 +19,8 @@ from PySide6.QtTest import QTest
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
 from app.assistant.conversation import Turn
-from app.main_window import MainWindow
 from app.inference.settings import AssistantSettings, save_settings
+from app.main_window import MainWindow
 from engine.annotations import Review, Source
 from engine.clinkd import Task
 from engine.imaging import Window, render_rgb
@@ -67,8 +67,11 @@ def scripted(monkeypatch, tiny_folder):
 
     def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
         tokens = tokenizer(control["answer"], add_special_tokens=False).input_ids
-        tokens.append(self.generation_config.eos_token_id if isinstance(self.generation_config.eos_token_id, int)
-                      else self.generation_config.eos_token_id[0])
+        tokens.append(
+            self.generation_config.eos_token_id
+            if isinstance(self.generation_config.eos_token_id, int)
+            else self.generation_config.eos_token_id[0]
+        )
         streamer.put(input_ids)
         out = input_ids
         for step, token in enumerate(tokens):
@@ -111,29 +114,29 @@ def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_
         QTest.mouseClick(main.ask_panel.ask_button, Qt.MouseButton.LeftButton)
         assert main.ask_panel.ask_button.text() == "Cancel"
     assert order[0] == "started" and order[-2:] == ["result", "finished"] and "partial_text" in order
-    assert "".join(chunks)                                   # text streamed before the result
+    assert "".join(chunks)  # text streamed before the result
     turn = main.ask_panel.conversations.turns(main.state.stack.key)[0]
     assert turn.status == "done" and turn.question == "spine"
-    [item] = main.answer_overlay.items.values()              # 0-1000 grid of a 128 x 128 CT
+    [item] = main.answer_overlay.items.values()  # 0-1000 grid of a 128 x 128 CT
     assert item.rect().getCoords() == (32.0, 64.0, 96.0, 128.0)
     assert item.box.phrase == "spine"
     assert "spine" in main.ask_panel.chat.toPlainText()
     assert main.ask_panel.ask_button.text() == "Ask"
     assert main.model_status.text().startswith("Model: ready")
 
-    main.ask_panel._hovered(QUrl("box:0:0"))                 # hovering the phrase link
+    main.ask_panel._hovered(QUrl("box:0:0"))  # hovering the phrase link
     assert main.answer_overlay.items["0:0"].pen().widthF() > 3
     main.canvas.setFocus()
-    QTest.keyClick(main.canvas, Qt.Key.Key_A)                # accept as an annotation
+    QTest.keyClick(main.canvas, Qt.Key.Key_A)  # accept as an annotation
     [box] = main.annotations.boxes()
     assert (box.rect, box.source, box.review, box.label) == ((32, 64, 96, 128), Source.MODEL, Review.ACCEPTED, "spine")
     QTest.keyClick(main.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert main.annotations.boxes() == []                    # the accept is undoable
+    assert main.annotations.boxes() == []  # the accept is undoable
 
     exported = main.ask_panel.conversations.export(main.state.stack.key, main.state.stack.paths)
     text = json.dumps(exported)
     assert exported["turns"][0]["boxes"][0]["x1"] == 32.0 and exported["turns"][0]["model"]["model_id"]
-    assert "CompressedSamples" not in text and "1CT1" not in text   # no patient name or id
+    assert "CompressedSamples" not in text and "1CT1" not in text  # no patient name or id
 
 
 def test_streamed_text_is_shown_once_per_redraw_not_once_per_token(qtbot, ct):
@@ -148,7 +151,7 @@ def test_streamed_text_is_shown_once_per_redraw_not_once_per_token(qtbot, ct):
     panel.answer_updated.connect(shown.append)
     with qtbot.waitSignal(panel.answer_updated, timeout=5000):
         for word in ("The ", "spine ", "is ", "in ", "the ", "middle."):
-            panel._on_partial(7, word)     # as the worker's queued partial_text delivers them
+            panel._on_partial(7, word)  # as the worker's queued partial_text delivers them
         assert "middle" not in panel.chat.toPlainText()
     assert shown == [7] and "The spine is in the middle." in panel.chat.toPlainText()
 
@@ -160,10 +163,10 @@ def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripte
     open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))  # 15 grayscale frames
     first_frame, first_window = main.state.frame, main.state.window
     main.canvas.setFocus()
-    QTest.keyClick(main.canvas, Qt.Key.Key_Right)                # step a frame
-    QTest.keyClick(main.canvas, Qt.Key.Key_I)                    # invert
+    QTest.keyClick(main.canvas, Qt.Key.Key_Right)  # step a frame
+    QTest.keyClick(main.canvas, Qt.Key.Key_I)  # invert
     window = Window(first_window.center - first_window.width / 8, first_window.width / 3)
-    main.state.set_window(window)                                # what a right-drag ends with
+    main.state.set_window(window)  # what a right-drag ends with
     assert main.state.frame_index == 1 and main.state.invert and main.state.window == window
     submitted = []
     submit = main.service.submit
@@ -175,9 +178,12 @@ def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripte
     expected = render_rgb(main.state.frame, window, invert=True)
     np.testing.assert_array_equal(job.image, expected)
     assert job.frame == 1 and job.window == window
-    for other in (render_rgb(first_frame, window, invert=True), render_rgb(main.state.frame, window),
-                  render_rgb(main.state.frame, first_window, invert=True)):
-        assert not np.array_equal(job.image, other)              # each of the three changes mattered
+    for other in (
+        render_rgb(first_frame, window, invert=True),
+        render_rgb(main.state.frame, window),
+        render_rgb(main.state.frame, first_window, invert=True),
+    ):
+        assert not np.array_equal(job.image, other)  # each of the three changes mattered
     main.canvas.set_zoom(1.0)
     qtbot.wait_until(lambda: main.canvas.rendered_step == 1 and not main.canvas._render_pending)
     np.testing.assert_array_equal(job.image[..., 0], canvas_pixels(main))
@@ -192,12 +198,12 @@ def test_cancel_mid_answer_keeps_no_boxes_and_frees_the_worker(qtbot, ct, tiny_f
     with qtbot.waitSignal(panel.answer_updated, timeout=60000):
         panel.ask("Where is the spine?", Task.FREE, None)
     with qtbot.waitSignal(panel.answer_finished, timeout=20000):
-        QTest.mouseClick(panel.ask_button, Qt.MouseButton.LeftButton)    # the button is Cancel now
+        QTest.mouseClick(panel.ask_button, Qt.MouseButton.LeftButton)  # the button is Cancel now
         scripted["gate"].set()
     turn = panel.conversations.turns(main.state.stack.key)[0]
     assert turn.status == "cancelled" and turn.boxes == () and main.answer_overlay.items == {}
     assert "cancelled" in panel.chat.toPlainText()
-    scripted["pause_after"] = None                                       # the worker takes the next job
+    scripted["pause_after"] = None  # the worker takes the next job
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
         panel.ask("spine", Task.VG, None)
     assert panel.conversations.turns(main.state.stack.key)[1].status == "done"
@@ -216,9 +222,10 @@ def test_an_error_in_the_worker_shows_in_the_panel_and_the_next_job_runs(qtbot, 
     assert turn.status == "error" and "config.json" in turn.error
     assert "Error" in panel.chat.toPlainText() and main.model_status.text() == "Model: error"
     from dataclasses import replace
+
     main.set_assistant_settings(replace(main.assistant_settings, clinkd_dir=str(tiny_folder)))
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
-        panel.ask("What is this?", Task.FREE, None)          # a real (random) answer from the tiny model
+        panel.ask("What is this?", Task.FREE, None)  # a real (random) answer from the tiny model
     second = panel.conversations.turns(main.state.stack.key)[1]
     assert second.status == "done" and second.result.new_tokens >= 1
     assert second.result.model.max_pixels == TINY_MAX_PIXELS
@@ -230,7 +237,7 @@ def test_box_tasks_need_a_box_and_send_the_selected_one(qtbot, ct, tiny_folder, 
     panel = main.ask_panel
     panel.set_task(Task.ROC)
     assert panel.question.text() == "What anatomical structure is present at the {box}?"
-    assert panel.ask(panel.question.text(), Task.ROC, None) is None      # no box: nothing sent
+    assert panel.ask(panel.question.text(), Task.ROC, None) is None  # no box: nothing sent
     assert "box" in panel.box_label.text()
     box = main.annotations.add_box(0, 10, 20, 40, 60)
     assert panel.selected_box() == box.rect and "Box prompt" in panel.box_label.text()
@@ -238,7 +245,7 @@ def test_box_tasks_need_a_box_and_send_the_selected_one(qtbot, ct, tiny_folder, 
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
         panel.ask_or_cancel()
     result = panel.conversations.turns(main.state.stack.key)[0].result
-    assert "<|box_start|>(78,156),(313,469)<|box_end|>" in result.question   # the box on the 0-1000 grid
+    assert "<|box_start|>(78,156),(313,469)<|box_end|>" in result.question  # the box on the 0-1000 grid
 
 
 def test_asking_through_an_inference_server(qtbot, ct):

@@ -24,7 +24,7 @@ def test_out_of_memory_shows_the_error_and_the_next_question_works(qtbot, ct, ti
     panel = main.ask_panel
     turns = lambda: panel.conversations.turns(main.state.stack.key)  # noqa: E731
     with qtbot.waitSignal(panel.answer_finished, timeout=120000):
-        panel.ask("What is this?", Task.FREE, None)      # loads the model on the GPU and warms it up
+        panel.ask("What is this?", Task.FREE, None)  # loads the model on the GPU and warms it up
     assert turns()[0].status == "done" and turns()[0].result.model.device.startswith("cuda")
     with gpu_memory_filled("cuda") as ballast:
         with qtbot.waitSignal(panel.answer_finished, timeout=120000):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from app.main_window import MainWindow
 from app.inference.settings import AssistantSettings, save_settings
+from app.main_window import MainWindow
 from engine.annotations import ImageLabel, Source
 from tests.engine.tiny_clip import save_tiny_clip_dir, write_image_folder
 
@@ -41,20 +41,20 @@ def test_kpl_over_the_open_folder_fills_the_table_and_explains_the_label(qtbot, 
     assert result.transductive and result.knowledge == "tuberculosis-cxr"
     labels = {panel.table.item(r, 1).text() for r in range(8)}
     assert labels <= {"normal", "tuberculosis"}
-    panel.table.sortItems(2, Qt.SortOrder.DescendingOrder)            # sortable by score
+    panel.table.sortItems(2, Qt.SortOrder.DescendingOrder)  # sortable by score
     scores = [float(panel.table.item(r, 2).text()) for r in range(8)]
     assert scores == sorted(scores, reverse=True)
 
     row_path, frame_number = panel.table.item(3, 0).data(Qt.ItemDataRole.UserRole)
-    panel._row_clicked(3, 0)                                           # click opens that image
-    qtbot.wait_until(lambda: main.state.frame is not None)              # decoded off the GUI thread
+    panel._row_clicked(3, 0)  # click opens that image
+    qtbot.wait_until(lambda: main.state.frame is not None)  # decoded off the GUI thread
     assert main.state.stack.frame_source(main.state.frame_index).path == row_path
     current = panel._current()
     assert current is not None and panel.scores.rowCount() == 2
-    assert panel.evidence.rowCount() == len(current.evidence) == 8   # k = 8 retrieved descriptions
+    assert panel.evidence.rowCount() == len(current.evidence) == 8  # k = 8 retrieved descriptions
     assert panel.evidence.item(0, 0).text() == current.evidence[0].description
     assert main.canvas_label.text() == f"KPL: {current.label} {current.score:.2f}"
-    assert main.canvas_label.isVisible() and main.canvas_label.pos().x() == 8   # pinned, not scrolled away
+    assert main.canvas_label.isVisible() and main.canvas_label.pos().x() == 8  # pinned, not scrolled away
 
     assert panel.accept_label()
     [accepted] = [a for a in main.annotations.doc.annotations(main.annotations.image_id) if isinstance(a, ImageLabel)]

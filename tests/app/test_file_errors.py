@@ -19,10 +19,10 @@ from pydicom.data import get_testdata_file
 from PySide6.QtWidgets import QFileDialog
 
 from app.annotations.box_tools import Tool
+from app.inference.settings import AssistantSettings, read_settings, save_settings, settings_path
 from app.kpl.classify_panel import LOAD_FILE
 from app.main_window import MainWindow
 from app.viewer.recent_files import load_recent, remember
-from app.inference.settings import AssistantSettings, read_settings, save_settings, settings_path
 from engine.annotations.persistence import document_to_dict
 from engine.clinkd import Task
 from engine.imaging.presets import builtin_presets, user_presets_path
@@ -45,16 +45,16 @@ def test_damaged_settings_and_presets_give_defaults_say_so_and_are_kept(qtbot, t
     assert "Assistant settings could not be read" in text and 'kpl_k must be an integer, not "four"' in text
     assert "Your window presets could not be read" in text and "not valid JSON" in text
     assert "Using the built-in presets only" in text
-    assert main.assistant_settings == AssistantSettings()                 # defaults, nothing half-applied
+    assert main.assistant_settings == AssistantSettings()  # defaults, nothing half-applied
     [kept_settings] = settings_path().parent.glob("assistant.json.damaged-*")
     [kept_presets] = user_presets_path().parent.glob("presets.json.damaged-*")
     assert kept_settings.name in text and kept_presets.name in text
     assert json.loads(kept_settings.read_text())["kpl_k"] == "four"
     menu_names = [a.text().split("  (")[0] for a in main.window_menu.actions() if "(C " in a.text()]
     assert menu_names == [p.name for p in builtin_presets()]
-    assert main.grab().save(str(tmp_path / "file-errors-banner.png"))   # docs/screenshots/ holds a copy
-    main.set_assistant_settings(AssistantSettings(kpl_k=6))               # saving writes a fresh file...
-    assert json.loads(kept_settings.read_text())["kpl_k"] == "four"       # ...the damaged copy stays
+    assert main.grab().save(str(tmp_path / "file-errors-banner.png"))  # docs/screenshots/ holds a copy
+    main.set_assistant_settings(AssistantSettings(kpl_k=6))  # saving writes a fresh file...
+    assert json.loads(kept_settings.read_text())["kpl_k"] == "four"  # ...the damaged copy stays
 
 
 @pytest.fixture
@@ -81,11 +81,15 @@ def test_a_failed_import_leaves_the_document_as_it_was(qtbot, ct, tmp_path):
     without_xyxy = {k: v for k, v in coco["annotations"][0].items() if k not in ("xyxy", "clinlens_id")}
     before = _state(main)
     cases = {
-        "cut.json": (exported.read_bytes()[:-30], "not valid JSON"),                        # a cut transfer
-        "wrong.json": (json.dumps({**coco, "annotations": [{**without_xyxy, "bbox": [1, 2, "3", 4]}]}),
-                       "annotations[0].bbox: expected four numbers"),
-        "frame.json": (json.dumps({**coco, "images": [{**coco["images"][0], "frame": 5}]}),  # CT_small: 1 frame
-                       "is on frame 5 but the image has 1 frame(s)"),
+        "cut.json": (exported.read_bytes()[:-30], "not valid JSON"),  # a cut transfer
+        "wrong.json": (
+            json.dumps({**coco, "annotations": [{**without_xyxy, "bbox": [1, 2, "3", 4]}]}),
+            "annotations[0].bbox: expected four numbers",
+        ),
+        "frame.json": (
+            json.dumps({**coco, "images": [{**coco["images"][0], "frame": 5}]}),  # CT_small: 1 frame
+            "is on frame 5 but the image has 1 frame(s)",
+        ),
     }
     for name, (content, reason) in cases.items():
         path = tmp_path / name
@@ -117,8 +121,7 @@ def test_a_bad_knowledge_file_keeps_the_previous_base_selected(qtbot, tmp_path, 
     assert main.assistant_settings.knowledge == str(good) and not panel.knowledge_error.isVisibleTo(panel)
 
 
-def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(  # noqa: F811 - fixtures from test_assistant
-        qtbot, ct, tiny_folder, scripted, tmp_path):
+def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(qtbot, ct, tiny_folder, scripted, tmp_path):
     main = make_assistant_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
     open_one(qtbot, main, ct)
     panel = main.ask_panel
@@ -127,19 +130,20 @@ def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(  # noqa: 
     loaded = main.service.worker._clinkd
     assert loaded is not None
     damaged = Path(shutil.copytree(tiny_folder, tmp_path / "damaged"))
-    (damaged / "config.json").write_bytes((tiny_folder / "config.json").read_bytes()[:200])   # a cut copy
+    (damaged / "config.json").write_bytes((tiny_folder / "config.json").read_bytes()[:200])  # a cut copy
     main.set_assistant_settings(replace(main.assistant_settings, clinkd_dir=str(damaged)))
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
         panel.ask("And now?", Task.FREE, None)
     turn = panel.conversations.turns(main.state.stack.key)[1]
     assert turn.status == "error" and "config.json: not valid JSON" in turn.error
-    assert main.service.worker._clinkd is loaded          # the working model was not let go for a bad folder
+    assert main.service.worker._clinkd is loaded  # the working model was not let go for a bad folder
 
 
 # --- settings and recent files, fuzzed like the engine's files (tests/engine/test_fuzz_files.py)
 
-SETTINGS = AssistantSettings(clinkd_dir="/models/clinkd", clip_model="ViT-B-16:/w/clip.pt", device="cpu",
-                             max_new_tokens=120, kpl_k=4)
+SETTINGS = AssistantSettings(
+    clinkd_dir="/models/clinkd", clip_model="ViT-B-16:/w/clip.pt", device="cpu", max_new_tokens=120, kpl_k=4
+)
 
 
 def _check_settings(raw: bytes) -> bool:
@@ -150,16 +154,16 @@ def _check_settings(raw: bytes) -> bool:
         assert isinstance(loaded.value, AssistantSettings)
         for name, value in vars(loaded.value).items():
             assert type(value) is type(getattr(SETTINGS, name))
-        loaded.value.problems()   # sentences, never an exception
+        loaded.value.problems()  # sentences, never an exception
         save_settings(loaded.value)
         return True
-    else:   # defaults, said so, the damaged bytes kept and never overwritten
-        assert loaded.value == AssistantSettings() and "assistant.json" in loaded.problem
-        assert loaded.kept_as.read_bytes() == raw and not path.exists()
-        save_settings(loaded.value)
-        assert loaded.kept_as.read_bytes() == raw
-        loaded.kept_as.unlink()
-        return False
+    # defaults, said so, the damaged bytes kept and never overwritten
+    assert loaded.value == AssistantSettings() and "assistant.json" in loaded.problem
+    assert loaded.kept_as.read_bytes() == raw and not path.exists()
+    save_settings(loaded.value)
+    assert loaded.kept_as.read_bytes() == raw
+    loaded.kept_as.unlink()
+    return False
 
 
 def test_damaged_settings_bytes():
@@ -181,7 +185,7 @@ def test_damaged_recent_files_list():
         store.write_bytes(raw)
         recent = load_recent()
         assert all(isinstance(p, str) for p in recent)
-        if not store.exists():   # damaged: moved aside, never overwritten
+        if not store.exists():  # damaged: moved aside, never overwritten
             [kept] = store.parent.glob("recent.json.damaged-*")
             assert kept.read_bytes() == raw
             kept.unlink()

@@ -54,8 +54,11 @@ def test_follow_up_questions_carry_the_conversation(qtbot, ct, tiny_folder, prom
     assert "Follow-up: 1 earlier turn of this conversation goes with the next question" in panel.history_label.text()
     ask_and_wait(qtbot, panel, "How large is it?")
     first, second = prompts
-    assert first.count("<|vision_start|>") == second.count("<|vision_start|>") == 1   # the image once
-    assert "<|im_start|>assistant" not in first.split("<|im_start|>assistant")[0] and first.count("<|im_start|>assistant") == 1
+    assert first.count("<|vision_start|>") == second.count("<|vision_start|>") == 1  # the image once
+    assert (
+        "<|im_start|>assistant" not in first.split("<|im_start|>assistant")[0]
+        and first.count("<|im_start|>assistant") == 1
+    )
     assert second.count("<|im_start|>user") == 2 and second.count("<|im_start|>assistant") == 2
     assert f"Where is the spine located in the image?<|im_end|>\n<|im_start|>assistant\n{ANSWER}<|im_end|>" in second
     turns = panel.conversations.turns(main.state.stack.key)
@@ -89,7 +92,7 @@ def test_box_prompt_follows_undo_of_the_selected_box(qtbot, ct) -> None:  # noqa
     main = make_window(qtbot, AssistantSettings())
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
-    main.annotations.add_box(0, 84, 73, 102, 96)   # drawn, and selected
+    main.annotations.add_box(0, 84, 73, 102, 96)  # drawn, and selected
     assert panel.box_label.text() == "Box prompt: (84, 73) – (102, 96) px"
     main.setFocus()
     QTest.keyClick(main, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)

@@ -11,8 +11,8 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
-from app.main_window import MainWindow
 from app.inference.settings import AssistantSettings, save_settings
+from app.main_window import MainWindow
 from engine.annotations import MeasureKind, Measurement, load_document
 from engine.clinkd import Task
 from engine.imaging import Plane, Window, render, render_rgb
@@ -61,7 +61,7 @@ def test_series_opens_in_three_linked_planes(qtbot, window, phantom):
     view = window.mpr.view
     assert window.mpr.volume.geometry.shape == (sphere.slices, sphere.rows, sphere.columns)
     ports = view.viewports
-    assert all(port.isVisible() for port in ports.values())           # 1x3 by default
+    assert all(port.isVisible() for port in ports.values())  # 1x3 by default
     assert ports[Plane.CORONAL].letters["top"].text() == "S" and ports[Plane.AXIAL].letters["right"].text() == "L"
     # each viewport shows exactly render(plane frame, shared window)
     for plane, port in ports.items():
@@ -88,8 +88,9 @@ def test_window_is_shared_and_layouts_switch(qtbot, window, phantom):
     window.state.set_window(Window(40, 10))
     qtbot.wait_until(lambda: pixmap_pixels(view.viewports[Plane.SAGITTAL]).max() == 255)
     for plane, port in view.viewports.items():
-        np.testing.assert_array_equal(pixmap_pixels(port),
-                                      render(window.mpr.volume.plane_frame(plane, port.index), Window(40, 10)))
+        np.testing.assert_array_equal(
+            pixmap_pixels(port), render(window.mpr.volume.plane_frame(plane, port.index), Window(40, 10))
+        )
     window.mpr.set_layout("2x2")
     assert view.info.isVisible() and "slice spacing from positions" in view.info.text()
     view.set_active(Plane.SAGITTAL)
@@ -115,12 +116,12 @@ def test_length_drawn_on_a_reformat_is_kept_and_shown_where_it_crosses(qtbot, wi
     [length] = doc.measurements(image_id)
     assert isinstance(length, Measurement) and length.placement.plane == "coronal"
     assert length.values[0].unit == "mm"
-    assert length.values[0].value == pytest.approx(2 * sphere.radius_mm, abs=1.0)   # screen rounding only
+    assert length.values[0].value == pytest.approx(2 * sphere.radius_mm, abs=1.0)  # screen rounding only
     # the vertical line crosses the axial plane through the centre: one intersection marker there
     axial = view.viewports[Plane.AXIAL]
     view.set_index(Plane.AXIAL, sphere.centre_voxel[0])
     assert len(axial.annotations.childItems()) == 1
-    assert len(coronal.annotations.childItems()) == 2                 # the line and its value
+    assert len(coronal.annotations.childItems()) == 2  # the line and its value
     # autosaved to the sidecar with its plane and patient geometry
     window.annotations.save_all()
     [saved] = load_document(window.annotations.document_path()).measurements(image_id)
@@ -139,8 +140,9 @@ def test_roi_reports_hu_and_the_assistant_sees_the_active_plane(qtbot, window, p
     view.set_index(Plane.SAGITTAL, sphere.centre_voxel[2])
     sagittal = view.viewports[Plane.SAGITTAL]
     _, x, y = (float(v) for v in volume.patient_to_display(Plane.SAGITTAL, sphere.centre))
-    measurement = view.add_measurement(Plane.SAGITTAL, sagittal.index, MeasureKind.ELLIPSE,
-                                       ((x - 5, y - 5), (x + 5, y + 5)))
+    measurement = view.add_measurement(
+        Plane.SAGITTAL, sagittal.index, MeasureKind.ELLIPSE, ((x - 5, y - 5), (x + 5, y + 5))
+    )
     assert abs(measurement.value("mean").value - SPHERE_HU) <= 0.5 and measurement.value("mean").unit == "[hnsf'U]"
     view.set_active(Plane.SAGITTAL)
     shown = window.state.shown_frame()
@@ -178,7 +180,7 @@ def test_measurement_tools_work_on_the_single_plane_canvas(qtbot, window):
     assert length.placement is None and length.frame == 0
     assert length.values[0].value == pytest.approx(math.hypot((x2 - x1) * spacing.col_mm, (y2 - y1) * spacing.row_mm))
     assert abs(length.values[0].value - 80 * spacing.col_mm) <= 2 * spacing.col_mm
-    assert len(window.mpr.canvas_tools.overlay.group.childItems()) == 2        # the line and its value
+    assert len(window.mpr.canvas_tools.overlay.group.childItems()) == 2  # the line and its value
     # dragging its end point edits it (values recomputed) instead of starting a new one
     grab, drop = window.canvas.mapFromScene(x2, y2), window.canvas.mapFromScene(x2, y2 + 30)
     QTest.mousePress(window.canvas.viewport(), Qt.MouseButton.LeftButton, pos=grab)
@@ -187,7 +189,9 @@ def test_measurement_tools_work_on_the_single_plane_canvas(qtbot, window):
     [moved] = window.annotations.doc.measurements(window.annotations.image_id)
     (mx1, my1), (mx2, my2) = moved.points
     assert moved.id == length.id and my2 > y2 + 25
-    assert moved.values[0].value == pytest.approx(math.hypot((mx2 - mx1) * spacing.col_mm, (my2 - my1) * spacing.row_mm))
+    assert moved.values[0].value == pytest.approx(
+        math.hypot((mx2 - mx1) * spacing.col_mm, (my2 - my1) * spacing.row_mm)
+    )
     window.annotations.undo()
     # a rectangle ROI reports the CT values inside it (HU, through the rescale)
     window.mpr.set_tool(MeasureKind.RECTANGLE)
@@ -198,12 +202,12 @@ def test_measurement_tools_work_on_the_single_plane_canvas(qtbot, window):
     roi = window.annotations.doc.measurements(window.annotations.image_id)[-1]
     (rx1, ry1), (rx2, ry2) = roi.points
     hu = window.state.frame.modality_values()
-    inside = hu[math.ceil(ry1 - 0.5):math.floor(ry2 - 0.5) + 1, math.ceil(rx1 - 0.5):math.floor(rx2 - 0.5) + 1]
+    inside = hu[math.ceil(ry1 - 0.5) : math.floor(ry2 - 0.5) + 1, math.ceil(rx1 - 0.5) : math.floor(rx2 - 0.5) + 1]
     assert roi.value("mean").value == pytest.approx(inside.mean()) and roi.value("mean").unit == "[hnsf'U]"
     window.annotations.undo()
     window.annotations.undo()
     assert window.annotations.doc.measurements(window.annotations.image_id) == []
-    QTest.keyClick(window, Qt.Key.Key_H)                                       # Pan ends the measurement tool
+    QTest.keyClick(window, Qt.Key.Key_H)  # Pan ends the measurement tool
     assert window.mpr.canvas_tools.kind is None
 
 
@@ -223,9 +227,9 @@ def test_box_drawn_on_a_reformat_keeps_its_plane_and_shows_where_it_crosses(qtbo
     [box] = window.annotations.doc.boxes(window.annotations.image_id)
     assert box.placement.plane == "sagittal" and len(box.placement.points_mm) == 5
     assert np.allclose(np.mean(box.placement.points_mm[:4], axis=0), sphere.centre, atol=1.0)
-    assert window.annotations.doc.boxes(window.annotations.image_id, frame=box.frame) == []   # not a native box
+    assert window.annotations.doc.boxes(window.annotations.image_id, frame=box.frame) == []  # not a native box
     view.set_index(Plane.AXIAL, sphere.centre_voxel[0])
-    [cut] = view.viewports[Plane.AXIAL].annotations.childItems()       # the box cut through: a segment
+    [cut] = view.viewports[Plane.AXIAL].annotations.childItems()  # the box cut through: a segment
     assert cut.path().elementCount() >= 10
 
 
@@ -251,7 +255,7 @@ def test_ask_and_kpl_are_shown_the_active_plane_as_displayed(qtbot, tmp_path, ph
         assert panel.classify_current() is not None
     [job] = submitted
     [(key, title, pixels)] = job.pictures
-    np.testing.assert_array_equal(pixels, expected)                     # the coronal plane, windowed
+    np.testing.assert_array_equal(pixels, expected)  # the coronal plane, windowed
     [item] = panel.result.images
     assert item.image.title.endswith(f"Coronal {sphere.centre_voxel[1] + 1}/{sphere.rows}")
     assert panel._current() is item and item.label in {"normal", "tuberculosis"}
@@ -289,7 +293,7 @@ def test_dragging_a_measurement_point_edits_it_in_one_undo_step(qtbot, window, p
     QTest.mouseMove(coronal.viewport(), drop)
     QTest.mouseRelease(coronal.viewport(), Qt.MouseButton.LeftButton, pos=drop)
     doc, image_id = window.annotations.doc, window.annotations.image_id
-    [edited] = doc.measurements(image_id)                    # edited, not a second measurement
+    [edited] = doc.measurements(image_id)  # edited, not a second measurement
     pixel = volume.axes(Plane.CORONAL).pixel_mm
     assert edited.id == length.id and edited.points[0] == length.points[0]
     assert edited.values[0].value == pytest.approx(math.dist(*edited.points) * pixel)

@@ -31,9 +31,14 @@ def pacs(tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot, pacs):
-    save_pacs_settings(PacsSettings(servers=(
-        PacsServer("Orthanc (DICOMweb)", pacs.server.dicomweb_url),
-        PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET))))
+    save_pacs_settings(
+        PacsSettings(
+            servers=(
+                PacsServer("Orthanc (DICOMweb)", pacs.server.dicomweb_url),
+                PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET),
+            )
+        )
+    )
     main = MainWindow()
     qtbot.addWidget(main)
     main.resize(1100, 750)
@@ -52,7 +57,7 @@ def test_search_expand_and_open_streams_into_the_viewer(qtbot, window, pacs, tmp
     assert searched.args == [1]
     study = browser.results.topLevelItem(0)
     assert [study.text(i) for i in range(2, 5)] == ["2024-03-15", "CT", "Chest CT"]
-    assert study.text(0) == study.text(1) == "(hidden)"             # identifiers hidden by default
+    assert study.text(0) == study.text(1) == "(hidden)"  # identifiers hidden by default
     browser.reveal_phi.setChecked(True)
     assert (study.text(0), study.text(1)) == ("Test Pacs", "PACS-CT")
     browser.reveal_phi.setChecked(False)
@@ -67,7 +72,7 @@ def test_search_expand_and_open_streams_into_the_viewer(qtbot, window, pacs, tmp
     lung = Window(-600, 1500)
 
     def choose_display_while_streaming(n_frames: int) -> None:
-        if n_frames == 1:                      # the user windows and inverts the first image
+        if n_frames == 1:  # the user windows and inverts the first image
             window.state.set_window(lung)
             window.state.toggle_invert()
 
@@ -76,13 +81,13 @@ def test_search_expand_and_open_streams_into_the_viewer(qtbot, window, pacs, tmp
     assert browser.open_button.isEnabled()
     with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
         browser.open_button.click()
-    assert frames_shown[0] == 1                # the first image was on screen before the series was complete
+    assert frames_shown[0] == 1  # the first image was on screen before the series was complete
     assert window.state.stack.n_frames == 12 and window.image_list.count() == 1
     assert window.frame_status.text() == "Frame 1/12"
-    assert (window.state.window, window.state.invert) == (lung, True)   # kept while the series grew
+    assert (window.state.window, window.state.invert) == (lung, True)  # kept while the series grew
     assert window.annotations.document_path().is_relative_to(data_dir())
     assert not window.pacs.progress_bar.isVisible()
-    qtbot.wait(100)   # let the status bar re-layout for the new frame count before the screenshot
+    qtbot.wait(100)  # let the status bar re-layout for the new frame count before the screenshot
     window.grab().save(str(tmp_path / "window.png"))
 
 
@@ -117,7 +122,7 @@ def test_servers_dialog_tests_the_connection(qtbot, pacs):
     with qtbot.waitSignal(dialog.tested, timeout=20000) as tested:
         dialog.test_button.click()
     assert tested.args[0] is True and "answered" in tested.args[1]
-    dialog.url.setText(f"dicom://ORTHANC@127.0.0.1:{pacs.server.http_port}")   # the HTTP port is not DICOM
+    dialog.url.setText(f"dicom://ORTHANC@127.0.0.1:{pacs.server.http_port}")  # the HTTP port is not DICOM
     with qtbot.waitSignal(dialog.tested, timeout=20000) as tested:
         dialog.test_button.click()
     assert tested.args[0] is False and "association" in tested.args[1]
@@ -138,8 +143,8 @@ def test_cancel_while_retrieving_keeps_the_window_usable(qtbot, window, pacs):
     assert not window.pacs.busy and not window.pacs.cancel_button.isVisible()
     cache = InstanceCache()
     assert not cache.is_complete(study_uid, series_uid)
-    assert not list(cache.series_dir(study_uid, series_uid).glob(".*.part"))   # nothing half-written
-    assert window.image_list.count() == 0       # an incomplete series is never bound to annotations
+    assert not list(cache.series_dir(study_uid, series_uid).glob(".*.part"))  # nothing half-written
+    assert window.image_list.count() == 0  # an incomplete series is never bound to annotations
 
 
 def test_a_corrupt_instance_is_listed_and_the_rest_opens(qtbot, window, pacs):
@@ -167,4 +172,5 @@ def test_servers_dialog_saves_entries_without_secrets(qtbot, pacs):
     dialog.accept()
     saved = load_pacs_settings().servers
     assert [(s.name, s.auth, s.username, s.secret_env) for s in saved] == [
-        ("Hospital", "basic", "reader", "HOSPITAL_PASSWORD")]
+        ("Hospital", "basic", "reader", "HOSPITAL_PASSWORD")
+    ]

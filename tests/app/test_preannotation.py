@@ -93,19 +93,26 @@ def test_a_run_proposes_boxes_for_review_and_one_undo_takes_it_back(qtbot, folde
     assert len(main.stacks) == 4
     progress = []
     main.service.worker.run_progress.connect(lambda _id, p: progress.append((p.images_done, p.images_total)))
-    landed_on = set()   # the threads the documents changed on (a document calls its listeners directly)
+    landed_on = set()  # the threads the documents changed on (a document calls its listeners directly)
     for doc in {id(d): d for d, _image in map(main.annotations.document_for, main.stacks)}.values():
         doc.subscribe(lambda _event: landed_on.add(threading.current_thread()))
     summary = run_and_wait(qtbot, main, PreannotateSpec(PreTask.VG, ("spine", "liver")))
     assert "4 of 4 images, 8 boxes" in summary and "0 failed" in summary
-    assert landed_on == {threading.main_thread()}   # outcomes land in the documents on the GUI thread
+    assert landed_on == {threading.main_thread()}  # outcomes land in the documents on the GUI thread
     assert progress[-1] == (4, 4)
     boxes = all_boxes(main)
-    assert len(boxes) == 8 and {b.source for b in boxes} == {Source.MODEL} and {b.review for b in boxes} == {Review.PENDING}
+    assert (
+        len(boxes) == 8
+        and {b.source for b in boxes} == {Source.MODEL}
+        and {b.review for b in boxes} == {Review.PENDING}
+    )
     assert {b.label for b in boxes} == {"spine", "liver"}
     ct = next(b for b in boxes if b.sop_instance_uid)  # the CT's boxes are bound to its SOP instance
     assert ct.rect == (32.0, 64.0, 96.0, 128.0)
-    assert ct.provenance.question in ("Where is the spine located in the image?", "Where is the liver located in the image?")
+    assert ct.provenance.question in (
+        "Where is the spine located in the image?",
+        "Where is the liver located in the image?",
+    )
     assert "<|box_start|>(250,500),(750,1000)<|box_end|>" in ct.provenance.answer
     assert ct.provenance.run == main.preannotation.run_id
     assert not main.preannotation.running and "Pre-annotation: 4 of 4" in main.statusBar().currentMessage()
@@ -129,7 +136,7 @@ def test_needing_review_scope_and_a_whole_image_note(qtbot, folder, tiny_folder,
     scripted["answer"] = "A chest radiograph with clear lungs."
     main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
     open_folder(qtbot, main, folder)
-    main.annotations.set_image_reviewed(True)   # the current image is done already
+    main.annotations.set_image_reviewed(True)  # the current image is done already
     summary = run_and_wait(qtbot, main, PreannotateSpec(PreTask.MIA), only_needing_review=True)
     assert "3 of 3 images" in summary and "3 labels" in summary
     notes = []
@@ -147,7 +154,7 @@ def test_pause_resume_and_cancel_keeping_what_is_done(qtbot, folder, tiny_folder
     run.batch_size = 1
     paused_once: list[bool] = []
 
-    def pause_after_the_first_image() -> None:   # run.changed is emitted on the GUI thread
+    def pause_after_the_first_image() -> None:  # run.changed is emitted on the GUI thread
         if run.done >= 1 and not paused_once:
             paused_once.append(True)
             run.toggle_pause()
@@ -155,16 +162,20 @@ def test_pause_resume_and_cancel_keeping_what_is_done(qtbot, folder, tiny_folder
     run.changed.connect(pause_after_the_first_image)
     run.start(PreannotateSpec(PreTask.MIA))
     qtbot.wait_until(lambda: bool(paused_once), timeout=60000)
-    assert run.paused and "paused" in run.status_text() and main.findChild(PreannotationBar).pause_button.text() == "Resume"
-    for _ in range(20):              # a question already in flight may still finish (however slow the CPU)
+    assert (
+        run.paused
+        and "paused" in run.status_text()
+        and main.findChild(PreannotationBar).pause_button.text() == "Resume"
+    )
+    for _ in range(20):  # a question already in flight may still finish (however slow the CPU)
         before = run.done
         qtbot.wait(1500)
         if run.done == before:
             break
     held = run.done
     qtbot.wait(1000)
-    assert run.done == held <= 2 and run.running   # nothing new starts while paused
-    run.toggle_pause()               # resume
+    assert run.done == held <= 2 and run.running  # nothing new starts while paused
+    run.toggle_pause()  # resume
     qtbot.wait_until(lambda: run.done > held, timeout=60000)
     with qtbot.waitSignal(run.finished, timeout=60000) as blocker:
         run.cancel()
@@ -172,7 +183,7 @@ def test_pause_resume_and_cancel_keeping_what_is_done(qtbot, folder, tiny_folder
     for stack in main.stacks:
         doc, image_id = main.annotations.document_for(stack)
         kept += len(doc.image_labels(image_id))
-    assert kept == run.done          # every finished image kept, nothing of the cut-short one
+    assert kept == run.done  # every finished image kept, nothing of the cut-short one
     if run.done < 4:
         assert "cancelled: what is done is kept" in blocker.args[0]
 
@@ -185,15 +196,15 @@ def test_a_progress_report_paints_with_the_next_frame_not_on_its_own(qtbot) -> N
     counter = PaintCounter()
     bar.bar.installEventFilter(counter)
     run = main.preannotation
-    run.job_id, run.total = -1, 10            # how a run in progress looks to its bar; no worker is needed
+    run.job_id, run.total = -1, 10  # how a run in progress looks to its bar; no worker is needed
     run.changed.emit()
     qtbot.wait_until(lambda: bar.isVisible() and counter.paints > 0)
     painted = counter.paints
     run.done = 5
     run.changed.emit()
-    assert counter.paints == painted          # nothing painted inside the report's own call
+    assert counter.paints == painted  # nothing painted inside the report's own call
     assert bar.bar.value() == 5 and bar.bar.updatesEnabled()
-    qtbot.wait_until(lambda: counter.paints > painted)   # the event loop paints it
+    qtbot.wait_until(lambda: counter.paints > painted)  # the event loop paints it
     run.job_id = None
     run.changed.emit()
     assert not bar.isVisible()
@@ -238,8 +249,9 @@ def test_the_window_opens_the_project_that_annotate_writes(qtbot, folder, tmp_pa
     annotate.register(parser.add_subparsers(dest="command"))
     answer = "It is at <|box_start|>(100,100),(500,500)<|box_end|>."
     with OpenAIStub(StubBehaviour(answer=lambda body: answer)) as stub:
-        args = parser.parse_args(["annotate", str(folder), "--task", "vg", "--labels", "heart", "--server", stub.url,
-                                  "--out", str(out)])
+        args = parser.parse_args(
+            ["annotate", str(folder), "--task", "vg", "--labels", "heart", "--server", stub.url, "--out", str(out)]
+        )
         assert args.func(args) == 0
     main = make_window(qtbot, AssistantSettings())
     with qtbot.waitSignal(main.load_finished, timeout=20000):
@@ -255,8 +267,9 @@ def test_kpl_labels_from_the_window_with_the_tiny_clip(qtbot, tmp_path, tmp_path
 
     clip = save_tiny_clip_dir(tmp_path_factory.mktemp("clip") / "tiny")
     cxr = write_image_folder(tmp_path / "cxr", per_class=3)
-    main = make_window(qtbot, AssistantSettings(clip_model=f"local-dir:{clip}", knowledge="tuberculosis-cxr",
-                                                device="cpu"))
+    main = make_window(
+        qtbot, AssistantSettings(clip_model=f"local-dir:{clip}", knowledge="tuberculosis-cxr", device="cpu")
+    )
     open_folder(qtbot, main, cxr)
     summary = run_and_wait(qtbot, main, PreannotateSpec(PreTask.KPL, knowledge="tuberculosis-cxr"))
     assert "6 of 6 images" in summary and "6 labels" in summary

@@ -33,7 +33,7 @@ def test_a_new_value_or_range_is_painted_by_the_event_loop_not_inside_the_call(q
     for change in (lambda: bar.setRange(0, 10), lambda: bar.setValue(5), lambda: bar.setRange(20, 30)):
         painted = counter.paints
         change()
-        assert counter.paints == painted            # nothing painted inside the call
+        assert counter.paints == painted  # nothing painted inside the call
         assert bar.updatesEnabled()
-        qtbot.wait_until(lambda: counter.paints > painted)   # the next frame paints it
-    assert (bar.minimum(), bar.maximum()) == (20, 30) and bar.value() == 19   # the range change reset it
+        qtbot.wait_until(lambda: counter.paints > painted)  # the next frame paints it
+    assert (bar.minimum(), bar.maximum()) == (20, 30) and bar.value() == 19  # the range change reset it

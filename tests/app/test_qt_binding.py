@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QApplication
 
-import app.widgets.qt_binding as qt_binding
 from app.application import DEMO_IMAGE, open_window
+from app.widgets import qt_binding
 
 
 def test_the_installed_binding_keeps_the_reference_count_of_true() -> None:
@@ -24,7 +24,7 @@ def test_the_installed_binding_keeps_the_reference_count_of_true() -> None:
 
 
 def test_a_leaking_binding_is_named_in_the_window_at_start(qtbot, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(qt_binding, "true_references_lost", lambda emits: 2 * emits)   # as 6.12.0 measures
+    monkeypatch.setattr(qt_binding, "true_references_lost", lambda emits: 2 * emits)  # as 6.12.0 measures
     app = QApplication.instance()
     style, palette = app.style().name(), app.palette()
     try:

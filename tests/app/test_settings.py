@@ -13,7 +13,7 @@ def test_dialog_refuses_bad_values_and_returns_good_ones(qtbot, tmp_path):
     dialog.clinkd_dir.setText(str(tmp_path / "missing"))
     dialog.server_url.setText("gpu-server:8000")
     dialog.accept()
-    assert dialog.result() == 0                                   # not accepted
+    assert dialog.result() == 0  # not accepted
     assert "does not exist" in dialog.problems.text() and "http://" in dialog.problems.text()
     dialog.clinkd_dir.setText(str(tmp_path))
     dialog.server_url.setText("")
@@ -28,15 +28,17 @@ def test_dialog_refuses_bad_values_and_returns_good_ones(qtbot, tmp_path):
 def test_settings_round_trip_and_damaged_file_falls_back(tmp_path):
     save_settings(AssistantSettings(clip_model="ViT-L-14:openai", kpl_k=5))
     assert read_settings() == Loaded(AssistantSettings(clip_model="ViT-L-14:openai", kpl_k=5))
-    settings_path().write_text('{"kpl_k": 5, "unknown": 1, "device": "cpu"}')   # a newer version's key: ignored
+    settings_path().write_text('{"kpl_k": 5, "unknown": 1, "device": "cpu"}')  # a newer version's key: ignored
     assert read_settings() == Loaded(AssistantSettings(kpl_k=5, device="cpu"))
-    for damaged, reason in (('{"kpl_k": 5, "device": "cpu"', "not valid JSON (line 1"),
-                            ('{"kpl_k": "five", "device": "cpu"}', 'kpl_k must be an integer, not "five"')):
+    for damaged, reason in (
+        ('{"kpl_k": 5, "device": "cpu"', "not valid JSON (line 1"),
+        ('{"kpl_k": "five", "device": "cpu"}', 'kpl_k must be an integer, not "five"'),
+    ):
         settings_path().write_text(damaged)
         loaded = read_settings()
-        assert loaded.value == AssistantSettings()                     # defaults, nothing half-applied
+        assert loaded.value == AssistantSettings()  # defaults, nothing half-applied
         assert reason in loaded.problem and "assistant.json" in loaded.problem
         assert loaded.kept_as.name.startswith("assistant.json.damaged-") and loaded.kept_as.read_text() == damaged
-        save_settings(AssistantSettings(kpl_k=7))                     # saving never overwrites the damaged copy
+        save_settings(AssistantSettings(kpl_k=7))  # saving never overwrites the damaged copy
         assert loaded.kept_as.read_text() == damaged
         assert read_settings() == Loaded(AssistantSettings(kpl_k=7))

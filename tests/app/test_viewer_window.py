@@ -30,8 +30,9 @@ def window(qtbot):
 def open_and_wait(qtbot, main: MainWindow, paths: list[str]):
     with qtbot.waitSignal(main.load_finished, timeout=20000) as blocker:
         main.open(paths)
-    qtbot.wait_until(lambda: main.canvas.rendered_step >= 1 and not main.canvas.image_item.pixmap().isNull(),
-                     timeout=20000)   # a compressed first frame waits for a decoder process to start
+    qtbot.wait_until(
+        lambda: main.canvas.rendered_step >= 1 and not main.canvas.image_item.pixmap().isNull(), timeout=20000
+    )  # a compressed first frame waits for a decoder process to start
     return blocker.args[0]
 
 
@@ -51,8 +52,8 @@ def test_open_ct_shows_it_and_reports_frame_and_window(qtbot, window):
     assert len(result.stacks) == 1 and not result.errors
     assert window.state.stack.modality == "CT"
     assert window.frame_status.text() == "Frame 1/1"
-    assert window.window_label.text().startswith("C ")        # CT_small has no header window: auto
-    assert not window.frame_slider.isVisible()                 # one frame: no slider
+    assert window.window_label.text().startswith("C ")  # CT_small has no header window: auto
+    assert not window.frame_slider.isVisible()  # one frame: no slider
     window.canvas.set_zoom(1.0)
     qtbot.wait_until(lambda: window.canvas.rendered_step == 1)
     expected = render(window.state.frame, window.state.window)
@@ -71,8 +72,8 @@ def test_right_drag_changes_window_and_rendered_pixels(qtbot, window):
     QTest.mouseRelease(viewport, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, start + QPoint(-120, 40))
     qtbot.wait_until(lambda: not window.canvas._render_pending)
     after = window.state.window
-    assert after.width < before_window.width            # drag left narrows the window
-    assert after.center > before_window.center          # drag down raises the level
+    assert after.width < before_window.width  # drag left narrows the window
+    assert after.center > before_window.center  # drag down raises the level
     assert not np.array_equal(canvas_pixels(window), before_pixels)
     assert window.window_label.text().startswith(f"C {after.center:.0f} / W {after.width:.0f}")
 
@@ -81,7 +82,7 @@ def test_preset_keys_invert_and_reset(qtbot, window):
     open_and_wait(qtbot, window, [CT])
     initial = window.state.window
     window.canvas.setFocus()
-    QTest.keyClick(window.canvas, Qt.Key.Key_2)        # second default preset
+    QTest.keyClick(window.canvas, Qt.Key.Key_2)  # second default preset
     qtbot.wait_until(lambda: not window.canvas._render_pending)
     preset = next(p for p in __import__("engine.imaging", fromlist=["load_presets"]).load_presets() if p.key == "2")
     assert (window.state.window.center, window.state.window.width) == (preset.center, preset.width)
@@ -103,7 +104,11 @@ def test_user_preset_is_saved_and_offered(qtbot, window):
     labels = [a.text() for a in window.window_menu.actions()]
     assert any(text.startswith("My abdomen  (C 123 / W 456)") for text in labels)
     from engine.imaging import load_presets
-    assert Preset("My abdomen", 123, 456, next(p.key for p in load_presets() if p.name == "My abdomen"), True) in load_presets()
+
+    assert (
+        Preset("My abdomen", 123, 456, next(p.key for p in load_presets() if p.name == "My abdomen"), True)
+        in load_presets()
+    )
 
 
 def test_status_line_shows_stored_and_hounsfield_values_under_cursor(qtbot, window):
@@ -132,7 +137,7 @@ def test_frame_scrolling_with_keys_wheel_and_slider(qtbot, window):
     window.frame_slider.setValue(0)
     assert window.state.frame_index == 0
     QTest.keyClick(window.canvas, Qt.Key.Key_PageDown)
-    assert window.state.frame_index == 1             # clamped at the last frame
+    assert window.state.frame_index == 1  # clamped at the last frame
 
 
 def test_bad_file_shows_a_message_and_the_good_one_stays_usable(qtbot, window):
@@ -145,7 +150,7 @@ def test_bad_file_shows_a_message_and_the_good_one_stays_usable(qtbot, window):
     assert "Traceback" not in text
     assert [s.modality for s in result.stacks] == ["CT"]
     assert window.state.stack.modality == "CT"
-    open_and_wait(qtbot, window, [get_testdata_file("MR_small.dcm")])   # the app goes on
+    open_and_wait(qtbot, window, [get_testdata_file("MR_small.dcm")])  # the app goes on
     assert window.state.stack.modality == "MR" and window.image_list.count() == 2
 
 
@@ -185,8 +190,9 @@ def test_files_dropped_on_the_window_open(qtbot, window):
 
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(CT)])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     with qtbot.waitSignal(window.load_finished, timeout=20000):
         window.dropEvent(event)
     assert window.state.stack is not None and window.state.stack.modality == "CT"

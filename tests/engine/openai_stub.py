@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # chunked streaming
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet tests
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -51,14 +51,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         if self.path != "/v1/models":
             self._send(404, json.dumps({"detail": "Not Found"}).encode())
             return
         data = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.server.behaviour.models]}
         self._send(200, json.dumps(data).encode())
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         behaviour = self.server.behaviour
         if self.path != "/v1/chat/completions":
             self._send(404, json.dumps({"detail": "Not Found"}).encode())

@@ -26,9 +26,13 @@ def rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
     axis_v = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
     x, y, z = axis_v
     c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    return np.array([[c + x * x * (1 - c), x * y * (1 - c) - z * s, x * z * (1 - c) + y * s],
-                     [y * x * (1 - c) + z * s, c + y * y * (1 - c), y * z * (1 - c) - x * s],
-                     [z * x * (1 - c) - y * s, z * y * (1 - c) + x * s, c + z * z * (1 - c)]])
+    return np.array(
+        [
+            [c + x * x * (1 - c), x * y * (1 - c) - z * s, x * z * (1 - c) + y * s],
+            [y * x * (1 - c) + z * s, c + y * y * (1 - c), y * z * (1 - c) - x * s],
+            [z * x * (1 - c) - y * s, z * y * (1 - c) + x * s, c + z * z * (1 - c)],
+        ]
+    )
 
 
 @dataclass
@@ -40,10 +44,10 @@ class Phantom:
     slice_mm: float = 2.0
     orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0)
     origin: tuple[float, float, float] = (-20.0, -30.0, 100.0)
-    centre_voxel: tuple[int, int, int] = (22, 30, 37)   # (slice, row, column) of the sphere centre
+    centre_voxel: tuple[int, int, int] = (22, 30, 37)  # (slice, row, column) of the sphere centre
     radius_mm: float = 10.0
-    missing: tuple[int, ...] = ()                     # slice numbers (0-based) left out
-    tilt_mm_per_slice: float = 0.0                    # in-plane shift of each slice (gantry tilt)
+    missing: tuple[int, ...] = ()  # slice numbers (0-based) left out
+    tilt_mm_per_slice: float = 0.0  # in-plane shift of each slice (gantry tilt)
     series_uid: str = field(default_factory=generate_uid)
 
     @property
@@ -59,8 +63,9 @@ class Phantom:
         return np.cross(self.row_cosine, self.column_cosine)
 
     def position(self, k: int) -> np.ndarray:
-        return (np.asarray(self.origin) + self.normal * k * self.slice_mm
-                + self.column_cosine * k * self.tilt_mm_per_slice)
+        return (
+            np.asarray(self.origin) + self.normal * k * self.slice_mm + self.column_cosine * k * self.tilt_mm_per_slice
+        )
 
     @property
     def centre(self) -> np.ndarray:
@@ -68,9 +73,12 @@ class Phantom:
         return self.position(k) + self.column_cosine * r * self.pixel_mm + self.row_cosine * c * self.pixel_mm
 
     def slice_hu(self, k: int) -> np.ndarray:
-        r, c = np.mgrid[0:self.rows, 0:self.columns]
-        points = (self.position(k) + r[..., None] * self.pixel_mm * self.column_cosine
-                  + c[..., None] * self.pixel_mm * self.row_cosine)
+        r, c = np.mgrid[0 : self.rows, 0 : self.columns]
+        points = (
+            self.position(k)
+            + r[..., None] * self.pixel_mm * self.column_cosine
+            + c[..., None] * self.pixel_mm * self.row_cosine
+        )
         inside = np.linalg.norm(points - self.centre, axis=-1) <= self.radius_mm
         return np.where(inside, SPHERE_HU, AIR_HU).astype(np.int16)
 
@@ -111,11 +119,11 @@ class Phantom:
         for name, k in zip(names, kept, strict=True):
             ds = Dataset()
             self._common(ds, CT_IMAGE)
-            ds.InstanceNumber = int(name) + 1      # deliberately not the slice order
+            ds.InstanceNumber = int(name) + 1  # deliberately not the slice order
             ds.ImagePositionPatient = [round(float(v), 6) for v in self.position(k)]
             ds.ImageOrientationPatient = [float(v) for v in self.orientation]
             ds.PixelSpacing = [self.pixel_mm, self.pixel_mm]
-            ds.SliceThickness = 5.0                # deliberately not the spacing
+            ds.SliceThickness = 5.0  # deliberately not the spacing
             ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = INTERCEPT, 1.0, "HU"
             ds.WindowCenter, ds.WindowWidth = 40, 400
             ds.PixelData = (self.slice_hu(k) - int(INTERCEPT)).astype("<i2").tobytes()

@@ -28,15 +28,18 @@ def folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.filterwarnings("ignore:The string \"PLA\" is unlikely")
-@pytest.mark.parametrize("fmt, out, expected", [
-    ("coco", "coco.json", ["coco.json"]),
-    ("csv", "boxes.csv", ["boxes.csv"]),
-    ("json", "copy.json", ["copy.json"]),
-    ("yolo", "yolo", ["classes.txt", "ct.txt", "photo.txt", "us_f0001.txt", "us_f0018.txt"]),
-    ("voc", "voc", ["ct.xml", "photo.xml", "us_f0001.xml", "us_f0018.xml"]),
-    ("sr", "sr", None),
-])
+@pytest.mark.filterwarnings('ignore:The string "PLA" is unlikely')
+@pytest.mark.parametrize(
+    "fmt, out, expected",
+    [
+        ("coco", "coco.json", ["coco.json"]),
+        ("csv", "boxes.csv", ["boxes.csv"]),
+        ("json", "copy.json", ["copy.json"]),
+        ("yolo", "yolo", ["classes.txt", "ct.txt", "photo.txt", "us_f0001.txt", "us_f0018.txt"]),
+        ("voc", "voc", ["ct.xml", "photo.xml", "us_f0001.xml", "us_f0018.xml"]),
+        ("sr", "sr", None),
+    ],
+)
 def test_export_every_format_from_the_sidecar(folder, tmp_path, capsys, fmt, out, expected):
     target = tmp_path / out
     assert run(["export", str(folder / "images"), "--format", fmt, "--out", str(target)]) == 0
@@ -50,8 +53,21 @@ def test_export_every_format_from_the_sidecar(folder, tmp_path, capsys, fmt, out
 
 def test_only_images_inside_the_given_paths(folder, tmp_path):
     out = tmp_path / "one.json"
-    assert run(["export", str(folder / "images" / "photo.png"), "--format", "coco", "--out", str(out),
-                "--annotations", str(sidecar_path([folder / "images"]))]) == 0
+    assert (
+        run(
+            [
+                "export",
+                str(folder / "images" / "photo.png"),
+                "--format",
+                "coco",
+                "--out",
+                str(out),
+                "--annotations",
+                str(sidecar_path([folder / "images"])),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert [i["file_name"].rsplit("/", 1)[-1] for i in data["images"]] == ["photo.png"]
     assert len(data["annotations"]) == 1
@@ -60,8 +76,9 @@ def test_only_images_inside_the_given_paths(folder, tmp_path):
 def test_include_rejected_switch(folder, tmp_path):
     plain, everything = tmp_path / "plain", tmp_path / "all"
     assert run(["export", str(folder / "images"), "--format", "yolo", "--out", str(plain)]) == 0
-    assert run(["export", str(folder / "images"), "--format", "yolo", "--out", str(everything),
-                "--include-rejected"]) == 0
+    assert (
+        run(["export", str(folder / "images"), "--format", "yolo", "--out", str(everything), "--include-rejected"]) == 0
+    )
     assert len((plain / "ct.txt").read_text().splitlines()) == 1
     assert len((everything / "ct.txt").read_text().splitlines()) == 2
 
@@ -75,12 +92,38 @@ def test_bad_input_exits_2_with_a_clear_message(folder, tmp_path, capsys):
     assert "no annotations found" in capsys.readouterr().err
     damaged = tmp_path / "damaged.json"
     damaged.write_text("{not json")
-    assert run(["export", str(folder / "images"), "--format", "coco", "--out", str(tmp_path / "x.json"),
-                "--annotations", str(damaged)]) == 2
+    assert (
+        run(
+            [
+                "export",
+                str(folder / "images"),
+                "--format",
+                "coco",
+                "--out",
+                str(tmp_path / "x.json"),
+                "--annotations",
+                str(damaged),
+            ]
+        )
+        == 2
+    )
     assert "not valid JSON" in capsys.readouterr().err
-    assert damaged.read_text() == "{not json"   # the CLI never moves or rewrites the user's file
-    assert run(["export", str(folder / "images" / "photo.png"), "--format", "sr", "--out", str(tmp_path / "sr"),
-                "--annotations", str(sidecar_path([folder / "images"]))]) == 2
+    assert damaged.read_text() == "{not json"  # the CLI never moves or rewrites the user's file
+    assert (
+        run(
+            [
+                "export",
+                str(folder / "images" / "photo.png"),
+                "--format",
+                "sr",
+                "--out",
+                str(tmp_path / "sr"),
+                "--annotations",
+                str(sidecar_path([folder / "images"])),
+            ]
+        )
+        == 2
+    )
     assert "DICOM" in capsys.readouterr().err
     assert run(["export", str(folder / "images"), "--format", "yolo", "--out", str(damaged)]) == 2
     assert "writes a folder" in capsys.readouterr().err

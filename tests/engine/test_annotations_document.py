@@ -66,7 +66,7 @@ def test_add_undo_redo_restores_exact_values_and_notifies():
     assert doc.annotations(ref.image_id) == []
     assert events[-2].removed == (box.id,)
     assert doc.redo(ref.image_id)
-    assert doc.annotations(ref.image_id) == [box]   # same id, same timestamps
+    assert doc.annotations(ref.image_id) == [box]  # same id, same timestamps
     assert not doc.redo(ref.image_id)
 
 
@@ -87,14 +87,14 @@ def test_undo_limit_keeps_the_newest_steps():
     ref = raster_ref()
     doc = new_doc(ref, undo_limit=100)
     box = add_box(doc, ref.image_id)
-    for i in range(1, 151):   # 150 moves, each its own step
+    for i in range(1, 151):  # 150 moves, each its own step
         doc.execute(SetGeometry(ref.image_id, box.id, i, 0, i + 5, 5))
     assert len(doc.history(ref.image_id)) == 100
     undone = 0
     while doc.undo(ref.image_id):
         undone += 1
     assert undone == 100
-    assert doc.annotation(ref.image_id, box.id).x1 == 50   # state after move 50: older steps fell off
+    assert doc.annotation(ref.image_id, box.id).x1 == 50  # state after move 50: older steps fell off
     assert not doc.history(ref.image_id).can_undo
     small = new_doc(raster_ref(), undo_limit=3)
     for i in range(5):
@@ -111,19 +111,19 @@ def test_drag_moves_merge_into_one_step():
     other = add_box(doc, ref.image_id, (20, 20, 30, 30))
     for step in range(1, 6):
         doc.execute(SetGeometry(ref.image_id, box.id, step, step, 10 + step, 10 + step, drag=1))
-    doc.execute(SetGeometry(ref.image_id, box.id, 5, 5, 25, 25, drag=1))   # resize at the end of the drag
+    doc.execute(SetGeometry(ref.image_id, box.id, 5, 5, 25, 25, drag=1))  # resize at the end of the drag
     assert len(doc.history(ref.image_id)) == 3
     assert doc.history(ref.image_id).undo_text == "Resize box"
-    doc.execute(SetGeometry(ref.image_id, box.id, 6, 6, 26, 26, drag=2))     # a new drag: a new step
-    doc.execute(SetGeometry(ref.image_id, other.id, 0, 0, 1, 1, drag=2))    # same token, other box
-    doc.execute(SetGeometry(ref.image_id, other.id, 0, 0, 2, 2))            # no token: never merges
+    doc.execute(SetGeometry(ref.image_id, box.id, 6, 6, 26, 26, drag=2))  # a new drag: a new step
+    doc.execute(SetGeometry(ref.image_id, other.id, 0, 0, 1, 1, drag=2))  # same token, other box
+    doc.execute(SetGeometry(ref.image_id, other.id, 0, 0, 2, 2))  # no token: never merges
     doc.execute(SetGeometry(ref.image_id, other.id, 0, 0, 3, 3))
     assert len(doc.history(ref.image_id)) == 7
     for _ in range(4):
         doc.undo(ref.image_id)
     assert doc.annotation(ref.image_id, box.id).rect == (5, 5, 25, 25)
     doc.undo(ref.image_id)
-    assert doc.annotation(ref.image_id, box.id).rect == (0, 0, 10, 10)   # the whole first drag at once
+    assert doc.annotation(ref.image_id, box.id).rect == (0, 0, 10, 10)  # the whole first drag at once
     doc.redo(ref.image_id)
     assert doc.annotation(ref.image_id, box.id).rect == (5, 5, 25, 25)
 
@@ -140,7 +140,7 @@ def test_multi_delete_is_one_step_and_undo_restores_order():
     assert doc.annotations(ref.image_id) == before
     with pytest.raises(KeyError):
         doc.execute(RemoveAnnotations(ref.image_id, [boxes[1].id, "nope"]))
-    assert doc.annotations(ref.image_id) == before   # a failing command changes nothing
+    assert doc.annotations(ref.image_id) == before  # a failing command changes nothing
 
 
 def test_edits_of_model_boxes_mark_them_corrected():
@@ -149,7 +149,7 @@ def test_edits_of_model_boxes_mark_them_corrected():
     model = add_box(doc, ref.image_id, source="model", score=0.8)
     user = add_box(doc, ref.image_id, (3, 3, 8, 8))
     doc.execute(SetNote(ref.image_id, model.id, "looks fine"))
-    assert doc.annotation(ref.image_id, model.id).review is Review.PENDING   # a note is no correction
+    assert doc.annotation(ref.image_id, model.id).review is Review.PENDING  # a note is no correction
     doc.execute(SetLabel(ref.image_id, [model.id, user.id], "mass"))
     assert doc.history(ref.image_id).undo_text == "Label as mass"
     relabelled = doc.annotation(ref.image_id, model.id)
@@ -171,7 +171,7 @@ def test_review_decisions_and_progress():
     doc.execute(SetReview(a.image_id, [boxes[2].id], Review.REJECTED))
     assert [x.review for x in doc.boxes(a.image_id)] == [Review.ACCEPTED, Review.ACCEPTED, Review.REJECTED]
     assert doc.history(a.image_id).undo_text == "Reject annotation"
-    assert not doc.execute(SetReview(a.image_id, [boxes[2].id], Review.REJECTED))   # no-op: not recorded
+    assert not doc.execute(SetReview(a.image_id, [boxes[2].id], Review.REJECTED))  # no-op: not recorded
     assert doc.images_needing_review() == [a.image_id, b.image_id]
     doc.execute(SetImageReviewed(b.image_id))
     progress = doc.progress()
@@ -179,7 +179,7 @@ def test_review_decisions_and_progress():
     assert doc.images_needing_review() == [a.image_id]
     doc.undo(b.image_id)
     assert doc.progress().reviewed_images == 0
-    assert doc.history(a.image_id).undo_text == "Reject annotation"   # histories are per image
+    assert doc.history(a.image_id).undo_text == "Reject annotation"  # histories are per image
 
 
 def test_image_labels_are_annotations_of_their_own_kind():
@@ -203,10 +203,10 @@ def test_rename_merge_and_remove_labels():
     doc.execute(RemoveAnnotations(ref.image_id, [box.id]))
     doc.rename_label("nodul", "nodule")
     assert doc.label("nodule").color == color and [x.name for x in doc.labels] == ["nodule"]
-    doc.undo(ref.image_id)   # the restored box follows the rename
+    doc.undo(ref.image_id)  # the restored box follows the rename
     assert doc.annotation(ref.image_id, box.id).label == "nodule"
     add_box(doc, ref.image_id, label="mass")
-    doc.rename_label("mass", "nodule")   # onto an existing label: merge
+    doc.rename_label("mass", "nodule")  # onto an existing label: merge
     assert [x.name for x in doc.labels] == ["nodule"]
     assert {b.label for b in doc.boxes(ref.image_id)} == {"nodule"}
     with pytest.raises(ValueError):
@@ -226,9 +226,9 @@ def test_distinct_colors_are_far_apart():
         colors.append(distinct_color(colors))
     hues = [_hue(c) for c in colors]
     assert len(set(colors)) == 12
-    closest = min(_hue_distance(a, b) for i, a in enumerate(hues) for b in hues[i + 1:])
-    assert closest > 0.03   # > 10 degrees of hue even with 12 labels
-    assert distinct_color(colors) == distinct_color(list(colors))   # deterministic
+    closest = min(_hue_distance(a, b) for i, a in enumerate(hues) for b in hues[i + 1 :])
+    assert closest > 0.03  # > 10 degrees of hue even with 12 labels
+    assert distinct_color(colors) == distinct_color(list(colors))  # deterministic
 
 
 def test_listener_failures_and_unsubscribe():
@@ -256,7 +256,7 @@ def test_dirty_tracking_and_last_frame():
     assert not doc.dirty
     doc.set_last_frame(ref.image_id, 2)
     assert doc.dirty and doc.image_state(ref.image_id).last_frame == 2
-    assert not doc.history(ref.image_id).can_undo   # viewing is not an edit
+    assert not doc.history(ref.image_id).can_undo  # viewing is not an edit
     with pytest.raises(IndexError):
         doc.set_last_frame(ref.image_id, 3)
 
@@ -264,14 +264,16 @@ def test_dirty_tracking_and_last_frame():
 def test_resorted_series_rebinds_boxes_by_sop_instance_uid():
     ref = series_ref(3)
     doc = new_doc(ref)
-    box = add_box(doc, ref.image_id, frame=2)   # on SOP 1.2.3.2
+    box = add_box(doc, ref.image_id, frame=2)  # on SOP 1.2.3.2
     resorted = replace(ref, frames=tuple(reversed(ref.frames)), paths=tuple(reversed(ref.paths)))
     assert doc.add_image(resorted) == ref.image_id
     assert doc.annotation(ref.image_id, box.id).frame == 0
-    moved_folder = replace(resorted, image_id="/elsewhere/multi.dcm",
-                           frames=tuple(FrameSource("/elsewhere/" + f.path, f.sop_instance_uid, 1)
-                                        for f in resorted.frames))
-    assert doc.add_image(moved_folder) == "/elsewhere/multi.dcm"   # same SOP UIDs: the annotations follow
+    moved_folder = replace(
+        resorted,
+        image_id="/elsewhere/multi.dcm",
+        frames=tuple(FrameSource("/elsewhere/" + f.path, f.sop_instance_uid, 1) for f in resorted.frames),
+    )
+    assert doc.add_image(moved_folder) == "/elsewhere/multi.dcm"  # same SOP UIDs: the annotations follow
     assert not doc.has_image(ref.image_id)
     assert [b.id for b in doc.boxes("/elsewhere/multi.dcm")] == [box.id]
 
@@ -287,7 +289,7 @@ def test_merge_imports_new_annotations_as_one_step():
     assert [a.id for a in target.annotations(ref.image_id)] == [existing.id, boxes[0].id, boxes[1].id, boxes[2].id]
     source.ensure_label("mass", "#123456")
     target.set_label_color("cyst", "#654321")
-    target.merge(source)   # nothing new to add; labels: new ones keep their colour, known ones stay
+    target.merge(source)  # nothing new to add; labels: new ones keep their colour, known ones stay
     assert (target.label("mass").color, target.label("cyst").color) == ("#123456", "#654321")
     target.undo(ref.image_id)
     assert len(target.annotations(ref.image_id)) == 2

@@ -65,7 +65,9 @@ def test_coco_export_layout(project, tmp_path):
     assert list(categories.values()) == [label.name for label in doc.labels]
     us_images = [i for i in data["images"] if i["clinlens_image_id"] == refs["us"].image_id]
     assert [(i["frame"], i["frame_number"], i["width"], i["height"]) for i in us_images] == [
-        (0, 1, 320, 240), (17, 18, 320, 240)]
+        (0, 1, 320, 240),
+        (17, 18, 320, 240),
+    ]
     assert us_images[1]["sop_instance_uid"] == refs["us"].frames[17].sop_instance_uid
     assert us_images[1]["file_name"].endswith("images/us.dcm") and not us_images[1]["file_name"].startswith("/")
     assert us_images[0]["reviewed"] is True and us_images[0]["image_labels"][0]["label"] == "benign"
@@ -79,13 +81,13 @@ def test_coco_export_layout(project, tmp_path):
 def test_coco_round_trip_without_loss(project, tmp_path):
     doc, refs, _ = project
     [path] = export_coco(doc, tmp_path / "sub" / "coco.json")
-    imported = read_coco(path)   # from the COCO file alone
+    imported = read_coco(path)  # from the COCO file alone
     assert imported.labels == doc.labels
     for ref in doc.images:
         assert imported.annotations(ref.image_id) == doc.annotations(ref.image_id)
         assert imported.image_state(ref.image_id).reviewed == doc.image_state(ref.image_id).reviewed
     assert imported.image(refs["us"].image_id).frames[17] == refs["us"].frames[17]
-    bound = read_coco(path, images=list(refs.values()))   # with the opened stacks: full descriptions
+    bound = read_coco(path, images=list(refs.values()))  # with the opened stacks: full descriptions
     assert bound.images == doc.images
     assert all(bound.annotations(r.image_id) == doc.annotations(r.image_id) for r in doc.images)
 
@@ -93,18 +95,35 @@ def test_coco_round_trip_without_loss(project, tmp_path):
 def test_foreign_coco_import(tmp_path):
     (tmp_path / "img").mkdir()
     path = tmp_path / "ann.json"
-    path.write_text(json.dumps({
-        "images": [{"id": 7, "file_name": "img/a.jpg", "width": 50, "height": 40}],
-        "categories": [{"id": 3, "name": "lesion"}],
-        "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 5, 20, 15], "iscrowd": 0}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 7, "file_name": "img/a.jpg", "width": 50, "height": 40}],
+                "categories": [{"id": 3, "name": "lesion"}],
+                "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 5, 20, 15], "iscrowd": 0}],
+            }
+        )
+    )
     doc = read_coco(path)
     [ref] = doc.images
     assert ref.paths == (str(tmp_path / "img" / "a.jpg"),) and (ref.width, ref.height) == (50, 40)
     [box] = doc.boxes(ref.image_id)
-    assert (box.rect, box.label, box.source, box.review, box.frame) == ((10, 5, 30, 20), "lesion", "user",
-                                                                         Review.ACCEPTED, 0)
-    path.write_text(json.dumps({"images": [], "categories": [], "annotations": [
-        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}]}))
+    assert (box.rect, box.label, box.source, box.review, box.frame) == (
+        (10, 5, 30, 20),
+        "lesion",
+        "user",
+        Review.ACCEPTED,
+        0,
+    )
+    path.write_text(
+        json.dumps(
+            {
+                "images": [],
+                "categories": [],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            }
+        )
+    )
     with pytest.raises(DamagedDocumentError, match="annotations\\[0\\]: unknown image_id"):
         read_coco(path)
 
@@ -119,13 +138,13 @@ def test_yolo_export(project, tmp_path):
     [cyst] = (tmp_path / "yolo" / "us_f0018.txt").read_text().splitlines()
     cls, cx, cy, w, h = cyst.split()
     assert classes[int(cls)] == "cyst"
-    assert float(cx) == pytest.approx((200.5 + 319) / 2 / 320, abs=1e-6)    # x by the width
-    assert float(cy) == pytest.approx((100 + 239.5) / 2 / 240, abs=1e-6)    # y by the height
+    assert float(cx) == pytest.approx((200.5 + 319) / 2 / 320, abs=1e-6)  # x by the width
+    assert float(cy) == pytest.approx((100 + 239.5) / 2 / 240, abs=1e-6)  # y by the height
     assert (float(w), float(h)) == (pytest.approx(118.5 / 320, abs=1e-6), pytest.approx(139.5 / 240, abs=1e-6))
     ct_lines = (tmp_path / "yolo" / "ct.txt").read_text().splitlines()
-    assert len(ct_lines) == 1   # the rejected model box is left out
+    assert len(ct_lines) == 1  # the rejected model box is left out
     [edge] = (tmp_path / "yolo" / "photo.txt").read_text().splitlines()
-    assert [float(v) for v in edge.split()[1:]] == pytest.approx([35 / 40, 25 / 30, 10 / 40, 10 / 30])   # clipped
+    assert [float(v) for v in edge.split()[1:]] == pytest.approx([35 / 40, 25 / 30, 10 / 40, 10 / 30])  # clipped
 
 
 def test_voc_export(project, tmp_path):
@@ -152,12 +171,12 @@ def test_csv_export(project, tmp_path):
     by_id = {a.id: a for ref in doc.images for a in doc.annotations(ref.image_id)}
     for row in boxes:
         box = by_id[row["annotation_id"]]
-        assert (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"])) == box.rect   # exact
+        assert (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"])) == box.rect  # exact
         assert (row["label"], row["review"], int(row["frame"])) == (box.label, box.review, box.frame)
     cyst = next(r for r in boxes if r["label"] == "cyst")
     assert (cyst["sop_instance_uid"], cyst["frame_number"]) == (refs["us"].frames[17].sop_instance_uid, "18")
     assert next(r for r in boxes if r["note"])["note"] == "check"
-    assert any(r["note"] == "edge, clipped" for r in boxes)   # commas quoted
+    assert any(r["note"] == "edge, clipped" for r in boxes)  # commas quoted
     assert next(r for r in rows if r["kind"] == "image_label")["label"] == "benign"
 
 
@@ -167,38 +186,46 @@ def _sr_items(dataset):
         yield from _sr_items(item)
 
 
-@pytest.mark.filterwarnings("ignore:The string \"PLA\" is unlikely")   # the US sample's patient name
+@pytest.mark.filterwarnings('ignore:The string "PLA" is unlikely')  # the US sample's patient name
 def test_dicom_sr_readable_by_pydicom(project, tmp_path):
     doc, refs, _ = project
     written = export_sr(doc, tmp_path / "sr")
-    assert len(written) == 2   # CT_small and the US clip are different studies
+    assert len(written) == 2  # CT_small and the US clip are different studies
     found = {}
     for path in written:
         sr = pydicom.dcmread(path)
-        assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"   # Comprehensive 3D SR
+        assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
         assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
         for group in _sr_items(sr):
             if group.get("ValueType") != "CONTAINER" or "ContentSequence" not in group:
                 continue
             uids = [i.UID for i in group.ContentSequence if i.get("ValueType") == "UIDREF"]
             regions = [i for i in group.ContentSequence if i.get("ValueType") == "SCOORD"]
-            findings = [i.ConceptCodeSequence[0].CodeMeaning for i in group.ContentSequence
-                        if i.ConceptNameCodeSequence[0].CodeMeaning == "Finding"]
+            findings = [
+                i.ConceptCodeSequence[0].CodeMeaning
+                for i in group.ContentSequence
+                if i.ConceptNameCodeSequence[0].CodeMeaning == "Finding"
+            ]
             if uids and regions:
                 reference = regions[0].ContentSequence[0].ReferencedSOPSequence[0]
-                found[uids[0]] = (regions[0].GraphicType, [float(v) for v in regions[0].GraphicData], findings[0],
-                                  reference.ReferencedSOPInstanceUID, reference.get("ReferencedFrameNumber"))
+                found[uids[0]] = (
+                    regions[0].GraphicType,
+                    [float(v) for v in regions[0].GraphicData],
+                    findings[0],
+                    reference.ReferencedSOPInstanceUID,
+                    reference.get("ReferencedFrameNumber"),
+                )
     kept = [b for ref in (refs["ct"], refs["us"]) for b in doc.boxes(ref.image_id) if b.review is not Review.REJECTED]
-    assert set(found) == {tracking_uid(b.id) for b in kept}   # rejected and raster boxes are not in the SR
+    assert set(found) == {tracking_uid(b.id) for b in kept}  # rejected and raster boxes are not in the SR
     cyst = next(b for b in kept if b.label == "cyst")
     kind, points, finding, sop, frame = found[tracking_uid(cyst.id)]
     assert (kind, finding, sop, int(frame)) == ("POLYLINE", "cyst", refs["us"].frames[17].sop_instance_uid, 18)
-    assert points == [200.5, 100, 319, 100, 319, 239.5, 200.5, 239.5, 200.5, 100]   # column,row = x,y
+    assert points == [200.5, 100, 319, 100, 319, 239.5, 200.5, 239.5, 200.5, 100]  # column,row = x,y
     ct_uid = refs["ct"].frames[0].sop_instance_uid
     nodule = next(b for b in kept if b.label == "nodule" and b.sop_instance_uid == ct_uid)
     _, points, _, sop, frame = found[tracking_uid(nodule.id)]
-    assert points[:4] == [float(np.float32(v)) for v in (10.1, 20.25, 50.5, 20.25)]   # Graphic Data is FL
-    assert frame is None   # single-frame: no frame number
+    assert points[:4] == [float(np.float32(v)) for v in (10.1, 20.25, 50.5, 20.25)]  # Graphic Data is FL
+    assert frame is None  # single-frame: no frame number
 
 
 def test_sr_needs_dicom_sources(tmp_path):

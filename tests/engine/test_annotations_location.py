@@ -23,7 +23,7 @@ def test_the_bundled_demo_image_keeps_its_annotations_in_the_user_data_folder():
     assert path.parent == data_dir() / "annotations"
     assert path.name.startswith("CT_small.dcm-") and path.suffix == ".json"
     assert not path.is_relative_to(resources_dir())
-    assert annotation_path([str(DEMO)]) == path                 # the same set finds the same file
+    assert annotation_path([str(DEMO)]) == path  # the same set finds the same file
 
 
 def test_a_read_only_folder_sends_annotations_to_the_user_data_folder(tmp_path, monkeypatch):
@@ -36,9 +36,9 @@ def test_a_read_only_folder_sends_annotations_to_the_user_data_folder(tmp_path, 
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == share else real_access(p, mode))
     one, both = annotation_path([share / "a.png"]), annotation_path([share / "b.png", share / "a.png"])
     assert one.is_relative_to(data_dir()) and both.is_relative_to(data_dir())
-    assert one != both                                           # keyed by the image set
-    assert both == annotation_path([share / "a.png", share / "b.png"])   # order does not matter
-    assert annotation_path([share]).is_relative_to(data_dir())   # the folder's .clinlens/ cannot be made
+    assert one != both  # keyed by the image set
+    assert both == annotation_path([share / "a.png", share / "b.png"])  # order does not matter
+    assert annotation_path([share]).is_relative_to(data_dir())  # the folder's .clinlens/ cannot be made
 
 
 def test_an_existing_sidecar_is_still_used_when_the_folder_turns_read_only(tmp_path, monkeypatch):

@@ -62,11 +62,18 @@ def test_roi_inside_the_sphere_reports_its_hu(phantom_volume):
     for plane in Plane:
         index, x, y = (float(v) for v in volume.patient_to_display(plane, phantom.centre))
         pixel = volume.axes(plane).pixel_mm
-        r = 5.0 / pixel                                    # 5 mm inside a 10 mm sphere
+        r = 5.0 / pixel  # 5 mm inside a 10 mm sphere
         for kind in (MeasureKind.ELLIPSE, MeasureKind.RECTANGLE):
-            values = {v.name: v for v in measure(kind, ((x - r, y - r), (x + r, y + r)), spacing=(pixel, pixel),
-                                                 frame=volume.plane_frame(plane, round(index)),
-                                                 unit=modality_unit("CT"))}
+            values = {
+                v.name: v
+                for v in measure(
+                    kind,
+                    ((x - r, y - r), (x + r, y + r)),
+                    spacing=(pixel, pixel),
+                    frame=volume.plane_frame(plane, round(index)),
+                    unit=modality_unit("CT"),
+                )
+            }
             assert abs(values["mean"].value - SPHERE_HU) <= 0.5 and values["mean"].unit == HOUNSFIELD
             assert values["min"].value == values["max"].value == SPHERE_HU and values["std"].value == 0
             expected_area = math.pi * 25 if kind is MeasureKind.ELLIPSE else 100.0
@@ -99,19 +106,37 @@ def _document_with_measurements(stack, volume, phantom):
     k, r, c = phantom.centre_voxel
     native_frame = volume.geometry.frame_indices[k]
     length_points = ((c - 5.0, r + 0.5), (c + 6.0, r + 0.5))
-    length = doc.new_measurement(image_id, "length", native_frame, length_points,
-                                 measure("length", length_points, spacing=spacing))
+    length = doc.new_measurement(
+        image_id, "length", native_frame, length_points, measure("length", length_points, spacing=spacing)
+    )
     index, x, y = (float(v) for v in volume.patient_to_display(Plane.CORONAL, phantom.centre))
     pixel = volume.axes(Plane.CORONAL).pixel_mm
     roi_points = ((x - 4, y - 4), (x + 4, y + 4))
     outline = graphic_points("ellipse", roi_points)
-    placement = PlanePlacement("coronal", round(index), tuple(
-        tuple(float(v) for v in volume.display_to_patient(Plane.CORONAL, round(index), px, py)) for px, py in outline),
-        pixel)
-    roi = doc.new_measurement(image_id, "ellipse", native_frame, roi_points,
-                              measure("ellipse", roi_points, spacing=(pixel, pixel),
-                                      frame=volume.plane_frame(Plane.CORONAL, round(index)), unit=HOUNSFIELD),
-                              label="lesion", placement=placement)
+    placement = PlanePlacement(
+        "coronal",
+        round(index),
+        tuple(
+            tuple(float(v) for v in volume.display_to_patient(Plane.CORONAL, round(index), px, py))
+            for px, py in outline
+        ),
+        pixel,
+    )
+    roi = doc.new_measurement(
+        image_id,
+        "ellipse",
+        native_frame,
+        roi_points,
+        measure(
+            "ellipse",
+            roi_points,
+            spacing=(pixel, pixel),
+            frame=volume.plane_frame(Plane.CORONAL, round(index)),
+            unit=HOUNSFIELD,
+        ),
+        label="lesion",
+        placement=placement,
+    )
     doc.execute(AddAnnotations(image_id, [length, roi]))
     return doc, image_id, length, roi
 
@@ -120,7 +145,7 @@ def test_measurements_live_in_the_document_with_undo_and_save(phantom_volume, tm
     phantom, stack, volume = phantom_volume
     doc, image_id, length, roi = _document_with_measurements(stack, volume, phantom)
     assert doc.measurements(image_id) == [length, roi]
-    assert doc.measurements(image_id, frame=length.frame) == [length]     # the ROI is on a reformat
+    assert doc.measurements(image_id, frame=length.frame) == [length]  # the ROI is on a reformat
     assert doc.placed(image_id) == [roi] and doc.boxes(image_id) == []
     moved = ((length.points[0][0], 0.5), (length.points[1][0] + 2, 0.5))
     assert doc.execute(SetMeasurement(image_id, length.id, moved, measure("length", moved, spacing=(0.75, 0.75))))
@@ -162,7 +187,8 @@ def test_sr_export_holds_measurements_with_units(phantom_volume, tmp_path):
         if item.ValueType == "NUM":
             value = item.MeasuredValueSequence[0]
             numbers.setdefault(item.ConceptNameCodeSequence[0].CodeMeaning, []).append(
-                (float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue))
+                (float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue)
+            )
     assert numbers["Length"] == [(pytest.approx(11 * 0.75), "mm")]
     assert numbers["Mean"] == [(SPHERE_HU, "[hnsf'U]")] and numbers["Area"][0][1] == "mm2"
     graphic = {item.ValueType: item for item in _content_items(sr) if item.ValueType in ("SCOORD", "SCOORD3D")}
@@ -170,7 +196,7 @@ def test_sr_export_holds_measurements_with_units(phantom_volume, tmp_path):
     assert graphic["SCOORD3D"].GraphicType == "ELLIPSE"
     assert graphic["SCOORD3D"].ReferencedFrameOfReferenceUID == phantom.frame_of_reference_uid
     points = np.asarray(graphic["SCOORD3D"].GraphicData, dtype=float).reshape(-1, 3)
-    assert np.allclose(points.mean(axis=0), phantom.centre, atol=0.4)   # the ROI is centred on the sphere
+    assert np.allclose(points.mean(axis=0), phantom.centre, atol=0.4)  # the ROI is centred on the sphere
 
 
 def test_box_on_a_reformat_exports_to_csv_and_sr_but_not_as_a_picture_box(phantom_volume, tmp_path):
@@ -185,4 +211,4 @@ def test_box_on_a_reformat_exports_to_csv_and_sr_but_not_as_a_picture_box(phanto
     scoord3d = [i for i in _content_items(pydicom.dcmread(sr_path)) if i.ValueType == "SCOORD3D"]
     assert len(scoord3d) == 2
     [coco] = export_coco(doc, tmp_path / "coco.json")
-    assert json.loads(coco.read_text())["annotations"] == []   # no picture holds a reformat's box
+    assert json.loads(coco.read_text())["annotations"] == []  # no picture holds a reformat's box

@@ -40,7 +40,7 @@ def test_save_and_reopen_restores_everything(tmp_path):
     data = json.loads(path.read_text())
     assert data["schema_version"] == 2 and data["format"] == "clinlens-annotations"
     us = next(i for i in data["images"] if i["image_id"] == refs["us"].image_id)
-    assert us["paths"] == ["../us.dcm"]   # relative to the sidecar
+    assert us["paths"] == ["../us.dcm"]  # relative to the sidecar
     assert us["last_frame"] == 17 and us["reviewed"] is True
     box = next(a for a in us["annotations"] if a.get("frame") == 17)
     assert (box["sop_instance_uid"], box["frame_number"]) == (refs["us"].frames[17].sop_instance_uid, 18)
@@ -67,7 +67,7 @@ def test_failed_replace_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeyp
         save_document(doc, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png.clinlens.json"]
-    assert doc.dirty   # not saved: the app keeps trying
+    assert doc.dirty  # not saved: the app keeps trying
     monkeypatch.undo()
     save_document(doc, path)
     assert len(load_document(path).boxes(ref.image_id)) == 2
@@ -92,30 +92,42 @@ def test_full_disk_during_write_keeps_previous_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["project.json"]
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [', "not valid JSON"),
-    (b'\xff\xfe garbage', "not UTF-8 text"),
-    (b'{"hello": 1}', "not a ClinLens annotation file"),
-    (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
-     b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
-     b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
-     b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
-     b'"frame": 0, "x1": "1", "y1": 0, "x2": 1, "y2": 1}]}]}', "images[0].annotations[0].x1: expected a number"),
-    (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
-     b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
-     b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
-     b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
-     b'"frame": 1, "x1": 1, "y1": 0, "x2": 1, "y2": 1}]}]}', "images[0]: box x is on frame 1"),
-    (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [{"name": "n", "color": "red"}], '
-     b'"images": []}', "labels[0]: colour must look like #rrggbb"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [', "not valid JSON"),
+        (b"\xff\xfe garbage", "not UTF-8 text"),
+        (b'{"hello": 1}', "not a ClinLens annotation file"),
+        (
+            b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
+            b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
+            b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
+            b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
+            b'"frame": 0, "x1": "1", "y1": 0, "x2": 1, "y2": 1}]}]}',
+            "images[0].annotations[0].x1: expected a number",
+        ),
+        (
+            b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
+            b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
+            b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
+            b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
+            b'"frame": 1, "x1": 1, "y1": 0, "x2": 1, "y2": 1}]}]}',
+            "images[0]: box x is on frame 1",
+        ),
+        (
+            b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [{"name": "n", "color": "red"}], '
+            b'"images": []}',
+            "labels[0]: colour must look like #rrggbb",
+        ),
+    ],
+)
 def test_damaged_sidecar_is_reported_and_moved_aside(tmp_path, content, reason):
     path = tmp_path / "x.png.clinlens.json"
     path.write_bytes(content)
     with pytest.raises(DamagedDocumentError, match=r"x\.png\.clinlens\.json") as err:
         load_document(path)
     assert reason in str(err.value)
-    assert path.read_bytes() == content   # loading alone never touches the file
+    assert path.read_bytes() == content  # loading alone never touches the file
     opened = open_sidecar(path)
     assert reason in opened.problem
     assert opened.moved_to.name.startswith("x.png.clinlens.json.damaged-")
@@ -123,10 +135,10 @@ def test_damaged_sidecar_is_reported_and_moved_aside(tmp_path, content, reason):
     assert opened.document.images == ()
     ref = raster_ref(str(tmp_path / "x.png"))
     opened.document.add_image(ref)
-    save_document(opened.document, path)   # the autosave writes a fresh file...
-    assert opened.moved_to.read_bytes() == content   # ...and the damaged one survives
+    save_document(opened.document, path)  # the autosave writes a fresh file...
+    assert opened.moved_to.read_bytes() == content  # ...and the damaged one survives
     path.write_bytes(content)
-    second = open_sidecar(path)   # damaged again within the same second: a second, distinct name
+    second = open_sidecar(path)  # damaged again within the same second: a second, distinct name
     assert second.moved_to != opened.moved_to and second.moved_to.exists() and opened.moved_to.exists()
 
 
@@ -141,7 +153,7 @@ def test_newer_schema_is_refused_and_left_in_place(tmp_path):
 def test_missing_sidecar_opens_empty(tmp_path):
     opened = open_sidecar(tmp_path / ".clinlens" / "annotations.json")
     assert opened.document.images == () and opened.problem is None
-    assert not (tmp_path / ".clinlens").exists()   # nothing written until the first save
+    assert not (tmp_path / ".clinlens").exists()  # nothing written until the first save
 
 
 def test_sidecar_locations(tmp_path):
@@ -169,8 +181,8 @@ def test_moved_folder_rebinds_raster_images(tmp_path):
     shutil.move(old, tmp_path / "new")
     moved = open_sidecar(sidecar_path([tmp_path / "new"])).document
     new_path = str(tmp_path / "new" / "chest.png")
-    assert moved.images[0].paths == (new_path,)   # relative paths resolve at the new place
-    assert moved.add_image(raster_ref(new_path)) == new_path   # the app registers the opened stack
+    assert moved.images[0].paths == (new_path,)  # relative paths resolve at the new place
+    assert moved.add_image(raster_ref(new_path)) == new_path  # the app registers the opened stack
     assert moved.boxes(new_path)[0].id == box.id and moved.boxes(new_path)[0].review == "rejected"
 
 
@@ -182,4 +194,4 @@ def test_document_dict_is_plain_json(tmp_path):
     restored = json.loads(json.dumps(data, allow_nan=False))
     path = tmp_path / "p.json"
     path.write_text(json.dumps(restored))
-    assert load_document(path).boxes(ref.image_id) == doc.boxes(ref.image_id)   # floats bit-exact
+    assert load_document(path).boxes(ref.image_id) == doc.boxes(ref.image_id)  # floats bit-exact

@@ -32,9 +32,19 @@ def raster_ref(path: str = "/data/chest.png", width: int = 40, height: int = 30)
 def series_ref(n_frames: int = 3, image_id: str = "series:1.2.3") -> ImageRef:
     paths = tuple(f"/data/ct/slice{i}.dcm" for i in range(n_frames))
     frames = tuple(FrameSource(p, f"1.2.3.{i}", 1) for i, p in enumerate(paths))
-    return ImageRef(image_id, paths, 64, 48, n_frames, frames, kind="dicom", title="CT",
-                    spacing=PixelSpacing(0.5, 0.7, "PixelSpacing"), study_instance_uid="1.2",
-                    series_instance_uid="1.2.3")
+    return ImageRef(
+        image_id,
+        paths,
+        64,
+        48,
+        n_frames,
+        frames,
+        kind="dicom",
+        title="CT",
+        spacing=PixelSpacing(0.5, 0.7, "PixelSpacing"),
+        study_instance_uid="1.2",
+        series_instance_uid="1.2.3",
+    )
 
 
 def new_doc(*refs: ImageRef, undo_limit: int = 100) -> AnnotationDocument:
@@ -44,8 +54,9 @@ def new_doc(*refs: ImageRef, undo_limit: int = 100) -> AnnotationDocument:
     return doc
 
 
-def add_box(doc: AnnotationDocument, image_id: str, rect=(1.0, 2.0, 10.0, 12.0), label: str = "nodule",
-            frame: int = 0, **kwargs):
+def add_box(
+    doc: AnnotationDocument, image_id: str, rect=(1.0, 2.0, 10.0, 12.0), label: str = "nodule", frame: int = 0, **kwargs
+):
     box = doc.new_box(image_id, frame, *rect, label, **kwargs)
     assert doc.execute(AddAnnotations(image_id, [box]))
     return box

@@ -130,6 +130,7 @@ def test_render_bad_input_exits_2(tmp_path, capsys):
 
 # --- volumes ---------------------------------------------------------------------------------
 
+
 def test_render_plane_writes_the_reformat_at_display_aspect(tmp_path):
     phantom = Phantom()
     series = phantom.write_series(tmp_path / "series")
@@ -141,7 +142,7 @@ def test_render_plane_writes_the_reformat_at_display_aspect(tmp_path):
     assert written.shape == (round(40 * 2 / 0.75), phantom.columns)
     expected = render(load_volume(open_image(series)).plane_frame(Plane.CORONAL, row))
     assert np.array_equal(written, expected)
-    assert written.max() > 128                      # the sphere is on this plane
+    assert written.max() > 128  # the sphere is on this plane
 
 
 def test_render_plane_slice_out_of_range_and_not_a_volume(tmp_path, capsys):

@@ -306,7 +306,6 @@ def test_settings_are_validated() -> None:
 
 def test_step_callback_counts_every_decoding_step(clinkd):
     steps: list[int] = []
-    result = ask(clinkd, AskRequest(_image(), "Describe."),
-                 GenerationSettings(max_new_tokens=6), on_step=steps.append)
+    result = ask(clinkd, AskRequest(_image(), "Describe."), GenerationSettings(max_new_tokens=6), on_step=steps.append)
     assert steps == list(range(1, len(steps) + 1))
     assert len(steps) >= result.new_tokens >= 1

@@ -37,8 +37,16 @@ def run(*argv: str) -> int:
 
 
 def tiny(model_dir: str) -> list[str]:
-    return ["--model", model_dir, "--device", "cpu",
-            "--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS)]
+    return [
+        "--model",
+        model_dir,
+        "--device",
+        "cpu",
+        "--min-pixels",
+        str(TINY_MIN_PIXELS),
+        "--max-pixels",
+        str(TINY_MAX_PIXELS),
+    ]
 
 
 def test_ask_prints_the_answer(png, model_dir, capsys) -> None:
@@ -124,19 +132,34 @@ def test_bad_image_exits_2(tmp_path, model_dir, capsys) -> None:
 def test_history_file_sends_earlier_turns(png, model_dir, tmp_path, capsys) -> None:
     from tests.engine.openai_stub import OpenAIStub, StubBehaviour
 
-    conversation = {"format": "clinlens-conversation", "version": 1, "turns": [
-        {"question": "heart", "task": "vg", "status": "done",
-         "prompt": "Where is the heart located in the image?", "raw_answer": "Here " * 100},
-        {"question": "left lung", "task": "vg", "status": "done",
-         "prompt": "Where is the left lung located in the image?",
-         "raw_answer": "It is at <|box_start|>(1,2),(300,400)<|box_end|>."}]}
+    conversation = {
+        "format": "clinlens-conversation",
+        "version": 1,
+        "turns": [
+            {
+                "question": "heart",
+                "task": "vg",
+                "status": "done",
+                "prompt": "Where is the heart located in the image?",
+                "raw_answer": "Here " * 100,
+            },
+            {
+                "question": "left lung",
+                "task": "vg",
+                "status": "done",
+                "prompt": "Where is the left lung located in the image?",
+                "raw_answer": "It is at <|box_start|>(1,2),(300,400)<|box_end|>.",
+            },
+        ],
+    }
     history = tmp_path / "conversation.json"
     history.write_text(json.dumps(conversation))
     with OpenAIStub(StubBehaviour(answer=lambda body: "Small.")) as stub:
         assert run(png, "And its size?", "--server", stub.url, "--history", str(history), "--json") == 0
         data = json.loads(capsys.readouterr().out)
-        assert run(png, "And its size?", "--server", stub.url, "--history", str(history),
-                   "--history-tokens", "200") == 0
+        assert (
+            run(png, "And its size?", "--server", stub.url, "--history", str(history), "--history-tokens", "200") == 0
+        )
         cut_err = capsys.readouterr().err
         full, cut = stub.behaviour.requests
     assert data["history_turns"] == 2 and data["history_dropped"] == 0

@@ -55,16 +55,16 @@ def test_gpu_quantized_loading_through_bitsandbytes_answers(mode: str, tmp_path_
     import bitsandbytes as bnb
 
     folder = tiny_checkpoint(tmp_path_factory)
-    clinkd = load_model(LoadSettings(
-        str(folder), device="cuda", quantization=mode, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
-    ))
+    clinkd = load_model(
+        LoadSettings(
+            str(folder), device="cuda", quantization=mode, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS
+        )
+    )
     assert clinkd.info.quantization == mode and clinkd.info.device.startswith("cuda")
     layer = bnb.nn.Linear8bitLt if mode == "8bit" else bnb.nn.Linear4bit
     quantized = [m for m in clinkd.model.modules() if isinstance(m, layer)]
     assert quantized, f"no {layer.__name__} layer: the checkpoint was not quantized"
-    full = load_model(
-        LoadSettings(str(folder), device="cuda", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
-    )
+    full = load_model(LoadSettings(str(folder), device="cuda", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
     assert clinkd.info.memory_bytes < full.info.memory_bytes
     result = ask(clinkd, AskRequest(_image(3), "left lung", Task.VG), GenerationSettings(max_new_tokens=6))
     assert 1 <= result.new_tokens <= 6 and result.peak_gpu_memory_bytes > 0
@@ -72,7 +72,9 @@ def test_gpu_quantized_loading_through_bitsandbytes_answers(mode: str, tmp_path_
 
 def test_gpu_real_out_of_memory_is_explained_freed_and_recovered(tmp_path_factory) -> None:
     folder = tiny_checkpoint(tmp_path_factory)
-    clinkd = load_model(LoadSettings(str(folder), device="cuda", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    clinkd = load_model(
+        LoadSettings(str(folder), device="cuda", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+    )
     request, settings = AskRequest(_image(4), "left lung", Task.VG), GenerationSettings(max_new_tokens=6)
     ask(clinkd, request, settings)  # warm-up: cuBLAS handles and workspaces exist before memory runs out
     with gpu_memory_filled(clinkd.model.device) as ballast:

@@ -32,8 +32,10 @@ from engine.clinkd.conversation import TURN_OVERHEAD_TOKENS, estimate_tokens
 from tests.engine.openai_stub import OpenAIStub, StubBehaviour
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
-FIRST = PriorTurn("Where is the left lung located in the image?",
-                  "The left lung is located at <|box_start|>(100,200),(500,600)<|box_end|>.")
+FIRST = PriorTurn(
+    "Where is the left lung located in the image?",
+    "The left lung is located at <|box_start|>(100,200),(500,600)<|box_end|>.",
+)
 SECOND = PriorTurn("What is located at <|box_start|>(100,200),(500,600)<|box_end|>?", "Pneumothorax.")
 
 
@@ -88,13 +90,15 @@ def test_chat_messages_put_the_image_once_then_the_turns() -> None:
 def test_follow_up_prompt_matches_the_chat_template_token_by_token(clinkd, captured) -> None:
     image = _image()
     result = ask(clinkd, AskRequest(image, "What is located here?", Task.FREE, history=(FIRST, SECOND)))
-    expected = _expected_ids(clinkd, image, [(FIRST.question, FIRST.answer), (SECOND.question, SECOND.answer)],
-                             "What is located here?")
+    expected = _expected_ids(
+        clinkd, image, [(FIRST.question, FIRST.answer), (SECOND.question, SECOND.answer)], "What is located here?"
+    )
     (sent,) = captured
     assert sent.tolist() == expected
     # the processor's own template renders the same messages to the same tokens
-    text = clinkd.processor.apply_chat_template(chat_messages("What is located here?", [FIRST, SECOND]),
-                                                add_generation_prompt=True, tokenize=False)
+    text = clinkd.processor.apply_chat_template(
+        chat_messages("What is located here?", [FIRST, SECOND]), add_generation_prompt=True, tokenize=False
+    )
     templated = clinkd.processor(text=[text], images=[Image.fromarray(image)], return_tensors="pt")
     assert templated["input_ids"][0].tolist() == expected
     image_pad = clinkd.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
@@ -155,26 +159,55 @@ def test_server_sends_the_same_messages() -> None:
     assert messages[1]["content"][0]["type"] == "image_url"
     assert messages[1]["content"][1] == {"type": "text", "text": FIRST.question}
     assert messages[2]["content"] == FIRST.answer and messages[4]["content"] == SECOND.answer
-    assert sum(1 for m in messages for c in (m["content"] if isinstance(m["content"], list) else [])
-               if c["type"] == "image_url") == 1
+    assert (
+        sum(
+            1
+            for m in messages
+            for c in (m["content"] if isinstance(m["content"], list) else [])
+            if c["type"] == "image_url"
+        )
+        == 1
+    )
     local_shape = chat_messages("And its size?", [FIRST, SECOND])
     assert [m["role"] for m in local_shape] == [m["role"] for m in messages]
     assert (result.history_turns, result.history_dropped) == (2, 0)
 
 
 def test_history_file_from_the_window_export(tmp_path) -> None:
-    data = {"format": "clinlens-conversation", "version": 1, "images": ["a.png"], "turns": [
-        {"question": "left lung", "task": "vg", "box_prompt": None, "status": "done",
-         "prompt": FIRST.question, "raw_answer": FIRST.answer, "answer": "The left lung is located at."},
-        {"question": "", "task": "roc", "box_prompt": [10, 20, 50, 60], "status": "done",
-         "raw_answer": "Pneumothorax.", "answer": "Pneumothorax."},
-        {"question": "x", "task": "free", "status": "cancelled", "answer": "Par"},
-    ]}
+    data = {
+        "format": "clinlens-conversation",
+        "version": 1,
+        "images": ["a.png"],
+        "turns": [
+            {
+                "question": "left lung",
+                "task": "vg",
+                "box_prompt": None,
+                "status": "done",
+                "prompt": FIRST.question,
+                "raw_answer": FIRST.answer,
+                "answer": "The left lung is located at.",
+            },
+            {
+                "question": "",
+                "task": "roc",
+                "box_prompt": [10, 20, 50, 60],
+                "status": "done",
+                "raw_answer": "Pneumothorax.",
+                "answer": "Pneumothorax.",
+            },
+            {"question": "x", "task": "free", "status": "cancelled", "answer": "Par"},
+        ],
+    }
     path = tmp_path / "conversation.json"
     path.write_text(json.dumps(data))
     history = read_history_file(path, 100, 100)
-    assert history == (FIRST, PriorTurn("What anatomical structure is present at the <|box_start|>(100,200),(500,600)<|box_end|>?",
-                                        "Pneumothorax."))
+    assert history == (
+        FIRST,
+        PriorTurn(
+            "What anatomical structure is present at the <|box_start|>(100,200),(500,600)<|box_end|>?", "Pneumothorax."
+        ),
+    )
     path.write_text(json.dumps({"turns": []}))
     with pytest.raises(HistoryFileError, match="not a ClinLens conversation"):
         read_history_file(path, 100, 100)

@@ -125,8 +125,11 @@ def test_gap_one_equals_transformers_on_prompts_images_and_a_padded_batch(folder
         kwargs = {k: inputs[k] for k in ("mm_token_type_ids", "image_grid_thw", "attention_mask")}
         want_pos, want_delta = stock(owner, inputs["input_ids"], **kwargs)
         got_pos, got_delta = mcg_rope_index(
-            inputs["input_ids"], image_token_id=clinkd.model.config.image_token_id,
-            spatial_merge_size=2, gaps=RopeGaps(1, 1), **kwargs,
+            inputs["input_ids"],
+            image_token_id=clinkd.model.config.image_token_id,
+            spatial_merge_size=2,
+            gaps=RopeGaps(1, 1),
+            **kwargs,
         )
         mask = inputs["attention_mask"].bool()
         assert torch.equal(got_pos[:, mask], want_pos[:, mask])

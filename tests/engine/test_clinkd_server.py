@@ -191,8 +191,10 @@ def _free_port() -> int:
 @pytest.mark.parametrize(
     ("behaviour", "message"),
     [
-        (StubBehaviour(status=500, error_message="CUDA error: device-side assert"),
-         r"failed \(HTTP 500\): CUDA error: device-side assert"),
+        (
+            StubBehaviour(status=500, error_message="CUDA error: device-side assert"),
+            r"failed \(HTTP 500\): CUDA error: device-side assert",
+        ),
         (StubBehaviour(status=401, error_message="bad key"), r"refused the request \(HTTP 401\): bad key.*api-key-env"),
         (StubBehaviour(malformed=True), r"not JSON: '<html>this is not json'"),
     ],
@@ -254,8 +256,19 @@ def png(tmp_path) -> str:
 def test_ask_command_answers_through_the_server(png, monkeypatch, capsys) -> None:
     monkeypatch.setenv("STUB_KEY", "k1")
     with OpenAIStub(StubBehaviour(answer=lambda body: BOXED)) as stub:
-        code = run(png, "left lung", "--task", "vg", "--server", stub.url, "--server-model", "clinkd-7b",
-                   "--api-key-env", "STUB_KEY", "--json")
+        code = run(
+            png,
+            "left lung",
+            "--task",
+            "vg",
+            "--server",
+            stub.url,
+            "--server-model",
+            "clinkd-7b",
+            "--api-key-env",
+            "STUB_KEY",
+            "--json",
+        )
         assert stub.behaviour.authorizations == ["Bearer k1"]
         (body,) = stub.behaviour.requests
     assert code == 0

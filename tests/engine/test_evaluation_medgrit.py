@@ -37,24 +37,42 @@ IMG = "Picture 1: <img>/data/SAMed2D/images/{id}.png</img>\n"
 
 # (id, question after the <img> tag, reference, what the stub server answers)
 VG_ITEMS = [
-    ("ct_00--AbdomenCT1K--Case_00011--x_0040", "Where is the liver located in the image?",
-     "The liver is located at <box>(100,100),(400,400)</box>.",
-     "The liver is located at <|box_start|>(100,100),(400,400)<|box_end|>."),  # hit
-    ("ct_00--AbdomenCT1K--Case_00011--x_0041", "Where is the spleen located in the image?",
-     "The spleen is located at <box>(600,100),(800,300)</box>.",
-     "The spleen is located at <|box_start|>(100,600),(300,800)<|box_end|>."),  # miss
-    ("mr_00--BraTS--Case_001--z_0070", "Where is the tumor located in the image?",
-     "The tumor is located at <box>(200,200),(700,700)</box>.",
-     "The tumor is located at <|box_start|>(200, 200), (700, 700)<|box_end|>."),  # spaces: papers miss, tolerant hit
-    ("x_ray--Montgomery--MCUCXR_0001", "Where is the left lung located in the image?",
-     "The left lung is located at <box>(100,200),(450,800)</box>.",
-     "The left lung is located at <|box_start|>(110,200),(450,800)<|box_end|>."),  # hit (IoU 0.97)
-    ("x_ray--Montgomery--MCUCXR_0002", "Where is the heart located in the image?",
-     "The heart is located at <box>(400,400),(600,700)</box>.",
-     "I cannot find it."),  # miss
-    ("endoscopy_01--Kvasir--polyp_12", "Where is the polyp located in the image?",
-     "The polyp is located at <box>(300,300),(500,500)</box>.",
-     "The polyp is located at <|box_start|>(300,300),(500,500)<|box_end|>."),  # hit
+    (
+        "ct_00--AbdomenCT1K--Case_00011--x_0040",
+        "Where is the liver located in the image?",
+        "The liver is located at <box>(100,100),(400,400)</box>.",
+        "The liver is located at <|box_start|>(100,100),(400,400)<|box_end|>.",
+    ),  # hit
+    (
+        "ct_00--AbdomenCT1K--Case_00011--x_0041",
+        "Where is the spleen located in the image?",
+        "The spleen is located at <box>(600,100),(800,300)</box>.",
+        "The spleen is located at <|box_start|>(100,600),(300,800)<|box_end|>.",
+    ),  # miss
+    (
+        "mr_00--BraTS--Case_001--z_0070",
+        "Where is the tumor located in the image?",
+        "The tumor is located at <box>(200,200),(700,700)</box>.",
+        "The tumor is located at <|box_start|>(200, 200), (700, 700)<|box_end|>.",
+    ),  # spaces: papers miss, tolerant hit
+    (
+        "x_ray--Montgomery--MCUCXR_0001",
+        "Where is the left lung located in the image?",
+        "The left lung is located at <box>(100,200),(450,800)</box>.",
+        "The left lung is located at <|box_start|>(110,200),(450,800)<|box_end|>.",
+    ),  # hit (IoU 0.97)
+    (
+        "x_ray--Montgomery--MCUCXR_0002",
+        "Where is the heart located in the image?",
+        "The heart is located at <box>(400,400),(600,700)</box>.",
+        "I cannot find it.",
+    ),  # miss
+    (
+        "endoscopy_01--Kvasir--polyp_12",
+        "Where is the polyp located in the image?",
+        "The polyp is located at <box>(300,300),(500,500)</box>.",
+        "The polyp is located at <|box_start|>(300,300),(500,500)<|box_end|>.",
+    ),  # hit
 ]
 
 
@@ -95,8 +113,10 @@ def run_cli(*argv: str) -> int:
 
 def test_questions_lose_image_tags_and_chat_wrappers_and_get_model_boxes() -> None:
     assert clean_question(IMG.format(id="ct_1") + "Where is the liver?") == "Where is the liver?"
-    wrapped = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<img>a.png</img>"
-               "What is located at <box>(1,2),(30,40)</box>?<|im_end|>\n<|im_start|>assistant\n")
+    wrapped = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<img>a.png</img>"
+        "What is located at <box>(1,2),(30,40)</box>?<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert clean_question(wrapped) == "What is located at <|box_start|>(1,2),(30,40)<|box_end|>?"
     assert clean_question("<image>\nDescribe <ref>the liver</ref>.") == (
         "Describe <|object_ref_start|>the liver<|object_ref_end|>."
@@ -119,12 +139,21 @@ def test_load_finds_images_and_reads_both_conversation_layouts(tmp_path) -> None
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "sub" / "fundus_b.jpg")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "microscopy_c.png")
     data = tmp_path / "questions.json"
-    data.write_text(json.dumps([
-        {"id": "ct_a", "conversations": [["<img>x</img>Q1?", " A1 "], ["Q1b?", "A1b"]]},
-        {"id": "fundus_b", "conversations": [{"from": "human", "value": "Q2 <box>(1,1),(5,5)</box>?"},
-                                             {"from": "gpt", "value": "A2"}]},
-        {"id": "microscopy_c", "conversations": [["Q3?", "A3"]]},
-    ]))
+    data.write_text(
+        json.dumps(
+            [
+                {"id": "ct_a", "conversations": [["<img>x</img>Q1?", " A1 "], ["Q1b?", "A1b"]]},
+                {
+                    "id": "fundus_b",
+                    "conversations": [
+                        {"from": "human", "value": "Q2 <box>(1,1),(5,5)</box>?"},
+                        {"from": "gpt", "value": "A2"},
+                    ],
+                },
+                {"id": "microscopy_c", "conversations": [["Q3?", "A3"]]},
+            ]
+        )
+    )
     loaded = load_medgrit(data, images, Task.ROC)
     assert [(s.index, s.modality, s.question, s.annotation) for s in loaded.samples] == [
         (0, "ct", "Q1?", "A1"),
@@ -142,8 +171,11 @@ def test_load_finds_images_and_reads_both_conversation_layouts(tmp_path) -> None
         ("{not json", Task.VG, "not valid JSON"),
         ('{"id": 1}', Task.VG, "JSON list"),
         ('[{"id": "ct_a", "conversations": "Q"}]', Task.VG, "item 0"),
-        ('[{"id": "ct_a", "conversations": [["Q", "A"]]}, {"id": "ct_zz", "conversations": [["Q", "A"]]}]',
-         Task.VG, "1 of 2 images are not in"),
+        (
+            '[{"id": "ct_a", "conversations": [["Q", "A"]]}, {"id": "ct_zz", "conversations": [["Q", "A"]]}]',
+            Task.VG,
+            "1 of 2 images are not in",
+        ),
     ],
 )
 def test_bad_data_is_reported(tmp_path, content, task, message) -> None:
@@ -275,9 +307,25 @@ def test_eval_medgrit_with_the_tiny_local_model(tmp_path, tmp_path_factory, caps
     model = tiny_checkpoint(tmp_path_factory)
     data, images = write_fixture(tmp_path, ROC_ITEMS, "Test_RO.json")
     out = tmp_path / "out"
-    argv = ["--data", str(data), "--images", str(images), "--model", str(model), "--out", str(out),
-            "--min-pixels", str(TINY_MIN_PIXELS), "--max-pixels", str(TINY_MAX_PIXELS),
-            "--max-new-tokens", "4", "--batch-size", "2", "--no-java"]
+    argv = [
+        "--data",
+        str(data),
+        "--images",
+        str(images),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--min-pixels",
+        str(TINY_MIN_PIXELS),
+        "--max-pixels",
+        str(TINY_MAX_PIXELS),
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "2",
+        "--no-java",
+    ]
     assert run_cli(*argv, "--limit", "3") == 0
     err = capsys.readouterr().err
     assert f"3 of 3 questions to answer with {model.name}" in err and "answering: 3/3" in err

@@ -15,11 +15,11 @@ import re
 import numpy as np
 import pytest
 
-import engine.evaluation.captions as captions
 from engine.clinkd import Task
 from engine.evaluation import (
     MODALITIES,
     Answered,
+    captions,
     classification_correct,
     extract_information,
     iou,
@@ -98,8 +98,13 @@ VG_CASES = [  # (modality, reference, raw response, boxes found by the papers' r
     ("fundus", "At <box>(900,900),(1000,1000)</box>", "(900,900),(1100,1100)", 0, 1),  # raw IoU 0.25
     ("fundus", "Hépatique à <box>(0,0),(100,100)</box> — ✓", "Réponse: (0,0),(100,100) ✓", 1, 1),  # unicode
     ("ultrasound", "Two: <box>(0,0),(100,100)</box> <box>(500,500),(700,700)</box>", "(500,500),(700,700)", 1, 1),
-    ("ultrasound", "Two: <box>(0,0),(100,100)</box> <box>(500,500),(700,700)</box>",
-     "<box>(0,0),(100,100)</box><box>(500,500),(700,700)</box>", 2, 2),
+    (
+        "ultrasound",
+        "Two: <box>(0,0),(100,100)</box> <box>(500,500),(700,700)</box>",
+        "<box>(0,0),(100,100)</box><box>(500,500),(700,700)</box>",
+        2,
+        2,
+    ),
 ]
 
 

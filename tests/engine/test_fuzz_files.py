@@ -46,13 +46,19 @@ from engine.imaging.presets import Preset, PresetError, builtin_presets, read_pr
 from engine.kpl.knowledge import KnowledgeError, bundled_knowledge_dir, load_knowledge, save_knowledge
 from engine.paths import resources_dir
 
-SCALE = int(os.environ.get("CLINLENS_FUZZ_SCALE", "1"))   # e.g. 25 for a long local run
-FUZZ = settings(max_examples=40 * SCALE, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-BYTE_CASES = 60 * SCALE   # seeded byte mutations per file kind
+SCALE = int(os.environ.get("CLINLENS_FUZZ_SCALE", "1"))  # e.g. 25 for a long local run
+FUZZ = settings(
+    max_examples=40 * SCALE,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+BYTE_CASES = 60 * SCALE  # seeded byte mutations per file kind
 
 
 # --- damage generators -----------------------------------------------------------------------
+
 
 def byte_mutations(valid: bytes, seed: int, count: int = BYTE_CASES) -> Iterator[bytes]:
     """Seeded damage of a valid file: flips, truncation, deleted/repeated/inserted runs."""
@@ -64,28 +70,36 @@ def byte_mutations(valid: bytes, seed: int, count: int = BYTE_CASES) -> Iterator
             for _ in range(rng.randint(1, 4)):
                 data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
         elif kind == "truncate":
-            del data[rng.randrange(len(data)):]
+            del data[rng.randrange(len(data)) :]
         elif kind == "delete":
             start = rng.randrange(len(data))
-            del data[start:start + rng.randint(1, 40)]
+            del data[start : start + rng.randint(1, 40)]
         elif kind == "repeat":
             start = rng.randrange(len(data))
-            data[start:start] = data[start:start + rng.randint(1, 40)]
+            data[start:start] = data[start : start + rng.randint(1, 40)]
         elif kind == "insert":
             start = rng.randrange(len(data))
             data[start:start] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-        else:   # a digit changed into another: valid JSON, wrong value
+        else:  # a digit changed into another: valid JSON, wrong value
             spots = [i for i, b in enumerate(data) if 0x30 <= b <= 0x39]
             for i in rng.sample(spots, min(len(spots), rng.randint(1, 3))):
                 data[i] = rng.choice(b"0123456789-")
         yield bytes(data)
 
 
-JSON_SCALARS = (st.none() | st.booleans() | st.integers(-(10**30), 10**30)
-                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
-                | st.sampled_from(["", " ", "#zzzzzz", "../../etc", "\x00", "1", "user", "box", "qwen2_vl"]))
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["", " ", "#zzzzzz", "../../etc", "\x00", "1", "user", "box", "qwen2_vl"])
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def _places(node: Any, path: tuple = ()) -> list[tuple]:
@@ -121,15 +135,19 @@ def write(path: Path, content: bytes | Any) -> bytes:
 
 # --- the shared reader -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("content, reason", [
-    (b"[" * 100_000, "nested too deeply"),
-    (b"1" * 5000, "4300 digits"),
-    (b'{"x": NaN}', "NaN"),
-    (b"[1e400]", "too large"),
-    (b'"\\ud800"', "unpaired surrogate"),
-    (b"\xff\xfe{}", "not UTF-8"),
-    (b'{"a": }', "not valid JSON (line 1, column 7"),
-])
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b"1" * 5000, "4300 digits"),
+        (b'{"x": NaN}', "NaN"),
+        (b"[1e400]", "too large"),
+        (b'"\\ud800"', "unpaired surrogate"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b'{"a": }', "not valid JSON (line 1, column 7"),
+    ],
+)
 def test_read_json_turns_every_json_failure_into_one_error(tmp_path, content, reason):
     path = write(tmp_path / "bad.json", content)
     with pytest.raises(JsonFileError, match="bad.json") as err:
@@ -137,13 +155,14 @@ def test_read_json_turns_every_json_failure_into_one_error(tmp_path, content, re
     assert reason in str(err.value) and not err.value.unreadable
     assert (tmp_path / "bad.json").read_bytes() == path
     with pytest.raises(JsonFileError, match="cannot be read") as err:
-        read_json(tmp_path)   # a folder
+        read_json(tmp_path)  # a folder
     assert err.value.unreadable
-    write(tmp_path / "bom.json", b'\xef\xbb\xbf{"ok": 1}')   # Windows editors add a BOM
+    write(tmp_path / "bom.json", b'\xef\xbb\xbf{"ok": 1}')  # Windows editors add a BOM
     assert read_json(tmp_path / "bom.json") == {"ok": 1}
 
 
 # --- annotation sidecars, project files and imports ------------------------------------------
+
 
 def _sample_document(folder: Path) -> AnnotationDocument:
     """Two images (a 3-frame DICOM series with spacing and UIDs, a PNG), labels, boxes, image labels."""
@@ -151,18 +170,62 @@ def _sample_document(folder: Path) -> AnnotationDocument:
     doc = AnnotationDocument()
     doc.ensure_label("nodule", "#ff0000")
     doc.ensure_label("effusion", "#00aaff")
-    ct = ImageRef("series:1.2.3", tuple(series), 64, 48, 3,
-                  tuple(FrameSource(p, f"1.2.3.{i}", 1) for i, p in enumerate(series)), kind="dicom",
-                  title="CT", spacing=PixelSpacing(0.7, 0.7, "PixelSpacing"), study_instance_uid="1.2",
-                  series_instance_uid="1.2.3")
-    png = ImageRef(str(folder / "chest.png"), (str(folder / "chest.png"),), 32, 32, 1,
-                   (FrameSource(str(folder / "chest.png"), None, 1),), title="chest.png", channels=3)
-    doc.restore_image(ct, [Box("a" * 32, 1, 1.5, 2, 30, 40.25, "nodule", sop_instance_uid="1.2.3.1", frame_number=1,
-                               created="2026-01-01T00:00:00.000+00:00"),
-                           Box("b" * 32, 2, 0, 0, 64, 48, "effusion", source="model", score=0.75, review="pending",
-                               note="check", sop_instance_uid="1.2.3.2", frame_number=1)])
-    doc.restore_image(png, [Box("c" * 32, 0, 3, 4, 10, 12, "nodule"),
-                            ImageLabel("d" * 32, "effusion", score=0.9)])
+    ct = ImageRef(
+        "series:1.2.3",
+        tuple(series),
+        64,
+        48,
+        3,
+        tuple(FrameSource(p, f"1.2.3.{i}", 1) for i, p in enumerate(series)),
+        kind="dicom",
+        title="CT",
+        spacing=PixelSpacing(0.7, 0.7, "PixelSpacing"),
+        study_instance_uid="1.2",
+        series_instance_uid="1.2.3",
+    )
+    png = ImageRef(
+        str(folder / "chest.png"),
+        (str(folder / "chest.png"),),
+        32,
+        32,
+        1,
+        (FrameSource(str(folder / "chest.png"), None, 1),),
+        title="chest.png",
+        channels=3,
+    )
+    doc.restore_image(
+        ct,
+        [
+            Box(
+                "a" * 32,
+                1,
+                1.5,
+                2,
+                30,
+                40.25,
+                "nodule",
+                sop_instance_uid="1.2.3.1",
+                frame_number=1,
+                created="2026-01-01T00:00:00.000+00:00",
+            ),
+            Box(
+                "b" * 32,
+                2,
+                0,
+                0,
+                64,
+                48,
+                "effusion",
+                source="model",
+                score=0.75,
+                review="pending",
+                note="check",
+                sop_instance_uid="1.2.3.2",
+                frame_number=1,
+            ),
+        ],
+    )
+    doc.restore_image(png, [Box("c" * 32, 0, 3, 4, 10, 12, "nodule"), ImageLabel("d" * 32, "effusion", score=0.9)])
     return doc
 
 
@@ -193,16 +256,16 @@ def _check_sidecar(path: Path, raw: bytes, out: Path) -> bool:
     path.write_bytes(raw)
     try:
         doc = load_document(path)
-    except UnsupportedVersionError as err:                   # "schema_version": 9 - not damaged
+    except UnsupportedVersionError as err:  # "schema_version": 9 - not damaged
         assert path.name in str(err)
         with pytest.raises(UnsupportedVersionError):
             open_sidecar(path)
-        assert path.read_bytes() == raw                       # left where it is, never saved over
+        assert path.read_bytes() == raw  # left where it is, never saved over
         return False
     except DocumentError as err:
         assert path.name in str(err)
-        assert path.read_bytes() == raw                       # loading never touches the file
-        opened = open_sidecar(path)                           # the autosave path: moved aside, kept
+        assert path.read_bytes() == raw  # loading never touches the file
+        opened = open_sidecar(path)  # the autosave path: moved aside, kept
         assert opened.document.images == () and opened.problem
         assert opened.moved_to.read_bytes() == raw and not path.exists()
         opened.moved_to.unlink()
@@ -215,7 +278,7 @@ def _check_sidecar(path: Path, raw: bytes, out: Path) -> bool:
 def test_damaged_sidecar_bytes(sidecar, tmp_path):
     path, valid, _ = sidecar
     outcomes = [_check_sidecar(path, raw, tmp_path) for raw in byte_mutations(valid, seed=13)]
-    assert any(outcomes) and not all(outcomes)   # the corpus holds both usable and damaged files
+    assert any(outcomes) and not all(outcomes)  # the corpus holds both usable and damaged files
 
 
 @FUZZ
@@ -233,8 +296,9 @@ def import_target(tmp_path) -> tuple[AnnotationDocument, dict, Path]:
     for image in source.images:
         for a in source.annotations(image.image_id):
             if isinstance(a, Box):
-                source.restore_image(image, [*source.annotations(image.image_id),
-                                             Box(a.id[:-1] + "9", a.frame, 5, 5, 9, 9, "new label")])
+                source.restore_image(
+                    image, [*source.annotations(image.image_id), Box(a.id[:-1] + "9", a.frame, 5, 5, 9, 9, "new label")]
+                )
                 break
     return target, coco_dict(source, tmp_path), tmp_path
 
@@ -246,7 +310,7 @@ def _check_import(target: AnnotationDocument, path: Path, raw: bytes) -> bool:
         import_annotations(target, path)
     except DocumentError as err:
         assert path.name in str(err)
-        assert _state(target) == before                       # a failed import changes nothing
+        assert _state(target) == before  # a failed import changes nothing
         return False
     _usable(target, path.parent)
     return True
@@ -268,8 +332,10 @@ def test_damaged_coco_import_structure(import_target, data):
 
 def test_damaged_clinlens_json_import_bytes(import_target, sidecar):
     target, _, folder = import_target
-    outcomes = [_check_import(target, folder / "import.clinlens.json", raw)
-                for raw in byte_mutations(sidecar[1], seed=7, count=40 * SCALE)]
+    outcomes = [
+        _check_import(target, folder / "import.clinlens.json", raw)
+        for raw in byte_mutations(sidecar[1], seed=7, count=40 * SCALE)
+    ]
     assert any(outcomes) and not all(outcomes)
 
 
@@ -279,9 +345,11 @@ def test_import_that_does_not_fit_the_open_images_changes_nothing(tmp_path):
     other.ensure_label("fresh", "#123456")
     png = target.image(next(i.image_id for i in target.images if i.kind == "raster"))
     wide = ImageRef("elsewhere", png.paths, 32, 32, 2, (*png.frames, FrameSource(png.paths[0], None, 2)))
-    other.restore_image(ImageRef("new.png", ("new.png",), 8, 8, 1, (FrameSource("new.png", None, 1),)),
-                        [Box("e" * 32, 0, 1, 1, 2, 2, "fresh")])
-    other.restore_image(wide, [Box("f" * 32, 1, 1, 1, 2, 2, "fresh")])   # same file, frame 1: not in target
+    other.restore_image(
+        ImageRef("new.png", ("new.png",), 8, 8, 1, (FrameSource("new.png", None, 1),)),
+        [Box("e" * 32, 0, 1, 1, 2, 2, "fresh")],
+    )
+    other.restore_image(wide, [Box("f" * 32, 1, 1, 1, 2, 2, "fresh")])  # same file, frame 1: not in target
     path = tmp_path / "import.json"
     write_json_atomic(path, document_to_dict(other, tmp_path))
     before = _state(target)
@@ -291,6 +359,7 @@ def test_import_that_does_not_fit_the_open_images_changes_nothing(tmp_path):
 
 
 # --- knowledge bases -------------------------------------------------------------------------
+
 
 def _check_knowledge(path: Path, raw: bytes, out: Path) -> bool:
     path.write_bytes(raw)
@@ -319,6 +388,7 @@ def test_damaged_knowledge_base_structure(tmp_path, data):
 
 # --- presets (a store the app rewrites; settings and recent files: tests/app/test_file_errors.py)
 
+
 def _check_user_presets(raw: bytes) -> bool:
     path = presets_module.user_presets_path()
     path.write_bytes(raw)
@@ -328,14 +398,13 @@ def _check_user_presets(raw: bytes) -> bool:
             window = preset.to_window()
             assert window.width > 0 and preset.key in (None, *"123456789")
         return True
-    else:
-        assert loaded.value == builtin_presets() and path.name in loaded.problem
-        assert loaded.kept_as.read_bytes() == raw and not path.exists()
-        save_user_preset(Preset("Mine", 10, 20, "9"))   # saving writes a fresh file, the copy stays
-        assert loaded.kept_as.read_bytes() == raw
-        loaded.kept_as.unlink()
-        path.unlink()
-        return False
+    assert loaded.value == builtin_presets() and path.name in loaded.problem
+    assert loaded.kept_as.read_bytes() == raw and not path.exists()
+    save_user_preset(Preset("Mine", 10, 20, "9"))  # saving writes a fresh file, the copy stays
+    assert loaded.kept_as.read_bytes() == raw
+    loaded.kept_as.unlink()
+    path.unlink()
+    return False
 
 
 @pytest.fixture
@@ -372,6 +441,7 @@ def test_damaged_builtin_presets_are_one_clear_error(tmp_path, monkeypatch):
 
 # --- model folders ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def qwen_folder(tmp_path_factory) -> Path:
     """A copy of the tiny Qwen2-VL checkpoint whose config.json the tests damage (weights linked)."""
@@ -396,10 +466,9 @@ def _check_qwen(folder: Path, name: str, raw: bytes, valid: bytes, *, load: bool
     (folder / name).write_bytes(raw)
     try:
         read_checkpoint_config(folder)
-        assert _checkpoint_dtype(str(folder)) in ("bfloat16", "float16", "float32")   # the training loader
+        assert _checkpoint_dtype(str(folder)) in ("bfloat16", "float16", "float32")  # the training loader
         if load:
-            load_model(LoadSettings(str(folder), device="cpu", min_pixels=TINY_MIN_PIXELS,
-                                    max_pixels=TINY_MAX_PIXELS))
+            load_model(LoadSettings(str(folder), device="cpu", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
     except ModelFolderError as err:
         assert str(folder) in str(err)
         return False
@@ -411,17 +480,29 @@ def _check_qwen(folder: Path, name: str, raw: bytes, valid: bytes, *, load: bool
 def test_damaged_model_config_bytes_through_the_real_loader(qwen_folder):
     for name, seed in (("config.json", 29), ("processor_config.json", 31), ("generation_config.json", 37)):
         valid = (qwen_folder / name).read_bytes()
-        outcomes = [_check_qwen(qwen_folder, name, raw, valid, load=True)
-                    for raw in byte_mutations(valid, seed=seed, count=12 * SCALE)]
+        outcomes = [
+            _check_qwen(qwen_folder, name, raw, valid, load=True)
+            for raw in byte_mutations(valid, seed=seed, count=12 * SCALE)
+        ]
         assert any(outcomes) and not all(outcomes), name
 
 
-SMALL_SCALARS = (st.none() | st.booleans() | st.integers(-3, 200) | st.floats(-2, 2)
-                 | st.sampled_from(["", "qwen2_vl", "float16", "bicubic", "silu"]))
+SMALL_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 200)
+    | st.floats(-2, 2)
+    | st.sampled_from(["", "qwen2_vl", "float16", "bicubic", "silu"])
+)
 
 
-@settings(max_examples=30 * SCALE, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30 * SCALE,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_damaged_model_config_structure_through_the_real_loader(qwen_folder, data):
     valid = (qwen_folder / "config.json").read_bytes()
@@ -469,13 +550,19 @@ def _check_clip(folder: Path, raw: bytes, valid: bytes, *, load: bool) -> bool:
 
 def test_damaged_open_clip_config_bytes_through_the_real_loader(clip_folder):
     valid = (clip_folder / "open_clip_config.json").read_bytes()
-    outcomes = [_check_clip(clip_folder, raw, valid, load=True)
-                for raw in byte_mutations(valid, seed=41, count=25 * SCALE)]
+    outcomes = [
+        _check_clip(clip_folder, raw, valid, load=True) for raw in byte_mutations(valid, seed=41, count=25 * SCALE)
+    ]
     assert any(outcomes) and not all(outcomes)
 
 
-@settings(max_examples=20 * SCALE, derandomize=True, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=20 * SCALE,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_damaged_open_clip_config_structure_through_the_real_loader(clip_folder, data):
     valid = (clip_folder / "open_clip_config.json").read_bytes()
@@ -518,5 +605,5 @@ def test_a_damaged_sidecar_that_cannot_be_moved_aside_is_never_saved_over(tmp_pa
 
     monkeypatch.setattr(engine.files.os, "replace", refuse)
     with pytest.raises(DocumentError, match=r"not valid JSON .*could not be moved aside: Permission denied"):
-        open_sidecar(path)   # the window then keeps this image set's annotations unsaved (read-only)
+        open_sidecar(path)  # the window then keeps this image set's annotations unsaved (read-only)
     assert path.read_bytes() == b"{ cut"

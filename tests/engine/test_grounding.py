@@ -68,10 +68,7 @@ def test_grid_round_trip_is_exact(grid: tuple[int, int, int, int], width: int, h
 
 
 def test_parse_qwen2vl_box_with_phrase() -> None:
-    answer = (
-        "The <|object_ref_start|>left lung<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|>"
-        " is clear."
-    )
+    answer = "The <|object_ref_start|>left lung<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|> is clear."
     parsed = parse_answer(answer, 2000, 1000)
     assert parsed.text == "The left lung is clear."
     (box,) = parsed.boxes

@@ -163,9 +163,7 @@ def sigmoid(x: float, c: float, w: float) -> float:  # C.11.2.1.3.1
     return 0.0 if exponent > 700 else 255.0 / (1 + math.exp(exponent))
 
 
-@pytest.mark.parametrize(
-    "function,formula", [("LINEAR", linear), ("LINEAR_EXACT", linear_exact), ("SIGMOID", sigmoid)]
-)
+@pytest.mark.parametrize("function,formula", [("LINEAR", linear), ("LINEAR_EXACT", linear_exact), ("SIGMOID", sigmoid)])
 @pytest.mark.parametrize("center,width", [(40.0, 400.0), (-600.0, 1500.0), (10.5, 3.0)])
 def test_voi_functions_follow_ps33_formulas(function, formula, center, width):
     frame = open_image(CT).frame(0)
@@ -244,7 +242,7 @@ def test_lut_path_equals_direct_path_for_every_stored_value(dtype, window):
     frame = frame_from_array(stored, params=params)
     for flip in (False, True):
         fast = render(frame, window, invert=flip)
-        direct = display_values(stored, params, window if window else None, flip=flip)
+        direct = display_values(stored, params, window or None, flip=flip)
         np.testing.assert_array_equal(fast, direct)
 
 
@@ -285,12 +283,15 @@ def test_auto_window_of_a_flat_image_is_valid():
 WINDOWS = [(40.0, 400.0), (-600.0, 1500.0), (0.5, 1.0), (12.25, 3.5), (100.0, 0.3)]
 
 
-@pytest.mark.parametrize("function,center,width", [
-    (function, center, width)
-    for function in ("LINEAR", "LINEAR_EXACT", "SIGMOID")
-    for center, width in WINDOWS
-    if not (function == "LINEAR" and width < 1)   # pydicom rejects these; ours widens them to 1
-])
+@pytest.mark.parametrize(
+    "function,center,width",
+    [
+        (function, center, width)
+        for function in ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+        for center, width in WINDOWS
+        if not (function == "LINEAR" and width < 1)  # pydicom rejects these; ours widens them to 1
+    ],
+)
 def test_window_values_equal_pydicom_apply_windowing(function, center, width):
     """Our window formulas are pydicom's, bit for bit, over a dense range of values."""
     from pydicom.dataset import Dataset

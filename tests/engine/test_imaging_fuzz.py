@@ -23,7 +23,7 @@ FUZZER = Path(__file__).resolve().parents[2] / "bench" / "fuzz_images.py"
 def _fuzzer_module():
     spec = importlib.util.spec_from_file_location("fuzz_images", FUZZER)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)   # dataclasses look their module up there
+    sys.modules.setdefault(spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -32,13 +32,16 @@ def _fuzzer_module():
 def test_a_thousand_damaged_files_give_images_or_clean_errors():
     run = subprocess.run(
         [sys.executable, str(FUZZER), "--files", "1000", "--seed", "1", "--frames", "1", "--timeout", "10", "--json"],
-        capture_output=True, text=True, timeout=280)
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     report = json.loads(run.stdout.strip().splitlines()[-1])
     counts = report["counts"]
     assert report["problems"] == [], "\n".join(report["problems"])
     assert counts["other exception"] == counts["hang"] == counts["dead process"] == 0
     assert counts["opened"] + counts["clean error"] == 1000
-    assert counts["opened"] > 100 and counts["clean error"] > 100   # the corpus exercises both sides
+    assert counts["opened"] > 100 and counts["clean error"] > 100  # the corpus exercises both sides
     assert run.returncode == 0
 
 

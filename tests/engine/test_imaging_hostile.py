@@ -12,15 +12,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from pydicom.data import get_testdata_file
 
-from engine.imaging import ImageLoadError, initial_window, key_facts, open_image, open_paths, render, tag_tree
-from engine.imaging import decoders
+from engine.imaging import ImageLoadError, decoders, initial_window, key_facts, open_image, open_paths, render, tag_tree
 from engine.imaging.decoder_pool import configure_decoder_pool, decoder_pool, set_decode_timeout
 from engine.imaging.guard import guarded
 from engine.imaging.raster import read_raster_frame
@@ -48,6 +47,7 @@ def rasters(tmp_path) -> dict[str, tuple[Path, np.ndarray]]:
 @pytest.fixture
 def hostile_pool():
     """Install a test decoder in the decoder processes; restore the real ones afterwards."""
+
     def install(setup: str) -> None:
         configure_decoder_pool(child_setup=setup)
 
@@ -60,7 +60,7 @@ def test_compressed_frames_decode_in_a_decoder_process_exactly(tmp_path):
     stack = open_image(J2K)
     frame = stack.frame(0)
     np.testing.assert_array_equal(frame.stored, pydicom.dcmread(J2K).pixel_array)
-    assert decoder_pool().n_processes >= 1          # it ran in a child, not here
+    assert decoder_pool().n_processes >= 1  # it ran in a child, not here
 
 
 def test_a_decoder_that_aborts_becomes_a_load_error_and_the_next_frame_decodes(hostile_pool):
@@ -71,9 +71,9 @@ def test_a_decoder_that_aborts_becomes_a_load_error_and_the_next_frame_decodes(h
     message = str(caught.value)
     assert "MR_small_RLE.dcm" in message and "RLE Lossless" in message and "SIGABRT" in message
     assert caught.value.path.endswith("MR_small_RLE.dcm")
-    np.testing.assert_array_equal(j2k.frame(0).stored, pydicom.dcmread(J2K).pixel_array)   # pool restarted
+    np.testing.assert_array_equal(j2k.frame(0).stored, pydicom.dcmread(J2K).pixel_array)  # pool restarted
     assert decoder_pool().restarts == 1
-    with pytest.raises(ImageLoadError, match="crashed"):          # and it dies again, cleanly again
+    with pytest.raises(ImageLoadError, match="crashed"):  # and it dies again, cleanly again
         open_image(RLE).frame(0)
     assert decoder_pool().restarts == 2
 
@@ -84,9 +84,9 @@ def test_a_failed_frame_is_remembered_until_its_failure_is_forgotten(hostile_poo
     with pytest.raises(ImageLoadError, match="crashed") as caught:
         stack.frame(0)
     assert stack.failures() == {0: caught.value}
-    hostile_pool(None)                               # a decoder that works (say, a longer time limit)
+    hostile_pool(None)  # a decoder that works (say, a longer time limit)
     with pytest.raises(ImageLoadError, match="crashed"):
-        stack.frame(0)                               # remembered: not decoded again
+        stack.frame(0)  # remembered: not decoded again
     assert stack.forget_failures() == 1 and stack.failures() == {}
     np.testing.assert_array_equal(stack.frame(0).stored, pydicom.dcmread(RLE).pixel_array)
 
@@ -109,14 +109,14 @@ def test_raster_pixels_decode_in_a_decoder_process_exactly(rasters, kind):
     path, expected = rasters[kind]
     frame = open_image(path).frame(0)
     np.testing.assert_array_equal(frame.stored, expected)
-    assert decoder_pool().n_processes >= 1          # Pillow decoded it in a child, not here
+    assert decoder_pool().n_processes >= 1  # Pillow decoded it in a child, not here
 
 
 def test_a_pillow_decoder_that_aborts_becomes_a_load_error_and_the_next_image_decodes(hostile_pool, rasters):
     hostile_pool(PILLOW_ABORT)
     for kind, label in (("png", "PNG (Pillow)"), ("jpg", "JPEG (Pillow)"), ("tif", "TIFF (Pillow)")):
         path, _ = rasters[kind]
-        stack = open_image(path)                   # the header is read here: Image.open decodes no pixel
+        stack = open_image(path)  # the header is read here: Image.open decodes no pixel
         with pytest.raises(ImageLoadError) as caught:
             stack.frame(0)
         message = str(caught.value)
@@ -142,10 +142,13 @@ def test_a_raster_decode_past_the_time_limit_is_abandoned(hostile_pool, rasters)
 def test_deflated_pixel_data_is_inflated_in_a_decoder_process(hostile_pool):
     expected = pydicom.dcmread(DEFLATED).pixel_array
     np.testing.assert_array_equal(open_image(DEFLATED).frame(0).stored, expected)
-    hostile_pool(ZLIB_ABORT)                       # zlib aborts, in the decoder processes only
-    stack = open_image(DEFLATED)                   # so the header, read here, still opens
-    with pytest.raises(ImageLoadError, match=r"Deflated Explicit VR Little Endian \(zlib\) decoder crashed "
-                                             r"on image_dfl.dcm .*SIGABRT"):
+    hostile_pool(ZLIB_ABORT)  # zlib aborts, in the decoder processes only
+    stack = open_image(DEFLATED)  # so the header, read here, still opens
+    with pytest.raises(
+        ImageLoadError,
+        match=r"Deflated Explicit VR Little Endian \(zlib\) decoder crashed "
+        r"on image_dfl.dcm .*SIGABRT",
+    ):
         stack.frame(0)
 
 
@@ -171,8 +174,8 @@ def test_a_daemonic_process_which_may_not_start_decoder_processes_decodes_in_pro
 def test_the_size_limit_is_checked_again_where_pixels_are_decoded(tmp_path):
     path = tmp_path / "grew.png"
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
-    stack = open_image(path)                       # opened while small ...
-    path.write_bytes(png_header_only(12000, 9000))   # ... replaced by a 108-megapixel file
+    stack = open_image(path)  # opened while small ...
+    path.write_bytes(png_header_only(12000, 9000))  # ... replaced by a 108-megapixel file
     with pytest.raises(ImageLoadError, match=r"grew.png is 12000 x 9000 pixels, larger than"):
         read_raster_frame(str(path), 0)
     with pytest.raises(ImageLoadError, match=r"grew.png .*larger than"):
@@ -182,7 +185,7 @@ def test_the_size_limit_is_checked_again_where_pixels_are_decoded(tmp_path):
 def test_a_jpeg2000_stream_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
     data = bytearray(Path(J2K).read_bytes())
     siz = data.index(b"\xff\x4f\xff\x51")
-    data[siz + 12: siz + 16] = struct.pack(">I", 2_000_000)   # Ysiz: 64 rows become 2 million
+    data[siz + 12 : siz + 16] = struct.pack(">I", 2_000_000)  # Ysiz: 64 rows become 2 million
     path = tmp_path / "bomb.dcm"
     path.write_bytes(bytes(data))
     with pytest.raises(ImageLoadError, match=r"bomb.dcm has a damaged JPEG 2000 stream: it declares a 64 x 2000000"):
@@ -217,24 +220,24 @@ def _with_bad_vr(tmp_path: Path, tag: tuple[int, int]) -> Path:
     data = bytearray(Path(CT).read_bytes())
     group, element = tag
     offset = data.index(struct.pack("<HH", group, element), 132)
-    data[offset + 4: offset + 6] = b"ZZ"
+    data[offset + 4 : offset + 6] = b"ZZ"
     path = tmp_path / f"bad_vr_{group:04x}{element:04x}.dcm"
     path.write_bytes(bytes(data))
     return path
 
 
 def test_a_damaged_element_the_image_does_not_need_is_dropped(tmp_path):
-    path = _with_bad_vr(tmp_path, (0x0008, 0x0090))   # ReferringPhysicianName
+    path = _with_bad_vr(tmp_path, (0x0008, 0x0090))  # ReferringPhysicianName
     result = open_paths([path])
     assert not result.errors
     stack = result.stacks[0]
     assert "ReferringPhysicianName" not in stack.header(0)
     assert render(stack.frame(0), None).shape == (128, 128)
-    assert tag_tree(stack.header(0), reveal_phi=True)            # the metadata panel can list it
+    assert tag_tree(stack.header(0), reveal_phi=True)  # the metadata panel can list it
 
 
 def test_a_damaged_element_the_image_needs_refuses_the_file(tmp_path):
-    path = _with_bad_vr(tmp_path, (0x0028, 0x0010))   # Rows
+    path = _with_bad_vr(tmp_path, (0x0028, 0x0010))  # Rows
     result = open_paths([path])
     assert not result.stacks
     assert "damaged Rows element" in result.errors[0].message and path.name in result.errors[0].message
@@ -248,10 +251,29 @@ def _encode(tag: int, vr: str, value: bytes) -> bytes:
 
 
 _numbers_as_text = st.one_of(
-    st.integers(-2**40, 2**40).map(str),
+    st.integers(-(2**40), 2**40).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["", " ", "0", "-1", "1e308", "-0", "nan", "inf", "1\\2\\3", "\\", "abc", "0x10", "1,5",
-                     "99999999999999999999", "1.5\\-2", "\x00\x01", "\u00e9"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "-1",
+            "1e308",
+            "-0",
+            "nan",
+            "inf",
+            "1\\2\\3",
+            "\\",
+            "abc",
+            "0x10",
+            "1,5",
+            "99999999999999999999",
+            "1.5\\-2",
+            "\x00\x01",
+            "\u00e9",
+        ]
+    ),
 )
 _ds_values = st.lists(_numbers_as_text, min_size=0, max_size=4).map(lambda parts: "\\".join(parts))
 _us_values = st.one_of(
@@ -259,8 +281,20 @@ _us_values = st.one_of(
     st.binary(max_size=7),
 )
 _cs_values = st.one_of(
-    st.sampled_from(["MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "", "HSV",
-                     "MONOCHROME2\\RGB", "CMYK"]),
+    st.sampled_from(
+        [
+            "MONOCHROME1",
+            "MONOCHROME2",
+            "RGB",
+            "PALETTE COLOR",
+            "YBR_FULL",
+            "YBR_FULL_422",
+            "",
+            "HSV",
+            "MONOCHROME2\\RGB",
+            "CMYK",
+        ]
+    ),
     st.text(max_size=20),
 )
 
@@ -301,7 +335,7 @@ def _ct_with(values: dict[str, bytes], folder: Path) -> Path:
     return path
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")   # pydicom warns about each odd value
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about each odd value
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=odd_headers())
 def test_odd_header_values_give_an_image_or_a_clean_error(tmp_path, values):

@@ -29,11 +29,11 @@ def test_sphere_centre_is_at_its_voxel_in_all_three_planes(tmp_path, orientation
     volume = load_volume(stack)
     geometry = volume.geometry
     assert geometry.shape == (phantom.slices, phantom.rows, phantom.columns)
-    assert geometry.slice_spacing_mm == pytest.approx(phantom.slice_mm)   # not SliceThickness (5)
+    assert geometry.slice_spacing_mm == pytest.approx(phantom.slice_mm)  # not SliceThickness (5)
     assert geometry.warnings == ()
     assert np.allclose(geometry.patient_to_voxel(phantom.centre), phantom.centre_voxel, atol=1e-6)
     assert np.allclose(geometry.voxel_to_patient(np.array(phantom.centre_voxel, float)), phantom.centre, atol=1e-6)
-    assert volume.data.dtype == np.int16                                  # stored values, no float copy
+    assert volume.data.dtype == np.int16  # stored values, no float copy
     assert volume.data.nbytes == phantom.slices * phantom.rows * phantom.columns * 2
     assert volume.modality_values(volume.data[phantom.centre_voxel]) == SPHERE_HU
     for plane in Plane:
@@ -72,10 +72,10 @@ def test_plane_renders_through_the_display_function(tmp_path):
     # the axial plane of an axial series is the slice itself, pixel for pixel, as displayed
     native = stack.frame(volume.geometry.frame_indices[k])
     assert np.array_equal(render(volume.plane_frame(Plane.AXIAL, k)), render(native))
-    sagittal = render(volume.plane_frame(Plane.SAGITTAL, phantom.centre_voxel[2]))   # header window 40/400
+    sagittal = render(volume.plane_frame(Plane.SAGITTAL, phantom.centre_voxel[2]))  # header window 40/400
     assert sagittal.dtype == np.uint8
     assert sagittal.shape == (volume.axes("sagittal").height, volume.axes("sagittal").width)
-    assert sagittal.min() == 0 and sagittal.max() > 128      # air black, the 60 HU sphere above mid-grey
+    assert sagittal.min() == 0 and sagittal.max() > 128  # air black, the 60 HU sphere above mid-grey
     assert render(volume.plane_frame(Plane.SAGITTAL, 0)).max() == 0
 
 
@@ -100,7 +100,7 @@ def test_tilted_series_is_refused_in_one_sentence(tmp_path):
     with pytest.raises(VolumeError, match=r"sheared by 14\.0° \(gantry tilt\)") as err:
         volume_geometry(stack)
     assert str(err.value).count(". ") == 0 and str(err.value).endswith(".")
-    assert stack.frame(0).stored.shape == (64, 60)     # the slices themselves still open
+    assert stack.frame(0).stored.shape == (64, 60)  # the slices themselves still open
 
 
 def test_enhanced_multiframe_uses_per_frame_positions(tmp_path):
@@ -108,7 +108,7 @@ def test_enhanced_multiframe_uses_per_frame_positions(tmp_path):
     stack = open_image(phantom.write_enhanced(tmp_path / "enhanced.dcm"))
     assert stack.n_frames == phantom.slices
     volume = load_volume(stack)
-    assert volume.geometry.frame_indices[0] == phantom.slices - 1   # frames were stored in reverse
+    assert volume.geometry.frame_indices[0] == phantom.slices - 1  # frames were stored in reverse
     assert volume.geometry.slice_spacing_mm == pytest.approx(phantom.slice_mm)
     assert volume.modality_values(volume.data[phantom.centre_voxel]) == SPHERE_HU
     index, x, y = volume.patient_to_display(Plane.SAGITTAL, phantom.centre)

@@ -34,8 +34,24 @@ REPLY = """Sure! Here are useful visual features for distinguishing 'parasitized
 
 These features help."""
 
-VOCAB = ["<unk>", "<pad>", "<s>", "</s>", "1.", "2.", "a", "dark", "round", "spot", "ring", "purple", "cell",
-         "<|system|>", "<|user|>", "<|assistant|>"]
+VOCAB = [
+    "<unk>",
+    "<pad>",
+    "<s>",
+    "</s>",
+    "1.",
+    "2.",
+    "a",
+    "dark",
+    "round",
+    "spot",
+    "ring",
+    "purple",
+    "cell",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +72,18 @@ def tiny_lm(tmp_path_factory) -> Path:
     )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(VOCAB), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                         bos_token_id=2, eos_token_id=3, pad_token_id=1)
+    config = LlamaConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=1,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
@@ -74,8 +99,10 @@ def test_numbered_lists_are_parsed_cleaned_and_deduplicated():
 
 
 def test_build_knowledge_keeps_the_raw_replies_in_provenance(tmp_path):
-    replies = [GeneratedReply("parasitized", PAPER_PROMPT.format(class_name="parasitized"), REPLY),
-               GeneratedReply("uninfected", "q", "1. Uniform pink colour\n2. Smooth outline")]
+    replies = [
+        GeneratedReply("parasitized", PAPER_PROMPT.format(class_name="parasitized"), REPLY),
+        GeneratedReply("uninfected", "q", "1. Uniform pink colour\n2. Smooth outline"),
+    ]
     kb = build_knowledge("cells", "Malaria", "microscopy", replies, model_name="my-llm", settings={"temperature": 0})
     assert kb.class_names == ("parasitized", "uninfected")
     assert kb.classes[1].descriptions == ("Uniform pink colour", "Smooth outline")
@@ -90,8 +117,9 @@ def test_a_tiny_random_llm_runs_the_paper_prompt(tiny_lm):
     model, tokenizer = load_language_model(tiny_lm, "cpu")
     assert not model.training
     seen: list[tuple[str, int, int]] = []
-    replies = generate_replies(model, tokenizer, ["parasitized", "uninfected"], max_new_tokens=12,
-                               progress=lambda *a: seen.append(a))
+    replies = generate_replies(
+        model, tokenizer, ["parasitized", "uninfected"], max_new_tokens=12, progress=lambda *a: seen.append(a)
+    )
     assert [r.class_name for r in replies] == ["parasitized", "uninfected"]
     assert replies[0].prompt == PAPER_PROMPT.format(class_name="parasitized")
     assert "'parasitized'" in replies[0].prompt
@@ -123,8 +151,21 @@ def cli(argv: list[str]) -> int:
 
 def test_cli_with_a_tiny_llm_saves_replies_when_no_list_comes_back(tiny_lm, tmp_path, capsys):
     out = tmp_path / "cells.json"
-    code = cli(["generate-knowledge", "--llm", str(tiny_lm), "--out", str(out), "--classes-from", "malaria-cells",
-                "--max-new-tokens", "8", "--device", "cpu"])
+    code = cli(
+        [
+            "generate-knowledge",
+            "--llm",
+            str(tiny_lm),
+            "--out",
+            str(out),
+            "--classes-from",
+            "malaria-cells",
+            "--max-new-tokens",
+            "8",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 2
     assert "holds no numbered list" in capsys.readouterr().err
     assert not out.exists()
@@ -138,8 +179,26 @@ def test_cli_writes_a_valid_knowledge_base(tiny_lm, tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr("engine.kpl.generate.generate_replies", canned)
     out = tmp_path / "my-task.json"
-    assert cli(["generate-knowledge", "--llm", str(tiny_lm), "--out", str(out), "--class", "glioma",
-                "--class", "no tumor", "--modality", "MRI", "--device", "cpu"]) == 0
+    assert (
+        cli(
+            [
+                "generate-knowledge",
+                "--llm",
+                str(tiny_lm),
+                "--out",
+                str(out),
+                "--class",
+                "glioma",
+                "--class",
+                "no tumor",
+                "--modality",
+                "MRI",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     kb = load_knowledge(out)
     assert kb.task == "my-task" and kb.modality == "MRI"

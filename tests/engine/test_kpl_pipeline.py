@@ -107,8 +107,10 @@ def test_local_dir_and_checkpoint_file_load_the_same_weights(tiny_dir, clip, tmp
 
 
 def test_hugging_face_cache_entries_load_offline(tiny_dir, tmp_path, monkeypatch):
-    files = {"open_clip_config.json": tiny_dir / "open_clip_config.json",
-             "open_clip_pytorch_model.bin": tiny_dir / "open_clip_pytorch_model.bin"}
+    files = {
+        "open_clip_config.json": tiny_dir / "open_clip_config.json",
+        "open_clip_pytorch_model.bin": tiny_dir / "open_clip_pytorch_model.bin",
+    }
     fake_hub_cache(tmp_path / "hub", "clinlens-test/tiny-clip", files)
     hub = load_clip("hf-hub:clinlens-test/tiny-clip", device="cpu", cache_dir=str(tmp_path / "hub"))
     assert hub.weight_files[1].endswith("open_clip_pytorch_model.bin")

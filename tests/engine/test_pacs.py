@@ -75,7 +75,7 @@ def _assert_whole_files(cache: InstanceCache, study: str, series: str) -> list[P
     paths = cache.paths(study, series)
     for path in paths:
         ds = pydicom.dcmread(path)
-        assert len(ds.PixelData) == ds.Rows * ds.Columns * 2   # complete pixel data
+        assert len(ds.PixelData) == ds.Rows * ds.Columns * 2  # complete pixel data
     return paths
 
 
@@ -93,9 +93,14 @@ def test_search_and_retrieve_streams_a_multi_instance_series(pacs, protocol):
         assert [(s.series_uid, s.modality, s.instance_count) for s in found] == [(series, "CT", 12)]
         cache = InstanceCache()
         progress = []
-        result = retrieve_series(connection, cache, study, series,
-                                 on_instance=lambda path, done, total: progress.append((path.exists(), done, total)))
-    assert progress == [(True, i, 12) for i in range(1, 13)]   # streamed: each file whole before it is announced
+        result = retrieve_series(
+            connection,
+            cache,
+            study,
+            series,
+            on_instance=lambda path, done, total: progress.append((path.exists(), done, total)),
+        )
+    assert progress == [(True, i, 12) for i in range(1, 13)]  # streamed: each file whole before it is announced
     assert not result.from_cache and cache.is_complete(study, series)
     by_uid = {ds.SOPInstanceUID: ds for ds in pacs.ct}
     for path in result.paths:
@@ -103,8 +108,9 @@ def test_search_and_retrieve_streams_a_multi_instance_series(pacs, protocol):
         assert np.array_equal(got.pixel_array, by_uid[got.SOPInstanceUID].pixel_array)
     assert {pydicom.dcmread(p).SOPInstanceUID for p in result.paths} == set(by_uid)
     # reopening is served from the cache, even with the server unreachable
-    offline = replace(server, url=server.url.replace(str(pacs.server.http_port), "1").replace(
-        str(pacs.server.dicom_port), "1"))
+    offline = replace(
+        server, url=server.url.replace(str(pacs.server.http_port), "1").replace(str(pacs.server.dicom_port), "1")
+    )
     again = retrieve_series(connect(offline), cache, study, series)
     assert again.from_cache and sorted(again.paths) == sorted(result.paths)
 
@@ -126,26 +132,42 @@ def test_c_move_to_our_storage_scp(pacs):
     study, series = _uids(pacs.ct)
     server = dimse(pacs, storage_port=pacs.server.storage_port)
     received = []
-    connect(server).retrieve_series(study, series, lambda ds: received.append(ds.SOPInstanceUID),
-                                    threading.Event(), method="move")
+    connect(server).retrieve_series(
+        study, series, lambda ds: received.append(ds.SOPInstanceUID), threading.Event(), method="move"
+    )
     assert sorted(received) == sorted(ds.SOPInstanceUID for ds in pacs.ct)
 
 
 def test_c_get_refused_falls_back_to_c_move(tmp_path):
     """A PACS that lets our AE title move but not get (a common hospital setting)."""
     storage_port = free_port()
-    move_only = {"DicomAlwaysAllowGet": False, "DicomModalities": {"clinlens": {
-        "AET": OUR_AET, "Host": "127.0.0.1", "Port": storage_port, "AllowGet": False, "AllowMove": True}}}
+    move_only = {
+        "DicomAlwaysAllowGet": False,
+        "DicomModalities": {
+            "clinlens": {
+                "AET": OUR_AET,
+                "Host": "127.0.0.1",
+                "Port": storage_port,
+                "AllowGet": False,
+                "AllowMove": True,
+            }
+        },
+    }
     with OrthancServer(tmp_path / "move-only", config=move_only) as server:
         slices = ct_series(6, seed=4)
         for ds in slices:
             server.upload(ds)
         study, series = _uids(slices)
-        with pytest.raises(PacsError):   # C-GET alone is refused
+        with pytest.raises(PacsError):  # C-GET alone is refused
             connect(server_from_url(server.dimse_url, our_aet=OUR_AET)).retrieve_series(
-                study, series, lambda ds: None, threading.Event(), method="get")
-        result = retrieve_series(connect(server_from_url(server.dimse_url, our_aet=OUR_AET, storage_port=storage_port)),
-                                 InstanceCache(), study, series)
+                study, series, lambda ds: None, threading.Event(), method="get"
+            )
+        result = retrieve_series(
+            connect(server_from_url(server.dimse_url, our_aet=OUR_AET, storage_port=storage_port)),
+            InstanceCache(),
+            study,
+            series,
+        )
     assert sorted(pydicom.dcmread(p).SOPInstanceUID for p in result.paths) == sorted(ds.SOPInstanceUID for ds in slices)
 
 
@@ -183,8 +205,13 @@ def test_server_stopped_mid_retrieve(tmp_path, protocol):
 
         url = server.dicomweb_url if protocol == "dicomweb" else server.dimse_url
         with pytest.raises(PacsError) as failure:
-            retrieve_series(connect(server_from_url(url, our_aet=OUR_AET, timeout_s=5)), cache,
-                            study, series, on_instance=on_instance)
+            retrieve_series(
+                connect(server_from_url(url, our_aet=OUR_AET, timeout_s=5)),
+                cache,
+                study,
+                series,
+                on_instance=on_instance,
+            )
     assert not isinstance(failure.value, RetrieveCancelled)
     assert "127.0.0.1" in str(failure.value)
     assert not cache.is_complete(study, series)
@@ -197,7 +224,8 @@ def test_corrupt_instance_is_reported_and_the_rest_opens(pacs):
     assert len(result.paths) == 5
     opened = open_paths([str(p) for p in result.paths])
     assert len(opened.errors) == 1 and str(pacs.corrupt[2].SOPInstanceUID) in {
-        pydicom.dcmread(e.path, stop_before_pixels=True).SOPInstanceUID for e in opened.errors}
+        pydicom.dcmread(e.path, stop_before_pixels=True).SOPInstanceUID for e in opened.errors
+    }
     assert [s.n_frames for s in opened.stacks] == [4]
 
 
@@ -210,8 +238,10 @@ def test_authentication(tmp_path, monkeypatch):
         with pytest.raises(PacsError, match="credentials"):
             connect(server_from_url(server.dicomweb_url, username="alice", secret_env="PACS_PASSWORD")).echo()
         monkeypatch.setenv("PACS_PASSWORD", "s3cret")
-        assert "answered" in connect(server_from_url(server.dicomweb_url, username="alice",
-                                                     secret_env="PACS_PASSWORD")).echo()
+        assert (
+            "answered"
+            in connect(server_from_url(server.dicomweb_url, username="alice", secret_env="PACS_PASSWORD")).echo()
+        )
         monkeypatch.delenv("PACS_PASSWORD")
         with pytest.raises(PacsError, match="PACS_PASSWORD .*not set"):
             connect(server_from_url(server.dicomweb_url, username="alice", secret_env="PACS_PASSWORD"))
@@ -238,7 +268,7 @@ def test_each_failure_is_one_sentence(pacs, web_page_server):
     closed.bind(("127.0.0.1", 0))
     closed_port = closed.getsockname()[1]
     closed.close()
-    silent = socket.socket()   # accepts TCP connections (backlog) but never answers
+    silent = socket.socket()  # accepts TCP connections (backlog) but never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)
     try:
@@ -257,7 +287,7 @@ def test_each_failure_is_one_sentence(pacs, web_page_server):
                 connect(server_from_url(url, timeout_s=1)).echo()
             message = str(failure.value)
             assert expected in message, (url, message)
-            assert message.count(". ") == 0 and message.endswith((".", ")")), message   # one sentence
+            assert message.count(". ") == 0 and message.endswith((".", ")")), message  # one sentence
     finally:
         silent.close()
     with pytest.raises(PacsError, match="not a PACS address"):
@@ -280,11 +310,23 @@ def _annotated_series(pacs: Seeded, protocol: str):
     doc = AnnotationDocument()
     doc.add_image(ref)
     user = doc.new_box(ref.image_id, 3, 10.25, 12, 30, 40.5, "nodule")
-    model = doc.new_box(ref.image_id, 5, 1, 2, 20, 22, "mass", source=Source.MODEL, score=0.875,
-                        note="where is the mass?", review=Review.ACCEPTED)
+    model = doc.new_box(
+        ref.image_id,
+        5,
+        1,
+        2,
+        20,
+        22,
+        "mass",
+        source=Source.MODEL,
+        score=0.875,
+        note="where is the mass?",
+        review=Review.ACCEPTED,
+    )
     rejected = doc.new_box(ref.image_id, 6, 1, 2, 20, 22, "artefact", source=Source.MODEL, review=Review.REJECTED)
-    kpl = doc.new_image_label(ref.image_id, "tuberculosis", score=0.61, note="cavitary lesion in the upper lobe",
-                              review=Review.ACCEPTED)
+    kpl = doc.new_image_label(
+        ref.image_id, "tuberculosis", score=0.61, note="cavitary lesion in the upper lobe", review=Review.ACCEPTED
+    )
     doc.execute(AddAnnotations(ref.image_id, [user, model, rejected, kpl]))
     return server, ref, doc, (user, model, kpl)
 
@@ -295,8 +337,12 @@ def test_sr_write_back_round_trip(pacs, protocol):
     with connect(server) as connection:
         sr = send_annotations(connection, doc, ref.image_id)
         assert sr.Modality == "SR" and sr.StudyInstanceUID == ref.study_instance_uid
-        referenced = {item.ReferencedSOPInstanceUID for study in sr.CurrentRequestedProcedureEvidenceSequence
-                      for s in study.ReferencedSeriesSequence for item in s.ReferencedSOPSequence}
+        referenced = {
+            item.ReferencedSOPInstanceUID
+            for study in sr.CurrentRequestedProcedureEvidenceSequence
+            for s in study.ReferencedSeriesSequence
+            for item in s.ReferencedSOPSequence
+        }
         assert referenced == {f.sop_instance_uid for f in ref.frames}
         found = annotations_from_pacs(connection, InstanceCache(), ref)
     back = {a.id: a for a in found}
@@ -315,8 +361,10 @@ def test_sr_write_back_round_trip(pacs, protocol):
 def test_rejected_send_leaves_local_annotations(tmp_path, pacs):
     server, ref, doc, kept = _annotated_series(pacs, "dicomweb")
     before = doc.annotations(ref.image_id)
-    read_only = {"DicomAlwaysAllowStore": False, "DicomModalities": {"clinlens": {
-        "AET": OUR_AET, "Host": "127.0.0.1", "Port": 104, "AllowStore": False}}}
+    read_only = {
+        "DicomAlwaysAllowStore": False,
+        "DicomModalities": {"clinlens": {"AET": OUR_AET, "Host": "127.0.0.1", "Port": 104, "AllowStore": False}},
+    }
     with OrthancServer(tmp_path / "strict", lua=READ_ONLY_LUA, config=read_only) as strict:
         strict.upload(encode(pydicom.dcmread(ref.paths[0])))
         for url in (strict.dicomweb_url, strict.dimse_url):
@@ -342,7 +390,7 @@ def test_cache_evicts_least_recently_used_series(pacs, tmp_path):
     retrieve_series(connection, cache, study, series)
     ct_size = sum(p.stat().st_size for p in cache.paths(study, series))
     cache.limit_bytes = ct_size + 4096
-    assert cache.evict() == [cache.series_dir(bad_study, bad_series)]   # the older one goes first
+    assert cache.evict() == [cache.series_dir(bad_study, bad_series)]  # the older one goes first
     assert cache.is_complete(study, series)
 
 
@@ -366,8 +414,9 @@ class _MemoryKeyring(keyring.backend.KeyringBackend):
 
 
 def test_settings_never_hold_secrets_and_find_them_in_env_or_keyring(monkeypatch, tmp_path):
-    server = PacsServer("Hospital", "https://pacs.example.org/dicom-web", auth="bearer", secret_env="HOSPITAL_TOKEN",
-                        use_keyring=True)
+    server = PacsServer(
+        "Hospital", "https://pacs.example.org/dicom-web", auth="bearer", secret_env="HOSPITAL_TOKEN", use_keyring=True
+    )
     save_pacs_settings(PacsSettings(servers=(server,), cache_limit_mb=512))
     text = settings_path().read_text()
     assert "HOSPITAL_TOKEN" in text and "t0ken" not in text
@@ -386,6 +435,6 @@ def test_settings_never_hold_secrets_and_find_them_in_env_or_keyring(monkeypatch
     finally:
         keyring.set_keyring(previous)
     settings_path().write_text("{ not json")
-    assert load_pacs_settings() == PacsSettings()   # a damaged file does not stop the app
+    assert load_pacs_settings() == PacsSettings()  # a damaged file does not stop the app
     assert server_from_url("dicom://STORESCP@[::1]:11112").kind == "dimse"
     assert parse_dimse_url("dicom://STORESCP@[::1]:11112").host == "::1"

@@ -29,26 +29,49 @@ def test_echo_find_get(pacs, protocol, tmp_path, capsys):
     assert main(["pacs", "find", "--url", url, "--patient-id", "PACS-CT", "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()
     study = pacs.ct[0]
-    assert [json.loads(line) for line in lines] == [{
-        "StudyInstanceUID": study.StudyInstanceUID, "StudyDate": "20240315", "Modality": "CT",
-        "StudyDescription": "Chest CT", "NumberOfStudyRelatedSeries": 1}]
+    assert [json.loads(line) for line in lines] == [
+        {
+            "StudyInstanceUID": study.StudyInstanceUID,
+            "StudyDate": "20240315",
+            "Modality": "CT",
+            "StudyDescription": "Chest CT",
+            "NumberOfStudyRelatedSeries": 1,
+        }
+    ]
     assert main(["pacs", "find", "--url", url, "--modality", "CT", "--date", "20240101-20241231"]) == 0
     out = capsys.readouterr().out
     assert study.StudyInstanceUID in out and str(pacs.corrupt[0].StudyInstanceUID) not in out
-    assert "PACS-CT" not in out and "Test^Pacs" not in out   # no patient identifiers on the terminal
-    assert main(["pacs", "get", "--url", url, study.StudyInstanceUID, "--series", study.SeriesInstanceUID,
-                 "--out", str(tmp_path / "out")]) == 0
+    assert "PACS-CT" not in out and "Test^Pacs" not in out  # no patient identifiers on the terminal
+    assert (
+        main(
+            [
+                "pacs",
+                "get",
+                "--url",
+                url,
+                study.StudyInstanceUID,
+                "--series",
+                study.SeriesInstanceUID,
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     files = sorted((tmp_path / "out" / study.StudyInstanceUID / study.SeriesInstanceUID).glob("*.dcm"))
     assert {pydicom.dcmread(f).SOPInstanceUID for f in files} == {ds.SOPInstanceUID for ds in pacs.ct}
-    assert main(["pacs", "get", "--url", url, str(pacs.corrupt[0].StudyInstanceUID), "--out", str(tmp_path / "all")]) == 0
-    assert "5 instance(s) of 1 series" in capsys.readouterr().out   # every series of the study, the corrupt one too
+    assert (
+        main(["pacs", "get", "--url", url, str(pacs.corrupt[0].StudyInstanceUID), "--out", str(tmp_path / "all")]) == 0
+    )
+    assert "5 instance(s) of 1 series" in capsys.readouterr().out  # every series of the study, the corrupt one too
 
 
 @pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
 def test_send(pacs, protocol, capsys):
     source = pydicom.dcmread(get_testdata_file("test-SR.dcm"), stop_before_pixels=True)
-    assert main(["pacs", "send", "--url", urls(pacs)[protocol], "--aet", OUR_AET,
-                 get_testdata_file("test-SR.dcm")]) == 0
+    assert (
+        main(["pacs", "send", "--url", urls(pacs)[protocol], "--aet", OUR_AET, get_testdata_file("test-SR.dcm")]) == 0
+    )
     assert "sent 1 instance(s)" in capsys.readouterr().out
     assert main(["pacs", "find", "--url", urls(pacs)[protocol], "--modality", "SR", "--json"]) == 0
     found = [json.loads(line)["StudyInstanceUID"] for line in capsys.readouterr().out.splitlines()]

@@ -123,8 +123,21 @@ def test_cli_run_over_two_replicas_with_one_failing_then_resume(tmp_path, capsys
     good_behaviour = StubBehaviour(answer=grounding_answer)
     down = StubBehaviour(answer=grounding_answer, status=503, error_message="replica restarting")
     with OpenAIStub(good_behaviour) as good, OpenAIStub(down) as bad:
-        argv = [str(images), "--task", "vg", "--labels", "left lung,heart", "--server", bad.url, "--server",
-                good.url, "--concurrency", "2", "--out", str(out)]
+        argv = [
+            str(images),
+            "--task",
+            "vg",
+            "--labels",
+            "left lung,heart",
+            "--server",
+            bad.url,
+            "--server",
+            good.url,
+            "--concurrency",
+            "2",
+            "--out",
+            str(out),
+        ]
         assert run_cli(*argv) == 0
         printed = capsys.readouterr()
         assert len(good_behaviour.requests) == 10  # 5 images x 2 labels, all answered by the good replica
@@ -204,8 +217,10 @@ def test_replicas_going_down_together_are_each_reported_before_the_run_fails() -
     """The second replica fails while the run is still reporting the first: it must get its own
     warning and its reason in the final error, not be lost because it was already marked down."""
     first_warned, second_down = threading.Event(), threading.Event()
-    replicas = [_FailingReplica("http://127.0.0.1:9", threading.Event()),
-                _FailingReplica("http://127.0.0.1:10", second_down, wait_for=first_warned)]
+    replicas = [
+        _FailingReplica("http://127.0.0.1:9", threading.Event()),
+        _FailingReplica("http://127.0.0.1:10", second_down, wait_for=first_warned),
+    ]
     warnings: list[str] = []
 
     def on_warning(text: str) -> None:
@@ -213,7 +228,7 @@ def test_replicas_going_down_together_are_each_reported_before_the_run_fails() -
         if len(warnings) == 1:
             first_warned.set()
             second_down.wait(10)
-            time.sleep(0.05)   # the second replica's thread marks itself down meanwhile
+            time.sleep(0.05)  # the second replica's thread marks itself down meanwhile
 
     dispatcher = ReplicaDispatcher(replicas, GenerationSettings(), 1, on_warning=on_warning)
     requests = ((n, AskRequest(np.zeros((8, 8, 3), np.uint8), "", Task.MIA)) for n in range(3))
@@ -279,8 +294,14 @@ def test_what_is_here_relabels_existing_boxes_as_proposals_and_undo_removes_the_
     with OpenAIStub(StubBehaviour(answer=lambda body: "Pneumothorax.")) as stub:
         backend = open_server(ServerSettings(stub.url))
         outcomes = []
-        stats = run_preannotation(works, spec, ReplicaDispatcher([backend], GenerationSettings(), 4),
-                                  model_id="clinkd-7b", on_image=outcomes.append, run_id="run-1")
+        stats = run_preannotation(
+            works,
+            spec,
+            ReplicaDispatcher([backend], GenerationSettings(), 4),
+            model_id="clinkd-7b",
+            on_image=outcomes.append,
+            run_id="run-1",
+        )
         sent = [r["messages"][-1]["content"][-1]["text"] for r in stub.behaviour.requests]
     assert sent == ["What anatomical structure is present at the <|box_start|>(50,100),(250,500)<|box_end|>?"] * 3
     assert stats.done == 3 and stats.questions == 3
@@ -315,8 +336,15 @@ def test_pause_holds_the_queue_and_cancel_keeps_finished_images(tmp_path) -> Non
 
     with OpenAIStub(StubBehaviour(answer=lambda body: "Normal.")) as stub:
         backend = open_server(ServerSettings(stub.url))
-        stats = run_preannotation(works, PreannotateSpec(PreTask.MIA), ReplicaDispatcher([backend], GenerationSettings(), 1),
-                                  model_id="m", on_image=on_image, cancel=cancel, pause=pause)
+        stats = run_preannotation(
+            works,
+            PreannotateSpec(PreTask.MIA),
+            ReplicaDispatcher([backend], GenerationSettings(), 1),
+            model_id="m",
+            on_image=on_image,
+            cancel=cancel,
+            pause=pause,
+        )
         asked = len(stub.behaviour.requests)
     assert stats.cancelled and len(outcomes) == stats.done < 4
     assert asked <= 3  # nothing new was sent while paused (one question may have been in flight)
@@ -324,17 +352,24 @@ def test_pause_holds_the_queue_and_cancel_keeps_finished_images(tmp_path) -> Non
 
 def test_local_batches_through_the_tiny_model(tmp_path, tmp_path_factory, monkeypatch) -> None:
     folder = tiny_checkpoint(tmp_path_factory)
-    backend = LocalBackend(load_model(LoadSettings(str(folder), min_pixels=TINY_MIN_PIXELS,
-                                                   max_pixels=TINY_MAX_PIXELS)))
+    backend = LocalBackend(
+        load_model(LoadSettings(str(folder), min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS))
+    )
     batches: list[int] = []
     real = backend.ask_batch
-    monkeypatch.setattr(backend, "ask_batch", lambda requests, *a, **k: batches.append(len(requests)) or
-                        real(requests, *a, **k))
+    monkeypatch.setattr(
+        backend, "ask_batch", lambda requests, *a, **k: batches.append(len(requests)) or real(requests, *a, **k)
+    )
     works = _works(write_images(tmp_path / "images", 3, broken=False))
     spec = PreannotateSpec(PreTask.VG, ("left lung", "heart"), max_new_tokens=4)
     outcomes = []
-    stats = run_preannotation(works, spec, LocalDispatcher(backend, GenerationSettings(max_new_tokens=4), 4),
-                              model_id=backend.info.model_id, on_image=outcomes.append)
+    stats = run_preannotation(
+        works,
+        spec,
+        LocalDispatcher(backend, GenerationSettings(max_new_tokens=4), 4),
+        model_id=backend.info.model_id,
+        on_image=outcomes.append,
+    )
     assert batches == [4, 2]  # 6 questions in batches of 4
     assert stats.done == 3 and stats.questions == 6 and {o.status for o in outcomes} == {DONE}
     assert all(isinstance(a, Box) and a.source is Source.MODEL for o in outcomes for a in o.annotations)
@@ -342,13 +377,19 @@ def test_local_batches_through_the_tiny_model(tmp_path, tmp_path_factory, monkey
 
 def test_an_image_that_cannot_be_decoded_fails_alone(tmp_path, monkeypatch) -> None:
     works = _works(write_images(tmp_path / "images", 2, broken=False))
-    monkeypatch.setattr(type(works[0].stack), "frame",
-                        lambda self, i: (_ for _ in ()).throw(OSError("truncated pixel data")))
+    monkeypatch.setattr(
+        type(works[0].stack), "frame", lambda self, i: (_ for _ in ()).throw(OSError("truncated pixel data"))
+    )
     outcomes = []
     with OpenAIStub() as stub:
         backend = open_server(ServerSettings(stub.url))
-        stats = run_preannotation(works, PreannotateSpec(PreTask.MIA), ReplicaDispatcher([backend], GenerationSettings()),
-                                  model_id="m", on_image=outcomes.append)
+        stats = run_preannotation(
+            works,
+            PreannotateSpec(PreTask.MIA),
+            ReplicaDispatcher([backend], GenerationSettings()),
+            model_id="m",
+            on_image=outcomes.append,
+        )
     assert stats.failed == 2 and "truncated pixel data" in outcomes[0].reason
 
 
@@ -364,8 +405,19 @@ def test_kpl_labels_with_the_tiny_clip(tmp_path, tmp_path_factory, capsys) -> No
     clip = f"local-dir:{save_tiny_clip_dir(tmp_path_factory.mktemp('clip') / 'tiny')}"
     folder = write_image_folder(tmp_path / "data")
     out = tmp_path / "project.json"
-    argv = [str(folder), "--task", "kpl", "--knowledge", "tuberculosis-cxr", "--clip", clip, "--kpl-iterations", "20",
-            "--out", str(out)]
+    argv = [
+        str(folder),
+        "--task",
+        "kpl",
+        "--knowledge",
+        "tuberculosis-cxr",
+        "--clip",
+        clip,
+        "--kpl-iterations",
+        "20",
+        "--out",
+        str(out),
+    ]
     assert run_cli(*argv) == 0
     doc = load_document(out)
     labels = [a for ref in doc.images for a in doc.image_labels(ref.image_id)]
@@ -375,15 +427,32 @@ def test_kpl_labels_with_the_tiny_clip(tmp_path, tmp_path_factory, capsys) -> No
     assert labels[0].provenance.task == "kpl" and "knowledge tuberculosis-cxr" in labels[0].provenance.question
     assert run_cli(*argv) == 0  # resumed: nothing left to do
     assert "skipped, already done" in capsys.readouterr().out
-    assert len([a for ref in load_document(out).images for a in load_document(out).image_labels(ref.image_id)]) == len(labels)
+    assert len([a for ref in load_document(out).images for a in load_document(out).image_labels(ref.image_id)]) == len(
+        labels
+    )
 
 
 def test_cli_with_the_local_tiny_model_batches_and_records_every_image(tmp_path, tmp_path_factory, capsys) -> None:
     folder = tiny_checkpoint(tmp_path_factory)
     images = write_images(tmp_path / "images", 3, broken=False)
     out = tmp_path / "project.json"
-    argv = [str(images), "--task", "mia", "--model", str(folder), "--min-pixels", str(TINY_MIN_PIXELS),
-            "--max-pixels", str(TINY_MAX_PIXELS), "--max-new-tokens", "4", "--batch-size", "2", "--out", str(out)]
+    argv = [
+        str(images),
+        "--task",
+        "mia",
+        "--model",
+        str(folder),
+        "--min-pixels",
+        str(TINY_MIN_PIXELS),
+        "--max-pixels",
+        str(TINY_MAX_PIXELS),
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert run_cli(*argv) == 0
     records = read_log(log_path(out))
     assert [r["status"] for r in records] == [DONE] * 3 and sum(r["questions"] for r in records) == 3

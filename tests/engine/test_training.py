@@ -117,7 +117,10 @@ def test_training_resumes_from_its_last_checkpoint(base: Path, data: Path, tmp_p
 
 
 def test_distillation_mixes_kl_and_ce_and_orders_by_teacher_margin(
-    base: Path, data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    base: Path,
+    data: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     teacher = tiny_checkpoint(tmp_path_factory, "tiny-training-teacher", seed=1)

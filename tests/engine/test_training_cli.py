@@ -37,8 +37,23 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_prints_progress_and_a_json_result(
     base: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = _run(["train", "--model", str(base), "--data", str(data), "--output", str(tmp_path / "out"),
-                 "--max-steps", "2", "--lr", "1e-3", "--json", *FAST])
+    code = _run(
+        [
+            "train",
+            "--model",
+            str(base),
+            "--data",
+            str(data),
+            "--output",
+            str(tmp_path / "out"),
+            "--max-steps",
+            "2",
+            "--lr",
+            "1e-3",
+            "--json",
+            *FAST,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "step 1/2" in captured.err and "step 2/2" in captured.err and "loss " in captured.err
@@ -48,13 +63,35 @@ def test_train_prints_progress_and_a_json_result(
 
 
 def test_reflect_then_distill_on_the_corrections(
-    base: Path, data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    base: Path,
+    data: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     reflected = tmp_path / "reflected.json"
-    code = _run(["reflect", "--model", str(base), "--data", str(data), "--output", str(reflected),
-                 "--candidates", "1", "--max-new-tokens", "4", "--max-samples", "1",
-                 "--similarity-threshold", "2", "--device", "cpu", *PIXELS])
+    code = _run(
+        [
+            "reflect",
+            "--model",
+            str(base),
+            "--data",
+            str(data),
+            "--output",
+            str(reflected),
+            "--candidates",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--max-samples",
+            "1",
+            "--similarity-threshold",
+            "2",
+            "--device",
+            "cpu",
+            *PIXELS,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "checked 3/3 questions, 3 flagged" in captured.err
@@ -62,8 +99,25 @@ def test_reflect_then_distill_on_the_corrections(
     assert len(json.loads(reflected.read_text())) == 3
 
     teacher = tiny_checkpoint(tmp_path_factory, "tiny-training-teacher", seed=1)
-    code = _run(["distill", "--model", str(base), "--teacher", str(teacher), "--data", str(data), str(reflected),
-                 "--output", str(tmp_path / "kd"), "--max-steps", "1", "--curriculum", "weight", *FAST])
+    code = _run(
+        [
+            "distill",
+            "--model",
+            str(base),
+            "--teacher",
+            str(teacher),
+            "--data",
+            str(data),
+            str(reflected),
+            "--output",
+            str(tmp_path / "kd"),
+            "--max-steps",
+            "1",
+            "--curriculum",
+            "weight",
+            *FAST,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "teacher scoring batch 1/2" in captured.err and " kl " in captured.err
@@ -79,12 +133,31 @@ def test_bad_input_exits_2_with_one_sentence(
     (tmp_path / "bad.json").write_text('{"not": "a list"}')
     assert _run(["train", "--model", str(base), "--data", str(tmp_path / "bad.json"), "--output", out]) == 2
     assert "JSON list" in capsys.readouterr().err
-    assert _run(["train", "--model", str(base), "--data", str(data), "--output", out,
-                 "--method", "lora", "--train-vision"]) == 2
+    assert (
+        _run(
+            ["train", "--model", str(base), "--data", str(data), "--output", out, "--method", "lora", "--train-vision"]
+        )
+        == 2
+    )
     assert "vision tower" in capsys.readouterr().err
-    assert _run(["distill", "--model", str(base), "--teacher", str(base), "--data", str(data), "--output", out,
-                 "--temperature", "0"]) == 2
+    assert (
+        _run(
+            [
+                "distill",
+                "--model",
+                str(base),
+                "--teacher",
+                str(base),
+                "--data",
+                str(data),
+                "--output",
+                out,
+                "--temperature",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "temperature" in capsys.readouterr().err
-    assert _run(["reflect", "--model", str(base), "--data", str(data), "--output", out,
-                 "--iou-threshold", "2"]) == 2
+    assert _run(["reflect", "--model", str(base), "--data", str(data), "--output", out, "--iou-threshold", "2"]) == 2
     assert "iou_threshold" in capsys.readouterr().err

@@ -114,7 +114,8 @@ def make_medgrit(folder: Path, n: int = 4, seed: int = 0, layout: str = "bird") 
             ),
             (
                 "What can you interpret from the overall image?",
-                "The X-ray image shows both lungs and the spine." if xray
+                "The X-ray image shows both lungs and the spine."
+                if xray
                 else "The CT image shows the liver and both kidneys.",
             ),
         ]
@@ -157,11 +158,14 @@ def test_images_reach_the_model_as_stored_and_bad_files_say_so(tmp_path: Path) -
 def test_sharegpt_layout_chatml_debris_and_skipped_records(tmp_path: Path) -> None:
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     records = [
-        {"messages": [
-            {"role": "system", "content": "You are a helpful assistant."},  # skipped
-            {"role": "user", "content": "<image>What is located at <box>(1,2),(300,400)</box>?"},
-            {"role": "assistant", "content": "Sacrum.<|im_end|>"},
-        ], "images": ["a.png"]},
+        {
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},  # skipped
+                {"role": "user", "content": "<image>What is located at <box>(1,2),(300,400)</box>?"},
+                {"role": "assistant", "content": "Sacrum.<|im_end|>"},
+            ],
+            "images": ["a.png"],
+        },
         {"id": "a", "conversations": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]},
         {"id": "missing", "conversations": [["q", "a"]]},  # missing.png does not exist
         {"id": "a", "conversations": [{"from": "human", "value": "q"}]},  # no answer

@@ -62,9 +62,11 @@ def test_gpu_lora_and_distillation(tmp_path: Path, tmp_path_factory: pytest.Temp
     base = tiny_checkpoint(tmp_path_factory)
     teacher = tiny_checkpoint(tmp_path_factory, "tiny-training-teacher", seed=1)
     data = make_medgrit(tmp_path / "data", n=4)
-    lora = train(TrainSettings(
-        str(base), (str(data),), str(tmp_path / "lora"), method="lora", max_steps=4, learning_rate=1e-2, **FAST
-    ))
+    lora = train(
+        TrainSettings(
+            str(base), (str(data),), str(tmp_path / "lora"), method="lora", max_steps=4, learning_rate=1e-2, **FAST
+        )
+    )
     assert lora.peak_gpu_memory_bytes > 0 and lora.trainable_parameters < lora.total_parameters
     kd = distill(
         TrainSettings(str(base), (str(data),), str(tmp_path / "kd"), max_steps=3, precision="pure-bf16", **FAST),

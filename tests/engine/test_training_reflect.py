@@ -41,8 +41,9 @@ def test_correction_and_the_metric_share_one_iou_rule() -> None:
     """IoU exactly 0.5 is a miss for the papers' recall, so reflective correction must flag it."""
     reference_text = f"The liver is at {BOX.format(0, 0, 100, 100)}."
     answer_text = f"Liver: {BOX.format(0, 0, 100, 50)}"  # IoU exactly 0.5
-    score = score_grounding(reference_text.replace("<|box_start|>", "<box>").replace("<|box_end|>", "</box>"),
-                            answer_text)
+    score = score_grounding(
+        reference_text.replace("<|box_start|>", "<box>").replace("<|box_end|>", "</box>"), answer_text
+    )
     assert score.hits == 0 and score.tolerant_hits == 0 and score.best_ious == (0.5,)
     reference, answer = parse_answer(reference_text, 50, 50), parse_answer(answer_text, 50, 50)
     assert matched_boxes(reference.boxes, answer.boxes, 0.5) == 0
@@ -94,8 +95,16 @@ def test_reflect_pass_writes_corrections_for_the_flagged_questions(
     # similarity never flags here: only grounding turns whose random answer lacks the boxes are corrected
     report = reflect(
         ReflectSettings(
-            str(model), (str(data),), str(out), candidates=2, max_new_tokens=8, batch_size=4,
-            similarity_threshold=-1.0, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, device="cpu",
+            str(model),
+            (str(data),),
+            str(out),
+            candidates=2,
+            max_new_tokens=8,
+            batch_size=4,
+            similarity_threshold=-1.0,
+            min_pixels=TINY_MIN_PIXELS,
+            max_pixels=TINY_MAX_PIXELS,
+            device="cpu",
         ),
         on_progress=progress.append,
         embed=embed,
@@ -118,8 +127,16 @@ def test_reflect_pass_writes_corrections_for_the_flagged_questions(
 
     skipped = reflect(
         ReflectSettings(
-            str(model), (str(data),), str(tmp_path / "none.json"), candidates=1, max_new_tokens=4, max_samples=1,
-            similarity_threshold=2.0, fallback="skip", min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS,
+            str(model),
+            (str(data),),
+            str(tmp_path / "none.json"),
+            candidates=1,
+            max_new_tokens=4,
+            max_samples=1,
+            similarity_threshold=2.0,
+            fallback="skip",
+            min_pixels=TINY_MIN_PIXELS,
+            max_pixels=TINY_MAX_PIXELS,
             device="cpu",
         ),
         embed=embed,

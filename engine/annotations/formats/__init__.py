@@ -25,8 +25,13 @@ from engine.annotations.persistence import (
 )
 
 
-def export_json(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
-                include_rejected: bool = True) -> list[Path]:
+def export_json(
+    doc: AnnotationDocument,
+    out: str | os.PathLike[str],
+    *,
+    image_ids: Sequence[str] | None = None,
+    include_rejected: bool = True,
+) -> list[Path]:
     """Our lossless document format (read back with ``load_document``); always keeps every box."""
     out = Path(out).absolute()
     write_json_atomic(out, document_to_dict(doc, out.parent, image_ids))
@@ -73,19 +78,37 @@ def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], **options: o
 class ExportFormat:
     name: str
     description: str
-    writes_folder: bool     # True: ``out`` is a folder of files; False: ``out`` is one file
+    writes_folder: bool  # True: ``out`` is a folder of files; False: ``out`` is one file
     export: Callable[..., list[Path]]
 
 
-FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("coco", "COCO detection JSON (bbox = x, y, w, h in pixels)", False, export_coco),
-    ExportFormat("yolo", "YOLO txt per picture (class cx cy w h, normalised) + classes.txt", True, export_yolo),
-    ExportFormat("voc", "Pascal VOC XML per picture (1-based pixel corners)", True, export_voc),
-    ExportFormat("csv", "CSV, one row per annotation", False, export_csv),
-    ExportFormat("json", "ClinLens JSON (lossless)", False, export_json),
-    ExportFormat("sr", "DICOM SR TID 1500 per study (DICOM images only)", True, export_sr),
-)}
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("coco", "COCO detection JSON (bbox = x, y, w, h in pixels)", False, export_coco),
+        ExportFormat("yolo", "YOLO txt per picture (class cx cy w h, normalised) + classes.txt", True, export_yolo),
+        ExportFormat("voc", "Pascal VOC XML per picture (1-based pixel corners)", True, export_voc),
+        ExportFormat("csv", "CSV, one row per annotation", False, export_csv),
+        ExportFormat("json", "ClinLens JSON (lossless)", False, export_json),
+        ExportFormat("sr", "DICOM SR TID 1500 per study (DICOM images only)", True, export_sr),
+    )
+}
 
-__all__ = ["FORMATS", "ExportError", "ExportFormat", "ExportTarget", "coco_dict", "coco_to_document",
-           "export_coco", "export_csv", "export_json", "export_sr", "export_targets", "export_voc",
-           "export_yolo", "import_annotations", "read_annotation_file", "read_coco"]
+__all__ = [
+    "FORMATS",
+    "ExportError",
+    "ExportFormat",
+    "ExportTarget",
+    "coco_dict",
+    "coco_to_document",
+    "export_coco",
+    "export_csv",
+    "export_json",
+    "export_sr",
+    "export_targets",
+    "export_voc",
+    "export_yolo",
+    "import_annotations",
+    "read_annotation_file",
+    "read_coco",
+]

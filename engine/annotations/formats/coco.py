@@ -34,8 +34,9 @@ from engine.annotations.persistence import (
 from engine.imaging import FrameSource
 
 
-def coco_dict(doc: AnnotationDocument, base_dir: Path, image_ids: Sequence[str] | None = None, *,
-              include_rejected: bool = True) -> dict[str, Any]:
+def coco_dict(
+    doc: AnnotationDocument, base_dir: Path, image_ids: Sequence[str] | None = None, *, include_rejected: bool = True
+) -> dict[str, Any]:
     """The COCO structure; ``file_name`` is relative to ``base_dir`` (where the JSON goes)."""
     category_ids = {label.name: i + 1 for i, label in enumerate(doc.labels)}
     images, annotations = [], []
@@ -43,31 +44,63 @@ def coco_dict(doc: AnnotationDocument, base_dir: Path, image_ids: Sequence[str] 
         ref, source = target.image, target.source
         state = doc.image_state(ref.image_id)
         coco_image_id = len(images) + 1
-        images.append({
-            "id": coco_image_id, "file_name": relative_file_name(source.path, base_dir),
-            "width": ref.width, "height": ref.height,
-            "clinlens_image_id": ref.image_id, "frame": target.frame, "frame_number": source.frame_number,
-            "sop_instance_uid": source.sop_instance_uid, "study_instance_uid": ref.study_instance_uid,
-            "series_instance_uid": ref.series_instance_uid, "reviewed": state.reviewed,
-            "image_labels": [annotation_to_dict(a) for a in doc.image_labels(ref.image_id)]})
+        images.append(
+            {
+                "id": coco_image_id,
+                "file_name": relative_file_name(source.path, base_dir),
+                "width": ref.width,
+                "height": ref.height,
+                "clinlens_image_id": ref.image_id,
+                "frame": target.frame,
+                "frame_number": source.frame_number,
+                "sop_instance_uid": source.sop_instance_uid,
+                "study_instance_uid": ref.study_instance_uid,
+                "series_instance_uid": ref.series_instance_uid,
+                "reviewed": state.reviewed,
+                "image_labels": [annotation_to_dict(a) for a in doc.image_labels(ref.image_id)],
+            }
+        )
         for box in target.boxes:
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": coco_image_id, "category_id": category_ids[box.label],
-                "bbox": [box.x1, box.y1, box.width, box.height], "area": box.width * box.height,
-                "iscrowd": 0, "segmentation": [],
-                "clinlens_id": box.id, "xyxy": list(box.rect), "source": str(box.source), "score": box.score,
-                "review": str(box.review), "note": box.note, "created": box.created, "modified": box.modified,
-                "sop_instance_uid": box.sop_instance_uid, "frame_number": box.frame_number})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": coco_image_id,
+                    "category_id": category_ids[box.label],
+                    "bbox": [box.x1, box.y1, box.width, box.height],
+                    "area": box.width * box.height,
+                    "iscrowd": 0,
+                    "segmentation": [],
+                    "clinlens_id": box.id,
+                    "xyxy": list(box.rect),
+                    "source": str(box.source),
+                    "score": box.score,
+                    "review": str(box.review),
+                    "note": box.note,
+                    "created": box.created,
+                    "modified": box.modified,
+                    "sop_instance_uid": box.sop_instance_uid,
+                    "frame_number": box.frame_number,
+                }
+            )
     return {
         "info": {"description": "ClinLens annotations", "date_created": doc.now(), "clinlens_schema": SCHEMA_VERSION},
         "licenses": [],
-        "categories": [{"id": category_ids[label.name], "name": label.name, "supercategory": "",
-                        "color": label.color} for label in doc.labels],
-        "images": images, "annotations": annotations}
+        "categories": [
+            {"id": category_ids[label.name], "name": label.name, "supercategory": "", "color": label.color}
+            for label in doc.labels
+        ],
+        "images": images,
+        "annotations": annotations,
+    }
 
 
-def export_coco(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
-                include_rejected: bool = True) -> list[Path]:
+def export_coco(
+    doc: AnnotationDocument,
+    out: str | os.PathLike[str],
+    *,
+    image_ids: Sequence[str] | None = None,
+    include_rejected: bool = True,
+) -> list[Path]:
     out = Path(out).absolute()
     write_json_atomic(out, coco_dict(doc, out.parent, image_ids, include_rejected=include_rejected))
     return [out]
@@ -111,12 +144,16 @@ def _image_entry(entry: Any, at: str, base_dir: Path) -> dict[str, Any]:
     frame = json_field(entry, "frame", (int,), at, 0)
     if not 0 <= frame < MAX_FRAMES:
         raise DamagedDocumentError(f"{at}.frame: expected a frame index from 0 to {MAX_FRAMES - 1}, got {frame}")
-    checked = {"id": json_field(entry, "id", (int,), at), "frame": frame,
-               "file_name": os.path.normpath(base_dir / json_field(entry, "file_name", (str,), at)),
-               "width": json_field(entry, "width", (int,), at), "height": json_field(entry, "height", (int,), at),
-               "reviewed": json_field(entry, "reviewed", (bool,), at, False),
-               "image_labels": json_field(entry, "image_labels", (list,), at, []),
-               "frame_number": json_field(entry, "frame_number", (int, type(None)), at, None)}
+    checked = {
+        "id": json_field(entry, "id", (int,), at),
+        "frame": frame,
+        "file_name": os.path.normpath(base_dir / json_field(entry, "file_name", (str,), at)),
+        "width": json_field(entry, "width", (int,), at),
+        "height": json_field(entry, "height", (int,), at),
+        "reviewed": json_field(entry, "reviewed", (bool,), at, False),
+        "image_labels": json_field(entry, "image_labels", (list,), at, []),
+        "frame_number": json_field(entry, "frame_number", (int, type(None)), at, None),
+    }
     for key in ("clinlens_image_id", "sop_instance_uid", "study_instance_uid", "series_instance_uid"):
         checked[key] = json_field(entry, key, (str, type(None)), at, None)
     return checked
@@ -153,17 +190,27 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
         now = utc_now()
         corners = _corners(item, at)
         try:
-            boxes[key].append(Box(
-                id=json_field(item, "clinlens_id", (str,), at, None) or new_id(), frame=entry["frame"],
-                x1=corners[0], y1=corners[1], x2=corners[2], y2=corners[3], label=names[category],
-                source=source, score=json_field(item, "score", (float, type(None)), at, None),
-                note=json_field(item, "note", (str,), at, ""),
-                review=json_field(item, "review", (str,), at, str(default_review(source))),
-                created=json_field(item, "created", (str,), at, now),
-                modified=json_field(item, "modified", (str,), at, now),
-                sop_instance_uid=json_field(item, "sop_instance_uid", (str, type(None)), at,
-                                            entry["sop_instance_uid"]),
-                frame_number=json_field(item, "frame_number", (int, type(None)), at, entry["frame_number"])))
+            boxes[key].append(
+                Box(
+                    id=json_field(item, "clinlens_id", (str,), at, None) or new_id(),
+                    frame=entry["frame"],
+                    x1=corners[0],
+                    y1=corners[1],
+                    x2=corners[2],
+                    y2=corners[3],
+                    label=names[category],
+                    source=source,
+                    score=json_field(item, "score", (float, type(None)), at, None),
+                    note=json_field(item, "note", (str,), at, ""),
+                    review=json_field(item, "review", (str,), at, str(default_review(source))),
+                    created=json_field(item, "created", (str,), at, now),
+                    modified=json_field(item, "modified", (str,), at, now),
+                    sop_instance_uid=json_field(
+                        item, "sop_instance_uid", (str, type(None)), at, entry["sop_instance_uid"]
+                    ),
+                    frame_number=json_field(item, "frame_number", (int, type(None)), at, entry["frame_number"]),
+                )
+            )
         except ValueError as err:
             raise DamagedDocumentError(f"{at}: {err}") from None
 
@@ -194,13 +241,22 @@ def _ref_from_entries(key: str, entries: list[dict[str, Any]]) -> ImageRef:
     paths = tuple(dict.fromkeys(by_frame[f]["file_name"] for f in sorted(by_frame)))
     frames = tuple(
         FrameSource(e["file_name"], e["sop_instance_uid"], e["frame_number"] or i + 1)
-        if (e := by_frame.get(i)) else FrameSource(paths[0], None, i + 1)
-        for i in range(max(by_frame) + 1))
+        if (e := by_frame.get(i))
+        else FrameSource(paths[0], None, i + 1)
+        for i in range(max(by_frame) + 1)
+    )
     try:
         return ImageRef(
-            image_id=key, paths=paths, width=first["width"], height=first["height"], n_frames=len(frames),
-            frames=frames, kind="dicom" if first["sop_instance_uid"] else "raster",
-            title=os.path.basename(paths[0]), study_instance_uid=first["study_instance_uid"],
-            series_instance_uid=first["series_instance_uid"])
+            image_id=key,
+            paths=paths,
+            width=first["width"],
+            height=first["height"],
+            n_frames=len(frames),
+            frames=frames,
+            kind="dicom" if first["sop_instance_uid"] else "raster",
+            title=os.path.basename(paths[0]),
+            study_instance_uid=first["study_instance_uid"],
+            series_instance_uid=first["series_instance_uid"],
+        )
     except ValueError as err:
         raise DamagedDocumentError(f"image {key}: {err}") from None

@@ -59,8 +59,8 @@ from engine.annotations.model import (
     Box,
     ImageLabel,
     MeasuredValue,
-    Measurement,
     MeasureKind,
+    Measurement,
     Review,
     Source,
     new_id,
@@ -69,10 +69,16 @@ from engine.imaging import FrameSource
 
 CODING_SCHEME = "99CLINLENS"
 MANUFACTURER = "ClinLens"
-_DEVICE_UID = "2.25.229615433404476045355766183357826400419"   # fixed: identifies ClinLens as observer
-_VALUE_CODES = {"length": codes.SCT.Length, "angle": codes.SCT.Angle, "area": codes.SCT.Area,
-                "mean": codes.SCT.Mean, "std": codes.SCT.StandardDeviation, "min": codes.SCT.Minimum,
-                "max": codes.SCT.Maximum}
+_DEVICE_UID = "2.25.229615433404476045355766183357826400419"  # fixed: identifies ClinLens as observer
+_VALUE_CODES = {
+    "length": codes.SCT.Length,
+    "angle": codes.SCT.Angle,
+    "area": codes.SCT.Area,
+    "mean": codes.SCT.Mean,
+    "std": codes.SCT.StandardDeviation,
+    "min": codes.SCT.Minimum,
+    "max": codes.SCT.Maximum,
+}
 
 
 def label_code(label: str) -> hd.sr.CodedConcept:
@@ -109,46 +115,67 @@ def _source_frame(ref: ImageRef, box: Box | Measurement) -> FrameSource:
     return ref.frames[box.frame]
 
 
-def _region(ref: ImageRef, item: Box | Measurement, header: pydicom.Dataset,
-            rect: tuple[float, float, float, float] | None) -> hd.sr.ImageRegion | hd.sr.ImageRegion3D:
+def _region(
+    ref: ImageRef, item: Box | Measurement, header: pydicom.Dataset, rect: tuple[float, float, float, float] | None
+) -> hd.sr.ImageRegion | hd.sr.ImageRegion3D:
     """SCOORD on the source frame, or SCOORD3D in patient coordinates for a reformatted plane."""
     kind = item.kind if isinstance(item, Measurement) else None
     if item.placement is not None:
         points = np.asarray(item.placement.points_mm, dtype=float)
         closed = len(points) > 2 and np.allclose(points[0], points[-1])
-        graphic = (hd.sr.GraphicTypeValues3D.ELLIPSE if kind is MeasureKind.ELLIPSE
-                   else hd.sr.GraphicTypeValues3D.POLYGON if closed else hd.sr.GraphicTypeValues3D.POLYLINE)
+        graphic = (
+            hd.sr.GraphicTypeValues3D.ELLIPSE
+            if kind is MeasureKind.ELLIPSE
+            else hd.sr.GraphicTypeValues3D.POLYGON
+            if closed
+            else hd.sr.GraphicTypeValues3D.POLYLINE
+        )
         if "FrameOfReferenceUID" not in header:
-            raise ExportError(f"{ref.title or ref.image_id} has no Frame of Reference UID, so annotations drawn "
-                              "on a reformatted plane cannot be written to a DICOM SR")
-        return hd.sr.ImageRegion3D(graphic_type=graphic, graphic_data=points,
-                                   frame_of_reference_uid=header.FrameOfReferenceUID)
+            raise ExportError(
+                f"{ref.title or ref.image_id} has no Frame of Reference UID, so annotations drawn "
+                "on a reformatted plane cannot be written to a DICOM SR"
+            )
+        return hd.sr.ImageRegion3D(
+            graphic_type=graphic, graphic_data=points, frame_of_reference_uid=header.FrameOfReferenceUID
+        )
     source = _source_frame(ref, item)
     multi_frame = int(header.get("NumberOfFrames", 1) or 1) > 1
     graphic_data = polyline(rect) if kind is None else graphic_points(kind, item.points)
     graphic_data = np.clip(graphic_data, 0, [ref.width, ref.height])
     return hd.sr.ImageRegion(
-        graphic_type=(hd.sr.GraphicTypeValues.ELLIPSE if kind is MeasureKind.ELLIPSE
-                      else hd.sr.GraphicTypeValues.POLYLINE),
+        graphic_type=(
+            hd.sr.GraphicTypeValues.ELLIPSE if kind is MeasureKind.ELLIPSE else hd.sr.GraphicTypeValues.POLYLINE
+        ),
         graphic_data=graphic_data,
         source_image=hd.sr.SourceImageForRegion(
-            referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID,
-            referenced_frame_numbers=[source.frame_number] if multi_frame else None))
+            referenced_sop_class_uid=header.SOPClassUID,
+            referenced_sop_instance_uid=header.SOPInstanceUID,
+            referenced_frame_numbers=[source.frame_number] if multi_frame else None,
+        ),
+    )
 
 
 def _measurements(item: Annotation) -> list[hd.sr.Measurement] | None:
     if not isinstance(item, Measurement):
         return None
-    return [hd.sr.Measurement(name=_VALUE_CODES[v.name], value=v.value, unit=_unit_code(v.unit))
-            for v in item.values if v.name in _VALUE_CODES] or None
+    return [
+        hd.sr.Measurement(name=_VALUE_CODES[v.name], value=v.value, unit=_unit_code(v.unit))
+        for v in item.values
+        if v.name in _VALUE_CODES
+    ] or None
 
 
 def _unit_code(unit: str) -> hd.sr.CodedConcept:
-    known = {"mm": codes.UCUM.Millimeter, "mm2": codes.UCUM.SquareMillimeter, "deg": codes.UCUM.Degree,
-             "[hnsf'U]": codes.UCUM.HounsfieldUnit, "1": codes.UCUM.NoUnits}
+    known = {
+        "mm": codes.UCUM.Millimeter,
+        "mm2": codes.UCUM.SquareMillimeter,
+        "deg": codes.UCUM.Degree,
+        "[hnsf'U]": codes.UCUM.HounsfieldUnit,
+        "1": codes.UCUM.NoUnits,
+    }
     if unit in known:
         return known[unit]
-    return hd.sr.CodedConcept(value=unit, scheme_designator="UCUM", meaning=unit)   # "px", "px2"
+    return hd.sr.CodedConcept(value=unit, scheme_designator="UCUM", meaning=unit)  # "px", "px2"
 
 
 ALGORITHMS = {Source.MODEL: "ClinKD", Source.CLASSIFIER: "KPL"}
@@ -165,21 +192,30 @@ def _state_code(kind: str, value: str) -> hd.sr.CodedConcept:
 def _provenance(annotation: Annotation) -> dict:
     """The TID 1410/1501 arguments that carry who made an annotation, what became of it, and its values."""
     measured = _measurements(annotation) or []
-    options: dict = {"qualitative_evaluations": [
-        hd.sr.QualitativeEvaluation(_SOURCE_NAME, _state_code("SRC", str(annotation.source))),
-        hd.sr.QualitativeEvaluation(_REVIEW_NAME, _state_code("REV", str(annotation.review)))]}
+    options: dict = {
+        "qualitative_evaluations": [
+            hd.sr.QualitativeEvaluation(_SOURCE_NAME, _state_code("SRC", str(annotation.source))),
+            hd.sr.QualitativeEvaluation(_REVIEW_NAME, _state_code("REV", str(annotation.review))),
+        ]
+    }
     if annotation.score is not None:
         measured.append(hd.sr.Measurement(name=_SCORE_NAME, value=float(annotation.score), unit=_NO_UNITS))
     if measured:
         options["measurements"] = measured
     if annotation.source in ALGORITHMS:
         options["algorithm_id"] = hd.sr.AlgorithmIdentification(
-            name=ALGORITHMS[annotation.source], version="1", parameters=[annotation.note] if annotation.note else None)
+            name=ALGORITHMS[annotation.source], version="1", parameters=[annotation.note] if annotation.note else None
+        )
     return options
 
 
-def build_srs(doc: AnnotationDocument, *, image_ids: Sequence[str] | None = None, include_rejected: bool = False,
-              reviewed_only: bool = False) -> dict[str, hd.sr.Comprehensive3DSR]:
+def build_srs(
+    doc: AnnotationDocument,
+    *,
+    image_ids: Sequence[str] | None = None,
+    include_rejected: bool = False,
+    reviewed_only: bool = False,
+) -> dict[str, hd.sr.Comprehensive3DSR]:
     """One TID 1500 report per study, keyed by StudyInstanceUID (see the module docstring).
 
     ``reviewed_only`` keeps what a person stands behind: user boxes and machine output that was
@@ -197,21 +233,32 @@ def build_srs(doc: AnnotationDocument, *, image_ids: Sequence[str] | None = None
                 raise ExportError(f"cannot read the source image {source.path} for the DICOM SR: {err}") from None
         header = headers[source.path]
         if header.SOPInstanceUID != source.sop_instance_uid:
-            raise ExportError(f"{source.path} is no longer the image the box was drawn on "
-                              f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})")
+            raise ExportError(
+                f"{source.path} is no longer the image the box was drawn on "
+                f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})"
+            )
         return header
 
     def wanted(annotation: Annotation) -> bool:
-        return not reviewed_only or annotation.source is Source.USER or \
-            annotation.review in (Review.ACCEPTED, Review.CORRECTED)
+        return (
+            not reviewed_only
+            or annotation.source is Source.USER
+            or annotation.review in (Review.ACCEPTED, Review.CORRECTED)
+        )
 
     for ref in selected_images(doc, image_ids):
         if ref.kind != "dicom":
             continue
-        placed_boxes = [b for b in doc.boxes(ref.image_id) if b.placement is not None
-                        and (include_rejected or b.review is not Review.REJECTED)]
-        for item in [*kept_boxes(doc, ref.image_id, include_rejected), *placed_boxes,
-                     *kept_measurements(doc, ref.image_id, include_rejected)]:
+        placed_boxes = [
+            b
+            for b in doc.boxes(ref.image_id)
+            if b.placement is not None and (include_rejected or b.review is not Review.REJECTED)
+        ]
+        for item in [
+            *kept_boxes(doc, ref.image_id, include_rejected),
+            *placed_boxes,
+            *kept_measurements(doc, ref.image_id, include_rejected),
+        ]:
             rect = None
             if isinstance(item, Box) and item.placement is None:
                 rect = clipped(item, ref.width, ref.height)
@@ -232,39 +279,72 @@ def build_srs(doc: AnnotationDocument, *, image_ids: Sequence[str] | None = None
     for number, (study_uid, items) in enumerate(studies.items(), start=1):
         evidence, groups = {}, []
         for ref, annotation, rect in items:
-            tracking = hd.sr.TrackingIdentifier(uid=tracking_uid(annotation.id),
-                                                identifier=f"{annotation.label} ({annotation.id[:8]})")
+            tracking = hd.sr.TrackingIdentifier(
+                uid=tracking_uid(annotation.id), identifier=f"{annotation.label} ({annotation.id[:8]})"
+            )
             if isinstance(annotation, ImageLabel):
                 sources = []
                 for source in dict.fromkeys(f.path for f in ref.frames):
                     header = header_of(next(f for f in ref.frames if f.path == source))
                     evidence[header.SOPInstanceUID] = header
-                    sources.append(hd.sr.SourceImageForMeasurementGroup(
-                        referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID))
-                groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-                    tracking_identifier=tracking, finding_type=label_code(annotation.label), source_images=sources,
-                    **_provenance(annotation)))
+                    sources.append(
+                        hd.sr.SourceImageForMeasurementGroup(
+                            referenced_sop_class_uid=header.SOPClassUID,
+                            referenced_sop_instance_uid=header.SOPInstanceUID,
+                        )
+                    )
+                groups.append(
+                    hd.sr.MeasurementsAndQualitativeEvaluations(
+                        tracking_identifier=tracking,
+                        finding_type=label_code(annotation.label),
+                        source_images=sources,
+                        **_provenance(annotation),
+                    )
+                )
                 continue
             header = header_of(_source_frame(ref, annotation))
             evidence[header.SOPInstanceUID] = header
-            groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=tracking, referenced_region=_region(ref, annotation, header, rect),
-                finding_type=label_code(annotation.label), **_provenance(annotation)))
+            groups.append(
+                hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=tracking,
+                    referenced_region=_region(ref, annotation, header, rect),
+                    finding_type=label_code(annotation.label),
+                    **_provenance(annotation),
+                )
+            )
         report = hd.sr.MeasurementReport(
-            observation_context=hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
-                observer_type=codes.DCM.Device,
-                observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                    uid=_DEVICE_UID, name=MANUFACTURER))),
-            procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups)
+            observation_context=hd.sr.ObservationContext(
+                observer_device_context=hd.sr.ObserverContext(
+                    observer_type=codes.DCM.Device,
+                    observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                        uid=_DEVICE_UID, name=MANUFACTURER
+                    ),
+                )
+            ),
+            procedure_reported=codes.SCT.ImagingProcedure,
+            imaging_measurements=groups,
+        )
         reports[study_uid] = hd.sr.Comprehensive3DSR(
-            evidence=list(evidence.values()), content=report, series_instance_uid=hd.UID(), series_number=900 + number,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER,
-            series_description="ClinLens annotations", is_complete=True)
+            evidence=list(evidence.values()),
+            content=report,
+            series_instance_uid=hd.UID(),
+            series_number=900 + number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            series_description="ClinLens annotations",
+            is_complete=True,
+        )
     return reports
 
 
-def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
-              include_rejected: bool = False) -> list[Path]:
+def export_sr(
+    doc: AnnotationDocument,
+    out: str | os.PathLike[str],
+    *,
+    image_ids: Sequence[str] | None = None,
+    include_rejected: bool = False,
+) -> list[Path]:
     """Write ``<out>/sr-<StudyInstanceUID>.dcm`` for every study with annotations on DICOM images."""
     reports = build_srs(doc, image_ids=image_ids, include_rejected=include_rejected)
     out = Path(out)
@@ -333,13 +413,17 @@ def _measured_values(by_concept: dict[tuple[str, str], list[pydicom.Dataset]]) -
     for name, code in _VALUE_CODES.items():
         for item in by_concept.get((code.scheme_designator, code.value), []):
             measured = item.MeasuredValueSequence[0]
-            values.append(MeasuredValue(name, float(measured.NumericValue),
-                                        str(measured.MeasurementUnitsCodeSequence[0].CodeValue)))
+            values.append(
+                MeasuredValue(
+                    name, float(measured.NumericValue), str(measured.MeasurementUnitsCodeSequence[0].CodeValue)
+                )
+            )
     return values
 
 
-def _measurement_shape(scoord: pydicom.Dataset, values: list[MeasuredValue]
-                       ) -> tuple[MeasureKind, tuple[tuple[float, float], ...]] | None:
+def _measurement_shape(
+    scoord: pydicom.Dataset, values: list[MeasuredValue]
+) -> tuple[MeasureKind, tuple[tuple[float, float], ...]] | None:
     """Which measurement tool drew a region, and its defining points (the inverse of graphic_points)."""
     points = np.asarray([float(v) for v in scoord.GraphicData], dtype=float).reshape(-1, 2)
     names = {v.name for v in values}
@@ -376,12 +460,18 @@ def read_sr(dataset: pydicom.Dataset, ref: ImageRef) -> list[Annotation]:
         for item in by_concept.get((CODING_SCHEME, "SCORE"), []):
             score = float(item.MeasuredValueSequence[0].NumericValue)
         algorithm = by_concept.get(_ALGORITHM_NAME)
-        if algorithm and not by_concept.get((CODING_SCHEME, "SRC")):   # another tool's algorithm output
+        if algorithm and not by_concept.get((CODING_SCHEME, "SRC")):  # another tool's algorithm output
             source, review = Source.MODEL, Review.PENDING
         if by_concept.get(_ALGORITHM_PARAMETERS):
             note = str(by_concept[_ALGORITHM_PARAMETERS][0].TextValue)
-        common = {"id": _annotation_id(uid), "label": label, "source": source, "score": score, "note": note,
-                  "review": review}
+        common = {
+            "id": _annotation_id(uid),
+            "label": label,
+            "source": source,
+            "score": score,
+            "note": note,
+            "review": review,
+        }
         scoords = [i for i in items if i.get("ValueType") == "SCOORD"]
         if scoords:
             reference = scoords[0].ContentSequence[0].ReferencedSOPSequence[0]
@@ -393,17 +483,39 @@ def read_sr(dataset: pydicom.Dataset, ref: ImageRef) -> list[Annotation]:
             values = _measured_values(by_concept)
             shape = _measurement_shape(scoords[0], values)
             if shape is not None:
-                found.append(Measurement(kind=shape[0], frame=index, points=shape[1], values=tuple(values),
-                                         sop_instance_uid=sop, frame_number=ref.frames[index].frame_number, **common))
+                found.append(
+                    Measurement(
+                        kind=shape[0],
+                        frame=index,
+                        points=shape[1],
+                        values=tuple(values),
+                        sop_instance_uid=sop,
+                        frame_number=ref.frames[index].frame_number,
+                        **common,
+                    )
+                )
                 continue
             rect = _rect(scoords[0])
             if rect is None:
                 continue
-            found.append(Box(frame=index, x1=rect[0], y1=rect[1], x2=rect[2], y2=rect[3], sop_instance_uid=sop,
-                             frame_number=ref.frames[index].frame_number, **common))
+            found.append(
+                Box(
+                    frame=index,
+                    x1=rect[0],
+                    y1=rect[1],
+                    x2=rect[2],
+                    y2=rect[3],
+                    sop_instance_uid=sop,
+                    frame_number=ref.frames[index].frame_number,
+                    **common,
+                )
+            )
             continue
-        images = {str(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID) for i in items
-                  if i.get("ValueType") == "IMAGE" and "ReferencedSOPSequence" in i}
+        images = {
+            str(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+            for i in items
+            if i.get("ValueType") == "IMAGE" and "ReferencedSOPSequence" in i
+        }
         if images & instances:
             found.append(ImageLabel(**common))
     return found

@@ -31,42 +31,109 @@ from engine.annotations.formats.targets import (
 )
 from engine.annotations.model import Annotation, Box, Measurement, PlanePlacement, Review
 
-COLUMNS = ("image", "image_id", "sop_instance_uid", "frame", "frame_number", "label", "x1", "y1", "x2", "y2",
-           "source", "score", "review", "note", "annotation_id", "kind", "points", "length_mm", "angle_deg",
-           "area_mm2", "mean", "std", "min", "max", "value_unit", "plane", "plane_index", "points_mm")
-_VALUE_COLUMNS = {"length": "length_mm", "angle": "angle_deg", "area": "area_mm2", "mean": "mean", "std": "std",
-                  "min": "min", "max": "max"}
+COLUMNS = (
+    "image",
+    "image_id",
+    "sop_instance_uid",
+    "frame",
+    "frame_number",
+    "label",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "source",
+    "score",
+    "review",
+    "note",
+    "annotation_id",
+    "kind",
+    "points",
+    "length_mm",
+    "angle_deg",
+    "area_mm2",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "value_unit",
+    "plane",
+    "plane_index",
+    "points_mm",
+)
+_VALUE_COLUMNS = {
+    "length": "length_mm",
+    "angle": "angle_deg",
+    "area": "area_mm2",
+    "mean": "mean",
+    "std": "std",
+    "min": "min",
+    "max": "max",
+}
 
 
-def export_csv(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
-               include_rejected: bool = True) -> list[Path]:
+def export_csv(
+    doc: AnnotationDocument,
+    out: str | os.PathLike[str],
+    *,
+    image_ids: Sequence[str] | None = None,
+    include_rejected: bool = True,
+) -> list[Path]:
     out = Path(out).absolute()
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     for ref in selected_images(doc, image_ids):
-        placed_boxes = [b for b in doc.boxes(ref.image_id)
-                        if b.placement is not None and (include_rejected or b.review is not Review.REJECTED)]
-        rows: list[Annotation] = [*kept_boxes(doc, ref.image_id, include_rejected), *placed_boxes,
-                                  *kept_measurements(doc, ref.image_id, include_rejected),
-                                  *doc.image_labels(ref.image_id)]
+        placed_boxes = [
+            b
+            for b in doc.boxes(ref.image_id)
+            if b.placement is not None and (include_rejected or b.review is not Review.REJECTED)
+        ]
+        rows: list[Annotation] = [
+            *kept_boxes(doc, ref.image_id, include_rejected),
+            *placed_boxes,
+            *kept_measurements(doc, ref.image_id, include_rejected),
+            *doc.image_labels(ref.image_id),
+        ]
         for a in rows:
-            common = {"image_id": ref.image_id, "label": a.label, "source": str(a.source),
-                      "score": "" if a.score is None else repr(a.score), "review": str(a.review),
-                      "note": a.note, "annotation_id": a.id}
+            common = {
+                "image_id": ref.image_id,
+                "label": a.label,
+                "source": str(a.source),
+                "score": "" if a.score is None else repr(a.score),
+                "review": str(a.review),
+                "note": a.note,
+                "annotation_id": a.id,
+            }
             if isinstance(a, Measurement):
-                writer.writerow({**common, **_measurement_columns(a), "image": relative_file_name(
-                    ref.frames[a.frame].path, out.parent)})
+                writer.writerow(
+                    {
+                        **common,
+                        **_measurement_columns(a),
+                        "image": relative_file_name(ref.frames[a.frame].path, out.parent),
+                    }
+                )
             elif isinstance(a, Box):
                 source = ref.frames[a.frame]
-                writer.writerow({**common, "image": relative_file_name(source.path, out.parent),
-                                 "sop_instance_uid": a.sop_instance_uid or "", "frame": a.frame,
-                                 "frame_number": "" if a.frame_number is None else a.frame_number,
-                                 "x1": number(a.x1), "y1": number(a.y1), "x2": number(a.x2), "y2": number(a.y2),
-                                 "kind": "box", **_placement_columns(a.placement)})
+                writer.writerow(
+                    {
+                        **common,
+                        "image": relative_file_name(source.path, out.parent),
+                        "sop_instance_uid": a.sop_instance_uid or "",
+                        "frame": a.frame,
+                        "frame_number": "" if a.frame_number is None else a.frame_number,
+                        "x1": number(a.x1),
+                        "y1": number(a.y1),
+                        "x2": number(a.x2),
+                        "y2": number(a.y2),
+                        "kind": "box",
+                        **_placement_columns(a.placement),
+                    }
+                )
             else:
-                writer.writerow({**common, "image": relative_file_name(ref.paths[0], out.parent),
-                                 "kind": "image_label"})
+                writer.writerow(
+                    {**common, "image": relative_file_name(ref.paths[0], out.parent), "kind": "image_label"}
+                )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     return [out]
@@ -75,10 +142,16 @@ def export_csv(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_id
 def _measurement_columns(m: Measurement) -> dict[str, object]:
     xs, ys = [p[0] for p in m.points], [p[1] for p in m.points]
     row: dict[str, object] = {
-        "sop_instance_uid": m.sop_instance_uid or "", "frame": m.frame,
-        "frame_number": "" if m.frame_number is None else m.frame_number, "kind": str(m.kind),
-        "x1": number(min(xs)), "y1": number(min(ys)), "x2": number(max(xs)), "y2": number(max(ys)),
-        "points": ";".join(f"{number(x)} {number(y)}" for x, y in m.points)}
+        "sop_instance_uid": m.sop_instance_uid or "",
+        "frame": m.frame,
+        "frame_number": "" if m.frame_number is None else m.frame_number,
+        "kind": str(m.kind),
+        "x1": number(min(xs)),
+        "y1": number(min(ys)),
+        "x2": number(max(xs)),
+        "y2": number(max(ys)),
+        "points": ";".join(f"{number(x)} {number(y)}" for x, y in m.points),
+    }
     for value in m.values:
         if value.name in _VALUE_COLUMNS:
             row[_VALUE_COLUMNS[value.name]] = repr(value.value)
@@ -90,5 +163,8 @@ def _measurement_columns(m: Measurement) -> dict[str, object]:
 def _placement_columns(placement: PlanePlacement | None) -> dict[str, object]:
     if placement is None:
         return {}
-    return {"plane": placement.plane, "plane_index": placement.index,
-            "points_mm": ";".join(" ".join(repr(v) for v in p) for p in placement.points_mm)}
+    return {
+        "plane": placement.plane,
+        "plane_index": placement.index,
+        "points_mm": ";".join(" ".join(repr(v) for v in p) for p in placement.points_mm),
+    }

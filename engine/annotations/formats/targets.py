@@ -24,8 +24,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 @dataclass(frozen=True)
 class ExportTarget:
     image: ImageRef
-    frame: int                 # 0-based frame index in the image
-    name: str                  # unique, file-system-safe stem for per-picture files (YOLO, VOC)
+    frame: int  # 0-based frame index in the image
+    name: str  # unique, file-system-safe stem for per-picture files (YOLO, VOC)
     boxes: tuple[Box, ...]
 
     @property
@@ -43,16 +43,22 @@ def selected_images(doc: AnnotationDocument, image_ids: Sequence[str] | None) ->
 
 def kept_boxes(doc: AnnotationDocument, image_id: str, include_rejected: bool) -> list[Box]:
     """Boxes drawn on the image's own frames; boxes on reformatted planes have no picture to go to."""
-    return [b for b in doc.boxes(image_id)
-            if b.placement is None and (include_rejected or b.review is not Review.REJECTED)]
+    return [
+        b for b in doc.boxes(image_id) if b.placement is None and (include_rejected or b.review is not Review.REJECTED)
+    ]
 
 
 def kept_measurements(doc: AnnotationDocument, image_id: str, include_rejected: bool) -> list[Measurement]:
     return [m for m in doc.measurements(image_id) if include_rejected or m.review is not Review.REJECTED]
 
 
-def export_targets(doc: AnnotationDocument, image_ids: Sequence[str] | None = None, *,
-                   include_rejected: bool = True, reserved: Sequence[str] = ()) -> list[ExportTarget]:
+def export_targets(
+    doc: AnnotationDocument,
+    image_ids: Sequence[str] | None = None,
+    *,
+    include_rejected: bool = True,
+    reserved: Sequence[str] = (),
+) -> list[ExportTarget]:
     """The exported pictures in document order, with unique names (``reserved`` names are avoided)."""
     taken = {name.lower() for name in reserved}
     targets = []
@@ -76,7 +82,7 @@ def relative_file_name(path: str, base_dir: Path) -> str:
     """A picture's file name as written into an export: relative to the export, '/'-separated."""
     try:
         return PurePath(os.path.relpath(path, base_dir)).as_posix()
-    except ValueError:   # another drive on Windows
+    except ValueError:  # another drive on Windows
         return PurePath(path).as_posix()
 
 

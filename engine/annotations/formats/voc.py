@@ -56,8 +56,13 @@ def voc_tree(target: ExportTarget) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def export_voc(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
-               include_rejected: bool = False) -> list[Path]:
+def export_voc(
+    doc: AnnotationDocument,
+    out: str | os.PathLike[str],
+    *,
+    image_ids: Sequence[str] | None = None,
+    include_rejected: bool = False,
+) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -20,12 +20,19 @@ CLASSES_FILE = "classes.txt"
 
 def yolo_line(class_index: int, rect: tuple[float, float, float, float], width: int, height: int) -> str:
     x1, y1, x2, y2 = rect
-    return (f"{class_index} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-            f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
+    return (
+        f"{class_index} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+        f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
+    )
 
 
-def export_yolo(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_ids: Sequence[str] | None = None,
-                include_rejected: bool = False) -> list[Path]:
+def export_yolo(
+    doc: AnnotationDocument,
+    out: str | os.PathLike[str],
+    *,
+    image_ids: Sequence[str] | None = None,
+    include_rejected: bool = False,
+) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     class_index = {label.name: i for i, label in enumerate(doc.labels)}
@@ -35,8 +42,11 @@ def export_yolo(doc: AnnotationDocument, out: str | os.PathLike[str], *, image_i
     reserved = [Path(CLASSES_FILE).stem]
     for target in export_targets(doc, image_ids, include_rejected=include_rejected, reserved=reserved):
         ref = target.image
-        lines = [yolo_line(class_index[box.label], rect, ref.width, ref.height)
-                 for box in target.boxes if (rect := clipped(box, ref.width, ref.height))]
+        lines = [
+            yolo_line(class_index[box.label], rect, ref.width, ref.height)
+            for box in target.boxes
+            if (rect := clipped(box, ref.width, ref.height))
+        ]
         path = out / f"{target.name}.txt"
         path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         written.append(path)
