@@ -26,7 +26,9 @@ import sys
 import tempfile
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,7 +47,7 @@ class Probe:
         self.timer.setInterval(PROBE_MS)
         self.timer.timeout.connect(lambda: self.stamps.append(time.perf_counter()))
 
-    def __enter__(self) -> Probe:
+    def __enter__(self) -> Self:
         self.stamps = [time.perf_counter()]
         self.timer.start()
         return self
@@ -54,7 +56,7 @@ class Probe:
         self.timer.stop()
 
     def worst_stall_ms(self) -> float:
-        gaps = [(b - a) * 1000 for a, b in zip(self.stamps, self.stamps[1:])]
+        gaps = [(b - a) * 1000 for a, b in pairwise(self.stamps)]
         return max(0.0, max(gaps, default=0.0) - PROBE_MS)
 
 

@@ -56,7 +56,7 @@ def bench_proxies(sizes: list[int], classes: list[int], seed: int) -> None:
             run = learn_proxies(x, w_text, stable_greenkhorn(logits))
             ours_s = time.perf_counter() - start
 
-            picked = sum(torch.equal(a, b) for a, b in zip(selected, ref_selected))
+            picked = sum(torch.equal(a, b) for a, b in zip(selected, ref_selected, strict=True))
             ref_labels = (x @ ref_w).argmax(1)
             labels = (x @ run.proxies).argmax(1)
             same = int((ref_labels == labels).sum())

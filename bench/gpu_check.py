@@ -46,14 +46,14 @@ def parse_junit(path: Path) -> list[tuple[str, str, float]]:
 def table(rows: list[tuple[str, ...]]) -> str:
     header = ("stage", "item", "result", "tok/s", "TTFT s", "peak GiB", "s/step")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [" | ".join(str(v).ljust(w) for v, w in zip(r, widths)) for r in [header, *rows]]
+    lines = [" | ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in [header, *rows]]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def _run(argv: list[str], limit: int) -> tuple[int, str]:
     try:
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=limit)
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=limit, check=False)
     except subprocess.TimeoutExpired:
         return 124, f"timed out after {limit} s"
     return done.returncode, (done.stdout + done.stderr)[-2000:]
@@ -129,18 +129,18 @@ def main() -> int:
             LIMITS["ask"],
         )
         if code == 0 and ask_json.exists():
-            for r in json.loads(ask_json.read_text())["rows"]:
-                rows.append(
-                    (
-                        "ask",
-                        f"{r['dtype']} max_pixels={r['max_pixels']} ({r['image_tokens']} image tokens)",
-                        "ok",
-                        f"{r['tokens_per_s']:.1f}",
-                        f"{r['ttft_s']:.3f}",
-                        f"{r['peak_gib']:.2f}",
-                        "",
-                    )
+            rows.extend(
+                (
+                    "ask",
+                    f"{r['dtype']} max_pixels={r['max_pixels']} ({r['image_tokens']} image tokens)",
+                    "ok",
+                    f"{r['tokens_per_s']:.1f}",
+                    f"{r['ttft_s']:.3f}",
+                    f"{r['peak_gib']:.2f}",
+                    "",
                 )
+                for r in json.loads(ask_json.read_text())["rows"]
+            )
         else:
             ok = False
             rows.append(
@@ -166,7 +166,7 @@ def main() -> int:
             LIMITS["train"],
         )
         if code == 0 and train_json.exists():
-            for name, r in zip(("full", "lora"), json.loads(train_json.read_text())["rows"]):
+            for name, r in zip(("full", "lora"), json.loads(train_json.read_text())["rows"], strict=False):
                 rows.append(
                     (
                         "train",

@@ -219,7 +219,7 @@ def _matrix(classes: tuple[str, ...], matrix: Any) -> str:
     head = " " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(classes)))
     rows = [
         f"{i:>2} {c:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row)
-        for i, (c, row) in enumerate(zip(classes, matrix))
+        for i, (c, row) in enumerate(zip(classes, matrix, strict=True))
     ]
     return "\n".join([head, *rows])
 

@@ -39,7 +39,7 @@ def script_by_question(model_dir: Path) -> None:
     def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
         prompt = tokenizer.decode(input_ids[0])
         answer = next(a for label, a in ANSWERS.items() if label in prompt.rsplit("<|im_start|>user", 1)[-1])
-        tokens = tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        tokens = [*tokenizer(answer, add_special_tokens=False).input_ids, tokenizer.convert_tokens_to_ids("<|im_end|>")]
         streamer.put(input_ids)
         out = input_ids
         for token in tokens:

@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pydicom
@@ -130,7 +131,11 @@ class OrthancServer:
         path.write_text(json.dumps(config, indent=1))
         self.log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [binary, str(path)], stdout=self.log, stderr=subprocess.STDOUT, cwd=self.folder, preexec_fn=_die_with_parent
+            [binary, str(path)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=self.folder,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call between fork and exec, no lock taken
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -165,7 +170,7 @@ class OrthancServer:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def __enter__(self) -> OrthancServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

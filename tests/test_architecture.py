@@ -19,6 +19,7 @@ def run_lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         env={"PYTHONPATH": str(cwd), "PATH": str(LINT_IMPORTS.parent)},
         timeout=240,
+        check=False,
     )
 
 

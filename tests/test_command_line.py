@@ -87,12 +87,17 @@ def test_option_help_speaks_in_one_voice():
 
 def test_main_py_still_runs_from_the_checkout():
     result = subprocess.run(
-        [sys.executable, "main.py", "info", str(DEMO)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "main.py", "info", str(DEMO)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Modality:        CT" in result.stdout
     usage = subprocess.run(
-        [sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert usage.startswith("usage: main.py") and "install-desktop" in usage
 
@@ -127,6 +132,11 @@ def test_the_desktop_entry_command_starts_clinlens(tmp_path, monkeypatch):
     desktop.read(tmp_path / "applications" / "clinlens.desktop")
     keys = desktop["Desktop Entry"]
     result = subprocess.run(
-        [sys.executable, "-m", "clinlens", "--help"], cwd=keys["Path"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "clinlens", "--help"],
+        cwd=keys["Path"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0 and result.stdout.startswith("usage: clinlens")

@@ -41,6 +41,7 @@ def mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
         env=env,
+        check=False,
     )
 
 
@@ -106,9 +107,11 @@ def _files_naming_docs() -> list[Path]:
 def test_every_docs_path_the_code_names_exists():
     missing = []
     for path in _files_naming_docs():
-        for match in DOCS_PATH.findall(path.read_text(errors="replace")):
-            if not (ROOT / match).exists():
-                missing.append(f"{path.relative_to(ROOT)}: {match}")
+        missing.extend(
+            f"{path.relative_to(ROOT)}: {match}"
+            for match in DOCS_PATH.findall(path.read_text(errors="replace"))
+            if not (ROOT / match).exists()
+        )
     assert not missing, "documents named but missing:\n" + "\n".join(missing)
 
 

@@ -174,8 +174,10 @@ class AnnotationController(QObject):
         if path.is_relative_to(data_dir()):
             return (
                 "Saved in your ClinLens data folder (the images' folder is not written to)",
-                f"Annotations of these images are saved to\n{path}\n"
-                "because their folder is read-only or bundled with ClinLens.",
+                (
+                    f"Annotations of these images are saved to\n{path}\n"
+                    "because their folder is read-only or bundled with ClinLens."
+                ),
             )
         return f"Saved to {Path(path.parent.name, path.name)}", f"Annotations are saved to\n{path}"
 

@@ -239,6 +239,6 @@ class AnnotationPanel(QWidget):
             self.controller.set_label_color(name, colour.name())
 
     def _reviewed_toggled(self, on: bool) -> None:
-        if not self._syncing and self.controller.doc is not None:
-            if self.controller.doc.image_state(self.controller.image_id).reviewed != on:
-                self.controller.set_image_reviewed(on)
+        doc = self.controller.doc
+        if not self._syncing and doc is not None and doc.image_state(self.controller.image_id).reviewed != on:
+            self.controller.set_image_reviewed(on)

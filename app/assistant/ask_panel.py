@@ -175,7 +175,7 @@ class AskPanel(QWidget):
         self.task = task
         self.question.setText(default_question(task))
         self.question.setPlaceholderText(PLACEHOLDERS.get(task, ""))
-        for button, (button_task, _text, _tip) in zip(self.task_group.buttons(), TASK_BUTTONS):
+        for button, (button_task, _text, _tip) in zip(self.task_group.buttons(), TASK_BUTTONS, strict=True):
             button.setChecked(button_task is task)
         self._update_box_label()
 

@@ -49,7 +49,7 @@ from engine.preannotate import (
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 

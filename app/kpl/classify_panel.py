@@ -170,7 +170,7 @@ class ClassifyPanel(QWidget):
             names.append(settings.knowledge)
         self.knowledge.blockSignals(True)
         self.knowledge.clear()
-        self.knowledge.addItems(names + [LOAD_FILE])
+        self.knowledge.addItems([*names, LOAD_FILE])
         self.knowledge.setCurrentText(settings.knowledge)
         self.knowledge.blockSignals(False)
         missing = not settings.clip_model
@@ -332,7 +332,7 @@ class ClassifyPanel(QWidget):
             f"{current.text_label} · knowledge: {self.result.knowledge}"
         )
         self.scores.setRowCount(len(self.result.classes))
-        for row, (name, score) in enumerate(zip(self.result.classes, current.scores)):
+        for row, (name, score) in enumerate(zip(self.result.classes, current.scores, strict=True)):
             self.scores.setItem(row, 0, QTableWidgetItem(name))
             self.scores.setCellWidget(row, 1, _bar(score))
         self.evidence.setRowCount(len(current.evidence))

@@ -265,8 +265,10 @@ class MprView(QWidget):
         lines = [
             f"<b>{volume.title}</b>",
             f"{columns} × {rows} × {n} voxels",
-            f"{geometry.column_spacing_mm:g} × {geometry.row_spacing_mm:g} × {geometry.slice_spacing_mm:g} mm "
-            "(slice spacing from positions)",
+            (
+                f"{geometry.column_spacing_mm:g} × {geometry.row_spacing_mm:g} × {geometry.slice_spacing_mm:g} mm "
+                "(slice spacing from positions)"
+            ),
         ]
         lines += [f"<span style='color:#ffb347'>⚠ {w}</span>" for w in geometry.warnings]
         self.info.setText("<br>".join(lines))

@@ -325,19 +325,19 @@ def _provenance_from_dict(data: dict | None, where: str) -> Provenance | None:
 def annotation_from_dict(data: Any, where: str) -> Annotation:
     kind = json_field(data, "type", (str,), where)
     try:
-        common = dict(
-            id=json_field(data, "id", (str,), where),
-            label=json_field(data, "label", (str,), where),
-            source=json_field(data, "source", (str,), where),
-            score=json_field(data, "score", (float, type(None)), where, None),
-            note=json_field(data, "note", (str,), where, ""),
-            review=json_field(data, "review", (str,), where),
-            created=json_field(data, "created", (str,), where, ""),
-            modified=json_field(data, "modified", (str,), where, ""),
-            provenance=_provenance_from_dict(
+        common = {
+            "id": json_field(data, "id", (str,), where),
+            "label": json_field(data, "label", (str,), where),
+            "source": json_field(data, "source", (str,), where),
+            "score": json_field(data, "score", (float, type(None)), where, None),
+            "note": json_field(data, "note", (str,), where, ""),
+            "review": json_field(data, "review", (str,), where),
+            "created": json_field(data, "created", (str,), where, ""),
+            "modified": json_field(data, "modified", (str,), where, ""),
+            "provenance": _provenance_from_dict(
                 json_field(data, "provenance", (dict, type(None)), where, None), f"{where}.provenance"
             ),
-        )
+        }
         if kind == "image_label":
             return ImageLabel(**common)
         if kind == "measurement":

@@ -112,7 +112,8 @@ def _turns(conversations: object) -> list[tuple[str, str]] | None:
     if not all(isinstance(m, dict) for m in conversations) or len(conversations) < 2:
         return None
     pairs = []  # [{"from": "human", "value": ...}, {"from": "gpt", ...}, ...]
-    for question, answer in zip(conversations[0::2], conversations[1::2]):
+    # strict=False: a last question without an answer is dropped
+    for question, answer in zip(conversations[0::2], conversations[1::2], strict=False):
         q, a = question.get("value", question.get("content")), answer.get("value", answer.get("content"))
         if not isinstance(q, str) or not isinstance(a, str):
             return None

@@ -50,8 +50,10 @@ def task_markdown(report: TaskReport, title: str) -> str:
     lines = [
         f"## {title}",
         "",
-        f"Headline: **{report.headline}** = {percent(report.mean_papers[report.headline])} "
-        "(mean over the papers' eight modalities).",
+        (
+            f"Headline: **{report.headline}** = {percent(report.mean_papers[report.headline])} "
+            "(mean over the papers' eight modalities)."
+        ),
         "",
         table,
         "",

@@ -142,7 +142,7 @@ def decode_pixels(
             _check_j2k_size(path, index, size)
         except ImageLoadError:
             raise
-        except Exception:  # noqa: BLE001 - unreadable fragments: the decoder below words the error
+        except Exception:  # noqa: BLE001, S110 - unreadable fragments: the decoder below words the error
             pass
     if syntax is None or not syntax.is_deflated:
         try:

@@ -164,7 +164,7 @@ def _vet(path: str, header: Dataset, pixel_info: tuple[int, int] | None) -> None
         )
     try:
         expected = int(get_expected_length(header))
-    except Exception:  # incomplete Image Pixel module: let the decoder report it
+    except Exception:  # noqa: BLE001 - incomplete Image Pixel module: let the decoder report it
         return
     if length < expected:
         raise ImageLoadError(

@@ -323,7 +323,7 @@ def _axis_assignment(geometry: VolumeGeometry) -> dict[int, int]:
     """Patient axis -> the volume axis closest to it (one each, best total alignment)."""
     alignment = np.abs(np.array([geometry.axis_direction(a) for a in range(3)]))  # [volume axis, patient axis]
     best = max(permutations(range(3)), key=lambda p: sum(alignment[p[i], i] for i in range(3)))
-    return {patient: volume for patient, volume in enumerate(best)}
+    return dict(enumerate(best))
 
 
 def plane_axes(geometry: VolumeGeometry, plane: Plane | str) -> PlaneAxes:
@@ -424,7 +424,7 @@ class Volume:
         """Display point(s) of a plane -> fractional (slice, row, column)."""
         axes = self.axes(plane)
         x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        voxel = np.empty(x.shape + (3,))
+        voxel = np.empty((*x.shape, 3))
         voxel[..., axes.fixed_axis] = index
         voxel[..., axes.u.volume_axis] = axes.u.to_index(x)
         voxel[..., axes.v.volume_axis] = axes.v.to_index(y)

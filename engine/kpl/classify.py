@@ -94,9 +94,9 @@ def description_features(
     vectors: dict[int, torch.Tensor] = {i: torch.from_numpy(found[k].copy()) for i, k in enumerate(keys) if k in found}
     if missing:
         encoded = encode_texts(clip, [flat[i] for i in missing], cancel=cancel)
-        vectors.update(zip(missing, encoded))
+        vectors.update(zip(missing, encoded, strict=True))
         if cache is not None:
-            cache.put(namespace, [(keys[i], v.numpy()) for i, v in zip(missing, encoded)])
+            cache.put(namespace, [(keys[i], v.numpy()) for i, v in zip(missing, encoded, strict=True)])
     warnings = [f"prompt cut to the model's text length: {p!r}" for p in overlong_prompts(clip, flat)]
     blocks, start = [], 0
     for block in prompts:
@@ -166,7 +166,9 @@ def classify_pool(
     )
     t3 = time.perf_counter()
     kept_images = [pool.images[i] for i in encoded.kept]
-    selected = tuple(tuple(c.descriptions[int(j)] for j in idx) for c, idx in zip(kb.classes, prediction.selected))
+    selected = tuple(
+        tuple(c.descriptions[int(j)] for j in idx) for c, idx in zip(kb.classes, prediction.selected, strict=True)
+    )
     return KplResult(
         classes=kb.class_names,
         images=assemble(prediction, kept_images, kb),

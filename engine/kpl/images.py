@@ -207,10 +207,10 @@ def encode_pool(
                 if batch and (len(batch) == batch_size or not queue):
                     check_cancel(cancel)
                     encoded = encode_image_batch(clip, torch.stack([t for _, t in batch]))
-                    for (j, _), vector in zip(batch, encoded):
+                    for (j, _), vector in zip(batch, encoded, strict=True):
                         features[j] = vector
                     if cache is not None:
-                        cache.put(namespace, [(keys[j], v.numpy()) for (j, _), v in zip(batch, encoded)])
+                        cache.put(namespace, [(keys[j], v.numpy()) for (j, _), v in zip(batch, encoded, strict=True)])
                     done += len(batch)
                     report(progress, "encoding", done, n - len(unreadable))
                     batch = []

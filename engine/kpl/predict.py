@@ -157,7 +157,7 @@ def kpl_predict(
             )
             iterations = run.iterations
             scores, tau = x @ run.proxies, params.tau_image
-        relevance = tuple((x @ block[idx].T).cpu().numpy() for block, idx in zip(blocks, selected))
+        relevance = tuple((x @ block[idx].T).cpu().numpy() for block, idx in zip(blocks, selected, strict=True))
         return KplPrediction(
             predictions=scores.argmax(1).cpu().numpy(),
             text_predictions=text_scores.argmax(1).cpu().numpy(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import requests
 from dicomweb_client.api import DICOMwebClient
@@ -71,7 +71,7 @@ class DicomWebConnection:
     def close(self) -> None:
         self._session.close()
 
-    def __enter__(self) -> DicomWebConnection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -37,14 +37,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(item))
         yield item
-        for inner in (
+        linked = (
             item.__cause__,
             item.__context__,
             getattr(item, "reason", None),
             *(a for a in getattr(item, "args", ()) if isinstance(a, BaseException)),
-        ):
-            if isinstance(inner, BaseException):
-                todo.append(inner)
+        )
+        todo.extend(inner for inner in linked if isinstance(inner, BaseException))
 
 
 def _is_unknown_host(exc: BaseException) -> bool:

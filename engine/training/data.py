@@ -115,11 +115,11 @@ def _image_name(record: dict) -> str:
 def conversation_from_record(record: dict, image_root: Path) -> Conversation:
     """One record -> Conversation; raises ValueError with the reason when it cannot be used."""
     if not isinstance(record, dict):
-        raise ValueError("a record must be a JSON object")
+        raise ValueError("a record must be a JSON object")  # noqa: TRY004 - callers report every bad record alike
     turns = []
     for question, answer in _turn_pairs(record):
         if not isinstance(question, str) or not isinstance(answer, str):
-            raise ValueError("a question or answer is not text")
+            raise ValueError("a question or answer is not text")  # noqa: TRY004 - as above
         # the evaluation's cleaner for both sides: no image tags or chat wrappers, Qwen2-VL boxes
         question, answer = clean_question(question), clean_question(answer)
         if not question or not answer:

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
+
 import pytest
+import torch
+from pydicom.data import get_testdata_file
 from PySide6.QtCore import QThread, QThreadPool
+from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
+
+from tests.engine.tiny_qwen import tiny_checkpoint
+
+# A grounded answer in Qwen2-VL's dialect: "spine" at (250,500)-(750,1000) on the 0-1000 grid.
+BOX_ANSWER = "<|object_ref_start|>spine<|object_ref_end|><|box_start|>(250,500),(750,1000)<|box_end|>"
 
 
 @pytest.fixture(autouse=True)
@@ -21,3 +32,46 @@ def no_leaked_qthreads(monkeypatch, qapp):
     assert pool.waitForDone(5000), "test left QThreadPool jobs running"
     running = [t for t in started if t.isRunning()]
     assert not running, f"test left {len(running)} QThread(s) running; stop and wait() them"
+
+
+@pytest.fixture
+def tiny_folder(tmp_path_factory):
+    """A tiny random-weight Qwen2-VL checkpoint folder, built once per session."""
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture
+def ct(tmp_path) -> str:
+    """A copy of pydicom's CT_small.dcm in its own folder (annotations are saved beside it)."""
+    target = tmp_path / "CT_small.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), target)
+    return str(target)
+
+
+@pytest.fixture
+def scripted(monkeypatch, tiny_folder):
+    """Make generate() answer ``control["answer"]`` for every row of a batch, token by token,
+    through the real streamer and stopping criteria: the plumbing (streaming, cancel, parsing,
+    overlays) is under test, never the model's words. With ``pause_after`` set it waits after that
+    many tokens until ``gate`` is set (a test cancels in that pause)."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
+    control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event()}
+
+    def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
+        tokens = tokenizer(control["answer"], add_special_tokens=False).input_ids
+        tokens.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        streamer.put(input_ids)
+        out = input_ids
+        for step, token in enumerate(tokens):
+            if step == control["pause_after"]:
+                assert control["gate"].wait(20), "the test never released the scripted answer"
+            column = torch.full((input_ids.shape[0], 1), token)
+            out = torch.cat([out, column], dim=1)
+            streamer.put(column[:, 0])
+            if any(bool(c(out, None).all()) for c in stopping_criteria):
+                break
+        streamer.end()
+        return out
+
+    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "generate", generate)
+    return control

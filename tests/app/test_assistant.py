@@ -1,22 +1,18 @@
 """The assistant in the window, driven through the real worker thread and the real engine loader
 with a tiny random Qwen2-VL. Tests wait on the panels' GUI-thread signals: pytest-qt's blocker
-called back from the worker thread can miss its own timeout. Where a test needs a known answer (boxes at known places, a pause to
-cancel in), it scripts the model's tokens through the real streamer and stopping criteria: the
-plumbing is under test, never the model's words."""
+called back from the worker thread can miss its own timeout. Where a test needs a known answer
+(boxes at known places, a pause to cancel in), it scripts the model's tokens through the real
+streamer and stopping criteria (the ``scripted`` fixture in conftest.py): the plumbing is under
+test, never the model's words."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import threading
 
 import numpy as np
-import pytest
-import torch
 from pydicom.data import get_testdata_file
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtTest import QTest
-from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
 from app.assistant.conversation import Turn
 from app.inference.settings import AssistantSettings, save_settings
@@ -24,22 +20,9 @@ from app.main_window import MainWindow
 from engine.annotations import Review, Source
 from engine.clinkd import Task
 from engine.imaging import Window, render_rgb
+from tests.app.conftest import BOX_ANSWER
 from tests.app.test_viewer_window import canvas_pixels
-from tests.engine.tiny_qwen import TINY_MAX_PIXELS, tiny_checkpoint
-
-BOX_ANSWER = "<|object_ref_start|>spine<|object_ref_end|><|box_start|>(250,500),(750,1000)<|box_end|>"
-
-
-@pytest.fixture
-def tiny_folder(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture
-def ct(tmp_path) -> str:
-    target = tmp_path / "CT_small.dcm"
-    shutil.copy(get_testdata_file("CT_small.dcm"), target)
-    return str(target)
+from tests.engine.tiny_qwen import TINY_MAX_PIXELS
 
 
 def make_window(qtbot, settings: AssistantSettings) -> MainWindow:
@@ -56,36 +39,6 @@ def open_and_wait(qtbot, main: MainWindow, path: str) -> None:
     with qtbot.waitSignal(main.load_finished, timeout=20000):
         main.open([path])
     qtbot.wait_until(lambda: main.state.frame is not None)
-
-
-@pytest.fixture
-def scripted(monkeypatch, tiny_folder):
-    """Make generate() emit ``answer`` token by token; optionally stop after ``pause_after`` tokens
-    until ``gate`` is set (the test cancels in that pause)."""
-    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
-    control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event()}
-
-    def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
-        tokens = tokenizer(control["answer"], add_special_tokens=False).input_ids
-        tokens.append(
-            self.generation_config.eos_token_id
-            if isinstance(self.generation_config.eos_token_id, int)
-            else self.generation_config.eos_token_id[0]
-        )
-        streamer.put(input_ids)
-        out = input_ids
-        for step, token in enumerate(tokens):
-            if step == control["pause_after"]:
-                assert control["gate"].wait(20), "the test never released the scripted answer"
-            out = torch.cat([out, torch.tensor([[token]])], dim=1)
-            streamer.put(torch.tensor([token]))
-            if any(bool(c(out, None).all()) for c in stopping_criteria):
-                break
-        streamer.end()
-        return out
-
-    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "generate", generate)
-    return control
 
 
 def test_without_weights_the_panel_says_what_is_missing(qtbot, ct):

@@ -8,7 +8,7 @@ import torch
 
 from app.inference.settings import AssistantSettings
 from engine.clinkd import Task
-from tests.app.test_assistant import ct, make_window, open_and_wait, tiny_folder  # noqa: F401  (fixtures)
+from tests.app.test_assistant import make_window, open_and_wait
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS
 from tests.gpu_ballast import gpu_memory_filled
 
@@ -18,7 +18,7 @@ pytestmark = [
 ]
 
 
-def test_out_of_memory_shows_the_error_and_the_next_question_works(qtbot, ct, tiny_folder):  # noqa: F811
+def test_out_of_memory_shows_the_error_and_the_next_question_works(qtbot, ct, tiny_folder):
     main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cuda"))
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel

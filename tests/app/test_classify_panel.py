@@ -45,7 +45,7 @@ def test_kpl_over_the_open_folder_fills_the_table_and_explains_the_label(qtbot, 
     scores = [float(panel.table.item(r, 2).text()) for r in range(8)]
     assert scores == sorted(scores, reverse=True)
 
-    row_path, frame_number = panel.table.item(3, 0).data(Qt.ItemDataRole.UserRole)
+    row_path, _frame_number = panel.table.item(3, 0).data(Qt.ItemDataRole.UserRole)
     panel._row_clicked(3, 0)  # click opens that image
     qtbot.wait_until(lambda: main.state.frame is not None)  # decoded off the GUI thread
     assert main.state.stack.frame_source(main.state.frame_index).path == row_path

@@ -30,7 +30,6 @@ from engine.paths import config_dir
 from tests.app.test_annotation_tools import drag, make_window, open_and_wait, panel_rows
 from tests.app.test_assistant import make_window as make_assistant_window
 from tests.app.test_assistant import open_and_wait as open_one
-from tests.app.test_assistant import scripted, tiny_folder  # noqa: F401 - fixtures used below
 from tests.engine.test_fuzz_files import FUZZ, SCALE, byte_mutations, damaged_json
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS
 

@@ -13,21 +13,21 @@ from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 
 from app.inference.settings import AssistantSettings
 from engine.clinkd import Task
-from tests.app.test_assistant import ct, make_window, open_and_wait, tiny_folder  # noqa: F401 - fixtures
+from tests.app.test_assistant import make_window, open_and_wait
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS
 
 ANSWER = "It is at <|box_start|>(250,500),(750,1000)<|box_end|>."
 
 
 @pytest.fixture
-def prompts(monkeypatch, tiny_folder):  # noqa: F811
+def prompts(monkeypatch, tiny_folder):
     """generate() answers ANSWER and records the prompt it was given (decoded, special tokens kept)."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
     seen: list[str] = []
 
     def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
         seen.append(tokenizer.decode(input_ids[0], skip_special_tokens=False))
-        tokens = tokenizer(ANSWER, add_special_tokens=False).input_ids + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        tokens = [*tokenizer(ANSWER, add_special_tokens=False).input_ids, tokenizer.convert_tokens_to_ids("<|im_end|>")]
         streamer.put(input_ids)
         out = input_ids
         for token in tokens:
@@ -45,7 +45,7 @@ def ask_and_wait(qtbot, panel, question: str, task: Task = Task.FREE) -> None:
         panel.ask(question, task, None)
 
 
-def test_follow_up_questions_carry_the_conversation(qtbot, ct, tiny_folder, prompts) -> None:  # noqa: F811
+def test_follow_up_questions_carry_the_conversation(qtbot, ct, tiny_folder, prompts) -> None:
     main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS))
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
@@ -74,7 +74,7 @@ def test_follow_up_questions_carry_the_conversation(qtbot, ct, tiny_folder, prom
     assert turns[-1].history_sent == 0
 
 
-def test_old_turns_beyond_the_budget_are_dropped_and_the_panel_says_so(qtbot, ct, tiny_folder, prompts) -> None:  # noqa: F811
+def test_old_turns_beyond_the_budget_are_dropped_and_the_panel_says_so(qtbot, ct, tiny_folder, prompts) -> None:
     settings = AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, history_tokens=60)
     main = make_window(qtbot, settings)
     open_and_wait(qtbot, main, ct)
@@ -88,7 +88,7 @@ def test_old_turns_beyond_the_budget_are_dropped_and_the_panel_says_so(qtbot, ct
     assert "Where is the spine?" not in prompts[-1]
 
 
-def test_box_prompt_follows_undo_of_the_selected_box(qtbot, ct) -> None:  # noqa: F811
+def test_box_prompt_follows_undo_of_the_selected_box(qtbot, ct) -> None:
     main = make_window(qtbot, AssistantSettings())
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel

@@ -254,7 +254,7 @@ def test_ask_and_kpl_are_shown_the_active_plane_as_displayed(qtbot, tmp_path, ph
     with qtbot.waitSignal(panel.run_finished, timeout=120000):
         assert panel.classify_current() is not None
     [job] = submitted
-    [(key, title, pixels)] = job.pictures
+    [(_key, _title, pixels)] = job.pictures
     np.testing.assert_array_equal(pixels, expected)  # the coronal plane, windowed
     [item] = panel.result.images
     assert item.image.title.endswith(f"Coronal {sphere.centre_voxel[1] + 1}/{sphere.rows}")

@@ -35,5 +35,5 @@ def test_a_new_value_or_range_is_painted_by_the_event_loop_not_inside_the_call(q
         change()
         assert counter.paints == painted  # nothing painted inside the call
         assert bar.updatesEnabled()
-        qtbot.wait_until(lambda: counter.paints > painted)  # the next frame paints it
+        qtbot.wait_until(lambda painted=painted: counter.paints > painted)  # the next frame paints it
     assert (bar.minimum(), bar.maximum()) == (20, 30) and bar.value() == 19  # the range change reset it

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 Answer = Callable[[dict], str]
 """Maps a request body to the answer text."""
@@ -150,7 +151,7 @@ class OpenAIStub:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> OpenAIStub:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -30,7 +30,7 @@ def folder(tmp_path_factory):
 
 @pytest.mark.filterwarnings('ignore:The string "PLA" is unlikely')
 @pytest.mark.parametrize(
-    "fmt, out, expected",
+    ("fmt", "out", "expected"),
     [
         ("coco", "coco.json", ["coco.json"]),
         ("csv", "boxes.csv", ["boxes.csv"]),

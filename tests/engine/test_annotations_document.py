@@ -29,11 +29,11 @@ def test_box_orders_corners_and_rejects_bad_values():
     box = Box("a", 0, 10, 20, 1, 2, "x")
     assert box.rect == (1.0, 2.0, 10.0, 20.0)
     assert (box.width, box.height) == (9.0, 18.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="x1 must be a finite number"):
         Box("a", 0, float("nan"), 0, 1, 1, "x")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="frame must be a non-negative integer"):
         Box("a", -1, 0, 0, 1, 1, "x")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="label name must be non-empty"):
         Box("a", 0, 0, 0, 1, 1, "  ")
 
 
@@ -100,7 +100,7 @@ def test_undo_limit_keeps_the_newest_steps():
     for i in range(5):
         add_box(small, raster_ref().image_id, (i, i, i + 1, i + 1))
     assert len(small.history(raster_ref().image_id)) == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="undo limit must be at least 1"):
         UndoStack(limit=0)
 
 
@@ -209,14 +209,14 @@ def test_rename_merge_and_remove_labels():
     doc.rename_label("mass", "nodule")  # onto an existing label: merge
     assert [x.name for x in doc.labels] == ["nodule"]
     assert {b.label for b in doc.boxes(ref.image_id)} == {"nodule"}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'nodule' is used by 2 annotation"):
         doc.remove_label("nodule")
     doc.ensure_label("unused")
     doc.set_label_color("unused", "#00FF00")
     assert doc.label("unused").color == "#00ff00"
     doc.remove_label("unused")
     assert [x.name for x in doc.labels] == ["nodule"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="colour must look like #rrggbb"):
         doc.set_label_color("nodule", "green")
 
 

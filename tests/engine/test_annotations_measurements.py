@@ -179,7 +179,7 @@ def _content_items(dataset):
 
 def test_sr_export_holds_measurements_with_units(phantom_volume, tmp_path):
     phantom, stack, volume = phantom_volume
-    doc, _, length, roi = _document_with_measurements(stack, volume, phantom)
+    doc, _, _length, _roi = _document_with_measurements(stack, volume, phantom)
     [path] = export_sr(doc, tmp_path / "sr")
     sr = pydicom.dcmread(path)
     numbers = {}

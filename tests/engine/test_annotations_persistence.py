@@ -85,7 +85,7 @@ def test_full_disk_during_write_keeps_previous_file(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(OSError) as err:
+    with pytest.raises(OSError, match="No space left on device") as err:
         save_document(doc, path)
     assert err.value.errno == errno.ENOSPC
     assert path.read_bytes() == before
@@ -93,30 +93,36 @@ def test_full_disk_during_write_keeps_previous_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "content, reason",
+    ("content", "reason"),
     [
         (b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [', "not valid JSON"),
         (b"\xff\xfe garbage", "not UTF-8 text"),
         (b'{"hello": 1}', "not a ClinLens annotation file"),
         (
-            b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
-            b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
-            b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
-            b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
-            b'"frame": 0, "x1": "1", "y1": 0, "x2": 1, "y2": 1}]}]}',
+            (
+                b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
+                b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
+                b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
+                b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
+                b'"frame": 0, "x1": "1", "y1": 0, "x2": 1, "y2": 1}]}]}'
+            ),
             "images[0].annotations[0].x1: expected a number",
         ),
         (
-            b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
-            b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
-            b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
-            b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
-            b'"frame": 1, "x1": 1, "y1": 0, "x2": 1, "y2": 1}]}]}',
+            (
+                b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [], "images": '
+                b'[{"image_id": "a", "paths": ["a.png"], "width": 4, "height": 4, "n_frames": 1, '
+                b'"frames": [{"path": 0, "sop_instance_uid": null, "frame_number": 1}], "annotations": '
+                b'[{"type": "box", "id": "x", "label": "n", "source": "user", "review": "accepted", '
+                b'"frame": 1, "x1": 1, "y1": 0, "x2": 1, "y2": 1}]}]}'
+            ),
             "images[0]: box x is on frame 1",
         ),
         (
-            b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [{"name": "n", "color": "red"}], '
-            b'"images": []}',
+            (
+                b'{"format": "clinlens-annotations", "schema_version": 1, "labels": [{"name": "n", "color": "red"}], '
+                b'"images": []}'
+            ),
             "labels[0]: colour must look like #rrggbb",
         ),
     ],
@@ -166,7 +172,7 @@ def test_sidecar_locations(tmp_path):
     assert sidecar_path([one]) == tmp_path / "study" / "a" / "x.png.clinlens.json"
     assert sidecar_path([tmp_path / "study"]) == tmp_path / "study" / ".clinlens" / "annotations.json"
     assert sidecar_path([one, other]) == tmp_path / "study" / ".clinlens" / "annotations.json"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no image paths given"):
         sidecar_path([])
 
 

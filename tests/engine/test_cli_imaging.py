@@ -107,7 +107,7 @@ def test_render_default_uses_the_header_window(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "extra,message",
+    ("extra", "message"),
     [
         (["--window", "40"], "--window expects CENTER,WIDTH"),
         (["--window", "40,-3"], "--window width must be positive"),

@@ -45,7 +45,7 @@ def scripted(clinkd, monkeypatch):
 
     def script(answer: str) -> None:
         tokenizer = clinkd.processor.tokenizer
-        tokens = tokenizer(answer, add_special_tokens=False).input_ids + [clinkd.eos_token_ids[0]]
+        tokens = [*tokenizer(answer, add_special_tokens=False).input_ids, clinkd.eos_token_ids[0]]
 
         def generate(input_ids, streamer, stopping_criteria, **_):
             streamer.put(input_ids)
@@ -299,7 +299,7 @@ def test_batch_edge_cases(clinkd) -> None:
 
 def test_settings_are_validated() -> None:
     for bad in ({"max_new_tokens": 0}, {"best_of": 0}, {"temperature": 0.0}, {"top_p": 1.5}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="must be"):
             GenerationSettings(**bad)
     assert GenerationSettings().max_new_tokens == 80 and not GenerationSettings().samples
 

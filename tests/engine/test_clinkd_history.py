@@ -144,7 +144,7 @@ def test_fit_history_keeps_whole_turns_newest_first() -> None:
     fitted = fit_history(turns, cost[2] + cost[0])  # the middle turn does not fit: nothing older is kept
     assert fitted.turns == (turns[2],) and fitted.dropped == 2
     assert estimate_tokens("é") == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="history token budget must be >= 0"):
         fit_history(turns, -1)
 
 

@@ -80,7 +80,7 @@ def test_gaps_in_and_out_are_independent() -> None:
 
 
 def test_gaps_below_one_are_rejected() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rope gaps must be >= 1"):
         RopeGaps(0, 2)
 
 

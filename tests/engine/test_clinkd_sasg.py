@@ -48,7 +48,7 @@ def test_consensus_prefers_the_answer_the_others_agree_with(embed: SentenceEmbed
 def test_references_mode_scores_against_a_ground_truth(embed: SentenceEmbedder) -> None:
     similarity = semantic_similarity(["Sacrum.", "Left kidney."], embed, references=["The sacrum."])
     assert similarity[0] > similarity[1]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="references must not be empty"):
         semantic_similarity(["x"], embed, references=[])
 
 

@@ -222,7 +222,7 @@ def test_a_url_that_is_not_an_openai_server_says_so() -> None:
 
 
 def test_connection_refused_and_bad_urls() -> None:
-    with pytest.raises(ServerError, match="connection refused. Is vLLM or SGLang running"):
+    with pytest.raises(ServerError, match=r"connection refused\. Is vLLM or SGLang running"):
         open_server(ServerSettings(f"http://127.0.0.1:{_free_port()}"))
     with pytest.raises(ValueError, match="http://host:8000"):
         ServerSettings("gpu-server:8000")

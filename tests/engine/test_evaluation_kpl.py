@@ -80,9 +80,9 @@ def test_each_dataset_is_scored_by_eval_kpls_own_evaluation(clip_dir, datasets) 
 
 
 def test_bad_datasets_fail_before_any_image_is_encoded(datasets, tmp_path) -> None:
-    with pytest.raises(KnowledgeError, match="^cells: .*names no class"):
+    with pytest.raises(KnowledgeError, match=r"^cells: .*names no class"):
         check_kpl_sets([datasets[0], KplDataset("cells", "tuberculosis-cxr", datasets[1].folder)])
-    with pytest.raises(KnowledgeError, match="^x: .*not a folder"):
+    with pytest.raises(KnowledgeError, match=r"^x: .*not a folder"):
         check_kpl_sets([KplDataset("x", "tuberculosis-cxr", str(tmp_path / "nowhere"))])
     with pytest.raises(ValueError, match="once"):
         check_kpl_sets([datasets[0], datasets[0]])

@@ -263,7 +263,7 @@ def test_a_crash_mid_line_and_foreign_files_are_handled(tmp_path) -> None:
         assert [s.index for s in pending(samples, out)] == [2, 3, 4, 5]
         assert predictions.read_text().endswith("}\n")
         stub.behaviour.models = ("another-model",)
-        with pytest.raises(DatasetError, match="holds answers of model 'clinkd-7b'.*'another-model'"):
+        with pytest.raises(DatasetError, match=r"holds answers of model 'clinkd-7b'.*'another-model'"):
             run_medgrit(samples, open_server(ServerSettings(stub.url)), out)
     other, other_images = write_fixture(tmp_path / "other", list(reversed(VG_ITEMS)))
     with pytest.raises(DatasetError, match="answers for another data file"):

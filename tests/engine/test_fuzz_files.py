@@ -137,7 +137,7 @@ def write(path: Path, content: bytes | Any) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "content, reason",
+    ("content", "reason"),
     [
         (b"[" * 100_000, "nested too deeply"),
         (b"1" * 5000, "4300 digits"),
@@ -150,7 +150,7 @@ def write(path: Path, content: bytes | Any) -> bytes:
 )
 def test_read_json_turns_every_json_failure_into_one_error(tmp_path, content, reason):
     path = write(tmp_path / "bad.json", content)
-    with pytest.raises(JsonFileError, match="bad.json") as err:
+    with pytest.raises(JsonFileError, match=r"bad\.json") as err:
         read_json(tmp_path / "bad.json")
     assert reason in str(err.value) and not err.value.unreadable
     assert (tmp_path / "bad.json").read_bytes() == path

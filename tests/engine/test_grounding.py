@@ -159,7 +159,7 @@ def test_plain_text_passes_through() -> None:
 
 
 def test_parse_rejects_empty_image() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="image size must be positive"):
         parse_answer("(1,2),(3,4)", 0, 10)
 
 

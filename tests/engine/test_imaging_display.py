@@ -76,7 +76,7 @@ def test_ct_hounsfield_values_equal_stored_times_slope_plus_intercept():
     assert frame.stored_value_at(40, 70) == int(stored[70, 40])
 
 
-@pytest.mark.parametrize("center,width", [(40, 400), (-600, 1500), (480, 2500), (55, 1)])
+@pytest.mark.parametrize(("center", "width"), [(40, 400), (-600, 1500), (480, 2500), (55, 1)])
 def test_ct_window_matches_pydicom_apply_windowing(center, width):
     ds = with_window(CT, center, width)
     ours = render(open_image(CT).frame(0), Window(center, width))
@@ -163,8 +163,10 @@ def sigmoid(x: float, c: float, w: float) -> float:  # C.11.2.1.3.1
     return 0.0 if exponent > 700 else 255.0 / (1 + math.exp(exponent))
 
 
-@pytest.mark.parametrize("function,formula", [("LINEAR", linear), ("LINEAR_EXACT", linear_exact), ("SIGMOID", sigmoid)])
-@pytest.mark.parametrize("center,width", [(40.0, 400.0), (-600.0, 1500.0), (10.5, 3.0)])
+@pytest.mark.parametrize(
+    ("function", "formula"), [("LINEAR", linear), ("LINEAR_EXACT", linear_exact), ("SIGMOID", sigmoid)]
+)
+@pytest.mark.parametrize(("center", "width"), [(40.0, 400.0), (-600.0, 1500.0), (10.5, 3.0)])
 def test_voi_functions_follow_ps33_formulas(function, formula, center, width):
     frame = open_image(CT).frame(0)
     hu = frame.modality_values()
@@ -203,7 +205,7 @@ def test_step_renders_every_nth_pixel_of_the_exact_image():
     frame = open_image(CT).frame(0)
     full = render(frame, Window(40, 400))
     np.testing.assert_array_equal(render(frame, Window(40, 400), step=3), full[::3, ::3])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="step must be >= 1"):
         render(frame, step=0)
 
 
@@ -284,7 +286,7 @@ WINDOWS = [(40.0, 400.0), (-600.0, 1500.0), (0.5, 1.0), (12.25, 3.5), (100.0, 0.
 
 
 @pytest.mark.parametrize(
-    "function,center,width",
+    ("function", "center", "width"),
     [
         (function, center, width)
         for function in ("LINEAR", "LINEAR_EXACT", "SIGMOID")

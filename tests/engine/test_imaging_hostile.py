@@ -211,7 +211,7 @@ def test_interrupts_and_exits_are_never_swallowed():
     for stop in (KeyboardInterrupt, SystemExit):
         with pytest.raises(stop), guarded("x.dcm", "decoded"):
             raise stop()
-    with pytest.raises(ImageLoadError, match="x.dcm could not be decoded: boom"), guarded("x.dcm", "decoded"):
+    with pytest.raises(ImageLoadError, match=r"x\.dcm could not be decoded: boom"), guarded("x.dcm", "decoded"):
         raise FakePanic("boom")
 
 

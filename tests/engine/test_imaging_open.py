@@ -35,7 +35,7 @@ def reference_pixels(name: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "name,syntax",
+    ("name", "syntax"),
     [
         ("MR_small_jp2klossless.dcm", "JPEG 2000 Image Compression (Lossless Only)"),
         ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS Lossless Image Compression"),
@@ -102,7 +102,7 @@ def test_palette_colour_goes_through_apply_color_lut():
 # ---- multi-frame ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,index", [("examples_ybr_color.dcm", 17), ("rtdose.dcm", 9), ("rtdose_rle.dcm", 3)])
+@pytest.mark.parametrize(("name", "index"), [("examples_ybr_color.dcm", 17), ("rtdose.dcm", 9), ("rtdose_rle.dcm", 3)])
 def test_multiframe_files_decode_the_requested_frame(name, index):
     path = get_testdata_file(name)
     stack = open_image(path)

@@ -39,7 +39,7 @@ def test_sphere_centre_is_at_its_voxel_in_all_three_planes(tmp_path, orientation
     for plane in Plane:
         index, x, y = volume.patient_to_display(plane, phantom.centre)
         assert float(index) == pytest.approx(round(float(index)), abs=1e-6)
-        cx, cy = _sphere_centroid(volume, plane, int(round(float(index))))
+        cx, cy = _sphere_centroid(volume, plane, round(float(index)))
         assert abs(cx - x) <= 1.0 and abs(cy - y) <= 1.0, (plane, (cx, cy), (float(x), float(y)))
         back = volume.display_to_patient(plane, index, x, y)
         assert np.allclose(back, phantom.centre, atol=1e-6)
@@ -90,7 +90,7 @@ def test_missing_slice_warns_and_keeps_positions(tmp_path):
     assert geometry.slice_offsets_mm[10] == pytest.approx(11 * phantom.slice_mm)
     # the sphere (beyond the gap) is still at its true position on the coronal plane
     index, x, y = volume.patient_to_display(Plane.CORONAL, phantom.centre)
-    cx, cy = _sphere_centroid(volume, Plane.CORONAL, int(round(float(index))))
+    cx, cy = _sphere_centroid(volume, Plane.CORONAL, round(float(index)))
     assert abs(cx - x) <= 1.0 and abs(cy - y) <= 1.0
     assert volume.axes(Plane.CORONAL).height == round(phantom.slices * phantom.slice_mm / phantom.pixel_mm)
 
@@ -112,7 +112,7 @@ def test_enhanced_multiframe_uses_per_frame_positions(tmp_path):
     assert volume.geometry.slice_spacing_mm == pytest.approx(phantom.slice_mm)
     assert volume.modality_values(volume.data[phantom.centre_voxel]) == SPHERE_HU
     index, x, y = volume.patient_to_display(Plane.SAGITTAL, phantom.centre)
-    cx, cy = _sphere_centroid(volume, Plane.SAGITTAL, int(round(float(index))))
+    cx, cy = _sphere_centroid(volume, Plane.SAGITTAL, round(float(index)))
     assert abs(cx - x) <= 1.0 and abs(cy - y) <= 1.0
 
 

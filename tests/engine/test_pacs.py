@@ -243,7 +243,7 @@ def test_authentication(tmp_path, monkeypatch):
             in connect(server_from_url(server.dicomweb_url, username="alice", secret_env="PACS_PASSWORD")).echo()
         )
         monkeypatch.delenv("PACS_PASSWORD")
-        with pytest.raises(PacsError, match="PACS_PASSWORD .*not set"):
+        with pytest.raises(PacsError, match=r"PACS_PASSWORD .*not set"):
             connect(server_from_url(server.dicomweb_url, username="alice", secret_env="PACS_PASSWORD"))
 
 
@@ -359,7 +359,7 @@ def test_sr_write_back_round_trip(pacs, protocol):
 
 
 def test_rejected_send_leaves_local_annotations(tmp_path, pacs):
-    server, ref, doc, kept = _annotated_series(pacs, "dicomweb")
+    _server, ref, doc, _kept = _annotated_series(pacs, "dicomweb")
     before = doc.annotations(ref.image_id)
     read_only = {
         "DicomAlwaysAllowStore": False,

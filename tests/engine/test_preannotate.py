@@ -394,7 +394,7 @@ def test_an_image_that_cannot_be_decoded_fails_alone(tmp_path, monkeypatch) -> N
 
 
 def test_dispatcher_needs_a_server() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one server is needed"):
         ReplicaDispatcher([], GenerationSettings())
     assert issubclass(type(ServerError("x")), Exception)
 
