@@ -20,14 +20,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.clinkd import MODEL_ENV, add_model_options, load_settings, server_settings
 from cli.evaluation import ProgressPrinter
 from cli.help import examples
-from cli.imaging import window_arg
+from cli.options import (
+    add_model_options,
+    add_window_option,
+    fail,
+    load_settings,
+    require_model,
+    server_settings,
+    window_arg,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 SAVE_EVERY_S = 2.0
 
@@ -56,9 +62,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per local batch (8)")
     parser.add_argument("--limit", type=int, metavar="N", help="annotate at most N images this time")
     parser.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
-    choice = parser.add_mutually_exclusive_group()
-    choice.add_argument("--window", metavar="CENTER,WIDTH", help="window the model sees (default: as displayed)")
-    choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
+    add_window_option(parser, "window the model sees (default: as displayed)")
     parser.add_argument("--clip", metavar="MODEL", help="CLIP model for kpl (as for `classify --clip`)")
     parser.add_argument("--k", type=int, default=8, help="kpl: descriptions kept per class (8)")
     parser.add_argument(
@@ -66,11 +70,6 @@ def register(subparsers: Any) -> None:
     )
     add_model_options(parser, several_servers=True)
     parser.set_defaults(func=run_annotate)
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -92,8 +91,7 @@ def _open_replicas(args: argparse.Namespace) -> list[Any]:
     opened = []
     for url in args.server:
         try:
-            settings = server_settings(argparse.Namespace(**{**vars(args), "server": url}))
-            opened.append(open_server(dataclasses.replace(settings, concurrency=args.concurrency)))
+            opened.append(open_server(server_settings(args, url=url, concurrency=args.concurrency)))
         except ServerError as error:
             print(f"warning: {error} This server is left out.", file=sys.stderr)
     if not opened:
@@ -136,14 +134,14 @@ def run_annotate(args: argparse.Namespace) -> int:
             if not args.clip:
                 raise ValueError("--task kpl needs --clip MODEL (a CLIP model for KPL)")
             resolve_knowledge(spec.knowledge)
-        elif not args.model and not args.server:
-            raise ValueError(f"no model: pass --model DIR (or set {MODEL_ENV}) or --server URL.")
+        else:
+            require_model(args)
         out = Path(args.out)
         doc = load_document(out) if out.exists() else AnnotationDocument()
     except LabelListError as error:
-        return _fail(str(error))
+        return fail(str(error))
     except (ValueError, KnowledgeError, DocumentError, OSError) as error:
-        return _fail(str(error))
+        return fail(str(error))
 
     opened = open_paths(args.paths)
     started_at = time.perf_counter()
@@ -160,7 +158,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         )
         works.append(work)
     if not works and not failures_at_open:
-        return _fail("no images found in " + ", ".join(args.paths))
+        return fail("no images found in " + ", ".join(args.paths))
 
     # --- the model
     try:
@@ -178,9 +176,9 @@ def run_annotate(args: argparse.Namespace) -> int:
             backend = LocalBackend(load_model(load_settings(args)))
             model_id = backend.info.model_id
     except (ModelFolderError, QuantizationUnavailable, ClipLoadError, ValueError) as error:
-        return _fail(str(error))
+        return fail(str(error))
     except (ClinKDError, _NoServer) as error:
-        return _fail(str(error), EXIT_FAILED)
+        return fail(str(error), EXIT_FAILED)
 
     key = spec.key(model_id)
     log = log_path(out)

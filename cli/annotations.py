@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from cli.help import examples
+from cli.options import fail
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.persistence import DocumentError, annotation_path, load_document
-
-EXIT_BAD_INPUT = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,11 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_export)
 
 
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
 def _within(path: str, roots: list[str]) -> bool:
     path = os.path.normcase(os.path.abspath(path))
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
@@ -83,31 +76,31 @@ def run_export(args: argparse.Namespace) -> int:
 
     missing = [p for p in args.images if not os.path.exists(p)]
     if missing:
-        return _error(f"{missing[0]} does not exist")
+        return fail(f"{missing[0]} does not exist")
     source = args.annotations or annotation_path(args.images)
     if not source.is_file():
-        return _error(
+        return fail(
             f"no annotations found: {source} does not exist"
             + ("" if args.annotations else " (annotate in the app first, or pass --annotations FILE)")
         )
     try:
         doc = load_document(source)
     except (DocumentError, OSError) as err:
-        return _error(f"cannot read the annotations: {err}")
+        return fail(f"cannot read the annotations: {err}")
     image_ids = selected_image_ids(doc, args.images)
     if not image_ids:
-        return _error(f"{source} has no images inside {', '.join(args.images)}")
+        return fail(f"{source} has no images inside {', '.join(args.images)}")
     fmt = FORMATS[args.format]
     if fmt.writes_folder and args.out.is_file():
-        return _error(f"--out {args.out} is a file; the {fmt.name} export writes a folder")
+        return fail(f"--out {args.out} is a file; the {fmt.name} export writes a folder")
     if not fmt.writes_folder and args.out.is_dir():
-        return _error(f"--out {args.out} is a folder; the {fmt.name} export writes a file")
+        return fail(f"--out {args.out} is a folder; the {fmt.name} export writes a file")
     options = {"include_rejected": True} if args.include_rejected else {}  # else the format's default
     try:
         written = fmt.export(doc, args.out, image_ids=image_ids, **options)
     except ExportError as err:
-        return _error(str(err))
+        return fail(str(err))
     except OSError as err:
-        return _error(f"cannot write {args.out}: {err}")
+        return fail(f"cannot write {args.out}: {err}")
     print(f"exported {len(image_ids)} image(s) as {fmt.name}: {len(written)} file(s) written to {args.out}")
     return 0

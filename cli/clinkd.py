@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from cli.help import examples
-from cli.imaging import window_arg
+from cli.options import (
+    add_frame_option,
+    add_model_options,
+    add_window_option,
+    fail,
+    frame_index,
+    load_settings,
+    require_model,
+    server_settings,
+    window_arg,
+)
 from engine.imaging import ImageLoadError, open_image, render_rgb
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-MODEL_ENV = "CLINLENS_CLINKD_MODEL"
 
 
 def register(subparsers: Any) -> None:
@@ -45,10 +52,8 @@ def register(subparsers: Any) -> None:
     ask.add_argument("question", nargs="?", default="", help="the question (for vg: what to find)")
     ask.add_argument("--task", choices=["vg", "roc", "rc", "mia"], help="Med-GRIT task (default: free question)")
     ask.add_argument("--box", metavar="X1,Y1,X2,Y2", help="region in pixels of the original image")
-    ask.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
-    choice = ask.add_mutually_exclusive_group()
-    choice.add_argument("--window", metavar="CENTER,WIDTH", help="window the model sees (default: as displayed)")
-    choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
+    add_frame_option(ask)
+    add_window_option(ask, "window the model sees (default: as displayed)")
     ask.add_argument(
         "--history",
         metavar="FILE",
@@ -68,104 +73,6 @@ def register(subparsers: Any) -> None:
     ask.add_argument("--stream", action="store_true", help="print the answer while it is generated")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.set_defaults(func=run_ask)
-
-
-def add_model_options(parser: argparse.ArgumentParser, *, several_servers: bool = False) -> None:
-    """Where answers come from: a local checkpoint (--model) or an inference server (--server).
-
-    Shared by every command that asks ClinKD (ask, eval-medgrit, annotate); with
-    ``several_servers`` --server may be repeated (replicas) and ``args.server`` is a list.
-    """
-    parser.add_argument(
-        "--model", default=os.environ.get(MODEL_ENV), help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})"
-    )
-    if several_servers:
-        parser.add_argument(
-            "--server",
-            metavar="URL",
-            action="append",
-            help="OpenAI-compatible server (vLLM, SGLang) instead of --model; repeat it for "
-            "replicas: questions are spread over them",
-        )
-    else:
-        parser.add_argument(
-            "--server",
-            metavar="URL",
-            help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000",
-        )
-    parser.add_argument("--server-model", metavar="NAME", help="served model name (default: the only one served)")
-    parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
-    parser.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for the server's next token (120)"
-    )
-    parser.add_argument(
-        "--min-pixels",
-        type=int,
-        default=512 * 512,
-        metavar="N",
-        help="image pixel floor (512*512); with --server, what the server uses",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=1024 * 1024,
-        metavar="N",
-        help="image pixel cap (1024*1024); with --server, what the server uses",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=["bfloat16", "float16", "float32"],
-        help="weight precision (default: bf16 on GPU, fp32 on CPU)",
-    )
-    parser.add_argument(
-        "--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, cuda, cuda:N"
-    )
-    parser.add_argument("--quantization", choices=["8bit", "4bit"], help="bitsandbytes loading (CUDA only)")
-    parser.add_argument(
-        "--mcg-rope",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off",
-    )
-
-
-def load_settings(args: argparse.Namespace) -> Any:
-    """LoadSettings from the --model options."""
-    from engine.clinkd import LoadSettings
-
-    return LoadSettings(
-        model_dir=args.model,
-        dtype=args.dtype,
-        device=args.device,
-        quantization=args.quantization,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-        mcg_rope={"auto": None, "on": True, "off": False}[args.mcg_rope],
-    )
-
-
-def server_settings(args: argparse.Namespace) -> Any:
-    """ServerSettings from the --server options; raises ValueError on a bad URL or a missing key."""
-    from engine.clinkd import ServerSettings
-
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise ValueError(f"--api-key-env names {args.api_key_env}, but that environment variable is not set.")
-    return ServerSettings(
-        url=args.server,
-        model=args.server_model,
-        api_key=api_key,
-        timeout_s=args.timeout,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-    )
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def _box_arg(text: str | None) -> tuple[float, float, float, float] | None:
@@ -206,9 +113,8 @@ def run_ask(args: argparse.Namespace) -> int:
         read_history_file,
     )
 
-    if not args.model and not args.server:
-        return _fail(f"no model: pass --model DIR (or set {MODEL_ENV}) or --server URL.")
     try:
+        require_model(args)
         box = _box_arg(args.box)
         window = window_arg(args)
         settings = GenerationSettings(
@@ -223,9 +129,7 @@ def run_ask(args: argparse.Namespace) -> int:
             load = load_settings(args)
             read_checkpoint_config(args.model)  # a wrong folder fails before the image is decoded
         stack = open_image(args.image)
-        if not 1 <= args.frame <= stack.n_frames:
-            return _fail(f"--frame {args.frame} is out of range: {stack.title} has {stack.n_frames} frame(s).")
-        rgb = render_rgb(stack.frame(args.frame - 1), window)
+        rgb = render_rgb(stack.frame(frame_index(args, stack)), window)
         task = Task(args.task) if args.task else Task.FREE
         history = read_history_file(args.history, stack.columns, stack.rows) if args.history else ()
         request = AskRequest(rgb, args.question, task, box, width=stack.columns, height=stack.rows, history=history)
@@ -235,9 +139,9 @@ def run_ask(args: argparse.Namespace) -> int:
         else:
             clinkd = load_model(load)
     except (ModelFolderError, QuantizationUnavailable, ImageLoadError, HistoryFileError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except ClinKDError as exc:  # the server cannot be reached included
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     if history:
         print(f"history: {len(history)} earlier turn(s) from {args.history}", file=sys.stderr)
 
@@ -253,7 +157,7 @@ def run_ask(args: argparse.Namespace) -> int:
         else:
             result = ask(clinkd, request, settings, on_text=on_text if args.stream else None)
     except ClinKDError as exc:  # out of memory and server failures included
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     if args.stream:
         stream.write("\n")
     if result.history_dropped:

@@ -15,20 +15,18 @@ dataset next to the authors' logged numbers.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from cli.clinkd import MODEL_ENV, add_model_options, load_settings, server_settings
 from cli.help import examples
 from cli.kpl import add_clip_options
+from cli.options import add_model_options, fail, load_settings, require_model, server_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -94,11 +92,6 @@ def register(subparsers: Any) -> None:
     kpl_sets.set_defaults(func=run_eval_kpl_sets)
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 class ProgressPrinter:
     """Progress on stderr: one rewritten line on a terminal, a line per tenth otherwise (logs)."""
 
@@ -129,7 +122,7 @@ def _open_backend(args: argparse.Namespace) -> Any:
     from engine.clinkd import LocalBackend, load_model, open_server
 
     if args.server:
-        return open_server(dataclasses.replace(server_settings(args), concurrency=args.concurrency))
+        return open_server(server_settings(args, concurrency=args.concurrency))
     return LocalBackend(load_model(load_settings(args)))
 
 
@@ -150,7 +143,7 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
     )
 
     if args.limit is not None and args.limit < 1:
-        return _fail("--limit must be at least 1")
+        return fail("--limit must be at least 1")
     try:
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
         data = load_medgrit(args.data, args.images, Task(args.task) if args.task else None, all_turns=args.all_turns)
@@ -158,27 +151,24 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
         out = Path(args.out or f"eval-{data.path.stem}")
         todo = pending(samples, out)
     except (DatasetError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for warning in data.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if todo:
-        if not args.model and not args.server:
-            return _fail(
-                f"{len(todo)} questions to answer and no model: pass --model DIR (or set {MODEL_ENV}) or --server URL."
-            )
         try:
+            require_model(args, f"{len(todo)} questions to answer and no model")
             backend = _open_backend(args)
         except (ModelFolderError, QuantizationUnavailable, ValueError) as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         except ClinKDError as exc:
-            return _fail(str(exc), EXIT_FAILED)
+            return fail(str(exc), EXIT_FAILED)
         print(f"{len(todo)} of {len(samples)} questions to answer with {backend.info.model_id}", file=sys.stderr)
         try:
             run_medgrit(samples, backend, out, settings, batch_size=args.batch_size, progress=ProgressPrinter())
         except DatasetError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         except ClinKDError as exc:
-            return _fail(f"{exc} Answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.", EXIT_FAILED)
+            return fail(f"{exc} Answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.", EXIT_FAILED)
         except KeyboardInterrupt:
             print(
                 f"\ninterrupted: answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.",
@@ -225,7 +215,7 @@ def run_eval_kpl_sets(args: argparse.Namespace) -> int:
         settings, clip, cache = prepare_clip(args)
         results = evaluate_kpl_sets(datasets, clip, settings, cache=cache, progress=ProgressPrinter())
     except (ClipLoadError, KnowledgeError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for result in results:
         for warning in result.warnings:
             print(f"warning: {result.name}: {warning}", file=sys.stderr)

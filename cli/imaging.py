@@ -17,15 +17,14 @@ import numpy as np
 from PIL import Image
 
 from cli.help import examples
+from cli.options import add_frame_option, add_window_option, fail, frame_index, window_arg
 from engine.imaging import (
     ImageLoadError,
     ImageStack,
     Plane,
     VolumeError,
     Window,
-    find_preset,
     initial_window,
-    load_presets,
     load_volume,
     open_image,
     render,
@@ -34,7 +33,6 @@ from engine.imaging import (
 
 EXIT_OK = 0
 EXIT_WRITE_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 def register(subparsers: Any) -> None:
@@ -66,16 +64,14 @@ def register(subparsers: Any) -> None:
     )
     rend.add_argument("file", help="image file, or a folder (its first series)")
     rend.add_argument("out", help="output PNG path")
-    rend.add_argument("--frame", type=int, default=1, help="1-based frame number (default 1)")
+    add_frame_option(rend)
     rend.add_argument(
         "--plane",
         choices=[p.value for p in Plane],
         help="read the series as a volume and write this plane at display aspect",
     )
     rend.add_argument("--slice", type=int, help="1-based slice along the plane's axis (default: the middle)")
-    choice = rend.add_mutually_exclusive_group()
-    choice.add_argument("--window", metavar="CENTER,WIDTH", help="window centre and width")
-    choice.add_argument("--preset", metavar="NAME", help="preset name or key, e.g. Lung or 2")
+    add_window_option(rend, "window centre and width")
     rend.add_argument("--invert", action="store_true", help="invert the displayed image")
     rend.set_defaults(func=run_render)
 
@@ -93,7 +89,7 @@ def run_info(args: argparse.Namespace) -> int:
         stack = open_image(args.file)
         facts = describe(stack)
     except ImageLoadError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print(json.dumps(facts, indent=2))
     else:
@@ -105,25 +101,22 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         window = window_arg(args)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.slice is not None and args.plane is None:
-        return _fail("--slice needs --plane (use --frame for the frames of the file or series).")
+        return fail("--slice needs --plane (use --frame for the frames of the file or series).")
     try:
         stack = open_image(args.file)
         if args.plane is not None:
             frame = _plane_frame(stack, Plane(args.plane), args.slice)
-        elif not 1 <= args.frame <= stack.n_frames:
-            return _fail(f"--frame {args.frame} is out of range: {stack.title} has {stack.n_frames} frame(s).")
         else:
-            frame = stack.frame(args.frame - 1)
+            frame = stack.frame(frame_index(args, stack))
         pixels = render(frame, window, invert=args.invert)
     except (ImageLoadError, VolumeError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         Image.fromarray(pixels).save(args.out, format="PNG")
     except (OSError, ValueError) as exc:
-        print(f"error: could not write {args.out}: {exc}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        return fail(f"could not write {args.out}: {exc}", EXIT_WRITE_FAILED)
     return EXIT_OK
 
 
@@ -262,27 +255,3 @@ def _volume_text(facts: dict[str, Any]) -> str:
         f"{spacing['column']:g} x {spacing['row']:g} x {spacing['slice']:g} mm "
         f"(slice spacing from positions{'' if volume['regular_spacing'] else ', irregular'})"
     )
-
-
-def window_arg(args: argparse.Namespace) -> Window | None:
-    if args.window:
-        parts = args.window.split(",")
-        try:
-            center, width = (float(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"--window expects CENTER,WIDTH (e.g. 40,400), got {args.window!r}.") from None
-        if width <= 0:
-            raise ValueError(f"--window width must be positive, got {width:g}.")
-        return Window(center, width, "LINEAR", "command line")
-    if args.preset:
-        preset = find_preset(args.preset)
-        if preset is None:
-            names = ", ".join(f"{p.name} ({p.key})" if p.key else p.name for p in load_presets())
-            raise ValueError(f"unknown preset {args.preset!r}; choose one of: {names}.")
-        return preset.to_window()
-    return None
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT

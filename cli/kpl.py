@@ -15,10 +15,10 @@ import sys
 from typing import Any
 
 from cli.help import examples
+from cli.options import add_device_option, add_window_option, fail, window_arg
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 CLIP_ENV = "CLINLENS_KPL_CLIP"
 
 
@@ -37,9 +37,7 @@ def register(subparsers: Any) -> None:
     )
     classify.add_argument("paths", nargs="+", help="image files or folders (DICOM, PNG, JPEG, TIFF)")
     _model_options(classify)
-    choice = classify.add_mutually_exclusive_group()
-    choice.add_argument("--window", metavar="CENTER,WIDTH", help="window for grayscale images (default: as displayed)")
-    choice.add_argument("--preset", metavar="NAME", help="window preset name or key, e.g. Lung or 2")
+    add_window_option(classify, "window for grayscale images (default: as displayed)")
     classify.add_argument("--top", type=int, default=3, metavar="N", help="descriptions shown per image (3)")
     classify.add_argument("--json", action="store_true", help="print the whole result as JSON")
     classify.set_defaults(func=run_classify)
@@ -87,9 +85,7 @@ def register(subparsers: Any) -> None:
     generate.add_argument("--modality", default="medical image", help="imaging modality (default: medical image)")
     generate.add_argument("--max-new-tokens", type=int, default=1024, metavar="N", help="reply length limit (1024)")
     generate.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (0)")
-    generate.add_argument(
-        "--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, cuda, cuda:N"
-    )
+    add_device_option(generate)
     generate.set_defaults(func=run_generate)
 
 
@@ -122,14 +118,9 @@ def add_clip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau-text", type=float, default=0.01, help="text temperature (0.01)")
     parser.add_argument("--tau-image", type=float, default=0.04, help="proxy temperature (0.04)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per CLIP batch (32)")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    add_device_option(parser)
     parser.add_argument("--allow-download", action="store_true", help="let open_clip download missing weights")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -183,7 +174,6 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from cli.imaging import window_arg
     from engine.kpl import Pool, classify_pool
 
     try:
@@ -193,10 +183,10 @@ def run_classify(args: argparse.Namespace) -> int:
         for error in pool.errors:
             print(f"warning: {error.message}", file=sys.stderr)
         if not len(pool):
-            return _fail("no images found in " + ", ".join(args.paths))
+            return fail("no images found in " + ", ".join(args.paths))
         result = classify_pool(pool, kb, clip, settings, cache=cache, progress=_progress)
     except _bad_input_errors() as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return EXIT_OK
@@ -231,7 +221,7 @@ def run_eval(args: argparse.Namespace) -> int:
         kb, settings, clip, cache = _prepare(args)
         report = evaluate_folder(args.folder, kb, clip, settings, cache=cache, progress=_progress)
     except _bad_input_errors() as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     for error in report.result.errors:
         print(f"warning: {error.message}", file=sys.stderr)
     absent = [c for c in report.classes if c not in report.folders]
@@ -281,7 +271,7 @@ def run_knowledge(args: argparse.Namespace) -> int:
             return EXIT_OK
         kb = resolve_knowledge(args.name)
     except KnowledgeError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(f"{kb.name}: {kb.task} ({kb.modality}), {kb.path}")
     for c in kb.classes:
         aliases = f" (also: {', '.join(c.aliases)})" if c.aliases else ""
@@ -304,7 +294,7 @@ def run_generate(args: argparse.Namespace) -> int:
         else:
             classes, task, modality = args.classes, args.task or out.stem, args.modality
         if len(classes) < 2:
-            return _fail("give at least two classes")
+            return fail("give at least two classes")
         model, tokenizer = load_language_model(args.llm, args.device)
         replies = generate_replies(
             model,
@@ -315,14 +305,14 @@ def run_generate(args: argparse.Namespace) -> int:
             progress=_progress,
         )
     except (KnowledgeError, LanguageModelError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     settings = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
     try:
         kb = build_knowledge(out.stem, task, modality, replies, model_name=Path(args.llm).name, settings=settings)
     except KnowledgeError as exc:
         raw = out.with_suffix(".replies.json")
         raw.write_text(json.dumps({r.class_name: r.reply for r in replies}, indent=1), encoding="utf-8")
-        return _fail(f"{exc} (all replies saved to {raw})")
+        return fail(f"{exc} (all replies saved to {raw})")
     save_knowledge(kb, out)
     counts = ", ".join(f"{c.name}: {len(c.descriptions)}" for c in kb.classes)
     print(f"wrote {out} ({counts} descriptions); review them before use")

@@ -16,10 +16,10 @@ from dataclasses import asdict
 from typing import Any
 
 from cli.help import examples
+from cli.options import add_dtype_option, add_pixel_options, add_weights_options, fail, mcg_rope
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 def register(subparsers: Any) -> None:
@@ -70,11 +70,7 @@ def register(subparsers: Any) -> None:
         default="order",
         help="confidence-margin curriculum (order)",
     )
-    distill.add_argument(
-        "--teacher-dtype",
-        choices=["bfloat16", "float16", "float32"],
-        help="teacher precision (default: bf16 on GPU, fp32 on CPU)",
-    )
+    add_dtype_option(distill, "--teacher-dtype", "teacher")
     distill.add_argument(
         "--margin-batch-size", type=int, default=4, metavar="N", help="batch size of the teacher's scoring pass (4)"
     )
@@ -91,8 +87,7 @@ def register(subparsers: Any) -> None:
         epilog=examples("--model runs/sft --data train.json --images images/ --output runs/reflected.json"),
     )
     reflect.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder to correct")
-    reflect.add_argument("--data", required=True, nargs="+", metavar="FILE", help="training data files")
-    reflect.add_argument("--images", metavar="DIR", help="image folder (default: each data file's folder)")
+    _add_data_options(reflect)
     reflect.add_argument("--output", required=True, metavar="FILE", help="JSON file for the new samples")
     reflect.add_argument("--candidates", type=int, default=4, metavar="N", help="candidates per flagged answer (4)")
     reflect.add_argument(
@@ -116,22 +111,8 @@ def register(subparsers: Any) -> None:
         help="when no candidate passes: write the reference answer, or nothing",
     )
     reflect.add_argument("--box-penalty", type=float, default=0.5, help="SASG box penalty (0.5)")
-    reflect.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N", help="image pixel floor")
-    reflect.add_argument("--max-pixels", type=int, default=1024 * 1024, metavar="N", help="image pixel cap")
-    reflect.add_argument(
-        "--dtype",
-        choices=["bfloat16", "float16", "float32"],
-        help="weight precision (default: bf16 on GPU, fp32 on CPU)",
-    )
-    reflect.add_argument(
-        "--device", default="auto", help="where the model runs: auto (the GPU when present), cpu, cuda, cuda:N"
-    )
-    reflect.add_argument(
-        "--mcg-rope",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="MCG-RoPE positions: as the checkpoint says (auto), forced on or off",
-    )
+    add_pixel_options(reflect)
+    add_weights_options(reflect, quantization=False)
     reflect.add_argument("--max-samples", type=int, metavar="N", help="use only the first N conversations")
     reflect.add_argument("--embedder", metavar="DIR", help="sentence-transformers folder (default: bundled MiniLM)")
     reflect.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
@@ -141,8 +122,7 @@ def register(subparsers: Any) -> None:
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="Qwen2-VL checkpoint folder to start from")
-    parser.add_argument("--data", required=True, nargs="+", metavar="FILE", help="training data files")
-    parser.add_argument("--images", metavar="DIR", help="image folder (default: each data file's folder)")
+    _add_data_options(parser)
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for checkpoints and the final model")
     parser.add_argument("--method", choices=["full", "lora"], default="full", help="full fine-tune (ClinKD) or LoRA")
     parser.add_argument("--lora-rank", type=int, default=16, metavar="R", help="LoRA rank (16)")
@@ -171,8 +151,7 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (0)")
     parser.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (1.0)")
     parser.add_argument("--max-length", type=int, default=2048, metavar="N", help="token limit per sample (2048)")
-    parser.add_argument("--min-pixels", type=int, default=512 * 512, metavar="N", help="image pixel floor (512*512)")
-    parser.add_argument("--max-pixels", type=int, default=768 * 768, metavar="N", help="image pixel cap (768*768)")
+    add_pixel_options(parser, max_side=768)
     parser.add_argument("--save-steps", type=int, default=500, metavar="N", help="checkpoint every N steps (500)")
     parser.add_argument("--save-total-limit", type=int, default=2, metavar="N", help="checkpoints kept (2)")
     parser.add_argument("--logging-steps", type=int, default=10, metavar="N", help="progress every N steps (10)")
@@ -192,9 +171,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The conversations to learn from; `train`, `distill` and `reflect` read the same files."""
+    parser.add_argument("--data", required=True, nargs="+", metavar="FILE", help="training data files")
+    parser.add_argument("--images", metavar="DIR", help="image folder (default: each data file's folder)")
 
 
 def _duration(seconds: float | None) -> str:
@@ -297,11 +277,11 @@ def _run_training(args: argparse.Namespace, distill_settings: Any | None) -> int
         else:
             result = distill(settings, distill_settings(), on_progress=_print_progress)
     except (ModelFolderError, TrainingDataError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except (TrainingError, ClinKDError) as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     except torch.OutOfMemoryError:
-        return _fail(
+        return fail(
             "the GPU ran out of memory: lower --batch-size (raise --grad-accum to keep the effective batch), "
             "--max-pixels or --max-length, use --method lora, or keep gradient checkpointing on.",
             EXIT_FAILED,
@@ -365,16 +345,16 @@ def run_reflect(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             device=args.device,
             dtype=args.dtype,
-            mcg_rope={"auto": None, "on": True, "off": False}[args.mcg_rope],
+            mcg_rope=mcg_rope(args),
             max_samples=args.max_samples,
             embedder_dir=args.embedder,
             seed=args.seed,
         )
         report = reflect(settings, on_progress=progress)
     except (ModelFolderError, TrainingDataError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except (TrainingError, ClinKDError) as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
         return EXIT_OK

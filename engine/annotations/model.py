@@ -98,6 +98,26 @@ def _finite(value: float, what: str) -> float:
     return number
 
 
+def _check_frame(frame: int) -> None:
+    """A frame index of a Box or Measurement: an int (not a bool, which is one) counted from 0."""
+    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+        raise ValueError(f"frame must be a non-negative integer, got {frame!r}")
+
+
+def _normalize_review_fields(annotation: Box | ImageLabel | Measurement) -> None:
+    """Label, source, review and score, which every kind of annotation carries, checked in one way.
+
+    Called from ``__post_init__`` of a frozen dataclass, hence ``object.__setattr__``; a label
+    spelled with spaces, a source or review given as a string and a score all come out the same
+    whichever kind of annotation holds them.
+    """
+    object.__setattr__(annotation, "label", normalize_label_name(annotation.label))
+    object.__setattr__(annotation, "source", Source(annotation.source))
+    object.__setattr__(annotation, "review", Review(annotation.review))
+    if annotation.score is not None:
+        object.__setattr__(annotation, "score", _finite(annotation.score, "score"))
+
+
 @dataclass(frozen=True)
 class Label:
     """One entry of the project's label set."""
@@ -168,13 +188,8 @@ class Box:
         y1, y2 = sorted((_finite(self.y1, "y1"), _finite(self.y2, "y2")))
         for name, value in (("x1", x1), ("y1", y1), ("x2", x2), ("y2", y2)):
             object.__setattr__(self, name, value)
-        if isinstance(self.frame, bool) or not isinstance(self.frame, int) or self.frame < 0:
-            raise ValueError(f"frame must be a non-negative integer, got {self.frame!r}")
-        object.__setattr__(self, "label", normalize_label_name(self.label))
-        object.__setattr__(self, "source", Source(self.source))
-        object.__setattr__(self, "review", Review(self.review))
-        if self.score is not None:
-            object.__setattr__(self, "score", _finite(self.score, "score"))
+        _check_frame(self.frame)
+        _normalize_review_fields(self)
 
     @property
     def rect(self) -> tuple[float, float, float, float]:
@@ -204,11 +219,7 @@ class ImageLabel:
     provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "label", normalize_label_name(self.label))
-        object.__setattr__(self, "source", Source(self.source))
-        object.__setattr__(self, "review", Review(self.review))
-        if self.score is not None:
-            object.__setattr__(self, "score", _finite(self.score, "score"))
+        _normalize_review_fields(self)
 
 
 class MeasureKind(StrEnum):
@@ -273,11 +284,8 @@ class Measurement:
             raise ValueError(f"a {self.kind.value} needs {self.kind.n_points} points, got {len(points)}")
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "values", tuple(self.values))
-        if isinstance(self.frame, bool) or not isinstance(self.frame, int) or self.frame < 0:
-            raise ValueError(f"frame must be a non-negative integer, got {self.frame!r}")
-        object.__setattr__(self, "label", normalize_label_name(self.label))
-        object.__setattr__(self, "source", Source(self.source))
-        object.__setattr__(self, "review", Review(self.review))
+        _check_frame(self.frame)
+        _normalize_review_fields(self)
 
     def value(self, name: str) -> MeasuredValue | None:
         return next((v for v in self.values if v.name == name), None)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,7 +173,12 @@ class _Cancelled(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _rgb(image: np.ndarray) -> Image.Image:
+def rgb_image(image: np.ndarray) -> Image.Image:
+    """The request's displayed frame as a PIL RGB image, checked as both backends need it.
+
+    A local answer and a served one must accept and refuse the same frames: uint8 display
+    pixels, grayscale repeated into three channels.
+    """
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise ValueError(f"the image must be uint8 (the displayed pixels), got {array.dtype}")
@@ -244,7 +250,7 @@ def _run(
         processor.apply_chat_template(chat_messages(p.question, h.turns), add_generation_prompt=True, tokenize=False)
         for p, h in zip(prompts, histories, strict=True)
     ]
-    images = [_rgb(r.image) for r in requests]
+    images = [rgb_image(r.image) for r in requests]
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
     oom = False
@@ -308,6 +314,30 @@ def _rate(generated: _Generated, sequences: int) -> float | None:
     return after_first / elapsed if elapsed > 0 else None
 
 
+def answer_fields(raw: str, request: AskRequest, prompt: Prompt, cancelled: bool) -> dict[str, Any]:
+    """The AskResult fields that come from the answer text, the same for every backend.
+
+    Why shared: a local and a served answer must read alike (the same boxes on the same image,
+    the prompt's phrase on boxes the answer leaves unnamed, no boxes from a cancelled answer);
+    each backend adds its own figures (tokens, timing, memory).
+    """
+    parsed = parse_answer(raw, *request.size)
+    boxes = (
+        ()
+        if cancelled
+        else tuple(b if b.phrase or prompt.phrase is None else replace(b, phrase=prompt.phrase) for b in parsed.boxes)
+    )
+    return {
+        "raw_text": raw,
+        "text": parsed.text,
+        "boxes": boxes,
+        "issues": parsed.issues,
+        "question": prompt.question,
+        "task": prompt.task,
+        "cancelled": cancelled,
+    }
+
+
 def _result(
     clinkd: ClinKDModel,
     request: AskRequest,
@@ -324,23 +354,11 @@ def _result(
     candidates: tuple[Candidate, ...] = (),
 ) -> AskResult:
     raw = clinkd.processor.tokenizer.decode(tokens, skip_special_tokens=False)
-    parsed = parse_answer(raw, *request.size)
-    boxes = (
-        ()
-        if cancelled
-        else tuple(b if b.phrase or prompt.phrase is None else replace(b, phrase=prompt.phrase) for b in parsed.boxes)
-    )
     first = generated.first_token_at
     return AskResult(
-        raw_text=raw,
-        text=parsed.text,
-        boxes=boxes,
-        issues=parsed.issues,
-        question=prompt.question,
-        task=prompt.task,
+        **answer_fields(raw, request, prompt, cancelled),
         model=clinkd.info,
         settings=settings,
-        cancelled=cancelled,
         prompt_tokens=int(generated.prompt_tokens[index]),
         image_tokens=int(generated.image_tokens[index]),
         new_tokens=len(tokens),
@@ -402,30 +420,19 @@ def ask(
     generated = _run(clinkd, [request], settings, n, on_text if n == 1 else None, cancel, on_step)
     cancelled = cancel is not None and cancel.is_set()
     prompt = generated.prompts[0]
-    if n == 1 or cancelled:
-        return _result(
-            clinkd,
-            request,
-            prompt,
-            generated.rows[0],
-            settings=settings,
-            cancelled=cancelled,
-            generated=generated,
-            index=0,
-            started_at=started_at,
-            sequences=n,
-            generated_tokens=sum(len(r) for r in generated.rows),
-        )
-    decode = clinkd.processor.tokenizer.decode
-    raws = [decode(row, skip_special_tokens=False) for row in generated.rows]
-    candidates, best = rank_candidates(raws, request, prompt, settings, embed)
+    best = 0
+    candidates: tuple[Candidate, ...] = ()
+    if n > 1 and not cancelled:
+        decode = clinkd.processor.tokenizer.decode
+        raws = [decode(row, skip_special_tokens=False) for row in generated.rows]
+        candidates, best = rank_candidates(raws, request, prompt, settings, embed)
     return _result(
         clinkd,
         request,
         prompt,
         generated.rows[best],
         settings=settings,
-        cancelled=False,
+        cancelled=cancelled,
         generated=generated,
         index=0,
         started_at=started_at,
@@ -443,10 +450,34 @@ def ask_batch(
     cancel: threading.Event | None = None,
 ) -> list[AskResult]:
     """Answer several questions in one left-padded batch (evaluation). No streaming, no best-of."""
+    return answer_batch(requests, settings, lambda batch: _ask_padded(clinkd, batch, settings, cancel))
+
+
+def answer_batch(
+    requests: Sequence[AskRequest],
+    settings: GenerationSettings,
+    answer: Callable[[Sequence[AskRequest]], list[AskResult]],
+) -> list[AskResult]:
+    """The ``ask_batch`` contract every backend keeps, around its own way to ``answer`` the questions.
+
+    Why shared: the evaluation runner and pre-annotation take either backend, so both must refuse
+    best-of the same way (SASG ranks one question's candidates) and answer an empty batch without
+    touching the model or the server. ``answer`` returns one result per request, in order.
+    """
     if settings.best_of != 1:
         raise ValueError("best-of (SASG) answers one request at a time; use ask()")
     if not requests:
         return []
+    return answer(requests)
+
+
+def _ask_padded(
+    clinkd: ClinKDModel,
+    requests: Sequence[AskRequest],
+    settings: GenerationSettings,
+    cancel: threading.Event | None,
+) -> list[AskResult]:
+    """One ``generate`` over the left-padded batch; a set ``cancel`` marks every result cancelled."""
     started_at = time.perf_counter()
     settings = resolve_settings(clinkd, settings)
     generated = _run(clinkd, requests, settings, 1, None, cancel)

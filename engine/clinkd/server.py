@@ -30,7 +30,6 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image
 
 from engine.clinkd.conversation import FittedHistory, chat_messages, estimate_tokens, fit_history
 from engine.clinkd.errors import ClinKDError
@@ -40,13 +39,15 @@ from engine.clinkd.generation import (
     Candidate,
     GenerationSettings,
     TextCallback,
+    answer_batch,
+    answer_fields,
     ask,
     ask_batch,
     rank_candidates,
+    rgb_image,
 )
 from engine.clinkd.loader import ClinKDModel, ModelInfo
 from engine.clinkd.prompts import Prompt, build_prompt
-from engine.grounding import parse_answer
 
 END_MARKERS = ("<|im_end|>", "<|endoftext|>")
 """End-of-turn tokens a server may leave in the text when it keeps special tokens."""
@@ -151,15 +152,8 @@ class ServerSettings:
 
 def png_data_url(image: np.ndarray) -> str:
     """The displayed frame as a base64 PNG data URL (lossless, so the server sees our pixels)."""
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise ValueError(f"the image must be uint8 (the displayed pixels), got {array.dtype}")
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"the image must be (H, W, 3) RGB, got shape {array.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array), mode="RGB").save(buffer, format="PNG", compress_level=1)
+    rgb_image(image).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -482,15 +476,6 @@ class ServerBackend:
         candidates: tuple[Candidate, ...] = (),
     ) -> AskResult:
         finished_at = time.perf_counter()
-        raw = _strip_end(raw)
-        parsed = parse_answer(raw, *request.size)
-        boxes = (
-            ()
-            if reply.cancelled
-            else tuple(
-                b if b.phrase or prompt.phrase is None else replace(b, phrase=prompt.phrase) for b in parsed.boxes
-            )
-        )
         generated = reply.completion_tokens if reply.completion_tokens is not None else reply.chunks
         new_tokens = generated // len(reply.texts)  # usage counts every candidate: best-of reports the mean
         height, width = request.image.shape[:2]
@@ -500,15 +485,9 @@ class ServerBackend:
         if first is not None and new_tokens > 1 and finished_at > first:
             rate = (new_tokens - 1) / (finished_at - first)
         return AskResult(
-            raw_text=raw,
-            text=parsed.text,
-            boxes=boxes,
-            issues=parsed.issues,
-            question=prompt.question,
-            task=prompt.task,
+            **answer_fields(_strip_end(raw), request, prompt, reply.cancelled),
             model=self._info,
             settings=settings,
-            cancelled=reply.cancelled,
             prompt_tokens=int(reply.prompt_tokens or 0),
             image_tokens=n_image,
             new_tokens=int(new_tokens),
@@ -556,10 +535,12 @@ class ServerBackend:
         cancel: threading.Event | None = None,
     ) -> list[AskResult]:
         """Answer several questions with up to ``concurrency`` requests in flight (evaluation)."""
-        if settings.best_of != 1:
-            raise ValueError("best-of (SASG) answers one request at a time; use ask()")
-        if not requests:
-            return []
+        return answer_batch(requests, settings, lambda batch: self._ask_concurrently(batch, settings, cancel))
+
+    def _ask_concurrently(
+        self, requests: Sequence[AskRequest], settings: GenerationSettings, cancel: threading.Event | None
+    ) -> list[AskResult]:
+        """One request per question, ``concurrency`` in flight for the server to batch; results in order."""
         workers = min(self.settings.concurrency, len(requests))
         if workers == 1:
             return [self.ask(r, settings, cancel=cancel) for r in requests]

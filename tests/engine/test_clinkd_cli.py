@@ -12,6 +12,7 @@ from pydicom.data import get_testdata_file
 
 import engine.clinkd
 from cli import clinkd as cli
+from cli.options import MODEL_ENV
 from engine.clinkd import GenerationOutOfMemory
 from engine.imaging import Window, open_image, render_rgb
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
@@ -114,12 +115,12 @@ def test_wrong_model_folder_exits_2_and_says_what_is_missing(png, tmp_path, caps
 
 
 def test_no_model_folder_exits_2(png, monkeypatch, capsys) -> None:
-    monkeypatch.delenv(cli.MODEL_ENV, raising=False)
+    monkeypatch.delenv(MODEL_ENV, raising=False)
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ask", png, "x"])
     assert args.func(args) == 2
-    assert cli.MODEL_ENV in capsys.readouterr().err
+    assert MODEL_ENV in capsys.readouterr().err
 
 
 def test_bad_image_exits_2(tmp_path, model_dir, capsys) -> None:
