@@ -24,6 +24,7 @@ from engine.annotations.formats import (
 )
 from engine.annotations.formats.dicom_sr import tracking_uid
 from engine.annotations.persistence import DamagedDocumentError
+from tests.engine.dicom_tools import dciodvfy_errors
 from tests.engine.test_annotations_persistence import assert_same_document
 from tests.engine.test_annotations_support import annotated_set, new_doc, raster_ref
 
@@ -193,6 +194,7 @@ def test_dicom_sr_readable_by_pydicom(project, tmp_path):
     assert len(written) == 2  # CT_small and the US clip are different studies
     found = {}
     for path in written:
+        assert dciodvfy_errors(path) == []
         sr = pydicom.dcmread(path)
         assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
         assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"

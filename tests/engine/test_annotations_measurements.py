@@ -24,6 +24,7 @@ from engine.annotations import (
 from engine.annotations.formats import export_coco, export_csv, export_sr
 from engine.annotations.measure import HOUNSFIELD, graphic_points, measure, modality_unit
 from engine.imaging import Plane, frame_from_array, load_volume, open_image
+from tests.engine.dicom_tools import dciodvfy_errors
 from tests.engine.phantom import SPHERE_HU, Phantom
 
 
@@ -181,6 +182,7 @@ def test_sr_export_holds_measurements_with_units(phantom_volume, tmp_path):
     phantom, stack, volume = phantom_volume
     doc, _, _length, _roi = _document_with_measurements(stack, volume, phantom)
     [path] = export_sr(doc, tmp_path / "sr")
+    assert dciodvfy_errors(path) == []
     sr = pydicom.dcmread(path)
     numbers = {}
     for item in _content_items(sr):
