@@ -239,6 +239,36 @@ def test_label_rename_colour_and_project_file(qtbot, window, images, tmp_path):
     assert len(json.loads(project.read_text())["images"][0]["annotations"]) == 2
 
 
+def test_save_as_onto_another_open_sets_annotation_file_is_refused(qtbot, window, images, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    ct, mr = Path(images["CT_small.dcm"]), Path(images["MR_small.dcm"])
+    ct_sidecar, mr_sidecar = ct.with_name(ct.name + ".clinlens.json"), mr.with_name(mr.name + ".clinlens.json")
+    open_and_wait(qtbot, window, [str(ct)])
+    window.set_tool(Tool.BOX)
+    drag(window, (5, 5), (25, 25))
+    window.annotations.save_all()
+    drag(window, (30, 30), (40, 40))  # an edit of the CT set not saved yet
+    open_and_wait(qtbot, window, [str(mr)])
+    window.set_tool(Tool.BOX)
+    drag(window, (10, 10), (20, 30))
+    assert window.annotations.document_path() == mr_sidecar
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(ct_sidecar), "")))
+    window.choose_project_file()
+    assert window.banner.isVisible()
+    assert window.banner.label.text() == (
+        f"Not saved: {ct_sidecar.name} is where the annotations of other open images are saved; "
+        "choose another file name so neither set of annotations is lost."
+    )
+    assert window.annotations.document_path() == mr_sidecar  # this set still saves where it did
+    window.annotations.save_all()
+    saved = {p: json.loads(p.read_text())["images"] for p in (ct_sidecar, mr_sidecar)}
+    assert [len(i["annotations"]) for i in saved[ct_sidecar]] == [2]  # nothing of the CT set was lost
+    assert [len(i["annotations"]) for i in saved[mr_sidecar]] == [1]
+    assert window.annotations.save_as(str(mr_sidecar.parent / "." / mr_sidecar.name))  # its own file is fine
+    assert window.annotations.document_path() == mr_sidecar
+
+
 def test_rename_and_colour_buttons_ask_and_apply(qtbot, window, images, monkeypatch):
     from PySide6.QtGui import QColor
     from PySide6.QtWidgets import QColorDialog, QInputDialog
