@@ -175,7 +175,7 @@ def test_damaged_sidecar_is_reported_kept_aside_and_not_overwritten(qtbot, windo
 def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, images, tmp_path):
     open_and_wait(qtbot, window, [images["CT_small.dcm"], images["MR_small.dcm"]])
     doc, image_id = window.annotations.doc, window.annotations.image_id
-    from engine.annotations import AddAnnotations
+    from engine.annotations import AddAnnotations, SetReview
 
     model_box = doc.new_box(image_id, 0, 1, 2, 30, 40, "lesion", source=Source.MODEL, score=0.7)
     doc.execute(AddAnnotations(image_id, [model_box]))
@@ -196,12 +196,18 @@ def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, image
     QTest.keyClick(window.canvas, Qt.Key.Key_P)  # the reviewed image is filtered out
     assert window.image_list.currentRow() == 1
 
+    # the window's export follows review as the command line does: the rejected box stays out
     written = window.export_annotations("coco", str(tmp_path / "out.coco.json"))
     coco = json.loads(written[0].read_text())
-    [exported] = coco["annotations"]
+    assert coco["annotations"] == [] and coco["info"]["review_states"] == ["accepted", "corrected"]
+    assert "reviewed only" in window.statusBar().currentMessage()
+    doc.execute(SetReview(image_id, [model_box.id], Review.ACCEPTED))
+    [exported] = json.loads(window.export_annotations("coco", str(tmp_path / "again.json"))[0].read_text())[
+        "annotations"
+    ]
     assert exported["bbox"] == [1, 2, 29, 38]
     csv_file = window.export_annotations("csv", str(tmp_path / "out.csv"))[0]
-    assert "rejected" in csv_file.read_text()
+    assert "accepted" in csv_file.read_text()
 
 
 def test_import_coco_into_open_images(qtbot, window, images, tmp_path):
