@@ -45,7 +45,7 @@ from app.viewer.state import ViewerState
 from app.volumes.controller import MprController
 from app.widgets.error_banner import ErrorBanner
 from engine.annotations import DocumentError, Review
-from engine.annotations.formats import FORMATS, ExportError, import_annotations
+from engine.annotations.formats import FORMATS, REVIEWED_ONLY, ExportError, import_annotations
 from engine.imaging import (
     ImageStack,
     OpenResult,
@@ -576,12 +576,12 @@ class MainWindow(QMainWindow):
         if doc is None:
             self.banner.show_message("Nothing to export: no images are open.")
             return []
-        try:
+        try:  # the command line's default: pending and rejected model output stay in the document only
             written = FORMATS[name].export(doc, out)
         except (ExportError, OSError, ValueError) as error:
             self.banner.show_message(f"Export to {name.upper()} failed: {error}")
             return []
-        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {out}", 5000)
+        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {out} ({REVIEWED_ONLY.describe()})", 8000)
         return written
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

@@ -119,10 +119,11 @@ def run_annotate(args: argparse.Namespace) -> int:
         append_log,
         apply_outcome,
         done_images,
+        load_log,
         log_path,
         log_record,
         new_run_id,
-        read_log,
+        repair_log,
     )
 
     # --- everything that can be wrong with the input, before an image is decoded or a model loaded
@@ -138,6 +139,8 @@ def run_annotate(args: argparse.Namespace) -> int:
             require_model(args)
         out = Path(args.out)
         doc = load_document(out) if out.exists() else AnnotationDocument()
+        log = log_path(out)
+        history = load_log(log)  # read before the model loads: a damaged log is reported, not a crash
     except LabelListError as error:
         return fail(str(error))
     except (ValueError, KnowledgeError, DocumentError, OSError) as error:
@@ -180,9 +183,11 @@ def run_annotate(args: argparse.Namespace) -> int:
     except (ClinKDError, _NoServer) as error:
         return fail(str(error), EXIT_FAILED)
 
+    repaired = repair_log(log, history)
+    if repaired:
+        print(f"note: {repaired}", file=sys.stderr)
     key = spec.key(model_id)
-    log = log_path(out)
-    done = done_images(read_log(log), key)
+    done = done_images(history.records, key)
     todo = [w for w in works if w.ref.image_id not in done]
     skipped = len(works) - len(todo)
     if args.limit is not None:

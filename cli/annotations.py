@@ -5,7 +5,9 @@
 
 The annotations come from where the app autosaves them (engine.annotations.annotation_path) or from
 ``--annotations``; only images that lie in the given paths are exported. The images themselves
-are not decoded (DICOM SR reads their headers).
+are not decoded (DICOM SR reads their headers). Exports follow review: user annotations and
+accepted or corrected model output go by default; pending model output needs --include-pending,
+rejected output --include-rejected (see engine.annotations.formats.targets.ReviewScope).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write an image set's annotations as COCO, YOLO, Pascal VOC, CSV, ClinLens JSON or DICOM SR. "
         "They come from where the app autosaves them (the image set's sidecar, or the user data folder for "
         "read-only images) or from --annotations; only images inside the given paths are exported. Images are "
-        "not decoded (DICOM SR reads their headers). Bad input exits with code 2.",
+        "not decoded (DICOM SR reads their headers). Only user annotations and accepted or corrected model output are "
+        "exported unless --include-pending / --include-rejected say otherwise. Bad input exits with code 2.",
         epilog=examples(
             "~/cxr --format coco --out ~/cxr-coco.json",
             "~/ct/series1 --format sr --out ~/ct/reports",
@@ -53,9 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="annotation document to read instead of the image set's sidecar",
     )
     parser.add_argument(
+        "--include-pending",
+        action="store_true",
+        help="also export model output nobody has reviewed yet (left out by default, so an export or a PACS send "
+        "carries only what a person stands behind)",
+    )
+    parser.add_argument(
         "--include-rejected",
         action="store_true",
-        help="also export boxes a reviewer rejected (coco, csv and json always keep them)",
+        help="also export annotations a reviewer rejected (never implied by --include-pending)",
     )
     parser.set_defaults(func=run_export)
 
@@ -72,7 +81,7 @@ def selected_image_ids(doc: AnnotationDocument, images: list[str]) -> list[str]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from engine.annotations.formats import FORMATS, ExportError
+    from engine.annotations.formats import FORMATS, ExportError, ReviewScope
 
     missing = [p for p in args.images if not os.path.exists(p)]
     if missing:
@@ -95,12 +104,21 @@ def run_export(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out} is a file; the {fmt.name} export writes a folder")
     if not fmt.writes_folder and args.out.is_dir():
         return fail(f"--out {args.out} is a folder; the {fmt.name} export writes a file")
-    options = {"include_rejected": True} if args.include_rejected else {}  # else the format's default
+    scope = ReviewScope(args.include_pending, args.include_rejected)
     try:
-        written = fmt.export(doc, args.out, image_ids=image_ids, **options)
+        written = fmt.export(
+            doc,
+            args.out,
+            image_ids=image_ids,
+            include_pending=scope.include_pending,
+            include_rejected=scope.include_rejected,
+        )
     except ExportError as err:
         return fail(str(err))
     except OSError as err:
         return fail(f"cannot write {args.out}: {err}")
-    print(f"exported {len(image_ids)} image(s) as {fmt.name}: {len(written)} file(s) written to {args.out}")
+    print(
+        f"exported {len(image_ids)} image(s) as {fmt.name} ({scope.describe()}): "
+        f"{len(written)} file(s) written to {args.out}"
+    )
     return 0

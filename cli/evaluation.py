@@ -164,7 +164,9 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
             return fail(str(exc), EXIT_FAILED)
         print(f"{len(todo)} of {len(samples)} questions to answer with {backend.info.model_id}", file=sys.stderr)
         try:
-            run_medgrit(samples, backend, out, settings, batch_size=args.batch_size, progress=ProgressPrinter())
+            summary = run_medgrit(
+                samples, backend, out, settings, batch_size=args.batch_size, progress=ProgressPrinter()
+            )
         except DatasetError as exc:
             return fail(str(exc))
         except ClinKDError as exc:
@@ -175,6 +177,8 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
+        if summary.repaired:
+            print(f"note: {summary.repaired}", file=sys.stderr)
     answers = answered_samples(samples, out)
     records = read_predictions(out / PREDICTIONS_FILE, samples).values()
     models = sorted({str(r.get("model")) for r in records})

@@ -1,5 +1,7 @@
-"""Crash-safe file writes and damage-safe JSON reads shared by every store and every JSON reader
-(annotations, presets, settings, recent files, knowledge bases, model configs)."""
+"""Crash-safe file writes and damage-safe reads shared by every store and every reader of a file
+ClinLens wrote: JSON documents (annotations, presets, settings, recent files, knowledge bases, model
+configs, PACS servers, conversations) through ``read_json``, append-only logs (pre-annotation run
+logs, evaluation predictions) through ``read_jsonl``."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,3 +155,130 @@ def load_store(
         except OSError as move_err:
             return Loaded(default(), f"{err} (it could not be moved aside: {move_err.strerror or move_err})")
         return Loaded(default(), str(err), kept)
+
+
+@dataclass(frozen=True)
+class JsonLines:
+    """What ``read_jsonl`` recovered from an append-only log: every readable record, and why
+    each other line was left out (one sentence per line, naming its number)."""
+
+    records: list[Any]
+    problems: list[str]
+
+    def damage(self, path: str | os.PathLike[str]) -> str | None:
+        """One sentence for the user about the skipped lines, or None when every line was read."""
+        if not self.problems:
+            return None
+        more = f" and {len(self.problems) - 1} more damaged line(s)" if len(self.problems) > 1 else ""
+        return (
+            f"{Path(path).name} is damaged ({self.problems[0]}{more}); "
+            f"the {len(self.records)} readable record(s) are used"
+        )
+
+
+def _decode_line(raw: bytes) -> tuple[Any, str | None]:
+    """One line's JSON value, or why it is not one (the reasons ``read_json`` gives, per line)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:  # a write cut inside a character, perhaps with a record glued after it
+        try:
+            rest = raw[err.end :].decode("utf-8")
+        except UnicodeDecodeError:
+            return None, f"not UTF-8 text (bad byte at column {err.start + 1})"
+        return _glued_tail(rest, 0), f"not UTF-8 text (bad byte at column {err.start + 1})"
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")  # what we read, we can write back
+    except json.JSONDecodeError as err:
+        return _glued_tail(text, 1), f"not valid JSON (column {err.colno}: {err.msg})"
+    except (ValueError, RecursionError) as err:
+        return None, f"not usable JSON ({err.__class__.__name__})"
+    return value, None
+
+
+def _glued_tail(text: str, first: int) -> Any:
+    """The complete object that ends a line whose start was cut off (a write torn by a crash,
+    then a record appended straight after it by an older ClinLens), or None.
+
+    The leftmost ``{`` from which one whole JSON object runs to the end of the line is the start
+    of the glued record: anything left of it is the torn one.
+    """
+    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    stripped = text.rstrip()
+    start = stripped.find("{", first)
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(stripped, start)
+        except (ValueError, RecursionError):
+            value, end = None, -1
+        if end == len(stripped) and isinstance(value, dict):
+            return value
+        start = stripped.find("{", start + 1)
+    return None
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> JsonLines:
+    """The records of a JSON-lines log ClinLens appends to (run logs, predictions).
+
+    Why not ``read_json`` per line: a log is written while work happens, so a crash can leave a
+    last line cut off, and a disk or an editor can damage one in the middle. Neither may cost the
+    records around it, nor crash the reader: every damaged line is skipped and reported by its
+    number (bad UTF-8 included), a record glued after a torn one is recovered, and a missing
+    file is an empty log. Only a file the system will not let us read raises ``JsonFileError``.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return JsonLines([], [])
+    except OSError as err:
+        raise JsonFileError(path, f"cannot be read ({err.strerror or err})", unreadable=True) from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    lines = raw.split(b"\n")
+    torn = lines.pop()  # after the last newline: empty, or a line whose write never finished
+    records, problems = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        value, problem = _decode_line(line)
+        if problem is not None:
+            recovered = " (the record glued after it was recovered)" if value is not None else ""
+            problems.append(f"line {number} is {problem}{recovered}")
+        if value is not None:
+            records.append(value)
+    if torn.strip():
+        problems.append(f"line {len(lines) + 1} is cut off (its write never finished)")
+    return JsonLines(records, problems)
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> None:
+    """Append one line per record and fsync, so an interrupted run keeps every finished record.
+
+    Why the newline check: when the last write was cut off (a crash, a full disk), the file
+    does not end with a newline, and a record appended straight after it would be glued to the
+    torn line and lost with it. A newline is written first, so the new record stands alone.
+    """
+    payload = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records).encode("utf-8")
+    if not payload:
+        return
+    path = Path(path)
+    with path.open("a+b") as handle:
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                payload = b"\n" + payload
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def rewrite_jsonl(path: str | os.PathLike[str], lines: JsonLines) -> Path:
+    """Keep a damaged log aside (``quarantine``) and write its readable records back in its place.
+
+    Why: a damaged line would otherwise be reported on every later read; the original stays
+    beside it for anyone who wants to look at what was lost. Returns where the original is.
+    """
+    kept = quarantine(path)
+    payload = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in lines.records)
+    write_bytes_atomic(path, payload.encode("utf-8"))
+    return kept

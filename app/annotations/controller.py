@@ -127,13 +127,29 @@ class AnnotationController(QObject):
         path = self._document_of_stack.get(stack.key)
         return None if path is None else (self._documents[path], self._image_id_of_stack[stack.key])
 
-    def save_as(self, path: str) -> None:
+    def save_as(self, path: str) -> bool:
         """Save the current image set's document to a project file of the user's choice and keep
-        autosaving there (instead of the sidecar) for this session."""
+        autosaving there (instead of the sidecar) for this session; False when refused or failed.
+
+        Refused when ``path`` is where another open image set's annotations are saved: taking it
+        over would drop that document (its unsaved edits, and every later autosave of its
+        images). Merging the two instead would silently move the other set's annotations into a
+        file the user picked for this one; viewers such as Slicer and OHIF never merge on Save As
+        either, so the user picks another name and both documents stay as they were.
+        """
         old = self.document_path()
         if old is None:
-            return
+            return False
         new = Path(path).absolute()
+        other = next((p for p in self._documents if p != old and _same_file(p, new)), None)
+        if other is not None:
+            self.problem.emit(
+                f"Not saved: {new.name} is where the annotations of other open images are saved; "
+                "choose another file name so neither set of annotations is lost."
+            )
+            return False
+        if _same_file(old, new):
+            new = old
         document = self._documents.pop(old)
         self._documents[new] = document
         self._read_only.discard(new)
@@ -144,8 +160,9 @@ class AnnotationController(QObject):
             save_document(document, new)
         except OSError as error:
             self.problem.emit(f"Could not save annotations to {new}: {error.strerror or error}.")
-        else:
-            self.saved.emit(str(new))
+            return False
+        self.saved.emit(str(new))
+        return True
 
     def rename_label(self, old: str, new: str) -> None:
         if self.doc is not None and new.strip() and new.strip() != old:
@@ -305,6 +322,11 @@ class AnnotationController(QObject):
 
     def redo(self) -> bool:
         return self.doc is not None and self.image_id is not None and self.doc.redo(self.image_id)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (symlinks and ``..`` resolved; the file need not exist)."""
+    return a == b or a.resolve() == b.resolve()
 
 
 def _has_user_content(document: AnnotationDocument) -> bool:

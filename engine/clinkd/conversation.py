@@ -16,7 +16,6 @@ Light module (no torch): the GUI, the CLI and both backends share it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.clinkd.prompts import SYSTEM_PROMPT, Task, build_prompt
+from engine.files import JsonFileError, read_json
 
 TokenCounter = Callable[[str], int]
 """Tokens a piece of text takes in the prompt."""
@@ -151,9 +151,7 @@ def read_history_file(path: str | os.PathLike[str], width: int, height: int) -> 
     """``history_from_conversation`` on a file; HistoryFileError names the file and the problem."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise HistoryFileError(f"cannot read {path}: {err.strerror or err}") from None
-    except ValueError as err:
-        raise HistoryFileError(f"{path.name} is not valid JSON: {err}") from None
+        data = read_json(path)  # bad UTF-8, bad JSON and unreadable files are one sentence, not a traceback
+    except JsonFileError as err:
+        raise HistoryFileError(str(err)) from None
     return history_from_conversation(data, width, height, where=path.name)

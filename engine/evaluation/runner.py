@@ -1,15 +1,16 @@
 """Answer Med-GRIT samples with a ClinKD backend: batches, progress, resume and cancel.
 
 Why a JSON-lines file: an evaluation of 30k questions runs for hours, so every finished batch is
-appended and flushed at once; a rerun reads the file, skips what is answered and goes on (a line
-cut off by a crash is dropped). A file written for another data file or by another model is
-refused rather than mixed in. The lines carry the fields of the papers' prediction files
-(``id``, ``image``, ``question``, ``annotation``, ``response``), so their scripts can read them too.
+appended and flushed at once; a rerun reads the file, skips what is answered and goes on. The file
+is read with ``read_jsonl``: a line cut off by a crash or damaged on disk costs only its question
+(asked again); before appending, a damaged file is set aside and its readable lines written back.
+A file written for another data file or by another model is refused rather than mixed in. The
+lines carry the fields of the papers' prediction files (``id``, ``image``, ``question``,
+``annotation``, ``response``), so their scripts can read them too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from engine.clinkd.prompts import Task
 from engine.clinkd.server import Backend
 from engine.evaluation.medgrit import DatasetError, MedGritSample
 from engine.evaluation.scores import Answered
+from engine.files import append_jsonl, read_jsonl, rewrite_jsonl
 from engine.imaging import ImageLoadError, open_image, render_rgb
 
 ProgressFn = Callable[[str, int, int], None]
@@ -39,33 +41,27 @@ class RunSummary:
     cancelled: bool
     predictions: Path
     seconds: float
+    repaired: str | None = None  # a sentence when a damaged predictions file was set aside and rewritten
 
 
 def read_predictions(path: Path, samples: Sequence[MedGritSample]) -> dict[tuple[int, int], dict]:
     """Records of an earlier run by sample key (index, turn); refuses a file of other data.
 
-    A last line without its newline (the process died while writing) is cut off the file.
+    Damaged lines (cut off by a crash, bad UTF-8, bad JSON) are left out: their questions are
+    asked again. Valid JSON that is not a prediction record means the folder holds something else.
     """
-    if not path.exists():
-        return {}
-    raw = path.read_bytes()
-    complete = raw[: raw.rfind(b"\n") + 1]
-    if len(complete) != len(raw):
-        with path.open("r+b") as handle:
-            handle.truncate(len(complete))
     by_key = {s.key: s for s in samples}
     records: dict[tuple[int, int], dict] = {}
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+    for number, record in enumerate(read_jsonl(path).records, 1):
         try:
-            record = json.loads(line)
             index, sample_id, task = record["index"], record["id"], record["task"]
             key = (index, record.get("turn", 0))
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise DatasetError(f"{path} line {number} is not a prediction record; move the file away") from None
+            raise DatasetError(f"{path} record {number} is not a prediction record; move the file away") from None
         sample = by_key.get(key)
         if sample is not None and (sample.id != sample_id or sample.task.value != task):
             raise DatasetError(
-                f"{path} holds answers for another data file (line {number}: item {index} is {sample_id!r}, "
+                f"{path} holds answers for another data file (record {number}: item {index} is {sample_id!r}, "
                 f"the data says {sample.id!r}); choose another --out folder"
             )
         if sample is not None:
@@ -128,44 +124,44 @@ def run_medgrit(
     done = read_predictions(path, samples)
     model_id = backend.info.model_id
     _check_model(done, model_id, path)
+    repaired = _repair(path)
     todo = [s for s in samples if s.key not in done]
     answered = unreadable = 0
     cancelled = False
     if progress is not None:
         progress("answering", len(done), len(samples))
-    with path.open("a", encoding="utf-8") as out:
-        for start in range(0, len(todo), batch_size):
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-            batch, requests, lines = todo[start : start + batch_size], [], []
-            for sample in batch:
-                try:
-                    requests.append((sample, _request(sample)))
-                except (ImageLoadError, OSError) as err:
-                    unreadable += 1
-                    lines.append(_record(sample, model_id, response="", answer="", boxes=[], error=str(err)))
-            results = backend.ask_batch([r for _, r in requests], settings, cancel=cancel)
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-            for (sample, _), result in zip(requests, results, strict=True):
-                lines.append(
-                    _record(
-                        sample,
-                        model_id,
-                        response=result.raw_text,
-                        answer=result.text,
-                        boxes=[list(b.grid) for b in result.boxes],
-                        new_tokens=result.new_tokens,
-                        seconds=round(result.total_s, 3),
-                    )
+    # one append per batch (append_jsonl): a crash loses at most the batch being answered
+    for start in range(0, len(todo), batch_size):
+        if cancel is not None and cancel.is_set():
+            cancelled = True
+            break
+        batch, requests, lines = todo[start : start + batch_size], [], []
+        for sample in batch:
+            try:
+                requests.append((sample, _request(sample)))
+            except (ImageLoadError, OSError) as err:
+                unreadable += 1
+                lines.append(_record(sample, model_id, response="", answer="", boxes=[], error=str(err)))
+        results = backend.ask_batch([r for _, r in requests], settings, cancel=cancel)
+        if cancel is not None and cancel.is_set():
+            cancelled = True
+            break
+        for (sample, _), result in zip(requests, results, strict=True):
+            lines.append(
+                _record(
+                    sample,
+                    model_id,
+                    response=result.raw_text,
+                    answer=result.text,
+                    boxes=[list(b.grid) for b in result.boxes],
+                    new_tokens=result.new_tokens,
+                    seconds=round(result.total_s, 3),
                 )
-            out.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-            out.flush()
-            answered += len(batch)
-            if progress is not None:
-                progress("answering", len(done) + answered, len(samples))
+            )
+        append_jsonl(path, lines)
+        answered += len(batch)
+        if progress is not None:
+            progress("answering", len(done) + answered, len(samples))
     return RunSummary(
         total=len(samples),
         already=len(done),
@@ -174,7 +170,19 @@ def run_medgrit(
         cancelled=cancelled,
         predictions=path,
         seconds=time.perf_counter() - started,
+        repaired=repaired,
     )
+
+
+def _repair(path: Path) -> str | None:
+    """Set a damaged predictions file aside and write its readable lines back, so a damaged line is
+    reported once rather than on every later read; returns the sentence saying so."""
+    lines = read_jsonl(path)
+    damage = lines.damage(path)
+    if damage is None:
+        return None
+    kept = rewrite_jsonl(path, lines)
+    return f"{damage}; the original is kept as {kept.name} and the unanswered questions are asked again."
 
 
 def pending(samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str]) -> list[MedGritSample]:

@@ -11,7 +11,6 @@ Annotations never live here (see ``engine.paths.pacs_annotations_path``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from engine.files import write_json_atomic
+from engine.files import JsonFileError, read_json, write_json_atomic
 from engine.paths import pacs_cache_dir
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -67,8 +66,8 @@ class InstanceCache:
     def is_complete(self, study_uid: str, series_uid: str) -> bool:
         marker = self.series_dir(study_uid, series_uid) / COMPLETE
         try:
-            count = json.loads(marker.read_text())["instances"]
-        except (OSError, ValueError, KeyError, TypeError):
+            count = read_json(marker)["instances"]
+        except (JsonFileError, KeyError, TypeError):
             return False
         return len(self.paths(study_uid, series_uid)) >= count
 

@@ -9,14 +9,13 @@ ever holds the variable's name.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from engine.files import write_json_atomic
+from engine.files import JsonFileError, read_json, write_json_atomic
 from engine.pacs.errors import PacsError
 from engine.paths import config_dir
 
@@ -150,8 +149,8 @@ def settings_path() -> Path:
 def load_pacs_settings() -> PacsSettings:
     """The saved entries; bad entries and damaged files are dropped rather than crash the app."""
     try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(settings_path())
+    except JsonFileError:
         return PacsSettings()
     if not isinstance(data, dict):
         return PacsSettings()

@@ -28,7 +28,7 @@ SR_MODALITY = "SR"
 def send_annotations(connection: Connection, doc: AnnotationDocument, image_id: str) -> pydicom.Dataset:
     """Send the SR of ``image_id``'s reviewed annotations; returns the SR that was stored."""
     try:
-        reports = build_srs(doc, image_ids=[image_id], reviewed_only=True)
+        reports = build_srs(doc, image_ids=[image_id])  # reviewed only: pending model output stays local
     except ExportError as err:
         raise PacsError(f"Nothing to send: {err}.") from None
     sr = next(iter(reports.values()))

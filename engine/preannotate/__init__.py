@@ -9,7 +9,7 @@ run; ``kpl`` does the same for KPL labels. The GUI worker and ``main.py annotate
 from typing import TYPE_CHECKING
 
 from engine.lazy import lazy_attributes
-from engine.preannotate.log import append_log, done_images, log_path, log_record, read_log
+from engine.preannotate.log import append_log, done_images, load_log, log_path, log_record, read_log, repair_log
 from engine.preannotate.outcome import (
     DONE,
     FAILED,
@@ -61,11 +61,13 @@ __all__ = [
     "apply_outcome",
     "check_labels",
     "done_images",
+    "load_log",
     "log_path",
     "log_record",
     "new_run_id",
     "proposed_label",
     "read_log",
+    "repair_log",
     "run_kpl_labels",
     "run_preannotation",
     "split_labels",

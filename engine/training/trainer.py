@@ -11,7 +11,6 @@ and nobody reads a bar inside the app); the CLI prints it.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainerContr
 from transformers.trainer_utils import get_last_checkpoint
 
 from engine.clinkd.loader import ClinKDModel, LoadSettings, load_model, no_progress_bars
-from engine.files import write_json_atomic
+from engine.files import JsonFileError, read_json, write_json_atomic
 from engine.training.data import Conversation, read_conversations
 from engine.training.encode import ChatCollator, ChatDataset, ChatEncoder
 from engine.training.errors import TrainingError
@@ -282,10 +281,10 @@ def _cached_margins(
     key = {"teacher": str(Path(teacher_dir).resolve()), "ids": [c.sample_id for c in conversations]}
     if path.is_file():
         try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
+            saved = read_json(path)
             if {k: saved.get(k) for k in key} == key and len(saved["margins"]) == len(conversations):
                 return np.asarray(saved["margins"], dtype=np.float64)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (JsonFileError, ValueError, KeyError, TypeError, AttributeError):
             pass
     margins = compute()
     write_json_atomic(path, {**key, "margins": margins.tolist()})

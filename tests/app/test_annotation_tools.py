@@ -175,7 +175,7 @@ def test_damaged_sidecar_is_reported_kept_aside_and_not_overwritten(qtbot, windo
 def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, images, tmp_path):
     open_and_wait(qtbot, window, [images["CT_small.dcm"], images["MR_small.dcm"]])
     doc, image_id = window.annotations.doc, window.annotations.image_id
-    from engine.annotations import AddAnnotations
+    from engine.annotations import AddAnnotations, SetReview
 
     model_box = doc.new_box(image_id, 0, 1, 2, 30, 40, "lesion", source=Source.MODEL, score=0.7)
     doc.execute(AddAnnotations(image_id, [model_box]))
@@ -196,12 +196,18 @@ def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, image
     QTest.keyClick(window.canvas, Qt.Key.Key_P)  # the reviewed image is filtered out
     assert window.image_list.currentRow() == 1
 
+    # the window's export follows review as the command line does: the rejected box stays out
     written = window.export_annotations("coco", str(tmp_path / "out.coco.json"))
     coco = json.loads(written[0].read_text())
-    [exported] = coco["annotations"]
+    assert coco["annotations"] == [] and coco["info"]["review_states"] == ["accepted", "corrected"]
+    assert "reviewed only" in window.statusBar().currentMessage()
+    doc.execute(SetReview(image_id, [model_box.id], Review.ACCEPTED))
+    [exported] = json.loads(window.export_annotations("coco", str(tmp_path / "again.json"))[0].read_text())[
+        "annotations"
+    ]
     assert exported["bbox"] == [1, 2, 29, 38]
     csv_file = window.export_annotations("csv", str(tmp_path / "out.csv"))[0]
-    assert "rejected" in csv_file.read_text()
+    assert "accepted" in csv_file.read_text()
 
 
 def test_import_coco_into_open_images(qtbot, window, images, tmp_path):
@@ -237,6 +243,36 @@ def test_label_rename_colour_and_project_file(qtbot, window, images, tmp_path):
         pass
     assert later.args[0] == str(project)
     assert len(json.loads(project.read_text())["images"][0]["annotations"]) == 2
+
+
+def test_save_as_onto_another_open_sets_annotation_file_is_refused(qtbot, window, images, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    ct, mr = Path(images["CT_small.dcm"]), Path(images["MR_small.dcm"])
+    ct_sidecar, mr_sidecar = ct.with_name(ct.name + ".clinlens.json"), mr.with_name(mr.name + ".clinlens.json")
+    open_and_wait(qtbot, window, [str(ct)])
+    window.set_tool(Tool.BOX)
+    drag(window, (5, 5), (25, 25))
+    window.annotations.save_all()
+    drag(window, (30, 30), (40, 40))  # an edit of the CT set not saved yet
+    open_and_wait(qtbot, window, [str(mr)])
+    window.set_tool(Tool.BOX)
+    drag(window, (10, 10), (20, 30))
+    assert window.annotations.document_path() == mr_sidecar
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(ct_sidecar), "")))
+    window.choose_project_file()
+    assert window.banner.isVisible()
+    assert window.banner.label.text() == (
+        f"Not saved: {ct_sidecar.name} is where the annotations of other open images are saved; "
+        "choose another file name so neither set of annotations is lost."
+    )
+    assert window.annotations.document_path() == mr_sidecar  # this set still saves where it did
+    window.annotations.save_all()
+    saved = {p: json.loads(p.read_text())["images"] for p in (ct_sidecar, mr_sidecar)}
+    assert [len(i["annotations"]) for i in saved[ct_sidecar]] == [2]  # nothing of the CT set was lost
+    assert [len(i["annotations"]) for i in saved[mr_sidecar]] == [1]
+    assert window.annotations.save_as(str(mr_sidecar.parent / "." / mr_sidecar.name))  # its own file is fine
+    assert window.annotations.document_path() == mr_sidecar
 
 
 def test_rename_and_colour_buttons_ask_and_apply(qtbot, window, images, monkeypatch):

@@ -35,8 +35,8 @@ def folder(tmp_path_factory):
         ("coco", "coco.json", ["coco.json"]),
         ("csv", "boxes.csv", ["boxes.csv"]),
         ("json", "copy.json", ["copy.json"]),
-        ("yolo", "yolo", ["classes.txt", "ct.txt", "photo.txt", "us_f0001.txt", "us_f0018.txt"]),
-        ("voc", "voc", ["ct.xml", "photo.xml", "us_f0001.xml", "us_f0018.xml"]),
+        ("yolo", "yolo", ["classes.txt", "ct.txt", "photo.txt", "us_f0018.txt"]),  # us frame 1: a pending box only
+        ("voc", "voc", ["ct.xml", "photo.xml", "us_f0018.xml"]),
         ("sr", "sr", None),
     ],
 )

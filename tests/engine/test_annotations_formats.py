@@ -54,13 +54,13 @@ def test_image_refs_from_real_stacks(project):
 
 def test_json_export_is_lossless(project, tmp_path):
     doc, _, _ = project
-    [path] = export_json(doc, tmp_path / "out" / "all.json")
+    [path] = export_json(doc, tmp_path / "out" / "all.json", include_pending=True, include_rejected=True)
     assert_same_document(doc, load_document(path))
 
 
 def test_coco_export_layout(project, tmp_path):
     doc, refs, _ = project
-    [path] = export_coco(doc, tmp_path / "coco.json")
+    [path] = export_coco(doc, tmp_path / "coco.json", include_pending=True, include_rejected=True)
     data = json.loads(path.read_text())
     categories = {c["id"]: c["name"] for c in data["categories"]}
     assert list(categories.values()) == [label.name for label in doc.labels]
@@ -81,7 +81,7 @@ def test_coco_export_layout(project, tmp_path):
 
 def test_coco_round_trip_without_loss(project, tmp_path):
     doc, refs, _ = project
-    [path] = export_coco(doc, tmp_path / "sub" / "coco.json")
+    [path] = export_coco(doc, tmp_path / "sub" / "coco.json", include_pending=True, include_rejected=True)
     imported = read_coco(path)  # from the COCO file alone
     assert imported.labels == doc.labels
     for ref in doc.images:
@@ -131,7 +131,7 @@ def test_foreign_coco_import(tmp_path):
 
 def test_yolo_export(project, tmp_path):
     doc, _, _ = project
-    files = export_yolo(doc, tmp_path / "yolo")
+    files = export_yolo(doc, tmp_path / "yolo", include_pending=True)
     names = sorted(p.name for p in files)
     assert names == ["classes.txt", "ct.txt", "photo.txt", "us_f0001.txt", "us_f0018.txt"]
     classes = (tmp_path / "yolo" / "classes.txt").read_text().splitlines()
@@ -150,7 +150,7 @@ def test_yolo_export(project, tmp_path):
 
 def test_voc_export(project, tmp_path):
     doc, _, _ = project
-    export_voc(doc, tmp_path / "voc")
+    export_voc(doc, tmp_path / "voc", include_pending=True)
     root = ET.parse(tmp_path / "voc" / "us_f0018.xml").getroot()
     assert root.findtext("filename") == "us.dcm"
     assert [root.findtext(f"size/{k}") for k in ("width", "height", "depth")] == ["320", "240", "3"]
@@ -165,7 +165,7 @@ def test_voc_export(project, tmp_path):
 
 def test_csv_export(project, tmp_path):
     doc, refs, _ = project
-    [path] = export_csv(doc, tmp_path / "boxes.csv")
+    [path] = export_csv(doc, tmp_path / "boxes.csv", include_pending=True, include_rejected=True)
     rows = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
     boxes = [r for r in rows if r["kind"] == "box"]
     assert len(boxes) == 5 and len(rows) == 6
@@ -190,7 +190,7 @@ def _sr_items(dataset):
 @pytest.mark.filterwarnings('ignore:The string "PLA" is unlikely')  # the US sample's patient name
 def test_dicom_sr_readable_by_pydicom(project, tmp_path):
     doc, refs, _ = project
-    written = export_sr(doc, tmp_path / "sr")
+    written = export_sr(doc, tmp_path / "sr", include_pending=True)
     assert len(written) == 2  # CT_small and the US clip are different studies
     found = {}
     for path in written:

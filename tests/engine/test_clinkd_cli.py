@@ -177,4 +177,4 @@ def test_bad_history_file_is_one_sentence(png, model_dir, tmp_path, capsys) -> N
     bad = tmp_path / "nope.json"
     bad.write_text("{")
     assert run(png, "Q?", "--history", str(bad), *tiny(model_dir)) == 2
-    assert "nope.json is not valid JSON" in capsys.readouterr().err
+    assert "nope.json: not valid JSON (line 1" in capsys.readouterr().err

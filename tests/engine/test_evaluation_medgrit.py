@@ -30,6 +30,7 @@ from engine.evaluation import (
     run_medgrit,
     task_from_name,
 )
+from engine.files import read_jsonl
 from tests.engine.openai_stub import OpenAIStub, StubBehaviour
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
@@ -260,8 +261,11 @@ def test_a_crash_mid_line_and_foreign_files_are_handled(tmp_path) -> None:
         predictions = out / PREDICTIONS_FILE
         with predictions.open("a") as handle:
             handle.write('{"index": 2, "id": "mr_00')  # the process died while writing
-        assert [s.index for s in pending(samples, out)] == [2, 3, 4, 5]
-        assert predictions.read_text().endswith("}\n")
+        assert [s.index for s in pending(samples, out)] == [2, 3, 4, 5]  # reading leaves the file alone
+        resumed = run_medgrit(samples[:3], open_server(ServerSettings(stub.url)), out)
+        assert resumed.answered == 1 and "predictions.jsonl is damaged (line 3 is cut off" in (resumed.repaired or "")
+        assert read_jsonl(predictions).problems == [] and len(read_jsonl(predictions).records) == 3
+        assert len(list(out.glob("predictions.jsonl.damaged-*"))) == 1
         stub.behaviour.models = ("another-model",)
         with pytest.raises(DatasetError, match=r"holds answers of model 'clinkd-7b'.*'another-model'"):
             run_medgrit(samples, open_server(ServerSettings(stub.url)), out)

@@ -225,11 +225,25 @@ def test_captions_without_java_are_marked_and_still_score_bleu_rouge_cider(monke
     assert 0 < result.scores["ct"]["Bleu_1"] < 1 and result.scores["x"]["ROUGE_L"] < result.scores["ct"]["ROUGE_L"]
 
 
-@pytest.mark.skipif(java_problem() is not None, reason="the Java path needs a JRE (install default-jre-headless)")
-def test_captions_with_java_run_the_papers_tokenizer_and_meteor() -> None:
+def test_captions_with_java_run_the_papers_tokenizer_and_meteor_and_mark_spice_absent_offline(
+    monkeypatch, tmp_path
+) -> None:
+    # Not skipped without Java: the README's test command installs default-jre-headless, so a
+    # missing JRE is a broken test setup, and this test is the only one that runs METEOR.
+    assert java_problem() is None, f"this test needs a JRE: {java_problem()} (apt-get install default-jre-headless)"
+    # SPICE needs Stanford CoreNLP jars that pycocoevalcap downloads on first use; tests (and CI)
+    # have no network, so SPICE must be reported absent with that reason, never tried or scored 0.
+    # An empty jar folder stands for the offline install, also on a machine that fetched the jars.
+    import pycocoevalcap.spice.get_stanford_models as models
+
+    (tmp_path / models.SPICELIB).mkdir()
+    monkeypatch.setattr(models, "SPICEDIR", str(tmp_path))
     result = score_captions(CAPTION_PAIRS)
     assert result.tokenizer == captions.PTB_JAVA and "METEOR" not in result.absent
     assert 0 < result.scores["ct"]["METEOR"] < 1 and result.scores["x"]["METEOR"] < result.scores["ct"]["METEOR"]
+    assert set(result.absent) == {"SPICE"} and all("SPICE" not in row for row in result.scores.values())
+    assert result.absent["SPICE"].startswith("needs Stanford CoreNLP 3.6.0 (stanford-corenlp-3.6.0.jar")
+    assert "needs the network" in result.absent["SPICE"] and list(tmp_path.rglob("*.jar")) == []
     # our fallback tokenizer agrees with Stanford's on ordinary sentences (and both drop punctuation)
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 

@@ -44,6 +44,7 @@ from engine.preannotate import (
     ReplicaDispatcher,
     apply_outcome,
     check_labels,
+    load_log,
     log_path,
     proposed_label,
     read_log,
@@ -270,6 +271,43 @@ def test_ctrl_c_keeps_what_is_done_and_a_rerun_finishes(tmp_path, capsys) -> Non
         assert run_cli(*argv) == 0
     doc = load_document(out)
     assert sorted(len(doc.image_labels(r.image_id)) for r in doc.images) == [1] * 6  # no duplicates
+
+
+def test_a_damaged_run_log_is_reported_once_and_the_run_resumes_from_what_was_recovered(tmp_path, capsys) -> None:
+    images = write_images(tmp_path / "images", 4, broken=False)
+    out = tmp_path / "project.json"
+    log = log_path(out)
+    behaviour = StubBehaviour(answer=grounding_answer)
+    with OpenAIStub(behaviour) as stub:
+        argv = [str(images), "--task", "vg", "--labels", "heart", "--server", stub.url, "--out", str(out)]
+        assert run_cli(*argv) == 0
+        lines = log.read_bytes().splitlines(keepends=True)
+        assert len(lines) == 4 and len(behaviour.requests) == 4
+        # record 2 has bad UTF-8, record 3 was torn with record 4 glued after it (an older ClinLens),
+        # and a fifth write died half-way: records 1 and 4 survive
+        log.write_bytes(lines[0] + b'{"image_id": "\xff\xfe"}\n' + lines[2][:30] + lines[3] + lines[1][:25])
+        capsys.readouterr()
+        assert run_cli(*argv) == 0
+        printed = capsys.readouterr()
+        notes = [n for n in printed.err.splitlines() if n.startswith("note:")]
+        assert len(notes) == 1 and "project.json.preannotation.jsonl is damaged (line 2 is not UTF-8 text" in notes[0]
+        assert "and 2 more damaged line(s)); the 2 readable record(s) are used" in notes[0]
+        assert "the run resumes from what was recovered" in notes[0]
+        assert len(behaviour.requests) == 6  # the two images whose records were lost, nothing else
+        assert "2 skipped, already done" in printed.out
+    after = load_log(log)
+    assert after.problems == [] and len(after.records) == 4 and {r["status"] for r in after.records} == {DONE}
+    assert len(list(tmp_path.glob("project.json.preannotation.jsonl.damaged-*"))) == 1
+
+
+def test_an_empty_run_log_is_an_empty_history(tmp_path, capsys) -> None:
+    images = write_images(tmp_path / "images", 2, broken=False)
+    out = tmp_path / "project.json"
+    log_path(out).write_bytes(b"")
+    with OpenAIStub(StubBehaviour(answer=grounding_answer)) as stub:
+        assert run_cli(str(images), "--task", "vg", "--labels", "heart", "--server", stub.url, "--out", str(out)) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert load_log(log_path(out)) == load_log(log_path(out)) and len(read_log(log_path(out))) == 2
 
 
 # ------------------------------------------------------------------ the engine job

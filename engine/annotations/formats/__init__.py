@@ -1,5 +1,6 @@
 """Exchange formats: every exporter has the signature ``(doc, out, *, image_ids=None,
-include_rejected=...) -> list[Path]``; ``FORMATS`` lists them for the CLI and the GUI."""
+include_pending=False, include_rejected=False) -> list[Path]`` and keeps, by default, only what a
+person stands behind (``ReviewScope``); ``FORMATS`` lists them for the CLI and the GUI."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.coco import coco_dict, coco_to_document, export_coco, read_coco
 from engine.annotations.formats.table import export_csv
-from engine.annotations.formats.targets import ExportError, ExportTarget, export_targets
+from engine.annotations.formats.targets import REVIEWED_ONLY, ExportError, ExportTarget, ReviewScope, export_targets
 from engine.annotations.formats.voc import export_voc
 from engine.annotations.formats.yolo import export_yolo
 from engine.annotations.image_ref import ImageRef
+from engine.annotations.model import Review
 from engine.annotations.persistence import (
     DamagedDocumentError,
     DocumentError,
@@ -30,11 +32,21 @@ def export_json(
     out: str | os.PathLike[str],
     *,
     image_ids: Sequence[str] | None = None,
-    include_rejected: bool = True,
+    include_pending: bool = False,
+    include_rejected: bool = False,
 ) -> list[Path]:
-    """Our lossless document format (read back with ``load_document``); always keeps every box."""
+    """Our document format (read back with ``load_document``), lossless for what it keeps.
+
+    It follows review like every export (``ReviewScope``); the top-level ``review_states`` field
+    says which states it holds, so a reader can tell "no pending boxes" from "left out".
+    """
+    scope = ReviewScope(include_pending, include_rejected)
     out = Path(out).absolute()
-    write_json_atomic(out, document_to_dict(doc, out.parent, image_ids))
+    data = document_to_dict(doc, out.parent, image_ids)
+    for image in data["images"]:
+        image["annotations"] = [a for a in image["annotations"] if scope.keeps_state(Review(a["review"]))]
+    data["review_states"] = scope.states
+    write_json_atomic(out, data)
     return [out]
 
 
@@ -96,9 +108,11 @@ FORMATS: dict[str, ExportFormat] = {
 
 __all__ = [
     "FORMATS",
+    "REVIEWED_ONLY",
     "ExportError",
     "ExportFormat",
     "ExportTarget",
+    "ReviewScope",
     "coco_dict",
     "coco_to_document",
     "export_coco",

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.annotations.document import AnnotationDocument, ImageState
-from engine.annotations.formats.targets import export_targets, relative_file_name
+from engine.annotations.formats.targets import (
+    REVIEWED_ONLY,
+    ReviewScope,
+    export_targets,
+    kept_labels,
+    relative_file_name,
+)
 from engine.annotations.image_ref import ImageRef
 from engine.annotations.model import Box, default_review, new_id, utc_now
 from engine.annotations.persistence import (
@@ -35,12 +41,19 @@ from engine.imaging import FrameSource
 
 
 def coco_dict(
-    doc: AnnotationDocument, base_dir: Path, image_ids: Sequence[str] | None = None, *, include_rejected: bool = True
+    doc: AnnotationDocument,
+    base_dir: Path,
+    image_ids: Sequence[str] | None = None,
+    *,
+    scope: ReviewScope = REVIEWED_ONLY,
 ) -> dict[str, Any]:
-    """The COCO structure; ``file_name`` is relative to ``base_dir`` (where the JSON goes)."""
+    """The COCO structure; ``file_name`` is relative to ``base_dir`` (where the JSON goes).
+
+    ``info.description`` and ``info.review_states`` say which review states it holds (``scope``).
+    """
     category_ids = {label.name: i + 1 for i, label in enumerate(doc.labels)}
     images, annotations = [], []
-    for target in export_targets(doc, image_ids, include_rejected=include_rejected):
+    for target in export_targets(doc, image_ids, scope=scope):
         ref, source = target.image, target.source
         state = doc.image_state(ref.image_id)
         coco_image_id = len(images) + 1
@@ -57,7 +70,7 @@ def coco_dict(
                 "study_instance_uid": ref.study_instance_uid,
                 "series_instance_uid": ref.series_instance_uid,
                 "reviewed": state.reviewed,
-                "image_labels": [annotation_to_dict(a) for a in doc.image_labels(ref.image_id)],
+                "image_labels": [annotation_to_dict(a) for a in kept_labels(doc, ref.image_id, scope)],
             }
         )
         for box in target.boxes:
@@ -83,7 +96,12 @@ def coco_dict(
                 }
             )
     return {
-        "info": {"description": "ClinLens annotations", "date_created": doc.now(), "clinlens_schema": SCHEMA_VERSION},
+        "info": {
+            "description": f"ClinLens annotations ({scope.describe()})",
+            "review_states": scope.states,
+            "date_created": doc.now(),
+            "clinlens_schema": SCHEMA_VERSION,
+        },
         "licenses": [],
         "categories": [
             {"id": category_ids[label.name], "name": label.name, "supercategory": "", "color": label.color}
@@ -99,10 +117,11 @@ def export_coco(
     out: str | os.PathLike[str],
     *,
     image_ids: Sequence[str] | None = None,
-    include_rejected: bool = True,
+    include_pending: bool = False,
+    include_rejected: bool = False,
 ) -> list[Path]:
     out = Path(out).absolute()
-    write_json_atomic(out, coco_dict(doc, out.parent, image_ids, include_rejected=include_rejected))
+    write_json_atomic(out, coco_dict(doc, out.parent, image_ids, scope=ReviewScope(include_pending, include_rejected)))
     return [out]
 
 

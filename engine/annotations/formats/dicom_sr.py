@@ -16,8 +16,10 @@ Measurements (length, angle, ellipse and rectangle ROIs) are TID 1410 groups too
 values as TID 300 measurements (SCT Length/Angle/Area/Mean/Standard Deviation/Minimum/Maximum,
 UCUM units: mm, deg, mm2, [hnsf'U]) and their shape as the region (POLYLINE, or ELLIPSE by its
 two axes). Annotations drawn on a reformatted plane are SCOORD3D regions in patient coordinates
-(Frame of Reference of the series). Rejected annotations are left out unless asked for;
-non-DICOM images cannot be referenced and are skipped.
+(Frame of Reference of the series). Only what a person stands behind is exported unless asked
+for (``ReviewScope``: user annotations, accepted and corrected machine output; pending and
+rejected ones on request), and the Series Description says which ("ClinLens annotations
+(reviewed only)"); non-DICOM images cannot be referenced and are skipped.
 
 Provenance travels with each group: the source (user, model, classifier) and review state as
 qualitative evaluations coded in ``99CLINLENS``, a model score as a unitless measurement, and
@@ -47,9 +49,12 @@ from pydicom.sr.codedict import codes
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.targets import (
     ExportError,
+    ReviewScope,
     clipped,
     kept_boxes,
+    kept_labels,
     kept_measurements,
+    kept_placed_boxes,
     selected_images,
 )
 from engine.annotations.image_ref import ImageRef
@@ -213,15 +218,16 @@ def build_srs(
     doc: AnnotationDocument,
     *,
     image_ids: Sequence[str] | None = None,
+    include_pending: bool = False,
     include_rejected: bool = False,
-    reviewed_only: bool = False,
 ) -> dict[str, hd.sr.Comprehensive3DSR]:
     """One TID 1500 report per study, keyed by StudyInstanceUID (see the module docstring).
 
-    ``reviewed_only`` keeps what a person stands behind: user boxes and machine output that was
-    accepted or corrected (what is written back to a shared archive). Reads the headers (not the
-    pixels) of the referenced files, which must still exist: the SR inherits patient and study.
+    By default it keeps what a person stands behind (``ReviewScope``): user annotations and
+    machine output accepted or corrected, as written back to a shared archive. Reads the headers
+    (not the pixels) of the referenced files, which must still exist: the SR inherits patient and study.
     """
+    scope = ReviewScope(include_pending, include_rejected)
     studies: dict[str, list[tuple[ImageRef, Annotation, tuple[float, float, float, float] | None]]] = {}
     headers: dict[str, pydicom.Dataset] = {}
 
@@ -239,42 +245,29 @@ def build_srs(
             )
         return header
 
-    def wanted(annotation: Annotation) -> bool:
-        return (
-            not reviewed_only
-            or annotation.source is Source.USER
-            or annotation.review in (Review.ACCEPTED, Review.CORRECTED)
-        )
-
     for ref in selected_images(doc, image_ids):
         if ref.kind != "dicom":
             continue
-        placed_boxes = [
-            b
-            for b in doc.boxes(ref.image_id)
-            if b.placement is not None and (include_rejected or b.review is not Review.REJECTED)
-        ]
         for item in [
-            *kept_boxes(doc, ref.image_id, include_rejected),
-            *placed_boxes,
-            *kept_measurements(doc, ref.image_id, include_rejected),
+            *kept_boxes(doc, ref.image_id, scope),
+            *kept_placed_boxes(doc, ref.image_id, scope),
+            *kept_measurements(doc, ref.image_id, scope),
         ]:
             rect = None
             if isinstance(item, Box) and item.placement is None:
                 rect = clipped(item, ref.width, ref.height)
                 if rect is None:
                     continue
-            if not wanted(item):
-                continue
             header = header_of(_source_frame(ref, item))
             studies.setdefault(str(header.StudyInstanceUID), []).append((ref, item, rect))
-        for label in doc.image_labels(ref.image_id):
-            if (label.review is Review.REJECTED and not include_rejected) or not wanted(label):
-                continue
+        for label in kept_labels(doc, ref.image_id, scope):
             header = header_of(ref.frames[0])
             studies.setdefault(str(header.StudyInstanceUID), []).append((ref, label, None))
     if not studies:
-        raise ExportError("no annotations on DICOM images: a DICOM SR can only reference DICOM sources")
+        raise ExportError(
+            f"no annotations to export on DICOM images ({scope.describe()}): "
+            "a DICOM SR can only reference DICOM sources"
+        )
     reports = {}
     for number, (study_uid, items) in enumerate(studies.items(), start=1):
         evidence, groups = {}, []
@@ -332,7 +325,7 @@ def build_srs(
             sop_instance_uid=hd.UID(),
             instance_number=1,
             manufacturer=MANUFACTURER,
-            series_description="ClinLens annotations",
+            series_description=f"ClinLens annotations ({scope.title()})",
             is_complete=True,
         )
     return reports
@@ -343,10 +336,11 @@ def export_sr(
     out: str | os.PathLike[str],
     *,
     image_ids: Sequence[str] | None = None,
+    include_pending: bool = False,
     include_rejected: bool = False,
 ) -> list[Path]:
     """Write ``<out>/sr-<StudyInstanceUID>.dcm`` for every study with annotations on DICOM images."""
-    reports = build_srs(doc, image_ids=image_ids, include_rejected=include_rejected)
+    reports = build_srs(doc, image_ids=image_ids, include_pending=include_pending, include_rejected=include_rejected)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -10,7 +10,8 @@ Columns: ``image`` (file of the frame, relative to the CSV), ``image_id``, ``sop
 is the UCUM unit of the ROI statistics, ``[hnsf'U]`` for HU), and ``plane``/``plane_index``
 when drawn on a reformatted plane (then ``points_mm`` holds the patient coordinates, and the
 pixel columns are that plane's display coordinates; boxes drawn on a plane get these too).
-Rejected boxes are included (the review column says so) unless left out on request.
+Which review states are exported follows ``ReviewScope`` (pending and rejected machine output
+only on request); the ``review`` column says the state of every row.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from pathlib import Path
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.targets import (
+    ReviewScope,
     kept_boxes,
+    kept_labels,
     kept_measurements,
+    kept_placed_boxes,
     number,
     relative_file_name,
     selected_images,
 )
-from engine.annotations.model import Annotation, Box, Measurement, PlanePlacement, Review
+from engine.annotations.model import Annotation, Box, Measurement, PlanePlacement
 
 COLUMNS = (
     "image",
@@ -77,23 +81,20 @@ def export_csv(
     out: str | os.PathLike[str],
     *,
     image_ids: Sequence[str] | None = None,
-    include_rejected: bool = True,
+    include_pending: bool = False,
+    include_rejected: bool = False,
 ) -> list[Path]:
     out = Path(out).absolute()
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
+    scope = ReviewScope(include_pending, include_rejected)
     for ref in selected_images(doc, image_ids):
-        placed_boxes = [
-            b
-            for b in doc.boxes(ref.image_id)
-            if b.placement is not None and (include_rejected or b.review is not Review.REJECTED)
-        ]
         rows: list[Annotation] = [
-            *kept_boxes(doc, ref.image_id, include_rejected),
-            *placed_boxes,
-            *kept_measurements(doc, ref.image_id, include_rejected),
-            *doc.image_labels(ref.image_id),
+            *kept_boxes(doc, ref.image_id, scope),
+            *kept_placed_boxes(doc, ref.image_id, scope),
+            *kept_measurements(doc, ref.image_id, scope),
+            *kept_labels(doc, ref.image_id, scope),
         ]
         for a in rows:
             common = {

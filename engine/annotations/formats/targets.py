@@ -2,7 +2,8 @@
 
 Exchange formats know flat pictures, not series or multi-frame files, so each exported picture
 is one frame of one image: every frame that carries a box, and frame 0 of an image without
-boxes (so it still appears, with its image-level labels and review flag).
+boxes (so it still appears, with its image-level labels and review flag). ``ReviewScope`` says
+which review states every exporter keeps.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path, PurePath
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.image_ref import ImageRef
-from engine.annotations.model import Box, Measurement, Review
+from engine.annotations.model import Annotation, Box, ImageLabel, Measurement, Review
 from engine.imaging import FrameSource
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -37,33 +38,86 @@ class ExportError(Exception):
     """The export cannot be written as asked; ``str(err)`` is a sentence for the user."""
 
 
+@dataclass(frozen=True)
+class ReviewScope:
+    """Which review states an export holds.
+
+    Why the default leaves pending and rejected output out: an export leaves the app for a
+    training set, a report or an archive (``export --format sr`` then ``pacs send``), where a
+    model box nobody looked at, or one a reviewer turned down, would pass for a finding. What a
+    person stands behind goes by default: their own annotations and machine output accepted or
+    corrected. ``include_pending`` adds unreviewed machine output; rejected output needs its own
+    ``include_rejected``, never implied by the other.
+    """
+
+    include_pending: bool = False
+    include_rejected: bool = False
+
+    def keeps(self, annotation: Annotation) -> bool:
+        return self.keeps_state(annotation.review)
+
+    def keeps_state(self, review: Review) -> bool:
+        if review is Review.PENDING:
+            return self.include_pending
+        if review is Review.REJECTED:
+            return self.include_rejected
+        return True
+
+    @property
+    def states(self) -> list[str]:
+        """The review states exported, for formats with a field to say so (COCO ``info``, our JSON)."""
+        return [str(r) for r in Review if self.keeps_state(r)]
+
+    def describe(self) -> str:
+        """What the export holds, in words (COCO ``info.description``, the GUI's status line)."""
+        added = [name for name, on in (("pending", self.include_pending), ("rejected", self.include_rejected)) if on]
+        if not added:
+            return "reviewed only: user annotations and accepted or corrected model output"
+        return "user annotations and accepted or corrected model output, with " + " and ".join(added) + " model output"
+
+    def title(self) -> str:
+        """A few words for a short field (the SR's Series Description, 64 characters at most)."""
+        added = [name for name, on in (("pending", self.include_pending), ("rejected", self.include_rejected)) if on]
+        return "reviewed only" if not added else "incl. " + " and ".join(added)
+
+
+REVIEWED_ONLY = ReviewScope()  # the default of every export
+
+
 def selected_images(doc: AnnotationDocument, image_ids: Sequence[str] | None) -> list[ImageRef]:
     return list(doc.images) if image_ids is None else [doc.image(i) for i in image_ids]
 
 
-def kept_boxes(doc: AnnotationDocument, image_id: str, include_rejected: bool) -> list[Box]:
+def kept_boxes(doc: AnnotationDocument, image_id: str, scope: ReviewScope) -> list[Box]:
     """Boxes drawn on the image's own frames; boxes on reformatted planes have no picture to go to."""
-    return [
-        b for b in doc.boxes(image_id) if b.placement is None and (include_rejected or b.review is not Review.REJECTED)
-    ]
+    return [b for b in doc.boxes(image_id) if b.placement is None and scope.keeps(b)]
 
 
-def kept_measurements(doc: AnnotationDocument, image_id: str, include_rejected: bool) -> list[Measurement]:
-    return [m for m in doc.measurements(image_id) if include_rejected or m.review is not Review.REJECTED]
+def kept_placed_boxes(doc: AnnotationDocument, image_id: str, scope: ReviewScope) -> list[Box]:
+    """Boxes drawn on a reformatted plane (formats with patient coordinates: CSV, SR)."""
+    return [b for b in doc.boxes(image_id) if b.placement is not None and scope.keeps(b)]
+
+
+def kept_measurements(doc: AnnotationDocument, image_id: str, scope: ReviewScope) -> list[Measurement]:
+    return [m for m in doc.measurements(image_id) if scope.keeps(m)]
+
+
+def kept_labels(doc: AnnotationDocument, image_id: str, scope: ReviewScope) -> list[ImageLabel]:
+    return [label for label in doc.image_labels(image_id) if scope.keeps(label)]
 
 
 def export_targets(
     doc: AnnotationDocument,
     image_ids: Sequence[str] | None = None,
     *,
-    include_rejected: bool = True,
+    scope: ReviewScope = REVIEWED_ONLY,
     reserved: Sequence[str] = (),
 ) -> list[ExportTarget]:
     """The exported pictures in document order, with unique names (``reserved`` names are avoided)."""
     taken = {name.lower() for name in reserved}
     targets = []
     for ref in selected_images(doc, image_ids):
-        boxes = kept_boxes(doc, ref.image_id, include_rejected)
+        boxes = kept_boxes(doc, ref.image_id, scope)
         for frame in sorted({b.frame for b in boxes}) or [0]:
             source = ref.frames[frame]
             stem = _UNSAFE.sub("_", PurePath(source.path).stem) or "image"

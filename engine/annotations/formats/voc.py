@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.annotations.document import AnnotationDocument
-from engine.annotations.formats.targets import ExportTarget, clipped, export_targets, number
+from engine.annotations.formats.targets import ExportTarget, ReviewScope, clipped, export_targets, number
 
 
 def _add(parent: ET.Element, tag: str, text: str | int | None = None) -> ET.Element:
@@ -61,12 +61,14 @@ def export_voc(
     out: str | os.PathLike[str],
     *,
     image_ids: Sequence[str] | None = None,
+    include_pending: bool = False,
     include_rejected: bool = False,
 ) -> list[Path]:
+    """VOC has no place to say which review states it holds (see ``export_yolo``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for target in export_targets(doc, image_ids, include_rejected=include_rejected):
+    for target in export_targets(doc, image_ids, scope=ReviewScope(include_pending, include_rejected)):
         path = out / f"{target.name}.xml"
         voc_tree(target).write(path, encoding="utf-8", xml_declaration=True)
         written.append(path)

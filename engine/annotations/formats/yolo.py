@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.annotations.document import AnnotationDocument
-from engine.annotations.formats.targets import clipped, export_targets
+from engine.annotations.formats.targets import ReviewScope, clipped, export_targets
 
 CLASSES_FILE = "classes.txt"
 
@@ -31,8 +31,11 @@ def export_yolo(
     out: str | os.PathLike[str],
     *,
     image_ids: Sequence[str] | None = None,
+    include_pending: bool = False,
     include_rejected: bool = False,
 ) -> list[Path]:
+    """YOLO has no place to say which review states it holds: the default (``ReviewScope``)
+    keeps what a person stands behind; docs/reference/formats.md says so."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     class_index = {label.name: i for i, label in enumerate(doc.labels)}
@@ -40,7 +43,8 @@ def export_yolo(
     classes.write_text("".join(f"{label.name}\n" for label in doc.labels), encoding="utf-8")
     written = [classes]
     reserved = [Path(CLASSES_FILE).stem]
-    for target in export_targets(doc, image_ids, include_rejected=include_rejected, reserved=reserved):
+    scope = ReviewScope(include_pending, include_rejected)
+    for target in export_targets(doc, image_ids, scope=scope, reserved=reserved):
         ref = target.image
         lines = [
             yolo_line(class_index[box.label], rect, ref.width, ref.height)
