@@ -283,6 +283,7 @@ def run_knowledge(args: argparse.Namespace) -> int:
 def run_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from engine.files import write_json_atomic
     from engine.kpl.generate import LanguageModelError, build_knowledge, generate_replies, load_language_model
     from engine.kpl.knowledge import KnowledgeError, resolve_knowledge, save_knowledge
 
@@ -311,7 +312,7 @@ def run_generate(args: argparse.Namespace) -> int:
         kb = build_knowledge(out.stem, task, modality, replies, model_name=Path(args.llm).name, settings=settings)
     except KnowledgeError as exc:
         raw = out.with_suffix(".replies.json")
-        raw.write_text(json.dumps({r.class_name: r.reply for r in replies}, indent=1), encoding="utf-8")
+        write_json_atomic(raw, {r.class_name: r.reply for r in replies})
         return fail(f"{exc} (all replies saved to {raw})")
     save_knowledge(kb, out)
     counts = ", ".join(f"{c.name}: {len(c.descriptions)}" for c in kb.classes)

@@ -28,6 +28,11 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     write_bytes_atomic(path, json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False).encode("utf-8"))
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 text atomically (see write_json_atomic); line endings are written as given."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
     """Write ``payload`` so that ``path`` holds either the old or the new content (see write_json_atomic)."""
     path = Path(path)

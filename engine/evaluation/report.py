@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from engine.evaluation.scores import METRIC_NOTES, TaskReport
+from engine.files import write_text_atomic
 
 MEAN_PAPERS = "mean (8 modalities, papers)"
 MEAN_PRESENT = "mean (modalities present)"
@@ -85,5 +86,5 @@ def write_task_report(
         "metrics.md": task_markdown(report, title),
     }
     for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
+        write_text_atomic(folder / name, text)
     return [folder / name for name in files]

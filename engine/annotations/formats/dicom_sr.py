@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -70,6 +71,7 @@ from engine.annotations.model import (
     Source,
     new_id,
 )
+from engine.files import write_bytes_atomic
 from engine.imaging import FrameSource
 
 CODING_SCHEME = "99CLINLENS"
@@ -346,7 +348,9 @@ def export_sr(
     written = []
     for study_uid, sr in reports.items():
         path = out / f"sr-{study_uid}.dcm"
-        sr.save_as(path)
+        buffer = io.BytesIO()
+        sr.save_as(buffer)
+        write_bytes_atomic(path, buffer.getvalue())  # a crash never leaves half an SR to send
         written.append(path)
     return written
 

@@ -34,6 +34,7 @@ from engine.annotations.formats.targets import (
     selected_images,
 )
 from engine.annotations.model import Annotation, Box, Measurement, PlanePlacement
+from engine.files import write_text_atomic
 
 COLUMNS = (
     "image",
@@ -135,8 +136,7 @@ def export_csv(
                 writer.writerow(
                     {**common, "image": relative_file_name(ref.paths[0], out.parent), "kind": "image_label"}
                 )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    write_text_atomic(out, buffer.getvalue())  # the csv module's own line endings, unchanged
     return [out]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.targets import ReviewScope, clipped, export_targets
+from engine.files import write_text_atomic
 
 CLASSES_FILE = "classes.txt"
 
@@ -40,7 +41,7 @@ def export_yolo(
     out.mkdir(parents=True, exist_ok=True)
     class_index = {label.name: i for i, label in enumerate(doc.labels)}
     classes = out / CLASSES_FILE
-    classes.write_text("".join(f"{label.name}\n" for label in doc.labels), encoding="utf-8")
+    write_text_atomic(classes, "".join(f"{label.name}\n" for label in doc.labels))
     written = [classes]
     reserved = [Path(CLASSES_FILE).stem]
     scope = ReviewScope(include_pending, include_rejected)
@@ -52,6 +53,6 @@ def export_yolo(
             if (rect := clipped(box, ref.width, ref.height))
         ]
         path = out / f"{target.name}.txt"
-        path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        write_text_atomic(path, "".join(f"{line}\n" for line in lines))
         written.append(path)
     return written
