@@ -102,6 +102,8 @@ class PacsController(QObject):
         for widget in (self.progress_bar, self.cancel_button):
             window.statusBar().addPermanentWidget(widget)
             widget.hide()
+        self.retrieve_finished.connect(self._report_cache_warning)
+        self.retrieve_failed.connect(self._report_cache_warning)
         window._action(file_menu, "Open from &PACS…", self.browse, "Ctrl+Shift+P")
         window._action(file_menu, "Send annotations to PACS", self.send_current)
         window._action(file_menu, "PACS &servers…", self.edit_servers)
@@ -205,7 +207,10 @@ class PacsController(QObject):
         self.progress_bar.hide()
         self.cancel_button.hide()
         self.window.statusBar().clearMessage()
-        warning = self.cache.take_warning()  # the cache is over its limit: everything in it is open
+
+    def _report_cache_warning(self, *_result) -> None:
+        """Last, after the opened series has set its own messages: the cache is stuck over its limit."""
+        warning = self.cache.take_warning()
         if warning:
             self.window.statusBar().showMessage(warning, 15000)
 
