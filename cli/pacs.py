@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     connection.add_argument(
         "--storage-port", type=int, default=0, help="our storage port for C-MOVE when a DIMSE PACS has no C-GET"
     )
+    connection.add_argument(
+        "--storage-bind",
+        default="",
+        metavar="ADDRESS",
+        help="address the C-MOVE storage port listens on (default: loopback for a PACS on this computer, else all)",
+    )
     connection.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for an answer (default 20)")
 
     commands.add_parser("echo", parents=[connection], help="test the connection (QIDO query or C-ECHO)")
@@ -96,6 +102,7 @@ def _server(args: argparse.Namespace):
         token_env=args.token_env,
         our_aet=args.aet,
         storage_port=args.storage_port,
+        storage_bind=args.storage_bind,
         timeout_s=args.timeout,
     )
 

@@ -28,6 +28,7 @@ from engine.imaging import OpenResult, open_paths
 from engine.pacs import InstanceCache, PacsError, PacsServer, connect, load_pacs_settings, retrieve_series
 
 PARTIAL_EVERY_S = 0.5
+BYTES_PER_MB = 1024 * 1024  # the settings give the cache limit in MB (tests make it tiny)
 
 
 class _Progress(QObject):
@@ -38,11 +39,15 @@ class _Progress(QObject):
 
 
 def _retrieve(
-    server: PacsServer, study_uid: str, series_uid: str, limit_bytes: int, cancel: threading.Event, progress: _Progress
+    server: PacsServer,
+    study_uid: str,
+    series_uid: str,
+    cache: InstanceCache,
+    cancel: threading.Event,
+    progress: _Progress,
 ):
     from engine.pacs.writeback import annotations_from_pacs  # highdicom: slow to import, not at start-up
 
-    cache = InstanceCache(limit_bytes=limit_bytes)
     written: list[str] = []
     last_partial = [0.0]
 
@@ -88,6 +93,7 @@ class PacsController(QObject):
         self._origin: dict[str, PacsServer] = {}  # stack key -> the server it came from
         self._pending_origin: PacsServer | None = None
         self._progress: _Progress | None = None
+        self.cache = InstanceCache()  # one for the window: it knows which series are open (pinned)
         self.progress_bar = ProgressBar()
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setFormat("PACS %v/%m")
@@ -96,6 +102,8 @@ class PacsController(QObject):
         for widget in (self.progress_bar, self.cancel_button):
             window.statusBar().addPermanentWidget(widget)
             widget.hide()
+        self.retrieve_finished.connect(self._report_cache_warning)
+        self.retrieve_failed.connect(self._report_cache_warning)
         window._action(file_menu, "Open from &PACS…", self.browse, "Ctrl+Shift+P")
         window._action(file_menu, "Send annotations to PACS", self.send_current)
         window._action(file_menu, "PACS &servers…", self.edit_servers)
@@ -134,13 +142,14 @@ class PacsController(QObject):
         self.progress_bar.show()
         self.cancel_button.show()
         self.window.statusBar().showMessage(f"Retrieving from {server.name}…")
-        limit = load_pacs_settings().cache_limit_mb * 1024 * 1024
+        self.cache.limit_bytes = load_pacs_settings().cache_limit_mb * BYTES_PER_MB
+        self._pin_open_series((study_uid, series_uid))
         worker = create_worker(
             _retrieve,
             server,
             study_uid,
             series_uid,
-            limit,
+            self.cache,
             self._cancel,
             progress,
             _start_thread=False,
@@ -149,6 +158,18 @@ class PacsController(QObject):
         worker.returned.connect(self._on_retrieved)
         worker.errored.connect(self._on_failed)
         worker.start()
+
+    def _pin_open_series(self, opening: tuple[str, str]) -> None:
+        """Pin every cached series shown in the window (image list, or the partial series on screen)
+        and the one being opened; unpin the rest. Frames decode lazily from the cache files, so a
+        retrieve (of this series' SR reports, say) must not evict what is open."""
+        shown = [*self.window.stacks, self.window.state.stack]
+        open_now = {self.cache.series_of(p) for stack in shown if stack is not None for p in stack.paths}
+        open_now = (open_now - {None}) | {opening}
+        for key in self.cache.pinned() - open_now:
+            self.cache.unpin(*key)
+        for key in open_now - self.cache.pinned():
+            self.cache.pin(*key)
 
     def cancel(self) -> None:
         if self._cancel is not None:
@@ -186,6 +207,12 @@ class PacsController(QObject):
         self.progress_bar.hide()
         self.cancel_button.hide()
         self.window.statusBar().clearMessage()
+
+    def _report_cache_warning(self, *_result) -> None:
+        """Last, after the opened series has set its own messages: the cache is stuck over its limit."""
+        warning = self.cache.take_warning()
+        if warning:
+            self.window.statusBar().showMessage(warning, 15000)
 
     def _on_failed(self, error: Exception) -> None:
         self._finish()

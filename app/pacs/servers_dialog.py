@@ -61,6 +61,8 @@ class PacsServersDialog(QDialog):
         self.storage_port = QSpinBox()
         self.storage_port.setRange(0, 65535)
         self.storage_port.setSpecialValueText("none (C-GET only)")
+        self.storage_bind = QLineEdit()
+        self.storage_bind.setPlaceholderText("automatic: loopback for an archive on this computer, else all")
         self.timeout = QDoubleSpinBox()
         self.timeout.setRange(1, 600)
         self.timeout.setSuffix(" s")
@@ -89,6 +91,7 @@ class PacsServersDialog(QDialog):
         form.addRow("", keyring_button)
         form.addRow("Our AE title (DIMSE)", self.our_aet)
         form.addRow("Storage port (C-MOVE)", self.storage_port)
+        form.addRow("Listen on address (C-MOVE)", self.storage_bind)
         form.addRow("Timeout", self.timeout)
         form.addRow(self.test_button, self.result)
         left = QVBoxLayout()
@@ -126,6 +129,7 @@ class PacsServersDialog(QDialog):
             use_keyring=self.use_keyring.isChecked(),
             our_aet=self.our_aet.text().strip(),
             storage_port=self.storage_port.value(),
+            storage_bind=self.storage_bind.text().strip(),
             timeout_s=self.timeout.value(),
         )
 
@@ -148,6 +152,7 @@ class PacsServersDialog(QDialog):
         self.use_keyring.setChecked(server.use_keyring)
         self.our_aet.setText(server.our_aet)
         self.storage_port.setValue(server.storage_port)
+        self.storage_bind.setText(server.storage_bind)
         self.timeout.setValue(server.timeout_s)
         self.result.clear()
 
@@ -161,6 +166,7 @@ class PacsServersDialog(QDialog):
         self.username.setEnabled(secret and self.auth.currentText() == "basic")
         self.our_aet.setEnabled(dimse)
         self.storage_port.setEnabled(dimse)
+        self.storage_bind.setEnabled(dimse)
 
     def add_server(self) -> None:
         self._store_form()

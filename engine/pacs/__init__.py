@@ -6,7 +6,7 @@ and ``send``. ``retrieve_series`` (module function) adds the on-disk cache, prog
 Failures are ``PacsError`` whose text is one sentence for the user.
 """
 
-from engine.pacs.cache import InstanceCache
+from engine.pacs.cache import Eviction, InstanceCache
 from engine.pacs.errors import PacsError, RetrieveCancelled, SendRejected
 from engine.pacs.query import SeriesResult, StudyQuery, StudyResult, parse_date_range
 from engine.pacs.retrieve import Connection, RetrieveResult, connect, read_for_send, retrieve_series
@@ -22,6 +22,7 @@ from engine.pacs.servers import (
 
 __all__ = [
     "Connection",
+    "Eviction",
     "InstanceCache",
     "PacsError",
     "PacsServer",

@@ -4,18 +4,24 @@ Every instance is written to a hidden ``.part`` file and renamed into place, so 
 interrupted retrieve leaves only whole instances. A series whose retrieve finished gets a
 ``.complete`` marker (its instance count): only such a series is reopened from the cache
 without asking the PACS, which is what makes reopening instant and offline. Whole series are
-evicted, least recently used first, when the cache grows past its size limit.
+evicted, least recently used first, when the cache grows past its size limit, except pinned
+series: a series open in the viewer is decoded lazily from these files, so deleting it would pull
+the images out from under the user. When everything left is pinned the cache stays over its limit
+and says so once (logged, and returned by ``evict``) instead of failing the retrieve.
 Annotations never live here (see ``engine.paths.pacs_annotations_path``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
@@ -27,6 +33,8 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 COMPLETE = ".complete"
 USED = ".used"
 PART = ".part"
+SeriesKey = tuple[str, str]  # (StudyInstanceUID, SeriesInstanceUID)
+log = logging.getLogger(__name__)
 
 
 def check_uid(uid: str) -> str:
@@ -36,10 +44,25 @@ def check_uid(uid: str) -> str:
     return uid
 
 
+@dataclass(frozen=True)
+class Eviction:
+    """What one ``evict`` did: the series folders it deleted, and how far over its limit the cache
+    still is (only pinned or kept series left). ``warning`` is set on the call that first found the
+    cache stuck over its limit, so a caller shows it once, not after every retrieve."""
+
+    removed: tuple[Path, ...]
+    over_limit_bytes: int = 0
+    warning: str = ""
+
+
 class InstanceCache:
     def __init__(self, root: Path | None = None, limit_bytes: int = 4096 * 1024 * 1024) -> None:
         self.root = Path(root) if root is not None else pacs_cache_dir()
         self.limit_bytes = limit_bytes
+        self._pinned: set[SeriesKey] = set()
+        self._lock = threading.Lock()  # pins change on the GUI thread while a worker evicts
+        self._warned = False  # the over-limit warning was given and the cache has not fit since
+        self._unreported = ""  # that warning, until take_warning() hands it to the GUI
 
     def series_dir(self, study_uid: str, series_uid: str) -> Path:
         return self.root / check_uid(study_uid) / check_uid(series_uid)
@@ -90,30 +113,83 @@ class InstanceCache:
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for s in self._series_folders() for f in s.iterdir() if f.is_file())
 
-    def evict(self, keep: tuple[str, str] | None = None) -> list[Path]:
-        """Delete least recently used series until the cache fits its limit; never ``keep``."""
-        keep_dir = self.series_dir(*keep) if keep else None
+    def pin(self, study_uid: str, series_uid: str) -> None:
+        """Never evict this series (it is open in the viewer) until ``unpin``."""
+        with self._lock:
+            self._pinned.add((check_uid(study_uid), check_uid(series_uid)))
+
+    def unpin(self, study_uid: str, series_uid: str) -> None:
+        with self._lock:
+            self._pinned.discard((study_uid, series_uid))
+
+    def pinned(self) -> frozenset[SeriesKey]:
+        with self._lock:
+            return frozenset(self._pinned)
+
+    def series_of(self, path: str | Path) -> SeriesKey | None:
+        """The (study, series) a file of this cache belongs to; None for a file elsewhere."""
+        try:
+            study, series, _name = Path(path).resolve().relative_to(self.root.resolve()).parts
+            return check_uid(study), check_uid(series)
+        except ValueError:
+            return None
+
+    def take_warning(self) -> str:
+        """The over-limit warning not yet shown to the user ("" when none), once."""
+        with self._lock:
+            warning, self._unreported = self._unreported, ""
+        return warning
+
+    def _series_sizes(self) -> list[tuple[float, Path, int]]:
+        """(last use, folder, bytes) of every series; drops ``.part`` files a crash left an hour ago or more."""
         entries = []
-        total = 0
         for folder in self._series_folders():
             size = 0
             for f in folder.iterdir():
                 if f.name.endswith(PART) and f.stat().st_mtime < time.time() - 3600:
-                    f.unlink(missing_ok=True)  # left behind by a crash, an hour ago or more
+                    f.unlink(missing_ok=True)
                     continue
                 size += f.stat().st_size if f.is_file() else 0
             used = folder / USED
             entries.append((used.stat().st_mtime if used.exists() else folder.stat().st_mtime, folder, size))
-            total += size
+        return entries
+
+    def evict(self, keep: Iterable[SeriesKey] = ()) -> Eviction:
+        """Delete least recently used series until the cache fits its limit; never a pinned series
+        nor one in ``keep`` (the series a retrieve is writing)."""
+        spared = {self.series_dir(*key) for key in (*self.pinned(), *keep)}
+        entries = self._series_sizes()
+        total = sum(size for _, _, size in entries)
         removed = []
         for _, folder, size in sorted(entries, key=lambda e: e[0]):
             if total <= self.limit_bytes:
                 break
-            if folder == keep_dir:
+            if folder in spared:
                 continue
             shutil.rmtree(folder, ignore_errors=True)
             with contextlib.suppress(OSError):
                 folder.parent.rmdir()  # the study folder, once its last series is gone
             total -= size
             removed.append(folder)
-        return removed
+        return Eviction(tuple(removed), max(0, total - self.limit_bytes), self._over_limit_warning(total))
+
+    def _over_limit_warning(self, total: int) -> str:
+        """One warning per time the cache gets stuck over its limit: logged, kept for take_warning()."""
+        with self._lock:
+            if total <= self.limit_bytes:
+                self._warned = False
+                return ""
+            if self._warned:
+                return ""
+            self._warned = True
+            self._unreported = (
+                f"The PACS image cache holds {_size(total)}, over its limit of {_size(self.limit_bytes)}, "
+                "because every series left in it is open or being retrieved: raise the limit under "
+                "File > PACS servers… or open fewer series."
+            )
+        log.warning(self._unreported)
+        return self._unreported
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / (1024 * 1024):.0f} MB"

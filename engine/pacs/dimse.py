@@ -1,10 +1,13 @@
 """DIMSE (C-ECHO, C-FIND, C-GET / C-MOVE, C-STORE) through pynetdicom.
 
 Each operation opens its own association and releases it, so a connection object holds no
-socket between calls. Before associating we open a plain TCP connection once: pynetdicom only
-logs why a connection failed, and the user needs "refused" told apart from "unknown host".
-Retrieval prefers C-GET (the instances come back on the same association); when the PACS does
-not offer it and a storage port is configured, C-MOVE sends them to our own storage SCP.
+socket between calls. The association attempt is the only probe: a bare TCP connect-and-close
+before it is logged by archives as a protocol error (dcmtk: "DUL Finite State Machine Error"), so
+``_Requestor`` keeps the reason pynetdicom's TCP connect failed (pynetdicom only logs it) and the
+user still hears "refused", "unknown host" or "timeout". Every refusal status is one sentence
+with what to do (``errors.dimse_status_error``). Retrieval prefers C-GET (the instances come
+back on the same association); when the PACS does not offer it and a storage port is configured,
+C-MOVE sends them to our own storage SCP, which accepts only that archive (``engine.pacs.listener``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+from pynetdicom.transport import AddressInformation, AssociationSocket
 
-from engine.pacs.errors import PacsError, RetrieveCancelled, SendRejected, network_error
+from engine.pacs.errors import PacsError, RetrieveCancelled, SendRejected, dimse_status_error, network_error
+from engine.pacs.listener import StorageListener
 from engine.pacs.query import (
     SERIES_FIELDS,
     STUDY_FIELDS,
@@ -43,6 +48,8 @@ from engine.pacs.servers import PacsServer, parse_dimse_url
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 _PENDING = (0xFF00, 0xFF01)
+_FIND_DONE = (0x0000, 0xB001)  # B001: the archive capped the matches (what came is still right)
+_STORE_KEPT = (0x0000, 0xB000, 0xB006, 0xB007)  # warnings: stored, with coercion or elements dropped
 _STORE_FAILED = 0xA700  # "Out of resources" answered to a C-STORE we could not keep
 _STORE_CANCELLED = 0xFE00
 
@@ -66,23 +73,22 @@ class DimseConnection:
 
     # --- association -----------------------------------------------------------------------
 
-    def _ae(self) -> AE:
-        ae = AE(ae_title=self.server.our_aet)
+    def _ae(self) -> _Requestor:
+        ae = _Requestor(ae_title=self.server.our_aet)
         t = self.server.timeout_s
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = t
         return ae
 
-    def _probe(self) -> None:
+    def _associate(self, ae: _Requestor, **kwargs) -> Association:
+        """Associate, or one sentence saying why not (the TCP failure, a rejection, or no answer)."""
         try:
-            socket.create_connection((self.address.host, self.address.port), timeout=self.server.timeout_s).close()
-        except OSError as err:
+            assoc = ae.associate(self.address.host, self.address.port, ae_title=self.address.called_aet, **kwargs)
+        except OSError as err:  # the host name did not resolve: nothing was sent
             raise network_error(err, self.where, self.server.timeout_s) from None
-
-    def _associate(self, ae: AE, **kwargs) -> Association:
-        self._probe()
-        assoc = ae.associate(self.address.host, self.address.port, ae_title=self.address.called_aet, **kwargs)
         if assoc.is_established:
             return assoc
+        if ae.connect_failure is not None:
+            raise network_error(ae.connect_failure, self.where, self.server.timeout_s)
         if assoc.is_rejected:
             raise PacsError(
                 f"{self.where} rejected the association: it does not accept calling AE title "
@@ -123,8 +129,8 @@ class DimseConnection:
                     raise PacsError(f"{self.where} stopped answering the C-FIND (timeout or aborted association).")
                 if status.Status in _PENDING and found is not None:
                     yield found
-                elif status.Status not in (0x0000, *_PENDING):
-                    raise PacsError(f"{self.where} refused the C-FIND (status {status.Status:#06x}).")
+                elif status.Status not in (*_FIND_DONE, *_PENDING):
+                    raise dimse_status_error("C-FIND", status.Status, self.where, aet=self.server.our_aet)
         finally:
             if assoc.is_established:
                 assoc.release()
@@ -210,7 +216,9 @@ class DimseConnection:
 
         return on_store
 
-    def _run_retrieve(self, assoc: Association, responses, cancel: threading.Event, failures: list[str]) -> None:
+    def _run_retrieve(
+        self, assoc: Association, service: str, responses, cancel: threading.Event, failures: list[str], listener=""
+    ) -> None:
         try:
             for status, _ in responses:
                 if cancel.is_set():
@@ -219,13 +227,11 @@ class DimseConnection:
                 if not status:
                     raise PacsError(f"{self.where} stopped answering during the retrieve (connection lost or timeout).")
                 code = status.Status
-                if code in _PENDING or code == 0x0000:
-                    continue
-                if code == 0xB000 and not failures:
-                    failed = status.get("NumberOfFailedSuboperations", "some")
-                    raise PacsError(f"{self.where} could not send {failed} instance(s).")
-                if code != 0xB000:
-                    raise PacsError(f"{self.where} refused the retrieve (status {code:#06x}).")
+                if code in _PENDING or code == 0x0000 or (code == 0xB000 and failures):
+                    continue  # B000 with failures of our own: those are the better explanation
+                raise dimse_status_error(
+                    service, code, self.where, aet=self.server.our_aet, listener=listener, detail=_failed(status)
+                )
             if failures:
                 raise PacsError(f"{len(failures)} instance(s) could not be kept: {failures[0]}.")
         finally:
@@ -246,37 +252,21 @@ class DimseConnection:
         if not any(cx.abstract_syntax == StudyRootQueryRetrieveInformationModelGet for cx in assoc.accepted_contexts):
             assoc.release()
             raise _NoCGet
-        self._run_retrieve(
-            assoc, assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet), cancel, failures
-        )
+        responses = assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)
+        self._run_retrieve(assoc, "C-GET", responses, cancel, failures)
 
     def _c_move(self, identifier: Dataset, sink, cancel: threading.Event) -> None:
+        """C-MOVE to our own storage SCP, which listens only for this archive and only while it runs."""
         failures: list[str] = []
-        scp_ae = AE(ae_title=self.server.our_aet)
-        scp_ae.supported_contexts = StoragePresentationContexts
-        try:
-            scp = scp_ae.start_server(
-                ("", self.server.storage_port),
-                block=False,
-                evt_handlers=[(evt.EVT_C_STORE, self._store_handler(sink, cancel, failures))],
-            )
-        except OSError as err:
-            raise PacsError(
-                f"Cannot listen on storage port {self.server.storage_port} for C-MOVE: {err.strerror}."
-            ) from None
-        try:
+        with StorageListener(self.server, self._store_handler(sink, cancel, failures)) as listener:
             ae = self._ae()
             ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
             assoc = self._associate(ae)
             self._accepted(assoc, StudyRootQueryRetrieveInformationModelMove, "C-MOVE (Study Root)")
+            responses = assoc.send_c_move(identifier, self.server.our_aet, StudyRootQueryRetrieveInformationModelMove)
             self._run_retrieve(
-                assoc,
-                assoc.send_c_move(identifier, self.server.our_aet, StudyRootQueryRetrieveInformationModelMove),
-                cancel,
-                failures,
+                assoc, "C-MOVE", responses, cancel, failures, listener=listener.where(assoc.requestor.address)
             )
-        finally:
-            scp.shutdown()
 
     def send(self, datasets: Sequence[Dataset]) -> int:
         """C-STORE each dataset; SendRejected names the first refusal."""
@@ -305,13 +295,63 @@ class DimseConnection:
                     )
                 if not status:
                     raise PacsError(f"{self.where} stopped answering during the C-STORE (timeout).")
-                if status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
-                    raise SendRejected(f"{self.where} rejected the instance (C-STORE status {status.Status:#06x}).")
+                if status.Status not in _STORE_KEPT:
+                    raise dimse_status_error(
+                        "C-STORE", status.Status, self.where, aet=self.server.our_aet, error_type=SendRejected
+                    )
                 stored += 1
         finally:
             if assoc.is_established:
                 assoc.release()
         return stored
+
+
+def _failed(status: Dataset) -> str:
+    """How many sub-operations failed, when the archive says so in a C-GET / C-MOVE final status."""
+    failed = status.get("NumberOfFailedSuboperations")
+    return f"{failed} failed" if status.Status == 0xB000 and failed not in (None, "") else ""
+
+
+class _TcpSocket(socket.socket):
+    """A socket that keeps the reason its ``connect`` failed: pynetdicom logs that and drops it."""
+
+    failure: OSError | None = None
+
+    def connect(self, address) -> None:
+        try:
+            super().connect(address)
+        except OSError as err:
+            self.failure = err
+            raise
+
+
+class _ReportingSocket(AssociationSocket):
+    """pynetdicom's association socket over a ``_TcpSocket``."""
+
+    tcp: _TcpSocket | None = None
+
+    def _create_socket(self, address: AddressInformation) -> socket.socket:
+        plain = super()._create_socket(address)  # created, options set, bound
+        timeout = plain.gettimeout()
+        self.tcp = _TcpSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        self.tcp.settimeout(timeout)
+        return self.tcp
+
+
+class _Requestor(AE):
+    """An AE whose last association attempt tells why its TCP connection failed (``connect_failure``),
+    so the association itself is the probe: no bare TCP connection that archives log as an error."""
+
+    _last: _ReportingSocket | None = None
+
+    def _create_socket(self, assoc, address, tls_args) -> AssociationSocket:
+        sock = self._last = _ReportingSocket(assoc, address=address)
+        sock.tls_args = tls_args
+        return sock
+
+    @property
+    def connect_failure(self) -> OSError | None:
+        return self._last.tcp.failure if self._last is not None and self._last.tcp is not None else None
 
 
 class _NoCGet(Exception):

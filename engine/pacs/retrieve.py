@@ -38,6 +38,7 @@ def connect(server: PacsServer) -> Connection:
 class RetrieveResult:
     paths: tuple[Path, ...]
     from_cache: bool
+    warning: str = ""  # the cache is stuck over its limit (everything left is open): say so once
 
 
 def retrieve_series(
@@ -92,14 +93,14 @@ def retrieve_series(
         if held and len(written) + 1 >= expected:
             store(held.pop())
     finally:
-        cache.evict(keep=(study_uid, series_uid))
+        eviction = cache.evict(keep=[(study_uid, series_uid)])
     if len(written) < expected:
         raise PacsError(
             f"The PACS sent {len(written)} of the {expected} instances of the series and stopped "
             f"(connection to {connection_name(connection)} lost?); open it again to fetch the rest."
         )
     cache.mark_complete(study_uid, series_uid, len(written))
-    return RetrieveResult(tuple(written), from_cache=False)
+    return RetrieveResult(tuple(written), from_cache=False, warning=eviction.warning)
 
 
 def connection_name(connection: Connection) -> str:

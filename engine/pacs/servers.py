@@ -56,6 +56,7 @@ class PacsServer:
     use_keyring: bool = False  # else: read the secret from the OS keyring
     our_aet: str = DEFAULT_OUR_AET  # DIMSE: the AE title we call with (calling AET)
     storage_port: int = 0  # DIMSE: our storage SCP port for C-MOVE (0: C-GET only)
+    storage_bind: str = ""  # DIMSE: address that SCP listens on ("": loopback for a local archive, else all)
     timeout_s: float = 20.0
 
     @property
@@ -189,6 +190,7 @@ def server_from_url(
     token_env: str = "",
     our_aet: str = DEFAULT_OUR_AET,
     storage_port: int = 0,
+    storage_bind: str = "",
     timeout_s: float = 20.0,
 ) -> PacsServer:
     """An unnamed entry for the command line (``--url`` plus options)."""
@@ -201,6 +203,7 @@ def server_from_url(
         secret_env=token_env or secret_env,
         our_aet=our_aet,
         storage_port=storage_port,
+        storage_bind=storage_bind,
         timeout_s=timeout_s,
     )
     problems = server.problems()

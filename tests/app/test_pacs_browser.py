@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import app.pacs.controller
 from app.main_window import MainWindow
 from app.pacs.servers_dialog import PacsServersDialog
 from engine.annotations.commands import AddAnnotations
@@ -174,3 +177,29 @@ def test_servers_dialog_saves_entries_without_secrets(qtbot, pacs):
     assert [(s.name, s.auth, s.username, s.secret_env) for s in saved] == [
         ("Hospital", "basic", "reader", "HOSPITAL_PASSWORD")
     ]
+
+
+def test_open_series_stay_in_a_tiny_cache(qtbot, window, pacs, monkeypatch, tmp_path):
+    """Opening a study reads its SR reports, and every retrieve evicts to fit the cache: with a 4 KB
+    cache that used to delete the image series just opened (its frames decode lazily from the
+    files). Open series are pinned; the cache goes over its limit and the status bar says so."""
+    monkeypatch.setattr(app.pacs.controller, "BYTES_PER_MB", 1)  # the default 4096 MB limit: 4 KB
+    study_uid, series_uid = str(pacs.ct[0].StudyInstanceUID), str(pacs.ct[0].SeriesInstanceUID)
+    dimse = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
+    other = retrieve_series(connect(dimse), InstanceCache(tmp_path / "elsewhere"), study_uid, series_uid)
+    ref = image_ref_from_stack(open_paths([str(p) for p in other.paths]).stacks[0])
+    doc = AnnotationDocument()
+    doc.add_image(ref)
+    doc.execute(AddAnnotations(ref.image_id, [doc.new_box(ref.image_id, 2, 8, 9, 30, 33, "nodule")]))
+    send_annotations(connect(dimse), doc, ref.image_id)  # the study now has an SR series to read back
+
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(dimse, study_uid, series_uid)
+    ct = window.state.stack
+    assert ct.n_frames == 12 and all(Path(p).exists() for p in ct.paths)
+    assert "over its limit of 4 KB" in window.statusBar().currentMessage()
+    bad_study, bad_series = str(pacs.corrupt[0].StudyInstanceUID), str(pacs.corrupt[0].SeriesInstanceUID)
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(PacsServer("Orthanc", pacs.server.dicomweb_url), bad_study, bad_series)
+    assert window.image_list.count() == 2 and all(Path(p).exists() for p in ct.paths)
+    assert window.pacs.cache.pinned() == {(study_uid, series_uid), (bad_study, bad_series)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import socket
 import threading
 from dataclasses import replace
@@ -13,6 +14,7 @@ import keyring
 import keyring.backend
 import numpy as np
 import pydicom
+import pynetdicom.status
 import pytest
 
 from engine.annotations.commands import AddAnnotations
@@ -38,6 +40,7 @@ from engine.pacs import (
     server_from_url,
     store_keyring_secret,
 )
+from engine.pacs.errors import dimse_status_error
 from engine.pacs.servers import settings_path
 from engine.pacs.writeback import annotations_from_pacs, send_annotations
 from engine.paths import data_dir, pacs_cache_dir
@@ -390,8 +393,61 @@ def test_cache_evicts_least_recently_used_series(pacs, tmp_path):
     retrieve_series(connection, cache, study, series)
     ct_size = sum(p.stat().st_size for p in cache.paths(study, series))
     cache.limit_bytes = ct_size + 4096
-    assert cache.evict() == [cache.series_dir(bad_study, bad_series)]  # the older one goes first
+    assert cache.evict().removed == (cache.series_dir(bad_study, bad_series),)  # the older one goes first
     assert cache.is_complete(study, series)
+
+
+def test_open_series_are_pinned_and_a_full_cache_warns_once(pacs, tmp_path, caplog):
+    """A cache of 4 KB, smaller than any series: the series being retrieved and the pinned (open)
+    ones stay, the cache goes over its limit, and says so once, not after every retrieve."""
+    cache = InstanceCache(tmp_path / "cache", limit_bytes=4096)
+    connection = connect(web(pacs))
+    study, series = _uids(pacs.ct)
+    bad_study, bad_series = _uids(pacs.corrupt)
+    mr_series = connection.find_series(pacs.mr_study)[0].series_uid
+    with caplog.at_level(logging.WARNING, logger="engine.pacs.cache"):
+        first = retrieve_series(connection, cache, study, series)
+        cache.pin(study, series)  # the viewer opened it
+        second = retrieve_series(connection, cache, bad_study, bad_series)
+        cache.pin(bad_study, bad_series)
+        third = retrieve_series(connection, cache, pacs.mr_study, mr_series)
+    assert cache.is_complete(study, series) and cache.is_complete(bad_study, bad_series)
+    assert cache.is_complete(pacs.mr_study, mr_series)
+    assert "over its limit of 4 KB" in first.warning and second.warning == third.warning == ""
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [first.warning]
+    assert cache.take_warning() == first.warning and cache.take_warning() == ""  # for the GUI, once
+    stuck = cache.evict()  # the MR series is neither open nor being retrieved any more
+    assert stuck.removed == (cache.series_dir(pacs.mr_study, mr_series),) and stuck.over_limit_bytes > 0
+    cache.unpin(study, series)  # closed: the next eviction may take it
+    assert cache.evict().removed == (cache.series_dir(study, series),)
+    assert cache.is_complete(bad_study, bad_series)
+    assert cache.series_of(cache.paths(bad_study, bad_series)[0]) == (bad_study, bad_series)
+    assert cache.series_of(tmp_path / "elsewhere.dcm") is None
+
+
+def test_reading_a_studys_sr_keeps_the_open_image_series(pacs, tmp_path):
+    """The SR retrieve after opening a series evicts to fit the cache; it used to take the image
+    series just opened (frames decode lazily from those files). Pinned, it stays."""
+    slices = ct_series(3, seed=21, patient_id="PACS-PIN", description="Pinned CT")
+    for ds in slices:
+        pacs.server.upload(ds)
+    study, series = _uids(slices)
+    connection = connect(dimse(pacs))
+    paths = retrieve_series(connection, InstanceCache(tmp_path / "first"), study, series).paths
+    ref = image_ref_from_stack(open_paths([str(p) for p in paths]).stacks[0])
+    doc = AnnotationDocument()
+    doc.add_image(ref)
+    box = doc.new_box(ref.image_id, 1, 4, 4, 20, 20, "nodule")
+    doc.execute(AddAnnotations(ref.image_id, [box]))
+    send_annotations(connection, doc, ref.image_id)
+    for pinned in (False, True):
+        cache = InstanceCache(tmp_path / f"pinned-{pinned}", limit_bytes=4096)
+        opened = retrieve_series(connection, cache, study, series).paths
+        if pinned:
+            cache.pin(study, series)
+        found = annotations_from_pacs(connection, cache, ref)
+        assert [a.id for a in found] == [box.id]
+        assert all(p.exists() for p in opened) is pinned  # unpinned: the old bug, shown once
 
 
 class _MemoryKeyring(keyring.backend.KeyringBackend):
@@ -438,3 +494,33 @@ def test_settings_never_hold_secrets_and_find_them_in_env_or_keyring(monkeypatch
     assert load_pacs_settings() == PacsSettings()  # a damaged file does not stop the app
     assert server_from_url("dicom://STORESCP@[::1]:11112").kind == "dimse"
     assert parse_dimse_url("dicom://STORESCP@[::1]:11112").host == "::1"
+
+
+# Every status PS3.4 defines as a refusal of these services (failure, cancel; for C-GET and C-MOVE
+# also the "some sub-operations failed" warning), per pynetdicom's copy of the standard's tables.
+_REFUSALS = {
+    "C-FIND": pynetdicom.status.QR_FIND_SERVICE_CLASS_STATUS,
+    "C-GET": pynetdicom.status.QR_GET_SERVICE_CLASS_STATUS,
+    "C-MOVE": pynetdicom.status.QR_MOVE_SERVICE_CLASS_STATUS,
+    "C-STORE": pynetdicom.status.STORAGE_SERVICE_CLASS_STATUS,
+}
+
+
+@pytest.mark.parametrize("service", sorted(_REFUSALS))
+def test_every_refusal_status_says_what_to_do(service):
+    codes = [
+        code
+        for code, (category, _) in _REFUSALS[service].items()
+        if category in ("Failure", "Cancel") or (code == 0xB000 and service in ("C-GET", "C-MOVE"))
+    ]
+    assert len(codes) > 20
+    for code in codes:
+        message = str(dimse_status_error(service, code, "pacs:104", aet="CLINLENS", listener="10.0.0.7:11112"))
+        assert message.startswith(f"pacs:104 refused the {service} (status {code:#06x}): "), message
+        assert "no such status" not in message and message.count(". ") == 0 and message.endswith("."), message
+        assert ": " in message.split("): ", 1)[1], message  # what happened: what to do
+    if service == "C-MOVE":
+        assert str(dimse_status_error(service, 0xA801, "pacs:104", aet="CLINLENS", listener="10.0.0.7:11112")) == (
+            "pacs:104 refused the C-MOVE (status 0xa801): the archive does not know AE CLINLENS as a move "
+            "destination: add it with this host and port (10.0.0.7:11112)."
+        )
