@@ -41,6 +41,7 @@ from engine.pacs import (
 from engine.pacs.servers import settings_path
 from engine.pacs.writeback import annotations_from_pacs, send_annotations
 from engine.paths import data_dir, pacs_cache_dir
+from tests.engine.foreign_sr import CT, dose_report, issue_22_report
 from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, free_port, seeded_orthanc
 
 # An archive that is read-only for us: HTTP writes to DICOMweb are forbidden (Lua filter) and our
@@ -344,7 +345,7 @@ def test_sr_write_back_round_trip(pacs, protocol):
             for item in s.ReferencedSOPSequence
         }
         assert referenced == {f.sop_instance_uid for f in ref.frames}
-        found = annotations_from_pacs(connection, InstanceCache(), ref)
+        found = annotations_from_pacs(connection, InstanceCache(), ref).annotations
     back = {a.id: a for a in found}
     assert set(back) >= {a.id for a in kept} and all(a.label != "artefact" for a in found)
     for original in kept:
@@ -438,3 +439,20 @@ def test_settings_never_hold_secrets_and_find_them_in_env_or_keyring(monkeypatch
     assert load_pacs_settings() == PacsSettings()  # a damaged file does not stop the app
     assert server_from_url("dicom://STORESCP@[::1]:11112").kind == "dimse"
     assert parse_dimse_url("dicom://STORESCP@[::1]:11112").host == "::1"
+
+
+def test_foreign_srs_of_a_study_are_read_tolerantly(tmp_path):
+    """Issue 22: another tool's SR (a TEXT finding, a NUM without a value) and a dose report in the
+    study must not fail the read; the mappable groups come back and the rest are warnings."""
+    header = pydicom.dcmread(CT)
+    with OrthancServer(tmp_path / "foreign") as server:
+        for dataset in (header, issue_22_report(header), dose_report(header)):
+            server.upload(dataset)
+        cache = InstanceCache(tmp_path / "cache")
+        with connect(server_from_url(server.dicomweb_url)) as connection:
+            result = retrieve_series(connection, cache, str(header.StudyInstanceUID), str(header.SeriesInstanceUID))
+            ref = image_ref_from_stack(open_paths([str(p) for p in result.paths]).stacks[0])
+            reading = annotations_from_pacs(connection, cache, ref)
+    assert {a.label for a in reading.annotations} == {"spiculated nodule", "Mass", "Cyst"}
+    assert len(reading.warnings) == 2 and all("from OHIF" in w for w in reading.warnings)  # dose report: logged only
+    assert "'Arrow1'" in reading.summary()
