@@ -65,9 +65,14 @@ def _retrieve(
         found, problem = [], None
         if opened.stacks:
             try:
-                found = annotations_from_pacs(connection, cache, image_ref_from_stack(opened.stacks[0]), cancel=cancel)
+                reading = annotations_from_pacs(
+                    connection, cache, image_ref_from_stack(opened.stacks[0]), cancel=cancel
+                )
+                found, problem = list(reading.annotations), reading.summary()
             except PacsError as err:
                 problem = f"The annotations stored with this study could not be read: {err}"
+            except Exception as err:  # noqa: BLE001 - a bad SR (or a bug reading it) must not leave the series incomplete
+                problem = f"The annotations stored with this study could not be read ({type(err).__name__}: {err})."
     return opened, [str(cache.series_dir(study_uid, series_uid))], found, problem
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydicom
 import pytest
 
 import app.pacs.controller
@@ -24,6 +25,7 @@ from engine.pacs import (
 )
 from engine.pacs.writeback import send_annotations
 from engine.paths import data_dir
+from tests.engine.foreign_sr import CT, dose_report, issue_22_report
 from tests.orthanc import OUR_AET, seeded_orthanc
 
 
@@ -203,3 +205,35 @@ def test_open_series_stay_in_a_tiny_cache(qtbot, window, pacs, monkeypatch, tmp_
         window.pacs.open_series(PacsServer("Orthanc", pacs.server.dicomweb_url), bad_study, bad_series)
     assert window.image_list.count() == 2 and all(Path(p).exists() for p in ct.paths)
     assert window.pacs.cache.pinned() == {(study_uid, series_uid), (bad_study, bad_series)}
+
+
+def test_a_foreign_sr_in_the_study_never_stops_the_series_from_opening(qtbot, window, pacs):
+    """Issue 22: OHIF's report with a TEXT finding and a NUM without a value, beside a dose report."""
+    header = pydicom.dcmread(CT)
+    for report in (issue_22_report(header), dose_report(header)):
+        pacs.server.upload(report)
+    server = PacsServer("Orthanc", pacs.server.dicomweb_url)
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(server, str(header.StudyInstanceUID), str(header.SeriesInstanceUID))
+    assert window.state.stack.n_frames == 1 and "incomplete" not in window.windowTitle()
+    controller = window.annotations
+    labels = {a.label for a in controller.doc.annotations(controller.image_id)}
+    assert {"spiculated nodule", "Mass", "Cyst"} <= labels
+    banner = window.banner.label.text()
+    assert window.banner.isVisible() and "'Arrow1'" in banner and "no point annotation" in banner
+
+
+def test_a_failure_reading_the_srs_still_opens_the_series(qtbot, window, pacs, monkeypatch):
+    """Whatever goes wrong reading the study's SRs (here: a bug), the retrieved series opens."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug in the SR reader")
+
+    monkeypatch.setattr("engine.pacs.writeback.annotations_from_pacs", broken)
+    header = pydicom.dcmread(CT)
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(
+            PacsServer("Orthanc", pacs.server.dicomweb_url), str(header.StudyInstanceUID), str(header.SeriesInstanceUID)
+        )
+    assert window.state.stack.n_frames == 1 and "incomplete" not in window.windowTitle()
+    assert "could not be read (RuntimeError: bug in the SR reader)" in window.banner.label.text()

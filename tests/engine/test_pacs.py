@@ -44,6 +44,7 @@ from engine.pacs.errors import dimse_status_error
 from engine.pacs.servers import settings_path
 from engine.pacs.writeback import annotations_from_pacs, send_annotations
 from engine.paths import data_dir, pacs_cache_dir
+from tests.engine.foreign_sr import CT, dose_report, issue_22_report
 from tests.orthanc import OUR_AET, OrthancServer, Seeded, ct_series, encode, free_port, seeded_orthanc
 
 # An archive that is read-only for us: HTTP writes to DICOMweb are forbidden (Lua filter) and our
@@ -347,7 +348,7 @@ def test_sr_write_back_round_trip(pacs, protocol):
             for item in s.ReferencedSOPSequence
         }
         assert referenced == {f.sop_instance_uid for f in ref.frames}
-        found = annotations_from_pacs(connection, InstanceCache(), ref)
+        found = annotations_from_pacs(connection, InstanceCache(), ref).annotations
     back = {a.id: a for a in found}
     assert set(back) >= {a.id for a in kept} and all(a.label != "artefact" for a in found)
     for original in kept:
@@ -524,3 +525,20 @@ def test_every_refusal_status_says_what_to_do(service):
             "pacs:104 refused the C-MOVE (status 0xa801): the archive does not know AE CLINLENS as a move "
             "destination: add it with this host and port (10.0.0.7:11112)."
         )
+
+
+def test_foreign_srs_of_a_study_are_read_tolerantly(tmp_path):
+    """Issue 22: another tool's SR (a TEXT finding, a NUM without a value) and a dose report in the
+    study must not fail the read; the mappable groups come back and the rest are warnings."""
+    header = pydicom.dcmread(CT)
+    with OrthancServer(tmp_path / "foreign") as server:
+        for dataset in (header, issue_22_report(header), dose_report(header)):
+            server.upload(dataset)
+        cache = InstanceCache(tmp_path / "cache")
+        with connect(server_from_url(server.dicomweb_url)) as connection:
+            result = retrieve_series(connection, cache, str(header.StudyInstanceUID), str(header.SeriesInstanceUID))
+            ref = image_ref_from_stack(open_paths([str(p) for p in result.paths]).stacks[0])
+            reading = annotations_from_pacs(connection, cache, ref)
+    assert {a.label for a in reading.annotations} == {"spiculated nodule", "Mass", "Cyst"}
+    assert len(reading.warnings) == 2 and all("from OHIF" in w for w in reading.warnings)  # dose report: logged only
+    assert "'Arrow1'" in reading.summary()

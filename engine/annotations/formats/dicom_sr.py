@@ -25,21 +25,21 @@ Provenance travels with each group: the source (user, model, classifier) and rev
 qualitative evaluations coded in ``99CLINLENS``, a model score as a unitless measurement, and
 for machine output an Algorithm Identification (``ClinKD`` or ``KPL``) whose parameter is the
 annotation's note (the question or the retrieved descriptions). Image-level labels (KPL) are
-TID 1501 groups whose source images are the instances of the labelled image. ``read_sr``
-turns such an SR (or any TID 1500 with planar regions) back into annotations for one image:
-the round trip keeps id, label, geometry (float32, the SCOORD type), frame, source, review,
-score, machine notes and the values of measurements; a note on a user annotation, the
-created/modified times and annotations drawn on a reformat (SCOORD3D) are not read back.
+TID 1501 groups whose source images are the instances of the labelled image.
+``sr_reader.read_sr`` turns such an SR (or any SR another tool wrote) back into annotations for
+one image: the round trip keeps id, label, geometry (float32, the SCOORD type), frame, source,
+review, score, machine notes and the values of measurements; a note on a user annotation and
+the created/modified times are not read back, and annotations drawn on a reformat (SCOORD3D)
+only when they lie on a slice of the series.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -64,12 +64,9 @@ from engine.annotations.model import (
     Annotation,
     Box,
     ImageLabel,
-    MeasuredValue,
     MeasureKind,
     Measurement,
-    Review,
     Source,
-    new_id,
 )
 from engine.files import write_bytes_atomic
 from engine.imaging import FrameSource
@@ -353,167 +350,3 @@ def export_sr(
         write_bytes_atomic(path, buffer.getvalue())  # a crash never leaves half an SR to send
         written.append(path)
     return written
-
-
-# --- import --------------------------------------------------------------------------------
-
-_TRACKING_UID = ("DCM", "112040")
-_FINDING = ("DCM", "121071")
-_ALGORITHM_NAME = ("DCM", "111001")
-_ALGORITHM_PARAMETERS = ("DCM", "111002")
-
-
-def _concept(item: pydicom.Dataset) -> tuple[str, str]:
-    name = item.get("ConceptNameCodeSequence")
-    return (str(name[0].CodingSchemeDesignator), str(name[0].CodeValue)) if name else ("", "")
-
-
-def _descendants(item: pydicom.Dataset) -> Iterator[pydicom.Dataset]:
-    for child in item.get("ContentSequence", []):
-        yield child
-        if child.get("ValueType") != "CONTAINER":
-            yield from _descendants(child)
-
-
-def _groups(dataset: pydicom.Dataset) -> Iterator[pydicom.Dataset]:
-    """Containers holding a Tracking Unique Identifier: the measurement groups of any TID 1500."""
-    for item in dataset.get("ContentSequence", []):
-        if item.get("ValueType") == "CONTAINER":
-            if any(_concept(c) == _TRACKING_UID for c in item.get("ContentSequence", [])):
-                yield item
-            else:
-                yield from _groups(item)
-
-
-def _annotation_id(uid: str) -> str:
-    if uid.startswith("2.25."):
-        with contextlib.suppress(ValueError):
-            number = int(uid[5:])
-            if number < 1 << 128:
-                return f"{number:032x}"
-    return new_id()
-
-
-def _rect(scoord: pydicom.Dataset) -> tuple[float, float, float, float] | None:
-    points = np.asarray([float(v) for v in scoord.GraphicData], dtype=float).reshape(-1, 2)
-    kind = str(scoord.GraphicType)
-    if kind == "CIRCLE" and len(points) == 2:
-        radius = float(np.hypot(*(points[1] - points[0])))
-        return (points[0][0] - radius, points[0][1] - radius, points[0][0] + radius, points[0][1] + radius)
-    if kind in ("POLYLINE", "POLYGON", "MULTIPOINT", "ELLIPSE") and len(points) >= 2:
-        return (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
-    return None
-
-
-def _measured_values(by_concept: dict[tuple[str, str], list[pydicom.Dataset]]) -> list[MeasuredValue]:
-    """The values our measurement codes carry in a group (length, angle, area, ROI statistics)."""
-    values = []
-    for name, code in _VALUE_CODES.items():
-        for item in by_concept.get((code.scheme_designator, code.value), []):
-            measured = item.MeasuredValueSequence[0]
-            values.append(
-                MeasuredValue(
-                    name, float(measured.NumericValue), str(measured.MeasurementUnitsCodeSequence[0].CodeValue)
-                )
-            )
-    return values
-
-
-def _measurement_shape(
-    scoord: pydicom.Dataset, values: list[MeasuredValue]
-) -> tuple[MeasureKind, tuple[tuple[float, float], ...]] | None:
-    """Which measurement tool drew a region, and its defining points (the inverse of graphic_points)."""
-    points = np.asarray([float(v) for v in scoord.GraphicData], dtype=float).reshape(-1, 2)
-    names = {v.name for v in values}
-    if "length" in names and len(points) == 2:
-        return MeasureKind.LENGTH, tuple(map(tuple, points))
-    if "angle" in names and len(points) == 3:
-        return MeasureKind.ANGLE, tuple(map(tuple, points))
-    if "area" in names:
-        kind = MeasureKind.ELLIPSE if str(scoord.GraphicType) == "ELLIPSE" else MeasureKind.RECTANGLE
-        corners = ((points[:, 0].min(), points[:, 1].min()), (points[:, 0].max(), points[:, 1].max()))
-        return kind, corners
-    return None
-
-
-def read_sr(dataset: pydicom.Dataset, ref: ImageRef) -> list[Annotation]:
-    """The annotations of ``ref`` held by a TID 1500 SR (groups about other images are ignored)."""
-    found: list[Annotation] = []
-    instances = {f.sop_instance_uid for f in ref.frames}
-    for group in _groups(dataset):
-        items = list(_descendants(group))
-        by_concept: dict[tuple[str, str], list[pydicom.Dataset]] = {}
-        for item in items:
-            by_concept.setdefault(_concept(item), []).append(item)
-        uid = str(by_concept[_TRACKING_UID][0].UID)
-        finding = by_concept.get(_FINDING)
-        label = str(finding[0].ConceptCodeSequence[0].CodeMeaning) if finding else "finding"
-        source, review, score, note = Source.USER, Review.ACCEPTED, None, ""
-        for item in by_concept.get((CODING_SCHEME, "SRC"), []):
-            with contextlib.suppress(ValueError):
-                source = Source(str(item.ConceptCodeSequence[0].CodeMeaning))
-        for item in by_concept.get((CODING_SCHEME, "REV"), []):
-            with contextlib.suppress(ValueError):
-                review = Review(str(item.ConceptCodeSequence[0].CodeMeaning))
-        for item in by_concept.get((CODING_SCHEME, "SCORE"), []):
-            score = float(item.MeasuredValueSequence[0].NumericValue)
-        algorithm = by_concept.get(_ALGORITHM_NAME)
-        if algorithm and not by_concept.get((CODING_SCHEME, "SRC")):  # another tool's algorithm output
-            source, review = Source.MODEL, Review.PENDING
-        if by_concept.get(_ALGORITHM_PARAMETERS):
-            note = str(by_concept[_ALGORITHM_PARAMETERS][0].TextValue)
-        common = {
-            "id": _annotation_id(uid),
-            "label": label,
-            "source": source,
-            "score": score,
-            "note": note,
-            "review": review,
-        }
-        scoords = [i for i in items if i.get("ValueType") == "SCOORD"]
-        if scoords:
-            reference = scoords[0].ContentSequence[0].ReferencedSOPSequence[0]
-            sop = str(reference.ReferencedSOPInstanceUID)
-            frame_number = int(reference.get("ReferencedFrameNumber", 1) or 1)
-            index = ref.frame_index(sop, frame_number) if sop in instances else None
-            if index is None:
-                continue
-            values = _measured_values(by_concept)
-            shape = _measurement_shape(scoords[0], values)
-            if shape is not None:
-                found.append(
-                    Measurement(
-                        kind=shape[0],
-                        frame=index,
-                        points=shape[1],
-                        values=tuple(values),
-                        sop_instance_uid=sop,
-                        frame_number=ref.frames[index].frame_number,
-                        **common,
-                    )
-                )
-                continue
-            rect = _rect(scoords[0])
-            if rect is None:
-                continue
-            found.append(
-                Box(
-                    frame=index,
-                    x1=rect[0],
-                    y1=rect[1],
-                    x2=rect[2],
-                    y2=rect[3],
-                    sop_instance_uid=sop,
-                    frame_number=ref.frames[index].frame_number,
-                    **common,
-                )
-            )
-            continue
-        images = {
-            str(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
-            for i in items
-            if i.get("ValueType") == "IMAGE" and "ReferencedSOPSequence" in i
-        }
-        if images & instances:
-            found.append(ImageLabel(**common))
-    return found
