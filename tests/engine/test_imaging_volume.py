@@ -199,3 +199,15 @@ def test_a_slice_that_decodes_to_another_size_is_a_volume_error(tmp_path, monkey
     monkeypatch.setattr(stack, "frame", short_frame)
     with pytest.raises(VolumeError, match=r"decoded as 60 x 10 pixels, but Rows and Columns of the series say 60 x 64"):
         load_volume(stack)
+
+
+def test_an_unforeseen_failure_in_the_geometry_is_still_a_volume_error(tmp_path, monkeypatch):
+    """The guard behind the checked reads: the MPR view calls this on the GUI thread."""
+    from engine.imaging import volume as volume_module
+
+    def broken(*_args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(volume_module, "read_slice", broken)
+    with pytest.raises(VolumeError, match=r"the geometry headers could not be read as a volume \(division by zero"):
+        volume_geometry(open_image(Phantom(slices=3).write_series(tmp_path / "s")))
