@@ -10,7 +10,9 @@ process; the caller blocks on a pipe with a deadline:
 - the child answers: the array (or the child's clean ImageLoadError) comes back;
 - the child dies (segfault, abort): the caller gets an ImageLoadError naming the file and the
   decoder, and the next request starts a fresh child;
-- the deadline passes: the child is killed and the caller gets an ImageLoadError saying so.
+- the deadline passes: the child is killed and the caller gets an ImageLoadError saying so;
+- the answer cannot cross the pipe (a result that does not pickle or unpickle, no memory to copy
+  it): the caller gets an ImageLoadError saying that, not that the pixel data is damaged.
 
 The pool owns no thread: a call runs on the caller's thread (the viewer's frame loader, a CLI),
 so nothing is left running when the pool shuts down. Children are started with "spawn", never
@@ -149,9 +151,17 @@ class DecoderPool:
                     f"The {decoder} decoder crashed on {name} ({_exit_text(code)}); this file's pixel data "
                     f"is damaged. The decoder was restarted; other images are not affected.",
                 ) from None
+            except BaseException as exc:  # the answer arrived but cannot be unpickled here
+                if not is_recoverable(exc):
+                    raise
+                self._retire(child, kill=True)
+                child = None
+                raise ImageLoadError(path, _unsent_text(name, decoder, "could not be received", reason(exc))) from exc
             healthy = True
             if status == "error":
                 raise ImageLoadError(path, payload)
+            if status == "unsent":
+                raise ImageLoadError(path, _unsent_text(name, decoder, "could not be sent back", payload))
             return payload
         finally:
             if child is not None:
@@ -232,6 +242,32 @@ def _exit_text(code: int | None) -> str:
     return f"the decoder process exited with code {code}"
 
 
+def _unsent_text(name: str, decoder: str, what: str, why: str) -> str:
+    """The error for a decode whose result did not cross the pipe: the file is not to blame."""
+    return (
+        f"The {decoder} decoder decoded {name}, but its result {what} from the decoder process ({why}); "
+        "this is not damage in the file."
+    )
+
+
+def _send_answer(conn: Connection, answer: tuple[str, Any]) -> bool:
+    """Send an answer; when it cannot be sent (a result that will not pickle, no memory to copy
+    it), send why instead, so the caller does not read the child's exit as damaged pixel data.
+    False when the pipe itself is gone."""
+    try:
+        conn.send(answer)
+    except (EOFError, OSError):
+        return False
+    except BaseException as exc:
+        if not is_recoverable(exc):
+            raise
+        try:
+            conn.send(("unsent", reason(exc)))
+        except (EOFError, OSError):
+            return False
+    return True
+
+
 def _child_main(conn: Connection, setup: str | None) -> None:
     """Serve (func, args) requests until told to stop; failures go back as sentences."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the app's to handle
@@ -257,7 +293,8 @@ def _child_main(conn: Connection, setup: str | None) -> None:
             if not is_recoverable(exc):
                 raise
             answer = ("error", f"decoding failed: {reason(exc)}.")
-        conn.send(answer)
+        if not _send_answer(conn, answer):
+            return
 
 
 # ----- the process-wide pool

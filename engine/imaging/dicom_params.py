@@ -8,6 +8,7 @@ into plain `PixelParams` / `Window` values, so display never reads a header.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +35,17 @@ def functional_item(header: Dataset, frame_index: int, sequence: str) -> Dataset
         (header.get("PerFrameFunctionalGroupsSequence"), frame_index),
         (header.get("SharedFunctionalGroupsSequence"), 0),
     ):
-        if groups and idx < len(groups):
+        if _is_items(groups) and idx < len(groups):
             macro = groups[idx].get(sequence)
-            if macro:
+            if _is_items(macro):
                 return macro[0]
     return None
+
+
+def _is_items(value: Any) -> bool:
+    """A non-empty sequence of datasets; a damaged functional group (another VR) is not one, and is
+    ignored here (the 2-D view shows what it can; volume_headers refuses it by name)."""
+    return isinstance(value, Sequence) and len(value) > 0 and all(isinstance(item, Dataset) for item in value)
 
 
 def number_of_frames(header: Dataset) -> int:
@@ -150,5 +157,6 @@ def slice_location(header: Dataset, frame_index: int = 0) -> float | None:
     if geometry is None:
         return None
     position, orientation = geometry
-    normal = np.cross(orientation[:3], orientation[3:])
-    return float(np.dot(normal, position))
+    with np.errstate(all="ignore"):  # a damaged header (NaN, 1e308) sorts by InstanceNumber instead
+        location = float(np.dot(np.cross(orientation[:3], orientation[3:]), position))
+    return location if math.isfinite(location) else None

@@ -22,6 +22,14 @@ class DecodeCancelled(ImageLoadError):
     """A decode stopped because the viewer is closing: nothing is wrong with the file."""
 
 
+class VolumeError(Exception):
+    """Why a stack cannot be read as a volume; ``str(err)`` is one sentence for the user.
+
+    Here, not in volume.py, so that the checked header reader (volume_headers) and the guard can
+    raise it without importing the volume code.
+    """
+
+
 @dataclass(frozen=True)
 class LoadError:
     """A file that could not be opened, reported (never raised) by ``open_paths``."""

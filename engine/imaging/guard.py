@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import ImageLoadError
+from .errors import ImageLoadError, VolumeError
 
 _NEVER_SWALLOWED = (KeyboardInterrupt, SystemExit, GeneratorExit)
 MAX_REASON = 200
@@ -48,3 +48,21 @@ def reason(exc: BaseException) -> str:
     elif kind not in ("ValueError", "OSError", "RuntimeError", "Exception"):
         text = f"{text} ({kind})"
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+@contextmanager
+def guarded_volume(label: str) -> Iterator[None]:
+    """Turn any failure in the block into VolumeError("LABEL: ... reason").
+
+    The last resort behind the checked header reads of volume_headers: the MPR view calls the
+    geometry on the GUI thread and the CLI prints one sentence, so nothing else may escape.
+    ImageLoadError (a frame that would not decode) passes unchanged: it already names its file.
+    """
+    try:
+        yield
+    except (ImageLoadError, VolumeError):
+        raise
+    except _NEVER_SWALLOWED:
+        raise
+    except BaseException as exc:
+        raise VolumeError(f"{label}: the geometry headers could not be read as a volume ({reason(exc)}).") from exc

@@ -22,6 +22,8 @@ Voxel indices are (slice, row, column), fractional, a voxel centre at an integer
 from __future__ import annotations
 
 import math
+import os
+from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,18 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from .dicom_params import frame_geometry, frame_spacing
+from .dicom_index import MAX_SIDE
+from .errors import VolumeError
 from .frame import Frame, PixelParams, Window, frame_from_array, modality_of
+from .guard import guarded_volume
 from .stack import ImageStack
+from .volume_headers import FileGeometry, SliceGeometry, check_image_size, read_file_geometry, read_slice
 
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines that differ less are the same orientation
 TILT_TOLERANCE_DEGREES = 0.05  # a stack sheared more than this is a gantry tilt
 SPACING_TOLERANCE = 0.01  # relative: gaps within 1% of the median are regular
 _LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: -x/+x, -y/+y, -z/+z
-
-
-class VolumeError(Exception):
-    """Why a stack cannot be read as a volume; ``str(err)`` is one sentence for the user."""
 
 
 class Plane(StrEnum):
@@ -170,37 +171,73 @@ class VolumeGeometry:
 
 
 def volume_geometry(stack: ImageStack) -> VolumeGeometry:
-    """The geometry of a stack read as a volume; VolumeError says why it is not one."""
+    """The geometry of a stack read as a volume; VolumeError says why it is not one.
+
+    Every header value is read through volume_headers (checked: finite, the right count, in
+    range) and the rest runs under `guarded_volume`, so the MPR view, which calls this on the GUI
+    thread, and the CLI only ever see a VolumeError naming the file and the attribute.
+    """
     if stack.kind != "dicom":
         raise VolumeError(f"{stack.title} is not DICOM, so it has no patient geometry.")
     if stack.is_color:
         raise VolumeError(f"{stack.title} is a colour image; volumes are built from grey-scale slices.")
-    if stack.n_frames < 2:
-        raise VolumeError(f"{stack.title} has one slice; a volume needs at least two.")
-    positions, orientations, spacings = [], [], []
+    with guarded_volume(_stack_label(stack)):
+        files = _read_files(stack)
+        if stack.n_frames < 2:
+            raise VolumeError(f"{stack.title} has one slice; a volume needs at least two.")
+        check_image_size(os.path.basename(stack.paths[0]), stack.rows, stack.columns)
+        slices, labels = _read_slices(stack, files)
+        geometry = _geometry_of(stack, slices, labels)
+        _check_plane_sizes(stack, geometry, labels)
+        return geometry
+
+
+def _stack_label(stack: ImageStack) -> str:
+    """How stack-wide messages name the files: the file, or the series and its first file."""
+    first = os.path.basename(stack.paths[0]) if stack.paths else stack.title
+    return first if len(stack.paths) <= 1 else f"{stack.title} ({first} and {len(stack.paths) - 1} other files)"
+
+
+def _read_files(stack: ImageStack) -> dict[str, FileGeometry]:
+    """Each file's checked frame count, functional groups and frame offsets, read once."""
+    sources = [stack.frame_source(index) for index in range(stack.n_frames)]
+    frames_per_file = Counter(source.path for source in sources)
+    files: dict[str, FileGeometry] = {}
+    for index, source in enumerate(sources):
+        if source.path not in files:
+            files[source.path] = read_file_geometry(source.path, stack.header(index), frames_per_file[source.path])
+    return files
+
+
+def _read_slices(stack: ImageStack, files: dict[str, FileGeometry]) -> tuple[list[SliceGeometry], list[str]]:
+    """Every frame's checked geometry, in stack order, and how messages name each frame."""
+    slices, labels = [], []
     for index in range(stack.n_frames):
-        header = stack.header(index)
-        frame_in_file = stack.frame_source(index).frame_number - 1
-        geometry = frame_geometry(header, frame_in_file) if header is not None else None
-        spacing = frame_spacing(header, frame_in_file) if header is not None else None
-        if geometry is None or spacing is None:
-            raise VolumeError(f"{stack.title}: slice {index + 1} has no position, orientation or pixel spacing.")
-        position, orientation = (np.asarray(v, dtype=np.float64) for v in geometry)
-        offsets = header.get("GridFrameOffsetVector")  # RT Dose: frames stacked along the normal
-        if offsets is not None and "PerFrameFunctionalGroupsSequence" not in header:
-            normal = np.cross(orientation[:3], orientation[3:])
-            position = position + normal * (float(offsets[frame_in_file]) - float(offsets[0]))
-        positions.append(position)
-        orientations.append(orientation)
-        spacings.append((spacing.row_mm, spacing.col_mm))
-    orientation = orientations[0]
-    if any(np.max(np.abs(o - orientation)) > ORIENTATION_TOLERANCE for o in orientations):
-        raise VolumeError(
-            f"{stack.title}: the slices have different orientations (a localizer or "
-            "several stacks in one series), so they do not form one volume."
-        )
-    if any(abs(s[0] - spacings[0][0]) > 1e-4 or abs(s[1] - spacings[0][1]) > 1e-4 for s in spacings):
-        raise VolumeError(f"{stack.title}: the slices have different pixel spacings, so they do not form one volume.")
+        source = stack.frame_source(index)
+        file = files[source.path]
+        slices.append(read_slice(file, source.frame_number - 1))
+        labels.append(file.label(source.frame_number - 1))
+    return slices, labels
+
+
+def _geometry_of(stack: ImageStack, slices: list[SliceGeometry], labels: list[str]) -> VolumeGeometry:
+    """Sort checked slices along the normal; refuse mixed stacks, shared positions and tilt."""
+    orientation = slices[0].orientation
+    for k, piece in enumerate(slices):
+        if np.max(np.abs(piece.orientation - orientation)) > ORIENTATION_TOLERANCE:
+            raise VolumeError(
+                f"{labels[k]}: ImageOrientationPatient differs from that of {labels[0]} (a localizer or "
+                "several stacks in one series), so the slices do not form one volume."
+            )
+    spacing = slices[0].spacing
+    for k, piece in enumerate(slices):
+        if max(abs(piece.spacing[0] - spacing[0]), abs(piece.spacing[1] - spacing[1])) > 1e-4:
+            raise VolumeError(
+                f"{labels[k]}: {piece.spacing_source} {piece.spacing[0]:g} x {piece.spacing[1]:g} mm differs from "
+                f"{slices[0].spacing_source} {spacing[0]:g} x {spacing[1]:g} mm in {labels[0]}, so the slices do not "
+                "form one volume."
+            )
+    positions = [piece.position for piece in slices]
     row_cosine, column_cosine = orientation[:3], orientation[3:]
     normal = np.cross(row_cosine, column_cosine)
     along = np.array([p @ normal for p in positions])
@@ -209,40 +246,63 @@ def volume_geometry(stack: ImageStack) -> VolumeGeometry:
     gaps = np.diff(along)
     duplicates = int(np.sum(gaps < 1e-3))
     if duplicates:
+        first = int(np.flatnonzero(gaps < 1e-3)[0])
         raise VolumeError(
-            f"{stack.title}: {duplicates + 1} or more slices share a position (several time points, "
-            "echoes or stacks in one series), so they do not form one volume."
+            f"{stack.title}: {duplicates + 1} or more slices share a position ({labels[order[first]]} and "
+            f"{labels[order[first + 1]]} by ImagePositionPatient: several time points, echoes or stacks in one "
+            "series), so they do not form one volume."
         )
     shift = positions[order[-1]] - positions[order[0]]
     in_plane = shift - normal * (shift @ normal)
     tilt = math.degrees(math.atan2(float(np.linalg.norm(in_plane)), float(shift @ normal)))
     if tilt > TILT_TOLERANCE_DEGREES:
         raise VolumeError(
-            f"{stack.title} is sheared by {tilt:.1f}° (gantry tilt); ClinLens does not build volumes "
+            f"{stack.title} is sheared by {tilt:.1f}° (gantry tilt) between the ImagePositionPatient of "
+            f"{labels[order[0]]} and {labels[order[-1]]}; ClinLens does not build volumes "
             "from tilted stacks yet, so the slices are shown one by one."
-        )
-    warnings = []
-    median = float(np.median(gaps))
-    irregular = np.flatnonzero(np.abs(gaps - median) > SPACING_TOLERANCE * median)
-    if irregular.size:
-        first = int(irregular[0])
-        missing = " (a missing slice?)" if gaps[first] > 1.5 * median else ""
-        more = f" and {irregular.size - 1} other gap(s)" if irregular.size > 1 else ""
-        warnings.append(
-            f"Irregular slice spacing: {gaps[first]:.2f} mm between slices {first + 1} and {first + 2}"
-            f"{missing}{more}, against {median:.2f} mm elsewhere; planes are resampled from each "
-            "slice's own position."
         )
     return VolumeGeometry(
         shape=(stack.n_frames, stack.rows, stack.columns),
         row_cosine=tuple(float(v) for v in row_cosine),
         column_cosine=tuple(float(v) for v in column_cosine),
-        row_spacing_mm=spacings[0][0],
-        column_spacing_mm=spacings[0][1],
+        row_spacing_mm=spacing[0],
+        column_spacing_mm=spacing[1],
         slice_positions=tuple(tuple(float(v) for v in positions[i]) for i in order),
         frame_indices=tuple(int(i) for i in order),
-        warnings=tuple(warnings),
+        warnings=_spacing_warnings(gaps),
     )
+
+
+def _spacing_warnings(gaps: np.ndarray) -> tuple[str, ...]:
+    """The irregular-spacing warning (a missing slice?), or none for a regular stack."""
+    median = float(np.median(gaps))
+    irregular = np.flatnonzero(np.abs(gaps - median) > SPACING_TOLERANCE * median)
+    if not irregular.size:
+        return ()
+    first = int(irregular[0])
+    missing = " (a missing slice?)" if gaps[first] > 1.5 * median else ""
+    more = f" and {irregular.size - 1} other gap(s)" if irregular.size > 1 else ""
+    warning = (
+        f"Irregular slice spacing: {gaps[first]:.2f} mm between slices {first + 1} and {first + 2}"
+        f"{missing}{more}, against {median:.2f} mm elsewhere; planes are resampled from each "
+        "slice's own position."
+    )
+    return (warning,)
+
+
+def _check_plane_sizes(stack: ImageStack, geometry: VolumeGeometry, labels: list[str]) -> None:
+    """Refuse planes larger than an image may be: positions far apart with small pixels (a
+    damaged ImagePositionPatient or PixelSpacing) would otherwise ask for gigabytes per plane."""
+    for plane in Plane:
+        axes = plane_axes(geometry, plane)
+        if max(axes.width, axes.height) > MAX_SIDE:
+            span = float(geometry.slice_offsets_mm[-1])
+            first, last = labels[geometry.frame_indices[0]], labels[geometry.frame_indices[-1]]
+            raise VolumeError(
+                f"{stack.title}: the {plane.value} plane would be {axes.width} x {axes.height} pixels, more than "
+                f"{MAX_SIDE} a side (ImagePositionPatient spans {span:g} mm from {first} to {last}, PixelSpacing "
+                f"is {geometry.row_spacing_mm:g} x {geometry.column_spacing_mm:g} mm)."
+            )
 
 
 @dataclass(frozen=True)
@@ -512,6 +572,12 @@ def iter_load_volume(stack: ImageStack) -> Generator[tuple[int, int], None, Volu
             raise VolumeError(
                 f"{stack.title}: slice {k + 1} has other pixel transforms (rescale or dtype) than "
                 "slice 1, so the slices cannot share one volume of stored values."
+            )
+        if frame.stored.shape != geometry.shape[1:]:
+            name = os.path.basename(stack.frame_source(frame_index).path)
+            raise VolumeError(
+                f"{name}: slice {k + 1} decoded as {frame.stored.shape[1]} x {frame.stored.shape[0]} pixels, but Rows "
+                f"and Columns of the series say {geometry.shape[2]} x {geometry.shape[1]}."
             )
         data[k] = frame.stored
         yield k + 1, total

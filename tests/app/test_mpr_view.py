@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from PySide6.QtCore import QPoint, Qt
@@ -159,6 +160,31 @@ def test_single_images_stay_single_plane_with_a_reason(qtbot, window):
     assert window.mpr.pages.currentWidget() is window.canvas
     assert not window.mpr.toggle_action.isChecked()
     assert "has one slice; a volume needs at least two" in window.banner.label.text()
+
+
+@pytest.mark.parametrize("damage", ["short offsets", "nan orientation"])
+def test_damaged_geometry_is_refused_in_the_banner_not_raised_on_the_gui_thread(qtbot, window, tmp_path, damage):
+    """Issue 22: these raised IndexError / ValueError on the GUI thread when the planes were asked for."""
+    if damage == "short offsets":
+        ds = pydicom.dcmread(get_testdata_file("rtdose.dcm"))
+        ds.GridFrameOffsetVector = list(ds.GridFrameOffsetVector)[:5]
+        path = tmp_path / "dose.dcm"
+        ds.save_as(path)
+        expected = "dose.dcm: GridFrameOffsetVector has 5 value(s), not 15."
+    else:
+        path = Phantom(slices=6).write_series(tmp_path / "series")
+        damaged = min(path.glob("*.dcm"))
+        ds = pydicom.dcmread(damaged)
+        ds.ImageOrientationPatient = [float("nan"), 0, 0, 0, 1, 0]
+        ds.save_as(damaged)
+        expected = f"{damaged.name}: ImageOrientationPatient has NaN."
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([str(path)])
+    window.mpr.toggle_action.setChecked(True)  # an exception escaping a slot here fails the test (pytest-qt)
+    qtbot.wait(50)
+    assert window.banner.label.text() == expected
+    assert window.mpr.pages.currentWidget() is window.canvas and not window.mpr.toggle_action.isChecked()
+    assert window.mpr.volume is None
 
 
 def test_measurement_tools_work_on_the_single_plane_canvas(qtbot, window):

@@ -14,6 +14,7 @@ decoders reproduce both on demand; each `install_*` runs inside a decoder proces
 from __future__ import annotations
 
 import os
+import threading
 import time
 import zlib
 
@@ -84,3 +85,23 @@ def install_zlib_abort() -> None:
 
     zlib.decompress = abort
     zlib.decompressobj = abort
+
+
+# ----- results that cannot cross the pipe (DecoderPool.run with these as the decode function)
+def unpicklable_result(*_args) -> threading.Lock:
+    """A decode that succeeds with a result pickle refuses (a lock), so the child cannot send it."""
+    return threading.Lock()
+
+
+def _refuse_unpickling() -> None:
+    raise RuntimeError("this result cannot be rebuilt in the viewer")
+
+
+class _FailsToUnpickle:
+    def __reduce__(self):
+        return (_refuse_unpickling, ())
+
+
+def result_that_fails_to_unpickle(*_args) -> _FailsToUnpickle:
+    """A result that pickles in the child but raises when the caller unpickles it."""
+    return _FailsToUnpickle()

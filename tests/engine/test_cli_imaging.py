@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -18,6 +21,7 @@ from tests.engine.phantom import Phantom
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -153,6 +157,25 @@ def test_render_plane_slice_out_of_range_and_not_a_volume(tmp_path, capsys):
     assert "one slice" in capsys.readouterr().err
     assert cli.main(["render", CT, str(tmp_path / "x.png"), "--slice", "2"]) == 2
     assert "--slice needs --plane" in capsys.readouterr().err
+
+
+def test_main_py_render_plane_of_damaged_geometry_prints_one_sentence_and_exits_2(tmp_path):
+    """Issue 22: a short GridFrameOffsetVector was a traceback from `main.py render x.dcm --plane coronal`."""
+    ds = pydicom.dcmread(get_testdata_file("rtdose.dcm"))
+    ds.GridFrameOffsetVector = list(ds.GridFrameOffsetVector)[:5]
+    ds.save_as(tmp_path / "x.dcm")
+    result = subprocess.run(
+        [sys.executable, "main.py", "render", str(tmp_path / "x.dcm"), str(tmp_path / "x.png"), "--plane", "coronal"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    errors = [line for line in result.stderr.splitlines() if "Warning" not in line and "warn_and_log" not in line]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert errors == ["error: x.dcm: GridFrameOffsetVector has 5 value(s), not 15."]
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_info_json_reports_volume_geometry(tmp_path, capsys):

@@ -20,10 +20,18 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from engine.imaging import ImageLoadError, decoders, initial_window, key_facts, open_image, open_paths, render, tag_tree
-from engine.imaging.decoder_pool import configure_decoder_pool, decoder_pool, set_decode_timeout
+from engine.imaging.decoder_pool import DecoderPool, configure_decoder_pool, decoder_pool, set_decode_timeout
 from engine.imaging.guard import guarded
 from engine.imaging.raster import read_raster_frame
-from tests.engine.hostile_decoders import ABORT, HANG, PILLOW_ABORT, PILLOW_HANG, ZLIB_ABORT
+from tests.engine.hostile_decoders import (
+    ABORT,
+    HANG,
+    PILLOW_ABORT,
+    PILLOW_HANG,
+    ZLIB_ABORT,
+    result_that_fails_to_unpickle,
+    unpicklable_result,
+)
 from tests.engine.test_imaging_raster import png_header_only
 
 RLE = get_testdata_file("MR_small_RLE.dcm")
@@ -89,6 +97,24 @@ def test_a_failed_frame_is_remembered_until_its_failure_is_forgotten(hostile_poo
         stack.frame(0)  # remembered: not decoded again
     assert stack.forget_failures() == 1 and stack.failures() == {}
     np.testing.assert_array_equal(stack.frame(0).stored, pydicom.dcmread(RLE).pixel_array)
+
+
+def test_a_result_that_cannot_cross_the_pipe_is_not_called_damaged_pixel_data():
+    """The decode worked but its answer could not be sent back (or rebuilt here): the error says
+    so, the file is not blamed, and the pool goes on decoding."""
+    pool = DecoderPool(workers=1)
+    try:
+        with pytest.raises(ImageLoadError, match=r"scan\.dcm, but its result could not be sent back") as sent:
+            pool.run("/data/scan.dcm", "test", unpicklable_result)
+        with pytest.raises(ImageLoadError, match="could not be received") as received:
+            pool.run("/data/scan.dcm", "test", result_that_fails_to_unpickle)
+        for caught in (sent, received):
+            assert "damaged" not in str(caught.value) and "crashed" not in str(caught.value)
+            assert caught.value.path == "/data/scan.dcm"
+        assert "cannot be rebuilt in the viewer" in str(received.value)
+        assert pool.run("/data/scan.dcm", "test", abs, -3) == 3
+    finally:
+        pool.shutdown()
 
 
 def test_a_decode_past_the_time_limit_is_abandoned(hostile_pool):

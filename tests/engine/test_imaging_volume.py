@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from engine.imaging import open_image, render
+from engine.imaging import frame_from_array, open_image, render
 from engine.imaging.volume import Plane, VolumeError, load_volume, volume_geometry
 from tests.engine.phantom import AIR_HU, SPHERE_HU, Phantom, rotation
 
@@ -138,3 +138,76 @@ def test_single_images_and_colour_are_not_volumes():
         volume_geometry(open_image(get_testdata_file("CT_small.dcm")))
     with pytest.raises(VolumeError, match="colour"):
         volume_geometry(open_image(get_testdata_file("SC_rgb_rle_2frame.dcm")))
+
+
+# ----- damaged geometry headers: one sentence naming the file and the attribute
+def test_a_short_grid_frame_offset_vector_is_a_volume_error_naming_it(tmp_path):
+    """Issue 22: fewer offsets than frames raised IndexError from the offset lookup."""
+    from pydicom import dcmread
+
+    ds = dcmread(get_testdata_file("rtdose.dcm"))
+    ds.GridFrameOffsetVector = list(ds.GridFrameOffsetVector)[:5]
+    ds.save_as(tmp_path / "dose.dcm")
+    with pytest.raises(VolumeError, match=r"^dose\.dcm: GridFrameOffsetVector has 5 value\(s\), not 15\.$"):
+        volume_geometry(open_image(tmp_path / "dose.dcm"))
+
+
+def test_nan_in_the_orientation_is_refused_before_a_plane_is_cut(tmp_path):
+    """Issue 22: a NaN cosine passed the geometry and failed later ('cannot convert float NaN')."""
+    from pydicom import dcmread
+
+    series = Phantom(slices=6).write_series(tmp_path / "s")
+    first = min(series.glob("*.dcm"))
+    ds = dcmread(first)
+    ds.ImageOrientationPatient = [1, 0, 0, 0, float("nan"), 0]
+    ds.save_as(first)
+    with pytest.raises(VolumeError) as err:
+        load_volume(open_image(series))
+    assert str(err.value) == f"{first.name}: ImageOrientationPatient has NaN."
+
+
+def test_orientation_must_be_two_perpendicular_unit_vectors(tmp_path):
+    for orientation, message in (
+        ((1, 0, 0, 1, 0, 0), r"are 0\.0° apart, not perpendicular"),
+        ((1, 0, 0, 0, 0, 0), "the column direction of ImageOrientationPatient has length 0, not 1"),
+        ((2, 0, 0, 0, 1, 0), r"ImageOrientationPatient value 2 is out of range \(beyond ±1\.01\)"),
+    ):
+        folder = Phantom(slices=3).write_series(tmp_path / str(len(list(tmp_path.iterdir()))))
+        stack = open_image(folder)
+        for index in range(stack.n_frames):
+            stack.header(index).ImageOrientationPatient = list(orientation)
+        with pytest.raises(VolumeError, match=message):
+            volume_geometry(stack)
+
+
+def test_a_plane_larger_than_an_image_may_be_is_refused(tmp_path):
+    """Slices metres apart at fine pixels would ask for gigabytes per coronal plane."""
+    phantom = Phantom(slices=3, slice_mm=5000.0, pixel_mm=0.1)
+    expected = r"the coronal plane would be 60 x 150000 pixels, more than 10000 a side \(ImagePositionPatient spans"
+    with pytest.raises(VolumeError, match=expected):
+        volume_geometry(open_image(phantom.write_series(tmp_path / "s")))
+
+
+def test_a_slice_that_decodes_to_another_size_is_a_volume_error(tmp_path, monkeypatch):
+    stack = open_image(Phantom(slices=3).write_series(tmp_path / "s"))
+    real = stack.frame
+
+    def short_frame(index):
+        frame = real(index)
+        return frame_from_array(frame.stored[:10], index=index, windows=frame.windows, params=frame.pixel_params)
+
+    monkeypatch.setattr(stack, "frame", short_frame)
+    with pytest.raises(VolumeError, match=r"decoded as 60 x 10 pixels, but Rows and Columns of the series say 60 x 64"):
+        load_volume(stack)
+
+
+def test_an_unforeseen_failure_in_the_geometry_is_still_a_volume_error(tmp_path, monkeypatch):
+    """The guard behind the checked reads: the MPR view calls this on the GUI thread."""
+    from engine.imaging import volume as volume_module
+
+    def broken(*_args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(volume_module, "read_slice", broken)
+    with pytest.raises(VolumeError, match=r"the geometry headers could not be read as a volume \(division by zero"):
+        volume_geometry(open_image(Phantom(slices=3).write_series(tmp_path / "s")))
