@@ -19,7 +19,7 @@ import pytest
 
 from cli.annotations import register
 from engine.annotations import AddAnnotations, ImageRef, load_document, save_document
-from engine.annotations.formats.dicom_sr import read_sr
+from engine.annotations.formats.sr_reader import read_sr
 from tests.engine.test_annotations_support import add_box, by_title, image_set, new_doc
 
 REVIEWED = {"user", "accepted", "corrected"}
@@ -79,7 +79,7 @@ def exported_labels(fmt: str, out: Path, ct: ImageRef) -> tuple[set[str], str | 
     if fmt == "voc":
         return {o.findtext("name") for o in ET.parse(out / "ct.xml").getroot().iter("object")}, None
     [sr] = [pydicom.dcmread(p) for p in out.iterdir()]
-    return {a.label for a in read_sr(sr, ct)}, sr.SeriesDescription
+    return {a.label for a in read_sr(sr, ct).annotations}, sr.SeriesDescription
 
 
 @pytest.mark.filterwarnings('ignore:The string "PLA" is unlikely')
