@@ -447,7 +447,7 @@ def test_reading_a_studys_sr_keeps_the_open_image_series(pacs, tmp_path):
         if pinned:
             cache.pin(study, series)
         found = annotations_from_pacs(connection, cache, ref)
-        assert [a.id for a in found] == [box.id]
+        assert [a.id for a in found.annotations] == [box.id]
         assert all(p.exists() for p in opened) is pinned  # unpinned: the old bug, shown once
 
 

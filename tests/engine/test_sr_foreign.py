@@ -183,7 +183,7 @@ def test_clinlens_round_trip_keeps_every_kind(header, ref):
     doc = AnnotationDocument()
     doc.add_image(ref)
     box = doc.new_box(ref.image_id, 0, 10.25, 12, 30, 40.5, "nodule")
-    label = doc.new_image_label(ref.image_id, "emphysema", score=0.7)
+    label = doc.new_image_label(ref.image_id, "emphysema", score=0.7, review="accepted")  # exports keep reviewed
     measurements = [
         Measurement(
             id=f"{n:032x}",
