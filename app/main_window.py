@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDockWidget,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QSlider,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -43,7 +45,12 @@ from app.viewer.decode_status import DecodeStatusOverlay
 from app.viewer.metadata_panel import MetadataPanel
 from app.viewer.state import ViewerState
 from app.volumes.controller import MprController
+from app.widgets.about_dialog import AboutDialog
 from app.widgets.error_banner import ErrorBanner
+from app.widgets.key_bindings import bind, bind_preset
+from app.widgets.shortcuts import PAGE_FRAMES, shortcut
+from app.widgets.shortcuts_dialog import ShortcutsDialog
+from app.widgets.window_layout import restore_layout, save_layout
 from engine.annotations import DocumentError, Review
 from engine.annotations.formats import FORMATS, REVIEWED_ONLY, ExportError, import_annotations
 from engine.imaging import (
@@ -60,7 +67,6 @@ from engine.imaging.presets import read_presets
 from engine.kpl import available_knowledge
 
 IMAGE_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
-PAGE_FRAMES = 10
 
 
 class MainWindow(QMainWindow):
@@ -124,6 +130,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.mpr = MprController(self)
         self._update_frame_controls()
+        self._update_undo_actions()
         if settings.problem:
             self.report_damaged_file("Assistant settings", settings.problem, settings.kept_as)
 
@@ -187,10 +194,11 @@ class MainWindow(QMainWindow):
         for label in (self.model_status, self.window_label, self.zoom_label, self.frame_status):
             bar.addPermanentWidget(label)
 
-    def _action(self, menu: QMenu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+    def _action(self, menu: QMenu, text: str, slot, command_id: str | None = None, tip: str = "") -> QAction:
+        """A menu action; its keys, if any, come from the shortcut table row ``command_id``."""
         action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        if command_id is not None:
+            bind(action, command_id)
         if tip:
             action.setStatusTip(tip)
         action.triggered.connect(slot)
@@ -198,11 +206,15 @@ class MainWindow(QMainWindow):
         self.addAction(action)  # shortcuts work even when the menu bar is hidden
         return action
 
+    def _command(self, menu: QMenu, command_id: str, slot) -> QAction:
+        """A menu action whose text, keys and status tip are the shortcut table's row ``command_id``."""
+        return self._action(menu, shortcut(command_id).text, slot, command_id)
+
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self._action(file_menu, "&Open files…", self.choose_files, QKeySequence.StandardKey.Open)
-        self._action(file_menu, "Open &folder…", self.choose_folder, "Ctrl+Shift+O")
+        self._command(file_menu, "file.open", self.choose_files)
+        self._command(file_menu, "file.open_folder", self.choose_folder)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent_menu(recent_files.load_recent())
         self.pacs = PacsController(self, file_menu)
@@ -211,37 +223,31 @@ class MainWindow(QMainWindow):
         export_menu = file_menu.addMenu("&Export annotations")
         for name, spec in FORMATS.items():
             export_menu.addAction(f"{name.upper()}: {spec.description}", lambda n=name: self.choose_export(n))
-        self._action(file_menu, "&Save annotations now", self.annotations.save_all, QKeySequence.StandardKey.Save)
-        self._action(
-            file_menu, "Save annotations &as project file…", self.choose_project_file, QKeySequence.StandardKey.SaveAs
-        )
+        self._command(file_menu, "file.save", self.annotations.save_all)
+        self._command(file_menu, "file.save_as", self.choose_project_file)
         file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self._command(file_menu, "file.quit", self.close)
 
         edit = bar.addMenu("&Edit")
-        self._action(edit, "&Undo", self.annotations.undo, [QKeySequence("Ctrl+Z")])
-        self._action(edit, "&Redo", self.annotations.redo, [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.undo_action = self._command(edit, "edit.undo", self.annotations.undo)
+        self.redo_action = self._command(edit, "edit.redo", self.annotations.redo)
+        edit.aboutToShow.connect(self._update_undo_actions)
         edit.addSeparator()
-        self._action(
-            edit,
-            "&Delete selected boxes",
-            self.annotations.delete_selected,
-            [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)],
-        )
-        self._action(edit, "Select &all boxes on this frame", self.select_all_on_frame, "Ctrl+A")
-        self._action(edit, "Clear selection", lambda: (self.tools.cancel(), self.annotations.select(set())), "Esc")
+        self._command(edit, "edit.delete", self.annotations.delete_selected)
+        self._command(edit, "edit.select_all", self.select_all_on_frame)
+        self._command(edit, "edit.clear_selection", lambda: (self.tools.cancel(), self.annotations.select(set())))
         edit.addSeparator()
-        self._action(edit, "&Accept (the highlighted answer box, else the selected boxes)", self.accept, "A")
-        self._action(edit, "Re&ject selected boxes", lambda: self.annotations.review_selected(Review.REJECTED), "X")
-        self._action(edit, "Mark image reviewed and go to the next one", self.mark_reviewed_and_next, "Ctrl+Return")
+        self._command(edit, "review.accept", self.accept)
+        self._command(edit, "review.reject", lambda: self.annotations.review_selected(Review.REJECTED))
+        self._command(edit, "review.image_done", self.mark_reviewed_and_next)
 
         tools = self.addToolBar("Tools")
         tools.setObjectName("toolsBar")
         group = QActionGroup(self)
         self.tool_actions: dict[Tool, QAction] = {}
-        for tool, text, key in ((Tool.PAN, "Pan", "H"), (Tool.SELECT, "Select", "V"), (Tool.BOX, "Box", "B")):
-            action = QAction(f"{text} ({key})", self, checkable=True)
-            action.setShortcut(QKeySequence(key))
+        for tool, command_id in ((Tool.PAN, "tool.pan"), (Tool.SELECT, "tool.select"), (Tool.BOX, "tool.box")):
+            row = shortcut(command_id)
+            action = bind(QAction(f"{row.text} ({row.keys[0]})", self, checkable=True), command_id)
             action.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
             group.addAction(action)
             tools.addAction(action)
@@ -250,22 +256,25 @@ class MainWindow(QMainWindow):
         self.tool_actions[Tool.PAN].setChecked(True)
 
         view = bar.addMenu("&View")
-        self._action(view, "&Fit to window", self.canvas.fit_to_window, "F")
-        self._action(view, "&Actual size (1:1)", lambda: self.canvas.set_zoom(1.0), "Ctrl+0")
-        self._action(view, "Zoom &in", lambda: self.canvas.zoom_by(1.25), ["+", "="])
-        self._action(view, "Zoom &out", lambda: self.canvas.zoom_by(0.8), "-")
+        self._command(view, "view.fit", self.canvas.fit_to_window)
+        self._command(view, "view.actual_size", lambda: self.canvas.set_zoom(1.0))
+        self._command(view, "view.zoom_in", lambda: self.canvas.zoom_by(1.25))
+        self._command(view, "view.zoom_out", lambda: self.canvas.zoom_by(0.8))
         view.addSeparator()
-        self._action(view, "&Next frame", lambda: self.state.step_frame(1), ["Right", "Down"])
-        self._action(view, "&Previous frame", lambda: self.state.step_frame(-1), ["Left", "Up"])
-        self._action(view, f"Forward {PAGE_FRAMES} frames", lambda: self.state.step_frame(PAGE_FRAMES), "PgDown")
-        self._action(view, f"Back {PAGE_FRAMES} frames", lambda: self.state.step_frame(-PAGE_FRAMES), "PgUp")
-        self._action(view, "First frame", lambda: self.state.set_frame(0), "Home")
-        self._action(view, "Last frame", lambda: self.state.set_frame(self.state.n_frames - 1), "End")
+        self._command(view, "view.next_frame", lambda: self.state.step_frame(1))
+        self._command(view, "view.previous_frame", lambda: self.state.step_frame(-1))
+        self._command(view, "view.page_forward", lambda: self.state.step_frame(PAGE_FRAMES))
+        self._command(view, "view.page_back", lambda: self.state.step_frame(-PAGE_FRAMES))
+        self._command(view, "view.first_frame", lambda: self.state.set_frame(0))
+        self._command(view, "view.last_frame", lambda: self.state.set_frame(self.state.n_frames - 1))
         view.addSeparator()
-        self._action(view, "Ne&xt image", lambda: self.step_image(1), "N")
-        self._action(view, "Pre&vious image", lambda: self.step_image(-1), "P")
+        self._command(view, "view.next_image", lambda: self.step_image(1))
+        self._command(view, "view.previous_image", lambda: self.step_image(-1))
         view.addAction(self.decode_failures.retry_action)
         self.addAction(self.decode_failures.retry_action)
+        view.addSeparator()
+        self.panels_menu = view.addMenu("Pa&nels")
+        self.panels_menu.aboutToShow.connect(self._refresh_panels_menu)
 
         self.window_menu = bar.addMenu("&Window")
         self.header_windows_menu = QMenu("From DICOM &header", self)
@@ -289,8 +298,45 @@ class MainWindow(QMainWindow):
         self._action(assistant, "&Unload models (free memory)", lambda: self.service.submit(UnloadJob()))
         self._action(assistant, "&Cancel the running job", lambda: self.service.cancel())
 
-        help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&Controls", self._show_controls)
+        self._build_help_menu(bar.addMenu("&Help"))
+
+    def _build_help_menu(self, help_menu: QMenu) -> None:
+        self._command(help_menu, "help.shortcuts", self.show_shortcuts)
+        self._action(help_menu, "&About ClinLens", self.show_about)
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Help > Keyboard shortcuts: every row of the table the window binds from (not modal)."""
+        dialog = self.findChild(ShortcutsDialog) or ShortcutsDialog(self)
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def show_about(self) -> AboutDialog:
+        dialog = self.findChild(AboutDialog) or AboutDialog(self)
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def _refresh_panels_menu(self) -> None:
+        """View > Panels: every dock and tool bar, checked when shown; unchecked ones come back from here.
+
+        Rebuilt each time it opens, so panels another capability adds later are listed too."""
+        self.panels_menu.clear()
+        for dock in self.findChildren(QDockWidget):
+            self.panels_menu.addAction(dock.toggleViewAction())
+        self.panels_menu.addSeparator()
+        for toolbar in self.findChildren(QToolBar):
+            self.panels_menu.addAction(toolbar.toggleViewAction())
+
+    def _update_undo_actions(self, *_args) -> None:
+        """Undo and Redo say what they would do ("Undo Add box"), and are off when there is nothing."""
+        for action, command_id, text in (
+            (self.undo_action, "edit.undo", self.annotations.undo_text()),
+            (self.redo_action, "edit.redo", self.annotations.redo_text()),
+        ):
+            base = shortcut(command_id).text
+            action.setText(f"{base} {text}" if text else base)
+            action.setEnabled(bool(text))
 
     def _rebuild_window_menu(self) -> None:
         menu = self.window_menu
@@ -306,10 +352,10 @@ class MainWindow(QMainWindow):
             )
         for preset in presets.value:
             label = f"{preset.name}  (C {preset.center:g} / W {preset.width:g})" + ("  ★" if preset.user else "")
-            self._action(menu, label, lambda _=False, p=preset: self.apply_preset(p), preset.key)
+            bind_preset(self._action(menu, label, lambda _=False, p=preset: self.apply_preset(p)), preset.key)
         menu.addSeparator()
-        self._action(menu, "&Invert", self.state.toggle_invert, "I")
-        self._action(menu, "&Reset display", self.reset_display, "R")
+        self._command(menu, "window.invert", self.state.toggle_invert)
+        self._command(menu, "window.reset", self.reset_display)
         self._action(menu, "&Save current window as preset…", self._ask_preset_name)
 
     def report_damaged_file(self, what: str, problem: str, kept_as: Path | None, instead: str = "the defaults") -> None:
@@ -347,6 +393,9 @@ class MainWindow(QMainWindow):
         self.annotations.problem.connect(self.banner.show_message)
         self.annotations.changed.connect(lambda _e: self._refresh_review_filter())
         self.annotation_panel.box_activated.connect(self.show_box)
+        self.annotation_panel.label_entered.connect(self.focus_image)
+        self.annotations.changed.connect(self._update_undo_actions)
+        self.annotations.current_image_changed.connect(self._update_undo_actions)
         self.needs_review_only.toggled.connect(lambda _on: self._refresh_review_filter())
         self.classify_panel.image_requested.connect(self.show_image)
         self.classify_panel.label_changed.connect(self._show_canvas_label)
@@ -469,6 +518,10 @@ class MainWindow(QMainWindow):
         self.tool_actions[tool].setChecked(True)
         cursor = Qt.CursorShape.CrossCursor if tool is Tool.BOX else Qt.CursorShape.ArrowCursor
         self.canvas.viewport().setCursor(cursor)
+
+    def focus_image(self) -> None:
+        """Give the keyboard to the image (the canvas or the three planes), so that B, V, H pick tools again."""
+        self.mpr.pages.currentWidget().setFocus(Qt.FocusReason.OtherFocusReason)
 
     def accept(self) -> None:
         if not self.ask_panel.accept_highlighted():
@@ -656,16 +709,16 @@ class MainWindow(QMainWindow):
         unit = "HU" if stack.modality == "CT" else "value"
         self.cursor_label.setText(f"x {col}, y {row}   stored {_fmt(stored)}   {unit} {_fmt(value)}")
 
-    def _show_controls(self) -> None:
-        self.banner.show_message(
-            "Wheel: frames (zoom on single images) · Ctrl+wheel: zoom · left/middle drag: pan · "
-            "right drag: window (horizontal = width, vertical = level) · 1-9 presets · I invert · "
-            "R reset · F fit · Ctrl+0 1:1 · arrows / Page Up/Down / Home / End: frames · "
-            "H pan · B box · V select · Del delete · Ctrl+Z undo · Ctrl+Shift+Z / Ctrl+Y redo · "
-            "A accept · X reject · N / P next / previous image · Ctrl+Enter image reviewed, next"
-        )
+    def show_restored(self) -> None:
+        """Show the window as the user left it, or maximised on a first start (no saved layout)."""
+        if restore_layout(self):
+            self.show()
+        else:
+            self.showMaximized()
 
     def closeEvent(self, event) -> None:
+        with contextlib.suppress(OSError):  # a full disk must not keep the window from closing
+            save_layout(self)
         self.pacs.shutdown()
         self.state.shutdown()
         self.service.shutdown()

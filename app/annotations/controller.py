@@ -323,6 +323,14 @@ class AnnotationController(QObject):
     def redo(self) -> bool:
         return self.doc is not None and self.image_id is not None and self.doc.redo(self.image_id)
 
+    def undo_text(self) -> str:
+        """What Undo would take back on this image ("Add box"), or "" when nothing; the Edit menu shows it."""
+        return self.doc.history(self.image_id).undo_text if self.doc is not None and self.image_id is not None else ""
+
+    def redo_text(self) -> str:
+        """What Redo would bring back on this image, or ""."""
+        return self.doc.history(self.image_id).redo_text if self.doc is not None and self.image_id is not None else ""
+
 
 def _same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file (symlinks and ``..`` resolved; the file need not exist)."""

@@ -39,6 +39,7 @@ def box_size_mm(box: Box, spacing) -> str:
 
 class AnnotationPanel(QWidget):
     box_activated = Signal(str)  # a row was clicked: show and centre this box
+    label_entered = Signal()  # Enter in the label field: the window gives the keyboard back to the image
 
     def __init__(self, state: ViewerState, controller: AnnotationController, parent=None) -> None:
         super().__init__(parent)
@@ -103,6 +104,7 @@ class AnnotationPanel(QWidget):
         layout.addWidget(self.location)
 
         self.label_picker.lineEdit().returnPressed.connect(self._label_entered)
+        self.label_picker.lineEdit().returnPressed.connect(self.label_entered)
         self.label_picker.activated.connect(lambda _i: self._label_entered())
         self.apply_label.clicked.connect(self._relabel)
         self.rename_label.clicked.connect(self._ask_rename)

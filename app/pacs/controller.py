@@ -109,7 +109,7 @@ class PacsController(QObject):
             widget.hide()
         self.retrieve_finished.connect(self._report_cache_warning)
         self.retrieve_failed.connect(self._report_cache_warning)
-        window._action(file_menu, "Open from &PACS…", self.browse, "Ctrl+Shift+P")
+        window._command(file_menu, "file.open_pacs", self.browse)
         window._action(file_menu, "Send annotations to PACS", self.send_current)
         window._action(file_menu, "PACS &servers…", self.edit_servers)
 

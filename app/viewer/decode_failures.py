@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QStyle
 
 from app.viewer.state import ViewerState
 from app.widgets.error_banner import ErrorBanner
+from app.widgets.key_bindings import bind
+from app.widgets.shortcuts import shortcut
 from engine.imaging import ImageLoadError, ImageStack
 
 _PLAIN_TOOLTIP = Qt.ItemDataRole.UserRole + 1  # the item's tooltip before a failure was added
@@ -38,11 +40,7 @@ class DecodeFailureMarks(QObject):
         self.state = state
         self.image_list = image_list
         self.stacks = stacks
-        self.retry_action = QAction("Retry &decoding this image", parent)
-        self.retry_action.setShortcut(QKeySequence("F5"))
-        self.retry_action.setStatusTip(
-            "Decode this image's failed frames again (for example after raising the decode time limit in Settings)"
-        )
+        self.retry_action = bind(QAction(shortcut("view.retry_decoding").text, parent), "view.retry_decoding")
         self.retry_action.setEnabled(False)
         self.retry_action.triggered.connect(self.retry)
         banner.add_action(self.retry_action, "Retry decoding")

@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QStackedWidget, QToolBar
 from superqt.utils import create_worker
 
 from app.annotations.box_tools import Tool
 from app.annotations.measure_tools import CanvasMeasureTools
 from app.volumes.view import LAYOUTS, MprView
+from app.widgets.key_bindings import bind
+from app.widgets.shortcuts import shortcut
 from engine.annotations import Box, MeasureKind
 from engine.imaging import ImageStack, Plane, Volume, VolumeError, iter_load_volume, volume_geometry
 
-MEASURE_TOOLS = (
-    (MeasureKind.LENGTH, "Length", "L"),
-    (MeasureKind.ANGLE, "Angle", "Shift+A"),
-    (MeasureKind.ELLIPSE, "Ellipse ROI", "E"),
-    (MeasureKind.RECTANGLE, "Rectangle ROI", "Shift+R"),
+MEASURE_TOOLS = (  # the kind and its row in the shortcut table (app/widgets/shortcuts.py)
+    (MeasureKind.LENGTH, "measure.length"),
+    (MeasureKind.ANGLE, "measure.angle"),
+    (MeasureKind.ELLIPSE, "measure.ellipse"),
+    (MeasureKind.RECTANGLE, "measure.rectangle"),
 )
-LAYOUT_KEYS = {"1x1": "Alt+1", "1x3": "Alt+2", "2x2": "Alt+3"}
+LAYOUT_COMMANDS = {"1x1": "mpr.layout_1x1", "1x3": "mpr.layout_1x3", "2x2": "mpr.layout_2x2"}
 
 
 class MprController(QObject):
@@ -61,8 +63,7 @@ class MprController(QObject):
         window = self.window
         view_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
         view_menu.addSeparator()
-        self.toggle_action = QAction("Three &planes (axial, coronal, sagittal)", window, checkable=True)
-        self.toggle_action.setShortcut(QKeySequence("M"))
+        self.toggle_action = bind(QAction(shortcut("mpr.toggle").text, window, checkable=True), "mpr.toggle")
         self.toggle_action.toggled.connect(self.set_enabled)
         view_menu.addAction(self.toggle_action)
         window.addAction(self.toggle_action)
@@ -70,8 +71,7 @@ class MprController(QObject):
         group = QActionGroup(window)
         self.layout_actions = {}
         for name in LAYOUTS:
-            action = QAction(name, window, checkable=True)
-            action.setShortcut(QKeySequence(LAYOUT_KEYS[name]))
+            action = bind(QAction(name, window, checkable=True), LAYOUT_COMMANDS[name])
             action.triggered.connect(lambda _=False, n=name: self.set_layout(n))
             group.addAction(action)
             layouts.addAction(action)
@@ -81,10 +81,9 @@ class MprController(QObject):
         toolbar = window.findChild(QToolBar, "toolsBar")
         toolbar.addSeparator()
         self.tool_actions: dict[MeasureKind, QAction] = {}
-        for kind, text, key in MEASURE_TOOLS:
-            action = QAction(f"{text} ({key})", window, checkable=True)
-            action.setShortcut(QKeySequence(key))
-            action.setStatusTip(f"Measure: {text.lower()} (drag; an angle is three clicks: arm, vertex, arm)")
+        for kind, command_id in MEASURE_TOOLS:
+            row = shortcut(command_id)
+            action = bind(QAction(f"{row.text} ({row.keys[0]})", window, checkable=True), command_id)
             action.triggered.connect(lambda _=False, k=kind: self.set_tool(k))
             toolbar.addAction(action)
             window.addAction(action)
