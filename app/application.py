@@ -29,7 +29,7 @@ def open_window(app: QApplication, paths: list[str]) -> MainWindow:
     app.setWindowIcon(QIcon(str(ICON)))
     apply_dark_theme(app)
     window = MainWindow()
-    window.show()
+    window.show_restored()
     warning = binding_warning()
     if warning:
         print(warning, file=sys.stderr)

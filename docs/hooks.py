@@ -1,8 +1,10 @@
-"""MkDocs hook: the command reference is generated from the argparse parsers at build time.
+"""MkDocs hook: the command and shortcut references are generated from the code at build time.
 
 A page that contains ``<!-- commands -->`` gets, in its place, one section per sub-command of
 ``clinlens.command.build_parser()``: summary, description, usage, every option with its help,
-and the examples of its epilog. The reference therefore cannot drift from the code.
+and the examples of its epilog. A page that contains ``<!-- shortcuts -->`` gets the tables of
+``app.widgets.shortcuts``, the table the window binds its keys from. Neither reference can
+therefore drift from the code.
 """
 
 from __future__ import annotations
@@ -14,12 +16,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- commands -->"
+SHORTCUTS_MARKER = "<!-- shortcuts -->"
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    if MARKER not in markdown:
-        return markdown
-    return markdown.replace(MARKER, command_reference())
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, command_reference())
+    if SHORTCUTS_MARKER in markdown:
+        markdown = markdown.replace(SHORTCUTS_MARKER, shortcut_reference())
+    return markdown
+
+
+def shortcut_reference() -> str:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from app.widgets.shortcuts import markdown_table  # plain data: no Qt is imported
+
+    return markdown_table()
 
 
 def command_reference() -> str:

@@ -34,6 +34,7 @@ from engine.annotations import (
     open_sidecar,
     save_document,
 )
+from engine.annotations.model import normalize_label_name
 from engine.imaging import ImageStack
 from engine.paths import data_dir
 
@@ -315,6 +316,8 @@ class AnnotationController(QObject):
 
     def set_current_label(self, name: str) -> None:
         if self.doc is not None and name.strip():
+            # first: a new label's event refreshes the panel, which shows current_label (else the old one)
+            self.current_label = normalize_label_name(name)
             self.current_label = self.doc.ensure_label(name).name
 
     def undo(self) -> bool:
