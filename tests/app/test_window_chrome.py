@@ -212,3 +212,20 @@ def test_enter_in_the_label_field_gives_the_keyboard_back_to_the_image(qtbot, wi
     assert window.tools.tool is Tool.BOX
     assert field.text() == "nodule"
     assert window.canvas.hasFocus()
+
+
+def test_the_docs_page_is_generated_from_the_same_table():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("docs_hooks", root / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    page = (root / "docs" / "reference" / "shortcuts.md").read_text()
+    assert hooks.SHORTCUTS_MARKER in page
+    generated = hooks.on_page_markdown(page, None, None, None)
+    assert hooks.SHORTCUTS_MARKER not in generated
+    for row in SHORTCUTS:
+        assert f"| {row.title} |" in generated, row.id
+        assert all(f"`{key}`" in generated for key in row.keys if row.keys != PRESET_KEYS), row.id
