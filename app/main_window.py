@@ -181,6 +181,8 @@ class MainWindow(QMainWindow):
     def _build_series_browser_and_cine(self) -> None:
         """Thumbnails on the Images list, the cine bar and the window-preset toolbar (app/viewer)."""
         self.series_browser = SeriesBrowser(self.image_list, lambda: self.stacks, self)
+        images, boxes = self.findChild(QDockWidget, "imagesDock"), self.findChild(QDockWidget, "boxesDock")
+        self.resizeDocks([images, boxes], [380, 370], Qt.Orientation.Vertical)  # room for a few thumbnails
         self.cine = CinePlayer(self.state, self)
         self.cine_bar = CineBar(self.cine)
         self.addAction(self.cine_bar.play_action)  # the key works wherever the focus is
