@@ -100,7 +100,11 @@ class ThumbnailLoader(QObject):
 
 
 class SeriesBrowser(QObject):
-    """Adds thumbnails and a details line to each row of the Images list as rows are added."""
+    """Adds thumbnails and a details line to each row of the Images list as rows are added.
+
+    Row ``r`` of the list is ``stacks()[r]``; the main window appends a stack before its row, so
+    the stack is known when the row arrives, whatever text the row is given.
+    """
 
     thumbnail_done = Signal(object)  # stack: its thumbnail (or its failure mark) is on the list
 

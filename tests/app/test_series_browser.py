@@ -151,3 +151,13 @@ def test_preset_buttons_set_the_window_and_show_the_matching_one_checked(qtbot, 
     assert window.preset_bar.preset_actions[0][1].isChecked() and not action.isChecked()
     window.reset_display()
     assert not any(a.isChecked() for _p, a in window.preset_bar.preset_actions)
+
+
+def test_the_cine_key_still_types_a_space_in_a_text_field(qtbot, window):
+    open_and_wait(qtbot, window, [RTDOSE])
+    field = window.ask_panel.question
+    field.setFocus()
+    qtbot.wait_until(field.hasFocus)
+    QTest.keyClicks(field, "is this")
+    assert field.text() == "is this"
+    assert not window.cine.playing
