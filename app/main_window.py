@@ -40,9 +40,12 @@ from app.kpl.classify_panel import ClassifyPanel
 from app.pacs.controller import PacsController
 from app.viewer import recent_files
 from app.viewer.canvas import ImageCanvas
+from app.viewer.cine import CineBar, CinePlayer
 from app.viewer.decode_failures import DecodeFailureMarks
 from app.viewer.decode_status import DecodeStatusOverlay
 from app.viewer.metadata_panel import MetadataPanel
+from app.viewer.preset_bar import PresetBar
+from app.viewer.series_browser import SeriesBrowser
 from app.viewer.state import ViewerState
 from app.volumes.controller import MprController
 from app.widgets.about_dialog import AboutDialog
@@ -128,6 +131,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_menus()
         self._connect()
+        self._build_series_browser_and_cine()
         self.mpr = MprController(self)
         self._update_frame_controls()
         self._update_undo_actions()
@@ -180,6 +184,21 @@ class MainWindow(QMainWindow):
         self.ask_dock.raise_()
         self.resizeDocks([images, metadata], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([images, boxes], [250, 500], Qt.Orientation.Vertical)
+
+    def _build_series_browser_and_cine(self) -> None:
+        """Thumbnails on the Images list, the cine bar and the window-preset toolbar (app/viewer)."""
+        self.series_browser = SeriesBrowser(self.image_list, lambda: self.stacks, self)
+        images, boxes = self.findChild(QDockWidget, "imagesDock"), self.findChild(QDockWidget, "boxesDock")
+        self.resizeDocks([images, boxes], [380, 370], Qt.Orientation.Vertical)  # room for a few thumbnails
+        self.cine = CinePlayer(self.state, self)
+        self.cine_bar = CineBar(self.cine)
+        self.addAction(self.cine_bar.play_action)  # the key works wherever the focus is
+        cine_tools = self.addToolBar("Cine")
+        cine_tools.setObjectName("cineBar")
+        cine_tools.addWidget(self.cine_bar)
+        self.preset_bar = PresetBar(self.state, self.apply_preset, self)
+        self.preset_bar.set_presets(load_presets())
+        self.addToolBar(self.preset_bar)
 
     def _build_status_bar(self) -> None:
         self.cursor_label = QLabel()
@@ -663,6 +682,7 @@ class MainWindow(QMainWindow):
         key = next((k for k in "123456789" if k not in used), None)
         save_user_preset(Preset(name.strip(), window.center, window.width, key, user=True))
         self._rebuild_window_menu()
+        self.preset_bar.set_presets(load_presets())
 
     def _ask_preset_name(self) -> None:
         name, ok = QInputDialog.getText(self, "Save preset", "Preset name:")
@@ -720,6 +740,8 @@ class MainWindow(QMainWindow):
         with contextlib.suppress(OSError):  # a full disk must not keep the window from closing
             save_layout(self)
         self.pacs.shutdown()
+        self.cine.pause()
+        self.series_browser.shutdown()
         self.state.shutdown()
         self.service.shutdown()
         self.annotations.save_all()

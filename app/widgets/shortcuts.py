@@ -136,6 +136,13 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     _s("view.first_frame", "First frame", "Home", "The first frame", "View"),
     _s("view.last_frame", "Last frame", "End", "The last frame", "View"),
     _s(
+        "view.cine",
+        "Play / pause cine",
+        "Space",
+        "Play the frames in a loop at the frame rate beside the button",
+        "View",
+    ),
+    _s(
         "view.retry_decoding",
         "Retry &decoding this image",
         "F5",
