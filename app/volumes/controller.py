@@ -189,8 +189,13 @@ class MprController(QObject):
 
     def _show_planes(self) -> None:
         self.pages.setCurrentWidget(self.view)
-        native = native_slices.native_plane(self.view.volume)
-        self._follow_plane(native_slices.frame_of_slice(self.view.volume, self.view.viewports[native].index))
+        # the axial plane (of an axial series) opens on the slice the single view showed
+        volume, frame = self.view.volume, self.window.state.frame_index
+        if native_slices.slice_of_frame(volume, frame) is not None:
+            self.view.show_frame(frame)
+        else:
+            native = native_slices.native_plane(volume)
+            self._follow_plane(native_slices.frame_of_slice(volume, self.view.viewports[native].index))
         self.window.state.shown_frame_source = self.view.active_plane_frame
         self.window.state.shown_frame_title = self.view.active_plane_title
         self.view.setFocus(Qt.FocusReason.OtherFocusReason)
