@@ -38,6 +38,7 @@ from app.kpl.classify_panel import ClassifyPanel
 from app.pacs.controller import PacsController
 from app.viewer import recent_files
 from app.viewer.canvas import ImageCanvas
+from app.viewer.corner_overlay import TOGGLE_CORNERS_KEY, SingleViewCorners
 from app.viewer.decode_failures import DecodeFailureMarks
 from app.viewer.decode_status import DecodeStatusOverlay
 from app.viewer.metadata_panel import MetadataPanel
@@ -116,6 +117,8 @@ class MainWindow(QMainWindow):
         self.frame_label = QLabel()
         self.image_list = QListWidget()
         self.metadata = MetadataPanel(self.state)
+        self.corners = SingleViewCorners(self.canvas, self.state, self.metadata.reveal_phi.isChecked)
+        self.metadata.reveal_phi.toggled.connect(lambda _on: self.corners.refresh())
         self.decode_failures = DecodeFailureMarks(self.state, self.image_list, lambda: self.stacks, self.banner, self)
         self._build_central()
         self._build_docks()
@@ -254,6 +257,12 @@ class MainWindow(QMainWindow):
         self._action(view, "&Actual size (1:1)", lambda: self.canvas.set_zoom(1.0), "Ctrl+0")
         self._action(view, "Zoom &in", lambda: self.canvas.zoom_by(1.25), ["+", "="])
         self._action(view, "Zoom &out", lambda: self.canvas.zoom_by(0.8), "-")
+        self.corners_action = self._action(
+            view, "Corner &overlays (series, slice, window, zoom)", lambda: None, TOGGLE_CORNERS_KEY
+        )
+        self.corners_action.setCheckable(True)
+        self.corners_action.setChecked(True)
+        self.corners_action.toggled.connect(self.corners.setVisible)
         view.addSeparator()
         self._action(view, "&Next frame", lambda: self.state.step_frame(1), ["Right", "Down"])
         self._action(view, "&Previous frame", lambda: self.state.step_frame(-1), ["Left", "Up"])

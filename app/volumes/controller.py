@@ -49,6 +49,7 @@ class MprController(QObject):
         # one slice number everywhere: the slider follows the native plane, and the plane the slider
         self.view.frame_shown.connect(self._follow_plane)
         window.state.frame_changed.connect(self._follow_slider)
+        window.corners_action.toggled.connect(self.view.set_corners_shown)
 
     # ----- window plumbing
     def _swap_in_stack(self) -> None:

@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.annotations.measure_tools import MeasureInput, add_shapes, cosmetic_pen
+from app.annotations.measure_tools import MeasureInput, add_shapes, cosmetic_pen, fit_labels
+from app.viewer.corner_overlay import CornerOverlay, window_text
 from app.viewer.state import ViewerState
 from app.volumes import native_slices
 from app.widgets.qimage import to_qimage
@@ -41,6 +42,8 @@ from engine.imaging import Frame, Plane, Volume, Window, auto_window, render
 LAYOUTS = ("1x1", "1x3", "2x2")
 CROSSHAIR_COLOURS = {Plane.AXIAL: "#ff5a5a", Plane.CORONAL: "#5ad05a", Plane.SAGITTAL: "#5a9bff"}
 ZOOM_STEP = 1.25
+# the patient axis (LPS) each plane holds fixed, with its letters for - and +: "S 104.0 mm"
+_PLANE_POSITION = {Plane.AXIAL: (2, "IS"), Plane.CORONAL: (1, "AP"), Plane.SAGITTAL: (0, "RL")}
 
 
 class PlaneViewport(QGraphicsView):
@@ -72,6 +75,7 @@ class PlaneViewport(QGraphicsView):
         )
         self.letters = {edge: _overlay_label(self) for edge in ("left", "right", "top", "bottom")}
         self.info = _overlay_label(self)
+        self.corners = CornerOverlay(self)
         self._drag: str | None = None
         self._origin = QPointF()
         self._start_window: Window | None = None
@@ -90,7 +94,31 @@ class PlaneViewport(QGraphicsView):
         self.image_item.setPixmap(QPixmap.fromImage(to_qimage(pixels)))
         self.info.setText(self.view.plane_title(self.plane))
         self.info.adjustSize()
+        self.refresh_corners()
+
+    def refresh_corners(self) -> None:
+        """Window and zoom bottom left, where the slice lies top right (what the title lacks)."""
+        state, axes = self.view.state, self.volume.axes(self.plane)
+        axis, letters = _PLANE_POSITION[self.plane]
+        centre = self.volume.display_to_patient(self.plane, self.index, axes.width / 2, axes.height / 2)
+        mm = float(np.asarray(centre).reshape(-1)[axis])
+        self.corners.set_lines("top_right", [f"{letters[mm >= 0]} {abs(mm):.1f} mm"])
+        self.corners.set_lines(
+            "bottom_left",
+            [window_text(state.window, self.plane_frame(), state.invert), f"Zoom {self._zoom_percent():.0f}%"],
+        )
         self._place_labels()
+
+    def _zoom_percent(self) -> float:
+        """Screen pixels per stored pixel of the series, as the single view counts zoom."""
+        geometry = self.volume.geometry
+        return self.transform().m11() * self.volume.axes(self.plane).pixel_mm / geometry.column_spacing_mm * 100
+
+    def view_moved(self) -> None:
+        """Zoom, pan or resize: values stay inside the pane, the zoom line follows."""
+        fit_labels(self.annotations, self)
+        if self.volume is not None:
+            self.refresh_corners()
 
     def set_geometry_labels(self) -> None:
         axes = self.volume.axes(self.plane)
@@ -105,6 +133,7 @@ class PlaneViewport(QGraphicsView):
     def fit(self) -> None:
         axes = self.volume.axes(self.plane)
         self.fitInView(QRectF(0, 0, axes.width, axes.height), Qt.AspectRatioMode.KeepAspectRatio)
+        self.view_moved()
 
     def draw_crosshair(self, x: float, y: float) -> None:
         """The other two planes as lines: the one whose fixed axis runs along screen x is vertical."""
@@ -128,7 +157,7 @@ class PlaneViewport(QGraphicsView):
 
     def draw_annotations(self, shapes: list[tuple[np.ndarray, bool, bool, str]]) -> None:
         """(display points, closed, complete, text) per annotation that meets this plane."""
-        add_shapes(self.annotations, shapes, 4.0 / max(self.transform().m11(), 1e-6))
+        add_shapes(self.annotations, shapes, 4.0 / max(self.transform().m11(), 1e-6), self)
 
     # ----- input
     def wheelEvent(self, event: QWheelEvent) -> None:
@@ -138,6 +167,7 @@ class PlaneViewport(QGraphicsView):
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             factor = ZOOM_STEP**steps
             self.scale(factor, factor)
+            self.view_moved()
         else:
             self.view.set_index(self.plane, self.index - int(math.copysign(max(1, round(abs(steps))), steps)))
         event.accept()
@@ -189,6 +219,7 @@ class PlaneViewport(QGraphicsView):
             delta = event.position() - self._origin
             self._origin = event.position()
             self.translate(delta.x() / self.transform().m11(), delta.y() / self.transform().m22())
+            self.view_moved()
         elif self.view.tool is not None or self.view.box_mode:
             self.input.move(scene.x(), scene.y())
         super().mouseMoveEvent(event)
@@ -214,13 +245,26 @@ class PlaneViewport(QGraphicsView):
         self._place_labels()
 
     def _place_labels(self) -> None:
+        """Title top left, orientation letters mid-edge; a letter that would touch the title or a
+        corner's text moves inward past it ("Axial 31/60" and "A" never run together)."""
         w, h = self.viewport().width(), self.viewport().height()
         letters = self.letters
+        self.info.move(4, 4)
         letters["left"].move(4, (h - letters["left"].height()) // 2)
         letters["right"].move(w - letters["right"].width() - 4, (h - letters["right"].height()) // 2)
         letters["top"].move((w - letters["top"].width()) // 2, 4)
         letters["bottom"].move((w - letters["bottom"].width()) // 2, h - letters["bottom"].height() - 4)
-        self.info.move(4, 4)
+        taken = [self.info.geometry(), *self.corners.occupied()]
+        for edge, inward in (("top", 1), ("bottom", -1), ("left", 1), ("right", -1)):
+            label = letters[edge]
+            for rect in taken:
+                if label.geometry().intersects(rect.adjusted(-2, -2, 2, 2)):
+                    if edge in ("top", "bottom"):
+                        y = rect.bottom() + 3 if inward > 0 else rect.top() - label.height() - 3
+                        label.move(label.x(), y)
+                    else:
+                        x = rect.right() + 3 if inward > 0 else rect.left() - label.width() - 3
+                        label.move(x, label.y())
 
 
 class MprView(QWidget):
@@ -318,6 +362,11 @@ class MprView(QWidget):
             self.active_changed.emit(plane.value)
             if self.layout_name == "1x1":
                 self.set_layout("1x1")
+
+    def set_corners_shown(self, on: bool) -> None:
+        for port in self.viewports.values():
+            port.corners.setVisible(on)
+            port._place_labels()
 
     def set_box_mode(self, on: bool) -> None:
         self.box_mode = on
@@ -568,6 +617,9 @@ class MprView(QWidget):
 
 def _overlay_label(parent: QGraphicsView) -> QLabel:
     label = QLabel(parent)
-    label.setStyleSheet("color: #f0e68c; background: transparent; font-weight: bold; font-size: 13px;")
+    label.setStyleSheet(
+        "color: #f0e68c; background: rgba(0, 0, 0, 150); border-radius: 3px; padding: 0 3px;"
+        " font-weight: bold; font-size: 13px;"
+    )
     label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
     return label

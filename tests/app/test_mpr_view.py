@@ -407,3 +407,60 @@ def test_one_slice_number_in_plane_title_slider_status_list_and_csv(qtbot, windo
     csv_file = window.export_annotations("csv", str(tmp_path / "out.csv"))[0]
     [exported] = list(csv.DictReader(csv_file.open(newline="", encoding="utf-8")))
     assert exported["slice"] == "13" and exported["frame_index"] == "12"
+
+
+def test_text_stays_inside_its_pane_and_titles_do_not_touch_the_letters(qtbot, window, phantom):
+    from app.annotations.measure_tools import MeasureLabel, label_viewport_rect
+
+    _, series = phantom
+    open_planes(qtbot, window, series)
+    window.resize(1600, 1000)
+    view, volume = window.mpr.view, window.mpr.volume
+    axial = view.viewports[Plane.AXIAL]
+    width = volume.axes(Plane.AXIAL).width
+    view.add_measurement(Plane.AXIAL, axial.index, MeasureKind.ELLIPSE, ((width - 10, 20), (width - 1, 32)))
+    view.add_measurement(Plane.AXIAL, axial.index, MeasureKind.LENGTH, ((5, 40), (width - 1, 40)))
+
+    def check() -> bool:
+        for port in view.viewports.values():
+            inside = port.viewport().rect()
+            labels = [i for i in port.annotations.childItems() if isinstance(i, MeasureLabel)]
+            if port is axial:
+                assert len(labels) == 2
+            for label in labels:
+                assert inside.contains(label_viewport_rect(label, port).toAlignedRect()), label.text()
+            for letter in port.letters.values():
+                assert not letter.geometry().intersects(port.info.geometry()), (port.info.text(), letter.text())
+                for rect in port.corners.occupied():
+                    assert not letter.geometry().intersects(rect)
+        return True
+
+    qtbot.wait_until(check)
+    axial.scale(3, 3)  # zoomed in: the shapes reach past the edge, their values do not
+    axial.view_moved()
+    check()
+    window.resize(900, 600)  # narrow panes: where "Axial 31/60A" ran together
+    qtbot.wait_until(lambda: axial.viewport().width() < 150)
+    for port in view.viewports.values():
+        for letter in port.letters.values():
+            assert not letter.geometry().intersects(port.info.geometry()), (port.info.text(), letter.text())
+    # the plane panes carry window and zoom in a corner too, and hide them with the same key
+    assert "C 40 / W 400" in axial.corners.lines("bottom_left")
+    window.corners_action.trigger()
+    assert not any(port.corners.isVisible() for port in view.viewports.values())
+
+
+def test_a_value_near_the_right_edge_of_the_single_view_flips_inside(qtbot, window, ct):
+    from app.annotations.measure_tools import MeasureLabel, label_viewport_rect
+
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([ct])  # a copy: its annotations are saved beside it
+    qtbot.wait_until(lambda: window.state.frame is not None)
+    window.canvas.set_zoom(6.0)
+    window.canvas.center_on_pixel(64, 64)
+    window.mpr.canvas_tools._add(MeasureKind.ELLIPSE, ((100, 60), (126, 80)))
+    labels = [i for i in window.mpr.canvas_tools.overlay.group.childItems() if isinstance(i, MeasureLabel)]
+    [label] = labels
+    rect = label_viewport_rect(label, window.canvas)
+    assert window.canvas.viewport().rect().contains(rect.toAlignedRect())
+    assert rect.right() <= window.canvas.mapFromScene(100, 70).x()  # on the left of the ellipse

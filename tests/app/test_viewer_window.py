@@ -225,3 +225,32 @@ def test_automatic_window_is_kept_while_scrolling_a_series_without_a_header_wind
     window.state.step_frame(1)
     qtbot.wait_until(lambda: window.state.frame is not None, timeout=10000)
     assert (window.state.window.center, window.state.window.width) == (-600, 1500)
+
+
+def test_corner_overlay_follows_slice_and_window_hides_with_its_key_and_keeps_phi_hidden(qtbot, window, tmp_path):
+    from app.viewer.corner_overlay import TOGGLE_CORNERS_KEY
+    from tests.engine.phantom import Phantom
+
+    open_and_wait(qtbot, window, [str(Phantom().write_series(tmp_path / "series"))])
+    corners = window.corners
+    assert corners.isVisible() and "Slice 1/40" in corners.lines("top_right")
+    for _ in range(4):
+        QTest.keyClick(window.canvas, Qt.Key.Key_Down)
+    qtbot.wait_until(lambda: "Slice 5/40" in corners.lines("top_right"))
+    assert any(line.startswith("Loc ") and line.endswith(" mm") for line in corners.lines("top_right"))
+    assert "Thk 5 mm" in corners.lines("top_right") and "C 40 / W 400" in corners.lines("bottom_left")
+    window.apply_preset(Preset("Lung", -600, 1500, None))
+    assert "C -600 / W 1500" in corners.lines("bottom_left")
+    window.canvas.set_zoom(2.0)
+    assert "Zoom 200%" in corners.lines("bottom_left")
+    # the patient's name only while identifiers are shown
+    assert "Phantom" not in corners.text()
+    window.metadata.reveal_phi.setChecked(True)
+    assert "Phantom Sphere" in corners.lines("top_left")
+    window.metadata.reveal_phi.setChecked(False)
+    assert "Phantom" not in corners.text()
+    # one key hides and shows them
+    QTest.keyClick(window.canvas, TOGGLE_CORNERS_KEY)
+    assert not corners.isVisible()
+    QTest.keyClick(window.canvas, TOGGLE_CORNERS_KEY)
+    assert corners.isVisible()
