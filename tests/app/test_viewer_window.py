@@ -236,7 +236,7 @@ def test_corner_overlay_follows_slice_and_window_hides_with_its_key_and_keeps_ph
     assert corners.isVisible() and "Slice 1/40" in corners.lines("top_right")
     for _ in range(4):
         QTest.keyClick(window.canvas, Qt.Key.Key_Down)
-    qtbot.wait_until(lambda: "Slice 5/40" in corners.lines("top_right"))
+    qtbot.wait_until(lambda: "Slice 5/40" in corners.lines("top_right") and window.state.frame is not None)
     assert any(line.startswith("Loc ") and line.endswith(" mm") for line in corners.lines("top_right"))
     assert "Thk 5 mm" in corners.lines("top_right") and "C 40 / W 400" in corners.lines("bottom_left")
     window.apply_preset(Preset("Lung", -600, 1500, None))
