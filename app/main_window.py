@@ -41,6 +41,7 @@ from app.pacs.controller import PacsController
 from app.viewer import recent_files
 from app.viewer.canvas import ImageCanvas
 from app.viewer.cine import CineBar, CinePlayer
+from app.viewer.corner_overlay import TOGGLE_CORNERS_COMMAND, SingleViewCorners
 from app.viewer.decode_failures import DecodeFailureMarks
 from app.viewer.decode_status import DecodeStatusOverlay
 from app.viewer.metadata_panel import MetadataPanel
@@ -125,6 +126,8 @@ class MainWindow(QMainWindow):
         self.frame_label = QLabel()
         self.image_list = QListWidget()
         self.metadata = MetadataPanel(self.state)
+        self.corners = SingleViewCorners(self.canvas, self.state, self.metadata.reveal_phi.isChecked)
+        self.metadata.reveal_phi.toggled.connect(lambda _on: self.corners.refresh())
         self.decode_failures = DecodeFailureMarks(self.state, self.image_list, lambda: self.stacks, self.banner, self)
         self._build_central()
         self._build_docks()
@@ -279,6 +282,10 @@ class MainWindow(QMainWindow):
         self._command(view, "view.actual_size", lambda: self.canvas.set_zoom(1.0))
         self._command(view, "view.zoom_in", lambda: self.canvas.zoom_by(1.25))
         self._command(view, "view.zoom_out", lambda: self.canvas.zoom_by(0.8))
+        self.corners_action = self._command(view, TOGGLE_CORNERS_COMMAND, lambda: None)
+        self.corners_action.setCheckable(True)
+        self.corners_action.setChecked(True)
+        self.corners_action.toggled.connect(self.corners.setVisible)
         view.addSeparator()
         self._command(view, "view.next_frame", lambda: self.state.step_frame(1))
         self._command(view, "view.previous_frame", lambda: self.state.step_frame(-1))

@@ -12,14 +12,78 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QMouseEvent, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItemGroup, QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem
+from PySide6.QtWidgets import (
+    QGraphicsItemGroup,
+    QGraphicsPathItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+)
 
 from engine.annotations import AddAnnotations, MeasureKind, Measurement, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
 
 MEASURE_COLOUR = "#ffd23f"
+LABEL_BACKGROUND = QColor(0, 0, 0, 175)  # yellow text stays readable on bright bone and contrast
+LABEL_GAP = 6  # screen pixels between a shape and its value
+LABEL_LINE = 18  # screen pixels from one stacked value to the next
+LABEL_MARGIN = 4  # screen pixels a value keeps from the viewport's edge
+
+
+class MeasureLabel(QGraphicsSimpleTextItem):
+    """A measurement's value on a dark plate, in screen pixels (it ignores the zoom).
+
+    It remembers the leftmost and rightmost points of its shape (scene coordinates) so that
+    ``fit_labels`` can put it beside the shape on whichever side keeps it inside the viewport.
+    """
+
+    PAD = 3.0
+
+    def __init__(self, text: str, left: QPointF, right: QPointF, line: int) -> None:
+        super().__init__(text)
+        self.left, self.right, self.line = left, right, line
+        self.setBrush(QBrush(QColor(MEASURE_COLOUR)))
+        self.setFont(QFont("Sans", 10))
+        self.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+
+    def boundingRect(self) -> QRectF:
+        return super().boundingRect().adjusted(-self.PAD, -1, self.PAD, 1)
+
+    def paint(self, painter, option, widget=None) -> None:
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(LABEL_BACKGROUND)
+        painter.drawRoundedRect(self.boundingRect(), 3, 3)
+        super().paint(painter, option, widget)
+
+
+def fit_labels(group: QGraphicsItemGroup, view: QGraphicsView) -> None:
+    """Place every value beside its shape and inside the visible viewport.
+
+    Right of the shape by default; left of it when the right side would leave the viewport;
+    then clamped to the viewport, so no value is cut at a pane's edge whatever the zoom or pan.
+    """
+    area = view.viewport().rect().adjusted(LABEL_MARGIN, LABEL_MARGIN, -LABEL_MARGIN, -LABEL_MARGIN)
+    for label in group.childItems():
+        if not isinstance(label, MeasureLabel):
+            continue
+        size = label.boundingRect().size()
+        right, left = view.mapFromScene(label.right), view.mapFromScene(label.left)
+        x = right.x() + LABEL_GAP + MeasureLabel.PAD
+        if x + size.width() > area.right():
+            x = left.x() - LABEL_GAP - size.width() + MeasureLabel.PAD
+        # inside; a value wider than the pane starts at its left edge (its beginning is what reads)
+        x = max(min(x, area.right() - size.width() + MeasureLabel.PAD), area.left() + MeasureLabel.PAD)
+        y = right.y() + label.line * LABEL_LINE
+        y = max(min(y, area.bottom() - size.height() + 1), area.top() + 1)
+        label.setPos(view.mapToScene(QPoint(round(x), round(y))))
+
+
+def label_viewport_rect(label: MeasureLabel, view: QGraphicsView) -> QRectF:
+    """Where a value's plate is on screen (viewport pixels)."""
+    top_left = QPointF(view.mapFromScene(label.pos()))
+    return label.boundingRect().translated(top_left)
 
 
 def cosmetic_pen(colour: str, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
@@ -52,10 +116,16 @@ def shape_path(points: np.ndarray, closed: bool, complete: bool = True, marker: 
     return path
 
 
-def add_shapes(group: QGraphicsItemGroup, shapes: list[tuple[np.ndarray, bool, bool, str]], marker: float) -> None:
+def add_shapes(
+    group: QGraphicsItemGroup,
+    shapes: list[tuple[np.ndarray, bool, bool, str]],
+    marker: float,
+    view: QGraphicsView | None = None,
+) -> None:
     """Replace a group's items by (points, closed, complete, text) shapes with their values.
 
-    ``marker`` is the size of a crossing marker in scene units (about 4 screen pixels).
+    ``marker`` is the size of a crossing marker in scene units (about 4 screen pixels); with
+    ``view`` the values are placed inside its viewport (``fit_labels``).
     """
     scene = group.scene()
     for item in group.childItems():
@@ -67,15 +137,15 @@ def add_shapes(group: QGraphicsItemGroup, shapes: list[tuple[np.ndarray, bool, b
         item.setPen(pen)
         group.addToGroup(item)
         if complete and text:
-            label = QGraphicsSimpleTextItem(text)
-            label.setBrush(QBrush(QColor(MEASURE_COLOUR)))
-            label.setFont(QFont("Sans", 10))
-            label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
             right = max(points, key=lambda p: p[0])
+            left = min(points, key=lambda p: p[0])
+            label = MeasureLabel(text, QPointF(*map(float, left)), QPointF(*map(float, right)), labels)
             # one text line (about 16 screen pixels, 4 markers) below the previous one
             label.setPos(float(right[0]) + marker, float(right[1]) + labels * 4 * marker)
             labels += 1
             group.addToGroup(label)
+    if view is not None:
+        fit_labels(group, view)
 
 
 class MeasureInput:
@@ -169,7 +239,7 @@ class CanvasMeasureTools:
     def __init__(self, canvas, state, annotations, box_tools) -> None:
         self.canvas, self.state, self.annotations, self.box_tools = canvas, state, annotations, box_tools
         self.input = MeasureInput(canvas.scene(), self._add, self._edit)
-        self.overlay = MeasureOverlay(canvas.scene(), state, annotations, lambda: canvas.zoom)
+        self.overlay = MeasureOverlay(canvas.scene(), state, annotations, lambda: canvas.zoom, canvas)
 
     @property
     def kind(self) -> MeasureKind | None:
@@ -240,14 +310,26 @@ class CanvasMeasureTools:
 class MeasureOverlay:
     """The shown frame's own measurements, with their values, on the canvas scene."""
 
-    def __init__(self, scene: QGraphicsScene, state, annotations, scale: Callable[[], float] = lambda: 1.0) -> None:
-        self.state, self.annotations, self.scale = state, annotations, scale
+    def __init__(
+        self,
+        scene: QGraphicsScene,
+        state,
+        annotations,
+        scale: Callable[[], float] = lambda: 1.0,
+        view: QGraphicsView | None = None,
+    ) -> None:
+        self.state, self.annotations, self.scale, self.view = state, annotations, scale, view
         self.group = QGraphicsItemGroup()
         self.group.setZValue(5)
         scene.addItem(self.group)
         state.frame_changed.connect(lambda _i: self.refresh())
         annotations.changed.connect(lambda _e: self.refresh())
         annotations.current_image_changed.connect(self.refresh)
+        if view is not None:  # zoom, pan and resize move the shapes: their values follow, inside
+            for bar in (view.horizontalScrollBar(), view.verticalScrollBar()):
+                bar.valueChanged.connect(lambda _v: fit_labels(self.group, view))
+            if hasattr(view, "zoom_changed"):
+                view.zoom_changed.connect(lambda _z: fit_labels(self.group, view))
 
     def refresh(self) -> None:
         controller = self.annotations
@@ -256,4 +338,4 @@ class MeasureOverlay:
             for m in controller.doc.measurements(controller.image_id, self.state.frame_index):
                 graphic, closed = outline(m.kind, graphic_points(m.kind, m.points))
                 shapes.append((graphic, closed, True, m.summary()))
-        add_shapes(self.group, shapes, 4.0 / max(self.scale(), 1e-6))
+        add_shapes(self.group, shapes, 4.0 / max(self.scale(), 1e-6), self.view)

@@ -32,6 +32,7 @@ class ViewerState(QObject):
         self.invert = False
         self._frame: Frame | None = None
         self._window_is_user_choice = False
+        self._series_auto_window: Window | None = None  # one automatic window per series
         # Set while another view (the three-plane view) shows something other than `frame`:
         # returns the frame as displayed there (a reformatted plane).
         self.shown_frame_source: Callable[[], Frame | None] | None = None
@@ -63,6 +64,7 @@ class ViewerState(QObject):
         self.stack = stack
         self.invert = False
         self._window_is_user_choice = False
+        self._series_auto_window = None
         self._frame = None
         self.frame_index = 0
         self.loading = False
@@ -91,8 +93,20 @@ class ViewerState(QObject):
         self._frame = frame
         self.loading = False
         if not self._window_is_user_choice:
-            self.window = initial_window(frame)
+            self.window = self._initial_window(frame)
         self.loader.prefetch(self.stack, self.frame_index)
+
+    def _initial_window(self, frame: Frame) -> Window | None:
+        """The header's window (or VOI LUT) of this frame; without one, the series' automatic window.
+
+        The automatic window is computed once, from the first frame shown, and kept for the whole
+        series: recomputed per frame it would change the brightness from slice to slice.
+        """
+        if frame.has_voi_lut or frame.windows or frame.is_color:
+            return initial_window(frame)
+        if self._series_auto_window is None:
+            self._series_auto_window = auto_window(frame)
+        return self._series_auto_window
 
     def _on_loaded(self, stack: ImageStack, index: int, frame: Frame) -> None:
         if stack is self.stack and index == self.frame_index and self._frame is None:
@@ -146,5 +160,5 @@ class ViewerState(QObject):
     def reset_display(self) -> None:
         self.invert = False
         self._window_is_user_choice = False
-        self.window = initial_window(self._frame) if self._frame is not None else None
+        self.window = self._initial_window(self._frame) if self._frame is not None else None
         self.display_changed.emit()

@@ -16,6 +16,7 @@ from superqt.utils import create_worker
 
 from app.annotations.box_tools import Tool
 from app.annotations.measure_tools import CanvasMeasureTools
+from app.volumes import native_slices
 from app.volumes.view import LAYOUTS, MprView
 from app.widgets.key_bindings import bind
 from app.widgets.shortcuts import shortcut
@@ -47,6 +48,10 @@ class MprController(QObject):
         window.state.stack_changed.connect(self._on_stack_changed)
         self.view.cursor_changed.connect(self._show_cursor)
         self.view.active_changed.connect(lambda _p: window.state.display_changed.emit())
+        # one slice number everywhere: the slider follows the native plane, and the plane the slider
+        self.view.frame_shown.connect(self._follow_plane)
+        window.state.frame_changed.connect(self._follow_slider)
+        window.corners_action.toggled.connect(self.view.set_corners_shown)
 
     # ----- window plumbing
     def _swap_in_stack(self) -> None:
@@ -184,9 +189,27 @@ class MprController(QObject):
 
     def _show_planes(self) -> None:
         self.pages.setCurrentWidget(self.view)
+        # the axial plane (of an axial series) opens on the slice the single view showed
+        volume, frame = self.view.volume, self.window.state.frame_index
+        if native_slices.slice_of_frame(volume, frame) is not None:
+            self.view.show_frame(frame)
+        else:
+            native = native_slices.native_plane(volume)
+            self._follow_plane(native_slices.frame_of_slice(volume, self.view.viewports[native].index))
         self.window.state.shown_frame_source = self.view.active_plane_frame
         self.window.state.shown_frame_title = self.view.active_plane_title
         self.view.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def planes_shown(self) -> bool:
+        return self.pages.currentWidget() is self.view and self.view.volume is not None
+
+    def _follow_plane(self, frame: int) -> None:
+        if self.planes_shown():
+            self.window.state.set_frame(frame)
+
+    def _follow_slider(self, frame: int) -> None:
+        if self.planes_shown():
+            self.view.show_frame(frame)
 
     def _show_single(self) -> None:
         self.pages.setCurrentWidget(self.window.canvas)
@@ -204,13 +227,23 @@ class MprController(QObject):
         """Show a listed measurement, or a box drawn on a reformat; False for other annotations.
 
         One drawn on a plane opens the three planes with the crosshair on its centre (when the
-        volume is loaded); one drawn on a frame shows that frame.
+        volume is loaded); one drawn on a frame shows that frame, in the three planes on the
+        native plane (axial for an axial series) when they are shown.
         """
         controller = self.window.annotations
         found = controller.doc.find(controller.image_id, annotation_id) if controller.doc else None
         if found is None or (isinstance(found, Box) and found.placement is None):
             return False
         controller.select({annotation_id})
+        if found.placement is None and self.planes_shown() and self._volume_key == self.window.state.stack.key:
+            volume = self.view.volume
+            index = native_slices.slice_of_frame(volume, found.frame)
+            if index is not None:
+                x, y = np.mean(native_slices.pixel_to_display(volume, index, found.points), axis=0)
+                self.view.set_active(native_slices.native_plane(volume))
+                self.view.set_index(native_slices.native_plane(volume), index)
+                self.view.move_cursor(native_slices.native_plane(volume), float(x), float(y))
+                return True
         if found.placement is None:
             self.toggle_action.setChecked(False)
             self.window.state.set_frame(found.frame)

@@ -30,8 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.annotations.measure_tools import MeasureInput, add_shapes, cosmetic_pen
+from app.annotations.measure_tools import MeasureInput, add_shapes, cosmetic_pen, fit_labels
+from app.viewer.corner_overlay import CornerOverlay, window_text
 from app.viewer.state import ViewerState
+from app.volumes import native_slices
 from app.widgets.qimage import to_qimage
 from engine.annotations import AddAnnotations, Box, MeasureKind, Measurement, PlanePlacement, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
@@ -40,6 +42,8 @@ from engine.imaging import Frame, Plane, Volume, Window, auto_window, render
 LAYOUTS = ("1x1", "1x3", "2x2")
 CROSSHAIR_COLOURS = {Plane.AXIAL: "#ff5a5a", Plane.CORONAL: "#5ad05a", Plane.SAGITTAL: "#5a9bff"}
 ZOOM_STEP = 1.25
+# the patient axis (LPS) each plane holds fixed, with its letters for - and +: "S 104.0 mm"
+_PLANE_POSITION = {Plane.AXIAL: (2, "IS"), Plane.CORONAL: (1, "AP"), Plane.SAGITTAL: (0, "RL")}
 
 
 class PlaneViewport(QGraphicsView):
@@ -71,6 +75,7 @@ class PlaneViewport(QGraphicsView):
         )
         self.letters = {edge: _overlay_label(self) for edge in ("left", "right", "top", "bottom")}
         self.info = _overlay_label(self)
+        self.corners = CornerOverlay(self)
         self._drag: str | None = None
         self._origin = QPointF()
         self._start_window: Window | None = None
@@ -87,9 +92,33 @@ class PlaneViewport(QGraphicsView):
         state = self.view.state
         pixels = render(self.plane_frame(), state.window, invert=state.invert)
         self.image_item.setPixmap(QPixmap.fromImage(to_qimage(pixels)))
-        axes = self.volume.axes(self.plane)
-        self.info.setText(f"{self.plane.value.capitalize()}  {self.index + 1}/{axes.n_positions}")
+        self.info.setText(self.view.plane_title(self.plane))
         self.info.adjustSize()
+        self.refresh_corners()
+
+    def refresh_corners(self) -> None:
+        """Window and zoom bottom left, where the slice lies top right (what the title lacks)."""
+        state, axes = self.view.state, self.volume.axes(self.plane)
+        axis, letters = _PLANE_POSITION[self.plane]
+        centre = self.volume.display_to_patient(self.plane, self.index, axes.width / 2, axes.height / 2)
+        mm = float(np.asarray(centre).reshape(-1)[axis])
+        self.corners.set_lines("top_right", [f"{letters[mm >= 0]} {abs(mm):.1f} mm"])
+        self.corners.set_lines(
+            "bottom_left",
+            [window_text(state.window, self.plane_frame(), state.invert), f"Zoom {self._zoom_percent():.0f}%"],
+        )
+        self._place_labels()
+
+    def _zoom_percent(self) -> float:
+        """Screen pixels per stored pixel of the series, as the single view counts zoom."""
+        geometry = self.volume.geometry
+        return self.transform().m11() * self.volume.axes(self.plane).pixel_mm / geometry.column_spacing_mm * 100
+
+    def view_moved(self) -> None:
+        """Zoom, pan or resize: values stay inside the pane, the zoom line follows."""
+        fit_labels(self.annotations, self)
+        if self.volume is not None:
+            self.refresh_corners()
 
     def set_geometry_labels(self) -> None:
         axes = self.volume.axes(self.plane)
@@ -104,6 +133,7 @@ class PlaneViewport(QGraphicsView):
     def fit(self) -> None:
         axes = self.volume.axes(self.plane)
         self.fitInView(QRectF(0, 0, axes.width, axes.height), Qt.AspectRatioMode.KeepAspectRatio)
+        self.view_moved()
 
     def draw_crosshair(self, x: float, y: float) -> None:
         """The other two planes as lines: the one whose fixed axis runs along screen x is vertical."""
@@ -127,7 +157,7 @@ class PlaneViewport(QGraphicsView):
 
     def draw_annotations(self, shapes: list[tuple[np.ndarray, bool, bool, str]]) -> None:
         """(display points, closed, complete, text) per annotation that meets this plane."""
-        add_shapes(self.annotations, shapes, 4.0 / max(self.transform().m11(), 1e-6))
+        add_shapes(self.annotations, shapes, 4.0 / max(self.transform().m11(), 1e-6), self)
 
     # ----- input
     def wheelEvent(self, event: QWheelEvent) -> None:
@@ -137,6 +167,7 @@ class PlaneViewport(QGraphicsView):
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             factor = ZOOM_STEP**steps
             self.scale(factor, factor)
+            self.view_moved()
         else:
             self.view.set_index(self.plane, self.index - int(math.copysign(max(1, round(abs(steps))), steps)))
         event.accept()
@@ -188,6 +219,7 @@ class PlaneViewport(QGraphicsView):
             delta = event.position() - self._origin
             self._origin = event.position()
             self.translate(delta.x() / self.transform().m11(), delta.y() / self.transform().m22())
+            self.view_moved()
         elif self.view.tool is not None or self.view.box_mode:
             self.input.move(scene.x(), scene.y())
         super().mouseMoveEvent(event)
@@ -213,19 +245,33 @@ class PlaneViewport(QGraphicsView):
         self._place_labels()
 
     def _place_labels(self) -> None:
+        """Title top left, orientation letters mid-edge; a letter that would touch the title or a
+        corner's text moves inward past it ("Axial 31/60" and "A" never run together)."""
         w, h = self.viewport().width(), self.viewport().height()
         letters = self.letters
+        self.info.move(4, 4)
         letters["left"].move(4, (h - letters["left"].height()) // 2)
         letters["right"].move(w - letters["right"].width() - 4, (h - letters["right"].height()) // 2)
         letters["top"].move((w - letters["top"].width()) // 2, 4)
         letters["bottom"].move((w - letters["bottom"].width()) // 2, h - letters["bottom"].height() - 4)
-        self.info.move(4, 4)
+        taken = [self.info.geometry(), *self.corners.occupied()]
+        for edge, inward in (("top", 1), ("bottom", -1), ("left", 1), ("right", -1)):
+            label = letters[edge]
+            for rect in taken:
+                if label.geometry().intersects(rect.adjusted(-2, -2, 2, 2)):
+                    if edge in ("top", "bottom"):
+                        y = rect.bottom() + 3 if inward > 0 else rect.top() - label.height() - 3
+                        label.move(label.x(), y)
+                    else:
+                        x = rect.right() + 3 if inward > 0 else rect.left() - label.width() - 3
+                        label.move(x, label.y())
 
 
 class MprView(QWidget):
     """Axial, coronal and sagittal viewports of one volume, linked by a crosshair."""
 
     cursor_changed = Signal(object)  # patient point (LPS mm) of the crosshair
+    frame_shown = Signal(int)  # the stack frame the native plane (axial for an axial series) shows
     active_changed = Signal(str)  # the plane the user last worked in
     measurement_added = Signal(object)  # Measurement
 
@@ -248,6 +294,7 @@ class MprView(QWidget):
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
         self._render_pending = False
+        self._rendered_display: tuple | None = None
         self.state.display_changed.connect(self._schedule_render)
         if annotations is not None:
             annotations.changed.connect(lambda _e: self.refresh_annotations())
@@ -316,6 +363,11 @@ class MprView(QWidget):
             if self.layout_name == "1x1":
                 self.set_layout("1x1")
 
+    def set_corners_shown(self, on: bool) -> None:
+        for port in self.viewports.values():
+            port.corners.setVisible(on)
+            port._place_labels()
+
     def set_box_mode(self, on: bool) -> None:
         self.box_mode = on
         self.set_tool(self.tool)
@@ -355,9 +407,34 @@ class MprView(QWidget):
             if changed:
                 port.render_now()
                 self._draw_annotations(port)
+                if plane is native_slices.native_plane(self.volume):
+                    self.frame_shown.emit(native_slices.frame_of_slice(self.volume, new_index))
         self.cursor_changed.emit(self.cursor_patient())
 
+    def show_frame(self, frame: int) -> None:
+        """Move the native plane to the slice of stack frame ``frame`` (the slider moved)."""
+        index = None if self.volume is None else native_slices.slice_of_frame(self.volume, frame)
+        plane = None if index is None else native_slices.native_plane(self.volume)
+        if index is not None and self.viewports[plane].index != index:
+            self.set_index(plane, index)
+
+    def slice_number(self, plane: Plane, index: int) -> int:
+        """The 1-based number shown for a plane slice: on the native plane, the frame's number."""
+        if plane is native_slices.native_plane(self.volume):
+            return native_slices.frame_of_slice(self.volume, index) + 1
+        return index + 1
+
+    def plane_title(self, plane: Plane) -> str:
+        """The plane and its 1-based slice number ("Axial 31/60"), the number the slider shows too."""
+        port = self.viewports[plane]
+        n = self.volume.axes(plane).n_positions
+        return f"{plane.value.capitalize()} {self.slice_number(plane, port.index)}/{n}"
+
     def _schedule_render(self) -> None:
+        shown = (self.state.window, self.state.invert)
+        if shown == self._rendered_display:
+            return  # a frame change only (the slider following the native plane): nothing to redraw
+        self._rendered_display = shown
         if not self._render_pending and self.volume is not None:
             self._render_pending = True
             QTimer.singleShot(0, self._render_all)
@@ -372,31 +449,65 @@ class MprView(QWidget):
         return None if self.volume is None else self.viewports[self.active].plane_frame()
 
     def active_plane_title(self) -> str:
-        port = self.viewports[self.active]
-        return f"{self.active.value.capitalize()} {port.index + 1}/{self.volume.axes(self.active).n_positions}"
+        return self.plane_title(self.active)
 
     # ----- measurements
     def add_measurement(
         self, plane: Plane, index: int, kind: MeasureKind, points: tuple[tuple[float, float], ...]
     ) -> Measurement | None:
+        """A measurement drawn on a plane; on the native plane it is a measurement of that frame."""
         controller = self.annotations
         if controller is None or controller.doc is None or controller.image_id is None:
             return None
-        pixel = self.volume.axes(plane).pixel_mm
-        values = measure(
-            kind,
-            points,
-            spacing=(pixel, pixel),
-            frame=self.volume.plane_frame(plane, index),
-            unit=modality_unit(controller.stack.modality if controller.stack else ""),
-        )
+        if plane is native_slices.native_plane(self.volume):
+            pixels = native_slices.display_to_pixel(self.volume, index, points)
+            measurement = controller.doc.new_measurement(
+                controller.image_id,
+                kind,
+                native_slices.frame_of_slice(self.volume, index),
+                pixels,
+                self._frame_values(kind, index, pixels),
+                label=controller.current_label,
+            )
+            controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
+            self.measurement_added.emit(measurement)
+            return measurement
         placement, frame = self._placement(plane, index, graphic_points(kind, points))
         measurement = controller.doc.new_measurement(
-            controller.image_id, kind, frame, tuple(points), values, label=controller.current_label, placement=placement
+            controller.image_id,
+            kind,
+            frame,
+            tuple(points),
+            self._plane_values(plane, index, kind, points),
+            label=controller.current_label,
+            placement=placement,
         )
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
         self.measurement_added.emit(measurement)
         return measurement
+
+    def _plane_values(self, plane: Plane, index: int, kind: MeasureKind, points: tuple) -> tuple:
+        """Values of display points on a plane (square pixels of the plane's pixel size)."""
+        pixel = self.volume.axes(plane).pixel_mm
+        stack = self.annotations.stack
+        return measure(
+            kind,
+            points,
+            spacing=(pixel, pixel),
+            frame=self.volume.plane_frame(plane, index),
+            unit=modality_unit(stack.modality if stack else ""),
+        )
+
+    def _frame_values(self, kind: MeasureKind, index: int, pixels: tuple) -> tuple:
+        """Values of a native-slice measurement over the original frame, as the single view computes them."""
+        geometry, stack = self.volume.geometry, self.annotations.stack
+        return measure(
+            kind,
+            pixels,
+            spacing=(geometry.row_spacing_mm, geometry.column_spacing_mm),
+            frame=native_slices.original_frame(self.volume, index),
+            unit=modality_unit(stack.modality if stack else ""),
+        )
 
     def _placement(self, plane: Plane, index: int, graphic: np.ndarray) -> tuple[PlanePlacement, int]:
         """The patient-coordinate placement of display points, and the nearest real slice's frame."""
@@ -412,9 +523,16 @@ class MprView(QWidget):
         controller = self.annotations
         if controller is None or controller.doc is None or controller.image_id is None:
             return None
+        controller.doc.ensure_label(controller.current_label)
+        if plane is native_slices.native_plane(self.volume):  # a box on that frame, in its pixels
+            pixels = native_slices.display_to_pixel(self.volume, index, points)
+            (x1, x2), (y1, y2) = sorted(p[0] for p in pixels), sorted(p[1] for p in pixels)
+            frame = native_slices.frame_of_slice(self.volume, index)
+            box = controller.doc.new_box(controller.image_id, frame, x1, y1, x2, y2, controller.current_label)
+            controller.doc.execute(AddAnnotations(controller.image_id, [box]))
+            return box
         placement, frame = self._placement(plane, index, graphic_points(None, points))
         (x1, x2), (y1, y2) = sorted(p[0] for p in points), sorted(p[1] for p in points)
-        controller.doc.ensure_label(controller.current_label)
         box = replace(
             controller.doc.new_box(controller.image_id, frame, x1, y1, x2, y2, controller.current_label),
             placement=placement,
@@ -423,29 +541,38 @@ class MprView(QWidget):
         return box
 
     def measurements_on(self, plane: Plane, index: int) -> list[Measurement]:
-        """Measurements drawn on this very plane slice (their points can be dragged there)."""
+        """Measurements drawn on this very plane slice (their points can be dragged there).
+
+        On the native plane these include the frame's own measurements, with their points given
+        in this plane's display coordinates.
+        """
         controller = self.annotations
         if controller is None or controller.doc is None or controller.image_id is None:
             return []
-        return [
+        found = [
             m
             for m in controller.doc.measurements(controller.image_id)
             if m.placement is not None and m.placement.plane == plane.value and m.placement.index == index
         ]
+        if plane is native_slices.native_plane(self.volume):
+            frame = native_slices.frame_of_slice(self.volume, index)
+            found += [
+                replace(m, points=native_slices.pixel_to_display(self.volume, index, m.points))
+                for m in controller.doc.measurements(controller.image_id, frame)
+            ]
+        return found
 
     def edit_measurement(
         self, plane: Plane, index: int, measurement: Measurement, points: tuple[tuple[float, float], ...]
     ) -> None:
         """New points for a measurement on a plane: values and patient geometry recomputed, one undo step."""
         controller = self.annotations
-        pixel = self.volume.axes(plane).pixel_mm
-        values = measure(
-            measurement.kind,
-            points,
-            spacing=(pixel, pixel),
-            frame=self.volume.plane_frame(plane, index),
-            unit=modality_unit(controller.stack.modality if controller.stack else ""),
-        )
+        if measurement.placement is None:  # a frame's own measurement, dragged on the native plane
+            pixels = native_slices.display_to_pixel(self.volume, index, points)
+            values = self._frame_values(measurement.kind, index, pixels)
+            controller.doc.execute(SetMeasurement(controller.image_id, measurement.id, pixels, values))
+            return
+        values = self._plane_values(plane, index, measurement.kind, points)
         placement, _ = self._placement(plane, index, graphic_points(measurement.kind, points))
         controller.doc.execute(SetMeasurement(controller.image_id, measurement.id, points, values, placement))
 
@@ -490,6 +617,9 @@ class MprView(QWidget):
 
 def _overlay_label(parent: QGraphicsView) -> QLabel:
     label = QLabel(parent)
-    label.setStyleSheet("color: #f0e68c; background: transparent; font-weight: bold; font-size: 13px;")
+    label.setStyleSheet(
+        "color: #f0e68c; background: rgba(0, 0, 0, 150); border-radius: 3px; padding: 0 3px;"
+        " font-weight: bold; font-size: 13px;"
+    )
     label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
     return label

@@ -136,6 +136,13 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     _s("view.first_frame", "First frame", "Home", "The first frame", "View"),
     _s("view.last_frame", "Last frame", "End", "The last frame", "View"),
     _s(
+        "view.corner_overlays",
+        "Corner &overlays (series, slice, window, zoom)",
+        "O",
+        "Show or hide the text in the image corners",
+        "View",
+    ),
+    _s(
         "view.cine",
         "Play / pause cine",
         "Space",

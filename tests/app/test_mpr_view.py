@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -327,3 +328,139 @@ def test_dragging_a_measurement_point_edits_it_in_one_undo_step(qtbot, window, p
     assert not np.allclose(edited.placement.points_mm, length.placement.points_mm)
     window.annotations.undo()
     assert doc.measurements(image_id) == [length]
+
+
+def drag(port, start: tuple[float, float], end: tuple[float, float]) -> None:
+    a, b = screen_point(port, *start), screen_point(port, *end)
+    QTest.mousePress(port.viewport(), Qt.MouseButton.LeftButton, pos=a)
+    QTest.mouseMove(port.viewport(), b)
+    QTest.mouseRelease(port.viewport(), Qt.MouseButton.LeftButton, pos=b)
+
+
+def test_a_measurement_on_the_axial_plane_is_seen_on_that_frame_in_the_single_view(qtbot, window, phantom):
+    sphere, series = phantom
+    open_planes(qtbot, window, series)
+    view, volume = window.mpr.view, window.mpr.volume
+    k = sphere.centre_voxel[0]
+    view.set_index(Plane.AXIAL, k)
+    axial = view.viewports[Plane.AXIAL]
+    _, x, y = (float(v) for v in volume.patient_to_display(Plane.AXIAL, sphere.centre))
+    window.mpr.tool_actions[MeasureKind.LENGTH].trigger()
+    drag(axial, (x - 6, y), (x + 6, y))
+    doc, image_id = window.annotations.doc, window.annotations.image_id
+    frame = volume.geometry.frame_indices[k]
+    [length] = doc.measurements(image_id, frame)  # a measurement of that original slice
+    assert length.placement is None and window.state.frame_index == frame
+    # the single view shows it on that frame, at the same place
+    window.mpr.toggle_action.setChecked(False)
+    overlay = window.mpr.canvas_tools.overlay.group
+    qtbot.wait_until(lambda: len(overlay.childItems()) == 2)  # the line and its value
+    assert overlay.childItems()[0].path().boundingRect().center().x() == pytest.approx(
+        sum(p[0] for p in length.points) / 2
+    )
+    # the other direction: drawn in the single view on another frame, shown on that axial slice
+    window.state.set_frame(frame + 3)
+    window.mpr.canvas_tools.set_kind(MeasureKind.LENGTH)
+    canvas = window.canvas
+    start, end = canvas.mapFromScene(10.5, 20.5), canvas.mapFromScene(40.5, 20.5)
+    QTest.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    QTest.mouseMove(canvas.viewport(), end)
+    QTest.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    [drawn] = doc.measurements(image_id, frame + 3)
+    window.mpr.toggle_action.setChecked(True)
+    qtbot.wait_until(lambda: axial.index == volume.geometry.frame_indices.index(frame + 3))
+    assert len(axial.annotations.childItems()) == 2  # complete on its own slice, with its value
+    # and it can be dragged there: it stays a measurement of its frame
+    window.mpr.set_tool(MeasureKind.LENGTH)
+    _, (x1, y1) = view.measurements_on(Plane.AXIAL, axial.index)[0].points
+    drag(axial, (x1, y1), (x1 + 5, y1))
+    [edited] = doc.measurements(image_id, frame + 3)
+    assert edited.id == drawn.id and edited.placement is None and edited.values[0].value > drawn.values[0].value
+
+
+def test_one_slice_number_in_plane_title_slider_status_list_and_csv(qtbot, window, phantom, tmp_path):
+    _, series = phantom
+    open_planes(qtbot, window, series)
+    view = window.mpr.view
+    axial = view.viewports[Plane.AXIAL]
+
+    def shown_numbers() -> set[str]:
+        title = axial.info.text().split()[1].split("/")[0]
+        label = window.frame_label.text().split()[1].split("/")[0]
+        status = window.frame_status.text().split()[1].split("/")[0]
+        return {title, label, status, str(window.frame_slider.value() + 1)}
+
+    assert shown_numbers() == {str(axial.index + 1)}  # the slider follows the axial plane at once
+    view.set_index(Plane.AXIAL, 7)
+    assert shown_numbers() == {"8"}
+    window.frame_slider.setValue(30)  # and the axial plane follows the slider
+    assert axial.index == 30 and shown_numbers() == {"31"}
+    m = view.add_measurement(Plane.AXIAL, 12, MeasureKind.LENGTH, ((10, 10), (30, 10)))
+    view.set_index(Plane.AXIAL, 2)
+    window.annotation_panel.box_activated.emit(m.id)  # a click on its row
+    assert view.active is Plane.AXIAL and axial.index == 12 and shown_numbers() == {"13"}
+    [row] = [
+        window.annotation_panel.tree.topLevelItem(i) for i in range(window.annotation_panel.tree.topLevelItemCount())
+    ]
+    assert row.text(1) == "13"
+    # the CSV's slice column is the number on screen; the 0-based index is named as such
+    csv_file = window.export_annotations("csv", str(tmp_path / "out.csv"))[0]
+    [exported] = list(csv.DictReader(csv_file.open(newline="", encoding="utf-8")))
+    assert exported["slice"] == "13" and exported["frame_index"] == "12"
+
+
+def test_text_stays_inside_its_pane_and_titles_do_not_touch_the_letters(qtbot, window, phantom):
+    from app.annotations.measure_tools import MeasureLabel, label_viewport_rect
+
+    _, series = phantom
+    open_planes(qtbot, window, series)
+    window.resize(1600, 1000)
+    view, volume = window.mpr.view, window.mpr.volume
+    axial = view.viewports[Plane.AXIAL]
+    width = volume.axes(Plane.AXIAL).width
+    view.add_measurement(Plane.AXIAL, axial.index, MeasureKind.ELLIPSE, ((width - 10, 20), (width - 1, 32)))
+    view.add_measurement(Plane.AXIAL, axial.index, MeasureKind.LENGTH, ((5, 40), (width - 1, 40)))
+
+    def check() -> bool:
+        for port in view.viewports.values():
+            inside = port.viewport().rect()
+            labels = [i for i in port.annotations.childItems() if isinstance(i, MeasureLabel)]
+            if port is axial:
+                assert len(labels) == 2
+            for label in labels:
+                assert inside.contains(label_viewport_rect(label, port).toAlignedRect()), label.text()
+            for letter in port.letters.values():
+                assert not letter.geometry().intersects(port.info.geometry()), (port.info.text(), letter.text())
+                for rect in port.corners.occupied():
+                    assert not letter.geometry().intersects(rect)
+        return True
+
+    qtbot.wait_until(check)
+    axial.scale(3, 3)  # zoomed in: the shapes reach past the edge, their values do not
+    axial.view_moved()
+    check()
+    window.resize(900, 600)  # narrow panes: where "Axial 31/60A" ran together
+    qtbot.wait_until(lambda: axial.viewport().width() < 150)
+    for port in view.viewports.values():
+        for letter in port.letters.values():
+            assert not letter.geometry().intersects(port.info.geometry()), (port.info.text(), letter.text())
+    # the plane panes carry window and zoom in a corner too, and hide them with the same key
+    assert "C 40 / W 400" in axial.corners.lines("bottom_left")
+    window.corners_action.trigger()
+    assert not any(port.corners.isVisible() for port in view.viewports.values())
+
+
+def test_a_value_near_the_right_edge_of_the_single_view_flips_inside(qtbot, window, ct):
+    from app.annotations.measure_tools import MeasureLabel, label_viewport_rect
+
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([ct])  # a copy: its annotations are saved beside it
+    qtbot.wait_until(lambda: window.state.frame is not None)
+    window.canvas.set_zoom(6.0)
+    window.canvas.center_on_pixel(64, 64)
+    window.mpr.canvas_tools._add(MeasureKind.ELLIPSE, ((100, 60), (126, 80)))
+    labels = [i for i in window.mpr.canvas_tools.overlay.group.childItems() if isinstance(i, MeasureLabel)]
+    [label] = labels
+    rect = label_viewport_rect(label, window.canvas)
+    assert window.canvas.viewport().rect().contains(rect.toAlignedRect())
+    assert rect.right() <= window.canvas.mapFromScene(100, 70).x()  # on the left of the ellipse

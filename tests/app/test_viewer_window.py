@@ -197,3 +197,63 @@ def test_files_dropped_on_the_window_open(qtbot, window):
         window.dropEvent(event)
     assert window.state.stack is not None and window.state.stack.modality == "CT"
     assert window.recent_menu.actions()[0].text().endswith("CT_small.dcm")
+
+
+def test_automatic_window_is_kept_while_scrolling_a_series_without_a_header_window(qtbot, window, tmp_path):
+    from tests.engine.phantom import Phantom
+
+    folder = Phantom().write_series(tmp_path / "series")
+    for path in folder.iterdir():  # no window in the header: the viewer chooses one
+        ds = pydicom.dcmread(path)
+        del ds.WindowCenter, ds.WindowWidth
+        brighter = ds.pixel_array.astype(np.int32) + 7 * int(ds.InstanceNumber)  # each slice's own range
+        ds.PixelData = brighter.astype("<i2").tobytes()
+        ds.save_as(path)
+    open_and_wait(qtbot, window, [str(folder)])
+    first = window.state.window
+    assert first is not None and first.explanation == "auto"
+    labels = {window.window_label.text()}
+    for _ in range(12):  # slices of very different content (the sphere comes and goes)
+        with qtbot.waitSignal(window.state.frame_changed, timeout=10000):
+            QTest.keyClick(window.canvas, Qt.Key.Key_Down)
+        qtbot.wait_until(lambda: window.state.frame is not None, timeout=10000)
+        assert window.state.window == first
+        labels.add(window.window_label.text())
+    assert len(labels) == 1
+    # until the user changes it: then theirs stays
+    window.apply_preset(Preset("Lung", -600, 1500, None))
+    window.state.step_frame(1)
+    qtbot.wait_until(lambda: window.state.frame is not None, timeout=10000)
+    assert (window.state.window.center, window.state.window.width) == (-600, 1500)
+
+
+def test_corner_overlay_follows_slice_and_window_hides_with_its_key_and_keeps_phi_hidden(qtbot, window, tmp_path):
+    from app.viewer.corner_overlay import TOGGLE_CORNERS_COMMAND
+    from app.widgets.shortcuts import keys
+
+    toggle = keys(TOGGLE_CORNERS_COMMAND)[0]
+    from tests.engine.phantom import Phantom
+
+    open_and_wait(qtbot, window, [str(Phantom().write_series(tmp_path / "series"))])
+    corners = window.corners
+    assert corners.isVisible() and "Slice 1/40" in corners.lines("top_right")
+    for _ in range(4):
+        QTest.keyClick(window.canvas, Qt.Key.Key_Down)
+    qtbot.wait_until(lambda: "Slice 5/40" in corners.lines("top_right") and window.state.frame is not None)
+    assert any(line.startswith("Loc ") and line.endswith(" mm") for line in corners.lines("top_right"))
+    assert "Thk 5 mm" in corners.lines("top_right") and "C 40 / W 400" in corners.lines("bottom_left")
+    window.apply_preset(Preset("Lung", -600, 1500, None))
+    assert "C -600 / W 1500" in corners.lines("bottom_left")
+    window.canvas.set_zoom(2.0)
+    assert "Zoom 200%" in corners.lines("bottom_left")
+    # the patient's name only while identifiers are shown
+    assert "Phantom" not in corners.text()
+    window.metadata.reveal_phi.setChecked(True)
+    assert "Phantom Sphere" in corners.lines("top_left")
+    window.metadata.reveal_phi.setChecked(False)
+    assert "Phantom" not in corners.text()
+    # one key hides and shows them
+    QTest.keyClick(window.canvas, toggle)
+    assert not corners.isVisible()
+    QTest.keyClick(window.canvas, toggle)
+    assert corners.isVisible()

@@ -173,7 +173,8 @@ def test_csv_export(project, tmp_path):
     for row in boxes:
         box = by_id[row["annotation_id"]]
         assert (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"])) == box.rect  # exact
-        assert (row["label"], row["review"], int(row["frame"])) == (box.label, box.review, box.frame)
+        assert (row["label"], row["review"], int(row["frame_index"])) == (box.label, box.review, box.frame)
+        assert int(row["slice"]) == box.frame + 1  # the number the viewer shows
     cyst = next(r for r in boxes if r["label"] == "cyst")
     assert (cyst["sop_instance_uid"], cyst["frame_number"]) == (refs["us"].frames[17].sop_instance_uid, "18")
     assert next(r for r in boxes if r["note"])["note"] == "check"

@@ -1,15 +1,18 @@
 """CSV: one row per annotation, for spreadsheets and pandas.
 
 Columns: ``image`` (file of the frame, relative to the CSV), ``image_id``, ``sop_instance_uid``,
-``frame`` (0-based index), ``frame_number`` (1-based DICOM), ``label``, ``x1, y1, x2, y2``
+``slice`` (1-based: the slice number the viewer shows, in the image's frame order), ``frame_index``
+(the same frame, 0-based, for code), ``frame_number`` (1-based DICOM frame number within its file,
+1 for single-frame files), ``label``, ``x1, y1, x2, y2``
 (our pixel corners, exact), ``source``, ``score``, ``review``, ``note``, ``annotation_id``,
 ``kind`` (``box``, ``image_label``, or the measurement kind: ``length``, ``angle``, ``ellipse``,
 ``rectangle``; image labels leave frame and coordinates empty). Measurements fill ``points``
 (x y pairs separated by ``;``), x1..y2 with the points' bounding rectangle, their values in
 ``length_mm``, ``angle_deg``, ``area_mm2``, ``mean``, ``std``, ``min``, ``max`` (``value_unit``
-is the UCUM unit of the ROI statistics, ``[hnsf'U]`` for HU), and ``plane``/``plane_index``
-when drawn on a reformatted plane (then ``points_mm`` holds the patient coordinates, and the
-pixel columns are that plane's display coordinates; boxes drawn on a plane get these too).
+is the UCUM unit of the ROI statistics, ``[hnsf'U]`` for HU), and ``plane``, ``plane_slice``
+(1-based, as on screen), ``plane_index`` (0-based) when drawn on a reformatted plane (then
+``points_mm`` holds the patient coordinates, and the pixel columns are that plane's display
+coordinates; boxes drawn on a plane get these too).
 Which review states are exported follows ``ReviewScope`` (pending and rejected machine output
 only on request); the ``review`` column says the state of every row.
 """
@@ -40,7 +43,8 @@ COLUMNS = (
     "image",
     "image_id",
     "sop_instance_uid",
-    "frame",
+    "slice",
+    "frame_index",
     "frame_number",
     "label",
     "x1",
@@ -63,6 +67,7 @@ COLUMNS = (
     "max",
     "value_unit",
     "plane",
+    "plane_slice",
     "plane_index",
     "points_mm",
 )
@@ -122,7 +127,7 @@ def export_csv(
                         **common,
                         "image": relative_file_name(source.path, out.parent),
                         "sop_instance_uid": a.sop_instance_uid or "",
-                        "frame": a.frame,
+                        **_frame_columns(a.frame),
                         "frame_number": "" if a.frame_number is None else a.frame_number,
                         "x1": number(a.x1),
                         "y1": number(a.y1),
@@ -144,7 +149,7 @@ def _measurement_columns(m: Measurement) -> dict[str, object]:
     xs, ys = [p[0] for p in m.points], [p[1] for p in m.points]
     row: dict[str, object] = {
         "sop_instance_uid": m.sop_instance_uid or "",
-        "frame": m.frame,
+        **_frame_columns(m.frame),
         "frame_number": "" if m.frame_number is None else m.frame_number,
         "kind": str(m.kind),
         "x1": number(min(xs)),
@@ -161,11 +166,17 @@ def _measurement_columns(m: Measurement) -> dict[str, object]:
     return {**row, **_placement_columns(m.placement)}
 
 
+def _frame_columns(frame: int) -> dict[str, object]:
+    """The frame as people read it (1-based, as on screen) and as code indexes it (0-based)."""
+    return {"slice": frame + 1, "frame_index": frame}
+
+
 def _placement_columns(placement: PlanePlacement | None) -> dict[str, object]:
     if placement is None:
         return {}
     return {
         "plane": placement.plane,
+        "plane_slice": placement.index + 1,
         "plane_index": placement.index,
         "points_mm": ";".join(" ".join(repr(v) for v in p) for p in placement.points_mm),
     }
