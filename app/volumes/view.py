@@ -392,7 +392,7 @@ class MprView(QWidget):
         )
         placement, frame = self._placement(plane, index, graphic_points(kind, points))
         measurement = controller.doc.new_measurement(
-            controller.image_id, kind, frame, tuple(points), values, label=controller.current_label, placement=placement
+            controller.image_id, kind, frame, tuple(points), values, label=MeasureKind(kind).value, placement=placement
         )
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
         self.measurement_added.emit(measurement)
