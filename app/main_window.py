@@ -282,6 +282,7 @@ class MainWindow(QMainWindow):
                 self.state.window,
                 self.assistant_settings,
                 self.state.invert,
+                choose_model=lambda: (self.edit_settings(), self.assistant_settings)[1],
             ),
         )
         self._action(assistant, "&Settings…", self.edit_settings)
