@@ -77,11 +77,16 @@ def _retrieve(
 
 
 def _send(server: PacsServer, doc, image_id: str) -> str:
-    from engine.pacs.writeback import send_annotations
+    from engine.pacs.writeback import send_report
 
     with connect(server) as connection:
-        sr = send_annotations(connection, doc, image_id)
-    return f"Annotations sent to {server.name} as DICOM SR {sr.SOPInstanceUID}."
+        sent = send_report(connection, doc, image_id)
+    if sent.already_stored:
+        return (
+            f"Not sent again: {server.name} already holds these annotations (DICOM SR "
+            f"{sent.sr.SOPInstanceUID}); change them to send a new report."
+        )
+    return f"Annotations sent to {server.name} as DICOM SR {sent.sr.SOPInstanceUID}."
 
 
 class PacsController(QObject):
