@@ -27,6 +27,7 @@ from superqt.utils import create_worker
 from app.annotations.box_overlay import BoxOverlay
 from app.annotations.box_tools import BoxTools, Tool
 from app.annotations.controller import AnnotationController
+from app.annotations.export_dialog import ask_export
 from app.annotations.panel import AnnotationPanel
 from app.assistant.answer_overlay import AnswerOverlay
 from app.assistant.ask_panel import AskPanel
@@ -45,7 +46,7 @@ from app.viewer.state import ViewerState
 from app.volumes.controller import MprController
 from app.widgets.error_banner import ErrorBanner
 from engine.annotations import DocumentError, Review
-from engine.annotations.formats import FORMATS, REVIEWED_ONLY, ExportError, import_annotations
+from engine.annotations.formats import FORMATS, REVIEWED_ONLY, ExportError, ReviewScope, import_annotations
 from engine.imaging import (
     ImageStack,
     OpenResult,
@@ -560,29 +561,34 @@ class MainWindow(QMainWindow):
             self.annotations.save_as(path)
 
     def choose_export(self, name: str) -> None:
-        spec = FORMATS[name]
-        if spec.writes_folder:
-            out = QFileDialog.getExistingDirectory(self, f"Export {name.upper()} into folder")
-        else:
-            out, _ = QFileDialog.getSaveFileName(
-                self,
-                f"Export {name.upper()}",
-                f"annotations.{name}.json" if name in ("coco", "json") else f"annotations.{name}",
-            )
-        if out:
-            self.export_annotations(name, out)
+        doc = self.annotations.doc
+        if doc is None:
+            self.banner.show_message("Nothing to export: no images are open.")
+            return
+        choice = ask_export(self, name, doc, self.annotations.image_id, getattr(self, "last_export_folder", None))
+        if choice is not None:
+            self.last_export_folder = choice.folder
+            self.export_annotations(name, choice.out, choice.image_ids, choice.scope)
 
-    def export_annotations(self, name: str, out: str) -> list[Path]:
+    def export_annotations(
+        self, name: str, out: str, image_ids: list[str] | None = None, scope: ReviewScope = REVIEWED_ONLY
+    ) -> list[Path]:
         doc = self.annotations.doc
         if doc is None:
             self.banner.show_message("Nothing to export: no images are open.")
             return []
-        try:  # the command line's default: pending and rejected model output stay in the document only
-            written = FORMATS[name].export(doc, out)
+        try:  # by default, as on the command line: pending and rejected model output stay in the document only
+            written = FORMATS[name].export(
+                doc,
+                out,
+                image_ids=image_ids,
+                include_pending=scope.include_pending,
+                include_rejected=scope.include_rejected,
+            )
         except (ExportError, OSError, ValueError) as error:
             self.banner.show_message(f"Export to {name.upper()} failed: {error}")
             return []
-        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {out} ({REVIEWED_ONLY.describe()})", 8000)
+        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {out} ({scope.describe()})", 8000)
         return written
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

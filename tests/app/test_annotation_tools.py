@@ -365,3 +365,59 @@ def test_a_box_on_a_reformat_lists_a_slice_number_and_its_plane(qtbot, window, t
         window.annotation_panel.tree.fontMetrics().horizontalAdvance("coronal")
     )
     assert box.placement.plane == "coronal"
+
+
+def test_export_opens_in_the_images_folder_with_the_format_filter_and_offers_the_scope(
+    qtbot, window, images, tmp_path, monkeypatch
+):
+    """File > Export: a scope dialog (current image / all, pending model output), then a chooser in
+    the images' folder with the format's filter; the next export opens in the last export folder."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.annotations.export_dialog import ExportScopeDialog
+    from engine.annotations import AddAnnotations
+
+    open_and_wait(qtbot, window, [images["CT_small.dcm"], images["MR_small.dcm"]])
+    doc, image_id = window.annotations.doc, window.annotations.image_id
+    window.set_tool(Tool.BOX)
+    drag(window, (10, 10), (20, 30))
+    pending = doc.new_box(image_id, 0, 1, 2, 30, 40, "lesion", source=Source.MODEL, score=0.7)
+    doc.execute(AddAnnotations(image_id, [pending]))
+    asked = []
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+
+    def save_name(parent, caption, start, file_filter):
+        asked.append((start, file_filter))
+        return str(out_dir / "current.json"), file_filter
+
+    def scope_exec(dialog):
+        assert dialog.all_images.text() == "All open images (2)" and dialog.current_image.isEnabled()
+        assert not dialog.include_pending.isChecked()  # the command line's default
+        dialog.current_image.setChecked(True)
+        dialog.include_pending.setChecked(True)
+        return 1
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_name))
+    monkeypatch.setattr(ExportScopeDialog, "exec", scope_exec)
+    window.choose_export("coco")
+    start, file_filter = asked[0]
+    assert Path(start).parent == Path(images["CT_small.dcm"]).parent and file_filter == "COCO JSON (*.json)"
+    coco = json.loads((out_dir / "current.json").read_text())
+    assert len(coco["images"]) == 1 and len(coco["annotations"]) == 2  # current image, with pending output
+    assert "pending" in window.statusBar().currentMessage()
+
+    monkeypatch.setattr(ExportScopeDialog, "exec", lambda dialog: 1)  # defaults: all images, reviewed only
+    window.choose_export("csv")
+    start, file_filter = asked[1]
+    assert Path(start).parent == out_dir and file_filter == "CSV table (*.csv)"  # the last export folder
+
+    chosen = []
+
+    def folder(parent, caption, start):
+        chosen.append(start)
+        return ""  # cancelled: nothing written
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(folder))
+    window.choose_export("yolo")
+    assert chosen == [str(out_dir)]
