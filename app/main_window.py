@@ -42,6 +42,7 @@ from app.viewer.canvas import ImageCanvas
 from app.viewer.decode_failures import DecodeFailureMarks
 from app.viewer.decode_status import DecodeStatusOverlay
 from app.viewer.metadata_panel import MetadataPanel
+from app.viewer.series_names import ORIGIN_ROLE, item_text, item_tooltip
 from app.viewer.state import ViewerState
 from app.volumes.controller import MprController
 from app.widgets.error_banner import ErrorBanner
@@ -404,10 +405,8 @@ class MainWindow(QMainWindow):
             first_new = len(self.stacks)
             for stack in result.stacks:
                 self.stacks.append(stack)
-                item = QListWidgetItem(stack.title)
-                item.setToolTip(
-                    f"{stack.n_frames} frame(s), {stack.columns} × {stack.rows}\n" + "\n".join(stack.paths[:3])
-                )
+                item = QListWidgetItem(item_text(stack))
+                item.setToolTip(item_tooltip(stack))
                 self.image_list.addItem(item)
             self.image_list.setCurrentRow(first_new)
         self.load_finished.emit(result)
@@ -461,7 +460,7 @@ class MainWindow(QMainWindow):
         for row, stack in enumerate(self.stacks):
             reviewed = self.annotations.is_reviewed(stack)
             item = self.image_list.item(row)
-            item.setText(("✓ " if reviewed else "") + stack.title)
+            item.setText(item_text(stack, item.data(ORIGIN_ROLE), reviewed))
             item.setHidden(only_pending and reviewed and row != self.image_list.currentRow())
 
     # ----- annotations

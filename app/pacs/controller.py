@@ -20,6 +20,7 @@ from superqt.utils import create_worker
 
 from app.pacs.browser import PacsBrowser
 from app.pacs.servers_dialog import PacsServersDialog
+from app.viewer.series_names import mark_origin
 from app.widgets.progress_bar import ProgressBar
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.image_ref import image_ref_from_stack
@@ -241,6 +242,9 @@ class PacsController(QObject):
             self.window.state.restore_user_display(choice)
         for stack in opened.stacks:
             self._origin[stack.key] = self._pending_origin
+            if stack in self.window.stacks and self._pending_origin is not None:
+                item = self.window.image_list.item(self.window.stacks.index(stack))
+                mark_origin(item, stack, self._pending_origin.name)
         if found and self.window.annotations.image_id is not None:
             self._import(found)
         if problem:

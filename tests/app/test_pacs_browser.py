@@ -138,6 +138,9 @@ def test_sending_unchanged_annotations_again_stores_no_duplicate_sr(qtbot, windo
     dimse = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
     with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
         window.pacs.open_series(dimse, study_uid, series_uid)
+    item = window.image_list.item(window.image_list.currentRow())  # marked with where it came from
+    assert item.text().startswith("⇩ ") and item.text().endswith("— Orthanc (DIMSE)")
+    assert "From PACS: Orthanc (DIMSE)" in item.toolTip() and f"Series UID {series_uid}" in item.toolTip()
     window.annotations.add_box(1, 3, 3, 17, 19)
     before = sr_instances(dimse, study_uid)
     with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as first:
