@@ -29,6 +29,7 @@ from superqt.utils import create_worker
 from app.annotations.box_overlay import BoxOverlay
 from app.annotations.box_tools import BoxTools, Tool
 from app.annotations.controller import AnnotationController
+from app.annotations.export_dialog import ask_export
 from app.annotations.panel import AnnotationPanel
 from app.assistant.answer_overlay import AnswerOverlay
 from app.assistant.ask_panel import AskPanel
@@ -47,6 +48,7 @@ from app.viewer.decode_status import DecodeStatusOverlay
 from app.viewer.metadata_panel import MetadataPanel
 from app.viewer.preset_bar import PresetBar
 from app.viewer.series_browser import SeriesBrowser
+from app.viewer.series_names import ORIGIN_ROLE, item_text, item_tooltip
 from app.viewer.state import ViewerState
 from app.volumes.controller import MprController
 from app.widgets.about_dialog import AboutDialog
@@ -56,7 +58,7 @@ from app.widgets.shortcuts import PAGE_FRAMES, shortcut
 from app.widgets.shortcuts_dialog import ShortcutsDialog
 from app.widgets.window_layout import restore_layout, save_layout
 from engine.annotations import DocumentError, Review
-from engine.annotations.formats import FORMATS, REVIEWED_ONLY, ExportError, import_annotations
+from engine.annotations.formats import FORMATS, REVIEWED_ONLY, ExportError, ReviewScope, import_annotations
 from engine.imaging import (
     ImageStack,
     OpenResult,
@@ -317,6 +319,7 @@ class MainWindow(QMainWindow):
                 self.state.window,
                 self.assistant_settings,
                 self.state.invert,
+                choose_model=lambda: (self.edit_settings(), self.assistant_settings)[1],
             ),
         )
         self._action(assistant, "&Settings…", self.edit_settings)
@@ -477,10 +480,8 @@ class MainWindow(QMainWindow):
             first_new = len(self.stacks)
             for stack in result.stacks:
                 self.stacks.append(stack)
-                item = QListWidgetItem(stack.title)
-                item.setToolTip(
-                    f"{stack.n_frames} frame(s), {stack.columns} × {stack.rows}\n" + "\n".join(stack.paths[:3])
-                )
+                item = QListWidgetItem(item_text(stack))
+                item.setToolTip(item_tooltip(stack))
                 self.image_list.addItem(item)
             self.image_list.setCurrentRow(first_new)
         self.load_finished.emit(result)
@@ -534,7 +535,7 @@ class MainWindow(QMainWindow):
         for row, stack in enumerate(self.stacks):
             reviewed = self.annotations.is_reviewed(stack)
             item = self.image_list.item(row)
-            item.setText(("✓ " if reviewed else "") + stack.title)
+            item.setText(item_text(stack, item.data(ORIGIN_ROLE), reviewed))
             item.setHidden(only_pending and reviewed and row != self.image_list.currentRow())
 
     # ----- annotations
@@ -638,29 +639,34 @@ class MainWindow(QMainWindow):
             self.annotations.save_as(path)
 
     def choose_export(self, name: str) -> None:
-        spec = FORMATS[name]
-        if spec.writes_folder:
-            out = QFileDialog.getExistingDirectory(self, f"Export {name.upper()} into folder")
-        else:
-            out, _ = QFileDialog.getSaveFileName(
-                self,
-                f"Export {name.upper()}",
-                f"annotations.{name}.json" if name in ("coco", "json") else f"annotations.{name}",
-            )
-        if out:
-            self.export_annotations(name, out)
+        doc = self.annotations.doc
+        if doc is None:
+            self.banner.show_message("Nothing to export: no images are open.")
+            return
+        choice = ask_export(self, name, doc, self.annotations.image_id, getattr(self, "last_export_folder", None))
+        if choice is not None:
+            self.last_export_folder = choice.folder
+            self.export_annotations(name, choice.out, choice.image_ids, choice.scope)
 
-    def export_annotations(self, name: str, out: str) -> list[Path]:
+    def export_annotations(
+        self, name: str, out: str, image_ids: list[str] | None = None, scope: ReviewScope = REVIEWED_ONLY
+    ) -> list[Path]:
         doc = self.annotations.doc
         if doc is None:
             self.banner.show_message("Nothing to export: no images are open.")
             return []
-        try:  # the command line's default: pending and rejected model output stay in the document only
-            written = FORMATS[name].export(doc, out)
+        try:  # by default, as on the command line: pending and rejected model output stay in the document only
+            written = FORMATS[name].export(
+                doc,
+                out,
+                image_ids=image_ids,
+                include_pending=scope.include_pending,
+                include_rejected=scope.include_rejected,
+            )
         except (ExportError, OSError, ValueError) as error:
             self.banner.show_message(f"Export to {name.upper()} failed: {error}")
             return []
-        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {out} ({REVIEWED_ONLY.describe()})", 8000)
+        self.statusBar().showMessage(f"Exported {len(written)} file(s) to {out} ({scope.describe()})", 8000)
         return written
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

@@ -302,8 +302,8 @@ class CanvasMeasureTools:
             return
         values = self._values(kind, points)
         measurement = controller.doc.new_measurement(
-            controller.image_id, kind, self.state.frame_index, points, values, label=controller.current_label
-        )
+            controller.image_id, kind, self.state.frame_index, points, values, label=kind.value
+        )  # its own kind, never the box label picked for the next box
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
 
 

@@ -1,11 +1,13 @@
-"""The annotation list beside the canvas: boxes (labels, sizes in pixels and millimetres) and
-measurements (kind and values), with their review decisions.
+"""The annotation list beside the canvas: boxes (labels, sizes in millimetres and pixels) and
+measurements (their own label, kind and values with units), with their review decisions.
 
 It mirrors the document (rebuilt after every change) and the selection (both ways); clicking a
 row selects the box, shows its frame and centres it.
 """
 
 from __future__ import annotations
+
+import re
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -24,17 +26,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.annotations.controller import AnnotationController
+from app.annotations.rows import COLUMNS, NOTE_COLUMN, PLANE_COLUMN, box_row, measurement_row
 from app.viewer.state import ViewerState
-from engine.annotations import Box, Review, Source
+from engine.annotations import Review, Source
 
-COLUMNS = ["Label", "Frame", "Source", "Review", "Size (px)", "Size (mm)", "Score", "Note"]
-NOTE_COLUMN = COLUMNS.index("Note")
-
-
-def box_size_mm(box: Box, spacing) -> str:
-    if spacing is None:
-        return "—"
-    return f"{box.width * spacing.col_mm:.1f} × {box.height * spacing.row_mm:.1f}"
+KIND_SUFFIX = re.compile(r" \((length|angle|ellipse|rectangle)\)$")  # shown after a measurement's label
+MIN_WIDTHS = (64, 44, 56, 80, 60, 50, 60, 40)  # Note (last) stretches
 
 
 class AnnotationPanel(QWidget):
@@ -59,7 +56,7 @@ class AnnotationPanel(QWidget):
         self.tree.setHeaderLabels(COLUMNS)
         self.tree.setRootIsDecorated(False)
         self.tree.setSelectionMode(QTreeWidget.SelectionMode.ExtendedSelection)
-        for column, width in enumerate((110, 45, 60, 72, 70, 80, 45)):
+        for column, width in enumerate(MIN_WIDTHS):
             self.tree.setColumnWidth(column, width)
         self.spacing_note = QLabel()
         self.spacing_note.setWordWrap(True)
@@ -144,48 +141,18 @@ class AnnotationPanel(QWidget):
             self.label_picker.addItems(names)
         self.label_picker.setCurrentText(controller.current_label)
         spacing = self.state.stack.spacing if self.state.stack else None
-        for box in controller.boxes():
-            if box.source not in controller.visible_sources:
-                continue
-            placed = box.placement
-            item = QTreeWidgetItem(
-                [
-                    box.label,
-                    f"{placed.plane} {placed.index + 1}" if placed else str(box.frame + 1),
-                    box.source.value,
-                    box.review.value,
-                    f"{box.width:g} × {box.height:g}",
-                    f"{box.width * placed.pixel_mm:.1f} × {box.height * placed.pixel_mm:.1f}"
-                    if placed
-                    else box_size_mm(box, spacing),
-                    "" if box.score is None else f"{box.score:.2f}",
-                    box.note,
-                ]
-            )
-            item.setData(0, Qt.ItemDataRole.UserRole, box.id)
+        rows = [
+            (box.id, box_row(box, spacing)) for box in controller.boxes() if box.source in controller.visible_sources
+        ]
+        rows += [(m.id, measurement_row(m)) for m in doc.measurements(controller.image_id)]
+        for annotation_id, row in rows:
+            item = QTreeWidgetItem(row.texts)
+            item.setData(0, Qt.ItemDataRole.UserRole, annotation_id)
+            for column in range(len(COLUMNS)):
+                item.setToolTip(column, row.tooltip)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
             self.tree.addTopLevelItem(item)
-        for measurement in controller.doc.measurements(controller.image_id):
-            where = (
-                f"{measurement.placement.plane} {measurement.placement.index + 1}"
-                if measurement.placement
-                else str(measurement.frame + 1)
-            )
-            item = QTreeWidgetItem(
-                [
-                    measurement.label,
-                    where,
-                    measurement.source.value,
-                    measurement.review.value,
-                    measurement.kind.value,
-                    measurement.summary(),
-                    "",
-                    measurement.note,
-                ]
-            )
-            item.setData(0, Qt.ItemDataRole.UserRole, measurement.id)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
-            self.tree.addTopLevelItem(item)
+        self._fit_columns()
         self.spacing_note.setText(
             f"mm from {spacing.source} ({spacing.row_mm:g} × {spacing.col_mm:g} mm per row × column)"
             if spacing
@@ -197,6 +164,15 @@ class AnnotationPanel(QWidget):
         self.progress.setText(f"Reviewed {progress.reviewed_images} of {progress.total_images}")
         self._syncing = False
         self._sync_selection()
+
+    def _fit_columns(self) -> None:
+        """Every value readable without dragging a header: each column is as wide as its widest
+        text (never narrower than its default), so an ROI's two lines ("mean 54 ± 7 HU" over "min/max 30/80") fit."""
+        planes = any(self.tree.topLevelItem(r).text(PLANE_COLUMN) for r in range(self.tree.topLevelItemCount()))
+        self.tree.setColumnHidden(PLANE_COLUMN, not planes)  # only a volume's reformats have planes
+        for column, width in enumerate(MIN_WIDTHS):
+            self.tree.resizeColumnToContents(column)
+            self.tree.setColumnWidth(column, max(width, self.tree.columnWidth(column)))
 
     def _sync_selection(self) -> None:
         self._syncing = True
@@ -217,7 +193,7 @@ class AnnotationPanel(QWidget):
             self.controller.set_note(box_id, item.text(column))
         elif column == 0 and item.text(0).strip():
             self.controller.select({box_id})
-            self.controller.relabel_selected(item.text(0))
+            self.controller.relabel_selected(KIND_SUFFIX.sub("", item.text(0)).strip() or item.text(0))
         else:
             self.refresh()  # other columns are facts, not edits
 

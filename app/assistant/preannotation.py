@@ -234,9 +234,13 @@ class PreannotateDialog(QDialog):
         knowledge: str,
         parent=None,
         invert: bool = False,
+        settings: AssistantSettings | None = None,
+        choose_model: Callable[[], AssistantSettings] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Pre-annotate")
+        self.settings = settings if settings is not None else AssistantSettings()
+        self.choose_model = choose_model
         self.window_used = window
         self.invert = invert
         self.all_images = QRadioButton(f"All open images ({total})")
@@ -257,6 +261,13 @@ class PreannotateDialog(QDialog):
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #ff8080;")
+        self.model_note = QLabel()  # which weights this task needs and are missing, and how to choose them
+        self.model_note.setWordWrap(True)
+        self.model_note.setStyleSheet("color: #ffcf70;")
+        self.choose_button = QPushButton("Choose model…")
+        self.choose_button.setToolTip("Open Assistant > Settings to choose the weights folder or a model server")
+        self.choose_button.setVisible(choose_model is not None)
+        self.choose_button.clicked.connect(self._choose_model)
         form = QFormLayout()
         scope_box = QVBoxLayout()
         scope_box.addWidget(self.all_images)
@@ -268,6 +279,7 @@ class PreannotateDialog(QDialog):
         form.addRow("Window the model sees", QLabel(window_text(window) + (", inverted" if invert else "")))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start")
+        self.start_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -279,6 +291,13 @@ class PreannotateDialog(QDialog):
         about.setWordWrap(True)
         layout.addWidget(about)
         self.setMinimumWidth(520)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_note, 1)
+        model_row.addWidget(self.choose_button)
+        self.model_row = QWidget()
+        self.model_row.setLayout(model_row)
+        model_row.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.model_row)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
         self.task.currentIndexChanged.connect(self._task_changed)
@@ -289,6 +308,42 @@ class PreannotateDialog(QDialog):
         self.labels.setEnabled(task is PreTask.VG)
         self.knowledge.setEnabled(task is PreTask.KPL)
         self.error.clear()
+        self._check_model()
+
+    def missing_model(self) -> str:
+        """Why the chosen task cannot run with the current settings ("" when it can): which weights
+        are missing and where to choose them, so Start is never offered for a run bound to fail."""
+        task, settings = self.task.currentData(), self.settings
+        if task.uses_clinkd:
+            if not settings.clinkd_configured:
+                return (
+                    f"“{task.title}” needs ClinKD / Qwen2-VL weights, and none are configured. Choose a "
+                    "checkpoint folder or a model server with Choose model… (Assistant > Settings); "
+                    "docs/models/weights.md says where to get them."
+                )
+            problems = [p for p in settings.problems() if "ClinKD folder" in p or "server URL" in p]
+            if problems:
+                return " ".join(problems) + " Choose another with Choose model… (Assistant > Settings)."
+            return ""
+        if not settings.clip_model:
+            return (
+                "KPL labels need a CLIP model, and none is configured. Choose one (an open_clip name "
+                "such as ViT-L-14:openai, a checkpoint file, or local-dir:FOLDER) with Choose model… "
+                "(Assistant > Settings)."
+            )
+        return ""
+
+    def _check_model(self) -> None:
+        missing = self.missing_model()
+        self.model_note.setText(missing)
+        self.model_row.setVisible(bool(missing))
+        self.start_button.setEnabled(not missing)
+        self.start_button.setToolTip(missing)
+
+    def _choose_model(self) -> None:
+        if self.choose_model is not None:
+            self.settings = self.choose_model()
+            self._check_model()
 
     def spec(self, max_new_tokens: int = 80) -> PreannotateSpec:
         """The run's settings; raises LabelListError / ValueError with a sentence for the user."""
@@ -299,6 +354,8 @@ class PreannotateDialog(QDialog):
         )
 
     def accept(self) -> None:
+        if self.missing_model():
+            return  # Start is disabled; Enter must not start a run bound to fail either
         try:
             self.spec()
         except (LabelListError, ValueError) as error:
@@ -314,13 +371,19 @@ def ask_and_start(
     window: Window | None,
     settings: AssistantSettings,
     invert: bool = False,
+    choose_model: Callable[[], AssistantSettings] | None = None,
 ) -> int | None:
-    """Assistant > Pre-annotate…: the dialog, then the run (None when cancelled or busy)."""
+    """Assistant > Pre-annotate…: the dialog, then the run (None when cancelled or busy).
+
+    ``choose_model`` opens the settings and returns them as saved: the dialog's Choose model…
+    button, so a user without weights can fix that without losing the dialog."""
     if run.running:
         return None
     everything = run.images(False)
     needing = run.images(True)
-    dialog = PreannotateDialog(labels, window, len(needing), len(everything), settings.knowledge, parent, invert)
+    dialog = PreannotateDialog(
+        labels, window, len(needing), len(everything), settings.knowledge, parent, invert, settings, choose_model
+    )
     if not dialog.exec():
         return None
-    return run.start(dialog.spec(settings.max_new_tokens), only_needing_review=dialog.needing_review.isChecked())
+    return run.start(dialog.spec(dialog.settings.max_new_tokens), only_needing_review=dialog.needing_review.isChecked())

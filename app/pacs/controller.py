@@ -20,6 +20,7 @@ from superqt.utils import create_worker
 
 from app.pacs.browser import PacsBrowser
 from app.pacs.servers_dialog import PacsServersDialog
+from app.viewer.series_names import mark_origin
 from app.widgets.progress_bar import ProgressBar
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.image_ref import image_ref_from_stack
@@ -77,11 +78,16 @@ def _retrieve(
 
 
 def _send(server: PacsServer, doc, image_id: str) -> str:
-    from engine.pacs.writeback import send_annotations
+    from engine.pacs.writeback import send_report
 
     with connect(server) as connection:
-        sr = send_annotations(connection, doc, image_id)
-    return f"Annotations sent to {server.name} as DICOM SR {sr.SOPInstanceUID}."
+        sent = send_report(connection, doc, image_id)
+    if sent.already_stored:
+        return (
+            f"Not sent again: {server.name} already holds these annotations (DICOM SR "
+            f"{sent.sr.SOPInstanceUID}); change them to send a new report."
+        )
+    return f"Annotations sent to {server.name} as DICOM SR {sent.sr.SOPInstanceUID}."
 
 
 class PacsController(QObject):
@@ -236,6 +242,9 @@ class PacsController(QObject):
             self.window.state.restore_user_display(choice)
         for stack in opened.stacks:
             self._origin[stack.key] = self._pending_origin
+            if stack in self.window.stacks and self._pending_origin is not None:
+                item = self.window.image_list.item(self.window.stacks.index(stack))
+                mark_origin(item, stack, self._pending_origin.name)
         if found and self.window.annotations.image_id is not None:
             self._import(found)
         if problem:

@@ -467,7 +467,7 @@ class MprView(QWidget):
                 native_slices.frame_of_slice(self.volume, index),
                 pixels,
                 self._frame_values(kind, index, pixels),
-                label=controller.current_label,
+                label=MeasureKind(kind).value,
             )
             controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))
             self.measurement_added.emit(measurement)
@@ -479,7 +479,7 @@ class MprView(QWidget):
             frame,
             tuple(points),
             self._plane_values(plane, index, kind, points),
-            label=controller.current_label,
+            label=MeasureKind(kind).value,
             placement=placement,
         )
         controller.doc.execute(AddAnnotations(controller.image_id, [measurement]))

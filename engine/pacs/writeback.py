@@ -1,25 +1,36 @@
 """Annotations to and from the PACS as DICOM SR (TID 1500), referencing the source instances.
 
 ``send_annotations`` builds the SR of one image (a series) from the reviewed annotations and
-sends it (STOW-RS or C-STORE); the local document is only read, so a refused send loses
-nothing. ``annotations_from_pacs`` finds the SR series of a study, retrieves them into the
-cache and reads back the annotations that reference the series being opened; later reports
-win over earlier ones for the same annotation (same tracking UID). Any SR may be there (other
-viewers' reports, dose reports, damaged files): what cannot be read is a warning in the
-result, never an exception, so a bad SR never stops a series from opening.
+sends it (STOW-RS or C-STORE); the local document is only read, so a refused send loses nothing.
+The SR's UIDs come from its content, so sending unchanged annotations again finds the report
+already in the archive and stores no duplicate. ``annotations_from_pacs`` finds the SR series of
+a study, retrieves them into the cache and reads back the annotations that reference the series
+being opened; later reports win over earlier ones for the same annotation (same tracking UID).
+Any SR may be there (other viewers' reports, dose reports, damaged files): what cannot be read
+is a warning in the result, never an exception, so a bad SR never stops a series from opening.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+from dataclasses import dataclass
 
 import pydicom
+from pydicom.uid import generate_uid
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.dicom_sr import build_srs
 from engine.annotations.formats.sr_reader import SrFileError, SrReading, load_sr, read_sr
-from engine.annotations.formats.targets import ExportError
+from engine.annotations.formats.targets import (
+    ExportError,
+    ReviewScope,
+    kept_boxes,
+    kept_labels,
+    kept_measurements,
+    kept_placed_boxes,
+)
 from engine.annotations.image_ref import ImageRef
 from engine.annotations.model import Annotation
 from engine.pacs.cache import InstanceCache
@@ -30,15 +41,84 @@ SR_MODALITY = "SR"
 log = logging.getLogger(__name__)
 
 
-def send_annotations(connection: Connection, doc: AnnotationDocument, image_id: str) -> pydicom.Dataset:
-    """Send the SR of ``image_id``'s reviewed annotations; returns the SR that was stored."""
+@dataclass(frozen=True)
+class SentReport:
+    """What a send did: the SR, and whether the archive already held it (nothing was stored)."""
+
+    sr: pydicom.Dataset
+    already_stored: bool = False
+
+
+def nothing_to_send(doc: AnnotationDocument, image_id: str) -> str | None:
+    """The real reason there is no SR to send, most basic first ("" reasons never reach the user).
+
+    Checked before building: an image without annotations is told so, not that "a DICOM SR can
+    only reference DICOM sources" (true, but not why nothing went).
+    """
+    ref = doc.image(image_id)
+    everything = [*doc.boxes(image_id), *doc.measurements(image_id), *doc.image_labels(image_id)]
+    if not everything:
+        return "Nothing to send: this image has no annotations yet. Draw a box or a measurement first."
+    if ref.kind != "dicom":
+        return (
+            "Nothing to send: a DICOM SR can only reference DICOM images, and this image is not DICOM "
+            "(a PNG, JPEG or other picture). Export the annotations (File > Export annotations) instead."
+        )
+    scope = ReviewScope()
+    if not any(scope.keeps(annotation) for annotation in everything):
+        return (
+            f"Nothing to send: the {len(everything)} annotation(s) on this image are model output still "
+            "pending review or rejected. Accept (A) what is right, then send."
+        )
+    return None
+
+
+def content_uids(doc: AnnotationDocument, image_id: str) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) derived from what the SR says, not from the clock.
+
+    Why: the same annotations sent again must be the same DICOM object. Archives identify an
+    instance by its UIDs (Orthanc by Patient/Study/Series/SOP UIDs, dcm4chee by SOP Instance UID)
+    and keep the first copy of a UID they already hold, so a resend stores nothing new; changed
+    annotations get new UIDs and are a new report, as DICOM requires of changed content.
+    """
+    scope = ReviewScope()
+    kept = [
+        *kept_boxes(doc, image_id, scope),
+        *kept_placed_boxes(doc, image_id, scope),
+        *kept_measurements(doc, image_id, scope),
+        *kept_labels(doc, image_id, scope),
+    ]
+    fingerprint = hashlib.sha256(repr((doc.image(image_id), sorted(kept, key=lambda a: a.id))).encode()).hexdigest()
+    return (
+        generate_uid(entropy_srcs=["clinlens-sr-series", fingerprint]),
+        generate_uid(entropy_srcs=["clinlens-sr-instance", fingerprint]),
+    )
+
+
+def send_report(connection: Connection, doc: AnnotationDocument, image_id: str) -> SentReport:
+    """Send the SR of ``image_id``'s reviewed annotations, unless the archive already holds it."""
+    reason = nothing_to_send(doc, image_id)
+    if reason:
+        raise PacsError(reason)
     try:
         reports = build_srs(doc, image_ids=[image_id])  # reviewed only: pending model output stays local
     except ExportError as err:
         raise PacsError(f"Nothing to send: {err}.") from None
     sr = next(iter(reports.values()))
+    series_uid, sop_uid = content_uids(doc, image_id)
+    sr.SeriesInstanceUID = series_uid
+    sr.SOPInstanceUID = sop_uid
+    if getattr(sr, "file_meta", None) is not None:
+        sr.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    if sop_uid in connection.instance_uids(str(sr.StudyInstanceUID), series_uid):
+        return SentReport(sr, already_stored=True)
     connection.send([sr])
-    return sr
+    return SentReport(sr)
+
+
+def send_annotations(connection: Connection, doc: AnnotationDocument, image_id: str) -> pydicom.Dataset:
+    """Send the SR of ``image_id``'s reviewed annotations; returns the SR (sent now or before)."""
+    return send_report(connection, doc, image_id).sr
 
 
 def annotations_from_pacs(

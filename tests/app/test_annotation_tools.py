@@ -12,6 +12,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
 from app.annotations.box_tools import Tool
+from app.annotations.rows import COLUMNS
 from app.main_window import MainWindow
 from engine.annotations import Review, Source
 
@@ -79,15 +80,15 @@ def test_draw_resize_undo_redo_delete_and_the_list_follows(qtbot, window, images
     assert box.rect == (10, 20, 50, 45) and box.source is Source.USER and box.frame == 0
     assert box.sop_instance_uid  # bound back to the DICOM source
     assert window.overlay.items[box.id].rect().getCoords() == (10, 20, 50, 45)
-    assert panel_rows(window)[0][:5] == ["finding", "1", "user", "accepted", "40 × 25"]
-    assert panel_rows(window)[0][5] == f"{40 * 0.661468:.1f} × {25 * 0.661468:.1f}"
+    mm = f"{40 * 0.661468:.1f} × {25 * 0.661468:.1f} mm"
+    assert panel_rows(window)[0][:7] == ["finding", "1", "", mm, "accepted", "user", "40 × 25"]
     assert "PixelSpacing" in window.annotation_panel.spacing_note.text()
 
     window.set_tool(Tool.SELECT)
     assert window.annotations.selected == {box.id}  # a new box is selected
     drag(window, (50, 45), (60, 70))  # bottom-right handle
     assert window.annotations.box(box.id).rect == (10, 20, 60, 70)
-    assert panel_rows(window)[0][4] == "50 × 50"
+    assert panel_rows(window)[0][6] == "50 × 50"
     drag(window, (30, 40), (35, 42))  # move the whole box
     assert window.annotations.box(box.id).rect == (15, 22, 65, 72)
 
@@ -179,7 +180,7 @@ def test_review_flow_accept_reject_mark_reviewed_and_filter(qtbot, window, image
 
     model_box = doc.new_box(image_id, 0, 1, 2, 30, 40, "lesion", source=Source.MODEL, score=0.7)
     doc.execute(AddAnnotations(image_id, [model_box]))
-    assert panel_rows(window)[0][3] == "pending"
+    assert panel_rows(window)[0][COLUMNS.index("Review")] == "pending"
     window.annotations.select({model_box.id})
     window.canvas.setFocus()
     QTest.keyClick(window.canvas, Qt.Key.Key_A)
@@ -304,3 +305,119 @@ def test_annotations_of_the_bundled_demo_go_to_the_user_data_folder_and_the_pane
     assert not list(demo.parent.glob("*.clinlens.json"))  # nothing written beside the demo
     assert "data folder" in window.annotation_panel.location.text()
     assert str(written) in window.annotation_panel.location.toolTip()
+
+
+def test_measurements_are_listed_with_their_own_label_frame_and_value(qtbot, window, images):
+    """A length and a rectangle ROI on CT_small: their own kind (not the box label), a 1-based
+    frame, the value with its unit in the Value column, min/max in view, every value in the tooltip."""
+    from engine.annotations import MeasureKind
+
+    open_and_wait(qtbot, window, [images["CT_small.dcm"]])
+    assert window.annotations.current_label == "finding"
+    window.mpr.set_tool(MeasureKind.LENGTH)
+    drag(window, (10, 20), (40, 20))
+    window.mpr.set_tool(MeasureKind.RECTANGLE)
+    drag(window, (20, 30), (40, 50))
+    [length, roi] = window.annotations.doc.measurements(window.annotations.image_id)
+    rows = panel_rows(window)
+    value = COLUMNS.index("Value")
+    assert COLUMNS[:3] == ["Label", "Frame", "Plane"]
+    assert rows[0][:3] == ["length", "1", ""] and rows[0][value] == f"{length.values[0].value:.1f} mm"
+    assert rows[0][COLUMNS.index("Size (px)")] == "30"
+    assert rows[1][:2] == ["rectangle", "1"]
+    mean, low, high = roi.value("mean"), roi.value("min"), roi.value("max")
+    assert rows[1][value] == (
+        f"mean {mean.value:.0f} ± {roi.value('std').value:.0f} HU\nmin/max {low.value:.0f}/{high.value:.0f}"
+    )
+    tip = window.annotation_panel.tree.topLevelItem(1).toolTip(value)
+    assert f"max: {high.value:.1f} HU" in tip and "pixels:" in tip
+    # readable without resizing: the Value column is as wide as its widest text
+    tree = window.annotation_panel.tree
+    needed = max(tree.fontMetrics().horizontalAdvance(line) for line in rows[1][value].splitlines())
+    assert tree.columnWidth(value) >= needed
+    assert tree.isColumnHidden(COLUMNS.index("Plane"))  # no reformat: no empty Plane column
+    x = sum(tree.columnWidth(c) for c in range(value + 1) if not tree.isColumnHidden(c))
+    assert x <= tree.viewport().width()  # label, frame and value in view in the docked panel
+    assert tree.visualItemRect(tree.topLevelItem(1)).height() >= 2 * tree.fontMetrics().height()  # both lines
+    # renaming a measurement in the list keeps its own label, not the shown "(kind)"
+    item = tree.topLevelItem(0)
+    item.setText(0, "aorta (length)")
+    assert window.annotations.doc.measurements(window.annotations.image_id)[0].label == "aorta"
+    assert panel_rows(window)[0][0] == "aorta (length)"
+
+
+def test_a_box_on_a_reformat_lists_a_slice_number_and_its_plane(qtbot, window, tmp_path):
+    from engine.imaging import Plane
+    from tests.engine.phantom import Phantom
+
+    Phantom().write_series(tmp_path / "series")
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([str(tmp_path / "series")])
+    window.mpr.toggle_action.setChecked(True)
+    qtbot.wait_until(lambda: window.mpr.pages.currentWidget() is window.mpr.view, timeout=20000)
+    view = window.mpr.view
+    view.set_index(Plane.CORONAL, 12)
+    box = view.add_box(Plane.CORONAL, 12, ((10, 10), (30, 20)))
+    [row] = panel_rows(window)
+    assert row[COLUMNS.index("Frame")] == "13" and row[COLUMNS.index("Plane")] == "coronal"
+    assert row[COLUMNS.index("Value")].endswith(" mm")
+    assert window.annotation_panel.tree.columnWidth(COLUMNS.index("Plane")) >= (
+        window.annotation_panel.tree.fontMetrics().horizontalAdvance("coronal")
+    )
+    assert box.placement.plane == "coronal"
+
+
+def test_export_opens_in_the_images_folder_with_the_format_filter_and_offers_the_scope(
+    qtbot, window, images, tmp_path, monkeypatch
+):
+    """File > Export: a scope dialog (current image / all, pending model output), then a chooser in
+    the images' folder with the format's filter; the next export opens in the last export folder."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.annotations.export_dialog import ExportScopeDialog
+    from engine.annotations import AddAnnotations
+
+    open_and_wait(qtbot, window, [images["CT_small.dcm"], images["MR_small.dcm"]])
+    doc, image_id = window.annotations.doc, window.annotations.image_id
+    window.set_tool(Tool.BOX)
+    drag(window, (10, 10), (20, 30))
+    pending = doc.new_box(image_id, 0, 1, 2, 30, 40, "lesion", source=Source.MODEL, score=0.7)
+    doc.execute(AddAnnotations(image_id, [pending]))
+    asked = []
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+
+    def save_name(parent, caption, start, file_filter):
+        asked.append((start, file_filter))
+        return str(out_dir / "current.json"), file_filter
+
+    def scope_exec(dialog):
+        assert dialog.all_images.text() == "All open images (2)" and dialog.current_image.isEnabled()
+        assert not dialog.include_pending.isChecked()  # the command line's default
+        dialog.current_image.setChecked(True)
+        dialog.include_pending.setChecked(True)
+        return 1
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_name))
+    monkeypatch.setattr(ExportScopeDialog, "exec", scope_exec)
+    window.choose_export("coco")
+    start, file_filter = asked[0]
+    assert Path(start).parent == Path(images["CT_small.dcm"]).parent and file_filter == "COCO JSON (*.json)"
+    coco = json.loads((out_dir / "current.json").read_text())
+    assert len(coco["images"]) == 1 and len(coco["annotations"]) == 2  # current image, with pending output
+    assert "pending" in window.statusBar().currentMessage()
+
+    monkeypatch.setattr(ExportScopeDialog, "exec", lambda dialog: 1)  # defaults: all images, reviewed only
+    window.choose_export("csv")
+    start, file_filter = asked[1]
+    assert Path(start).parent == out_dir and file_filter == "CSV table (*.csv)"  # the last export folder
+
+    chosen = []
+
+    def folder(parent, caption, start):
+        chosen.append(start)
+        return ""  # cancelled: nothing written
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(folder))
+    window.choose_export("yolo")
+    assert chosen == [str(out_dir)]

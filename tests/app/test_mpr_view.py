@@ -130,7 +130,7 @@ def test_length_drawn_on_a_reformat_is_kept_and_shown_where_it_crosses(qtbot, wi
     assert saved == length
     # it is listed in the Annotations panel, and undo removes it everywhere
     panel = window.annotation_panel
-    assert panel.tree.topLevelItemCount() == 1 and "mm" in panel.tree.topLevelItem(0).text(5)
+    assert panel.tree.topLevelItemCount() == 1 and "mm" in panel.tree.topLevelItem(0).text(3)
     window.annotations.undo()
     assert doc.measurements(image_id) == [] and axial.annotations.childItems() == []
 

@@ -121,6 +121,67 @@ def test_reopening_a_study_shows_the_boxes_stored_as_sr_and_sends_new_ones(qtbot
     assert window.annotations.box(added.id) is not None
 
 
+def sr_instances(server: PacsServer, study_uid: str) -> set[str]:
+    connection = connect(server)
+    return {
+        uid
+        for series in connection.find_series(study_uid)
+        if series.modality == "SR"
+        for uid in connection.instance_uids(study_uid, series.series_uid)
+    }
+
+
+def test_sending_unchanged_annotations_again_stores_no_duplicate_sr(qtbot, window, pacs):
+    """Send, send again: one SR in the study and the user is told it was already there; a change
+    is a new report."""
+    study_uid, series_uid = str(pacs.ct[0].StudyInstanceUID), str(pacs.ct[0].SeriesInstanceUID)
+    dimse = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(dimse, study_uid, series_uid)
+    item = window.image_list.item(window.image_list.currentRow())  # marked with where it came from
+    assert item.text().startswith("⇩ ") and item.text().endswith("— Orthanc (DIMSE)")
+    assert "From PACS: Orthanc (DIMSE)" in item.toolTip() and f"Series UID {series_uid}" in item.toolTip()
+    window.annotations.add_box(1, 3, 3, 17, 19)
+    before = sr_instances(dimse, study_uid)
+    with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as first:
+        window.pacs.send_current()
+    assert "sent to Orthanc (DIMSE)" in first.args[0]
+    after_first = sr_instances(dimse, study_uid)
+    assert len(after_first - before) == 1
+    with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as second:
+        window.pacs.send_current()
+    assert "Not sent again" in second.args[0] and "already holds these annotations" in second.args[0]
+    assert sr_instances(dimse, study_uid) == after_first
+    assert "Not sent again" in window.statusBar().currentMessage()
+    window.annotations.add_box(1, 30, 30, 40, 40)  # changed: a new report
+    with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as third:
+        window.pacs.send_current()
+    assert "sent to" in third.args[0] and len(sr_instances(dimse, study_uid) - after_first) == 1
+
+
+def test_sending_without_annotations_says_so_first(qtbot, window, tmp_path):
+    """The demo case: nothing drawn yet is the reason given, not the DICOM-sources rule."""
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+
+    ct = tmp_path / "CT_small.dcm"
+    ct.write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([str(ct)])
+    with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as sent:
+        window.pacs.send_current()
+    assert "no annotations yet" in sent.args[0] and "DICOM sources" not in sent.args[0]
+    assert "no annotations yet" in window.banner.label.text()
+    picture = tmp_path / "xray.png"
+    Image.new("L", (64, 64), 80).save(picture)
+    with qtbot.waitSignal(window.load_finished, timeout=20000):
+        window.open([str(picture)])
+    window.annotations.add_box(0, 3, 3, 17, 19)
+    with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as sent:
+        window.pacs.send_current()
+    assert "not DICOM" in sent.args[0]
+
+
 def test_servers_dialog_tests_the_connection(qtbot, pacs):
     dialog = PacsServersDialog(PacsSettings(servers=(PacsServer("Orthanc", pacs.server.dicomweb_url),)))
     qtbot.addWidget(dialog)

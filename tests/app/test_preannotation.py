@@ -203,8 +203,10 @@ def test_a_runs_modules_are_imported_with_the_model_not_at_the_runs_start(tiny_f
 
 
 def test_the_dialog_refuses_a_bad_label_list(qtbot) -> None:
-    dialog = PreannotateDialog(["heart", "lung"], None, 2, 3, "tuberculosis-cxr")
+    configured = AssistantSettings(server_url="http://127.0.0.1:9", clip_model="ViT-B-32:openai")
+    dialog = PreannotateDialog(["heart", "lung"], None, 2, 3, "tuberculosis-cxr", settings=configured)
     qtbot.addWidget(dialog)
+    assert dialog.start_button.isEnabled() and not dialog.model_row.isVisibleTo(dialog)
     assert dialog.labels.text() == "heart, lung" and "All open images (3)" in dialog.all_images.text()
     dialog.labels.setText("heart,, Heart")
     dialog.accept()
@@ -258,3 +260,49 @@ def test_kpl_labels_from_the_window_with_the_tiny_clip(qtbot, tmp_path, tmp_path
 
     assert {a.label for a in labels} <= set(resolve_knowledge("tuberculosis-cxr").class_names)
     assert labels[0].provenance.task == "kpl"
+
+
+def test_without_a_model_start_is_disabled_and_the_dialog_says_what_is_missing(qtbot, tmp_path) -> None:
+    """No weights configured: Start is off, the dialog names the missing weights and offers
+    Choose model…, which (after the settings are chosen) turns Start on without closing."""
+    chosen = []
+
+    def choose_model() -> AssistantSettings:
+        chosen.append(True)
+        return AssistantSettings(clinkd_dir=str(tmp_path))
+
+    dialog = PreannotateDialog(
+        ["heart"], None, 1, 1, "tuberculosis-cxr", settings=AssistantSettings(), choose_model=choose_model
+    )
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.start_button.isEnabled()
+    assert dialog.model_note.isVisible() and "Qwen2-VL weights" in dialog.model_note.text()
+    assert "Choose model…" in dialog.model_note.text() and dialog.choose_button.isVisible()
+    dialog.accept()  # Enter does not start a run bound to fail either
+    assert dialog.result() == 0 and dialog.isVisible()
+    dialog.task.setCurrentIndex(list(PreTask).index(PreTask.KPL))
+    assert not dialog.start_button.isEnabled() and "CLIP model" in dialog.model_note.text()
+    dialog.task.setCurrentIndex(list(PreTask).index(PreTask.VG))
+    QTest.mouseClick(dialog.choose_button, Qt.MouseButton.LeftButton)
+    assert chosen and dialog.start_button.isEnabled() and not dialog.model_note.isVisible()
+    dialog.grab().save(str(tmp_path / "dialog.png"))
+
+
+def test_the_window_offers_pre_annotate_without_starting_when_no_model_is_set(qtbot, folder, monkeypatch) -> None:
+    """Assistant > Pre-annotate on a window without weights: the dialog opens with Start disabled;
+    nothing is submitted and nothing is written to the status bar."""
+    main = make_window(qtbot, AssistantSettings())
+    open_folder(qtbot, main, folder)
+    seen = []
+
+    def fake_exec(dialog) -> int:
+        seen.append((dialog.start_button.isEnabled(), dialog.model_note.text()))
+        return 0
+
+    monkeypatch.setattr(PreannotateDialog, "exec", fake_exec)
+    action = next(a for a in main.menuBar().actions() if a.text() == "&Assistant")
+    pre = next(a for a in action.menu().actions() if a.text().startswith("&Pre-annotate"))
+    pre.trigger()
+    assert seen and seen[0][0] is False and "weights" in seen[0][1]
+    assert not main.preannotation.running and main.statusBar().currentMessage() == ""

@@ -257,3 +257,22 @@ def test_corner_overlay_follows_slice_and_window_hides_with_its_key_and_keeps_ph
     assert not corners.isVisible()
     QTest.keyClick(window.canvas, toggle)
     assert corners.isVisible()
+
+
+def test_image_list_names_series_by_description_or_file_with_a_tooltip(qtbot, window, tmp_path):
+    """Not "CT 1" / "MR 1": the series description, else modality, series number and file name;
+    the tooltip has the path, Series UID, frames and origin."""
+    described = tmp_path / "described.dcm"
+    ds = pydicom.dcmread(CT)
+    ds.SeriesDescription = "Chest CT 1.25 mm"
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.save_as(described)
+    open_and_wait(qtbot, window, [CT, get_testdata_file("MR_small.dcm"), str(described)])
+    texts = [window.image_list.item(r).text() for r in range(window.image_list.count())]
+    assert "Chest CT 1.25 mm" in texts
+    assert any(t.endswith("· CT_small.dcm") and t.startswith("CT ") for t in texts)
+    assert any(t.endswith("· MR_small.dcm") and t.startswith("MR ") for t in texts)
+    row = next(r for r, t in enumerate(texts) if t.endswith("CT_small.dcm"))
+    tip = window.image_list.item(row).toolTip()
+    assert CT in tip and f"Series UID {pydicom.dcmread(CT).SeriesInstanceUID}" in tip
+    assert "1 frame(s)" in tip and "From this computer" in tip
