@@ -93,7 +93,8 @@ class CineBar(QWidget):
         self.play_action.triggered.connect(lambda _checked=False: player.toggle())
         self.button = QToolButton()
         self.button.setDefaultAction(self.play_action)
-        self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        # icon and word: some styles (and the offscreen platform) have no media icons
+        self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.fps_box = QSpinBox()
         self.fps_box.setRange(MIN_FPS, MAX_FPS)
         self.fps_box.setValue(player.fps)
@@ -113,6 +114,7 @@ class CineBar(QWidget):
         pixmap = QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay
         self.play_action.setIcon(self.style().standardIcon(pixmap))
         self.play_action.setChecked(playing)
+        self.play_action.setIconText("Pause" if playing else "Play")
         self.play_action.setToolTip(f"{'Pause' if playing else 'Play'} cine ({key_text(shortcut(CINE_COMMAND))})")
 
     def _update_enabled(self) -> None:
