@@ -41,8 +41,10 @@ from app.kpl.classify_panel import ClassifyPanel
 from app.pacs.controller import PacsController
 from app.viewer import recent_files
 from app.viewer.canvas import ImageCanvas
+from app.viewer.canvas_label import BelowCornerLabel
 from app.viewer.cine import CineBar, CinePlayer
-from app.viewer.corner_overlay import TOGGLE_CORNERS_COMMAND, SingleViewCorners
+from app.viewer.corner_menu import CornerChoicesMenu
+from app.viewer.corner_overlay import TOGGLE_CORNERS_COMMAND, SingleViewCorners, zoom_text
 from app.viewer.decode_failures import DecodeFailureMarks
 from app.viewer.decode_status import DecodeStatusOverlay
 from app.viewer.metadata_panel import MetadataPanel
@@ -116,10 +118,6 @@ class MainWindow(QMainWindow):
         self.preannotation = PreannotationRun(
             self.service, self.annotations, lambda: self.stacks, lambda: self.assistant_settings
         )
-        self.canvas_label = QLabel(self.canvas)  # not the viewport: scrolling moves its children
-        self.canvas_label.setStyleSheet("background: rgba(0, 0, 0, 160); color: #9dff57; padding: 3px 6px;")
-        self.canvas_label.move(8, 8)
-        self.canvas_label.hide()
         self.decode_status = DecodeStatusOverlay(self.canvas, self.state)
         self.needs_review_only = QCheckBox("Only images needing review")
         self.banner = ErrorBanner()
@@ -130,6 +128,7 @@ class MainWindow(QMainWindow):
         self.metadata = MetadataPanel(self.state)
         self.corners = SingleViewCorners(self.canvas, self.state, self.metadata.reveal_phi.isChecked)
         self.metadata.reveal_phi.toggled.connect(lambda _on: self.corners.refresh())
+        self.canvas_label = BelowCornerLabel(self.corners)  # the KPL result, under the corner text
         self.decode_failures = DecodeFailureMarks(self.state, self.image_list, lambda: self.stacks, self.banner, self)
         self._build_central()
         self._build_docks()
@@ -142,6 +141,8 @@ class MainWindow(QMainWindow):
         self._update_undo_actions()
         if settings.problem:
             self.report_damaged_file("Assistant settings", settings.problem, settings.kept_as)
+        if self.corner_choices.problem:
+            self.report_damaged_file("Corner overlay choices", self.corner_choices.problem, self.corner_choices.kept_as)
 
     # ----- layout
     def _build_central(self) -> None:
@@ -288,6 +289,8 @@ class MainWindow(QMainWindow):
         self.corners_action.setCheckable(True)
         self.corners_action.setChecked(True)
         self.corners_action.toggled.connect(self.corners.setVisible)
+        self.corner_choices = CornerChoicesMenu(self.corners_action, view, self)  # remembered on/off and fields
+        self.corner_choices.follow(self.corners.set_fields)
         view.addSeparator()
         self._command(view, "view.next_frame", lambda: self.state.step_frame(1))
         self._command(view, "view.previous_frame", lambda: self.state.step_frame(-1))
@@ -416,7 +419,7 @@ class MainWindow(QMainWindow):
         self.frame_slider.valueChanged.connect(self.state.set_frame)
         self.canvas.cursor_moved.connect(self._update_cursor_label)
         self.canvas.cursor_left.connect(self.cursor_label.clear)
-        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"Zoom {z * 100:.0f}%"))
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(zoom_text(z)))
         self.image_list.currentRowChanged.connect(self._show_stack_at)
         self.state.frame_changed.connect(self.annotations.remember_frame)
         self.annotations.problem.connect(self.banner.show_message)
@@ -514,10 +517,7 @@ class MainWindow(QMainWindow):
                     return
 
     def _show_canvas_label(self, text: str) -> None:
-        self.canvas_label.setText(text)
-        self.canvas_label.adjustSize()
-        self.canvas_label.setVisible(bool(text))
-        self.canvas_label.raise_()
+        self.canvas_label.show_text(text)
 
     def step_image(self, delta: int) -> None:
         """N / P: the next or previous image in the list, skipping images hidden by the review filter."""

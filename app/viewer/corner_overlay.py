@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QAbstractScrollArea, QWidget
 
+from app.viewer.corner_fields import FIELD_IDS, FIELDS
 from app.viewer.state import ViewerState
 from engine.imaging import Frame, ImageStack, Window
+from engine.imaging.dicom_params import functional_item, slice_location
 
 TOGGLE_CORNERS_COMMAND = "view.corner_overlays"  # its key (O) is in the shortcut table
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
@@ -27,6 +28,8 @@ MARGIN = 6
 
 class CornerOverlay(QWidget):
     """Lines of text in the four corners of a view's viewport, outlined in black for contrast."""
+
+    changed = Signal()  # lines, visibility or size: whatever is placed beside the corners moves
 
     def __init__(self, view: QAbstractScrollArea) -> None:
         super().__init__(view)  # a child of the view, not of its viewport: scrolling moves those
@@ -44,6 +47,7 @@ class CornerOverlay(QWidget):
         if self._lines[corner] != lines:
             self._lines[corner] = lines
             self.update()
+            self.changed.emit()
 
     def lines(self, corner: str) -> list[str]:
         return list(self._lines[corner])
@@ -80,6 +84,15 @@ class CornerOverlay(QWidget):
     def _fit(self) -> None:
         self.setGeometry(self._viewport.geometry())
         self.raise_()
+        self.changed.emit()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.changed.emit()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.changed.emit()
 
     def paintEvent(self, _event) -> None:
         painter = QPainter(self)
@@ -109,20 +122,37 @@ def window_text(window: Window | None, frame: Frame | None, invert: bool) -> str
 
 
 def slice_location_mm(stack: ImageStack, index: int) -> float | None:
-    """Where a slice lies along its normal (mm), from ImagePositionPatient, else SliceLocation."""
+    """Where a slice lies along its normal (mm): ImagePositionPatient, from the frame's own
+    functional group in an enhanced multi-frame file (it has no top-level position), else
+    SliceLocation."""
     header = stack.header(index)
     if header is None:
         return None
-    try:
-        position = np.asarray([float(v) for v in header.ImagePositionPatient])
-        orientation = np.asarray([float(v) for v in header.ImageOrientationPatient])
-        return float(position @ np.cross(orientation[:3], orientation[3:]))
-    except (AttributeError, TypeError, ValueError):
-        pass
+    location = slice_location(header, _frame_in_file(stack, index))
+    if location is not None:
+        return location
     try:
         return float(header.SliceLocation)
     except (AttributeError, TypeError, ValueError):
         return None
+
+
+def slice_thickness_mm(stack: ImageStack, index: int) -> float | None:
+    """SliceThickness, from the frame's PixelMeasuresSequence in an enhanced file, else the header."""
+    header = stack.header(index)
+    if header is None:
+        return None
+    measures = functional_item(header, _frame_in_file(stack, index), "PixelMeasuresSequence")
+    for source in (measures, header):
+        try:
+            return float(source.SliceThickness)
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return None
+
+
+def _frame_in_file(stack: ImageStack, index: int) -> int:
+    return stack.frame_source(index).frame_number - 1
 
 
 def _header_text(stack: ImageStack, index: int, keyword: str) -> str:
@@ -130,33 +160,40 @@ def _header_text(stack: ImageStack, index: int, keyword: str) -> str:
     return str(header.get(keyword, "") or "").strip() if header is not None else ""
 
 
-def single_view_lines(state: ViewerState, zoom: float, show_phi: bool) -> dict[str, list[str]]:
+def zoom_text(zoom: float) -> str:
+    """One wording for a zoom factor (1.0 = one screen pixel per stored pixel), overlay and status bar."""
+    return f"Zoom {zoom * 100:.0f}%"
+
+
+def field_lines(corner_texts: dict[str, str], fields: frozenset[str]) -> dict[str, list[str]]:
+    """The four corners from each field's text, keeping only the reader's chosen fields in order."""
+    corners: dict[str, list[str]] = {corner: [] for corner in CORNERS}
+    for item in FIELDS:
+        if item.id in fields and corner_texts.get(item.id):
+            corners[item.corner].append(corner_texts[item.id])
+    return corners
+
+
+def single_view_lines(
+    state: ViewerState, zoom: float, show_phi: bool, fields: frozenset[str] = FIELD_IDS
+) -> dict[str, list[str]]:
     """The four corners of the single view for the frame on screen."""
     stack, index = state.stack, state.frame_index
     if stack is None:
         return {corner: [] for corner in CORNERS}
-    name = _header_text(stack, index, "PatientName").replace("^", " ") if show_phi else ""
-    description = _header_text(stack, index, "SeriesDescription") or stack.title
     location = slice_location_mm(stack, index)
-    thickness = _header_text(stack, index, "SliceThickness")
-    return {
-        "top_left": [name, description, _header_text(stack, index, "Modality")],
-        "top_right": [
-            f"Slice {index + 1}/{stack.n_frames}",
-            f"Loc {location:.1f} mm" if location is not None else "",
-            f"Thk {float(thickness):g} mm" if _is_number(thickness) else "",
-        ],
-        "bottom_left": [window_text(state.window, state.frame, state.invert), f"Zoom {zoom * 100:.0f}%"],
-        "bottom_right": [],
+    thickness = slice_thickness_mm(stack, index)
+    texts = {
+        "patient_name": _header_text(stack, index, "PatientName").replace("^", " ") if show_phi else "",
+        "description": _header_text(stack, index, "SeriesDescription") or stack.title,
+        "modality": _header_text(stack, index, "Modality"),
+        "slice": f"Slice {index + 1}/{stack.n_frames}",
+        "location": f"Loc {location:.1f} mm" if location is not None else "",
+        "thickness": f"Thk {thickness:g} mm" if thickness is not None else "",
+        "window": window_text(state.window, state.frame, state.invert),
+        "zoom": zoom_text(zoom),
     }
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return field_lines(texts, fields)
 
 
 class SingleViewCorners(CornerOverlay):
@@ -165,10 +202,16 @@ class SingleViewCorners(CornerOverlay):
     def __init__(self, canvas, state: ViewerState, show_phi: Callable[[], bool]) -> None:
         super().__init__(canvas)
         self.canvas, self.state, self.show_phi = canvas, state, show_phi
+        self.fields = FIELD_IDS
         for signal in (state.frame_changed, state.display_changed, state.stack_changed, canvas.zoom_changed):
             signal.connect(lambda *_: self.refresh())
         self.refresh()
 
+    def set_fields(self, fields: frozenset[str]) -> None:
+        self.fields = fields
+        self.refresh()
+
     def refresh(self) -> None:
-        for corner, lines in single_view_lines(self.state, self.canvas.zoom, self.show_phi()).items():
+        lines_of = single_view_lines(self.state, self.canvas.zoom, self.show_phi(), self.fields)
+        for corner, lines in lines_of.items():
             self.set_lines(corner, lines)

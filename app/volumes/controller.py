@@ -16,6 +16,7 @@ from superqt.utils import create_worker
 
 from app.annotations.box_tools import Tool
 from app.annotations.measure_tools import CanvasMeasureTools
+from app.viewer.corner_overlay import zoom_text
 from app.volumes import native_slices
 from app.volumes.view import LAYOUTS, MprView
 from app.widgets.key_bindings import bind
@@ -52,6 +53,13 @@ class MprController(QObject):
         self.view.frame_shown.connect(self._follow_plane)
         window.state.frame_changed.connect(self._follow_slider)
         window.corners_action.toggled.connect(self.view.set_corners_shown)
+        self.view.set_corners_shown(window.corners_action.isChecked())  # as remembered
+        window.corner_choices.follow(self.view.set_corner_fields)
+        # the status bar's zoom is the active plane's while the planes are shown (the hidden
+        # canvas still zooms on resize: its signal comes after the window's own and is answered)
+        self.view.zoom_changed.connect(lambda _z: self._show_zoom())
+        self.view.active_changed.connect(lambda _p: self._show_zoom())
+        window.canvas.zoom_changed.connect(lambda _z: self._show_zoom())
 
     # ----- window plumbing
     def _swap_in_stack(self) -> None:
@@ -199,6 +207,7 @@ class MprController(QObject):
         self.window.state.shown_frame_source = self.view.active_plane_frame
         self.window.state.shown_frame_title = self.view.active_plane_title
         self.view.setFocus(Qt.FocusReason.OtherFocusReason)
+        self._show_zoom()
 
     def planes_shown(self) -> bool:
         return self.pages.currentWidget() is self.view and self.view.volume is not None
@@ -214,6 +223,8 @@ class MprController(QObject):
     def _show_single(self) -> None:
         self.pages.setCurrentWidget(self.window.canvas)
         self.window.state.shown_frame_source = self.window.state.shown_frame_title = None
+        if self.window.state.stack is not None:
+            self.window.zoom_label.setText(zoom_text(self.window.canvas.zoom))
 
     def _on_stack_changed(self) -> None:
         if self.toggle_action.isChecked():
@@ -256,6 +267,12 @@ class MprController(QObject):
         else:
             self.toggle_action.setChecked(True)  # loads the volume; the user finds it on its plane
         return True
+
+    def _show_zoom(self) -> None:
+        """The active plane's zoom in the status bar while the planes are shown."""
+        zoom = self.view.active_zoom() if self.planes_shown() else None
+        if zoom is not None:
+            self.window.zoom_label.setText(zoom_text(zoom))
 
     def _show_cursor(self, point: np.ndarray) -> None:
         volume = self.view.volume

@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.annotations.measure_tools import MeasureInput, add_shapes, cosmetic_pen, fit_labels
-from app.viewer.corner_overlay import CornerOverlay, window_text
+from app.viewer.corner_fields import FIELD_IDS
+from app.viewer.corner_overlay import CornerOverlay, field_lines, window_text, zoom_text
 from app.viewer.state import ViewerState
 from app.volumes import native_slices
 from app.widgets.qimage import to_qimage
@@ -97,28 +98,33 @@ class PlaneViewport(QGraphicsView):
         self.refresh_corners()
 
     def refresh_corners(self) -> None:
-        """Window and zoom bottom left, where the slice lies top right (what the title lacks)."""
+        """Window and zoom bottom left, where the slice lies top right (what the title lacks);
+        only the fields the reader chose (the title top left carries the slice number)."""
         state, axes = self.view.state, self.volume.axes(self.plane)
         axis, letters = _PLANE_POSITION[self.plane]
         centre = self.volume.display_to_patient(self.plane, self.index, axes.width / 2, axes.height / 2)
         mm = float(np.asarray(centre).reshape(-1)[axis])
-        self.corners.set_lines("top_right", [f"{letters[mm >= 0]} {abs(mm):.1f} mm"])
-        self.corners.set_lines(
-            "bottom_left",
-            [window_text(state.window, self.plane_frame(), state.invert), f"Zoom {self._zoom_percent():.0f}%"],
-        )
+        texts = {
+            "location": f"{letters[mm >= 0]} {abs(mm):.1f} mm",
+            "window": window_text(state.window, self.plane_frame(), state.invert),
+            "zoom": zoom_text(self.zoom()),
+        }
+        for corner, lines in field_lines(texts, self.view.corner_fields).items():
+            self.corners.set_lines(corner, lines)
         self._place_labels()
 
-    def _zoom_percent(self) -> float:
-        """Screen pixels per stored pixel of the series, as the single view counts zoom."""
+    def zoom(self) -> float:
+        """Screen pixels per stored pixel of the series, as the single view counts zoom (1.0 = 100%)."""
         geometry = self.volume.geometry
-        return self.transform().m11() * self.volume.axes(self.plane).pixel_mm / geometry.column_spacing_mm * 100
+        return self.transform().m11() * self.volume.axes(self.plane).pixel_mm / geometry.column_spacing_mm
 
     def view_moved(self) -> None:
         """Zoom, pan or resize: values stay inside the pane, the zoom line follows."""
         fit_labels(self.annotations, self)
         if self.volume is not None:
             self.refresh_corners()
+            if self.plane is self.view.active:
+                self.view.zoom_changed.emit(self.zoom())
 
     def set_geometry_labels(self) -> None:
         axes = self.volume.axes(self.plane)
@@ -274,6 +280,7 @@ class MprView(QWidget):
     frame_shown = Signal(int)  # the stack frame the native plane (axial for an axial series) shows
     active_changed = Signal(str)  # the plane the user last worked in
     measurement_added = Signal(object)  # Measurement
+    zoom_changed = Signal(float)  # the active plane's zoom (1.0 = one screen pixel per stored pixel)
 
     def __init__(self, state: ViewerState | None = None, annotations=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -282,6 +289,7 @@ class MprView(QWidget):
         self.volume: Volume | None = None
         self.cursor = np.zeros(3)  # crosshair, fractional voxel (slice, row, column)
         self.active = Plane.AXIAL
+        self.corner_fields: frozenset[str] = FIELD_IDS
         self.tool: MeasureKind | None = None
         self.box_mode = False  # the Box tool (B): boxes drawn on any plane
         self.layout_name = "1x3"
@@ -362,6 +370,16 @@ class MprView(QWidget):
             self.active_changed.emit(plane.value)
             if self.layout_name == "1x1":
                 self.set_layout("1x1")
+
+    def active_zoom(self) -> float | None:
+        return None if self.volume is None else self.viewports[self.active].zoom()
+
+    def set_corner_fields(self, fields: frozenset[str]) -> None:
+        """The reader's corner overlay choices (View > Corner overlay fields), for every plane."""
+        self.corner_fields = fields
+        if self.volume is not None:
+            for port in self.viewports.values():
+                port.refresh_corners()
 
     def set_corners_shown(self, on: bool) -> None:
         for port in self.viewports.values():

@@ -54,7 +54,8 @@ def test_kpl_over_the_open_folder_fills_the_table_and_explains_the_label(qtbot, 
     assert panel.evidence.rowCount() == len(current.evidence) == 8  # k = 8 retrieved descriptions
     assert panel.evidence.item(0, 0).text() == current.evidence[0].description
     assert main.canvas_label.text() == f"KPL: {current.label} {current.score:.2f}"
-    assert main.canvas_label.isVisible() and main.canvas_label.pos().x() == 8  # pinned, not scrolled away
+    assert main.canvas_label.isVisible() and main.canvas_label.viewport_rect().x() == 8  # pinned, not scrolled
+    assert not any(main.canvas_label.viewport_rect().intersects(r) for r in main.corners.occupied())
 
     assert panel.accept_label()
     [accepted] = [a for a in main.annotations.doc.annotations(main.annotations.image_id) if isinstance(a, ImageLabel)]

@@ -464,3 +464,52 @@ def test_a_value_near_the_right_edge_of_the_single_view_flips_inside(qtbot, wind
     rect = label_viewport_rect(label, window.canvas)
     assert window.canvas.viewport().rect().contains(rect.toAlignedRect())
     assert rect.right() <= window.canvas.mapFromScene(100, 70).x()  # on the left of the ellipse
+
+
+def test_status_bar_zoom_is_the_active_planes(qtbot, window, phantom):
+    _, series = phantom
+    open_planes(qtbot, window, series)
+    view = window.mpr.view
+    axial, coronal = view.viewports[Plane.AXIAL], view.viewports[Plane.CORONAL]
+    qtbot.wait_until(lambda: window.zoom_label.text() == f"Zoom {view.viewports[view.active].zoom() * 100:.0f}%")
+    assert window.zoom_label.text() != f"Zoom {window.canvas.zoom * 100:.0f}%"  # not the hidden single view's
+    view.set_active(Plane.AXIAL)
+    axial.scale(2, 2)
+    axial.view_moved()
+    assert window.zoom_label.text() == f"Zoom {axial.zoom() * 100:.0f}%"
+    assert f"Zoom {axial.zoom() * 100:.0f}%" in axial.corners.lines("bottom_left")
+    view.set_active(Plane.CORONAL)  # another plane worked in: its zoom
+    assert window.zoom_label.text() == f"Zoom {coronal.zoom() * 100:.0f}%" != f"Zoom {axial.zoom() * 100:.0f}%"
+    window.resize(1200, 650)  # the hidden canvas refits too: the status bar stays the plane's
+    qtbot.wait_until(lambda: window.zoom_label.text() == f"Zoom {coronal.zoom() * 100:.0f}%")
+    window.mpr.toggle_action.setChecked(False)  # back to the single view: its zoom
+    assert window.zoom_label.text() == f"Zoom {window.canvas.zoom * 100:.0f}%"
+
+
+def test_corner_choices_apply_to_the_planes_and_survive_a_restart(qtbot, phantom):
+    _, series = phantom
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    open_planes(qtbot, first, series)
+    axial = first.mpr.view.viewports[Plane.AXIAL]
+    assert axial.corners.lines("top_right") and "Zoom" in axial.corners.text()
+    first.corner_choices.field_actions["location"].trigger()
+    first.corner_choices.field_actions["zoom"].trigger()
+    for port in first.mpr.view.viewports.values():
+        assert not port.corners.lines("top_right") and "Zoom" not in port.corners.text()
+        assert port.corners.lines("bottom_left")[0].startswith("C ")
+    first.corners_action.trigger()
+    assert not any(port.corners.isVisible() for port in first.mpr.view.viewports.values())
+    first.close()
+
+    second = MainWindow()
+    qtbot.addWidget(second)
+    second.show()
+    open_planes(qtbot, second, series)
+    ports = second.mpr.view.viewports.values()
+    assert not any(port.corners.isVisible() for port in ports)
+    second.corners_action.trigger()
+    for port in ports:
+        assert port.isHidden() or port.corners.isVisible()
+        assert not port.corners.lines("top_right") and "Zoom" not in port.corners.text()

@@ -276,3 +276,84 @@ def test_image_list_names_series_by_description_or_file_with_a_tooltip(qtbot, wi
     tip = window.image_list.item(row).toolTip()
     assert CT in tip and f"Series UID {pydicom.dcmread(CT).SeriesInstanceUID}" in tip
     assert "1 frame(s)" in tip and "From this computer" in tip
+
+
+def test_corner_fields_chosen_in_the_view_menu_apply_and_survive_a_restart(qtbot, tmp_path):
+    from tests.engine.phantom import Phantom
+
+    series = str(Phantom().write_series(tmp_path / "series"))
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    open_and_wait(qtbot, first, [series])
+    assert "CT" in first.corners.lines("top_left") and "Zoom" in first.corners.text()
+    first.corner_choices.field_actions["modality"].trigger()  # View > Corner overlay fields
+    first.corner_choices.field_actions["zoom"].trigger()
+    assert "CT" not in first.corners.lines("top_left") and "Zoom" not in first.corners.text()
+    assert any(line.startswith("C ") for line in first.corners.lines("bottom_left"))  # the window stays
+    first.corners_action.trigger()  # off with its key
+    assert not first.corners.isVisible()
+    first.close()
+
+    second = MainWindow()  # a restart: the same config folder
+    qtbot.addWidget(second)
+    second.show()
+    qtbot.waitExposed(second)
+    assert not second.corners_action.isChecked() and not second.corners.isVisible()
+    assert not second.corner_choices.field_actions["modality"].isChecked()
+    assert second.corner_choices.field_actions["slice"].isChecked()
+    open_and_wait(qtbot, second, [series])
+    assert "Slice 1/40" in second.corners.lines("top_right")
+    assert "CT" not in second.corners.lines("top_left") and "Zoom" not in second.corners.text()
+    second.corners_action.trigger()
+    assert second.corners.isVisible()
+
+
+def test_damaged_corner_choices_give_the_defaults_say_so_and_are_kept_aside(qtbot):
+    from engine.paths import config_dir
+
+    store = config_dir() / "corner_overlays.json"
+    store.write_text('{"shown": "yes", "fields": [', encoding="utf-8")
+    main = MainWindow()
+    qtbot.addWidget(main)
+    assert main.corners_action.isChecked()
+    assert all(action.isChecked() for action in main.corner_choices.field_actions.values())
+    assert "Corner overlay choices could not be read" in main.banner.label.text()
+    assert not store.exists() and list(store.parent.glob("corner_overlays.json.damaged-*"))
+
+
+def test_kpl_label_sits_below_the_top_left_corner_text(qtbot, window, tmp_path):
+    from tests.engine.phantom import Phantom
+
+    open_and_wait(qtbot, window, [str(Phantom().write_series(tmp_path / "series"))])
+    label, corners = window.canvas_label, window.corners
+    window._show_canvas_label("KPL: tuberculosis 0.91")  # what the Classify panel shows
+
+    def apart() -> bool:
+        top_left = corners.text_rect("top_left")
+        return label.isVisible() and not top_left.isEmpty() and not label.viewport_rect().intersects(top_left)
+
+    assert apart()
+    window.metadata.reveal_phi.setChecked(True)  # one more line (the name): the label moves down
+    assert len(corners.lines("top_left")) == 3 and apart()
+    window.grab().save(str(tmp_path / "kpl_and_corners.png"))
+    window.corners_action.trigger()  # no corner text: the label goes back to the top
+    assert label.viewport_rect().topLeft().y() == 8
+    window.corners_action.trigger()
+    assert apart()
+
+
+def test_enhanced_multi_frame_file_shows_each_frame_position_and_thickness(qtbot, window, tmp_path):
+    from tests.engine.phantom import Phantom
+
+    phantom = Phantom()
+    open_and_wait(qtbot, window, [str(phantom.write_enhanced(tmp_path / "enhanced.dcm"))])
+    kept = phantom.kept()[::-1]  # the file holds the frames in reverse order
+
+    def location(k: int) -> str:
+        return f"Loc {float(phantom.position(k) @ phantom.normal):.1f} mm"
+
+    corners = window.corners
+    assert location(kept[0]) in corners.lines("top_right") and "Thk 5 mm" in corners.lines("top_right")
+    window.state.set_frame(3)
+    qtbot.wait_until(lambda: location(kept[3]) in corners.lines("top_right"))
