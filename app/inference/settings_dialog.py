@@ -206,6 +206,13 @@ class SettingsDialog(QDialog):
         self.test_result.setStyleSheet(f"color: {colour};" if colour else "")
         self.test_result.setText(text)
         self.test_result.setVisible(bool(text))
+        # A wrapped label does not grow a laid-out dialog by itself: reserve its lines and grow
+        # the dialog, so a long error is read whole rather than clipped at the group's edge.
+        label = self.test_result
+        label.setMinimumHeight(label.heightForWidth(label.width()) if text else 0)
+        self.layout().activate()
+        if self.height() < self.minimumSizeHint().height():
+            self.resize(self.width(), self.minimumSizeHint().height())
 
     def done(self, result: int) -> None:
         self.cancel_test()  # OK, Cancel, Escape and the close button all end here

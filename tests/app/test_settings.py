@@ -92,6 +92,7 @@ def test_test_button_on_a_closed_port_says_why_in_a_sentence(qtbot):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     dialog = _dialog(qtbot)
+    dialog.show()
     dialog.server_url.setText(f"http://127.0.0.1:{port}")
     with qtbot.waitSignal(dialog.tested, timeout=10000) as blocker:
         dialog.test_server()
@@ -99,6 +100,9 @@ def test_test_button_on_a_closed_port_says_why_in_a_sentence(qtbot):
     text = dialog.test_result.text()
     assert text.startswith(f"Cannot connect to the inference server at http://127.0.0.1:{port}: connection refused.")
     assert dialog.test_button.isEnabled()
+    qtbot.wait_until(
+        lambda: dialog.test_result.height() >= dialog.test_result.heightForWidth(dialog.test_result.width())
+    )
 
 
 def test_closing_the_dialog_mid_test_leaves_no_thread(qtbot):
