@@ -1,8 +1,10 @@
 """The Ask panel: questions to ClinKD about the frame on screen, answers streamed, boxes drawn.
 
 The model is shown exactly what the user sees (the frame through the display pipeline in the
-current window, as RGB). A selected box becomes the box prompt. Ask turns into Cancel while an
-answer streams; a cancelled answer keeps its text but draws no boxes.
+current window, as RGB). A selected box becomes the box prompt. The task row chooses what to ask
+(a question, where something is, what a box holds…); one primary Ask button beside the question
+sends it, and turns into Cancel while an answer streams; a cancelled answer keeps its text but
+draws no boxes. Without a model, a one-line banner says so and offers the folder chooser.
 """
 
 from __future__ import annotations
@@ -29,19 +31,34 @@ from app.assistant.conversation import Conversations, Turn
 from app.inference.settings import AssistantSettings
 from app.inference.worker import AskJob, InferenceService
 from app.viewer.state import ViewerState
+from app.widgets.missing_model_banner import MissingModelBanner
 from app.widgets.research_notice import research_notice
 from engine.clinkd import Task, default_question
 from engine.files import write_json_atomic
 from engine.imaging import render_rgb
 
 TASK_BUTTONS = (
-    (Task.FREE, "Ask", "Free question about the image (a selected box is added as the box prompt)"),
+    (Task.FREE, "Question", "Free question about the image (a selected box is added as the box prompt)"),
     (Task.VG, "Where is…", "Visual grounding: name a structure, get its box"),
     (Task.ROC, "What is here?", "Referring object classification: what is in the selected box"),
     (Task.RC, "Describe region", "Region captioning: describe the selected box"),
     (Task.MIA, "Analyse image", "Whole-image analysis"),
 )
 PLACEHOLDERS = {Task.FREE: "Ask about this image…", Task.VG: "Structure to find, e.g. left lung"}
+PRIMARY_STYLE = (
+    "QPushButton { background: #3d6fb6; color: white; font-weight: bold; padding: 4px 18px; }"
+    "QPushButton:disabled { background: #2b3a52; color: #8a8f98; }"
+)
+TASK_STYLE = (
+    "QPushButton { background: #2b2d31; border: 1px solid #45474d; border-radius: 3px; padding: 3px 6px; }"
+    "QPushButton:hover { border-color: #6b6e75; }"
+    "QPushButton:checked { background: #34496a; border-color: #6ea8fe; color: white; }"
+)
+MISSING_MESSAGE = "No ClinKD model is configured."
+MISSING_DETAILS = (
+    "Choose the folder of a local checkpoint (ClinKD, or Qwen2-VL-2B/7B-Instruct: see docs/models/weights.md, "
+    "“Point ClinLens at your weights”), or set a server in Assistant > Settings."
+)
 # Streamed text is shown at most this often: the chat is re-laid out whole on each showing, so
 # one per token (hundreds a second from a small model) would keep the GUI thread busy.
 STREAM_REDRAW_MS = 50
@@ -73,16 +90,19 @@ class AskPanel(QWidget):
         self.task = Task.FREE
         self.running_job: int | None = None
         self.notice = research_notice()
-        self.missing = QLabel()
-        self.missing.setWordWrap(True)
-        self.missing.setStyleSheet("color: #ffcf70;")
-        self.choose_button = QPushButton("Choose folder…")
-        self.choose_button.clicked.connect(choose_model)
+        self.missing = MissingModelBanner(MISSING_MESSAGE, "Choose model folder…", MISSING_DETAILS)
+        self.missing.action.connect(choose_model)
+        self.choose_button = self.missing.button
         self.task_group = QButtonGroup(self)
         task_row = QHBoxLayout()
+        task_row.setSpacing(2)
+        task_label = QLabel("Task")
+        task_label.setToolTip("What to ask; the Ask button sends it")
+        task_row.addWidget(task_label)
         for task, text, tip in TASK_BUTTONS:
             button = QPushButton(text)
             button.setCheckable(True)
+            button.setStyleSheet(TASK_STYLE)  # the chosen task must read as chosen
             button.setToolTip(tip)
             button.setChecked(task is Task.FREE)
             self.task_group.addButton(button)
@@ -98,6 +118,8 @@ class AskPanel(QWidget):
         self.history_label.setStyleSheet("color: #8a8f98;")
         self.ask_button = QPushButton("Ask")
         self.ask_button.setDefault(True)
+        self.ask_button.setStyleSheet(PRIMARY_STYLE)
+        self.ask_button.setToolTip("Send the question for the chosen task (Enter); Cancel while an answer streams")
         self.regenerate_button = QPushButton("Regenerate")
         self.new_button = QPushButton("New conversation")
         self.new_button.setToolTip("The next question starts fresh: no earlier turns are sent with it")
@@ -108,17 +130,19 @@ class AskPanel(QWidget):
         self.chat = QTextBrowser()
         self.chat.setOpenLinks(False)
         self.chat.setPlaceholderText("Answers appear here. Hover a box link to find it on the image.")
+        question_row = QHBoxLayout()
+        question_row.addWidget(self.question, 1)
+        question_row.addWidget(self.ask_button)
         buttons = QHBoxLayout()
-        for button in (self.ask_button, self.regenerate_button, self.new_button, self.clear_button, self.export_button):
+        for button in (self.regenerate_button, self.new_button, self.clear_button, self.export_button):
+            button.setFlat(True)  # secondary: the conversation, not the question
             buttons.addWidget(button)
-        missing_row = QHBoxLayout()
-        missing_row.addWidget(self.missing, 1)
-        missing_row.addWidget(self.choose_button)
+        buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(missing_row)
+        layout.addWidget(self.missing)
         layout.addLayout(task_row)
-        layout.addWidget(self.question)
+        layout.addLayout(question_row)
         layout.addWidget(self.box_label)
         layout.addWidget(self.history_label)
         layout.addLayout(buttons)
@@ -159,16 +183,7 @@ class AskPanel(QWidget):
 
     def refresh_settings(self) -> None:
         settings = self.settings()
-        missing = not settings.clinkd_configured
-        self.missing.setText(
-            "No ClinKD / Qwen2-VL checkpoint is configured. Choose the folder of a local checkpoint "
-            "(ClinKD, or Qwen2-VL-2B/7B-Instruct: see docs/models/weights.md, “Point ClinLens at your "
-            "weights”), or a server in Assistant > Settings."
-            if missing
-            else ""
-        )
-        self.missing.setVisible(missing)
-        self.choose_button.setVisible(missing)
+        self.missing.set_missing(not settings.clinkd_configured)
         self._update_buttons()
 
     def set_task(self, task: Task) -> None:

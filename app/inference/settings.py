@@ -71,6 +71,53 @@ class AssistantSettings:
         return found
 
 
+SETTING_HELP = {
+    "clinkd_dir": "Folder of a local Qwen2-VL-family checkpoint (ClinKD or Qwen2-VL-Instruct: config.json and "
+    "*.safetensors) that answers questions on this computer.",
+    "server_url": "Address of an OpenAI-compatible server (vLLM or SGLang) that answers instead of the local "
+    "folder, for example http://gpu-server:8000.",
+    "server_model": "Model name the server serves, as it lists it under /v1/models; leave it empty when the server "
+    "serves only one.",
+    "device": "Where a local model runs: auto uses the GPU when there is one and the CPU otherwise.",
+    "dtype": "Number precision of a local model's weights: auto is bfloat16 on a GPU and float32 on the CPU.",
+    "max_pixels": "Largest image ClinKD is shown, in pixels (width × height); bigger frames are scaled down, "
+    "so more pixels give finer detail and slower answers.",
+    "max_new_tokens": "Longest answer, in tokens (a token is about three quarters of a word).",
+    "best_of": "Answers generated per question; above 1 the most consistent one is kept (SASG), at that many "
+    "times the time.",
+    "history_tokens": "Follow-up questions carry the earlier turns within this many tokens; the oldest are left "
+    "out beyond it (0: no history).",
+    "mcg_rope": "ClinKD's multi-grid position encoding: auto follows the checkpoint's config.json, on or off "
+    "overrides it.",
+    "clip_model": "CLIP model for Classify: an open_clip name with weights (ViT-L-14:openai), "
+    "NAME:/path/to/weights.pt, local-dir:FOLDER or hf-hub:ORG/REPO.",
+    "knowledge": "Knowledge base for Classify: a bundled or user knowledge base name, or a JSON file of "
+    "descriptions per class.",
+    "kpl_k": "Descriptions per class that Classify keeps for the open images (the k best matching ones).",
+    "kpl_method": "How Classify learns its class proxies: kpl (knowledge proxies with StableGreenkhorn), "
+    "text (descriptions only, no learning) or inmap (balanced Sinkhorn).",
+    "decode_timeout_s": "A compressed frame still decoding after this many seconds is abandoned with an error "
+    "(damaged files can keep a decoder busy).",
+}
+"""What each setting does, one sentence: the dialog's tooltips (with the default added)."""
+
+
+def default_text(name: str) -> str:
+    """A setting's default as the dialog and docs show it ("none" for an empty text)."""
+    value = getattr(AssistantSettings(), name)
+    if name == "max_pixels":
+        side = int(value**0.5)
+        return f"{side}×{side}" if side * side == value else str(value)
+    if name == "decode_timeout_s":
+        return f"{value} s"
+    return str(value) if value != "" else "none"
+
+
+def setting_tooltip(name: str) -> str:
+    """The tooltip of one setting: what it does, then its default."""
+    return f"{SETTING_HELP[name]} Default: {default_text(name)}."
+
+
 def settings_path() -> Path:
     return config_dir() / SETTINGS_FILE
 

@@ -30,12 +30,18 @@ from app.annotations.controller import AnnotationController
 from app.inference.settings import AssistantSettings
 from app.inference.worker import ClassifyJob, InferenceService
 from app.viewer.state import ViewerState
+from app.widgets.missing_model_banner import MissingModelBanner
 from app.widgets.progress_bar import ProgressBar
 from app.widgets.research_notice import research_notice
 from engine.imaging import render_rgb
 from engine.kpl import KnowledgeError, available_knowledge, resolve_knowledge
 
 LOAD_FILE = "Load a knowledge file…"
+MISSING_MESSAGE = "No CLIP model is configured."
+MISSING_DETAILS = (
+    "Set one in Assistant > Settings: an open_clip name with a local checkpoint, a local-dir: folder, "
+    "or a Hugging Face cache entry (see docs/models/weights.md)."
+)
 
 
 class _NumberItem(QTableWidgetItem):
@@ -83,11 +89,9 @@ class ClassifyPanel(QWidget):
         self.pool_paths = pool_paths
         self.result = None
         self.running_job: int | None = None
-        self.missing = QLabel()
-        self.missing.setWordWrap(True)
-        self.missing.setStyleSheet("color: #ffcf70;")
-        self.settings_button = QPushButton("Settings…")
-        self.settings_button.clicked.connect(open_settings)
+        self.missing = MissingModelBanner(MISSING_MESSAGE, "Set CLIP model…", MISSING_DETAILS)
+        self.missing.action.connect(open_settings)
+        self.settings_button = self.missing.button
         self.knowledge = QComboBox()
         self.knowledge_error = QLabel()
         self.knowledge_error.setWordWrap(True)
@@ -121,9 +125,6 @@ class ClassifyPanel(QWidget):
         self.accept_button = QPushButton("Accept label as an image annotation")
         notice = research_notice()
 
-        missing_row = QHBoxLayout()
-        missing_row.addWidget(self.missing, 1)
-        missing_row.addWidget(self.settings_button)
         knowledge_row = QHBoxLayout()
         knowledge_row.addWidget(QLabel("Knowledge"))
         knowledge_row.addWidget(self.knowledge, 1)
@@ -132,7 +133,7 @@ class ClassifyPanel(QWidget):
             run_row.addWidget(button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(missing_row)
+        layout.addWidget(self.missing)
         layout.addLayout(knowledge_row)
         layout.addWidget(self.knowledge_error)
         layout.addLayout(run_row)
@@ -173,16 +174,7 @@ class ClassifyPanel(QWidget):
         self.knowledge.addItems([*names, LOAD_FILE])
         self.knowledge.setCurrentText(settings.knowledge)
         self.knowledge.blockSignals(False)
-        missing = not settings.clip_model
-        self.missing.setText(
-            "No CLIP model is configured. Set one in Settings (an open_clip name with a local "
-            "checkpoint, a local-dir: folder, or a Hugging Face cache entry; see "
-            "docs/models/weights.md)."
-            if missing
-            else ""
-        )
-        self.missing.setVisible(missing)
-        self.settings_button.setVisible(missing)
+        self.missing.set_missing(not settings.clip_model)
         self._update_buttons()
 
     def _knowledge_chosen(self, _index: int) -> None:

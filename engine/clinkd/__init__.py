@@ -60,6 +60,7 @@ _LAZY = {
         "ServerUnavailable",
         "open_server",
         "png_data_url",
+        "served_models",
     ),
 }
 
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
         ServerUnavailable,
         open_server,
         png_data_url,
+        served_models,
     )
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
@@ -127,4 +129,5 @@ __all__ = [
     "read_history_file",
     "score_candidates",
     "semantic_similarity",
+    "served_models",
 ]

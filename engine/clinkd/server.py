@@ -327,9 +327,12 @@ class ServerBackend:
         finally:
             conn.close()
 
-    def served_models(self) -> list[str]:
-        """Names the server serves (GET /v1/models), for settings dialogs and error messages."""
-        with self._call() as conn:
+    def served_models(self, cancel: threading.Event | None = None) -> list[str]:
+        """Names the server serves (GET /v1/models), for settings dialogs and error messages.
+
+        A set ``cancel`` shuts the socket down, so a dialog closed mid-test never waits for a
+        server that does not answer."""
+        with self._call() as conn, _shutdown_on(cancel, conn):
             response = self._request(conn, "GET", "/models", None)
             self._check_status(response, "/models")
             data = self._json(response)
@@ -575,6 +578,12 @@ def _shutdown_on(cancel: threading.Event | None, conn: http.client.HTTPConnectio
     finally:
         done.set()
         watcher.join()
+
+
+def served_models(settings: ServerSettings, cancel: threading.Event | None = None) -> list[str]:
+    """The model names a server lists (GET /v1/models), before any backend is opened: what a
+    settings dialog's Test button shows. Raises ServerError with a sentence the user can act on."""
+    return ServerBackend(settings, _server_info(settings, settings.model or "?")).served_models(cancel)
 
 
 def open_server(settings: ServerSettings, embed: Callable[[Sequence[str]], np.ndarray] | None = None) -> ServerBackend:

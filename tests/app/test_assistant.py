@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from pydicom.data import get_testdata_file
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QPushButton
 
 from app.assistant.conversation import Turn
 from app.inference.settings import AssistantSettings, save_settings
@@ -46,8 +48,16 @@ def test_without_weights_the_panel_says_what_is_missing(qtbot, ct):
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
     assert panel.missing.isVisible() and "No ClinKD" in panel.missing.text()
-    assert panel.choose_button.isVisible()
+    assert panel.choose_button.isVisible() and panel.choose_button.text() == "Choose model folder…"
     assert not panel.ask_button.isEnabled()
+    # a compact banner: one line, the long explanation in its tooltip and a link to the weights doc
+    assert panel.missing.height() < 3 * panel.fontMetrics().height()
+    assert "docs/models/weights.md" in panel.missing.label.toolTip()
+    assert "weights.md" in panel.missing.label.text() and "Details" in panel.missing.label.text()
+    # one clear Ask button: the task row only chooses what to ask
+    asks = [b for b in panel.findChildren(QPushButton) if b.text() == "Ask"]
+    assert asks == [panel.ask_button] and panel.ask_button.isDefault()
+    assert panel.ask_button.geometry().center().y() == pytest.approx(panel.question.geometry().center().y(), abs=4)
     assert main.model_status.text() == "Model: not configured"
     assert panel.notice.text().startswith("Research use only")
 

@@ -87,3 +87,7 @@ def test_without_a_clip_model_the_panel_says_what_is_missing(qtbot, tmp_path):
     qtbot.addWidget(main)
     panel = main.classify_panel
     assert "No CLIP model" in panel.missing.text() and not panel.classify_pool_button.isEnabled()
+    # the same compact banner as the Ask panel: one line and one action, details in the tooltip
+    assert type(panel.missing) is type(main.ask_panel.missing)
+    assert panel.settings_button is panel.missing.button and panel.settings_button.text() == "Set CLIP model…"
+    assert "docs/models/weights.md" in panel.missing.toolTip()

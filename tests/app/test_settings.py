@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
+from PySide6.QtCore import Qt, QThreadPool
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QComboBox, QGroupBox, QLineEdit, QSpinBox
+
 from app.inference.settings import AssistantSettings, read_settings, save_settings, settings_path
 from app.inference.settings_dialog import SettingsDialog
 from engine.files import Loaded
+from tests.engine.openai_stub import OpenAIStub, StubBehaviour
 
 
 def test_dialog_refuses_bad_values_and_returns_good_ones(qtbot, tmp_path):
@@ -42,3 +50,78 @@ def test_settings_round_trip_and_damaged_file_falls_back(tmp_path):
         save_settings(AssistantSettings(kpl_k=7))  # saving never overwrites the damaged copy
         assert loaded.kept_as.read_text() == damaged
         assert read_settings() == Loaded(AssistantSettings(kpl_k=7))
+
+
+def _dialog(qtbot) -> SettingsDialog:
+    dialog = SettingsDialog(AssistantSettings(), ["tuberculosis-cxr"])
+    qtbot.addWidget(dialog)
+    return dialog
+
+
+def test_every_field_has_a_tooltip_and_sits_in_a_group(qtbot):
+    dialog = _dialog(qtbot)
+    fields = [w for kind in (QLineEdit, QComboBox, QSpinBox) for w in dialog.findChildren(kind)]
+    editors = [w for w in fields if not isinstance(w.parent(), QComboBox | QSpinBox)]  # not their inner line edits
+    assert len(editors) == 15
+    for widget in editors:
+        assert widget.toolTip().strip(), f"{widget!r} has no tooltip"
+        assert "Default:" in widget.toolTip()
+    titles = {box.title() for box in dialog.findChildren(QGroupBox)}
+    assert {"ClinKD model", "Answers", "Classify (KPL)", "Files"} <= titles
+    assert "1024×1024" in dialog.max_pixels.toolTip() and "30 s" in dialog.decode_timeout_s.toolTip()
+
+
+def test_test_button_shows_the_served_model(qtbot):
+    dialog = _dialog(qtbot)
+    assert not dialog.test_button.isEnabled()  # no URL yet
+    with OpenAIStub(StubBehaviour(models=("clinkd-7b",))) as stub:
+        dialog.server_url.setText(stub.url)
+        with qtbot.waitSignal(dialog.tested, timeout=10000) as blocker:
+            QTest.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
+            assert not dialog.test_button.isEnabled()  # one test at a time; the dialog stays usable
+        assert blocker.args == [True, "OK: serves clinkd-7b"]
+        assert dialog.test_result.text() == "OK: serves clinkd-7b" and dialog.test_button.isEnabled()
+        dialog.server_model.setText("other")
+        with qtbot.waitSignal(dialog.tested, timeout=10000) as blocker:
+            dialog.test_server()
+        assert blocker.args[0] is False and "does not serve model 'other'" in dialog.test_result.text()
+
+
+def test_test_button_on_a_closed_port_says_why_in_a_sentence(qtbot):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dialog = _dialog(qtbot)
+    dialog.show()
+    dialog.server_url.setText(f"http://127.0.0.1:{port}")
+    with qtbot.waitSignal(dialog.tested, timeout=10000) as blocker:
+        dialog.test_server()
+    assert blocker.args[0] is False
+    text = dialog.test_result.text()
+    assert text.startswith(f"Cannot connect to the inference server at http://127.0.0.1:{port}: connection refused.")
+    assert dialog.test_button.isEnabled()
+    qtbot.wait_until(
+        lambda: dialog.test_result.height() >= dialog.test_result.heightForWidth(dialog.test_result.width())
+    )
+
+
+def test_closing_the_dialog_mid_test_leaves_no_thread(qtbot):
+    """A server that accepts the connection and never answers: closing the dialog must not wait
+    for the read timeout, and the late failure must not reach the closed dialog."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # the kernel completes the connection; nobody ever answers
+        dialog = _dialog(qtbot)
+        dialog.server_url.setText(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        dialog.show()
+        results: list = []
+        dialog.tested.connect(lambda ok, text: results.append(text))
+        dialog.test_server()
+        assert dialog.testing and not dialog.test_button.isEnabled()
+        started = time.monotonic()
+        dialog.reject()
+        assert not dialog.testing and not dialog.isVisible()
+        assert QThreadPool.globalInstance().waitForDone(3000)  # the shut-down socket ends the check at once
+        assert time.monotonic() - started < 3
+    qtbot.wait(50)  # let any queued late signal arrive: it is ignored
+    assert results == []
