@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 
-from engine.clinkd import ServerError, ServerSettings, served_models
-
 CONNECT_TIMEOUT_S = 5.0  # a test button should answer quickly; an answer takes its own time later
 READ_TIMEOUT_S = 10.0
 
@@ -18,7 +16,11 @@ READ_TIMEOUT_S = 10.0
 def check_server(url: str, model: str, cancel: threading.Event | None = None) -> str:
     """ "OK: serves <model>" when ``url`` lists ``model`` (or, with no model named, exactly one).
 
-    Raises ServerError with the sentence to show otherwise (bad URL, refused, unknown model)."""
+    Raises ServerError with the sentence to show otherwise (bad URL, refused, unknown model).
+    The server client is imported here, on the worker thread: it brings torch with it (through
+    the generation module), and the window must open without torch."""
+    from engine.clinkd.server import ServerError, ServerSettings, served_models
+
     try:
         settings = ServerSettings(url, model or None, connect_timeout_s=CONNECT_TIMEOUT_S, timeout_s=READ_TIMEOUT_S)
     except ValueError as err:

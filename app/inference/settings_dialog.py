@@ -8,6 +8,7 @@ dialog closed mid-test cancels the check (its socket is shut down) and ignores i
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, replace
 
@@ -32,7 +33,6 @@ from superqt.utils import create_worker
 
 from app.inference.server_check import check_server
 from app.inference.settings import DEVICES, DTYPES, KPL_METHODS, MCG_ROPE, AssistantSettings, setting_tooltip
-from engine.clinkd import ServerError
 
 OK_COLOUR, ERROR_COLOUR = "#7fdc7f", "#ff8080"
 
@@ -240,7 +240,9 @@ def _spin(low: int, high: int, value: int, step: int = 1) -> QSpinBox:
 
 
 def _sentence(error: BaseException) -> str:
-    if isinstance(error, ServerError):
+    # The check imports the server client on its worker thread (it brings torch); never here.
+    server = sys.modules.get("engine.clinkd.server")
+    if server is not None and isinstance(error, server.ServerError):
         return str(error)
     return f"The test failed ({type(error).__name__}: {error})."
 
