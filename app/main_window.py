@@ -211,12 +211,14 @@ class MainWindow(QMainWindow):
         self.zoom_label = QLabel()
         self.frame_status = QLabel()
         self.model_status = QLabel()
+        self.model_status.setStyleSheet("padding: 0 6px; border-left: 1px solid palette(mid);")  # apart from messages
         bar = self.statusBar()
         bar.addWidget(self.cursor_label, 1)
         bar.addPermanentWidget(PreannotationBar(self.preannotation))
         self.problems_indicator = ProblemsIndicator(self.banner)
         bar.addPermanentWidget(self.problems_indicator)
-        self.preannotation.finished.connect(lambda text: bar.showMessage(text, 20000))
+        self.preannotation.run_succeeded.connect(lambda text: bar.showMessage(text, 20000))
+        self.preannotation.run_failed.connect(self.banner.show_message)  # with its reason, not into "Model: …"
         for label in (self.model_status, self.window_label, self.zoom_label, self.frame_status):
             bar.addPermanentWidget(label)
 
