@@ -54,7 +54,7 @@ from app.viewer.series_names import ORIGIN_ROLE, item_text, item_tooltip
 from app.viewer.state import ViewerState
 from app.volumes.controller import MprController
 from app.widgets.about_dialog import AboutDialog
-from app.widgets.error_banner import ErrorBanner
+from app.widgets.error_banner import ErrorBanner, ProblemsIndicator, skipped_text
 from app.widgets.key_bindings import bind, bind_preset
 from app.widgets.shortcuts import PAGE_FRAMES, shortcut
 from app.widgets.shortcuts_dialog import ShortcutsDialog
@@ -212,10 +212,14 @@ class MainWindow(QMainWindow):
         self.zoom_label = QLabel()
         self.frame_status = QLabel()
         self.model_status = QLabel()
+        self.model_status.setStyleSheet("padding: 0 6px; border-left: 1px solid palette(mid);")  # apart from messages
         bar = self.statusBar()
         bar.addWidget(self.cursor_label, 1)
         bar.addPermanentWidget(PreannotationBar(self.preannotation))
-        self.preannotation.finished.connect(lambda text: bar.showMessage(text, 20000))
+        self.problems_indicator = ProblemsIndicator(self.banner)
+        bar.addPermanentWidget(self.problems_indicator)
+        self.preannotation.run_succeeded.connect(lambda text: bar.showMessage(text, 20000))
+        self.preannotation.run_failed.connect(self.banner.show_message)  # with its reason, not into "Model: …"
         for label in (self.model_status, self.window_label, self.zoom_label, self.frame_status):
             bar.addPermanentWidget(label)
 
@@ -303,6 +307,9 @@ class MainWindow(QMainWindow):
         self._command(view, "view.previous_image", lambda: self.step_image(-1))
         view.addAction(self.decode_failures.retry_action)
         self.addAction(self.decode_failures.retry_action)
+        self.show_problems_action = self._action(
+            view, "Show &problems", self.show_problems, tip="Show the red strip's last problems again after closing it"
+        )
         view.addSeparator()
         self.panels_menu = view.addMenu("Pa&nels")
         self.panels_menu.aboutToShow.connect(self._refresh_panels_menu)
@@ -393,9 +400,12 @@ class MainWindow(QMainWindow):
     def report_damaged_file(self, what: str, problem: str, kept_as: Path | None, instead: str = "the defaults") -> None:
         """Say in the red strip that a damaged settings-type file was set aside (added to what it shows)."""
         kept = f" The damaged file was kept as {kept_as.name}." if kept_as else ""
-        text = f"{what} could not be read: {problem}. Using {instead}.{kept}"
-        shown = self.banner.label.text() if not self.banner.isHidden() else ""
-        self.banner.show_message(f"{shown}\n{text}" if shown else text)
+        self.banner.add_message(f"{what} could not be read: {problem}. Using {instead}.{kept}")
+
+    def show_problems(self) -> None:
+        """View > Show problems: the strip's last problems again, after it was closed."""
+        if not self.banner.reopen():
+            self.statusBar().showMessage("No problems to show.", 5000)
 
     def _rebuild_header_windows(self) -> None:
         self.header_windows_menu.clear()
@@ -476,7 +486,9 @@ class MainWindow(QMainWindow):
         result, paths = opened
         self.statusBar().clearMessage()
         if result.errors:
-            self.banner.show_errors(result.errors)
+            self.banner.show_errors(result.errors, len(result.skipped))
+        elif result.skipped:  # not failures: one count, where the status messages go
+            self.statusBar().showMessage(f"{skipped_text(len(result.skipped))}.", 10000)
         if result.stacks:
             self._refresh_recent_menu(recent_files.remember(paths))
             self.annotations.attach(result.stacks, [str(p) for p in paths])

@@ -45,6 +45,8 @@ from engine.preannotate import (
     window_text,
 )
 
+_LISTED = 5  # failed images spelled out in the red strip
+
 
 def _clock(seconds: float | None) -> str:
     if seconds is None:
@@ -57,7 +59,9 @@ class PreannotationRun(QObject):
     """Starts a run, applies its outcomes to the documents, pauses, resumes and cancels it."""
 
     changed = Signal()  # progress, pause or running state
-    finished = Signal(str)  # the summary sentence
+    finished = Signal(str)  # the summary sentence, every run
+    run_succeeded = Signal(str)  # the summary of a run where nothing failed: a status-bar line is enough
+    run_failed = Signal(str)  # why a run stopped or which images failed, then the summary: for the red strip
 
     def __init__(
         self,
@@ -80,7 +84,7 @@ class PreannotationRun(QObject):
         worker.image_done.connect(self._on_image)
         worker.run_progress.connect(self._on_progress)
         worker.warning.connect(lambda job_id, text: self._note(job_id, text))
-        worker.error.connect(lambda job_id, text: self._note(job_id, f"stopped: {text}"))
+        worker.error.connect(self._on_error)
         worker.cancelled.connect(lambda job_id: self._note(job_id, "cancelled: what is done is kept"))
         worker.finished.connect(self._on_finished)
 
@@ -89,6 +93,7 @@ class PreannotationRun(QObject):
         self.done = self.failed = self.boxes = self.labels = 0
         self.failures: list[str] = []
         self.notes: list[str] = []
+        self.stopped_by: str | None = None  # the error that ended the run early (a model that would not load)
 
     @property
     def running(self) -> bool:
@@ -155,6 +160,10 @@ class PreannotationRun(QObject):
         if job_id == self.job_id:
             self.notes.append(text)
 
+    def _on_error(self, job_id: int, text: str) -> None:
+        if job_id == self.job_id:
+            self.stopped_by = text
+
     def _on_image(self, job_id: int, outcome) -> None:
         if job_id != self.job_id:
             return
@@ -184,9 +193,23 @@ class PreannotationRun(QObject):
         )
         if self.notes:
             summary += " · " + "; ".join(self.notes)
-        summary += ". N/P walk the images, A/X accept/reject, Ctrl+Z takes the whole run back."
+        summary += "."
+        if self.boxes or self.labels:  # a hint about reviewing only when there is something to review
+            summary += " N/P walk the images, A/X accept/reject, Ctrl+Z takes the whole run back."
         self.changed.emit()
+        if self.stopped_by or self.failures:
+            self.run_failed.emit(self.failure_report(summary))
+        else:
+            self.run_succeeded.emit(summary)
         self.finished.emit(summary)
+
+    def failure_report(self, summary: str) -> str:
+        """The reason first (what the user must fix), then the images that failed, then the counts."""
+        lines = [f"Pre-annotation stopped: {self.stopped_by}"] if self.stopped_by else []
+        if self.failures:
+            lines.append(f"{len(self.failures)} image(s) failed:")
+            lines += self.failures[:_LISTED] + (["…"] if len(self.failures) > _LISTED else [])
+        return "\n".join([*lines, summary])
 
 
 class PreannotationBar(QWidget):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,13 +24,14 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
 )
 from superqt.utils import create_worker
 
 from engine.pacs import PacsError, PacsServer, PacsSettings, connect, save_pacs_settings, store_keyring_secret
-from engine.pacs.servers import AUTH_MODES
+from engine.pacs.servers import ADDRESS_FORMS, AUTH_MODES
 
 
 def _echo(server: PacsServer) -> str:
@@ -51,6 +52,7 @@ class PacsServersDialog(QDialog):
         self.name = QLineEdit()
         self.url = QLineEdit()
         self.url.setPlaceholderText("http://pacs:8042/dicom-web  or  dicom://ORTHANC@pacs:4242")
+        self.url.setToolTip(f"The server's address: {ADDRESS_FORMS}.")
         self.auth = QComboBox()
         self.auth.addItems(list(AUTH_MODES))
         self.username = QLineEdit()
@@ -71,7 +73,9 @@ class PacsServersDialog(QDialog):
         self.cache_limit.setSuffix(" MB")
         self.cache_limit.setValue(settings.cache_limit_mb)
         self.result = QLabel()
-        self.result.setWordWrap(True)
+        self.result.setWordWrap(True)  # a failure is one sentence, often longer than the form is wide
+        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.result.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         add, remove = QPushButton("Add"), QPushButton("Remove")
         add.clicked.connect(self.add_server)
         remove.clicked.connect(self.remove_server)
@@ -93,7 +97,8 @@ class PacsServersDialog(QDialog):
         form.addRow("Storage port (C-MOVE)", self.storage_port)
         form.addRow("Listen on address (C-MOVE)", self.storage_bind)
         form.addRow("Timeout", self.timeout)
-        form.addRow(self.test_button, self.result)
+        form.addRow("", self.test_button)
+        form.addRow(self.result)  # the whole width: beside the button it was cut to a few words
         left = QVBoxLayout()
         left.addWidget(self.list, 1)
         row = QHBoxLayout()
@@ -202,7 +207,18 @@ class PacsServersDialog(QDialog):
         self.test_button.setEnabled(True)
         self.result.setStyleSheet("color: #7fdc7f;" if ok else "color: #ff8080;")
         self.result.setText(message)
+        self._fit_result()
         self.tested.emit(ok, message)
+
+    def _fit_result(self) -> None:
+        """Grow the dialog until the wrapped message fits: a top-level window does not follow
+        its label's height-for-width by itself, so a long sentence would be clipped."""
+        layout = self.layout()
+        layout.activate()
+        if layout.hasHeightForWidth():
+            needed = layout.totalHeightForWidth(self.width())
+            if needed > self.height():
+                self.resize(self.width(), needed)
 
     def _store_in_keyring(self) -> None:
         name = self.name.text().strip()

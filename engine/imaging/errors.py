@@ -22,6 +22,11 @@ class DecodeCancelled(ImageLoadError):
     """A decode stopped because the viewer is closing: nothing is wrong with the file."""
 
 
+class NotAnImage(ImageLoadError):
+    """A file with neither a DICOM nor an image signature: a folder scan passes over it (counted
+    in ``OpenResult.skipped``) instead of reporting it, unless its name says it is an image."""
+
+
 class VolumeError(Exception):
     """Why a stack cannot be read as a volume; ``str(err)`` is one sentence for the user.
 

@@ -21,7 +21,7 @@ from .decoder_pool import decoder_pool
 from .decoders import decode_frame, decodes_in_pool
 from .dicom_index import has_dicom_preamble, read_header
 from .dicom_params import PixelSpacing, frame_params, frame_spacing, number_of_frames, slice_location
-from .errors import DecodeCancelled, ImageLoadError, LoadError
+from .errors import DecodeCancelled, ImageLoadError, LoadError, NotAnImage
 from .frame import Frame
 from .guard import guarded
 from .raster import RasterInfo, decode_raster_frame, probe_raster, raster_windows
@@ -182,8 +182,16 @@ class ImageStack:
 
 @dataclass
 class OpenResult:
+    """What an open produced: the stacks, the files that failed, and the files a folder scan passed over.
+
+    ``skipped`` are files found while walking a folder that are not images at all (a notes.txt,
+    a PDF report): they are not failures, so the viewer counts them instead of listing them as
+    errors. A file named explicitly is never skipped; if it cannot be read it is an error.
+    """
+
     stacks: list[ImageStack]
     errors: list[LoadError]
+    skipped: list[str] = field(default_factory=list)
 
 
 class _DicomFrames:
@@ -238,9 +246,16 @@ def open_paths(paths: Sequence[str | os.PathLike[str]]) -> OpenResult:
     stacks: list[ImageStack | None] = []
     groups: dict[tuple[str, int, int], list[_DicomFile]] = {}
     group_slot: dict[tuple[str, int, int], int] = {}
-    for path in _expand(paths, errors):
+    skipped: list[str] = []
+    for path, scanned in _expand(paths, errors):
         try:
             opened = _open_file(path)
+        except NotAnImage as exc:
+            if scanned and not _has_image_suffix(path):
+                skipped.append(path)
+            else:
+                errors.append(LoadError(exc.path, str(exc)))
+            continue
         except ImageLoadError as exc:
             errors.append(LoadError(exc.path, str(exc)))
             continue
@@ -264,7 +279,7 @@ def open_paths(paths: Sequence[str | os.PathLike[str]]) -> OpenResult:
             key += f"#{columns}x{rows}"
         seen_series.add(series_uid)
         stacks[group_slot[group]] = _dicom_stack(key, _sort_series(members))
-    return OpenResult([s for s in stacks if s is not None], errors)
+    return OpenResult([s for s in stacks if s is not None], errors, skipped)
 
 
 def open_image(path: str | os.PathLike[str]) -> ImageStack:
@@ -277,19 +292,20 @@ def open_image(path: str | os.PathLike[str]) -> ImageStack:
     raise ImageLoadError(path, f"{os.path.basename(os.fspath(path))} contains no images.")
 
 
-def _expand(paths: Sequence[str | os.PathLike[str]], errors: list[LoadError]) -> list[str]:
-    """Files in the order given, folders walked recursively in name order.
+def _expand(paths: Sequence[str | os.PathLike[str]], errors: list[LoadError]) -> list[tuple[str, bool]]:
+    """Files in the order given, folders walked recursively in name order; each with whether
+    it was found by walking a folder (True) or named explicitly (False).
 
     Hidden files and folders (including ``.clinlens/``) and annotation sidecars are not images.
     """
-    out: list[str] = []
+    out: list[tuple[str, bool]] = []
     seen: set[str] = set()
 
-    def add(path: str) -> None:
+    def add(path: str, scanned: bool = False) -> None:
         real = os.path.realpath(path)
         if real not in seen:
             seen.add(real)
-            out.append(path)
+            out.append((path, scanned))
 
     for raw in paths:
         path = os.fspath(raw)
@@ -298,7 +314,7 @@ def _expand(paths: Sequence[str | os.PathLike[str]], errors: list[LoadError]) ->
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     if not name.startswith(".") and not name.endswith(SIDECAR_SUFFIX):
-                        add(os.path.join(root, name))
+                        add(os.path.join(root, name), scanned=True)
         elif os.path.isfile(path):
             add(path)
         else:
@@ -339,7 +355,24 @@ def _open_file(path: str) -> ImageStack | _DicomFile:
         raise ImageLoadError(path, f"{name} could not be read: {exc.strerror or exc}.") from exc
     if info is not None:
         return _raster_stack(info)
-    return _dicom_file(path, read_header(path, force=True))
+    try:
+        header = read_header(path, force=True)
+    except ImageLoadError as exc:
+        # No DICOM preamble, no image signature, and not readable as preamble-less DICOM:
+        # nothing says this file was ever meant to be an image.
+        raise NotAnImage(path, str(exc)) from exc
+    return _dicom_file(path, header)
+
+
+# Extensions that say "this is an image": such a file that cannot be read is a failure even
+# when a folder scan found it (a damaged .dcm must be reported, not passed over).
+_IMAGE_SUFFIXES = frozenset(
+    {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+)
+
+
+def _has_image_suffix(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in _IMAGE_SUFFIXES
 
 
 def _dicom_file(path: str, header: Dataset) -> _DicomFile:

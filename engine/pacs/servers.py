@@ -24,6 +24,8 @@ KEYRING_SERVICE = "ClinLens PACS"
 AUTH_MODES = ("none", "basic", "bearer")
 DEFAULT_OUR_AET = "CLINLENS"
 DEFAULT_CACHE_LIMIT_MB = 4096
+# The two spellings of a PACS address, in full, for every message that asks for one.
+ADDRESS_FORMS = "http(s)://host:port/dicom-web for DICOMweb or dicom://AET@host:port for DIMSE"
 _DIMSE_URL = re.compile(r"^dicom://(?P<aet>[^@/\\]{1,16})@(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d{1,5})/?$")
 
 
@@ -82,11 +84,10 @@ class PacsServer:
                 parts = urlsplit(self.url.strip())
             except ValueError:  # e.g. an unclosed IPv6 bracket
                 parts = urlsplit("")
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                found.append(
-                    f"{self.url or 'An empty URL'} is not a PACS address: use http(s)://host/dicom-web "
-                    "or dicom://AET@host:port."
-                )
+            if not self.url.strip():
+                found.append(f"Enter the server's address: {ADDRESS_FORMS}.")
+            elif parts.scheme not in ("http", "https") or not parts.netloc:
+                found.append(f"{self.url.strip()} is not a PACS address: enter {ADDRESS_FORMS}.")
             if self.auth not in AUTH_MODES:
                 found.append(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}.")
             if self.auth == "basic" and not self.username:

@@ -298,3 +298,29 @@ def test_a_failure_reading_the_srs_still_opens_the_series(qtbot, window, pacs, m
         )
     assert window.state.stack.n_frames == 1 and "incomplete" not in window.windowTitle()
     assert "could not be read (RuntimeError: bug in the SR reader)" in window.banner.label.text()
+
+
+def test_servers_dialog_says_what_to_type_in_full_and_shows_the_whole_message(qtbot, tmp_path):
+    """The empty-URL message once ended at "dicom://": now it is complete and wraps inside the dialog."""
+    dialog = PacsServersDialog(PacsSettings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.test_button.click()  # a new entry: no URL yet
+    message = dialog.result.text()
+    assert message == (
+        "Enter the server's address: http(s)://host:port/dicom-web for DICOMweb or dicom://AET@host:port for DIMSE."
+    )
+    dialog.url.setText("pacs.example.org")
+    dialog.test_button.click()
+    assert dialog.result.text().startswith("pacs.example.org is not a PACS address: enter http(s)://host:port")
+    assert dialog.result.text().endswith("dicom://AET@host:port for DIMSE.")
+    long = "The archive refused the association: " + "calling AE title not recognised, check its list; " * 4
+    dialog._show_result(False, long.strip())
+    label = dialog.result
+    assert label.wordWrap()
+    qtbot.wait_until(lambda: label.height() >= label.heightForWidth(label.width()))
+    assert label.heightForWidth(label.width()) > label.fontMetrics().height()  # it really wraps
+    inside = label.geometry().translated(label.parentWidget().mapTo(dialog, label.pos()) - label.pos())
+    assert dialog.rect().contains(inside)
+    assert dialog.grab().save(str(tmp_path / "pacs-servers-message.png"))

@@ -306,3 +306,22 @@ def test_the_window_offers_pre_annotate_without_starting_when_no_model_is_set(qt
     pre.trigger()
     assert seen and seen[0][0] is False and "weights" in seen[0][1]
     assert not main.preannotation.running and main.statusBar().currentMessage() == ""
+
+
+def test_a_model_that_fails_to_load_is_reported_in_the_red_strip_with_its_reason(qtbot, folder, tmp_path) -> None:
+    """The failed run's summary once went to one status-bar line that ran into "Model: error"."""
+    damaged = tmp_path / "damaged-model"
+    damaged.mkdir()
+    (damaged / "config.json").write_text('{"model_type": "no_such_architecture", "architectures": ["Nope"]}')
+    main = make_window(qtbot, AssistantSettings(clinkd_dir=str(damaged), max_pixels=TINY_MAX_PIXELS))
+    open_folder(qtbot, main, folder)
+    summary = run_and_wait(qtbot, main, PreannotateSpec(PreTask.VG, ("spine",)))
+    assert "0 of 4 images" in summary
+    text = main.banner.label.text()
+    assert main.banner.isVisible() and text.startswith("Pre-annotation stopped: ")
+    reason = text.split("\n")[0].removeprefix("Pre-annotation stopped: ")
+    assert "damaged-model is missing: model weights" in reason
+    assert text.endswith(summary)
+    assert main.statusBar().currentMessage() == ""  # nothing runs into the permanent "Model: …" label
+    assert main.model_status.text() == "Model: error"
+    assert main.grab().save(str(tmp_path / "preannotate-failed.png"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -317,3 +318,18 @@ def test_copied_folder_with_a_dicom_file_without_extension_opens(tmp_path):
     stack = open_image(tmp_path)
     assert stack.modality == "CT" and stack.kind == "dicom"
     assert stack.spacing == PixelSpacing(0.661468, 0.661468, "PixelSpacing")
+
+
+def test_a_folder_scan_skips_non_image_files_but_a_named_one_is_an_error(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    shutil.copy(CT, folder / "ct.dcm")
+    (folder / "notes.txt").write_text("not an image\n")
+    (folder / "README").write_text("exported\n")
+    (folder / "bad.dcm").write_bytes(b"\x00\x01garbage" * 100)  # an image extension: a failure
+    result = open_paths([folder])
+    assert len(result.stacks) == 1
+    assert [Path(e.path).name for e in result.errors] == ["bad.dcm"]
+    assert sorted(Path(p).name for p in result.skipped) == ["README", "notes.txt"]
+    named = open_paths([folder / "notes.txt"])
+    assert not named.skipped and named.errors[0].message == "notes.txt is not a DICOM or image file."
