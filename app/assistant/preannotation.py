@@ -147,14 +147,16 @@ class PreannotationRun(QObject):
     def status_text(self) -> str:
         p = self.progress
         done = self.done + self.failed
-        text = f"Pre-annotating {done}/{getattr(self, 'total', 0)} images"
+        # the state first: a narrow status bar cuts the end of the line, never "paused"
+        verb = "Paused at" if self.paused else "Pre-annotating"
+        text = f"{verb} {done}/{getattr(self, 'total', 0)} images"
         if p is not None:
             rate = f" · {p.tokens_per_second:.1f} tok/s" if p.tokens_per_second else ""
             text += f" · ETA {_clock(p.eta_s)}{rate}"
         text += f" · {self.boxes} boxes, {self.labels} labels"
         if self.failed:
             text += f" · {self.failed} failed"
-        return text + (" · paused" if self.paused else "")
+        return text
 
     def _note(self, job_id: int, text: str) -> None:
         if job_id == self.job_id:
