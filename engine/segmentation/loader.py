@@ -1,0 +1,122 @@
+"""Load a Segment-Anything checkpoint (SAM ViT-B/L/H, MedSAM) from a local folder, offline.
+
+Why so strict: like ClinKD's loader, loading never touches the network (local_files_only), never
+runs code shipped with the weights, and a wrong folder is reported by what it lacks in one
+sentence instead of a transformers stack trace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.files import JsonFileError, read_json
+from engine.segmentation.errors import SegmenterError, SegmenterOutOfMemory
+from engine.segmentation.predictor import Segmenter, SegmenterInfo
+
+FAMILIES = {"sam": "SamModel", "sam2": "Sam2Model", "sam2_video": "Sam2VideoModel"}
+"""config.json model_type -> the transformers class (MedSAM's weights are model_type 'sam')."""
+SUPPORTED = ("sam",)
+"""Families this engine can run so far; SAM 2 folders are recognised and refused in words."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HINT = (
+    "Point it at the folder of a SAM or MedSAM checkpoint (for example a download of "
+    "facebook/sam-vit-base or flaviagiammarino/medsam-vit-base) that holds config.json, "
+    "model.safetensors and preprocessor_config.json."
+)
+
+
+def read_segmenter_config(folder: str | Path) -> dict:
+    """Check that ``folder`` holds a complete SAM-family checkpoint and return its config.json."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise SegmenterError(f"Segmentation model folder {path} does not exist. {HINT}")
+    names = {p.name for p in path.iterdir()}
+    missing = []
+    if "config.json" not in names:
+        missing.append("config.json (the model configuration)")
+    if not any(n.endswith(".safetensors") or (n.startswith("pytorch_model") and n.endswith(".bin")) for n in names):
+        missing.append("model weights (*.safetensors)")
+    if not {"preprocessor_config.json", "processor_config.json"} & names:
+        missing.append("preprocessor_config.json (the image processor settings)")
+    if missing:
+        raise SegmenterError(f"Segmentation model folder {path} is missing {'; '.join(missing)}. {HINT}")
+    try:
+        config = read_json(path / "config.json")
+    except JsonFileError as err:
+        raise SegmenterError(f"Cannot use {err}. {HINT}") from None
+    if not isinstance(config, dict):
+        raise SegmenterError(f"Cannot use {path / 'config.json'}: expected a JSON object. {HINT}")
+    model_type = config.get("model_type")
+    if model_type not in FAMILIES:
+        raise SegmenterError(
+            f"{path / 'config.json'} says model_type {model_type!r:.60}, not a Segment-Anything model "
+            f"(expected one of {', '.join(FAMILIES)}). {HINT}"
+        )
+    if model_type not in SUPPORTED:
+        raise SegmenterError(
+            f"{path} holds a {FAMILIES[model_type]} (SAM 2), which this version of ClinLens cannot run yet; "
+            "use a SAM or MedSAM checkpoint."
+        )
+    return config
+
+
+def resolve_device(device: str) -> str:
+    cuda = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if cuda else "cpu"
+    if device.startswith("cuda") and not cuda:
+        raise SegmenterError(f"Device {device!r} was asked for but no CUDA GPU is visible; use 'cpu' or 'auto'.")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """fp32 on the CPU (bf16 convolutions are slow there); bf16 on a GPU unless asked otherwise."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in DTYPES:
+        raise SegmenterError(f"dtype must be 'auto' or one of {', '.join(DTYPES)}, not {dtype!r}.")
+    return DTYPES[dtype]
+
+
+def load_segmenter(folder: str | Path, device: str = "auto", dtype: str = "auto", cache_size: int = 4) -> Segmenter:
+    """Load the checkpoint in ``folder`` offline on ``device`` and wrap it with an embedding cache."""
+    from transformers import SamModel, SamProcessor
+
+    from engine.clinkd.loader import no_progress_bars
+
+    read_segmenter_config(folder)
+    path = Path(folder).expanduser()
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    try:
+        with no_progress_bars():
+            model = SamModel.from_pretrained(
+                path,
+                local_files_only=True,
+                trust_remote_code=False,
+                use_safetensors=any(path.glob("*.safetensors")),
+                dtype=torch_dtype,
+            )
+            processor = SamProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        model = model.to(target).eval()
+    except (torch.OutOfMemoryError, MemoryError):
+        from engine.device import free_memory
+
+        free_memory()
+        raise SegmenterOutOfMemory(
+            f"Not enough memory on {target} to load the segmentation model in {path}; "
+            "close other models or load it on the CPU."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - transformers and safetensors raise many types
+        raise SegmenterError(f"Could not load the segmentation model in {path}: {type(err).__name__}: {err}") from None
+    info = SegmenterInfo(
+        model_id=path.resolve().name,
+        path=str(path.resolve()),
+        family=type(model).__name__,
+        device=str(next(model.parameters()).device),
+        dtype=str(torch_dtype).removeprefix("torch."),
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    return Segmenter(model=model, processor=processor, info=info, cache_size=cache_size)

@@ -1,0 +1,85 @@
+"""Carry a mask from a prompted slice through a range of slices, forward then back.
+
+SAM v1 has no memory across slices, so each next slice is prompted with the previous slice's
+mask box (grown by a small margin, since the organ may widen); a direction stops where the mask
+vanishes. Cancel is checked between slices, and what was done so far is kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.segmentation.errors import SegmenterError
+from engine.segmentation.predictor import Segmenter
+from engine.segmentation.prompts import mask_box
+
+SliceSource = Callable[[int], np.ndarray]
+"""frame index -> the rendered RGB pixels of that slice, as displayed (same window and plane)."""
+
+
+@dataclass
+class Propagation:
+    """Masks by frame index; ``cancelled`` when the user stopped it (the masks so far are kept)."""
+
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+    cancelled: bool = False
+
+
+def propagate(
+    segmenter: Segmenter,
+    slices: SliceSource,
+    start: int,
+    frames: tuple[int, int],
+    *,
+    box: Sequence[float] | None = None,
+    points: Sequence[Sequence[float]] = (),
+    key_of: Callable[[int], str] | None = None,
+    margin: float = 2.0,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Propagation:
+    """Segment ``start`` with the prompt, then each slice up to ``frames[1]`` and down to ``frames[0]``.
+
+    ``key_of`` names each slice's embedding for the cache (so a later prompt on a visited slice
+    is instant); ``progress(done, total)`` is called after every slice.
+    """
+    first, last = frames
+    if not first <= start <= last:
+        raise SegmenterError(f"The prompted slice {start} is outside the range {first}..{last} to propagate through.")
+    total = last - first + 1
+    result = Propagation()
+
+    def key(index: int) -> str | None:
+        return key_of(index) if key_of is not None else None
+
+    def step(index: int, prompt_box: Sequence[float] | None, prompt_points: Sequence[Sequence[float]]) -> bool:
+        """Segment one slice; False when the mask vanished (stop this direction)."""
+        found = segmenter.segment(slices(index), prompt_box, prompt_points, key=key(index))
+        if progress is not None:
+            progress(len(result.masks) + 1, total)
+        if found.empty:
+            return False
+        result.masks[index] = found.mask
+        result.scores[index] = found.score
+        return True
+
+    if not step(start, box, points):
+        return result
+    for direction, stop in ((1, last), (-1, first)):
+        previous = result.masks[start]
+        index = start + direction
+        while (index <= stop) if direction > 0 else (index >= stop):
+            if cancel is not None and cancel.is_set():
+                result.cancelled = True
+                return result
+            prompt = mask_box(previous, margin)
+            if prompt is None or not step(index, prompt, ()):
+                break
+            previous = result.masks[index]
+            index += direction
+    return result
