@@ -53,6 +53,7 @@ def propagate(
         raise SegmenterError(f"The prompted slice {start} is outside the range {first}..{last} to propagate through.")
     total = last - first + 1
     result = Propagation()
+    visited = [0]
 
     def key(index: int) -> str | None:
         return key_of(index) if key_of is not None else None
@@ -60,8 +61,9 @@ def propagate(
     def step(index: int, prompt_box: Sequence[float] | None, prompt_points: Sequence[Sequence[float]]) -> bool:
         """Segment one slice; False when the mask vanished (stop this direction)."""
         found = segmenter.segment(slices(index), prompt_box, prompt_points, key=key(index))
+        visited[0] += 1
         if progress is not None:
-            progress(len(result.masks) + 1, total)
+            progress(visited[0], total)
         if found.empty:
             return False
         result.masks[index] = found.mask
