@@ -40,13 +40,15 @@ def propagate(
     points: Sequence[Sequence[float]] = (),
     key_of: Callable[[int], str] | None = None,
     margin: float = 2.0,
+    stop_when_empty: bool = True,
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Propagation:
     """Segment ``start`` with the prompt, then each slice up to ``frames[1]`` and down to ``frames[0]``.
 
     ``key_of`` names each slice's embedding for the cache (so a later prompt on a visited slice
-    is instant); ``progress(done, total)`` is called after every slice.
+    is instant); ``progress(done, total)`` is called after every slice. With ``stop_when_empty``
+    False the whole range is visited, an empty slice keeping the last box (a gap in the object).
     """
     first, last = frames
     if not first <= start <= last:
@@ -65,23 +67,26 @@ def propagate(
         if progress is not None:
             progress(visited[0], total)
         if found.empty:
-            return False
+            return not stop_when_empty
         result.masks[index] = found.mask
         result.scores[index] = found.score
         return True
 
     if not step(start, box, points):
         return result
+    start_box = mask_box(result.masks[start], margin) if start in result.masks else box
+    if start_box is None:
+        return result  # an empty start prompted by points only: nothing to carry
     for direction, stop in ((1, last), (-1, first)):
-        previous = result.masks[start]
+        prompt = start_box
         index = start + direction
         while (index <= stop) if direction > 0 else (index >= stop):
             if cancel is not None and cancel.is_set():
                 result.cancelled = True
                 return result
-            prompt = mask_box(previous, margin)
-            if prompt is None or not step(index, prompt, ()):
+            if not step(index, prompt, ()):
                 break
-            previous = result.masks[index]
+            if index in result.masks:
+                prompt = mask_box(result.masks[index], margin)
             index += direction
     return result

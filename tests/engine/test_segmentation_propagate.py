@@ -83,3 +83,10 @@ def test_the_tiny_model_propagates_and_caches_each_slice(tmp_path):
     for mask in run.masks.values():
         assert mask.dtype == bool and mask.shape == (SIZE, SIZE)
     assert any(segmenter.cached(f"stack/{k}/W/axial") for k in range(17, 24))
+
+
+def test_the_whole_range_can_be_visited_through_gaps():
+    run = propagate(OracleSegmenter(), rendered, 20, (10, 30), box=(10, 14, 31, 35), stop_when_empty=False)
+    assert sorted(run.masks) == list(range(12, 29))
+    start_empty = propagate(OracleSegmenter(), rendered, 10, (9, 14), box=(10, 14, 31, 35), stop_when_empty=False)
+    assert sorted(start_empty.masks) == [12, 13, 14]
