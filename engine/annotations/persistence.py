@@ -254,7 +254,7 @@ def _mask_from_dict(data: Any, where: str, common: dict[str, Any]) -> Mask:
         if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
             raise DamagedDocumentError(f"{at}.size: expected [rows, columns], got {json.dumps(size)[:40]}")
         rle = Rle(size[0], size[1], json_field(item, "counts", (str,), at))
-        rle.decode()  # damaged counts fail here, naming the place, not later in a view
+        rle.check()  # damaged counts fail here, naming the place, not later in a view
         frames.append(
             MaskFrame(
                 frame=json_field(item, "frame", (int,), at),

@@ -55,6 +55,14 @@ class Rle:
             raise ValueError(f"mask counts are not valid COCO RLE: {err}") from None
         return array.astype(bool)
 
+    def check(self) -> None:
+        """ValueError unless ``counts`` is the exact encoding of a rows x columns mask.
+
+        pycocotools decodes damaged counts into some mask without complaint; re-encoding tells,
+        since its compressed form is canonical (one string per mask)."""
+        if encode(self.decode()).counts != self.counts:
+            raise ValueError("mask counts are not valid COCO RLE for its size")
+
     @property
     def area(self) -> int:
         """Pixels inside."""
@@ -77,3 +85,28 @@ def encode(mask: np.ndarray) -> Rle:
         raise ValueError(f"a frame mask must be a 2-D array of rows x columns, got shape {array.shape}")
     encoded = coco_mask.encode(np.asfortranarray(array != 0, dtype=np.uint8))
     return Rle(int(array.shape[0]), int(array.shape[1]), encoded["counts"].decode("ascii"))
+
+
+def from_coco(segmentation: object, rows: int, columns: int) -> Rle:
+    """An RLE from a COCO ``segmentation`` object: compressed (ours, pycocotools) or the
+    uncompressed ``counts`` list other tools write; ValueError for anything else."""
+    if not isinstance(segmentation, dict) or "counts" not in segmentation:
+        raise ValueError("segmentation must be an RLE object with size and counts")
+    size, counts = segmentation.get("size"), segmentation["counts"]
+    if size != [rows, columns]:
+        raise ValueError(f"RLE size {size} is not the image's [{rows}, {columns}] (rows, columns)")
+    if isinstance(counts, list):
+        if (
+            not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+            or sum(counts) != rows * columns
+        ):
+            raise ValueError("uncompressed RLE counts must be non-negative integers covering the image")
+        with _quiet():
+            counts = coco_mask.frPyObjects({"size": [rows, columns], "counts": counts}, rows, columns)["counts"].decode(
+                "ascii"
+            )
+    if not isinstance(counts, str):
+        raise TypeError("RLE counts must be text or a list of integers")
+    rle = Rle(rows, columns, counts)
+    rle.check()
+    return rle

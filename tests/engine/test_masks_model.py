@@ -140,7 +140,7 @@ def test_damaged_mask_in_a_sidecar_names_the_place(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(DamagedDocumentError, match=r"annotations\[0\]\.frames\[0\]\.counts"):
         load_document(path)
-    data["images"][0]["annotations"][0]["frames"][0]["counts"] = "1"
+    data["images"][0]["annotations"][0]["frames"][0]["counts"] = encode(np.ones((10, 10), bool)).counts
     data["images"][0]["annotations"][0]["frames"][0]["size"] = [10, 10]
     path.write_text(json.dumps(data))
     with pytest.raises(DamagedDocumentError, match="rows x columns"):
