@@ -179,7 +179,7 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
                 }
                 for f in annotation.frames
             ],
-            "values": _values_to_list(annotation.values),
+            "values": values_to_list(annotation.values),
         }
     bound = {
         "frame": annotation.frame,
@@ -201,7 +201,7 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
             **bound,
             "kind": str(annotation.kind),
             "points": [list(point) for point in annotation.points],
-            "values": _values_to_list(annotation.values),
+            "values": values_to_list(annotation.values),
         }
     return {
         "type": "box",
@@ -228,11 +228,11 @@ def _placement_from_dict(data: Any, where: str) -> PlanePlacement | None:
     )
 
 
-def _values_to_list(values: Sequence[MeasuredValue]) -> list[dict[str, Any]]:
+def values_to_list(values: Sequence[MeasuredValue]) -> list[dict[str, Any]]:
     return [{"name": v.name, "value": v.value, "unit": v.unit} for v in values]
 
 
-def _values_from_list(items: list[Any], where: str) -> tuple[MeasuredValue, ...]:
+def values_from_list(items: list[Any], where: str) -> tuple[MeasuredValue, ...]:
     values = []
     for j, item in enumerate(items):
         at = f"{where}.values[{j}]"
@@ -263,12 +263,12 @@ def _mask_from_dict(data: Any, where: str, common: dict[str, Any]) -> Mask:
                 frame_number=json_field(item, "frame_number", (int, type(None)), at, None),
             )
         )
-    values = _values_from_list(json_field(data, "values", (list,), where, []), where)
+    values = values_from_list(json_field(data, "values", (list,), where, []), where)
     return Mask(**common, frames=tuple(frames), values=values)
 
 
 def _measurement_from_dict(data: Any, where: str, common: dict[str, Any]) -> Measurement:
-    values = _values_from_list(json_field(data, "values", (list,), where), where)
+    values = values_from_list(json_field(data, "values", (list,), where), where)
     points = json_field(data, "points", (list,), where)
     return Measurement(
         **common,

@@ -12,7 +12,8 @@ differ from x2 in the last bit of a float). Tools that do not know these keys ig
 Masks go in as one COCO annotation per mask per frame, ``segmentation`` a compressed RLE
 (``{"size": [rows, columns], "counts": str}``, what pycocotools' ``mask.decode`` reads), ``area``
 its pixel count, ``bbox`` its pixels' rectangle, ``iscrowd`` 0; ``clinlens_type: "mask"`` and the
-mask's ``clinlens_id`` (shared by its frames) let the import rebuild one mask from them. RLE
+mask's ``clinlens_id`` (shared by its frames) let the import rebuild one mask from them, with its
+``values`` and ``provenance``. RLE
 segmentations from other tools (compressed or a counts list) import as masks too.
 """
 
@@ -42,6 +43,8 @@ from engine.annotations.persistence import (
     annotation_to_dict,
     json_field,
     read_document_json,
+    values_from_list,
+    values_to_list,
     write_json_atomic,
 )
 from engine.annotations.rle import from_coco
@@ -141,6 +144,7 @@ def _mask_entry(mask: Mask, frame: MaskFrame, entry_id: int, image_id: int, cate
         "modified": mask.modified,
         "sop_instance_uid": frame.sop_instance_uid,
         "frame_number": frame.frame_number,
+        "values": values_to_list(mask.values),
     }
     if mask.provenance is not None:
         entry["provenance"] = asdict(mask.provenance)
@@ -312,6 +316,7 @@ def _collect_mask_frame(
             "provenance": None
             if provenance is None
             else Provenance(**{f.name: str(provenance.get(f.name, "")) for f in fields(Provenance)}),
+            "values": values_from_list(json_field(item, "values", (list,), at, []), at),
             "frames": [],
         },
     )

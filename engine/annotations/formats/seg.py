@@ -208,7 +208,7 @@ def seg_masks(doc: AnnotationDocument, image_id: str, path: str | os.PathLike[st
     for number, per_index in sorted(arrays.items()):
         description = seg.get_segment_description(number)
         label = str(description.segment_label or f"segment {number}")
-        automatic = str(description.algorithm_type) != "MANUAL"
+        automatic = hd.seg.SegmentAlgorithmTypeValues(description.algorithm_type).value != "MANUAL"
         try:
             masks.append(doc.new_mask(image_id, per_index, label, source=Source.MODEL if automatic else Source.USER))
         except ValueError as err:
