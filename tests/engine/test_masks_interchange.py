@@ -24,12 +24,15 @@ from engine.annotations import (
     Provenance,
     SetReview,
     image_ref_from_stack,
+    save_document,
+    sidecar_path,
 )
 from engine.annotations.formats import FORMATS, ExportError, import_annotations, import_masks
 from engine.imaging import open_image
 from engine.imaging.volume import load_volume
 from tests.engine.dicom_tools import dciodvfy_errors
 from tests.engine.phantom import Phantom
+from tests.engine.test_annotations_cli import run
 
 PROVENANCE = Provenance(run="r", key="k", model="sam-vit-b-tiny", task="segment", question="box", window="40/400")
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -282,3 +285,15 @@ def test_exports_without_masks_say_so(tmp_path):
     for name in ("seg", "nifti", "png"):
         with pytest.raises(ExportError, match="no masks"):
             FORMATS[name].export(doc, tmp_path / name)
+
+
+@pytest.mark.parametrize("name", ["seg", "nifti", "coco", "png"])
+def test_command_line_exports_masks(sphere, tmp_path, capsys, name):
+    series = shutil.copytree(sphere[1], tmp_path / "series")
+    doc = AnnotationDocument()
+    image_id = doc.add_image(image_ref_from_stack(open_image(str(series))))
+    doc.execute(AddAnnotations(image_id, [doc.new_mask(image_id, sphere[4], "liver")]))
+    save_document(doc, sidecar_path([series]))
+    out = tmp_path / ("out.json" if name == "coco" else "out")
+    assert run(["export", str(series), "--format", name, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert out.exists() and "exported 1 image(s)" in capsys.readouterr().out
