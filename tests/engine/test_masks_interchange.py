@@ -297,3 +297,15 @@ def test_command_line_exports_masks(sphere, tmp_path, capsys, name):
     out = tmp_path / ("out.json" if name == "coco" else "out")
     assert run(["export", str(series), "--format", name, "--out", str(out)]) == 0, capsys.readouterr().err
     assert out.exists() and "exported 1 image(s)" in capsys.readouterr().out
+
+
+def test_seg_segments_are_numbered_from_one_whatever_the_label_numbers(sphere, tmp_path):
+    _, _, stack, _, arrays = sphere
+    doc = AnnotationDocument()
+    doc.ensure_label("unused")
+    image_id = doc.add_image(image_ref_from_stack(stack))
+    doc.execute(AddAnnotations(image_id, [doc.new_mask(image_id, arrays, "Left Kidney")]))
+    (path,) = FORMATS["seg"].export(doc, tmp_path / "seg")
+    seg = hd.seg.segread(path)
+    assert seg.get_segment_numbers() == [1]
+    assert seg.get_segment_description(1).segmented_property_type.value == "18639004"

@@ -85,12 +85,12 @@ def build_seg(masks: ImageMasks) -> hd.seg.Segmentation:
             if index in label.frames:
                 pixels[position, :, :, s] = label.frames[index]
     descriptions = []
-    for label in masks.labels:
+    for number, label in enumerate(masks.labels, start=1):  # SEG segments are numbered 1..N
         category, kind = segment_codes(label.label)
         algorithm_type, identification = _algorithm(label)
         descriptions.append(
             hd.seg.SegmentDescription(
-                segment_number=label.number,
+                segment_number=number,
                 segment_label=label.label[:64],
                 segmented_property_category=category,
                 segmented_property_type=kind,
