@@ -309,3 +309,30 @@ def test_seg_segments_are_numbered_from_one_whatever_the_label_numbers(sphere, t
     seg = hd.seg.segread(path)
     assert seg.get_segment_numbers() == [1]
     assert seg.get_segment_description(1).segmented_property_type.value == "18639004"
+
+
+def test_seg_and_nifti_of_a_multi_frame_file_round_trip(tmp_path):
+    path = Phantom().write_enhanced(tmp_path / "enhanced" / "ct.dcm")  # frames stored in reverse order
+    stack = open_image(str(path))
+    volume = load_volume(stack)
+    inside = volume.modality_values(volume.data) > 0
+    arrays = {volume.geometry.frame_indices[k]: inside[k] for k in range(len(inside)) if inside[k].any()}
+    doc = AnnotationDocument()
+    image_id = doc.add_image(image_ref_from_stack(stack))
+    doc.execute(AddAnnotations(image_id, [doc.new_mask(image_id, arrays, "tumour")]))
+    (seg,) = FORMATS["seg"].export(doc, tmp_path / "seg")
+    assert dciodvfy_errors(seg) == []
+    nifti, _ = FORMATS["nifti"].export(doc, tmp_path / "nifti")
+    fresh = AnnotationDocument()
+    fresh_id = fresh.add_image(doc.image(image_id))
+    assert import_masks(fresh, fresh_id, seg) == 1 and import_masks(fresh, fresh_id, nifti) == 1
+    assert [m.frames for m in fresh.masks(fresh_id)] == [doc.masks(image_id)[0].frames] * 2
+
+
+def test_sr_read_back_leaves_mask_groups_to_the_seg(sphere, tmp_path):
+    from engine.annotations.formats.sr_reader import load_sr, read_sr
+
+    doc, image_id, _ = sphere_doc(sphere)
+    (sr_path,) = FORMATS["sr"].export(doc, tmp_path / "sr")
+    reading = read_sr(load_sr(sr_path), doc.image(image_id))
+    assert reading.annotations == () and reading.warnings == ()

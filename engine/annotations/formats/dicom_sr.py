@@ -201,6 +201,8 @@ def _unit_code(unit: str) -> hd.sr.CodedConcept:
 ALGORITHMS = {Source.MODEL: "ClinKD", Source.CLASSIFIER: "KPL"}
 _SOURCE_NAME = hd.sr.CodedConcept(value="SRC", scheme_designator=CODING_SCHEME, meaning="Annotation source")
 _REVIEW_NAME = hd.sr.CodedConcept(value="REV", scheme_designator=CODING_SCHEME, meaning="Review state")
+_KIND_NAME = hd.sr.CodedConcept(value="KIND", scheme_designator=CODING_SCHEME, meaning="Annotation kind")
+MASK_KIND = hd.sr.CodedConcept(value="KIND-mask", scheme_designator=CODING_SCHEME, meaning="mask")
 _SCORE_NAME = hd.sr.CodedConcept(value="SCORE", scheme_designator=CODING_SCHEME, meaning="Model score")
 _NO_UNITS = hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units")
 
@@ -226,6 +228,8 @@ def _provenance(annotation: Annotation) -> dict:
             hd.sr.QualitativeEvaluation(_REVIEW_NAME, _state_code("REV", str(annotation.review))),
         ]
     }
+    if isinstance(annotation, Mask):  # tells our reader this group's region is in a SEG, not an image label
+        options["qualitative_evaluations"].append(hd.sr.QualitativeEvaluation(_KIND_NAME, MASK_KIND))
     if annotation.score is not None:
         measured.append(hd.sr.Measurement(name=_SCORE_NAME, value=float(annotation.score), unit=_NO_UNITS))
     if measured:

@@ -165,6 +165,14 @@ def _read(path: Path) -> hd.seg.Segmentation:
         raise DamagedDocumentError(f"is a DICOM SEG that cannot be read ({err})", path) from None
 
 
+def _functional(group: pydicom.Dataset, shared: pydicom.Dataset, keyword: str) -> pydicom.Dataset:
+    """A functional group's item, per frame or shared by all (highdicom shares what is equal)."""
+    sequence = group.get(keyword) or shared.get(keyword)
+    if not sequence:
+        raise AttributeError(keyword)
+    return sequence[0]
+
+
 def seg_masks(doc: AnnotationDocument, image_id: str, path: str | os.PathLike[str]) -> list[Mask]:
     """The masks a SEG file holds for an open image (one per segment); nothing is added yet."""
     path = Path(path).absolute()
@@ -189,13 +197,15 @@ def seg_masks(doc: AnnotationDocument, image_id: str, path: str | os.PathLike[st
         raise DamagedDocumentError(
             f"has {len(frames)} frames but describes {len(per_frame)} (Per-frame Functional Groups)", path
         )
+    shared = (seg.get("SharedFunctionalGroupsSequence") or [pydicom.Dataset()])[0]
     arrays: dict[int, dict[int, np.ndarray]] = {}
     for i, group in enumerate(per_frame):
-        segment = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         try:
-            source = group.DerivationImageSequence[0].SourceImageSequence[0]
-        except (AttributeError, IndexError):
-            raise DamagedDocumentError(f"frame {i + 1} does not name its source image", path) from None
+            identification = _functional(group, shared, "SegmentIdentificationSequence")
+            segment = int(identification.ReferencedSegmentNumber)
+            source = _functional(group, shared, "DerivationImageSequence").SourceImageSequence[0]
+        except (AttributeError, IndexError, TypeError, ValueError):
+            raise DamagedDocumentError(f"frame {i + 1} does not name its segment and source image", path) from None
         uid = str(source.ReferencedSOPInstanceUID)
         index = ref.frame_index(uid, int(source.get("ReferencedFrameNumber", 1) or 1))
         if index is None:
