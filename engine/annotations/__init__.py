@@ -1,4 +1,4 @@
-"""Box and image-level annotations as an undoable document, with sidecar persistence and exports.
+"""Box, mask and image-level annotations as an undoable document, with sidecar persistence and exports.
 
 Plain data (``model``, ``image_ref``), one document with listeners and per-image undo
 (``document``, ``commands``, ``undo``), files (``persistence``) and exchange formats
@@ -12,6 +12,7 @@ from engine.annotations.commands import (
     SetGeometry,
     SetImageReviewed,
     SetLabel,
+    SetMaskFrames,
     SetMeasurement,
     SetNote,
     SetReview,
@@ -30,6 +31,8 @@ from engine.annotations.model import (
     Box,
     ImageLabel,
     Label,
+    Mask,
+    MaskFrame,
     MeasuredValue,
     MeasureKind,
     Measurement,
@@ -70,6 +73,8 @@ __all__ = [
     "ImageState",
     "Label",
     "Listener",
+    "Mask",
+    "MaskFrame",
     "MeasureKind",
     "MeasuredValue",
     "Measurement",
@@ -82,6 +87,7 @@ __all__ = [
     "SetGeometry",
     "SetImageReviewed",
     "SetLabel",
+    "SetMaskFrames",
     "SetMeasurement",
     "SetNote",
     "SetReview",

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from engine.annotations.masks import FrameArrays, check_mask_fits, mask_frames
 from engine.annotations.model import (
     Annotation,
     Box,
+    Mask,
     MeasuredValue,
     Measurement,
     PlanePlacement,
@@ -60,7 +62,7 @@ class AddAnnotations(_Replace):
 
     def __init__(self, image_id: str, annotations: Sequence[Annotation], text: str = "") -> None:
         n = len(annotations)
-        single = "Add measurement" if n == 1 and isinstance(annotations[0], Measurement) else "Add box"
+        single = {Measurement: "Add measurement", Mask: "Add mask"}.get(type(annotations[0]), "Add box") if n else ""
         super().__init__(image_id, text or (single if n == 1 else f"Add {n} annotations"))
         self.annotations = tuple(annotations)
 
@@ -71,6 +73,8 @@ class AddAnnotations(_Replace):
                 raise ValueError(f"annotation {annotation.id} already exists")
             if isinstance(annotation, (Box, Measurement)) and annotation.frame >= ref.n_frames:
                 raise ValueError(f"frame {annotation.frame} out of range for {ref.image_id} ({ref.n_frames} frames)")
+            if isinstance(annotation, Mask):
+                check_mask_fits(ref, annotation)
         return {a.id: a for a in self.annotations}
 
 
@@ -101,6 +105,8 @@ class ApplyProposals(_Replace):
         for annotation in self.annotations:
             if isinstance(annotation, Box) and annotation.frame >= ref.n_frames:
                 raise ValueError(f"frame {annotation.frame} out of range for {ref.image_id} ({ref.n_frames} frames)")
+            if isinstance(annotation, Mask):
+                check_mask_fits(ref, annotation)
         plan: dict[str, Annotation | None] = {key: None for key in self.remove if doc.find(self.image_id, key)}
         plan.update({a.id: a for a in self.annotations})
         return plan
@@ -213,6 +219,47 @@ class SetMeasurement(_Replace):
         assert newer._after is not None
         self._after = dict(newer._after)
         return True
+
+
+class SetMaskFrames(_Replace):
+    """Replace some frames of a mask: one brush or eraser stroke, one prompt, one propagation.
+
+    ``arrays`` is ``{frame_index: bool array}``; each given frame is replaced whole (an empty
+    array clears that frame), the other frames stay. One command is one undo step. Clearing every
+    frame is refused (ValueError): deleting a mask is ``RemoveAnnotations``. ``values`` (the
+    measurements recomputed from the new mask) replace the old ones when given.
+    """
+
+    def __init__(
+        self,
+        image_id: str,
+        annotation_id: str,
+        arrays: FrameArrays,
+        *,
+        values: tuple[MeasuredValue, ...] | None = None,
+        text: str = "Edit mask",
+    ) -> None:
+        super().__init__(image_id, text)
+        self.annotation_id = annotation_id
+        self.arrays = dict(arrays)
+        self.values = None if values is None else tuple(values)
+
+    def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
+        mask = doc.annotation(self.image_id, self.annotation_id)
+        if not isinstance(mask, Mask):
+            raise TypeError(f"annotation {self.annotation_id} is not a mask")
+        new = {f.frame: f for f in mask_frames(doc.image(self.image_id), self.arrays)}
+        frames = tuple(new.get(f.frame, f) for f in mask.frames if f.frame not in self.arrays or f.frame in new)
+        frames += tuple(f for index, f in new.items() if mask.on(index) is None)
+        if not frames:
+            raise ValueError("this edit would leave the mask empty; delete the mask instead")
+        changes: dict[str, object] = {"frames": frames}
+        if self.values is not None:
+            changes["values"] = self.values
+        updated = edited(mask, doc.now(), **changes)
+        if updated.frames == mask.frames and updated.values == mask.values:
+            return {}
+        return {mask.id: updated}
 
 
 class SetLabel(_Replace):

@@ -15,15 +15,18 @@ from enum import StrEnum
 from engine.annotations.colors import distinct_color
 from engine.annotations.commands import AddAnnotations
 from engine.annotations.image_ref import ImageRef
+from engine.annotations.masks import FrameArrays, check_mask_fits, mask_frames
 from engine.annotations.model import (
     Annotation,
     Box,
     ImageLabel,
     Label,
+    Mask,
     MeasuredValue,
     MeasureKind,
     Measurement,
     PlanePlacement,
+    Provenance,
     Review,
     Source,
     default_review,
@@ -181,6 +184,10 @@ class AnnotationDocument:
                 index = ref.frame_index(annotation.sop_instance_uid, annotation.frame_number)
                 if index is not None and index != annotation.frame:
                     moved[annotation.id] = replace(annotation, frame=index)
+            elif isinstance(annotation, Mask):
+                rebound = _rebind_mask(annotation, ref)
+                if rebound is not annotation:
+                    moved[annotation.id] = rebound
         if moved:
             entry.history.clear()  # snapshots hold the old frame indices
             self._store(ref.image_id, moved)
@@ -199,6 +206,11 @@ class AnnotationDocument:
             for box in other.boxes(ref.image_id):
                 if box.frame >= n_frames:
                     raise ValueError(f"box {box.id} is on frame {box.frame} but image {target} has {n_frames} frame(s)")
+            for mask in other.masks(ref.image_id):
+                try:
+                    check_mask_fits(refs[target], mask)
+                except ValueError as err:
+                    raise ValueError(f"mask {mask.id}: {err}") from None
 
     def _matching_image(self, ref: ImageRef, refs: dict[str, ImageRef] | None = None) -> str | None:
         """The known image showing the same files as ``ref`` (``refs``: the images to search)."""
@@ -225,6 +237,11 @@ class AnnotationDocument:
                     f"{type(annotation).__name__.lower()} {annotation.id} is on frame {annotation.frame} "
                     f"but the image has {ref.n_frames} frame(s)"
                 )
+            if isinstance(annotation, Mask):
+                try:
+                    check_mask_fits(ref, annotation)
+                except ValueError as err:
+                    raise ValueError(f"mask {annotation.id}: {err}") from None
         entry = _Entry(ref, state, UndoStack(self.undo_limit))
         self._images[ref.image_id] = entry
         self._emit(DocumentEvent(Change.IMAGES, ref.image_id, added=(ref.image_id,)))
@@ -268,6 +285,12 @@ class AnnotationDocument:
             a
             for a in self.annotations(image_id)
             if isinstance(a, Measurement) and (frame is None or (a.frame == frame and a.placement is None))
+        ]
+
+    def masks(self, image_id: str, frame: int | None = None) -> list[Mask]:
+        """Masks of an image; with ``frame``, those with pixels on that frame."""
+        return [
+            a for a in self.annotations(image_id) if isinstance(a, Mask) and (frame is None or a.on(frame) is not None)
         ]
 
     def placed(self, image_id: str) -> list[Box | Measurement]:
@@ -355,6 +378,43 @@ class AnnotationDocument:
             sop_instance_uid=frame_ref.sop_instance_uid,
             frame_number=frame_ref.frame_number if frame_ref.sop_instance_uid else None,
             placement=placement,
+        )
+
+    def new_mask(
+        self,
+        image_id: str,
+        arrays: FrameArrays,
+        label: str,
+        *,
+        source: Source | str = Source.USER,
+        score: float | None = None,
+        note: str = "",
+        review: Review | str | None = None,
+        provenance: Provenance | None = None,
+        values: tuple[MeasuredValue, ...] = (),
+    ) -> Mask:
+        """A new mask from ``{frame_index: bool array (rows, columns)}`` (add it with ``AddAnnotations``).
+
+        Each frame is bound to its DICOM source like a box; ValueError for a frame the image does
+        not have, an array of another size, or nothing inside on any frame.
+        """
+        frames = mask_frames(self.image(image_id), arrays)
+        if not frames:
+            raise ValueError("the mask has no pixels inside on any frame")
+        source = Source(source)
+        now = self.now()
+        return Mask(
+            id=new_id(),
+            frames=frames,
+            label=label,
+            source=source,
+            score=score,
+            note=note,
+            review=Review(review) if review else default_review(source),
+            created=now,
+            modified=now,
+            provenance=provenance,
+            values=tuple(values),
         )
 
     def new_image_label(
@@ -564,3 +624,18 @@ class AnnotationDocument:
             if new and self.execute(AddAnnotations(image_id, new, text=f"Import {len(new)} annotations")):
                 added += len(new)
         return added
+
+
+def _rebind_mask(mask: Mask, ref: ImageRef) -> Mask:
+    """The mask with its frames following their SOP Instance UID and frame number to ``ref``'s order."""
+    frames, moved = [], False
+    for item in mask.frames:
+        index = None
+        if item.sop_instance_uid and item.frame_number:
+            index = ref.frame_index(item.sop_instance_uid, item.frame_number)
+        if index is not None and index != item.frame:
+            frames.append(replace(item, frame=index))
+            moved = True
+        else:
+            frames.append(item)
+    return replace(mask, frames=tuple(frames)) if moved else mask

@@ -1,4 +1,4 @@
-"""The plain data of an annotation document: boxes, image-level labels, labels and review states.
+"""The plain data of an annotation document: boxes, masks, image-level labels, labels and review states.
 
 Everything here is a frozen dataclass so that a GUI can hold, compare and hand these values to
 other threads without fear of them changing underneath; edits produce new values (commands do
@@ -18,6 +18,10 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+
+import numpy as np
+
+from engine.annotations.rle import Rle
 
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -104,7 +108,7 @@ def _check_frame(frame: int) -> None:
         raise ValueError(f"frame must be a non-negative integer, got {frame!r}")
 
 
-def _normalize_review_fields(annotation: Box | ImageLabel | Measurement) -> None:
+def _normalize_review_fields(annotation: Box | ImageLabel | Measurement | Mask) -> None:
     """Label, source, review and score, which every kind of annotation carries, checked in one way.
 
     Called from ``__post_init__`` of a frozen dataclass, hence ``object.__setattr__``; a label
@@ -306,7 +310,91 @@ class Measurement:
         return ", ".join(parts)
 
 
-Annotation = Box | ImageLabel | Measurement
+@dataclass(frozen=True)
+class MaskFrame:
+    """One frame of a mask: its 0-based index, its DICOM binding (as a Box has) and its pixels."""
+
+    frame: int
+    rle: Rle
+    sop_instance_uid: str | None = None
+    frame_number: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_frame(self.frame)
+        if not isinstance(self.rle, Rle):
+            raise TypeError("a mask frame holds its pixels as an Rle")
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A region on one or several frames of one image (a segmentation: drawn, or from a model).
+
+    Why per frame and run-length encoded: a mask follows the stack's frames (the contract with
+    the segmentation engine is ``{frame_index: bool array of (rows, columns)}``), a propagated
+    mask covers tens of frames, and most of every frame is background; COCO RLE keeps that small
+    and exact, and is what the COCO export writes. Frames are kept sorted, at most one per index;
+    a frame with nothing inside is dropped, and a mask must keep at least one frame. ``values``
+    are measurements computed from the mask (area, volume, HU statistics) by the segmentation
+    engine; exports carry them like a Measurement's.
+    """
+
+    id: str
+    frames: tuple[MaskFrame, ...]
+    label: str
+    source: Source = Source.USER
+    score: float | None = None
+    note: str = ""
+    review: Review = Review.ACCEPTED
+    created: str = ""
+    modified: str = ""
+    provenance: Provenance | None = None
+    values: tuple[MeasuredValue, ...] = ()
+
+    def __post_init__(self) -> None:
+        frames = tuple(sorted(self.frames, key=lambda f: f.frame))
+        if any(not isinstance(f, MaskFrame) for f in frames):
+            raise ValueError("mask frames must be MaskFrame values")
+        indices = [f.frame for f in frames]
+        if len(set(indices)) != len(indices):
+            raise ValueError("a mask has one entry per frame; a frame index appears twice")
+        if not frames:
+            raise ValueError("a mask needs at least one frame with pixels inside")
+        object.__setattr__(self, "frames", frames)
+        object.__setattr__(self, "values", tuple(self.values))
+        if any(not isinstance(v, MeasuredValue) for v in self.values):
+            raise ValueError("mask values must be MeasuredValue values")
+        _normalize_review_fields(self)
+
+    @property
+    def frame(self) -> int:
+        """The first frame it covers (where the list jumps to, and the frame exports sort by)."""
+        return self.frames[0].frame
+
+    @property
+    def frame_indices(self) -> tuple[int, ...]:
+        return tuple(f.frame for f in self.frames)
+
+    def on(self, frame: int) -> MaskFrame | None:
+        return next((f for f in self.frames if f.frame == frame), None)
+
+    def array(self, frame: int) -> np.ndarray | None:
+        """The boolean mask of ``frame`` (rows, columns), or None where the mask has no pixels."""
+        found = self.on(frame)
+        return None if found is None else found.rle.decode()
+
+    def arrays(self) -> dict[int, np.ndarray]:
+        """The segmentation-engine form: ``{frame_index: bool array}``."""
+        return {f.frame: f.rle.decode() for f in self.frames}
+
+    @property
+    def area_pixels(self) -> int:
+        return sum(f.rle.area for f in self.frames)
+
+    def value(self, name: str) -> MeasuredValue | None:
+        return next((v for v in self.values if v.name == name), None)
+
+
+Annotation = Box | ImageLabel | Measurement | Mask
 
 
 def edited(annotation: Annotation, now: str, **changes: object) -> Annotation:
@@ -315,7 +403,7 @@ def edited(annotation: Annotation, now: str, **changes: object) -> Annotation:
     Only changes of what the annotation *says* (geometry, label) count as a correction; a note
     or a review decision does not. User-drawn annotations keep their review state.
     """
-    substantive = any(key in changes for key in ("x1", "y1", "x2", "y2", "label", "frame", "points"))
+    substantive = any(key in changes for key in ("x1", "y1", "x2", "y2", "label", "frame", "points", "frames"))
     if substantive and annotation.source is not Source.USER and "review" not in changes:
         changes["review"] = Review.CORRECTED
     return replace(annotation, modified=now, **changes)

@@ -26,11 +26,14 @@ from engine.annotations.model import (
     Box,
     ImageLabel,
     Label,
+    Mask,
+    MaskFrame,
     MeasuredValue,
     Measurement,
     PlanePlacement,
     Provenance,
 )
+from engine.annotations.rle import Rle
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT
 from engine.files import JsonFileError, load_store, read_json, write_json_atomic
 from engine.imaging import FrameSource, PixelSpacing
@@ -44,7 +47,10 @@ from engine.paths import (
 )
 
 FORMAT = "clinlens-annotations"
-SCHEMA_VERSION = 2  # 2: measurements and plane placements (version 1 files still read)
+SCHEMA_VERSION = 3  # 2: measurements and plane placements; 3: masks (versions 1 and 2 still read)
+MASKLESS_VERSION = 2
+"""What a file without masks is written as: an older ClinLens, which refuses a higher version
+outright, still opens every project that does not use masks."""
 SIDECAR_NAME = "annotations.json"
 
 
@@ -159,6 +165,22 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
         common["provenance"] = asdict(annotation.provenance)
     if isinstance(annotation, ImageLabel):
         return {"type": "image_label", **common}
+    if isinstance(annotation, Mask):
+        return {
+            "type": "mask",
+            **common,
+            "frames": [
+                {
+                    "frame": f.frame,
+                    "sop_instance_uid": f.sop_instance_uid,
+                    "frame_number": f.frame_number,
+                    "size": [f.rle.rows, f.rle.columns],
+                    "counts": f.rle.counts,
+                }
+                for f in annotation.frames
+            ],
+            "values": values_to_list(annotation.values),
+        }
     bound = {
         "frame": annotation.frame,
         "sop_instance_uid": annotation.sop_instance_uid,
@@ -179,7 +201,7 @@ def annotation_to_dict(annotation: Annotation) -> dict[str, Any]:
             **bound,
             "kind": str(annotation.kind),
             "points": [list(point) for point in annotation.points],
-            "values": [{"name": v.name, "value": v.value, "unit": v.unit} for v in annotation.values],
+            "values": values_to_list(annotation.values),
         }
     return {
         "type": "box",
@@ -206,9 +228,13 @@ def _placement_from_dict(data: Any, where: str) -> PlanePlacement | None:
     )
 
 
-def _measurement_from_dict(data: Any, where: str, common: dict[str, Any]) -> Measurement:
+def values_to_list(values: Sequence[MeasuredValue]) -> list[dict[str, Any]]:
+    return [{"name": v.name, "value": v.value, "unit": v.unit} for v in values]
+
+
+def values_from_list(items: list[Any], where: str) -> tuple[MeasuredValue, ...]:
     values = []
-    for j, item in enumerate(json_field(data, "values", (list,), where)):
+    for j, item in enumerate(items):
         at = f"{where}.values[{j}]"
         values.append(
             MeasuredValue(
@@ -217,6 +243,32 @@ def _measurement_from_dict(data: Any, where: str, common: dict[str, Any]) -> Mea
                 json_field(item, "unit", (str,), at),
             )
         )
+    return tuple(values)
+
+
+def _mask_from_dict(data: Any, where: str, common: dict[str, Any]) -> Mask:
+    frames = []
+    for j, item in enumerate(json_field(data, "frames", (list,), where)):
+        at = f"{where}.frames[{j}]"
+        size = json_field(item, "size", (list,), at)
+        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+            raise DamagedDocumentError(f"{at}.size: expected [rows, columns], got {json.dumps(size)[:40]}")
+        rle = Rle(size[0], size[1], json_field(item, "counts", (str,), at))
+        rle.check()  # damaged counts fail here, naming the place, not later in a view
+        frames.append(
+            MaskFrame(
+                frame=json_field(item, "frame", (int,), at),
+                rle=rle,
+                sop_instance_uid=json_field(item, "sop_instance_uid", (str, type(None)), at, None),
+                frame_number=json_field(item, "frame_number", (int, type(None)), at, None),
+            )
+        )
+    values = values_from_list(json_field(data, "values", (list,), where, []), where)
+    return Mask(**common, frames=tuple(frames), values=values)
+
+
+def _measurement_from_dict(data: Any, where: str, common: dict[str, Any]) -> Measurement:
+    values = values_from_list(json_field(data, "values", (list,), where), where)
     points = json_field(data, "points", (list,), where)
     return Measurement(
         **common,
@@ -268,9 +320,10 @@ def document_to_dict(
                 "annotations": [annotation_to_dict(a) for a in doc.annotations(ref.image_id)],
             }
         )
+    has_masks = any(a["type"] == "mask" for image in images for a in image["annotations"])
     return {
         "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION if has_masks else MASKLESS_VERSION,
         "saved": doc.now(),
         "labels": [{"name": label.name, "color": label.color} for label in doc.labels],
         "images": images,
@@ -342,6 +395,8 @@ def annotation_from_dict(data: Any, where: str) -> Annotation:
             return ImageLabel(**common)
         if kind == "measurement":
             return _measurement_from_dict(data, where, common)
+        if kind == "mask":
+            return _mask_from_dict(data, where, common)
         if kind == "box":
             return Box(
                 **common,

@@ -128,6 +128,6 @@ def test_bad_input_exits_2_with_a_clear_message(folder, tmp_path, capsys):
     assert run(["export", str(folder / "images"), "--format", "yolo", "--out", str(damaged)]) == 2
     assert "writes a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        run(["export", str(folder / "images"), "--format", "png", "--out", "x"])
+        run(["export", str(folder / "images"), "--format", "tiff", "--out", "x"])
     assert exit_info.value.code == 2
     assert not (tmp_path / "x.json").exists()

@@ -240,5 +240,5 @@ def test_sr_needs_dicom_sources(tmp_path):
 
 
 def test_format_registry_matches_outputs():
-    assert set(FORMATS) == {"coco", "yolo", "voc", "csv", "json", "sr"}
-    assert {name for name, f in FORMATS.items() if f.writes_folder} == {"yolo", "voc", "sr"}
+    assert set(FORMATS) == {"coco", "yolo", "voc", "csv", "json", "sr", "seg", "nifti", "png"}
+    assert {name for name, f in FORMATS.items() if f.writes_folder} == {"yolo", "voc", "sr", "seg", "nifti", "png"}

@@ -9,14 +9,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.annotations.commands import AddAnnotations
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.coco import coco_dict, coco_to_document, export_coco, read_coco
+from engine.annotations.formats.png_masks import export_png_masks
 from engine.annotations.formats.table import export_csv
 from engine.annotations.formats.targets import REVIEWED_ONLY, ExportError, ExportTarget, ReviewScope, export_targets
 from engine.annotations.formats.voc import export_voc
 from engine.annotations.formats.yolo import export_yolo
 from engine.annotations.image_ref import ImageRef
-from engine.annotations.model import Review
+from engine.annotations.model import Mask, Review
 from engine.annotations.persistence import (
     DamagedDocumentError,
     DocumentError,
@@ -79,6 +81,47 @@ def import_annotations(doc: AnnotationDocument, path: str | os.PathLike[str]) ->
         raise DamagedDocumentError(f"does not fit the open images: {err}", Path(path).absolute()) from None
 
 
+def export_seg(doc: AnnotationDocument, out: str | os.PathLike[str], **options: object) -> list[Path]:
+    """DICOM SEG (see ``seg.export_seg``); imported on use because highdicom is slow to load."""
+    from engine.annotations.formats.seg import export_seg as export
+
+    return export(doc, out, **options)
+
+
+def export_nifti(doc: AnnotationDocument, out: str | os.PathLike[str], **options: object) -> list[Path]:
+    """NIfTI label maps (see ``nifti.export_nifti``); nibabel is imported on use."""
+    from engine.annotations.formats.nifti import export_nifti as export
+
+    return export(doc, out, **options)
+
+
+def read_masks(doc: AnnotationDocument, image_id: str, path: str | os.PathLike[str]) -> list[Mask]:
+    """The masks of a DICOM SEG (``.dcm``) or NIfTI (``.nii``, ``.nii.gz``) file for an open image.
+
+    ``DocumentError`` (naming the file, one sentence) for a file that cannot be read or does not
+    fit the image: another series, another frame count or size, a grid that is not the series'.
+    """
+    path = Path(path).absolute()
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        from engine.annotations.formats.nifti import nifti_masks
+
+        return nifti_masks(doc, image_id, path)
+    from engine.annotations.formats.seg import seg_masks
+
+    return seg_masks(doc, image_id, path)
+
+
+def import_masks(doc: AnnotationDocument, image_id: str, path: str | os.PathLike[str]) -> int:
+    """Add the masks of a SEG or NIfTI file to an open image as one undo step; returns how many.
+
+    All or nothing: on ``DocumentError`` the document is exactly as it was.
+    """
+    masks = read_masks(doc, image_id, path)
+    doc.execute(AddAnnotations(image_id, masks, text=f"Import {len(masks)} mask{'s' if len(masks) != 1 else ''}"))
+    return len(masks)
+
+
 def export_sr(doc: AnnotationDocument, out: str | os.PathLike[str], **options: object) -> list[Path]:
     """DICOM SR (see ``dicom_sr.export_sr``); imported on use because highdicom is slow to load."""
     from engine.annotations.formats.dicom_sr import export_sr as export
@@ -97,12 +140,15 @@ class ExportFormat:
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
-        ExportFormat("coco", "COCO detection JSON (bbox = x, y, w, h in pixels)", False, export_coco),
+        ExportFormat("coco", "COCO JSON (bbox = x, y, w, h in pixels; masks as RLE segmentation)", False, export_coco),
         ExportFormat("yolo", "YOLO txt per picture (class cx cy w h, normalised) + classes.txt", True, export_yolo),
         ExportFormat("voc", "Pascal VOC XML per picture (1-based pixel corners)", True, export_voc),
         ExportFormat("csv", "CSV, one row per annotation", False, export_csv),
         ExportFormat("json", "ClinLens JSON (lossless)", False, export_json),
         ExportFormat("sr", "DICOM SR TID 1500 per study (DICOM images only)", True, export_sr),
+        ExportFormat("seg", "DICOM SEG per series: masks as binary segments, one per label", True, export_seg),
+        ExportFormat("nifti", "NIfTI label map (.nii.gz) per DICOM series + labels.json", True, export_nifti),
+        ExportFormat("png", "PNG label map per frame with masks (8/16-bit) + labels.json", True, export_png_masks),
     )
 }
 
@@ -118,11 +164,16 @@ __all__ = [
     "export_coco",
     "export_csv",
     "export_json",
+    "export_nifti",
+    "export_png_masks",
+    "export_seg",
     "export_sr",
     "export_targets",
     "export_voc",
     "export_yolo",
     "import_annotations",
+    "import_masks",
     "read_annotation_file",
     "read_coco",
+    "read_masks",
 ]

@@ -8,6 +8,13 @@ export imports back without loss: on images ``clinlens_image_id``, ``frame`` (0-
 ``image_labels``; on annotations ``clinlens_id``, ``source``, ``score``, ``review``, ``note``,
 ``created``, ``modified``, the DICOM binding, and ``xyxy`` (the exact corners, since x + w can
 differ from x2 in the last bit of a float). Tools that do not know these keys ignore them.
+
+Masks go in as one COCO annotation per mask per frame, ``segmentation`` a compressed RLE
+(``{"size": [rows, columns], "counts": str}``, what pycocotools' ``mask.decode`` reads), ``area``
+its pixel count, ``bbox`` its pixels' rectangle, ``iscrowd`` 0; ``clinlens_type: "mask"`` and the
+mask's ``clinlens_id`` (shared by its frames) let the import rebuild one mask from them, with its
+``values`` and ``provenance``. RLE
+segmentations from other tools (compressed or a counts list) import as masks too.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,7 @@ from engine.annotations.formats.targets import (
     relative_file_name,
 )
 from engine.annotations.image_ref import ImageRef
-from engine.annotations.model import Box, default_review, new_id, utc_now
+from engine.annotations.model import Box, Mask, MaskFrame, Provenance, default_review, new_id, utc_now
 from engine.annotations.persistence import (
     SCHEMA_VERSION,
     DamagedDocumentError,
@@ -35,8 +43,11 @@ from engine.annotations.persistence import (
     annotation_to_dict,
     json_field,
     read_document_json,
+    values_from_list,
+    values_to_list,
     write_json_atomic,
 )
+from engine.annotations.rle import from_coco
 from engine.imaging import FrameSource
 
 
@@ -53,7 +64,7 @@ def coco_dict(
     """
     category_ids = {label.name: i + 1 for i, label in enumerate(doc.labels)}
     images, annotations = [], []
-    for target in export_targets(doc, image_ids, scope=scope):
+    for target in export_targets(doc, image_ids, scope=scope, with_masks=True):
         ref, source = target.image, target.source
         state = doc.image_state(ref.image_id)
         coco_image_id = len(images) + 1
@@ -95,6 +106,8 @@ def coco_dict(
                     "frame_number": box.frame_number,
                 }
             )
+        for mask, frame in target.masks:
+            annotations.append(_mask_entry(mask, frame, len(annotations) + 1, coco_image_id, category_ids[mask.label]))
     return {
         "info": {
             "description": f"ClinLens annotations ({scope.describe()})",
@@ -110,6 +123,32 @@ def coco_dict(
         "images": images,
         "annotations": annotations,
     }
+
+
+def _mask_entry(mask: Mask, frame: MaskFrame, entry_id: int, image_id: int, category_id: int) -> dict[str, Any]:
+    entry = {
+        "id": entry_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": frame.rle.coco(),
+        "area": frame.rle.area,
+        "bbox": list(frame.rle.bbox()),
+        "iscrowd": 0,
+        "clinlens_type": "mask",
+        "clinlens_id": mask.id,
+        "source": str(mask.source),
+        "score": mask.score,
+        "review": str(mask.review),
+        "note": mask.note,
+        "created": mask.created,
+        "modified": mask.modified,
+        "sop_instance_uid": frame.sop_instance_uid,
+        "frame_number": frame.frame_number,
+        "values": values_to_list(mask.values),
+    }
+    if mask.provenance is not None:
+        entry["provenance"] = asdict(mask.provenance)
+    return entry
 
 
 def export_coco(
@@ -198,6 +237,7 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
         by_coco_id[entry["id"]] = (key, entry)
 
     boxes: dict[str, list[Box]] = {key: [] for key in groups}
+    mask_parts: dict[str, dict[str, dict[str, Any]]] = {}
     for i, item in enumerate(json_field(data, "annotations", (list,), "coco")):
         at = f"annotations[{i}]"
         coco_image = json_field(item, "image_id", (int,), at)
@@ -207,6 +247,9 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
         key, entry = by_coco_id[coco_image]
         source = json_field(item, "source", (str,), at, "user")
         now = utc_now()
+        if isinstance(item.get("segmentation"), dict):
+            _collect_mask_frame(mask_parts.setdefault(key, {}), item, entry, names[category], at)
+            continue
         corners = _corners(item, at)
         try:
             boxes[key].append(
@@ -238,12 +281,62 @@ def coco_to_document(data: Any, base_dir: Path, *, images: Sequence[ImageRef] = 
         labels = next((e["image_labels"] for e in entries if e["image_labels"]), [])
         image_labels = [annotation_from_dict(a, f"image {key}: image_labels[{j}]") for j, a in enumerate(labels)]
         state = ImageState(reviewed=any(e["reviewed"] for e in entries))
+        masks = [_mask_from_parts(parts, f"image {key}") for parts in mask_parts.get(key, {}).values()]
         try:
-            doc.restore_image(ref, [*boxes[key], *image_labels], state)
+            doc.restore_image(ref, [*boxes[key], *masks, *image_labels], state)
         except ValueError as err:
             raise DamagedDocumentError(f"image {key}: {err}") from None
     doc.mark_saved()
     return doc
+
+
+def _collect_mask_frame(
+    parts: dict[str, dict[str, Any]], item: Any, entry: dict[str, Any], label: str, at: str
+) -> None:
+    """One RLE annotation: a frame of the mask its ``clinlens_id`` names (a new mask without one)."""
+    mask_id = json_field(item, "clinlens_id", (str, type(None)), at, None) or new_id()
+    try:
+        rle = from_coco(item["segmentation"], entry["height"], entry["width"])
+    except (ValueError, TypeError) as err:
+        raise DamagedDocumentError(f"{at}.segmentation: {err}") from None
+    now = utc_now()
+    source = json_field(item, "source", (str,), at, "user")
+    provenance = json_field(item, "provenance", (dict, type(None)), at, None)
+    part = parts.setdefault(
+        mask_id,
+        {
+            "id": mask_id,
+            "label": label,
+            "source": source,
+            "score": json_field(item, "score", (float, type(None)), at, None),
+            "note": json_field(item, "note", (str,), at, ""),
+            "review": json_field(item, "review", (str,), at, str(default_review(source))),
+            "created": json_field(item, "created", (str,), at, now),
+            "modified": json_field(item, "modified", (str,), at, now),
+            "provenance": None
+            if provenance is None
+            else Provenance(**{f.name: str(provenance.get(f.name, "")) for f in fields(Provenance)}),
+            "values": values_from_list(json_field(item, "values", (list,), at, []), at),
+            "frames": [],
+        },
+    )
+    if part["label"] != label:
+        raise DamagedDocumentError(f"{at}: mask {mask_id} has frames with different categories")
+    part["frames"].append(
+        MaskFrame(
+            frame=entry["frame"],
+            rle=rle,
+            sop_instance_uid=json_field(item, "sop_instance_uid", (str, type(None)), at, entry["sop_instance_uid"]),
+            frame_number=json_field(item, "frame_number", (int, type(None)), at, entry["frame_number"]),
+        )
+    )
+
+
+def _mask_from_parts(part: dict[str, Any], where: str) -> Mask:
+    try:
+        return Mask(**{**part, "frames": tuple(part["frames"])})
+    except (ValueError, TypeError) as err:
+        raise DamagedDocumentError(f"{where}: mask {part['id']}: {err}") from None
 
 
 def _match(key: str, entries: list[dict[str, Any]], images: Sequence[ImageRef]) -> ImageRef | None:

@@ -54,6 +54,7 @@ from engine.annotations.formats.targets import (
     clipped,
     kept_boxes,
     kept_labels,
+    kept_masks,
     kept_measurements,
     kept_placed_boxes,
     selected_images,
@@ -64,6 +65,7 @@ from engine.annotations.model import (
     Annotation,
     Box,
     ImageLabel,
+    Mask,
     MeasureKind,
     Measurement,
     Source,
@@ -82,6 +84,8 @@ _VALUE_CODES = {
     "std": codes.SCT.StandardDeviation,
     "min": codes.SCT.Minimum,
     "max": codes.SCT.Maximum,
+    "volume": codes.SCT.Volume,
+    "diameter": codes.SCT.Diameter,
 }
 
 
@@ -160,7 +164,7 @@ def _region(
 
 
 def _measurements(item: Annotation) -> list[hd.sr.Measurement] | None:
-    if not isinstance(item, Measurement):
+    if not isinstance(item, Measurement | Mask):
         return None
     return [
         hd.sr.Measurement(name=_VALUE_CODES[v.name], value=v.value, unit=_unit_code(v.unit))
@@ -169,10 +173,22 @@ def _measurements(item: Annotation) -> list[hd.sr.Measurement] | None:
     ] or None
 
 
+def _mask_sources(ref: ImageRef, mask: Mask) -> list[FrameSource]:
+    """The frames a mask covers, found by their DICOM binding (a re-sorted series) or index."""
+    found = []
+    for item in mask.frames:
+        index = None
+        if item.sop_instance_uid and item.frame_number:
+            index = ref.frame_index(item.sop_instance_uid, item.frame_number)
+        found.append(ref.frames[item.frame if index is None else index])
+    return found
+
+
 def _unit_code(unit: str) -> hd.sr.CodedConcept:
     known = {
         "mm": codes.UCUM.Millimeter,
         "mm2": codes.UCUM.SquareMillimeter,
+        "mL": hd.sr.CodedConcept(value="mL", scheme_designator="UCUM", meaning="milliliter"),
         "deg": codes.UCUM.Degree,
         "[hnsf'U]": codes.UCUM.HounsfieldUnit,
         "1": codes.UCUM.NoUnits,
@@ -185,12 +201,22 @@ def _unit_code(unit: str) -> hd.sr.CodedConcept:
 ALGORITHMS = {Source.MODEL: "ClinKD", Source.CLASSIFIER: "KPL"}
 _SOURCE_NAME = hd.sr.CodedConcept(value="SRC", scheme_designator=CODING_SCHEME, meaning="Annotation source")
 _REVIEW_NAME = hd.sr.CodedConcept(value="REV", scheme_designator=CODING_SCHEME, meaning="Review state")
+_KIND_NAME = hd.sr.CodedConcept(value="KIND", scheme_designator=CODING_SCHEME, meaning="Annotation kind")
+MASK_KIND = hd.sr.CodedConcept(value="KIND-mask", scheme_designator=CODING_SCHEME, meaning="mask")
 _SCORE_NAME = hd.sr.CodedConcept(value="SCORE", scheme_designator=CODING_SCHEME, meaning="Model score")
 _NO_UNITS = hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units")
 
 
 def _state_code(kind: str, value: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=f"{kind}-{value}"[:16], scheme_designator=CODING_SCHEME, meaning=value)
+
+
+def algorithm_name(annotation: Annotation) -> str:
+    """The model that made machine output: a mask names its segmentation model (from its
+    provenance, 64 characters at most); boxes and labels keep the grounding/classifier name."""
+    if isinstance(annotation, Mask) and annotation.provenance is not None and annotation.provenance.model:
+        return annotation.provenance.model[-64:]
+    return ALGORITHMS.get(annotation.source, "ClinLens")
 
 
 def _provenance(annotation: Annotation) -> dict:
@@ -202,13 +228,15 @@ def _provenance(annotation: Annotation) -> dict:
             hd.sr.QualitativeEvaluation(_REVIEW_NAME, _state_code("REV", str(annotation.review))),
         ]
     }
+    if isinstance(annotation, Mask):  # tells our reader this group's region is in a SEG, not an image label
+        options["qualitative_evaluations"].append(hd.sr.QualitativeEvaluation(_KIND_NAME, MASK_KIND))
     if annotation.score is not None:
         measured.append(hd.sr.Measurement(name=_SCORE_NAME, value=float(annotation.score), unit=_NO_UNITS))
     if measured:
         options["measurements"] = measured
     if annotation.source in ALGORITHMS:
         options["algorithm_id"] = hd.sr.AlgorithmIdentification(
-            name=ALGORITHMS[annotation.source], version="1", parameters=[annotation.note] if annotation.note else None
+            name=algorithm_name(annotation), version="1", parameters=[annotation.note] if annotation.note else None
         )
     return options
 
@@ -262,6 +290,10 @@ def build_srs(
         for label in kept_labels(doc, ref.image_id, scope):
             header = header_of(ref.frames[0])
             studies.setdefault(str(header.StudyInstanceUID), []).append((ref, label, None))
+        for mask in kept_masks(doc, ref.image_id, scope):
+            if mask.values:  # its pixels go to a DICOM SEG; the SR carries what was measured from them
+                header = header_of(ref.frames[mask.frame])
+                studies.setdefault(str(header.StudyInstanceUID), []).append((ref, mask, None))
     if not studies:
         raise ExportError(
             f"no annotations to export on DICOM images ({scope.describe()}): "
@@ -274,10 +306,11 @@ def build_srs(
             tracking = hd.sr.TrackingIdentifier(
                 uid=tracking_uid(annotation.id), identifier=f"{annotation.label} ({annotation.id[:8]})"
             )
-            if isinstance(annotation, ImageLabel):
+            if isinstance(annotation, ImageLabel | Mask):
+                frames = ref.frames if isinstance(annotation, ImageLabel) else _mask_sources(ref, annotation)
                 sources = []
-                for source in dict.fromkeys(f.path for f in ref.frames):
-                    header = header_of(next(f for f in ref.frames if f.path == source))
+                for source in dict.fromkeys(f.path for f in frames):
+                    header = header_of(next(f for f in frames if f.path == source))
                     evidence[header.SOPInstanceUID] = header
                     sources.append(
                         hd.sr.SourceImageForMeasurementGroup(

@@ -307,6 +307,8 @@ def _read_group(
     common = _common(context, group, index, by_concept)
     regions = _regions(group)
     if not regions:
+        if (CODING_SCHEME, "KIND") in by_concept:  # a mask's values: its pixels travel in a DICOM SEG
+            return []
         label = _image_label(context, group, common)
         return [label] if label is not None else []
     found: list[Annotation] = []

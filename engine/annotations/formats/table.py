@@ -12,7 +12,12 @@ Columns: ``image`` (file of the frame, relative to the CSV), ``image_id``, ``sop
 is the UCUM unit of the ROI statistics, ``[hnsf'U]`` for HU), and ``plane``, ``plane_slice``
 (1-based, as on screen), ``plane_index`` (0-based) when drawn on a reformatted plane (then
 ``points_mm`` holds the patient coordinates, and the pixel columns are that plane's display
-coordinates; boxes drawn on a plane get these too).
+coordinates; boxes drawn on a plane get these too). Masks are one row each (kind ``mask``):
+the frame columns name their first frame, ``mask_slices`` all of them (1-based, ``;``-separated),
+x1..y2 the bounding rectangle of the pixels inside on every frame, ``mask_pixels`` the pixel count,
+and the values measured from the mask (when the segmentation engine stored them) fill
+``area_mm2``, ``volume_ml``, ``diameter_mm`` and the HU statistics; the pixels themselves go to
+the mask formats (SEG, NIfTI, COCO RLE, PNG label maps).
 Which review states are exported follows ``ReviewScope`` (pending and rejected machine output
 only on request); the ``review`` column says the state of every row.
 """
@@ -30,13 +35,14 @@ from engine.annotations.formats.targets import (
     ReviewScope,
     kept_boxes,
     kept_labels,
+    kept_masks,
     kept_measurements,
     kept_placed_boxes,
     number,
     relative_file_name,
     selected_images,
 )
-from engine.annotations.model import Annotation, Box, Measurement, PlanePlacement
+from engine.annotations.model import Annotation, Box, Mask, MeasuredValue, Measurement, PlanePlacement
 from engine.files import write_text_atomic
 
 COLUMNS = (
@@ -70,6 +76,10 @@ COLUMNS = (
     "plane_slice",
     "plane_index",
     "points_mm",
+    "volume_ml",
+    "diameter_mm",
+    "mask_slices",
+    "mask_pixels",
 )
 _VALUE_COLUMNS = {
     "length": "length_mm",
@@ -79,6 +89,8 @@ _VALUE_COLUMNS = {
     "std": "std",
     "min": "min",
     "max": "max",
+    "volume": "volume_ml",
+    "diameter": "diameter_mm",
 }
 
 
@@ -100,6 +112,7 @@ def export_csv(
             *kept_boxes(doc, ref.image_id, scope),
             *kept_placed_boxes(doc, ref.image_id, scope),
             *kept_measurements(doc, ref.image_id, scope),
+            *kept_masks(doc, ref.image_id, scope),
             *kept_labels(doc, ref.image_id, scope),
         ]
         for a in rows:
@@ -119,6 +132,10 @@ def export_csv(
                         **_measurement_columns(a),
                         "image": relative_file_name(ref.frames[a.frame].path, out.parent),
                     }
+                )
+            elif isinstance(a, Mask):
+                writer.writerow(
+                    {**common, **_mask_columns(a), "image": relative_file_name(ref.frames[a.frame].path, out.parent)}
                 )
             elif isinstance(a, Box):
                 source = ref.frames[a.frame]
@@ -158,12 +175,35 @@ def _measurement_columns(m: Measurement) -> dict[str, object]:
         "y2": number(max(ys)),
         "points": ";".join(f"{number(x)} {number(y)}" for x, y in m.points),
     }
-    for value in m.values:
+    return {**row, **_value_columns(m.values), **_placement_columns(m.placement)}
+
+
+def _value_columns(values: Sequence[MeasuredValue]) -> dict[str, object]:
+    row: dict[str, object] = {}
+    for value in values:
         if value.name in _VALUE_COLUMNS:
             row[_VALUE_COLUMNS[value.name]] = repr(value.value)
         if value.name == "mean":
             row["value_unit"] = value.unit
-    return {**row, **_placement_columns(m.placement)}
+    return row
+
+
+def _mask_columns(m: Mask) -> dict[str, object]:
+    boxes = [f.rle.bbox() for f in m.frames]
+    first = m.frames[0]
+    return {
+        "sop_instance_uid": first.sop_instance_uid or "",
+        **_frame_columns(first.frame),
+        "frame_number": "" if first.frame_number is None else first.frame_number,
+        "kind": "mask",
+        "x1": number(min(b[0] for b in boxes)),
+        "y1": number(min(b[1] for b in boxes)),
+        "x2": number(max(b[0] + b[2] for b in boxes)),
+        "y2": number(max(b[1] + b[3] for b in boxes)),
+        "mask_slices": ";".join(str(f.frame + 1) for f in m.frames),
+        "mask_pixels": m.area_pixels,
+        **_value_columns(m.values),
+    }
 
 
 def _frame_columns(frame: int) -> dict[str, object]:

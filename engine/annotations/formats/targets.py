@@ -1,7 +1,7 @@
 """Which pictures an export writes and what each is called; shared by every exporter.
 
 Exchange formats know flat pictures, not series or multi-frame files, so each exported picture
-is one frame of one image: every frame that carries a box, and frame 0 of an image without
+is one frame of one image: every frame that carries a box (or, for COCO, a mask), and frame 0 of an image without
 boxes (so it still appears, with its image-level labels and review flag). ``ReviewScope`` says
 which review states every exporter keeps.
 """
@@ -16,7 +16,7 @@ from pathlib import Path, PurePath
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.image_ref import ImageRef
-from engine.annotations.model import Annotation, Box, ImageLabel, Measurement, Review
+from engine.annotations.model import Annotation, Box, ImageLabel, Mask, MaskFrame, Measurement, Review
 from engine.imaging import FrameSource
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -28,6 +28,7 @@ class ExportTarget:
     frame: int  # 0-based frame index in the image
     name: str  # unique, file-system-safe stem for per-picture files (YOLO, VOC)
     boxes: tuple[Box, ...]
+    masks: tuple[tuple[Mask, MaskFrame], ...] = ()  # with_masks only: each mask's pixels on this frame
 
     @property
     def source(self) -> FrameSource:
@@ -102,6 +103,10 @@ def kept_measurements(doc: AnnotationDocument, image_id: str, scope: ReviewScope
     return [m for m in doc.measurements(image_id) if scope.keeps(m)]
 
 
+def kept_masks(doc: AnnotationDocument, image_id: str, scope: ReviewScope) -> list[Mask]:
+    return [m for m in doc.masks(image_id) if scope.keeps(m)]
+
+
 def kept_labels(doc: AnnotationDocument, image_id: str, scope: ReviewScope) -> list[ImageLabel]:
     return [label for label in doc.image_labels(image_id) if scope.keeps(label)]
 
@@ -112,24 +117,45 @@ def export_targets(
     *,
     scope: ReviewScope = REVIEWED_ONLY,
     reserved: Sequence[str] = (),
+    with_masks: bool = False,
 ) -> list[ExportTarget]:
-    """The exported pictures in document order, with unique names (``reserved`` names are avoided)."""
+    """The exported pictures in document order, with unique names (``reserved`` names are avoided).
+
+    ``with_masks`` (COCO) adds the frames that carry a mask and lists each mask's frame there;
+    the box-only formats (YOLO, VOC) leave it off, since a picture whose masked object has no box
+    would teach a detector that nothing is there.
+    """
     taken = {name.lower() for name in reserved}
     targets = []
     for ref in selected_images(doc, image_ids):
         boxes = kept_boxes(doc, ref.image_id, scope)
-        for frame in sorted({b.frame for b in boxes}) or [0]:
-            source = ref.frames[frame]
-            stem = _UNSAFE.sub("_", PurePath(source.path).stem) or "image"
-            if ref.frames_in_file(source.path) > 1:
-                stem = f"{stem}_f{source.frame_number:04d}"
-            name, counter = stem, 1
-            while name.lower() in taken:
-                counter += 1
-                name = f"{stem}_{counter}"
-            taken.add(name.lower())
-            targets.append(ExportTarget(ref, frame, name, tuple(b for b in boxes if b.frame == frame)))
+        masks = kept_masks(doc, ref.image_id, scope) if with_masks else []
+        mask_frames = {f.frame for m in masks for f in m.frames}
+        targets.extend(
+            ExportTarget(
+                ref,
+                frame,
+                picture_name(ref, frame, taken),
+                tuple(b for b in boxes if b.frame == frame),
+                tuple((m, f) for m in masks if (f := m.on(frame)) is not None),
+            )
+            for frame in sorted({b.frame for b in boxes} | mask_frames) or [0]
+        )
     return targets
+
+
+def picture_name(ref: ImageRef, frame: int, taken: set[str]) -> str:
+    """A unique, file-system-safe stem for one frame's picture (``taken``, lower-case, grows)."""
+    source = ref.frames[frame]
+    stem = _UNSAFE.sub("_", PurePath(source.path).stem) or "image"
+    if ref.frames_in_file(source.path) > 1:
+        stem = f"{stem}_f{source.frame_number:04d}"
+    name, counter = stem, 1
+    while name.lower() in taken:
+        counter += 1
+        name = f"{stem}_{counter}"
+    taken.add(name.lower())
+    return name
 
 
 def relative_file_name(path: str, base_dir: Path) -> str:
