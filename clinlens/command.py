@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "cli.training",
     "cli.desktop",
     "cli.pacs",
+    "cli.segmentation",
     "cli.annotate",
 )
 

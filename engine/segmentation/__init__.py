@@ -27,7 +27,9 @@ _LAZY = {
         "area_mm2",
         "hu_stats",
         "longest_diameter_mm",
+        "mask_values",
         "measure_mask",
+        "measure_slice",
         "volume_ml",
     ),
 }
@@ -40,7 +42,9 @@ if TYPE_CHECKING:
         area_mm2,
         hu_stats,
         longest_diameter_mm,
+        mask_values,
         measure_mask,
+        measure_slice,
         volume_ml,
     )
     from engine.segmentation.predictor import Embedding, Segmenter, SegmenterInfo
@@ -65,7 +69,9 @@ __all__ = [
     "load_segmenter",
     "longest_diameter_mm",
     "mask_box",
+    "mask_values",
     "measure_mask",
+    "measure_slice",
     "propagate",
     "read_segmenter_config",
     "volume_ml",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.annotations.model import MeasuredValue
 from engine.imaging.volume import VolumeGeometry
 
 
@@ -125,3 +126,41 @@ def _by_slice(masks: Mapping[int, np.ndarray] | np.ndarray) -> dict[int, np.ndar
             raise ValueError(f"a 3-D mask is (slices, rows, columns), not shaped {masks.shape}")
         return {k: masks[k] for k in range(masks.shape[0])}
     return {int(k): np.asarray(v, dtype=bool) for k, v in masks.items()}
+
+
+def measure_slice(
+    mask: np.ndarray, row_spacing_mm: float, column_spacing_mm: float, values: np.ndarray | None = None
+) -> MaskMeasurements:
+    """The measurements of a mask on one image that is not part of a volume (no slice spacing):
+    its area instead of a volume (``volume_ml`` is 0, ``area_mm2`` has the one slice)."""
+    mask = np.asarray(mask, dtype=bool)
+    return MaskMeasurements(
+        area_mm2={0: area_mm2(mask, row_spacing_mm, column_spacing_mm)},
+        volume_ml=0.0,
+        hu=hu_stats(mask, values) if values is not None else None,
+        longest_diameter_mm=longest_diameter_mm(mask, row_spacing_mm, column_spacing_mm),
+        longest_diameter_slice=0,
+    )
+
+
+def mask_values(measured: MaskMeasurements, unit: str) -> tuple[MeasuredValue, ...]:
+    """The numbers a Mask annotation carries (CSV, SR): the area of a one-slice mask or the
+    volume of a 3-D one, the longest in-plane diameter, and the statistics of the values inside.
+
+    Names and units are the ones the exports read: area mm2, volume mL, diameter mm, and mean,
+    std, min, max in ``unit`` (HU for CT)."""
+    values = []
+    if len(measured.area_mm2) == 1:
+        values.append(MeasuredValue("area", sum(measured.area_mm2.values()), "mm2"))
+    else:
+        values.append(MeasuredValue("volume", measured.volume_ml, "mL"))
+    values.append(MeasuredValue("diameter", measured.longest_diameter_mm, "mm"))
+    if measured.hu is not None:
+        stats = measured.hu
+        values += [
+            MeasuredValue("mean", stats.mean, unit),
+            MeasuredValue("std", stats.sd, unit),
+            MeasuredValue("min", stats.minimum, unit),
+            MeasuredValue("max", stats.maximum, unit),
+        ]
+    return tuple(values)
