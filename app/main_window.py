@@ -39,6 +39,7 @@ from app.inference.settings_dialog import SettingsDialog
 from app.inference.worker import InferenceService, UnloadJob
 from app.kpl.classify_panel import ClassifyPanel
 from app.pacs.controller import PacsController
+from app.segmentation.controller import SegmentationController
 from app.viewer import recent_files
 from app.viewer.canvas import ImageCanvas
 from app.viewer.canvas_label import BelowCornerLabel
@@ -59,7 +60,7 @@ from app.widgets.key_bindings import bind, bind_preset
 from app.widgets.shortcuts import PAGE_FRAMES, shortcut
 from app.widgets.shortcuts_dialog import ShortcutsDialog
 from app.widgets.window_layout import restore_layout, save_layout
-from engine.annotations import DocumentError, Review
+from engine.annotations import DocumentError, Mask, Review
 from engine.annotations.formats import FORMATS, REVIEWED_ONLY, ExportError, ReviewScope, import_annotations
 from engine.imaging import (
     ImageStack,
@@ -137,6 +138,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._build_series_browser_and_cine()
         self.mpr = MprController(self)
+        self.segmentation = SegmentationController(self)  # in front of the MPR's canvas tools
         self._update_frame_controls()
         self._update_undo_actions()
         if settings.problem:
@@ -552,6 +554,8 @@ class MainWindow(QMainWindow):
 
     # ----- annotations
     def set_tool(self, tool: Tool) -> None:
+        if hasattr(self, "segmentation"):
+            self.segmentation.set_active(False)
         self.tools.cancel()
         self.tools.tool = tool
         self.tool_actions[tool].setChecked(True)
@@ -573,6 +577,7 @@ class MainWindow(QMainWindow):
         set_decode_timeout(settings.decode_timeout_s)
         self.ask_panel.refresh_settings()
         self.classify_panel.refresh_settings()
+        self.segmentation.refresh_settings()
         if self.service.running is None:
             self._on_model_state("not loaded" if settings.clinkd_configured else "not configured", "")
 
@@ -606,6 +611,13 @@ class MainWindow(QMainWindow):
         self.annotations.select({box.id for box in self.annotations.visible_boxes(self.state.frame_index)})
 
     def show_box(self, box_id: str) -> None:
+        doc = self.annotations.doc
+        found = doc.find(self.annotations.image_id, box_id) if doc is not None else None
+        if isinstance(found, Mask):  # a mask: its first frame, on the single view where it is drawn
+            self.annotations.select({box_id})
+            self.mpr.toggle_action.setChecked(False)
+            self.state.set_frame(found.frame)
+            return
         if self.mpr.show_annotation(box_id):  # drawn on a reformat, or a measurement
             return
         box = self.annotations.box(box_id)

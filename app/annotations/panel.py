@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.annotations.controller import AnnotationController
-from app.annotations.rows import COLUMNS, NOTE_COLUMN, PLANE_COLUMN, box_row, measurement_row
+from app.annotations.rows import COLUMNS, NOTE_COLUMN, PLANE_COLUMN, box_row, mask_row, measurement_row
 from app.viewer.state import ViewerState
 from engine.annotations import Review, Source
 
@@ -145,6 +145,7 @@ class AnnotationPanel(QWidget):
             (box.id, box_row(box, spacing)) for box in controller.boxes() if box.source in controller.visible_sources
         ]
         rows += [(m.id, measurement_row(m)) for m in doc.measurements(controller.image_id)]
+        rows += [(m.id, mask_row(m)) for m in doc.masks(controller.image_id) if m.source in controller.visible_sources]
         for annotation_id, row in rows:
             item = QTreeWidgetItem(row.texts)
             item.setData(0, Qt.ItemDataRole.UserRole, annotation_id)

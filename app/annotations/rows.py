@@ -1,4 +1,4 @@
-"""What one row of the Annotations list says, for a box or a measurement.
+"""What one row of the Annotations list says, for a box, a measurement or a mask.
 
 Kept apart from the panel so that every column means one thing for both kinds of annotation: the
 Frame column is a 1-based frame (or slice) number, the plane it was drawn on is its own column,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from engine.annotations import Box
+from engine.annotations import Box, Mask
 from engine.annotations.model import MeasuredValue, Measurement, PlanePlacement
 
 COLUMNS = ["Label", "Frame", "Plane", "Value", "Review", "Source", "Size (px)", "Score", "Note"]
@@ -116,4 +116,44 @@ def measurement_row(measurement: Measurement) -> Row:
     where = f"{plane} slice {frame}" if plane else f"frame {frame}"
     lines = [f"{measurement.kind.value.capitalize()} “{measurement.label}” on {where}"]
     lines += [f"{value.name}: {with_unit(value, 0 if value.name == 'pixels' else 1)}" for value in measurement.values]
+    return Row(texts, "\n".join(lines))
+
+
+def frames_text(frames: tuple[int, ...]) -> str:
+    """1-based frame numbers: "12" for one, "10–14" for a run, "3, 7" otherwise."""
+    numbers = [f + 1 for f in frames]
+    if len(numbers) == 1:
+        return str(numbers[0])
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}–{numbers[-1]}"
+    return ", ".join(str(n) for n in numbers)
+
+
+def mask_value(mask: Mask) -> str:
+    """Its volume (several slices) or area (one), else the pixels inside: what a mask is measured by."""
+    by_name = {value.name: value for value in mask.values}
+    for name in ("volume", "area"):
+        if name in by_name:
+            return with_unit(by_name[name], 2 if name == "volume" else 1)
+    return f"{mask.area_pixels} px"
+
+
+def mask_row(mask: Mask) -> Row:
+    frames = frames_text(mask.frame_indices)
+    texts = [
+        f"{mask.label} (mask)",
+        frames,
+        "",
+        mask_value(mask),
+        mask.review.value,
+        mask.source.value,
+        "",
+        "" if mask.score is None else f"{mask.score:.2f}",
+        mask.note,
+    ]
+    where = f"frame {frames}" if len(mask.frames) == 1 else f"frames {frames}"
+    lines = [f"Mask “{mask.label}” on {where}"]
+    lines += [f"{value.name}: {with_unit(value)}" for value in mask.values]
+    if mask.provenance is not None and mask.provenance.model:
+        lines.append(f"Model: {mask.provenance.model}")
     return Row(texts, "\n".join(lines))

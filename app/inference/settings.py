@@ -37,6 +37,7 @@ class AssistantSettings:
     kpl_k: int = 8
     kpl_method: str = "kpl"
     decode_timeout_s: int = 30  # a compressed frame still decoding after this is abandoned
+    segmentation_model: str = ""  # a SAM-family checkpoint folder (SAM, MedSAM) for the Segment tool
 
     @property
     def clinkd_configured(self) -> bool:
@@ -49,6 +50,8 @@ class AssistantSettings:
             found.append(f"The server URL must start with http:// or https://, not {self.server_url!r}.")
         if self.clinkd_dir and not Path(self.clinkd_dir).is_dir():
             found.append(f"The ClinKD folder {self.clinkd_dir} does not exist.")
+        if self.segmentation_model and not Path(self.segmentation_model).is_dir():
+            found.append(f"The segmentation model folder {self.segmentation_model} does not exist.")
         for name, allowed in (
             ("device", DEVICES),
             ("dtype", DTYPES),
@@ -96,6 +99,8 @@ SETTING_HELP = {
     "kpl_k": "Descriptions per class that Classify keeps for the open images (the k best matching ones).",
     "kpl_method": "How Classify learns its class proxies: kpl (knowledge proxies with StableGreenkhorn), "
     "text (descriptions only, no learning) or inmap (balanced Sinkhorn).",
+    "segmentation_model": "Folder of a local SAM-family checkpoint (SAM ViT-B/L/H or MedSAM: config.json, "
+    "model.safetensors, preprocessor_config.json) that the Segment tool turns boxes into masks with.",
     "decode_timeout_s": "A compressed frame still decoding after this many seconds is abandoned with an error "
     "(damaged files can keep a decoder busy).",
 }

@@ -59,6 +59,8 @@ class SettingsDialog(QDialog):
         self.server_model.setPlaceholderText("served model name (empty: the only one it serves)")
         self.clip_model = QLineEdit(settings.clip_model)
         self.clip_model.setPlaceholderText("ViT-L-14:openai, ViT-B-16:/path/to/weights.pt or local-dir:/path")
+        self.segmentation_model = QLineEdit(settings.segmentation_model)
+        self.segmentation_model.setPlaceholderText("Folder of a SAM or MedSAM checkpoint (config.json, *.safetensors)")
         self.knowledge = QComboBox()
         self.knowledge.setEditable(True)
         self.knowledge.addItems(knowledge_names)
@@ -111,18 +113,23 @@ class SettingsDialog(QDialog):
             ("kpl_k", "k (descriptions per class)", self.kpl_k),
             ("kpl_method", "Method", self.kpl_method),
         )
+        segmentation = _group(
+            "Segmentation",
+            ("segmentation_model", "Model folder", _with_browse(self.segmentation_model, self._browse_segmentation)),
+        )
         files = _group("Files", ("decode_timeout_s", "Decode time limit", self.decode_timeout_s))
         self.history_tokens.setSuffix(" tokens")
         self.max_new_tokens.setSuffix(" tokens")
         self.max_pixels.setSuffix(" px")
-        for edit in (self.clinkd_dir, self.server_url, self.server_model, self.clip_model):
+        for edit in (self.clinkd_dir, self.server_url, self.server_model, self.clip_model, self.segmentation_model):
             edit.setMinimumWidth(360)  # paths and URLs: long, and clipped text hides what was typed
         grid = QGridLayout()
         grid.addWidget(model, 0, 0, 1, 2)
         grid.addWidget(running, 1, 0)
         grid.addWidget(answers, 1, 1)
         grid.addWidget(kpl, 2, 0, 1, 2)
-        grid.addWidget(files, 3, 0, 1, 2)
+        grid.addWidget(segmentation, 3, 0, 1, 2)
+        grid.addWidget(files, 4, 0, 1, 2)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -144,6 +151,7 @@ class SettingsDialog(QDialog):
             server_url=self.server_url.text().strip(),
             server_model=self.server_model.text().strip(),
             clip_model=self.clip_model.text().strip(),
+            segmentation_model=self.segmentation_model.text().strip(),
             knowledge=self.knowledge.currentText().strip(),
             device=self.device.currentText(),
             dtype=self.dtype.currentText(),
@@ -222,6 +230,13 @@ class SettingsDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "ClinKD / Qwen2-VL checkpoint folder", self.clinkd_dir.text())
         if folder:
             self.clinkd_dir.setText(folder)
+
+    def _browse_segmentation(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "SAM / MedSAM checkpoint folder", self.segmentation_model.text()
+        )
+        if folder:
+            self.segmentation_model.setText(folder)
 
 
 def _combo(options: tuple[str, ...], current: str) -> QComboBox:

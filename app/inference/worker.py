@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from app.inference.segmenting import SegmenterHolder, SegmentJob, run_segment_job
 from app.inference.settings import AssistantSettings
 from engine.imaging import Window
 
@@ -101,6 +102,7 @@ class _Worker(QObject):
         self._clinkd_key = None
         self._clip = None
         self._clip_key = None
+        self._segmenter = SegmenterHolder()
 
     @Slot(int, object)
     def run(self, job_id: int, ticket: _Ticket) -> None:
@@ -117,6 +119,8 @@ class _Worker(QObject):
                 self._classify(job_id, job, ticket.cancel)
             elif isinstance(job, PreannotateJob):
                 self._preannotate(job_id, job, ticket.cancel)
+            elif isinstance(job, SegmentJob):
+                self._segment(job_id, job, ticket.cancel)
             elif isinstance(job, UnloadJob):
                 self._unload()
         except Exception as error:  # noqa: BLE001 - every failure must reach the panel, the thread lives on
@@ -210,6 +214,20 @@ class _Worker(QObject):
             _import_run_modules()
         self.state.emit("ready", _device_text(self._clinkd.info))
         return self._clinkd
+
+    # ----- segmentation
+    def _segment(self, job_id: int, job: SegmentJob, cancel: threading.Event) -> None:
+        outcome = run_segment_job(
+            self._segmenter,
+            job,
+            cancel,
+            on_state=self.state.emit,
+            on_progress=lambda done, total: self.progress.emit(job_id, "segment", done, total),
+        )
+        if outcome.cancelled and not outcome.masks:
+            self.cancelled.emit(job_id)
+        else:
+            self.result.emit(job_id, outcome)
 
     # ----- pre-annotation
     def _preannotate(self, job_id: int, job: PreannotateJob, cancel: threading.Event) -> None:
@@ -336,6 +354,7 @@ class _Worker(QObject):
         from engine.device import free_memory
 
         self._clinkd = self._clinkd_key = self._clip = self._clip_key = None
+        self._segmenter.unload()
         free_memory()
         self.state.emit("not loaded", "models unloaded")
 

@@ -73,6 +73,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
         "tool.select", "Select", "V", "Click, move and resize annotations; drag on empty space selects several", "Tools"
     ),
     _s("tool.box", "Box", "B", "Drag a box with the current label", "Tools"),
+    _s("tool.segment", "Segment", "S", "Drag a box: the segmentation model turns it into a mask", "Tools"),
     _s("measure.length", "Length", "L", "Measure a distance (drag)", "Tools"),
     _s("measure.angle", "Angle", "Shift+A", "Measure an angle (three clicks: arm, vertex, arm)", "Tools"),
     _s("measure.ellipse", "Ellipse ROI", "E", "Ellipse region: area, mean ± SD, min and max (drag)", "Tools"),

@@ -1,0 +1,118 @@
+"""The segmentation job the inference worker runs: a box (and points) on the pixels as displayed
+to a mask, optionally carried through a range of slices.
+
+Kept apart from worker.py so that the worker stays a dispatcher; everything here runs on the
+inference thread, and engine.segmentation (torch, transformers) is imported only there, on the
+first job, so the window opens without it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.imaging import Window
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentJob:
+    """One prompt on the shown frame (``image``: its rendered RGB pixels, as displayed).
+
+    ``key`` names the pixels (stack key + frame + window + plane): the worker caches the image
+    embedding under it, so a second prompt on the same slice costs only the decoder. With
+    ``frames`` (first, last) the mask is propagated through that range; ``slices`` gives each
+    frame's rendered pixels on demand (called on the worker thread).
+    """
+
+    image: np.ndarray  # (H, W, 3) uint8
+    key: str
+    frame: int
+    box: tuple[float, float, float, float] | None
+    model_dir: str
+    device: str = "auto"
+    dtype: str = "auto"
+    points: tuple[tuple[float, float, int], ...] = ()
+    window: Window | None = None
+    frames: tuple[int, int] | None = None
+    slices: Callable[[int], np.ndarray] | None = None
+    key_of: Callable[[int], str] | None = None
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    """What comes back to the GUI: plain data only (bool arrays by frame index, scores)."""
+
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+    model_id: str = ""
+    cancelled: bool = False
+
+
+class SegmenterHolder:
+    """The loaded segmenter, kept between jobs and replaced when the chosen folder changes."""
+
+    def __init__(self) -> None:
+        self.segmenter = None
+        self._key: tuple[str, str, str] | None = None
+
+    def get(self, job: SegmentJob, on_state: Callable[[str, str], None]):
+        from engine.segmentation import SegmenterError, load_segmenter
+
+        if not job.model_dir:
+            raise SegmenterError(
+                "No segmentation model is chosen (Assistant > Choose segmentation model…): a SAM or MedSAM folder."
+            )
+        key = (job.model_dir, job.device, job.dtype)
+        if self.segmenter is None or self._key != key:
+            self.segmenter = None
+            on_state("loading", f"segmentation model from {job.model_dir}")
+            self.segmenter = load_segmenter(job.model_dir, device=job.device, dtype=job.dtype)
+            self._key = key
+        return self.segmenter
+
+    def unload(self) -> None:
+        self.segmenter = self._key = None
+
+
+def run_segment_job(
+    holder: SegmenterHolder,
+    job: SegmentJob,
+    cancel: threading.Event,
+    on_state: Callable[[str, str], None],
+    on_progress: Callable[[int, int], None],
+) -> SegmentOutcome:
+    """Segment (or propagate); raises SegmenterError with one sentence for bad input."""
+    from engine.segmentation import propagate
+
+    segmenter = holder.get(job, on_state)
+    model_id = segmenter.info.model_id
+    if cancel.is_set():
+        return SegmentOutcome(model_id=model_id, cancelled=True)
+    on_state("busy", f"segmenting with {model_id}")
+    try:
+        if job.frames is None or job.slices is None:
+            segmenter.embed(job.image, key=job.key)
+            result = segmenter.segment(job.key, job.box, job.points)
+            masks = {} if result.empty else {job.frame: result.mask}
+            return SegmentOutcome(masks, {job.frame: result.score}, model_id)
+
+        def pixels(index: int) -> np.ndarray:
+            return job.image if index == job.frame else job.slices(index)
+
+        run = propagate(
+            segmenter,
+            pixels,
+            job.frame,
+            job.frames,
+            box=job.box,
+            points=job.points,
+            key_of=job.key_of,
+            progress=on_progress,
+            cancel=cancel,
+        )
+        return SegmentOutcome(dict(run.masks), dict(run.scores), model_id, run.cancelled)
+    finally:
+        on_state("ready", f"segmentation: {model_id}")

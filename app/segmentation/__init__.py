@@ -1,0 +1,1 @@
+"""Segmentation in the window: the Segment tool, masks drawn on the canvas, propagation."""

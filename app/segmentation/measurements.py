@@ -1,0 +1,33 @@
+"""A mask's values for the document and the list: area (one frame) or volume (several), longest
+diameter, and the statistics of the modality values (HU) inside.
+
+The same measurements as ``main.py segment``; nothing in mm where the image has no pixel spacing.
+Computed on the GUI thread when the answer arrives: a frame's statistics are milliseconds, and a
+volume is only built for a propagated mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.annotations.measure import modality_unit
+from engine.annotations.model import MeasuredValue
+from engine.imaging import ImageStack, VolumeError, load_volume
+
+
+def mask_measurements(stack: ImageStack, masks: dict[int, np.ndarray]) -> tuple[MeasuredValue, ...]:
+    from engine.segmentation import mask_values, measure_mask, measure_slice  # scipy: on first use
+
+    unit = modality_unit(stack.modality)
+    if len(masks) > 1:
+        try:
+            volume = load_volume(stack)
+        except VolumeError:
+            return ()  # frames that make no volume: the mask is kept without measurements
+        return mask_values(measure_mask(masks, volume.geometry, volume.modality_values(volume.data)), unit)
+    if stack.spacing is None:
+        return ()
+    [(index, mask)] = masks.items()
+    frame = stack.frame(index)
+    values = None if frame.is_color else frame.modality_values()
+    return tuple(mask_values(measure_slice(mask, stack.spacing.row_mm, stack.spacing.col_mm, values), unit))
