@@ -62,7 +62,7 @@ def test_every_field_has_a_tooltip_and_sits_in_a_group(qtbot):
     dialog = _dialog(qtbot)
     fields = [w for kind in (QLineEdit, QComboBox, QSpinBox) for w in dialog.findChildren(kind)]
     editors = [w for w in fields if not isinstance(w.parent(), QComboBox | QSpinBox)]  # not their inner line edits
-    assert len(editors) == 15
+    assert len(editors) == 16
     for widget in editors:
         assert widget.toolTip().strip(), f"{widget!r} has no tooltip"
         assert "Default:" in widget.toolTip()
@@ -125,3 +125,9 @@ def test_closing_the_dialog_mid_test_leaves_no_thread(qtbot):
         assert time.monotonic() - started < 3
     qtbot.wait(50)  # let any queued late signal arrive: it is ignored
     assert results == []
+
+
+def test_a_segmentation_model_folder_that_does_not_exist_is_a_problem(tmp_path):
+    assert AssistantSettings(segmentation_model=str(tmp_path)).problems() == []
+    [problem] = AssistantSettings(segmentation_model=str(tmp_path / "gone")).problems()
+    assert "segmentation model folder" in problem and "gone" in problem
