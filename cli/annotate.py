@@ -3,7 +3,10 @@
     python main.py annotate scans/ --task vg --labels "left lung,right lung,heart" \\
         --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 --out project.json
 
-Every proposal is a model- or classifier-source box or label in review state "needs review"
+    python main.py annotate scans/ --task seg --labels "liver,spleen" --model ~/models/clinkd \\
+        --segmentation-model ~/models/medsam-vit-base --out project.json
+
+Every proposal is a model- or classifier-source box, mask or label in review state "needs review"
 (pending) with its provenance, written to a ClinLens project file the window opens. The run is
 resumable: a rerun skips the images already done with the same model and settings (the run log
 ``PROJECT.json.preannotation.jsonl`` remembers them) and retries the failed ones. Ctrl-C keeps
@@ -44,18 +47,21 @@ def register(subparsers: Any) -> None:
         "annotate",
         help="pre-annotate images with ClinKD or KPL into a project file for review",
         description="Run ClinKD (vg: one grounding question per label; roc: 'what is here?' over the existing "
-        "boxes; mia: a whole-image analysis note) or KPL (kpl: a label per image from a knowledge base) over "
+        "boxes; mia: a whole-image analysis note; seg: each label's grounding box handed to a SAM-family "
+        "segmenter as its prompt, a mask per label) or KPL (kpl: a label per image from a knowledge base) over "
         "PATHS and write the proposals, pending review, into a ClinLens project file. A rerun skips images done "
         "with the same settings. Several --server URLs spread the questions over replicas.",
         epilog=examples(
             'scans/ --task vg --labels "left lung,heart" --model ~/models/Qwen2-VL-2B-Instruct --out project.json',
             "scans/ --task mia --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 --out project.json",
+            'ct/ --task seg --labels "liver,spleen" --model ~/models/clinkd --segmentation-model ~/models/medsam '
+            "--out project.json",
             "fundus/ --task kpl --knowledge diabetic-retinopathy --clip ViT-L-14:openai --out project.json",
         ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="images, DICOM files or folders")
-    parser.add_argument("--task", required=True, choices=["vg", "roc", "mia", "kpl"], help="what to propose")
-    parser.add_argument("--labels", metavar="A,B,...", help="structures to find (vg), comma-separated")
+    parser.add_argument("--task", required=True, choices=["vg", "roc", "mia", "kpl", "seg"], help="what to propose")
+    parser.add_argument("--labels", metavar="A,B,...", help="structures to find (vg, seg), comma-separated")
     parser.add_argument("--knowledge", metavar="NAME", help="knowledge base for kpl (name or JSON file)")
     parser.add_argument("--out", required=True, metavar="PROJECT.json", help="the project file (created or updated)")
     parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight per server (8)")
@@ -63,6 +69,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="annotate at most N images this time")
     parser.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
     add_window_option(parser, "window the model sees (default: as displayed)")
+    parser.add_argument(
+        "--segmentation-model",
+        metavar="DIR",
+        help="seg: folder of a SAM-family checkpoint (SAM, MedSAM) that turns each answer box into a mask",
+    )
     parser.add_argument("--clip", metavar="MODEL", help="CLIP model for kpl (as for `classify --clip`)")
     parser.add_argument("--k", type=int, default=8, help="kpl: descriptions kept per class (8)")
     parser.add_argument(
@@ -77,9 +88,9 @@ def _spec(args: argparse.Namespace) -> Any:
 
     task = PreTask(args.task)
     labels: list[str] = []
-    if task is PreTask.VG:
+    if task.asks_per_label:
         if args.labels is None:
-            raise ValueError('--task vg needs --labels "left lung,heart,..."')
+            raise ValueError(f'--task {task.value} needs --labels "left lung,heart,..."')
         labels = split_labels(args.labels)
     return PreannotateSpec(task, tuple(labels), args.knowledge or "", window_arg(args), args.max_new_tokens)
 
@@ -125,6 +136,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         new_run_id,
         repair_log,
     )
+    from engine.segmentation import SegmenterError, read_segmenter_config
 
     # --- everything that can be wrong with the input, before an image is decoded or a model loaded
     try:
@@ -137,13 +149,19 @@ def run_annotate(args: argparse.Namespace) -> int:
             resolve_knowledge(spec.knowledge)
         else:
             require_model(args)
+        if spec.task is PreTask.SEG:
+            if not args.segmentation_model:
+                raise ValueError("--task seg needs --segmentation-model DIR (a SAM or MedSAM folder)")
+            read_segmenter_config(args.segmentation_model)
+        elif args.segmentation_model:
+            raise ValueError("--segmentation-model is for --task seg")
         out = Path(args.out)
         doc = load_document(out) if out.exists() else AnnotationDocument()
         log = log_path(out)
         history = load_log(log)  # read before the model loads: a damaged log is reported, not a crash
     except LabelListError as error:
         return fail(str(error))
-    except (ValueError, KnowledgeError, DocumentError, OSError) as error:
+    except (ValueError, KnowledgeError, DocumentError, OSError, SegmenterError) as error:
         return fail(str(error))
 
     opened = open_paths(args.paths)
@@ -178,7 +196,13 @@ def run_annotate(args: argparse.Namespace) -> int:
 
             backend = LocalBackend(load_model(load_settings(args)))
             model_id = backend.info.model_id
-    except (ModelFolderError, QuantizationUnavailable, ClipLoadError, ValueError) as error:
+        segmenter = None
+        if spec.task is PreTask.SEG:
+            from engine.segmentation import load_segmenter
+
+            segmenter = load_segmenter(args.segmentation_model, device=args.device)
+            spec = dataclasses.replace(spec, segmenter=segmenter.info.model_id)
+    except (ModelFolderError, QuantizationUnavailable, ClipLoadError, ValueError, SegmenterError) as error:
         return fail(str(error))
     except (ClinKDError, _NoServer) as error:
         return fail(str(error), EXIT_FAILED)
@@ -254,7 +278,14 @@ def run_annotate(args: argparse.Namespace) -> int:
                 else:
                     dispatcher = LocalDispatcher(backend, settings, args.batch_size)
                 run_preannotation(
-                    todo, spec, dispatcher, model_id=model_id, on_image=on_image, run_id=stats.run_id, progress=progress
+                    todo,
+                    spec,
+                    dispatcher,
+                    model_id=model_id,
+                    on_image=on_image,
+                    run_id=stats.run_id,
+                    progress=progress,
+                    segmenter=segmenter,
                 )
     except KeyboardInterrupt:
         print("\ninterrupted: what is done is kept; rerun the same command to continue.", file=sys.stderr)
@@ -284,8 +315,11 @@ def _summary(stats: Any, skipped: int, model_id: str, out: Path, log: Path) -> N
         f"images: {stats.done + stats.failed} of {stats.images} annotated"
         + (f" ({skipped} skipped, already done)" if skipped else "")
         + f" · questions: {stats.questions} · boxes proposed: {stats.boxes} · labels proposed: {stats.labels}"
+        + (f" · masks proposed: {stats.masks}" if stats.masks or stats.notes else "")
         + f" · failures: {stats.failed} · time: {stats.seconds:.1f} s{rate} · model: {model_id}"
     )
+    for title, note in stats.notes[:20]:
+        print(f"note: {title}: {note}")
     for title, reason in stats.failures[:20]:
         print(f"failed: {title}: {reason}")
     if len(stats.failures) > 20:

@@ -8,6 +8,10 @@ a study, retrieves them into the cache and reads back the annotations that refer
 being opened; later reports win over earlier ones for the same annotation (same tracking UID).
 Any SR may be there (other viewers' reports, dose reports, damaged files): what cannot be read
 is a warning in the result, never an exception, so a bad SR never stops a series from opening.
+
+Masks travel as a DICOM SEG beside the SR (``seg_writeback``): the same review scope, the same
+content-derived UIDs and ask-the-archive-first rule, and the study's SEG series are read back
+with the SRs (only SEGs that reference the series being opened).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from engine.annotations.formats.targets import (
     ReviewScope,
     kept_boxes,
     kept_labels,
+    kept_masks,
     kept_measurements,
     kept_placed_boxes,
 )
@@ -36,6 +41,7 @@ from engine.annotations.model import Annotation
 from engine.pacs.cache import InstanceCache
 from engine.pacs.errors import PacsError
 from engine.pacs.retrieve import Connection, retrieve_series
+from engine.pacs.seg_writeback import SEG_MODALITY, build_pacs_seg, masks_from_seg, set_uids
 
 SR_MODALITY = "SR"
 log = logging.getLogger(__name__)
@@ -45,8 +51,13 @@ log = logging.getLogger(__name__)
 class SentReport:
     """What a send did: the SR, and whether the archive already held it (nothing was stored)."""
 
-    sr: pydicom.Dataset
-    already_stored: bool = False
+    sr: pydicom.Dataset | None  # None only when the reviewed annotations are masks without measurements
+    already_stored: bool = False  # True only when the archive already held everything (SR and SEG)
+    seg: pydicom.Dataset | None = None  # the SEG of the reviewed masks, when there are any
+
+    @property
+    def instances(self) -> tuple[pydicom.Dataset, ...]:
+        return tuple(ds for ds in (self.sr, self.seg) if ds is not None)
 
 
 def nothing_to_send(doc: AnnotationDocument, image_id: str) -> str | None:
@@ -56,7 +67,12 @@ def nothing_to_send(doc: AnnotationDocument, image_id: str) -> str | None:
     only reference DICOM sources" (true, but not why nothing went).
     """
     ref = doc.image(image_id)
-    everything = [*doc.boxes(image_id), *doc.measurements(image_id), *doc.image_labels(image_id)]
+    everything = [
+        *doc.boxes(image_id),
+        *doc.measurements(image_id),
+        *doc.image_labels(image_id),
+        *doc.masks(image_id),
+    ]
     if not everything:
         return "Nothing to send: this image has no annotations yet. Draw a box or a measurement first."
     if ref.kind != "dicom":
@@ -87,6 +103,7 @@ def content_uids(doc: AnnotationDocument, image_id: str) -> tuple[str, str]:
         *kept_placed_boxes(doc, image_id, scope),
         *kept_measurements(doc, image_id, scope),
         *kept_labels(doc, image_id, scope),
+        *kept_masks(doc, image_id, scope),
     ]
     fingerprint = hashlib.sha256(repr((doc.image(image_id), sorted(kept, key=lambda a: a.id))).encode()).hexdigest()
     return (
@@ -100,24 +117,30 @@ def send_report(connection: Connection, doc: AnnotationDocument, image_id: str) 
     reason = nothing_to_send(doc, image_id)
     if reason:
         raise PacsError(reason)
+    seg = build_pacs_seg(doc, image_id)  # before anything is sent: a SEG that cannot be built sends nothing
     try:
         reports = build_srs(doc, image_ids=[image_id])  # reviewed only: pending model output stays local
     except ExportError as err:
-        raise PacsError(f"Nothing to send: {err}.") from None
-    sr = next(iter(reports.values()))
-    series_uid, sop_uid = content_uids(doc, image_id)
-    sr.SeriesInstanceUID = series_uid
-    sr.SOPInstanceUID = sop_uid
-    if getattr(sr, "file_meta", None) is not None:
-        sr.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    if sop_uid in connection.instance_uids(str(sr.StudyInstanceUID), series_uid):
-        return SentReport(sr, already_stored=True)
-    connection.send([sr])
-    return SentReport(sr)
+        if seg is None:
+            raise PacsError(f"Nothing to send: {err}.") from None
+        reports = {}  # masks without measurements: their SEG says everything
+    sr = next(iter(reports.values()), None)
+    if sr is not None:
+        set_uids(sr, *content_uids(doc, image_id))
+    new = [ds for ds in (sr, seg) if ds is not None and not _stored(connection, ds)]
+    if new:
+        connection.send(new)
+    return SentReport(sr, already_stored=not new, seg=seg)
 
 
-def send_annotations(connection: Connection, doc: AnnotationDocument, image_id: str) -> pydicom.Dataset:
-    """Send the SR of ``image_id``'s reviewed annotations; returns the SR (sent now or before)."""
+def _stored(connection: Connection, ds: pydicom.Dataset) -> bool:
+    """Whether the archive already holds this instance (asked, never assumed)."""
+    series = connection.instance_uids(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))
+    return str(ds.SOPInstanceUID) in series
+
+
+def send_annotations(connection: Connection, doc: AnnotationDocument, image_id: str) -> pydicom.Dataset | None:
+    """Send the SR (and SEG) of ``image_id``'s reviewed annotations; returns the SR (sent now or before)."""
     return send_report(connection, doc, image_id).sr
 
 
@@ -134,7 +157,16 @@ def annotations_from_pacs(
         return SrReading()
     reports: list[pydicom.Dataset] = []
     warnings: list[str] = []
+    masks: list[Annotation] = []
     for series in connection.find_series(ref.study_instance_uid):
+        if series.modality == SEG_MODALITY:
+            result = retrieve_series(connection, cache, ref.study_instance_uid, series.series_uid, cancel=cancel)
+            for path in result.paths:
+                found, problem = masks_from_seg(path, ref)
+                masks += found
+                if problem:
+                    warnings.append(problem)
+            continue
         if series.modality != SR_MODALITY:
             continue
         result = retrieve_series(connection, cache, ref.study_instance_uid, series.series_uid, cancel=cancel)
@@ -152,6 +184,7 @@ def annotations_from_pacs(
             warnings += reading.warnings
         else:
             log.info("%s", " ".join(reading.warnings))
+    merged.update((mask.id, mask) for mask in masks)
     for warning in warnings:
         log.warning("%s", warning)
     return SrReading(tuple(merged.values()), tuple(warnings))

@@ -36,6 +36,7 @@ from engine.clinkd.prompts import Task
 from engine.imaging import ImageStack, render_rgb
 from engine.preannotate.dispatch import Dispatcher
 from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
+from engine.preannotate.seg import MaskMaker
 from engine.preannotate.spec import MAX_LABEL_CHARS, MIA_LABEL, PreannotateSpec, PreTask, window_text
 
 
@@ -78,13 +79,17 @@ class _Pending:
     started: float
     answers: dict[int, AskResult] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class ProposalBuilder:
     """Turns answers into proposals with their provenance."""
 
-    def __init__(self, spec: PreannotateSpec, run_id: str, key: str, model_id: str) -> None:
+    def __init__(
+        self, spec: PreannotateSpec, run_id: str, key: str, model_id: str, masks: MaskMaker | None = None
+    ) -> None:
         self.spec = spec
+        self.masks = masks
         self.run_id = run_id
         self.key = key
         self.model_id = model_id
@@ -176,6 +181,14 @@ class ProposalBuilder:
                             provenance=provenance,
                         )
                     )
+            elif self.spec.task is PreTask.SEG and self.masks is not None:
+                label, image = target  # type: ignore[misc]
+                made = self.masks.proposals(
+                    pending.work.stack, ref, pending.work.frame, image, label, result, provenance
+                )
+                out.extend(made.masks)
+                pending.notes.extend(made.notes)
+                pending.errors.extend(made.errors)
             elif self.spec.task is PreTask.MIA and result.text.strip():
                 out.append(self.image_label(MIA_LABEL, result.text.strip(), provenance))
         return out
@@ -199,6 +212,9 @@ def _questions(work: ImageWork, spec: PreannotateSpec) -> list[tuple[object, Ask
     if spec.task is PreTask.VG:
         image = rgb(work.frame)
         return [(label, AskRequest(image, label, Task.VG, **size)) for label in spec.labels]
+    if spec.task is PreTask.SEG:  # the segmenter gets the very pixels ClinKD saw
+        image = rgb(work.frame)
+        return [((label, image), AskRequest(image, label, Task.VG, **size)) for label in spec.labels]
     if spec.task is PreTask.ROC:
         return [(box, AskRequest(rgb(box.frame), "", Task.ROC, box.rect, **size)) for box in work.boxes]
     if spec.task is PreTask.MIA:
@@ -217,9 +233,12 @@ def run_preannotation(
     progress: Callable[[RunProgress], None] | None = None,
     cancel: threading.Event | None = None,
     pause: threading.Event | None = None,
+    segmenter: object | None = None,
 ) -> RunStats:
     """Ask every image's questions through ``dispatcher``; ``on_image`` gets each finished image.
 
+    The ``seg`` task needs a loaded ``segmenter`` (engine.segmentation.Segmenter): each label's
+    answer boxes are segmented in this thread as the image's last answer arrives.
     Images finish in the order their last answer arrives. A set ``cancel`` stops the run: images
     already reported are kept, images in flight are not reported (a rerun does them).
     """
@@ -227,7 +246,10 @@ def run_preannotation(
         raise ValueError("KPL labels run through run_kpl_labels")
     started = time.perf_counter()
     stats = RunStats(run_id=run_id or new_run_id(), images=len(works))
-    builder = ProposalBuilder(spec, stats.run_id, spec.key(model_id), model_id)
+    if spec.task is PreTask.SEG and segmenter is None:
+        raise ValueError("the seg task needs a segmentation model")
+    masks = MaskMaker(segmenter) if spec.task is PreTask.SEG else None
+    builder = ProposalBuilder(spec, stats.run_id, spec.key(model_id), model_id, masks)
     pending: dict[int, _Pending] = {}
     ready: deque[ImageOutcome] = deque()
 
@@ -285,6 +307,7 @@ def run_preannotation(
             tokens,
             seconds,
             builder.key,
+            tuple(item.notes),
         )
 
     try:

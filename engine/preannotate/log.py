@@ -77,6 +77,8 @@ def log_record(outcome: ImageOutcome, key: str, run_id: str, model: str, when: s
         "questions": outcome.questions,
         "boxes": outcome.boxes,
         "labels": outcome.labels,
+        "masks": outcome.masks,
+        "notes": list(outcome.notes),
         "new_tokens": outcome.new_tokens,
         "seconds": round(outcome.seconds, 3),
         "at": when,

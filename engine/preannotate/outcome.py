@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from engine.annotations import AnnotationDocument, ApplyProposals, Box, ImageLabel, Source
+from engine.annotations import AnnotationDocument, ApplyProposals, Box, ImageLabel, Mask, Source
 from engine.annotations.model import Annotation
 from engine.preannotate.spec import PreTask
 
@@ -33,6 +33,7 @@ class ImageOutcome:
     new_tokens: int = 0
     seconds: float = 0.0
     key: str = ""  # the settings key of the run (a rerun with the same key replaces these proposals)
+    notes: tuple[str, ...] = ()  # for the reviewer, on a done image (seg: a label without a box or mask)
 
     @property
     def boxes(self) -> int:
@@ -41,6 +42,10 @@ class ImageOutcome:
     @property
     def labels(self) -> int:
         return sum(isinstance(a, ImageLabel) for a in self.annotations)
+
+    @property
+    def masks(self) -> int:
+        return sum(isinstance(a, Mask) for a in self.annotations)
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,12 @@ class RunStats:
     questions: int = 0
     boxes: int = 0
     labels: int = 0
+    masks: int = 0
     new_tokens: int = 0
     seconds: float = 0.0
     cancelled: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)  # (title, reason)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (title, note)
 
     def add(self, outcome: ImageOutcome) -> None:
         self.done += outcome.status == DONE
@@ -85,6 +92,8 @@ class RunStats:
         self.questions += outcome.questions
         self.boxes += outcome.boxes
         self.labels += outcome.labels
+        self.masks += outcome.masks
+        self.notes.extend((outcome.title, note) for note in outcome.notes)
         self.new_tokens += outcome.new_tokens
         if outcome.status == FAILED:
             self.failures.append((outcome.title, outcome.reason))

@@ -29,6 +29,7 @@ class PreTask(enum.Enum):
     ROC = "roc"  # "what is here?" over the existing boxes -> relabel proposals
     MIA = "mia"  # whole-image analysis -> an image-level note
     KPL = "kpl"  # KPL zero-shot classification with a knowledge base -> an image label
+    SEG = "seg"  # grounding per label, then the segmenter on each answer box -> model masks
 
     @property
     def title(self) -> str:
@@ -37,11 +38,17 @@ class PreTask(enum.Enum):
             PreTask.ROC: "What is here? (relabel the existing boxes)",
             PreTask.MIA: "Whole-image analysis note",
             PreTask.KPL: "KPL labels with a knowledge base",
+            PreTask.SEG: "Segment structures (grounding box, then a mask per label)",
         }[self]
 
     @property
     def uses_clinkd(self) -> bool:
         return self is not PreTask.KPL
+
+    @property
+    def asks_per_label(self) -> bool:
+        """One grounding question per label: the tasks that need a checked label list."""
+        return self in (PreTask.VG, PreTask.SEG)
 
 
 class LabelListError(ValueError):
@@ -92,7 +99,7 @@ def window_text(window: Window | None) -> str:
 
 @dataclass(frozen=True)
 class PreannotateSpec:
-    """One run's settings; validated on construction (labels checked for VG)."""
+    """One run's settings; validated on construction (labels checked for VG and SEG)."""
 
     task: PreTask
     labels: tuple[str, ...] = ()
@@ -100,10 +107,11 @@ class PreannotateSpec:
     window: Window | None = None
     max_new_tokens: int = 80
     invert: bool = False  # the display was inverted (the model sees what the user sees)
+    segmenter: str = ""  # seg: the segmentation model's id (part of the key: another model is another run)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", PreTask(self.task))
-        if self.task is PreTask.VG:
+        if self.task.asks_per_label:
             object.__setattr__(self, "labels", check_labels(self.labels))
         else:
             object.__setattr__(self, "labels", ())
@@ -111,6 +119,8 @@ class PreannotateSpec:
             raise ValueError("KPL labels need a knowledge base (--knowledge NAME)")
         if self.task is not PreTask.KPL:
             object.__setattr__(self, "knowledge", "")
+        if self.task is not PreTask.SEG:
+            object.__setattr__(self, "segmenter", "")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
 
@@ -131,6 +141,8 @@ class PreannotateSpec:
         }
         if self.invert:
             data["invert"] = True
+        if self.segmenter:
+            data["segmenter"] = self.segmenter
         return json.dumps(data, sort_keys=True)
 
     def key(self, model_id: str) -> str:
@@ -138,4 +150,10 @@ class PreannotateSpec:
         return hashlib.sha256(self.settings_text(model_id).encode("utf-8")).hexdigest()[:16]
 
     def questions_per_image(self, boxes: int = 0) -> int:
-        return {PreTask.VG: len(self.labels), PreTask.ROC: boxes, PreTask.MIA: 1, PreTask.KPL: 0}[self.task]
+        return {
+            PreTask.VG: len(self.labels),
+            PreTask.SEG: len(self.labels),
+            PreTask.ROC: boxes,
+            PreTask.MIA: 1,
+            PreTask.KPL: 0,
+        }[self.task]
