@@ -82,8 +82,8 @@ def load_segmenter(
     """Load the checkpoint in ``folder`` offline on ``device``.
 
     SAM, MedSAM and SAM 2 (``Sam2Model``) give a ``Segmenter`` with an embedding cache; a SAM 2
-    video checkpoint (``Sam2VideoModel``) gives a ``VideoSegmenter``, which ``propagate`` runs
-    with the model's own memory of the slices before.
+    video checkpoint (``Sam2VideoModel``, as the SAM 2.1 downloads are) gives a ``VideoSegmenter``:
+    the same one-slice prompts, and ``propagate`` runs with the model's memory of the slices before.
     """
     import transformers
 
@@ -95,17 +95,22 @@ def load_segmenter(
     path = Path(folder).expanduser()
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
+    options = {
+        "local_files_only": True,
+        "trust_remote_code": False,
+        "use_safetensors": any(path.glob("*.safetensors")),
+        "dtype": torch_dtype,
+    }
+    image_model = None
     try:
         with no_progress_bars():
-            model = model_class.from_pretrained(
-                path,
-                local_files_only=True,
-                trust_remote_code=False,
-                use_safetensors=any(path.glob("*.safetensors")),
-                dtype=torch_dtype,
-            )
+            model = model_class.from_pretrained(path, **options)
             processor = processor_class.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+            if family.video:
+                image_model = shared_image_model(transformers.Sam2Model.from_pretrained(path, **options), model)
         model = model.to(target).eval()
+        if image_model is not None:
+            image_model = image_model.to(target).eval()
     except (torch.OutOfMemoryError, MemoryError):
         from engine.device import free_memory
 
@@ -124,8 +129,23 @@ def load_segmenter(
         dtype=str(torch_dtype).removeprefix("torch."),
         parameters=sum(p.numel() for p in model.parameters()),
     )
-    if family.video:
+    if image_model is not None:
         from engine.segmentation.video import VideoSegmenter
 
-        return VideoSegmenter(model=model, processor=processor, info=info, family=family)
+        return VideoSegmenter(image_model, model, processor, info, cache_size=cache_size, family=family)
     return Segmenter(model=model, processor=processor, info=info, cache_size=cache_size, family=family)
+
+
+def shared_image_model(image_model: torch.nn.Module, video_model: torch.nn.Module) -> torch.nn.Module:
+    """``image_model`` (a Sam2Model) made to use ``video_model``'s own weight tensors.
+
+    Why: the published SAM 2.1 checkpoints (facebook/sam2.1-hiera-*) are one folder of model_type
+    ``sam2_video``; its image encoder, prompt encoder and mask decoder are exactly a Sam2Model's.
+    Sharing the tensors gives one-slice prompts with an embedding cache at no extra memory.
+    """
+    weights = video_model.state_dict()
+    missing = [name for name in image_model.state_dict() if name not in weights]
+    if missing:
+        raise ValueError(f"the video model lacks {len(missing)} of the image model's weights ({missing[0]}, ...)")
+    image_model.load_state_dict({name: weights[name] for name in image_model.state_dict()}, assign=True)
+    return image_model

@@ -43,7 +43,7 @@ def propagate(
     called after every slice. With ``stop_when_empty`` False the whole range is visited, an empty
     slice keeping the last box (a gap in the object).
     """
-    if hasattr(segmenter, "propagate"):  # a VideoSegmenter: SAM 2's memory instead of box chaining
+    if hasattr(segmenter, "video_model"):  # a VideoSegmenter: SAM 2's memory instead of box chaining
         return segmenter.propagate(
             slices,
             start,

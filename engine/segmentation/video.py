@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from engine.segmentation.errors import SegmenterError
-from engine.segmentation.families import Family
-from engine.segmentation.predictor import SegmenterInfo, _MemoryGuard
+from engine.segmentation.families import SAM2_VIDEO, Family
+from engine.segmentation.predictor import Segmenter, SegmenterInfo, _MemoryGuard
 from engine.segmentation.prompts import Propagation, SliceSource, check_box, check_image, check_points
 
 OBJECT_ID = 1
@@ -58,22 +58,21 @@ class LazyFrames:
         self._recent[index] = pixels
 
 
-class VideoSegmenter:
-    """A loaded ``Sam2VideoModel`` with its processor; ``propagate`` runs it through slices."""
+class VideoSegmenter(Segmenter):
+    """A SAM 2 video checkpoint: one-slice prompts as a ``Segmenter`` (through a ``Sam2Model``
+    sharing the video model's weights) and ``propagate`` with the video model's memory."""
 
-    def __init__(self, model: torch.nn.Module, processor: object, info: SegmenterInfo, family: Family) -> None:
-        self.model = model
-        self.processor = processor
-        self.info = info
-        self.family = family
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+    def __init__(
+        self,
+        image_model: torch.nn.Module,
+        video_model: torch.nn.Module,
+        processor: object,
+        info: SegmenterInfo,
+        cache_size: int = 4,
+        family: Family = SAM2_VIDEO,
+    ) -> None:
+        super().__init__(image_model, processor, info, cache_size=cache_size, family=family)
+        self.video_model = video_model
 
     def pixel_values(self, image_rgb: np.ndarray) -> torch.Tensor:
         """One slice as the video processor would prepare it: (3, 1024, 1024) normalised."""
@@ -132,7 +131,7 @@ class VideoSegmenter:
         def step(index: int, reverse: bool) -> bool:
             """Segment one slice; False when the object is gone (stop this direction)."""
             with _MemoryGuard("propagating through the slices", str(self.device)), torch.inference_mode():
-                out = self.model(inference_session=session, frame_idx=index - first, reverse=reverse)
+                out = self.video_model(inference_session=session, frame_idx=index - first, reverse=reverse)
                 logits = out.pred_masks[:1].detach().float().cpu()
                 mask = self.family.post_process(self.processor, logits, (height, width), (height, width))
                 present = float(torch.sigmoid(out.object_score_logits.float().flatten()[0]))

@@ -119,6 +119,17 @@ def rendered(index: int) -> np.ndarray:
     return np.repeat((disc(index) * 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
 
+def test_a_video_checkpoint_also_segments_one_slice_on_shared_weights(video):
+    """SAM 2.1 downloads are model_type sam2_video: their one-slice Sam2Model uses the same tensors."""
+    shared = dict(video.video_model.named_parameters())
+    for name, weight in video.model.named_parameters():
+        assert weight.data_ptr() == shared[name].data_ptr(), name
+    video.forget()
+    first = video.segment(image(70, 90), box=(5, 5, 60, 50), key="v/0")
+    assert first.mask.dtype == bool and first.mask.shape == (70, 90)
+    assert video.cached("v/0")
+
+
 def test_the_video_model_propagates_through_the_range_with_progress(video):
     assert isinstance(video, VideoSegmenter) and video.info.family == "Sam2VideoModel"
     progress, asked = [], []
