@@ -107,7 +107,13 @@ def load_segmenter(
             model = model_class.from_pretrained(path, **options)
             processor = processor_class.from_pretrained(path, local_files_only=True, trust_remote_code=False)
             if family.video:
-                image_model = shared_image_model(transformers.Sam2Model.from_pretrained(path, **options), model)
+                image_config = transformers.Sam2Config(
+                    vision_config=model.config.vision_config.to_dict(),
+                    prompt_encoder_config=model.config.prompt_encoder_config.to_dict(),
+                    mask_decoder_config=model.config.mask_decoder_config.to_dict(),
+                )
+                image_model = transformers.Sam2Model.from_pretrained(path, config=image_config, **options)
+                image_model = shared_image_model(image_model, model)
         model = model.to(target).eval()
         if image_model is not None:
             image_model = image_model.to(target).eval()
