@@ -170,3 +170,30 @@ def test_the_video_model_honours_cancel_and_bad_prompts(video):
         propagate(video, rendered, 12, (0, 10), box=(10, 14, 31, 35))
     with pytest.raises(SegmenterError, match="outside"):
         propagate(video, rendered, 2, (0, 4), box=(100, 100, 120, 120))
+
+
+def test_propagate_stays_the_function_whatever_loads_first():
+    """engine.segmentation.propagate is both a submodule and a lazy function; the video module
+    must not import the submodule behind the package's back (it would shadow the function)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import engine.segmentation as s; s.VideoSegmenter; s.Propagation; "
+        "from engine.segmentation import propagate; print(callable(propagate) and propagate.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "engine.segmentation.propagate"
+
+
+def test_lazy_frames_render_a_slice_only_when_reached_and_keep_few():
+    from engine.segmentation.video import LazyFrames
+
+    loaded = []
+    frames = LazyFrames(5, lambda k: loaded.append(k) or torch.full((1,), float(k)), keep=2)
+    assert len(frames) == 5 and 4 in frames and 5 not in frames and loaded == []
+    assert float(frames[3]) == 3.0 and float(frames[3]) == 3.0 and loaded == [3]
+    frames[1], frames[0]
+    assert loaded == [3, 1, 0] and len(frames._recent) == 2
+    with pytest.raises(KeyError):
+        frames[7]
