@@ -1,4 +1,4 @@
-"""Promptable segmentation (SAM, MedSAM): box/point prompts to masks, propagation through
+"""Promptable segmentation (SAM, MedSAM, SAM 2.1): box/point prompts to masks, propagation through
 slices, and measurements of masks on the voxel geometry.
 
 Typical use from a worker thread::
@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 
 from engine.lazy import lazy_attributes
 from engine.segmentation.errors import SegmenterError, SegmenterOutOfMemory
-from engine.segmentation.prompts import SegmentResult, check_box, check_points, mask_box
+from engine.segmentation.prompts import Propagation, SegmentResult, check_box, check_points, mask_box
 
 # Errors and prompt checks are light (numpy); the model modules import torch and transformers,
 # and the measurements scipy, so they load on first use (PEP 562).
 _LAZY = {
     "engine.segmentation.loader": ("load_segmenter", "read_segmenter_config"),
     "engine.segmentation.predictor": ("Embedding", "Segmenter", "SegmenterInfo"),
-    "engine.segmentation.propagate": ("Propagation", "propagate"),
+    "engine.segmentation.propagate": ("propagate",),
+    "engine.segmentation.video": ("VideoSegmenter",),
     "engine.segmentation.measure": (
         "HuStats",
         "MaskMeasurements",
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
         volume_ml,
     )
     from engine.segmentation.predictor import Embedding, Segmenter, SegmenterInfo
-    from engine.segmentation.propagate import Propagation, propagate
+    from engine.segmentation.propagate import propagate
+    from engine.segmentation.video import VideoSegmenter
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
@@ -62,6 +64,7 @@ __all__ = [
     "SegmenterError",
     "SegmenterInfo",
     "SegmenterOutOfMemory",
+    "VideoSegmenter",
     "area_mm2",
     "check_box",
     "check_points",

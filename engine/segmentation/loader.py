@@ -1,4 +1,4 @@
-"""Load a Segment-Anything checkpoint (SAM ViT-B/L/H, MedSAM) from a local folder, offline.
+"""Load a Segment-Anything checkpoint (SAM ViT-B/L/H, MedSAM, SAM 2.1) from a local folder, offline.
 
 Why so strict: like ClinKD's loader, loading never touches the network (local_files_only), never
 runs code shipped with the weights, and a wrong folder is reported by what it lacks in one
@@ -8,21 +8,22 @@ sentence instead of a transformers stack trace.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from engine.files import JsonFileError, read_json
 from engine.segmentation.errors import SegmenterError, SegmenterOutOfMemory
+from engine.segmentation.families import FAMILIES, Family
 from engine.segmentation.predictor import Segmenter, SegmenterInfo
 
-FAMILIES = {"sam": "SamModel", "sam2": "Sam2Model", "sam2_video": "Sam2VideoModel"}
-"""config.json model_type -> the transformers class (MedSAM's weights are model_type 'sam')."""
-SUPPORTED = ("sam",)
-"""Families this engine can run so far; SAM 2 folders are recognised and refused in words."""
+if TYPE_CHECKING:
+    from engine.segmentation.video import VideoSegmenter
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 HINT = (
-    "Point it at the folder of a SAM or MedSAM checkpoint (for example a download of "
-    "facebook/sam-vit-base or flaviagiammarino/medsam-vit-base) that holds config.json, "
+    "Point it at the folder of a SAM, MedSAM or SAM 2.1 checkpoint (for example a download of "
+    "facebook/sam-vit-base, flaviagiammarino/medsam-vit-base or facebook/sam2.1-hiera-tiny) that holds config.json, "
     "model.safetensors and preprocessor_config.json."
 )
 
@@ -54,11 +55,6 @@ def read_segmenter_config(folder: str | Path) -> dict:
             f"{path / 'config.json'} says model_type {model_type!r:.60}, not a Segment-Anything model "
             f"(expected one of {', '.join(FAMILIES)}). {HINT}"
         )
-    if model_type not in SUPPORTED:
-        raise SegmenterError(
-            f"{path} holds a {FAMILIES[model_type]} (SAM 2), which this version of ClinLens cannot run yet; "
-            "use a SAM or MedSAM checkpoint."
-        )
     return config
 
 
@@ -80,27 +76,47 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def load_segmenter(folder: str | Path, device: str = "auto", dtype: str = "auto", cache_size: int = 4) -> Segmenter:
-    """Load the checkpoint in ``folder`` offline on ``device`` and wrap it with an embedding cache."""
-    from transformers import SamModel, SamProcessor
+def load_segmenter(
+    folder: str | Path, device: str = "auto", dtype: str = "auto", cache_size: int = 4
+) -> Segmenter | VideoSegmenter:
+    """Load the checkpoint in ``folder`` offline on ``device``.
+
+    SAM, MedSAM and SAM 2 (``Sam2Model``) give a ``Segmenter`` with an embedding cache; a SAM 2
+    video checkpoint (``Sam2VideoModel``, as the SAM 2.1 downloads are) gives a ``VideoSegmenter``:
+    the same one-slice prompts, and ``propagate`` runs with the model's memory of the slices before.
+    """
+    import transformers
 
     from engine.clinkd.loader import no_progress_bars
 
-    read_segmenter_config(folder)
+    family: Family = FAMILIES[read_segmenter_config(folder)["model_type"]]
+    model_class = getattr(transformers, family.model_class)
+    processor_class = getattr(transformers, family.processor_class)
     path = Path(folder).expanduser()
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
+    options = {
+        "local_files_only": True,
+        "trust_remote_code": False,
+        "use_safetensors": any(path.glob("*.safetensors")),
+        "dtype": torch_dtype,
+    }
+    image_model = None
     try:
         with no_progress_bars():
-            model = SamModel.from_pretrained(
-                path,
-                local_files_only=True,
-                trust_remote_code=False,
-                use_safetensors=any(path.glob("*.safetensors")),
-                dtype=torch_dtype,
-            )
-            processor = SamProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+            model = model_class.from_pretrained(path, **options)
+            processor = processor_class.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+            if family.video:
+                image_config = transformers.Sam2Config(
+                    vision_config=model.config.vision_config.to_dict(),
+                    prompt_encoder_config=model.config.prompt_encoder_config.to_dict(),
+                    mask_decoder_config=model.config.mask_decoder_config.to_dict(),
+                )
+                image_model = transformers.Sam2Model.from_pretrained(path, config=image_config, **options)
+                image_model = shared_image_model(image_model, model)
         model = model.to(target).eval()
+        if image_model is not None:
+            image_model = image_model.to(target).eval()
     except (torch.OutOfMemoryError, MemoryError):
         from engine.device import free_memory
 
@@ -119,4 +135,23 @@ def load_segmenter(folder: str | Path, device: str = "auto", dtype: str = "auto"
         dtype=str(torch_dtype).removeprefix("torch."),
         parameters=sum(p.numel() for p in model.parameters()),
     )
-    return Segmenter(model=model, processor=processor, info=info, cache_size=cache_size)
+    if image_model is not None:
+        from engine.segmentation.video import VideoSegmenter
+
+        return VideoSegmenter(image_model, model, processor, info, cache_size=cache_size, family=family)
+    return Segmenter(model=model, processor=processor, info=info, cache_size=cache_size, family=family)
+
+
+def shared_image_model(image_model: torch.nn.Module, video_model: torch.nn.Module) -> torch.nn.Module:
+    """``image_model`` (a Sam2Model) made to use ``video_model``'s own weight tensors.
+
+    Why: the published SAM 2.1 checkpoints (facebook/sam2.1-hiera-*) are one folder of model_type
+    ``sam2_video``; its image encoder, prompt encoder and mask decoder are exactly a Sam2Model's.
+    Sharing the tensors gives one-slice prompts with an embedding cache at no extra memory.
+    """
+    weights = video_model.state_dict()
+    missing = [name for name in image_model.state_dict() if name not in weights]
+    if missing:
+        raise ValueError(f"the video model lacks {len(missing)} of the image model's weights ({missing[0]}, ...)")
+    image_model.load_state_dict({name: weights[name] for name in image_model.state_dict()}, assign=True)
+    return image_model

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from engine.segmentation.errors import SegmenterError, SegmenterOutOfMemory
+from engine.segmentation.families import SAM, Family
 from engine.segmentation.prompts import SegmentResult, check_box, check_image, check_points
 
 
@@ -25,7 +26,7 @@ class SegmenterInfo:
 
     model_id: str
     path: str
-    family: str  # the transformers class: "SamModel"
+    family: str  # the transformers class: "SamModel", "Sam2Model", "Sam2VideoModel"
     device: str
     dtype: str
     parameters: int
@@ -35,18 +36,26 @@ class SegmenterInfo:
 class Embedding:
     """One slice's image embedding and the sizes needed to map masks back to its pixels."""
 
-    features: torch.Tensor  # (1, C, 64, 64) for SAM
+    features: torch.Tensor | list[torch.Tensor]  # SAM: (1, C, 64, 64); SAM 2: three FPN levels
     original_size: tuple[int, int]  # (H, W) of the caller's image
-    reshaped_size: tuple[int, int]  # (h, w) after the processor's longest-edge resize, before padding
+    reshaped_size: tuple[int, int]  # (h, w) in the model input: SAM before padding, SAM 2 1024×1024
 
 
 class Segmenter:
-    """A loaded SAM model with its processor. Owned by one worker thread; not thread-safe."""
+    """A loaded SAM or SAM 2 model with its processor. Owned by one worker thread; not thread-safe."""
 
-    def __init__(self, model: torch.nn.Module, processor: object, info: SegmenterInfo, cache_size: int = 4) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: object,
+        info: SegmenterInfo,
+        cache_size: int = 4,
+        family: Family = SAM,
+    ) -> None:
         self.model = model
         self.processor = processor
         self.info = info
+        self.family = family
         self.cache_size = max(1, int(cache_size))
         self._cache: OrderedDict[str, Embedding] = OrderedDict()
 
@@ -83,7 +92,7 @@ class Segmenter:
         entry = Embedding(
             features=features,
             original_size=(int(image.shape[0]), int(image.shape[1])),
-            reshaped_size=tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+            reshaped_size=self.family.reshaped_size(inputs),
         )
         if key is not None:
             self._cache[key] = entry
@@ -132,12 +141,15 @@ class Segmenter:
         tensors: dict[str, torch.Tensor] = {}
         normalize = self.processor._normalize_coordinates  # the processor's own mapping
         target = self.processor.target_size
+        as_input = self.family.coords
         if box is not None:
-            coords = normalize(target, np.asarray([box], dtype=np.float64), original_size, is_bounding_box=True)
+            coords = normalize(
+                target, as_input(np.asarray([box], dtype=np.float64)), original_size, is_bounding_box=True
+            )
             tensors["input_boxes"] = torch.as_tensor(coords, dtype=self.dtype, device=self.device).reshape(1, 1, 4)
         if points:
             xy = np.asarray([[x, y] for x, y, _ in points], dtype=np.float64)
-            coords = normalize(target, xy, original_size)
+            coords = normalize(target, as_input(xy), original_size)
             tensors["input_points"] = torch.as_tensor(coords, dtype=self.dtype, device=self.device).reshape(
                 1, 1, len(points), 2
             )
@@ -158,13 +170,13 @@ class Segmenter:
     def mask_from_logits(self, logits: torch.Tensor, entry: Embedding) -> np.ndarray:
         """Low-res logits (1, 1, 256, 256) -> bool (H, W) mask on the caller's original pixels.
 
-        Upscale to the padded model input, cut the padding away, scale to the original size:
-        the processor's own ``post_process_masks``, thresholded at logit 0.
+        The processor's own ``post_process_masks``, thresholded at logit 0: SAM upscales to the
+        padded model input, cuts the padding away and scales to the original size; SAM 2 resizes
+        straight to the original size (its input was stretched, not padded).
         """
-        masks = self.processor.post_process_masks(
-            [logits.detach().float().cpu()], [entry.original_size], [entry.reshaped_size], binarize=True
-        )
-        return masks[0][0, 0].numpy().astype(bool)
+        logits = logits.detach().float().cpu()
+        masks = self.family.post_process(self.processor, logits, entry.original_size, entry.reshaped_size)
+        return masks[0, 0].numpy().astype(bool)
 
     def _memory_guard(self, doing: str) -> _MemoryGuard:
         return _MemoryGuard(doing, str(self.device))

@@ -7,8 +7,8 @@ sentence before any model work, and the GUI validates prompts on its own thread.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,22 @@ class SegmentResult:
     @property
     def empty(self) -> bool:
         return not bool(self.mask.any())
+
+
+# Here rather than in propagate.py, which both propagation engines (box chaining and the SAM 2
+# video model) share: importing the submodule ``propagate`` would shadow the package's lazy
+# ``propagate`` function of the same name.
+SliceSource = Callable[[int], np.ndarray]
+"""frame index -> the rendered RGB pixels of that slice, as displayed (same window and plane)."""
+
+
+@dataclass
+class Propagation:
+    """Masks by frame index; ``cancelled`` when the user stopped it (the masks so far are kept)."""
+
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+    cancelled: bool = False
 
 
 def check_box(box: Sequence[float], height: int, width: int) -> Box:

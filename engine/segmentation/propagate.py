@@ -1,6 +1,9 @@
 """Carry a mask from a prompted slice through a range of slices, forward then back.
 
-SAM v1 has no memory across slices, so each next slice is prompted with the previous slice's
+A SAM 2 video model (``VideoSegmenter``) carries its own memory from slice to slice and is run
+by ``engine.segmentation.video``; this function hands it over with the same arguments and result.
+
+SAM v1 and a one-slice SAM 2 have no memory across slices, so each next slice is prompted with the previous slice's
 mask box (grown by a small margin, since the organ may widen); a direction stops where the mask
 vanishes. Cancel is checked between slices, and what was done so far is kept.
 """
@@ -9,29 +12,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from engine.segmentation.errors import SegmenterError
 from engine.segmentation.predictor import Segmenter
-from engine.segmentation.prompts import mask_box
+from engine.segmentation.prompts import Propagation, SliceSource, mask_box
 
-SliceSource = Callable[[int], np.ndarray]
-"""frame index -> the rendered RGB pixels of that slice, as displayed (same window and plane)."""
-
-
-@dataclass
-class Propagation:
-    """Masks by frame index; ``cancelled`` when the user stopped it (the masks so far are kept)."""
-
-    masks: dict[int, np.ndarray] = field(default_factory=dict)
-    scores: dict[int, float] = field(default_factory=dict)
-    cancelled: bool = False
+if TYPE_CHECKING:
+    from engine.segmentation.video import VideoSegmenter
 
 
 def propagate(
-    segmenter: Segmenter,
+    segmenter: Segmenter | VideoSegmenter,
     slices: SliceSource,
     start: int,
     frames: tuple[int, int],
@@ -47,9 +39,21 @@ def propagate(
     """Segment ``start`` with the prompt, then each slice up to ``frames[1]`` and down to ``frames[0]``.
 
     ``key_of`` names each slice's embedding for the cache (so a later prompt on a visited slice
-    is instant); ``progress(done, total)`` is called after every slice. With ``stop_when_empty``
-    False the whole range is visited, an empty slice keeping the last box (a gap in the object).
+    is instant; a video model's memory is its session instead); ``progress(done, total)`` is
+    called after every slice. With ``stop_when_empty`` False the whole range is visited, an empty
+    slice keeping the last box (a gap in the object).
     """
+    if hasattr(segmenter, "video_model"):  # a VideoSegmenter: SAM 2's memory instead of box chaining
+        return segmenter.propagate(
+            slices,
+            start,
+            frames,
+            box=box,
+            points=points,
+            stop_when_empty=stop_when_empty,
+            progress=progress,
+            cancel=cancel,
+        )
     first, last = frames
     if not first <= start <= last:
         raise SegmenterError(f"The prompted slice {start} is outside the range {first}..{last} to propagate through.")
