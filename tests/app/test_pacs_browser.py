@@ -159,6 +159,28 @@ def test_sending_unchanged_annotations_again_stores_no_duplicate_sr(qtbot, windo
     assert "sent to" in third.args[0] and len(sr_instances(dimse, study_uid) - after_first) == 1
 
 
+def test_a_mask_without_measurements_is_sent_as_a_seg_alone(qtbot, window, pacs):
+    """Masks without values have no place in the SR: the send stores a SEG only and says so."""
+    import numpy as np
+
+    from engine.annotations import AddAnnotations
+
+    study_uid, series_uid = str(pacs.ct[0].StudyInstanceUID), str(pacs.ct[0].SeriesInstanceUID)
+    dimse = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
+    with qtbot.waitSignal(window.pacs.retrieve_finished, timeout=60000):
+        window.pacs.open_series(dimse, study_uid, series_uid)
+    qtbot.wait_until(lambda: window.state.frame is not None)
+    controller = window.annotations
+    shape = window.state.frame.modality_values().shape
+    inside = np.zeros(shape, dtype=bool)
+    inside[5:20, 8:30] = True
+    mask = controller.doc.new_mask(controller.image_id, {1: inside}, "lesion")  # drawn by the user: accepted
+    controller.doc.execute(AddAnnotations(controller.image_id, [mask]))
+    with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as sent:
+        window.pacs.send_current()
+    assert "as DICOM SEG " in sent.args[0] and "DICOM SR" not in sent.args[0]
+
+
 def test_sending_without_annotations_says_so_first(qtbot, window, tmp_path):
     """The demo case: nothing drawn yet is the reason given, not the DICOM-sources rule."""
     from PIL import Image
