@@ -163,7 +163,7 @@ def test_a_mask_without_measurements_is_sent_as_a_seg_alone(qtbot, window, pacs)
     """Masks without values have no place in the SR: the send stores a SEG only and says so."""
     import numpy as np
 
-    from engine.annotations import AddAnnotations
+    from engine.annotations import AddAnnotations, RemoveAnnotations
 
     study_uid, series_uid = str(pacs.ct[0].StudyInstanceUID), str(pacs.ct[0].SeriesInstanceUID)
     dimse = PacsServer("Orthanc (DIMSE)", pacs.server.dimse_url, our_aet=OUR_AET)
@@ -174,6 +174,9 @@ def test_a_mask_without_measurements_is_sent_as_a_seg_alone(qtbot, window, pacs)
     shape = window.state.frame.modality_values().shape
     inside = np.zeros(shape, dtype=bool)
     inside[5:20, 8:30] = True
+    earlier = [a.id for a in controller.doc.annotations(controller.image_id)]  # other tests' SRs read back
+    if earlier:
+        controller.doc.execute(RemoveAnnotations(controller.image_id, earlier))
     mask = controller.doc.new_mask(controller.image_id, {1: inside}, "lesion")  # drawn by the user: accepted
     controller.doc.execute(AddAnnotations(controller.image_id, [mask]))
     with qtbot.waitSignal(window.pacs.send_finished, timeout=30000) as sent:
