@@ -35,8 +35,10 @@ from app.viewer.corner_fields import FIELD_IDS
 from app.viewer.corner_overlay import CornerOverlay, field_lines, window_text, zoom_text
 from app.viewer.state import ViewerState
 from app.volumes import native_slices
+from app.volumes.mask_planes import Z_VALUE as MASK_Z
+from app.volumes.mask_planes import PlaneMasks
 from app.widgets.qimage import to_qimage
-from engine.annotations import AddAnnotations, Box, MeasureKind, Measurement, PlanePlacement, SetMeasurement
+from engine.annotations import AddAnnotations, Box, Mask, MeasureKind, Measurement, PlanePlacement, SetMeasurement
 from engine.annotations.measure import graphic_points, measure, modality_unit, outline
 from engine.imaging import Frame, Plane, Volume, Window, auto_window, render
 
@@ -67,7 +69,9 @@ class PlaneViewport(QGraphicsView):
         self.scene().addItem(self.image_item)
         self.crosshair = QGraphicsItemGroup()
         self.annotations = QGraphicsItemGroup()
-        for item in (self.annotations, self.crosshair):
+        self.masks = QGraphicsItemGroup()  # one pixmap per mask on this plane slice (mask_planes)
+        self.masks.setZValue(MASK_Z)
+        for item in (self.masks, self.annotations, self.crosshair):
             self.scene().addItem(item)
         self.input = MeasureInput(
             self.scene(),
@@ -294,6 +298,7 @@ class MprView(QWidget):
         self.box_mode = False  # the Box tool (B): boxes drawn on any plane
         self.layout_name = "1x3"
         self.viewports = {plane: PlaneViewport(self, plane) for plane in Plane}
+        self.plane_masks = PlaneMasks()
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -312,6 +317,7 @@ class MprView(QWidget):
     # ----- set up
     def set_volume(self, volume: Volume | None) -> None:
         self.volume = volume
+        self.plane_masks.set_volume(volume)
         if volume is None:
             return
         self.cursor = (np.asarray(volume.geometry.shape, dtype=np.float64) - 1) / 2
@@ -614,7 +620,19 @@ class MprView(QWidget):
         voxel = np.column_stack([np.full(len(drawn), slice_of_frame), drawn[:, 1] - 0.5, drawn[:, 0] - 0.5])
         return self.volume.geometry.voxel_to_patient(voxel), closed
 
+    def _draw_masks(self, port: PlaneViewport) -> None:
+        """The masks of the visible sources cut along this port's plane slice."""
+        controller = self.annotations
+        masks: list[Mask] = []
+        colours: dict[str, str] = {}
+        if controller is not None and controller.doc is not None and controller.image_id is not None:
+            masks = [m for m in controller.doc.masks(controller.image_id) if m.source in controller.visible_sources]
+            colours = {label.name: label.color for label in controller.doc.labels}
+            self.plane_masks.forget_except({m.id for m in controller.doc.masks(controller.image_id)})
+        self.plane_masks.draw(port.masks, port.plane, port.index, masks, colours)
+
     def _draw_annotations(self, port: PlaneViewport) -> None:
+        self._draw_masks(port)
         controller = self.annotations
         if controller is None or controller.doc is None or controller.image_id is None:
             port.draw_annotations([])
