@@ -63,6 +63,13 @@ def register(subparsers: Any) -> None:
     )
     add_frame_option(seg)
     seg.add_argument("--propagate", metavar="FIRST:LAST", help="1-based frame range to carry the mask through")
+    seg.add_argument(
+        "--plane",
+        choices=("axial", "coronal", "sagittal"),
+        help="segment a reformatted plane of the series' volume (--box in that plane's display pixels, as the "
+        "three-plane view shows it); the mask is put back on every frame the plane crosses",
+    )
+    seg.add_argument("--slice", type=int, help="1-based slice of --plane (default: the middle one); not with --frame")
     seg.add_argument("--model", required=True, help="folder of a SAM-family checkpoint (SamModel: SAM, MedSAM)")
     seg.add_argument("--label", default="segment", help="the mask's label (default: segment)")
     seg.add_argument("--out", required=True, help="output file: .dcm, .nii.gz, .png or .json")
@@ -73,18 +80,27 @@ def register(subparsers: Any) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from engine.annotations import AddAnnotations, AnnotationDocument, Provenance, image_ref_from_stack
     from engine.imaging import ImageLoadError, VolumeError, initial_window, open_image, render_rgb
     from engine.segmentation import SegmenterError, load_segmenter, propagate
 
     out_format = _out_format(args.out)
     if out_format is None:
         return fail(f"--out {args.out} must end in one of {', '.join(OUTPUTS)}.")
+    if args.plane is not None and args.propagate is not None:
+        return fail(
+            "--plane and --propagate cannot be used together yet: segment one plane, or propagate through frames."
+        )
+    if args.slice is not None and args.plane is None:
+        return fail("--slice numbers a slice of --plane; give --plane axial, coronal or sagittal with it.")
     try:
         window = window_arg(args)
         box = _numbers(args.box, "--box", 4)
         points = [_point(text) for text in args.point]
         stack = open_image(args.image)
+        if args.plane is not None:
+            segmenter = load_segmenter(args.model, device=args.device, dtype=args.dtype or "auto")
+            masks, scores, shown, where = _segment_plane(args, stack, segmenter, window, box, points)
+            return _finish(args, out_format, stack, segmenter, masks, scores, shown, where)
         start = frame_index(args, stack)
         frames = _frame_range(args.propagate, stack.n_frames, start)
         shown = window if window is not None else initial_window(stack.frame(start))
@@ -102,8 +118,40 @@ def run_segment(args: argparse.Namespace) -> int:
             masks, scores = run.masks, list(run.scores.values())
     except (ImageLoadError, VolumeError, SegmenterError, ValueError) as exc:
         return fail(str(exc))
+    return _finish(args, out_format, stack, segmenter, masks, scores, shown, f"frame {args.frame}")
+
+
+def _segment_plane(args, stack, segmenter, window, box, points) -> tuple[dict, list, Any, str]:
+    """Segment one plane of the volume as displayed, and put the mask back on the stack's frames.
+
+    The model sees ``Volume.plane_frame`` rendered with the window, exactly what the three-plane
+    view shows; every display pixel of its mask sets the voxel its centre falls in
+    (``plane_mask_to_frames``), so a coronal mask becomes one row of voxels on many frames.
+    """
+    from engine.imaging import Plane, initial_window, load_volume, render_rgb
+    from engine.imaging.volume_labels import plane_mask_to_frames
+
+    if args.frame != 1:
+        raise ValueError("--frame picks a frame of the series; with --plane give the plane's slice with --slice.")
+    volume = load_volume(stack)
+    plane = Plane(args.plane)
+    n = volume.axes(plane).n_positions
+    number = args.slice if args.slice is not None else n // 2 + 1
+    if not 1 <= number <= n:
+        raise ValueError(f"--slice {number} is out of range: the {plane.value} plane has {n} slices.")
+    frame = volume.plane_frame(plane, number - 1)
+    shown = window if window is not None else initial_window(frame)
+    result = segmenter.segment(render_rgb(frame, shown), box, points)
+    masks = {} if result.empty else plane_mask_to_frames(volume, plane, number - 1, result.mask)
+    return masks, [result.score], shown, f"{plane.value} slice {number}"
+
+
+def _finish(args, out_format, stack, segmenter, masks, scores, shown, where: str) -> int:
+    """Write the mask as pending model output with its provenance, and say what was written."""
+    from engine.annotations import AddAnnotations, AnnotationDocument, Provenance, image_ref_from_stack
+
     if not masks:
-        return fail(f"the model found nothing inside --box {args.box} on frame {args.frame}; nothing was written.")
+        return fail(f"the model found nothing inside --box {args.box} on {where}; nothing was written.")
 
     doc = AnnotationDocument()
     ref = image_ref_from_stack(stack)
@@ -113,7 +161,16 @@ def run_segment(args: argparse.Namespace) -> int:
         key="",
         model=segmenter.info.model_id,
         task="segment",
-        question=json.dumps({"box": box, "points": points, "frame": args.frame, "propagate": args.propagate}),
+        question=json.dumps(
+            {
+                "box": _numbers(args.box, "--box", 4),
+                "points": [_point(text) for text in args.point],
+                "frame": args.frame,
+                "propagate": args.propagate,
+                "plane": args.plane,
+                "slice": args.slice,
+            }
+        ),
         window=f"{shown.center:g},{shown.width:g}" if shown is not None else "",
     )
     values = _values(stack, masks)

@@ -109,3 +109,26 @@ def test_a_folder_that_is_not_a_sam_model_is_refused(ct, tmp_path, capsys):
     (tmp_path / "not-sam" / "config.json").write_text('{"model_type": "qwen2_vl"}')
     code = main(["segment", str(ct), "--box", "1,2,30,40", "--model", str(tmp_path / "not-sam"), "--out", "m.dcm"])
     assert code == 2 and "not-sam" in capsys.readouterr().err
+
+
+def test_a_coronal_plane_mask_covers_that_row_of_voxels_in_every_slice(sam_dir, tmp_path, capsys, whole_image):
+    phantom = Phantom()
+    series = phantom.write_series(tmp_path / "series")
+    out = tmp_path / "coronal.nii.gz"
+    argv = ["segment", str(series), "--plane", "coronal", "--slice", "31", "--box", "5,5,50,90"]
+    assert main([*argv, "--model", str(sam_dir), "--out", str(out)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert f"on {phantom.slices} frame(s)" in printed.out
+    labels = np.asarray(nibabel.load(out).dataobj) > 0
+    assert int(labels.sum()) == phantom.slices * phantom.columns  # one row of 60 voxels on each of 40 slices
+    row_axis = labels.shape.index(phantom.rows)
+    rows = np.flatnonzero(labels.any(axis=tuple(a for a in range(3) if a != row_axis)))
+    assert rows.tolist() in ([30], [phantom.rows - 1 - 30])  # coronal slice 31 is row index 30 (NIfTI may flip)
+
+
+def test_plane_and_propagate_are_refused_together(sam_dir, tmp_path, capsys):
+    series = Phantom().write_series(tmp_path / "series")
+    out = tmp_path / "m.dcm"
+    argv = ["segment", str(series), "--plane", "axial", "--propagate", "1:3", "--box", "1,1,9,9"]
+    assert main([*argv, "--model", str(sam_dir), "--out", str(out)]) == 2
+    assert "--plane and --propagate cannot be used together" in capsys.readouterr().err and not out.exists()
