@@ -227,6 +227,7 @@ def bench_segmentation(args, timed, slot_ms: list[float]) -> list[tuple]:
     phases = []
     with tempfile.TemporaryDirectory() as folder:
         os.environ["CLINLENS_CONFIG_DIR"] = str(Path(folder) / "config")
+        os.environ["CLINLENS_DATA_DIR"] = str(Path(folder) / "data")  # the demo's masks are saved there
         model = save_sam_dir(Path(folder) / "sam-vit-b-random", SamConfig())  # SamConfig() is ViT-B-sized
         window = MainWindow()
         window.set_assistant_settings(AssistantSettings(segmentation_model=str(model), device="cpu"))
