@@ -71,10 +71,19 @@ class SegmenterHolder:
             on_state("loading", f"segmentation model from {job.model_dir}")
             self.segmenter = load_segmenter(job.model_dir, device=job.device, dtype=job.dtype)
             self._key = key
+            import_measurement_modules()
         return self.segmenter
 
     def unload(self) -> None:
         self.segmenter = self._key = None
+
+
+def import_measurement_modules() -> None:
+    """Import what the GUI thread's measurements of an answer use (scipy.ndimage, scipy.spatial),
+    here on the worker: imported on the GUI thread at the first answer they froze the window for
+    110–460 ms (bench/bench_gui_responsiveness.py --segmentation-only)."""
+    import scipy.ndimage
+    import scipy.spatial  # noqa: F401
 
 
 def run_segment_job(
