@@ -45,6 +45,8 @@ class _Pending:
     label: str
     key: str
     extend: str | None = None  # a mask id: the answer's frames are added to that mask (propagation)
+    points: tuple[tuple[float, float, int], ...] = ()  # (x, y, 1 positive / 0 negative)
+    text: str = "Propagate mask"  # the undo step's name when ``extend`` is set
 
 
 class SegmentationController(QObject):
@@ -61,9 +63,10 @@ class SegmentationController(QObject):
         self.banner.action.connect(self.choose_model)
         layout = window.centralWidget().layout()
         layout.insertWidget(layout.indexOf(window.banner) + 1, self.banner)
-        self.tool = SegmentTool(window.canvas, self.state, self.segment_box, window.canvas.tools)
+        self.tool = SegmentTool(window.canvas, self.state, self.segment_box, window.canvas.tools, self.add_point)
         window.canvas.tools = self.tool
         self.jobs: dict[int, _Pending] = {}
+        self.points: dict[str, tuple[tuple[float, float, int], ...]] = {}  # mask id -> its refining points
         worker = self.service.worker
         worker.result.connect(self._on_result)
         worker.error.connect(self._on_error)
@@ -136,6 +139,27 @@ class SegmentationController(QObject):
     # ----- prompts
     def segment_box(self, frame: int, box: tuple[float, float, float, float], label: str | None = None) -> int | None:
         """Submit a box prompt on ``frame`` of the shown image; the job id, or None when refused."""
+        return self._submit(frame, box, label)
+
+    def add_point(self, frame: int, point: tuple[float, float], positive: bool) -> int | None:
+        """A point on the selected mask: it is segmented again from its original box and every point
+        so far, and the answer replaces that frame as one undo step. None (not taken) without one
+        selected mask on this frame."""
+        mask = self.selected_mask()
+        if mask is None or mask.on(frame) is None:
+            return None
+        box = _prompt_box(mask, frame)
+        points = (*self.points.get(mask.id, ()), (float(point[0]), float(point[1]), 1 if positive else 0))
+        return self._submit(frame, box, mask.label, points=points, extend=mask.id)
+
+    def _submit(
+        self,
+        frame: int,
+        box: tuple[float, float, float, float],
+        label: str | None,
+        points: tuple[tuple[float, float, int], ...] = (),
+        extend: str | None = None,
+    ) -> int | None:
         stack = self.state.stack
         if stack is None or self.annotations.doc is None:
             return None
@@ -150,11 +174,20 @@ class SegmentationController(QObject):
         key = pixels_key(stack, frame, window, invert)
         settings = self.settings()
         job = SegmentJob(
-            pixels, key, frame, box, settings.segmentation_model, settings.device, settings.dtype, window=window
+            pixels,
+            key,
+            frame,
+            box,
+            settings.segmentation_model,
+            settings.device,
+            settings.dtype,
+            points=points,
+            window=window,
         )
         job_id = self.service.submit(job)
-        self.jobs[job_id] = _Pending(stack, frame, box, window, label or self.annotations.current_label, key)
-        self.message.emit(f"Segmenting the box on frame {frame + 1}…")
+        label = label or self.annotations.current_label
+        self.jobs[job_id] = _Pending(stack, frame, box, window, label, key, extend, points, "Refine mask")
+        self.message.emit(f"Segmenting the {'points' if points else 'box'} on frame {frame + 1}…")
         return job_id
 
     def segment_selected_box(self) -> int | None:
@@ -251,8 +284,10 @@ class SegmentationController(QObject):
         doc, image_id = found
         values = mask_measurements(pending.stack, outcome.masks)
         if pending.extend is not None and doc.find(image_id, pending.extend) is not None:
-            doc.execute(SetMaskFrames(image_id, pending.extend, outcome.masks, values=values, text="Propagate mask"))
+            doc.execute(SetMaskFrames(image_id, pending.extend, outcome.masks, values=values, text=pending.text))
             mask = doc.find(image_id, pending.extend)
+            if pending.points:
+                self.points[mask.id] = pending.points
         else:
             label = doc.ensure_label(pending.label).name
             provenance = Provenance(
@@ -290,6 +325,19 @@ class SegmentationController(QObject):
             self.window.statusBar().showMessage(
                 f"Propagating the mask: {done}/{total} frames (Assistant > Cancel the running job stops it)"
             )
+
+
+def _prompt_box(mask: Mask, frame: int) -> tuple[float, float, float, float]:
+    """The box that first prompted ``mask`` on ``frame`` (its provenance), else the mask's own extent."""
+    try:
+        prompt = json.loads(mask.provenance.question) if mask.provenance else {}
+    except ValueError:
+        prompt = {}
+    if isinstance(prompt, dict) and prompt.get("frame") == frame + 1 and len(prompt.get("box") or ()) == 4:
+        return tuple(float(v) for v in prompt["box"])
+    from engine.segmentation import mask_box  # numpy only
+
+    return tuple(float(v) for v in mask_box(mask.array(frame)))
 
 
 def pixels_key(stack: ImageStack, frame: int, window: Window | None, invert: bool) -> str:

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import QUrl
+import torch
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtTest import QTest
 
 from app.inference.settings import AssistantSettings
 from engine.annotations import AddAnnotations, Review, Source
 from engine.clinkd import Task
+from engine.segmentation import Segmenter
+from tests.app.test_annotation_tools import at
 from tests.app.test_assistant import make_window, open_and_wait
 from tests.app.test_segmentation_window import sam_dir, square  # noqa: F401  (fixtures)
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS
@@ -48,3 +52,41 @@ def test_segment_the_selected_box_takes_a_pending_model_box(qtbot, ct, sam_dir, 
         main.segmentation.segment_box_action.trigger()
     mask = added.args[0]
     assert mask.label == "kidney" and json.loads(mask.provenance.question)["box"] == [22.0, 24.0, 48.0, 46.0]
+
+
+def test_points_refine_the_selected_mask_from_its_box_as_one_undo_step(qtbot, ct, sam_dir, square, monkeypatch):  # noqa: F811
+    main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
+    open_and_wait(qtbot, main, ct)
+    segmentation, frame = main.segmentation, main.state.frame_index
+    segmentation.tool_action.trigger()
+    with qtbot.waitSignal(segmentation.mask_added, timeout=120000) as added:
+        segmentation.segment_box(frame, (20.0, 20.0, 50.0, 50.0))
+    mask = added.args[0]
+    main.annotations.select({mask.id})
+    jobs = []
+    submit = main.service.submit
+    monkeypatch.setattr(main.service, "submit", lambda job: (jobs.append(job), submit(job))[1])
+    answers = []  # the refined answers: image pixels 20..39 (20×20), then 20..29 (10×10)
+    for end in (80, 60):
+        logits = torch.full((1, 1, 256, 256), -10.0)
+        logits[..., 40:end, 40:end] = 10.0
+        answers.append(logits)
+    replies = iter(answers)
+    monkeypatch.setattr(Segmenter, "decode", lambda self, entry, prompt, multimask=False: (next(replies), 0.9))
+    viewport = main.canvas.viewport()
+    with qtbot.waitSignal(segmentation.mask_added, timeout=120000):
+        QTest.mouseClick(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, at(main, 25, 25))
+    with qtbot.waitSignal(segmentation.mask_added, timeout=120000):
+        QTest.mouseClick(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.AltModifier, at(main, 45, 45))
+    assert [j.box for j in jobs] == [(20.0, 20.0, 50.0, 50.0)] * 2  # the original box each time
+    assert [[(round(x), round(y), p) for x, y, p in j.points] for j in jobs] == [
+        [(25, 25, 1)],
+        [(25, 25, 1), (45, 45, 0)],
+    ]
+    doc, image_id = main.annotations.doc, main.annotations.image_id
+    [now] = doc.masks(image_id)
+    assert now.id == mask.id and 8 * 8 <= now.array(frame).sum() <= 12 * 12
+    assert main.annotations.undo()  # each point is one step: back to the first point's mask
+    assert 18 * 18 <= doc.masks(image_id)[0].array(frame).sum() <= 22 * 22
+    assert main.annotations.undo()
+    assert doc.masks(image_id)[0].array(frame).sum() >= 28 * 28  # the box's mask again
