@@ -24,7 +24,9 @@ class SegmentJob:
     ``key`` names the pixels (stack key + frame + window + plane): the worker caches the image
     embedding under it, so a second prompt on the same slice costs only the decoder. With
     ``frames`` (first, last) the mask is propagated through that range; ``slices`` gives each
-    frame's rendered pixels on demand (called on the worker thread).
+    frame's rendered pixels on demand (called on the worker thread). ``neighbours`` names the
+    frames whose embeddings the worker computes afterwards when it is idle, (frame, key) each, their
+    pixels from ``slices``: the next prompt there costs only the decoder.
     """
 
     image: np.ndarray  # (H, W, 3) uint8
@@ -39,6 +41,7 @@ class SegmentJob:
     frames: tuple[int, int] | None = None
     slices: Callable[[int], np.ndarray] | None = None
     key_of: Callable[[int], str] | None = None
+    neighbours: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,36 @@ class SegmenterHolder:
 
     def unload(self) -> None:
         self.segmenter = self._key = None
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """One neighbour's embedding to compute when the worker is idle (never before a queued job)."""
+
+    key: str
+    pixels: Callable[[], np.ndarray]
+
+
+def prefetches(job: SegmentJob) -> list[Prefetch]:
+    """The idle work a finished single-frame job leaves: its neighbours' embeddings."""
+    if job.frames is not None or job.slices is None:
+        return []
+    slices = job.slices
+    return [Prefetch(key, lambda index=index: slices(index)) for index, key in job.neighbours]
+
+
+def prefetch_one(holder: SegmenterHolder, item: Prefetch) -> bool:
+    """Embed one neighbour into the loaded segmenter's cache; False when there is nothing to do it
+    with (no model loaded, or already cached). Best effort: a frame that cannot be rendered is
+    skipped, the prompt there will say why."""
+    segmenter = holder.segmenter
+    if segmenter is None or segmenter.cached(item.key):
+        return False
+    try:
+        segmenter.embed(item.pixels(), key=item.key)
+    except Exception:  # noqa: BLE001 - a prefetch never fails anything: the user's prompt will
+        return False
+    return True
 
 
 def run_segment_job(

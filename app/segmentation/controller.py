@@ -183,6 +183,12 @@ class SegmentationController(QObject):
             settings.dtype,
             points=points,
             window=window,
+            slices=_worker_slices(tuple(stack.paths), stack.key, window, invert),
+            neighbours=tuple(
+                (index, pixels_key(stack, index, window, invert))
+                for index in (frame - 1, frame + 1)
+                if 0 <= index < stack.n_frames
+            ),
         )
         job_id = self.service.submit(job)
         label = label or self.annotations.current_label

@@ -30,7 +30,7 @@ def test_segment_beside_an_answer_box_prompts_with_that_box(qtbot, ct, tiny_fold
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
         panel.ask("spine", Task.VG, None)
     assert "Segment" in panel.chat.toPlainText()  # the action sits beside the answer box
-    with qtbot.waitSignal(main.segmentation.mask_added, timeout=120000) as added:
+    with qtbot.waitSignal(main.segmentation.mask_added, timeout=30000) as added:
         panel.chat.anchorClicked.emit(QUrl("segment:0:0"))  # the link, as a click sends it
     mask = added.args[0]
     assert mask.source is Source.MODEL and mask.review is Review.PENDING and mask.label == "spine"
@@ -48,7 +48,7 @@ def test_segment_the_selected_box_takes_a_pending_model_box(qtbot, ct, sam_dir, 
     assert box.review is Review.PENDING
     doc.execute(AddAnnotations(image_id, [box], text="Pre-annotate"))
     main.annotations.select({box.id})
-    with qtbot.waitSignal(main.segmentation.mask_added, timeout=120000) as added:
+    with qtbot.waitSignal(main.segmentation.mask_added, timeout=30000) as added:
         main.segmentation.segment_box_action.trigger()
     mask = added.args[0]
     assert mask.label == "kidney" and json.loads(mask.provenance.question)["box"] == [22.0, 24.0, 48.0, 46.0]
@@ -59,7 +59,7 @@ def test_points_refine_the_selected_mask_from_its_box_as_one_undo_step(qtbot, ct
     open_and_wait(qtbot, main, ct)
     segmentation, frame = main.segmentation, main.state.frame_index
     segmentation.tool_action.trigger()
-    with qtbot.waitSignal(segmentation.mask_added, timeout=120000) as added:
+    with qtbot.waitSignal(segmentation.mask_added, timeout=30000) as added:
         segmentation.segment_box(frame, (20.0, 20.0, 50.0, 50.0))
     mask = added.args[0]
     main.annotations.select({mask.id})
@@ -74,9 +74,9 @@ def test_points_refine_the_selected_mask_from_its_box_as_one_undo_step(qtbot, ct
     replies = iter(answers)
     monkeypatch.setattr(Segmenter, "decode", lambda self, entry, prompt, multimask=False: (next(replies), 0.9))
     viewport = main.canvas.viewport()
-    with qtbot.waitSignal(segmentation.mask_added, timeout=120000):
+    with qtbot.waitSignal(segmentation.mask_added, timeout=30000):
         QTest.mouseClick(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, at(main, 25, 25))
-    with qtbot.waitSignal(segmentation.mask_added, timeout=120000):
+    with qtbot.waitSignal(segmentation.mask_added, timeout=30000):
         QTest.mouseClick(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.AltModifier, at(main, 45, 45))
     assert [j.box for j in jobs] == [(20.0, 20.0, 50.0, 50.0)] * 2  # the original box each time
     assert [[(round(x), round(y), p) for x, y, p in j.points] for j in jobs] == [
@@ -90,3 +90,50 @@ def test_points_refine_the_selected_mask_from_its_box_as_one_undo_step(qtbot, ct
     assert 18 * 18 <= doc.masks(image_id)[0].array(frame).sum() <= 22 * 22
     assert main.annotations.undo()
     assert doc.masks(image_id)[0].array(frame).sum() >= 28 * 28  # the box's mask again
+
+
+def test_the_idle_worker_embeds_the_neighbours_and_the_next_prompt_there_is_instant(qtbot, sam_dir, square):  # noqa: F811
+    from pydicom.data import get_testdata_file
+
+    from app.segmentation.controller import pixels_key
+
+    main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
+    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))  # 15 frames of 10×10
+    main.state.set_frame(2)
+    qtbot.wait_until(lambda: main.state.frame is not None)
+    stack, window, invert = main.state.stack, main.state.window, main.state.invert
+    keys = {index: pixels_key(stack, index, window, invert) for index in (1, 2, 3)}
+    prefetched = []
+    main.service.worker.prefetched.connect(prefetched.append)
+    with qtbot.waitSignal(main.service.worker.finished, timeout=30000):
+        assert main.segmentation.segment_box(2, (1.0, 1.0, 9.0, 9.0)) is not None, main.statusBar().currentMessage()
+    qtbot.wait_until(lambda: len(prefetched) == 2, timeout=60000)
+    segmenter = main.service.worker._segmenter.segmenter  # the holder's loaded segmenter
+    assert sorted(prefetched) == sorted([keys[1], keys[3]]) and all(segmenter.cached(k) for k in keys.values())
+    computed = []
+    encoder = segmenter.model.get_image_embeddings
+    segmenter.model.get_image_embeddings = lambda *a, **k: (computed.append(1), encoder(*a, **k))[1]
+    main.state.set_frame(3)
+    qtbot.wait_until(lambda: main.state.frame is not None)
+    with qtbot.waitSignal(main.service.worker.finished, timeout=30000):
+        main.segmentation.segment_box(3, (1.0, 1.0, 9.0, 9.0))
+    assert computed == []  # frame 3's embedding came from the prefetch
+    qtbot.wait_until(lambda: len(prefetched) == 3, timeout=60000)  # frame 4 now (2 is still cached)
+    assert prefetched[-1] == pixels_key(stack, 4, window, invert)
+
+
+def test_a_queued_job_goes_before_the_prefetch(qtbot, sam_dir, square):  # noqa: F811
+    from pydicom.data import get_testdata_file
+
+    main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
+    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))
+    worker = main.service.worker
+    order = []
+    worker.prefetched.connect(lambda key: order.append(key.split("/")[-3]))  # the frame index
+    worker.started.connect(order.append)
+    first = main.segmentation.segment_box(0, (1.0, 1.0, 9.0, 9.0))
+    second = main.segmentation.segment_box(7, (1.0, 1.0, 9.0, 9.0))
+    qtbot.wait_until(lambda: len(order) == 4, timeout=60000)
+    assert order == [first, second, "6", "8"]  # frame 0's neighbour was dropped for the newer prompt's
+    main.service.cancel()  # cancel all drops the idle work too
+    assert worker._prefetch == []
