@@ -42,6 +42,7 @@ class SegmentJob:
     slices: Callable[[int], np.ndarray] | None = None
     key_of: Callable[[int], str] | None = None
     neighbours: tuple[tuple[int, str], ...] = ()
+    measure: Callable[[dict[int, np.ndarray]], tuple] | None = None  # the masks' values, on the worker
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class SegmentOutcome:
     scores: dict[int, float] = field(default_factory=dict)
     model_id: str = ""
     cancelled: bool = False
+    values: tuple | None = None  # the masks' measurements when the job computed them (a volume)
 
 
 class SegmenterHolder:
@@ -146,6 +148,9 @@ def run_segment_job(
             progress=on_progress,
             cancel=cancel,
         )
-        return SegmentOutcome(dict(run.masks), dict(run.scores), model_id, run.cancelled)
+        masks = dict(run.masks)
+        # A volume is built from every slice: seconds on a long series, so here and not on the GUI thread.
+        values = job.measure(masks) if job.measure is not None and masks else None
+        return SegmentOutcome(masks, dict(run.scores), model_id, run.cancelled, values)
     finally:
         on_state("ready", f"segmentation: {model_id}")

@@ -183,7 +183,7 @@ class SegmentationController(QObject):
             settings.dtype,
             points=points,
             window=window,
-            slices=_worker_slices(tuple(stack.paths), stack.key, window, invert),
+            slices=_worker_slices(_WorkerStack(tuple(stack.paths), stack.key), window, invert),
             neighbours=tuple(
                 (index, pixels_key(stack, index, window, invert))
                 for index in (frame - 1, frame + 1)
@@ -249,8 +249,7 @@ class SegmentationController(QObject):
         if pixels is None:
             return None
         window, invert = self.state.window, self.state.invert
-        paths = tuple(stack.paths)
-        stack_key = stack.key
+        worker_stack = _WorkerStack(tuple(stack.paths), stack.key)
         settings = self.settings()
         job = SegmentJob(
             pixels,
@@ -262,8 +261,9 @@ class SegmentationController(QObject):
             settings.dtype,
             window=window,
             frames=frames,
-            slices=_worker_slices(paths, stack_key, window, invert),
+            slices=_worker_slices(worker_stack, window, invert),
             key_of=lambda index: pixels_key(stack, index, window, invert),
+            measure=lambda masks: mask_measurements(worker_stack(), masks),
         )
         job_id = self.service.submit(job)
         self.jobs[job_id] = _Pending(stack, start, box, window, mask.label, job.key, extend=mask.id)
@@ -288,7 +288,7 @@ class SegmentationController(QObject):
         if found is None:
             return
         doc, image_id = found
-        values = mask_measurements(pending.stack, outcome.masks)
+        values = outcome.values if outcome.values is not None else mask_measurements(pending.stack, outcome.masks)
         if pending.extend is not None and doc.find(image_id, pending.extend) is not None:
             doc.execute(SetMaskFrames(image_id, pending.extend, outcome.masks, values=values, text=pending.text))
             mask = doc.find(image_id, pending.extend)
@@ -352,17 +352,27 @@ def pixels_key(stack: ImageStack, frame: int, window: Window | None, invert: boo
     return f"{stack.key}/{frame}/{shown}{'/inverted' if invert else ''}/native"
 
 
-def _worker_slices(paths: tuple[str, ...], stack_key: str, window: Window | None, invert: bool):
-    """Each frame's displayed pixels, rendered on the worker thread from its own opening of the files
-    (no stack is shared with the GUI thread, whose frame loader decodes concurrently)."""
-    opened: dict[str, ImageStack] = {}
+class _WorkerStack:
+    """The image as the worker thread's own opening of its files, made on first use: no stack is
+    shared with the GUI thread, whose frame loader decodes concurrently."""
 
-    def slices(index: int):
-        if "stack" not in opened:
+    def __init__(self, paths: tuple[str, ...], stack_key: str) -> None:
+        self.paths, self.stack_key = paths, stack_key
+        self._stack: ImageStack | None = None
+
+    def __call__(self) -> ImageStack:
+        if self._stack is None:
             from engine.imaging import open_paths
 
-            stacks = {s.key: s for s in open_paths(list(paths)).stacks}
-            opened["stack"] = stacks.get(stack_key) or next(iter(stacks.values()))
-        return render_rgb(opened["stack"].frame(index), window, invert=invert)
+            stacks = {s.key: s for s in open_paths(list(self.paths)).stacks}
+            self._stack = stacks.get(self.stack_key) or next(iter(stacks.values()))
+        return self._stack
+
+
+def _worker_slices(stack: _WorkerStack, window: Window | None, invert: bool):
+    """Each frame's displayed pixels, rendered on the worker thread (called there only)."""
+
+    def slices(index: int):
+        return render_rgb(stack().frame(index), window, invert=invert)
 
     return slices

@@ -137,3 +137,33 @@ def test_a_queued_job_goes_before_the_prefetch(qtbot, sam_dir, square):  # noqa:
     assert order == [first, second, "6", "8"]  # frame 0's neighbour was dropped for the newer prompt's
     main.service.cancel()  # cancel all drops the idle work too
     assert worker._prefetch == []
+
+
+def test_a_propagated_masks_volume_is_measured_on_the_worker_and_arrives_with_it(qtbot, sam_dir, square, monkeypatch):  # noqa: F811
+    import threading
+
+    from pydicom.data import get_testdata_file
+
+    from app.segmentation import controller
+
+    main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
+    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))
+    with qtbot.waitSignal(main.segmentation.mask_added, timeout=30000) as added:
+        main.segmentation.segment_box(0, (1.0, 1.0, 9.0, 9.0))
+    mask = added.args[0]
+    threads = []
+    measure = controller.mask_measurements
+    monkeypatch.setattr(
+        controller,
+        "mask_measurements",
+        lambda stack, masks: (threads.append(threading.current_thread()), measure(stack, masks))[1],
+    )
+    outcomes = []
+    main.service.worker.result.connect(lambda _job, outcome: outcomes.append(outcome))
+    with qtbot.waitSignal(main.segmentation.mask_added, timeout=60000) as extended:
+        main.segmentation.propagate(mask, (0, 4))
+    [outcome] = outcomes
+    assert len(outcome.masks) > 1 and outcome.values is not None
+    assert threads and threading.main_thread() not in threads  # measured on the worker only
+    assert extended.args[0].values == outcome.values
+    assert "volume" in {v.name for v in outcome.values}
