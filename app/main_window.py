@@ -139,6 +139,7 @@ class MainWindow(QMainWindow):
         self._build_series_browser_and_cine()
         self.mpr = MprController(self)
         self.segmentation = SegmentationController(self)  # in front of the MPR's canvas tools
+        self.ask_panel.segment_requested.connect(self.segmentation.segment_box)
         self._update_frame_controls()
         self._update_undo_actions()
         if settings.problem:

@@ -69,6 +69,9 @@ class AskPanel(QWidget):
     # worker's own signals, whose direct Python callbacks would run in the worker thread.
     answer_updated = Signal(int)  # job id: more text streamed in
     answer_finished = Signal(int)  # job id (done, cancelled or failed)
+    # "Segment" beside an answer box: (frame, (x1, y1, x2, y2) in image pixels, phrase). A plain
+    # signal because the segmenter is a sibling capability: the main window connects the two.
+    segment_requested = Signal(int, object, str)
 
     def __init__(
         self,
@@ -157,7 +160,7 @@ class AskPanel(QWidget):
         self.clear_button.clicked.connect(self.clear)
         self.export_button.clicked.connect(self._choose_export)
         self.chat.highlighted.connect(self._hovered)
-        self.chat.anchorClicked.connect(self._hovered)
+        self.chat.anchorClicked.connect(self._clicked)
         self._streamed_job: int | None = None
         self._stream_timer = QTimer(self)
         self._stream_timer.setSingleShot(True)
@@ -374,6 +377,7 @@ class AskPanel(QWidget):
             links = "".join(
                 f"<br>▣ <a href='box:{t}:{i}'>{html.escape(b.phrase or 'box ' + str(i + 1))}</a> "
                 f"<span style='color:#8a8f98'>({b.x1:.0f}, {b.y1:.0f}) – ({b.x2:.0f}, {b.y2:.0f})</span>"
+                f" · <a href='segment:{t}:{i}'>Segment</a>"
                 for i, b in enumerate(turn.boxes)
             )
             meta = ""
@@ -401,6 +405,21 @@ class AskPanel(QWidget):
         text = url.toString()
         self.overlay.highlight(text.split(":", 1)[1] if text.startswith("box:") else None)
         self._update_buttons()
+
+    def _clicked(self, url: QUrl) -> None:
+        text = url.toString()
+        if text.startswith("segment:"):
+            self.segment_answer_box(text.split(":", 1)[1])
+        else:
+            self._hovered(url)
+
+    def segment_answer_box(self, key: str) -> bool:
+        """ "Segment" beside an answer box: its rectangle (image pixels, its frame) becomes a mask prompt."""
+        box = next((b for b in self.answer_boxes() if b.key == key), None)
+        if box is None:
+            return False
+        self.segment_requested.emit(box.frame, (box.x1, box.y1, box.x2, box.y2), box.phrase)
+        return True
 
     def accept_highlighted(self) -> bool:
         """A: the highlighted answer box becomes a model annotation (one undoable step)."""

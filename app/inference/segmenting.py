@@ -24,7 +24,9 @@ class SegmentJob:
     ``key`` names the pixels (stack key + frame + window + plane): the worker caches the image
     embedding under it, so a second prompt on the same slice costs only the decoder. With
     ``frames`` (first, last) the mask is propagated through that range; ``slices`` gives each
-    frame's rendered pixels on demand (called on the worker thread).
+    frame's rendered pixels on demand (called on the worker thread). ``neighbours`` names the
+    frames whose embeddings the worker computes afterwards when it is idle, (frame, key) each, their
+    pixels from ``slices``: the next prompt there costs only the decoder.
     """
 
     image: np.ndarray  # (H, W, 3) uint8
@@ -39,6 +41,8 @@ class SegmentJob:
     frames: tuple[int, int] | None = None
     slices: Callable[[int], np.ndarray] | None = None
     key_of: Callable[[int], str] | None = None
+    neighbours: tuple[tuple[int, str], ...] = ()
+    measure: Callable[[dict[int, np.ndarray]], tuple] | None = None  # the masks' values, on the worker
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class SegmentOutcome:
     scores: dict[int, float] = field(default_factory=dict)
     model_id: str = ""
     cancelled: bool = False
+    values: tuple | None = None  # the masks' measurements when the job computed them (a volume)
 
 
 class SegmenterHolder:
@@ -84,6 +89,36 @@ def import_measurement_modules() -> None:
     110–460 ms (bench/bench_gui_responsiveness.py --segmentation-only)."""
     import scipy.ndimage
     import scipy.spatial  # noqa: F401
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """One neighbour's embedding to compute when the worker is idle (never before a queued job)."""
+
+    key: str
+    pixels: Callable[[], np.ndarray]
+
+
+def prefetches(job: SegmentJob) -> list[Prefetch]:
+    """The idle work a finished single-frame job leaves: its neighbours' embeddings."""
+    if job.frames is not None or job.slices is None:
+        return []
+    slices = job.slices
+    return [Prefetch(key, lambda index=index: slices(index)) for index, key in job.neighbours]
+
+
+def prefetch_one(holder: SegmenterHolder, item: Prefetch) -> bool:
+    """Embed one neighbour into the loaded segmenter's cache; False when there is nothing to do it
+    with (no model loaded, or already cached). Best effort: a frame that cannot be rendered is
+    skipped, the prompt there will say why."""
+    segmenter = holder.segmenter
+    if segmenter is None or segmenter.cached(item.key):
+        return False
+    try:
+        segmenter.embed(item.pixels(), key=item.key)
+    except Exception:  # noqa: BLE001 - a prefetch never fails anything: the user's prompt will
+        return False
+    return True
 
 
 def run_segment_job(
@@ -122,6 +157,9 @@ def run_segment_job(
             progress=on_progress,
             cancel=cancel,
         )
-        return SegmentOutcome(dict(run.masks), dict(run.scores), model_id, run.cancelled)
+        masks = dict(run.masks)
+        # A volume is built from every slice: seconds on a long series, so here and not on the GUI thread.
+        values = job.measure(masks) if job.measure is not None and masks else None
+        return SegmentOutcome(masks, dict(run.scores), model_id, run.cancelled, values)
     finally:
         on_state("ready", f"segmentation: {model_id}")

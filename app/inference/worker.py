@@ -17,9 +17,9 @@ import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from app.inference.segmenting import SegmenterHolder, SegmentJob, run_segment_job
+from app.inference.segmenting import SegmenterHolder, SegmentJob, prefetch_one, prefetches, run_segment_job
 from app.inference.settings import AssistantSettings
 from engine.imaging import Window
 
@@ -95,6 +95,8 @@ class _Worker(QObject):
     image_done = Signal(int, object)  # job id, engine.preannotate.ImageOutcome
     run_progress = Signal(int, object)  # job id, engine.preannotate.RunProgress
     warning = Signal(int, str)  # job id, something the user should know (a replica went down)
+    prefetched = Signal(str)  # the key of a neighbour's embedding computed while idle
+    _idle = Signal()  # queued to itself: the next prefetch step runs after every job already queued
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,10 +105,37 @@ class _Worker(QObject):
         self._clip = None
         self._clip_key = None
         self._segmenter = SegmenterHolder()
+        self._prefetch: list = []
+        self.waiting = 0  # jobs submitted and not yet started (the service counts up, run() down)
+        self.waiting_lock = threading.Lock()
+        self._idle.connect(self._prefetch_step, Qt.ConnectionType.QueuedConnection)
+
+    def drop_prefetch(self) -> None:
+        """Forget the idle work (cancel all, a new image): called from either thread, a list swap."""
+        self._prefetch = []
+
+    @Slot()
+    def _prefetch_step(self) -> None:
+        """One neighbour's embedding, only when no job waits; a job queued meanwhile goes first and
+        the step comes back after it. One embedding is the most a user's job ever waits for."""
+        if not self._prefetch:
+            return
+        with self.waiting_lock:
+            busy = self.waiting > 0
+        if busy:
+            self._idle.emit()  # behind the waiting job
+            return
+        item, self._prefetch = self._prefetch[0], self._prefetch[1:]
+        if prefetch_one(self._segmenter, item):
+            self.prefetched.emit(item.key)
+        if self._prefetch:
+            self._idle.emit()
 
     @Slot(int, object)
     def run(self, job_id: int, ticket: _Ticket) -> None:
         job = ticket.job
+        with self.waiting_lock:
+            self.waiting -= 1
         if ticket.cancel.is_set():
             self.cancelled.emit(job_id)
             self.finished.emit(job_id)
@@ -228,6 +257,9 @@ class _Worker(QObject):
             self.cancelled.emit(job_id)
         else:
             self.result.emit(job_id, outcome)
+        self._prefetch = prefetches(job)  # a new prompt's neighbours replace the last one's
+        if self._prefetch:
+            self._idle.emit()
 
     # ----- pre-annotation
     def _preannotate(self, job_id: int, job: PreannotateJob, cancel: threading.Event) -> None:
@@ -382,11 +414,15 @@ class InferenceService(QObject):
         job_id = next(self._ids)
         ticket = _Ticket(job)
         self._tickets[job_id] = ticket
+        with self.worker.waiting_lock:
+            self.worker.waiting += 1  # before the emit: a prefetch step now yields to this job
         self._submit.emit(job_id, ticket)
         return job_id
 
     def cancel(self, job_id: int | None = None) -> None:
-        """Cancel one job, or every queued and running job."""
+        """Cancel one job, or every queued and running job (and the idle prefetch with them)."""
+        if job_id is None:
+            self.worker.drop_prefetch()
         for key, ticket in self._tickets.items():
             if job_id is None or key == job_id:
                 ticket.cancel.set()

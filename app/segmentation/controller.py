@@ -45,6 +45,8 @@ class _Pending:
     label: str
     key: str
     extend: str | None = None  # a mask id: the answer's frames are added to that mask (propagation)
+    points: tuple[tuple[float, float, int], ...] = ()  # (x, y, 1 positive / 0 negative)
+    text: str = "Propagate mask"  # the undo step's name when ``extend`` is set
 
 
 class SegmentationController(QObject):
@@ -61,9 +63,10 @@ class SegmentationController(QObject):
         self.banner.action.connect(self.choose_model)
         layout = window.centralWidget().layout()
         layout.insertWidget(layout.indexOf(window.banner) + 1, self.banner)
-        self.tool = SegmentTool(window.canvas, self.state, self.segment_box, window.canvas.tools)
+        self.tool = SegmentTool(window.canvas, self.state, self.segment_box, window.canvas.tools, self.add_point)
         window.canvas.tools = self.tool
         self.jobs: dict[int, _Pending] = {}
+        self.points: dict[str, tuple[tuple[float, float, int], ...]] = {}  # mask id -> its refining points
         worker = self.service.worker
         worker.result.connect(self._on_result)
         worker.error.connect(self._on_error)
@@ -136,6 +139,27 @@ class SegmentationController(QObject):
     # ----- prompts
     def segment_box(self, frame: int, box: tuple[float, float, float, float], label: str | None = None) -> int | None:
         """Submit a box prompt on ``frame`` of the shown image; the job id, or None when refused."""
+        return self._submit(frame, box, label)
+
+    def add_point(self, frame: int, point: tuple[float, float], positive: bool) -> int | None:
+        """A point on the selected mask: it is segmented again from its original box and every point
+        so far, and the answer replaces that frame as one undo step. None (not taken) without one
+        selected mask on this frame."""
+        mask = self.selected_mask()
+        if mask is None or mask.on(frame) is None:
+            return None
+        box = _prompt_box(mask, frame)
+        points = (*self.points.get(mask.id, ()), (float(point[0]), float(point[1]), 1 if positive else 0))
+        return self._submit(frame, box, mask.label, points=points, extend=mask.id)
+
+    def _submit(
+        self,
+        frame: int,
+        box: tuple[float, float, float, float],
+        label: str | None,
+        points: tuple[tuple[float, float, int], ...] = (),
+        extend: str | None = None,
+    ) -> int | None:
         stack = self.state.stack
         if stack is None or self.annotations.doc is None:
             return None
@@ -150,11 +174,26 @@ class SegmentationController(QObject):
         key = pixels_key(stack, frame, window, invert)
         settings = self.settings()
         job = SegmentJob(
-            pixels, key, frame, box, settings.segmentation_model, settings.device, settings.dtype, window=window
+            pixels,
+            key,
+            frame,
+            box,
+            settings.segmentation_model,
+            settings.device,
+            settings.dtype,
+            points=points,
+            window=window,
+            slices=_worker_slices(_WorkerStack(tuple(stack.paths), stack.key), window, invert),
+            neighbours=tuple(
+                (index, pixels_key(stack, index, window, invert))
+                for index in (frame - 1, frame + 1)
+                if 0 <= index < stack.n_frames
+            ),
         )
         job_id = self.service.submit(job)
-        self.jobs[job_id] = _Pending(stack, frame, box, window, label or self.annotations.current_label, key)
-        self.message.emit(f"Segmenting the box on frame {frame + 1}…")
+        label = label or self.annotations.current_label
+        self.jobs[job_id] = _Pending(stack, frame, box, window, label, key, extend, points, "Refine mask")
+        self.message.emit(f"Segmenting the {'points' if points else 'box'} on frame {frame + 1}…")
         return job_id
 
     def segment_selected_box(self) -> int | None:
@@ -210,8 +249,7 @@ class SegmentationController(QObject):
         if pixels is None:
             return None
         window, invert = self.state.window, self.state.invert
-        paths = tuple(stack.paths)
-        stack_key = stack.key
+        worker_stack = _WorkerStack(tuple(stack.paths), stack.key)
         settings = self.settings()
         job = SegmentJob(
             pixels,
@@ -223,8 +261,9 @@ class SegmentationController(QObject):
             settings.dtype,
             window=window,
             frames=frames,
-            slices=_worker_slices(paths, stack_key, window, invert),
+            slices=_worker_slices(worker_stack, window, invert),
             key_of=lambda index: pixels_key(stack, index, window, invert),
+            measure=lambda masks: mask_measurements(worker_stack(), masks),
         )
         job_id = self.service.submit(job)
         self.jobs[job_id] = _Pending(stack, start, box, window, mask.label, job.key, extend=mask.id)
@@ -249,10 +288,12 @@ class SegmentationController(QObject):
         if found is None:
             return
         doc, image_id = found
-        values = mask_measurements(pending.stack, outcome.masks)
+        values = outcome.values if outcome.values is not None else mask_measurements(pending.stack, outcome.masks)
         if pending.extend is not None and doc.find(image_id, pending.extend) is not None:
-            doc.execute(SetMaskFrames(image_id, pending.extend, outcome.masks, values=values, text="Propagate mask"))
+            doc.execute(SetMaskFrames(image_id, pending.extend, outcome.masks, values=values, text=pending.text))
             mask = doc.find(image_id, pending.extend)
+            if pending.points:
+                self.points[mask.id] = pending.points
         else:
             label = doc.ensure_label(pending.label).name
             provenance = Provenance(
@@ -292,23 +333,46 @@ class SegmentationController(QObject):
             )
 
 
+def _prompt_box(mask: Mask, frame: int) -> tuple[float, float, float, float]:
+    """The box that first prompted ``mask`` on ``frame`` (its provenance), else the mask's own extent."""
+    try:
+        prompt = json.loads(mask.provenance.question) if mask.provenance else {}
+    except ValueError:
+        prompt = {}
+    if isinstance(prompt, dict) and prompt.get("frame") == frame + 1 and len(prompt.get("box") or ()) == 4:
+        return tuple(float(v) for v in prompt["box"])
+    from engine.segmentation import mask_box  # numpy only
+
+    return tuple(float(v) for v in mask_box(mask.array(frame)))
+
+
 def pixels_key(stack: ImageStack, frame: int, window: Window | None, invert: bool) -> str:
     """Names the pixels the model sees: stack, frame, window and plane (the embedding cache key)."""
     shown = f"{window.center:g},{window.width:g}" if window is not None else "header"
     return f"{stack.key}/{frame}/{shown}{'/inverted' if invert else ''}/native"
 
 
-def _worker_slices(paths: tuple[str, ...], stack_key: str, window: Window | None, invert: bool):
-    """Each frame's displayed pixels, rendered on the worker thread from its own opening of the files
-    (no stack is shared with the GUI thread, whose frame loader decodes concurrently)."""
-    opened: dict[str, ImageStack] = {}
+class _WorkerStack:
+    """The image as the worker thread's own opening of its files, made on first use: no stack is
+    shared with the GUI thread, whose frame loader decodes concurrently."""
 
-    def slices(index: int):
-        if "stack" not in opened:
+    def __init__(self, paths: tuple[str, ...], stack_key: str) -> None:
+        self.paths, self.stack_key = paths, stack_key
+        self._stack: ImageStack | None = None
+
+    def __call__(self) -> ImageStack:
+        if self._stack is None:
             from engine.imaging import open_paths
 
-            stacks = {s.key: s for s in open_paths(list(paths)).stacks}
-            opened["stack"] = stacks.get(stack_key) or next(iter(stacks.values()))
-        return render_rgb(opened["stack"].frame(index), window, invert=invert)
+            stacks = {s.key: s for s in open_paths(list(self.paths)).stacks}
+            self._stack = stacks.get(self.stack_key) or next(iter(stacks.values()))
+        return self._stack
+
+
+def _worker_slices(stack: _WorkerStack, window: Window | None, invert: bool):
+    """Each frame's displayed pixels, rendered on the worker thread (called there only)."""
+
+    def slices(index: int):
+        return render_rgb(stack().frame(index), window, invert=invert)
 
     return slices

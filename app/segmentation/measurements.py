@@ -2,8 +2,9 @@
 diameter, and the statistics of the modality values (HU) inside.
 
 The same measurements as ``main.py segment``; nothing in mm where the image has no pixel spacing.
-Computed on the GUI thread when the answer arrives: a frame's statistics are milliseconds, and a
-volume is only built for a propagated mask.
+A frame's statistics are milliseconds, computed on the GUI thread when the answer arrives; a
+propagated mask's volume is built from every slice, so it is computed on the worker with the masks
+(``SegmentJob.measure``) and comes back with them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The Segment tool's mouse input: drag a box on the canvas, hand it on as the prompt.
+"""The Segment tool's mouse input: drag a box on the canvas, hand it on as the prompt; Shift+click
+(a positive point) and Alt+click (a negative one) refine the selected mask.
 
 It sits in front of the canvas's other tools (measurements, boxes) and takes the left button only
 while it is the chosen tool; otherwise every event goes to the tools behind it unchanged. The box
@@ -19,10 +20,15 @@ PREVIEW_COLOUR = "#4fc3f7"
 Prompt = Callable[[int, tuple[float, float, float, float]], object]
 """(frame index, (x1, y1, x2, y2) in image pixels) -> whatever the controller does with it."""
 
+PointPrompt = Callable[[int, tuple[float, float], bool], object]
+"""(frame index, (x, y) in image pixels, positive) -> truthy when the point was taken (a mask is
+selected); otherwise the click starts a box as usual."""
+
 
 class SegmentTool:
-    def __init__(self, canvas, state, on_box: Prompt, behind) -> None:
+    def __init__(self, canvas, state, on_box: Prompt, behind, on_point: PointPrompt | None = None) -> None:
         self.canvas, self.state, self.on_box, self.behind = canvas, state, on_box, behind
+        self.on_point = on_point
         self.active = False
         self._origin: QPointF | None = None
         self._preview: QGraphicsRectItem | None = None
@@ -37,6 +43,12 @@ class SegmentTool:
             return self.behind.press(event)
         if self.state.stack is None or self.state.frame is None:
             return False
+        modifiers = event.modifiers()
+        shift, alt = Qt.KeyboardModifier.ShiftModifier, Qt.KeyboardModifier.AltModifier
+        if self.on_point is not None and modifiers & (shift | alt):
+            point = self.canvas.mapToScene(event.position().toPoint())
+            if self.on_point(self.state.frame_index, (point.x(), point.y()), not modifiers & alt):
+                return True
         self._origin = self._snap(event)
         return True
 

@@ -199,6 +199,22 @@ SHORTCUTS: tuple[Shortcut, ...] = (
         "Mouse",
         MOUSE,
     ),
+    _s(
+        "mouse.segment_positive",
+        "Segment: include a point",
+        "Segment tool: Shift+Click",
+        "With a mask selected: segment it again with this point inside",
+        "Mouse",
+        MOUSE,
+    ),
+    _s(
+        "mouse.segment_negative",
+        "Segment: exclude a point",
+        "Segment tool: Alt+Click",
+        "With a mask selected: segment it again with this point outside",
+        "Mouse",
+        MOUSE,
+    ),
 )
 
 _BY_ID = {row.id: row for row in SHORTCUTS}

@@ -122,7 +122,7 @@ def test_help_keyboard_shortcuts_lists_every_row_and_searches(qtbot, window):
     dialog.search.setText("three clicks")
     assert dialog.visible_commands() == ["measure.angle"]
     dialog.search.setText("alt+")
-    assert dialog.visible_commands() == ["mpr.layout_1x1", "mpr.layout_1x3", "mpr.layout_2x2"]
+    assert dialog.visible_commands() == ["mpr.layout_1x1", "mpr.layout_1x3", "mpr.layout_2x2", "mouse.segment_negative"]
     dialog.close()
 
 
