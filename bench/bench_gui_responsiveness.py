@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -258,7 +259,10 @@ def bench_segmentation(args, timed, slot_ms: list[float]) -> list[tuple]:
         phases.append(("segmenting (embedding)", embedding, _masked(window), list(slot_ms)))
         controller.set_active(False)
 
-        window.open([get_testdata_file("rtdose.dcm")])  # 15 frames
+        dose = Path(folder) / "rtdose" / "rtdose.dcm"  # a copy: the masks autosave beside the image
+        dose.parent.mkdir()
+        shutil.copy(get_testdata_file("rtdose.dcm"), dose)
+        window.open([str(dose)])  # 15 frames
         wait_for(window.load_finished)
         wait(500)
         stack, annotations = window.state.stack, window.annotations

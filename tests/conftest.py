@@ -30,6 +30,20 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def shared_test_files_stay_untouched(request):
+    """pydicom's bundled files are shared by every test: a test that opens one directly and
+    annotates it would leave a sidecar that later tests (and runs) open with its annotations."""
+    yield
+    import pydicom.data
+
+    folder = os.path.dirname(pydicom.data.get_testdata_file("CT_small.dcm"))
+    left = sorted(name for name in os.listdir(folder) if name.endswith(".clinlens.json"))
+    for name in left:
+        os.remove(os.path.join(folder, name))  # clean up, so one offender fails once
+    assert not left, f"{request.node.name} wrote {left} beside pydicom's test files: copy the file to tmp_path"
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_python_threads():
     """Fail a test that leaves a Python thread running (a streamer, a loader, a server).
 

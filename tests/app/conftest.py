@@ -48,6 +48,35 @@ def ct(tmp_path) -> str:
     return str(target)
 
 
+@pytest.fixture(scope="module")
+def sam_dir(tmp_path_factory):
+    """A tiny random-weight SAM folder (config, weights, processor) for the production loader."""
+    from tests.engine.tiny_sam import save_sam_dir
+
+    return save_sam_dir(tmp_path_factory.mktemp("tiny-sam") / "sam")
+
+
+@pytest.fixture
+def square(monkeypatch):
+    """The mask decoder scripted to a known square of the 256 x 256 grid (+10 inside, -10 outside):
+    the plumbing is under test, never the random model's masks."""
+    from engine.segmentation.predictor import Segmenter
+
+    logits = torch.full((1, 1, 256, 256), -10.0)
+    logits[..., 40:100, 40:100] = 10.0
+    monkeypatch.setattr(Segmenter, "decode", lambda self, entry, prompt, multimask=False: (logits, 0.87))
+
+
+@pytest.fixture
+def rtdose(tmp_path) -> str:
+    """A copy of pydicom's 15-frame rtdose.dcm: annotations autosave beside the image, and the
+    shared test file in the environment must never get a sidecar that later tests would open."""
+    target = tmp_path / "rtdose" / "rtdose.dcm"
+    target.parent.mkdir()
+    shutil.copy(get_testdata_file("rtdose.dcm"), target)
+    return str(target)
+
+
 @pytest.fixture
 def scripted(monkeypatch, tiny_folder):
     """Make generate() answer ``control["answer"]`` for every row of a batch, token by token,

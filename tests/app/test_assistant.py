@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QPushButton
@@ -119,11 +118,11 @@ def test_streamed_text_is_shown_once_per_redraw_not_once_per_token(qtbot, ct):
     assert shown == [7] and "The spine is in the middle." in panel.chat.toPlainText()
 
 
-def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripted):
+def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripted, rtdose):
     """Window, invert and frame as the user left them: the job's image is render_rgb of exactly
     that frame in exactly that state, and the same pixels the canvas shows."""
     main = make_window(qtbot, AssistantSettings(clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu"))
-    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))  # 15 grayscale frames
+    open_and_wait(qtbot, main, rtdose)  # 15 grayscale frames
     first_frame, first_window = main.state.frame, main.state.window
     main.canvas.setFocus()
     QTest.keyClick(main.canvas, Qt.Key.Key_Right)  # step a frame

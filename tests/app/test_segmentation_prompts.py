@@ -16,11 +16,10 @@ from engine.clinkd import Task
 from engine.segmentation import Segmenter
 from tests.app.test_annotation_tools import at
 from tests.app.test_assistant import make_window, open_and_wait
-from tests.app.test_segmentation_window import sam_dir, square  # noqa: F401  (fixtures)
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS
 
 
-def test_segment_beside_an_answer_box_prompts_with_that_box(qtbot, ct, tiny_folder, scripted, sam_dir, square):  # noqa: F811
+def test_segment_beside_an_answer_box_prompts_with_that_box(qtbot, ct, tiny_folder, scripted, sam_dir, square):
     settings = AssistantSettings(
         clinkd_dir=str(tiny_folder), max_pixels=TINY_MAX_PIXELS, device="cpu", segmentation_model=str(sam_dir)
     )
@@ -39,7 +38,7 @@ def test_segment_beside_an_answer_box_prompts_with_that_box(qtbot, ct, tiny_fold
     assert prompt["frame"] == main.state.frame_index + 1 and mask.provenance.task == "segment"
 
 
-def test_segment_the_selected_box_takes_a_pending_model_box(qtbot, ct, sam_dir, square):  # noqa: F811
+def test_segment_the_selected_box_takes_a_pending_model_box(qtbot, ct, sam_dir, square):
     main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
     open_and_wait(qtbot, main, ct)
     doc, image_id = main.annotations.doc, main.annotations.image_id
@@ -54,7 +53,7 @@ def test_segment_the_selected_box_takes_a_pending_model_box(qtbot, ct, sam_dir, 
     assert mask.label == "kidney" and json.loads(mask.provenance.question)["box"] == [22.0, 24.0, 48.0, 46.0]
 
 
-def test_points_refine_the_selected_mask_from_its_box_as_one_undo_step(qtbot, ct, sam_dir, square, monkeypatch):  # noqa: F811
+def test_points_refine_the_selected_mask_from_its_box_as_one_undo_step(qtbot, ct, sam_dir, square, monkeypatch):
     main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
     open_and_wait(qtbot, main, ct)
     segmentation, frame = main.segmentation, main.state.frame_index
@@ -92,13 +91,12 @@ def test_points_refine_the_selected_mask_from_its_box_as_one_undo_step(qtbot, ct
     assert doc.masks(image_id)[0].array(frame).sum() >= 28 * 28  # the box's mask again
 
 
-def test_the_idle_worker_embeds_the_neighbours_and_the_next_prompt_there_is_instant(qtbot, sam_dir, square):  # noqa: F811
-    from pydicom.data import get_testdata_file
+def test_the_idle_worker_embeds_the_neighbours_and_the_next_prompt_there_is_instant(qtbot, sam_dir, square, rtdose):
 
     from app.segmentation.controller import pixels_key
 
     main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
-    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))  # 15 frames of 10×10
+    open_and_wait(qtbot, main, rtdose)  # 15 frames of 10×10
     main.state.set_frame(2)
     qtbot.wait_until(lambda: main.state.frame is not None)
     stack, window, invert = main.state.stack, main.state.window, main.state.invert
@@ -122,11 +120,10 @@ def test_the_idle_worker_embeds_the_neighbours_and_the_next_prompt_there_is_inst
     assert prefetched[-1] == pixels_key(stack, 4, window, invert)
 
 
-def test_a_queued_job_goes_before_the_prefetch(qtbot, sam_dir, square):  # noqa: F811
-    from pydicom.data import get_testdata_file
+def test_a_queued_job_goes_before_the_prefetch(qtbot, sam_dir, square, rtdose):
 
     main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
-    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))
+    open_and_wait(qtbot, main, rtdose)
     worker = main.service.worker
     order = []
     worker.prefetched.connect(lambda key: order.append(key.split("/")[-3]))  # the frame index
@@ -139,15 +136,15 @@ def test_a_queued_job_goes_before_the_prefetch(qtbot, sam_dir, square):  # noqa:
     assert worker._prefetch == []
 
 
-def test_a_propagated_masks_volume_is_measured_on_the_worker_and_arrives_with_it(qtbot, sam_dir, square, monkeypatch):  # noqa: F811
+def test_a_propagated_masks_volume_is_measured_on_the_worker_and_arrives_with_it(
+    qtbot, sam_dir, square, monkeypatch, rtdose
+):
     import threading
-
-    from pydicom.data import get_testdata_file
 
     from app.segmentation import controller
 
     main = make_window(qtbot, AssistantSettings(segmentation_model=str(sam_dir), device="cpu"))
-    open_and_wait(qtbot, main, get_testdata_file("rtdose.dcm"))
+    open_and_wait(qtbot, main, rtdose)
     with qtbot.waitSignal(main.segmentation.mask_added, timeout=30000) as added:
         main.segmentation.segment_box(0, (1.0, 1.0, 9.0, 9.0))
     mask = added.args[0]

@@ -8,28 +8,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from engine.annotations import Review, Source
-from engine.segmentation import Segmenter
 from tests.app.test_annotation_tools import drag, make_window, open_and_wait, panel_rows
-from tests.engine.tiny_sam import save_sam_dir
 
 # CT_small is 128×128: the model's 1024-pixel input is 8× it, the 256×256 low-res logits 2×.
 # Logits +10 on low-res rows/columns 40..99 are image pixels 20..49 (within a pixel at the edges).
 INSIDE, OUTSIDE = (35, 35), (100, 100)
-
-
-@pytest.fixture(scope="module")
-def sam_dir(tmp_path_factory):
-    return save_sam_dir(tmp_path_factory.mktemp("tiny-sam") / "sam")
-
-
-@pytest.fixture
-def square(monkeypatch):
-    logits = torch.full((1, 1, 256, 256), -10.0)
-    logits[..., 40:100, 40:100] = 10.0
-    monkeypatch.setattr(Segmenter, "decode", lambda self, entry, prompt, multimask=False: (logits, 0.87))
 
 
 @pytest.fixture
