@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
 
 import highdicom as hd
 import nibabel
@@ -30,7 +29,7 @@ from engine.annotations import (
 from engine.annotations.formats import FORMATS, ExportError, import_annotations, import_masks
 from engine.imaging import open_image
 from engine.imaging.volume import load_volume
-from tests.engine.dicom_tools import dciodvfy_errors
+from tests.engine.dicom_tools import dciodvfy_errors, dcm2niix
 from tests.engine.phantom import Phantom
 from tests.engine.test_annotations_cli import run
 
@@ -129,21 +128,6 @@ def test_seg_of_another_series_or_shape_is_refused_and_nothing_changes(sphere, t
     assert len(doc.masks(image_id)) == 2
 
 
-def _dcm2niix(series, out):
-    binary = shutil.which("dcm2niix")
-    assert binary, "dcm2niix is missing: install the Debian package dcm2niix"
-    out.mkdir()
-    done = subprocess.run(
-        [binary, "-z", "n", "-b", "n", "-f", "volume", "-o", str(out), str(series)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return nibabel.load(out / "volume.nii")
-
-
 def _to_lps(affine, voxels):
     return (voxels @ affine[:3, :3].T + affine[:3, 3]) @ LPS_FROM_RAS.T
 
@@ -159,7 +143,7 @@ def test_nifti_affine_agrees_with_dcm2niix_and_imports_back(sphere, tmp_path):
     ours = nibabel.load(path)
     data = np.asanyarray(ours.dataobj)
     assert data.dtype == np.uint8 and set(np.unique(data)) == {0, 1}  # the pending model mask is left out
-    theirs = _dcm2niix(series, tmp_path / "dcm2niix")
+    theirs = dcm2niix(series, tmp_path / "dcm2niix")
     assert sorted(theirs.shape) == sorted(data.shape)
     # every voxel of ours lands on a voxel of theirs, in patient space, within 0.01 mm
     corners = np.array(np.meshgrid(*[(0, n - 1) for n in data.shape], indexing="ij")).reshape(3, -1).T.astype(float)

@@ -8,15 +8,13 @@ of patient points, and the sphere's centre found in each tool's own voxel array.
 from __future__ import annotations
 
 import itertools
-import shutil
-import subprocess
 
-import nibabel
 import numpy as np
 import pytest
 
 from engine.imaging import open_image
 from engine.imaging.volume import load_volume
+from tests.engine.dicom_tools import dcm2niix
 from tests.engine.phantom import AIR_HU, SPHERE_HU, Phantom, rotation
 
 OBLIQUE = tuple(np.concatenate([rotation((1, 2, 0.5), 20) @ [1, 0, 0], rotation((1, 2, 0.5), 20) @ [0, 1, 0]]))
@@ -34,21 +32,6 @@ SERIES = {
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
-def _dcm2niix(series, out):
-    binary = shutil.which("dcm2niix")
-    assert binary, "dcm2niix is missing: install the Debian package dcm2niix (the README's test command does)"
-    out.mkdir()
-    done = subprocess.run(
-        [binary, "-z", "n", "-b", "n", "-f", "volume", "-o", str(out), str(series)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return nibabel.load(out / "volume.nii")
-
-
 def _corners(shape) -> np.ndarray:
     return np.array(list(itertools.product(*[(0, n - 1) for n in shape])), dtype=float)
 
@@ -62,11 +45,11 @@ def _sphere_voxel(data: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", list(SERIES))
-def test_volume_geometry_agrees_with_dcm2niix(tmp_path, name):
+def test_volume_geometry_agrees_withdcm2niix(tmp_path, name):
     phantom = SERIES[name]
     series = phantom.write_series(tmp_path / "series")
     volume = load_volume(open_image(str(series)))
-    nifti = _dcm2niix(series, tmp_path / "nifti")
+    nifti = dcm2niix(series, tmp_path / "nifti")
     affine = nifti.affine  # NIfTI voxel (i, j, k) -> RAS mm
     theirs_data = nifti.get_fdata()  # modality values: dcm2niix stores the rescale as scl_slope/inter
     assert sorted(theirs_data.shape) == sorted(volume.data.shape)
