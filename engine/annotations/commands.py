@@ -228,6 +228,10 @@ class SetMaskFrames(_Replace):
     array clears that frame), the other frames stay. One command is one undo step. Clearing every
     frame is refused (ValueError): deleting a mask is ``RemoveAnnotations``. ``values`` (the
     measurements recomputed from the new mask) replace the old ones when given.
+
+    A later command with the same ``stroke`` token (and mask) merges into this one, as a drag of
+    ``SetGeometry`` does: a brush stroke on a mask of many frames is applied at once and its
+    volume, measured off the GUI thread, joins the same undo step when it arrives.
     """
 
     def __init__(
@@ -238,11 +242,13 @@ class SetMaskFrames(_Replace):
         *,
         values: tuple[MeasuredValue, ...] | None = None,
         text: str = "Edit mask",
+        stroke: object | None = None,
     ) -> None:
         super().__init__(image_id, text)
         self.annotation_id = annotation_id
         self.arrays = dict(arrays)
         self.values = None if values is None else tuple(values)
+        self.stroke = stroke
 
     def _plan(self, doc: AnnotationDocument) -> dict[str, Annotation | None]:
         mask = doc.annotation(self.image_id, self.annotation_id)
@@ -260,6 +266,19 @@ class SetMaskFrames(_Replace):
         if updated.frames == mask.frames and updated.values == mask.values:
             return {}
         return {mask.id: updated}
+
+    def merge(self, newer: Command) -> bool:
+        if (
+            self.stroke is None
+            or not isinstance(newer, SetMaskFrames)
+            or newer.stroke != self.stroke
+            or newer.image_id != self.image_id
+            or newer.annotation_id != self.annotation_id
+        ):
+            return False
+        assert newer._after is not None  # an applied command
+        self._after = dict(newer._after)
+        return True
 
 
 class SetLabel(_Replace):
