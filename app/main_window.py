@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
+from app.annotations.box_menu import BoxMenu
 from app.annotations.box_overlay import BoxOverlay
 from app.annotations.box_tools import BoxTools, Tool
 from app.annotations.controller import AnnotationController
@@ -140,6 +141,8 @@ class MainWindow(QMainWindow):
         self.mpr = MprController(self)
         self.segmentation = SegmentationController(self)  # in front of the MPR's canvas tools
         self.ask_panel.segment_requested.connect(self.segmentation.segment_box)
+        self.box_menu = BoxMenu(self.canvas, self.overlay, self.annotations)
+        self.box_menu.segment_requested.connect(self.segmentation.segment_box)
         self._update_frame_controls()
         self._update_undo_actions()
         if settings.problem:

@@ -17,8 +17,9 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QToolBar
 
 from app.inference.segmenting import SegmentJob, SegmentOutcome
+from app.segmentation.brush import BrushController
 from app.segmentation.mask_overlay import MaskOverlay
-from app.segmentation.measurements import mask_measurements
+from app.segmentation.measurements import WorkerStack, mask_measurements
 from app.segmentation.segment_tool import SegmentTool
 from app.widgets.key_bindings import bind
 from app.widgets.missing_model_banner import MissingModelBanner
@@ -74,6 +75,9 @@ class SegmentationController(QObject):
         worker.progress.connect(self._on_progress)
         self.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
         self._build_actions()
+        self.brush = BrushController(
+            window, self.overlay, self.selected_mask, lambda: self.set_active(False), self.tool_action
+        )
 
     # ----- settings
     def settings(self):
@@ -183,7 +187,7 @@ class SegmentationController(QObject):
             settings.dtype,
             points=points,
             window=window,
-            slices=_worker_slices(_WorkerStack(tuple(stack.paths), stack.key), window, invert),
+            slices=_worker_slices(WorkerStack(tuple(stack.paths), stack.key), window, invert),
             neighbours=tuple(
                 (index, pixels_key(stack, index, window, invert))
                 for index in (frame - 1, frame + 1)
@@ -249,7 +253,7 @@ class SegmentationController(QObject):
         if pixels is None:
             return None
         window, invert = self.state.window, self.state.invert
-        worker_stack = _WorkerStack(tuple(stack.paths), stack.key)
+        worker_stack = WorkerStack(tuple(stack.paths), stack.key)
         settings = self.settings()
         job = SegmentJob(
             pixels,
@@ -352,24 +356,7 @@ def pixels_key(stack: ImageStack, frame: int, window: Window | None, invert: boo
     return f"{stack.key}/{frame}/{shown}{'/inverted' if invert else ''}/native"
 
 
-class _WorkerStack:
-    """The image as the worker thread's own opening of its files, made on first use: no stack is
-    shared with the GUI thread, whose frame loader decodes concurrently."""
-
-    def __init__(self, paths: tuple[str, ...], stack_key: str) -> None:
-        self.paths, self.stack_key = paths, stack_key
-        self._stack: ImageStack | None = None
-
-    def __call__(self) -> ImageStack:
-        if self._stack is None:
-            from engine.imaging import open_paths
-
-            stacks = {s.key: s for s in open_paths(list(self.paths)).stacks}
-            self._stack = stacks.get(self.stack_key) or next(iter(stacks.values()))
-        return self._stack
-
-
-def _worker_slices(stack: _WorkerStack, window: Window | None, invert: bool):
+def _worker_slices(stack: WorkerStack, window: Window | None, invert: bool):
     """Each frame's displayed pixels, rendered on the worker thread (called there only)."""
 
     def slices(index: int):

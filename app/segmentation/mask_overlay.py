@@ -8,6 +8,7 @@ the frame without any coordinate mapping of its own.
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene
 
@@ -48,3 +49,15 @@ class MaskOverlay:
             item.setToolTip(f"{mask.label} (mask)")
             self.scene.addItem(item)
             self.items[mask.id] = item
+
+    def show_working(self, key: str, mask: np.ndarray, colour: str) -> None:
+        """A brush stroke in progress: ``key``'s item (a mask's id, or a new mask's) shows ``mask``
+        until the document next changes, which redraws everything from the document again."""
+        pixmap = QPixmap.fromImage(to_qimage(mask_rgba(mask, colour)))
+        item = self.items.get(key)
+        if item is None:
+            item = QGraphicsPixmapItem()
+            item.setZValue(self.Z_VALUE)
+            self.scene.addItem(item)
+            self.items[key] = item
+        item.setPixmap(pixmap)

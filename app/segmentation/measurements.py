@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.annotations.measure import modality_unit
 from engine.annotations.model import MeasuredValue
-from engine.imaging import ImageStack, VolumeError, load_volume
+from engine.imaging import ImageStack, VolumeError, load_volume, open_paths
 
 
 def mask_measurements(stack: ImageStack, masks: dict[int, np.ndarray]) -> tuple[MeasuredValue, ...]:
@@ -32,3 +32,19 @@ def mask_measurements(stack: ImageStack, masks: dict[int, np.ndarray]) -> tuple[
     frame = stack.frame(index)
     values = None if frame.is_color else frame.modality_values()
     return tuple(mask_values(measure_slice(mask, stack.spacing.row_mm, stack.spacing.col_mm, values), unit))
+
+
+class WorkerStack:
+    """The image as a background thread's own opening of its files (the inference worker's, or the
+    one measuring a brushed volume), made on first use: no stack is shared with the GUI thread,
+    whose frame loader decodes concurrently."""
+
+    def __init__(self, paths: tuple[str, ...], stack_key: str) -> None:
+        self.paths, self.stack_key = paths, stack_key
+        self._stack: ImageStack | None = None
+
+    def __call__(self) -> ImageStack:
+        if self._stack is None:
+            stacks = {s.key: s for s in open_paths(list(self.paths)).stacks}
+            self._stack = stacks.get(self.stack_key) or next(iter(stacks.values()))
+        return self._stack

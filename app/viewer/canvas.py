@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QPixmap, QWheelEvent
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
+from PySide6.QtWidgets import QApplication, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
 from app.viewer.state import ViewerState
 from app.widgets.qimage import to_qimage
@@ -26,6 +26,7 @@ class ImageCanvas(QGraphicsView):
     cursor_moved = Signal(float, float)  # image pixel coordinates (x to the right, y down)
     cursor_left = Signal()
     zoom_changed = Signal(float)
+    context_requested = Signal(QPointF, QPoint)  # a right click (no drag): image pixel point, global position
 
     def __init__(self, state: ViewerState, parent=None) -> None:
         super().__init__(parent)
@@ -139,8 +140,8 @@ class ImageCanvas(QGraphicsView):
         if button == Qt.MouseButton.LeftButton and self.tools is not None and self.tools.press(event):
             self._drag_kind = "tool"
             event.accept()
-        elif button == Qt.MouseButton.RightButton and self.state.frame is not None and not self.state.frame.is_color:
-            self._start_drag("window", event)
+        elif button == Qt.MouseButton.RightButton and self.state.frame is not None:
+            self._start_drag("window" if not self.state.frame.is_color else "context", event)
         elif button in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
             self._start_drag("pan", event)
         else:
@@ -153,7 +154,7 @@ class ImageCanvas(QGraphicsView):
             self._drag_window = self.state.effective_window()
             # A pixel of mouse travel moves the window by 1/512 of the image's robust value range.
             self._drag_sensitivity = max(auto_window(self.state.frame).width / 512.0, 1e-3)
-        else:
+        elif kind == "pan":
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
         event.accept()
 
@@ -185,11 +186,19 @@ class ImageCanvas(QGraphicsView):
         if self._drag_kind is not None:
             if self._drag_kind == "tool":
                 self.tools.release(event)
+            elif self._drag_kind in ("window", "context") and self._is_click(event):
+                # A right click that did not drag the window asks for the menu of what is under it.
+                self.context_requested.emit(
+                    self.mapToScene(event.position().toPoint()), event.globalPosition().toPoint()
+                )
             self._drag_kind = None
             self.viewport().unsetCursor()
             event.accept()
             return
         super().mouseReleaseEvent(event)
+
+    def _is_click(self, event: QMouseEvent) -> bool:
+        return (event.position() - self._drag_origin).manhattanLength() < QApplication.startDragDistance()
 
     def leaveEvent(self, event) -> None:
         self.cursor_left.emit()

@@ -9,6 +9,7 @@ Pure numpy and in place on a bounding window per segment, so a mouse move costs 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -26,7 +27,7 @@ def paint_stroke(target: np.ndarray, points: Sequence[Point], radius: float, val
         return
     rows, columns = target.shape
     path = [(float(x), float(y)) for x, y in points]
-    segments = list(zip(path[:-1], path[1:], strict=True)) or [(path[0], path[0])]
+    segments = list(itertools.pairwise(path)) or [(path[0], path[0])]
     for (x0, y0), (x1, y1) in segments:
         left = max(0, math.floor(min(x0, x1) - radius))
         right = min(columns, math.ceil(max(x0, x1) + radius) + 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,7 @@ def test_a_polyline_is_the_union_of_its_segments_whole_or_move_by_move():
     points = [(3.2, 4.1), (10.7, 6.3), (12.0, 15.5), (4.4, 17.9)]
     whole = stroke_mask((24, 20), points, 2.3)
     stepwise = np.zeros((24, 20), bool)
-    for a, b in zip(points[:-1], points[1:], strict=True):
+    for a, b in itertools.pairwise(points):
         paint_stroke(stepwise, [a, b], 2.3)
     assert np.array_equal(whole, stepwise)
     assert whole[4, 3] and whole[17, 4] and not whole[0, 19]
