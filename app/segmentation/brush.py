@@ -70,6 +70,7 @@ class BrushController(QObject):
         self.radius = QSpinBox()
         self.radius.setRange(1, MAX_RADIUS)
         self.radius.setValue(DEFAULT_RADIUS)
+        self.radius.setPrefix("Radius ")
         self.radius.setSuffix(" px")
         self.radius.setToolTip("Brush and eraser radius in image pixels ([ smaller, ] larger)")
         self.radius.valueChanged.connect(self.tool.set_radius)
