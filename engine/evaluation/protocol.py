@@ -24,7 +24,6 @@ the whole response (spaces, decimals, clamped to the grid). Both recalls, and re
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.grounding import GRID, parse_answer
