@@ -91,12 +91,14 @@ def scripted(monkeypatch, tiny_folder):
     through the real streamer and stopping criteria: the plumbing (streaming, cancel, parsing,
     overlays) is under test, never the model's words. With ``pause_after`` set it waits after that
     many tokens until ``gate`` is set (a test cancels in that pause). ``by_model`` maps a checkpoint
-    folder's name to its own answer: two models (a second opinion) answer differently."""
+    folder's name to its own answer (or a callable giving the next one): two models (a second opinion)
+    answer differently."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
     control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event(), "by_model": {}}
 
     def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
         answer = control["by_model"].get(Path(str(self.name_or_path)).name, control["answer"])
+        answer = answer() if callable(answer) else answer  # a callable: the next answer of a scripted series
         tokens = tokenizer(answer, add_special_tokens=False).input_ids
         tokens.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
         streamer.put(input_ids)
