@@ -207,3 +207,17 @@ def test_the_annotate_command_takes_a_second_model(pngs, tmp_path, tiny_folder, 
     args = parser.parse_args([*argv[:2], "--task", "mia", *argv[6:]])
     assert args.func(args) == 2
     assert "--task vg" in capsys.readouterr().err
+
+
+def test_the_pre_annotate_dialog_offers_a_second_opinion_for_grounding_only(qtbot, tiny_folder, second_folder) -> None:
+    from app.assistant.preannotation import PreannotateDialog
+
+    dialog = PreannotateDialog(["spine"], None, 1, 1, "tuberculosis-cxr", settings=settings(tiny_folder, second_folder))
+    qtbot.addWidget(dialog)
+    dialog.task.setCurrentIndex(dialog.task.findData(PreTask.VG))
+    assert dialog.second_opinion.isEnabled()
+    dialog.task.setCurrentIndex(dialog.task.findData(PreTask.MIA))
+    assert not dialog.second_opinion.isEnabled()
+    alone = PreannotateDialog(["spine"], None, 1, 1, "tuberculosis-cxr", settings=settings(tiny_folder))
+    qtbot.addWidget(alone)
+    assert not alone.second_opinion.isEnabled() and "Second opinion" in alone.second_opinion.toolTip()
