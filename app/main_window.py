@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.state = ViewerState()
         self.stacks: list[ImageStack] = []
+        self.disagreeing: dict[str, str] = {}  # stack key -> what the two models disagree on (reviewed first)
         self.canvas = ImageCanvas(self.state)
         self.annotations = AnnotationController()
         self.overlay = BoxOverlay(self.canvas.scene(), self.state, self.annotations)
@@ -226,6 +227,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.problems_indicator)
         self.preannotation.run_succeeded.connect(lambda text: bar.showMessage(text, 20000))
         self.preannotation.run_failed.connect(self.banner.show_message)  # with its reason, not into "Model: …"
+        self.preannotation.review_first.connect(self.review_first)
         for label in (self.model_status, self.window_label, self.zoom_label, self.frame_status):
             bar.addPermanentWidget(label)
 
@@ -553,8 +555,27 @@ class MainWindow(QMainWindow):
         for row, stack in enumerate(self.stacks):
             reviewed = self.annotations.is_reviewed(stack)
             item = self.image_list.item(row)
-            item.setText(item_text(stack, item.data(ORIGIN_ROLE), reviewed))
+            disagree = stack.key in self.disagreeing
+            item.setText(item_text(stack, item.data(ORIGIN_ROLE), reviewed, disagree))
             item.setHidden(only_pending and reviewed and row != self.image_list.currentRow())
+
+    def review_first(self, key: str, why: str) -> None:
+        """A second opinion found the two models disagreeing on this image: it moves up, after the
+        images already flagged, and is marked ≠ (its tooltip says on what), so N reaches it first."""
+        row = next((r for r, stack in enumerate(self.stacks) if stack.key == key), None)
+        if row is None or key in self.disagreeing:
+            return
+        self.disagreeing[key] = why
+        target = len(self.disagreeing) - 1
+        current = self.state.stack
+        self.stacks.insert(target, self.stacks.pop(row))
+        with QSignalBlocker(self.image_list):  # the image on screen stays on screen
+            self.image_list.insertItem(target, self.image_list.takeItem(row))
+            if current is not None:
+                self.image_list.setCurrentRow(next(r for r, s in enumerate(self.stacks) if s is current))
+        item = self.image_list.item(target)
+        item.setToolTip(item_tooltip(self.stacks[target], item.data(ORIGIN_ROLE)) + f"\nSecond opinion: {why}")
+        self._refresh_review_filter()
 
     # ----- annotations
     def set_tool(self, tool: Tool) -> None:

@@ -3,6 +3,9 @@
     python main.py annotate scans/ --task vg --labels "left lung,right lung,heart" \\
         --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 --out project.json
 
+    python main.py annotate scans/ --task vg --labels "heart" --model ~/models/clinkd \\
+        --second-model ~/models/Qwen2-VL-7B-Instruct --out project.json
+
     python main.py annotate scans/ --task seg --labels "liver,spleen" --model ~/models/clinkd \\
         --segmentation-model ~/models/medsam-vit-base --out project.json
 
@@ -10,8 +13,11 @@ Every proposal is a model- or classifier-source box, mask or label in review sta
 (pending) with its provenance, written to a ClinLens project file the window opens. The run is
 resumable: a rerun skips the images already done with the same model and settings (the run log
 ``PROJECT.json.preannotation.jsonl`` remembers them) and retries the failed ones. Ctrl-C keeps
-what is done (exit 130). A bad label list or option exits with 2 before anything runs; a run in
-which no server answers exits with 1.
+what is done (exit 130). With a second opinion (--second-model or --second-server, vg only) both
+models answer every question, both models' boxes are proposed (each with its model in the
+provenance), and the images where they disagree (a label only one found, or its best pair of
+boxes with IoU <= 0.5) go first in the project's image order and the summary. A bad label list
+or option exits with 2 before anything runs; a run in which no server answers exits with 1.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ def register(subparsers: Any) -> None:
             "scans/ --task mia --server http://gpu1:8000 --server http://gpu2:8000 --concurrency 8 --out project.json",
             'ct/ --task seg --labels "liver,spleen" --model ~/models/clinkd --segmentation-model ~/models/medsam '
             "--out project.json",
+            'scans/ --task vg --labels "heart" --model ~/models/clinkd --second-model ~/models/Qwen2-VL-7B-Instruct '
+            "--out project.json",
             "fundus/ --task kpl --knowledge diabetic-retinopathy --clip ViT-L-14:openai --out project.json",
         ),
     )
@@ -73,6 +81,19 @@ def register(subparsers: Any) -> None:
         "--segmentation-model",
         metavar="DIR",
         help="seg: folder of a SAM-family checkpoint (SAM, MedSAM) that turns each answer box into a mask",
+    )
+    second = parser.add_mutually_exclusive_group()
+    second.add_argument(
+        "--second-model",
+        metavar="DIR",
+        help="vg: a second opinion: another checkpoint folder answers every question too; the images where the "
+        "two models disagree are reviewed first",
+    )
+    second.add_argument(
+        "--second-server", metavar="URL", help="vg: the second opinion from an OpenAI-compatible server instead"
+    )
+    parser.add_argument(
+        "--second-server-model", metavar="NAME", help="the second server's model name (default: the only one served)"
     )
     parser.add_argument("--clip", metavar="MODEL", help="CLIP model for kpl (as for `classify --clip`)")
     parser.add_argument("--k", type=int, default=8, help="kpl: descriptions kept per class (8)")
@@ -117,7 +138,14 @@ class _NoServer(Exception):
 def run_annotate(args: argparse.Namespace) -> int:
     from engine.annotations import AnnotationDocument, DocumentError, load_document, save_document
     from engine.annotations.model import utc_now
-    from engine.clinkd import ClinKDError, GenerationSettings, ModelFolderError, QuantizationUnavailable
+    from engine.clinkd import (
+        ClinKDError,
+        GenerationSettings,
+        LocalBackend,
+        ModelFolderError,
+        QuantizationUnavailable,
+        load_model,
+    )
     from engine.imaging import ImageLoadError, open_paths
     from engine.kpl import ClipLoadError, KnowledgeError, resolve_knowledge
     from engine.preannotate import (
@@ -135,6 +163,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         log_record,
         new_run_id,
         repair_log,
+        review_first,
     )
     from engine.segmentation import SegmenterError, read_segmenter_config
 
@@ -155,6 +184,8 @@ def run_annotate(args: argparse.Namespace) -> int:
             read_segmenter_config(args.segmentation_model)
         elif args.segmentation_model:
             raise ValueError("--segmentation-model is for --task seg")
+        if (args.second_model or args.second_server) and spec.task is not PreTask.VG:
+            raise ValueError("--second-model / --second-server compare grounding boxes: they are for --task vg")
         out = Path(args.out)
         doc = load_document(out) if out.exists() else AnnotationDocument()
         log = log_path(out)
@@ -192,10 +223,11 @@ def run_annotate(args: argparse.Namespace) -> int:
             backends = _open_replicas(args)
             model_id = backends[0].info.model_id
         else:
-            from engine.clinkd import LocalBackend, load_model
-
-            backend = LocalBackend(load_model(load_settings(args)))
-            model_id = backend.info.model_id
+            backends = [LocalBackend(load_model(load_settings(args)))]
+            model_id = backends[0].info.model_id
+        second, second_id = _open_second(args)
+        if second is not None:
+            spec = dataclasses.replace(spec, second_model=second_id)
         segmenter = None
         if spec.task is PreTask.SEG:
             from engine.segmentation import load_segmenter
@@ -219,14 +251,18 @@ def run_annotate(args: argparse.Namespace) -> int:
     stats.images = len(todo) + len(failures_at_open)
     print(
         f"{len(todo)} image(s) to annotate ({spec.task.value}) with {model_id}"
+        + (f" and a second opinion from {second_id}" if second is not None else "")
         + (f"; {skipped} already done with these settings are skipped" if skipped else ""),
         file=sys.stderr,
     )
 
     pending_log: list[dict] = []
     last_save = time.perf_counter()
+    disagreeing: list[str] = []
 
     def save() -> None:
+        if disagreeing:  # the project lists the images to review first at its top
+            doc.order_images(review_first([ref.image_id for ref in doc.images], disagreeing))
         save_document(doc, out)
         append_log(log, pending_log)
         pending_log.clear()
@@ -234,6 +270,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     def on_image(outcome: ImageOutcome) -> None:
         nonlocal last_save
         stats.add(outcome)
+        if outcome.disagree:
+            disagreeing.append(outcome.image_id)
         if outcome.annotations or outcome.status != FAILED:
             apply_outcome(doc, outcome, stats.run_id)
         pending_log.append(log_record(outcome, key, stats.run_id, model_id, utc_now()))
@@ -273,19 +311,23 @@ def run_annotate(args: argparse.Namespace) -> int:
                 from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation
 
                 settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
-                if args.server:
-                    dispatcher = ReplicaDispatcher(backends, settings, args.concurrency, on_warning=warn)
-                else:
-                    dispatcher = LocalDispatcher(backend, settings, args.batch_size)
+
+                def dispatcher_of(backends: list[Any]) -> Any:
+                    if isinstance(backends[0], LocalBackend):
+                        return LocalDispatcher(backends[0], settings, args.batch_size)
+                    return ReplicaDispatcher(backends, settings, args.concurrency, on_warning=warn)
+
                 run_preannotation(
                     todo,
                     spec,
-                    dispatcher,
+                    dispatcher_of(backends),
                     model_id=model_id,
                     on_image=on_image,
                     run_id=stats.run_id,
                     progress=progress,
                     segmenter=segmenter,
+                    second=None if second is None else dispatcher_of([second]),
+                    second_model_id=second_id,
                 )
     except KeyboardInterrupt:
         print("\ninterrupted: what is done is kept; rerun the same command to continue.", file=sys.stderr)
@@ -304,9 +346,36 @@ def run_annotate(args: argparse.Namespace) -> int:
             code = EXIT_FAILED
     stats.seconds = time.perf_counter() - started_at
     _summary(stats, skipped, model_id, out, log)
+    if second is not None:
+        _review_first(stats, second_id)
     if code == EXIT_OK and stats.images and stats.failed == stats.images and not skipped:
         code = EXIT_FAILED
     return code
+
+
+def _open_second(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The second opinion's backend and model id (None, None without one): a folder loaded with the
+    first model's loading options, or a server with the first server's options but its own URL."""
+    from engine.clinkd import LocalBackend, load_model, open_server
+
+    if args.second_model:
+        backend = LocalBackend(load_model(dataclasses.replace(load_settings(args), model_dir=args.second_model)))
+    elif args.second_server:
+        settings = server_settings(args, url=args.second_server, concurrency=args.concurrency)
+        backend = open_server(dataclasses.replace(settings, model=args.second_server_model))
+    else:
+        return None, None
+    return backend, backend.info.model_id
+
+
+def _review_first(stats: Any, second_id: str | None) -> None:
+    if stats.disagreeing:
+        print(
+            f"second opinion ({second_id}): the models disagree on {len(stats.disagreeing)} image(s), listed first "
+            "in the project for review: " + ", ".join(stats.disagreeing[:20])
+        )
+    else:
+        print(f"second opinion ({second_id}): the models agree on every image")
 
 
 def _summary(stats: Any, skipped: int, model_id: str, out: Path, log: Path) -> None:

@@ -2,7 +2,8 @@
 
 They are not annotations until the user accepts one (A), which adds it to the document as a
 model box through an undoable command. Each box carries the phrase it grounds; hovering that
-phrase in the chat highlights the box.
+phrase in the chat highlights the box. A second opinion's boxes are dotted and captioned with
+their model's letter (and, when paired with a box of the first model, their IoU).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class AnswerBox:
     y2: float
     phrase: str
     frame: int
+    caption: str = ""  # drawn beside the box instead of the phrase (a second opinion names its model)
+    dotted: bool = False  # the second opinion's boxes: dotted, the first model's dash-dotted
 
     @property
     def key(self) -> str:
@@ -42,14 +45,15 @@ class AnswerItem(QGraphicsRectItem):
         self.box = box
         self.colour = QColor(colour)
         self.setZValue(15)
-        caption = QGraphicsSimpleTextItem(box.phrase or "answer", self)
+        caption = QGraphicsSimpleTextItem(box.caption or box.phrase or "answer", self)
         caption.setBrush(QBrush(self.colour))
         caption.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         caption.setPos(box.x1, box.y2)
         self.set_highlight(False)
 
     def set_highlight(self, on: bool) -> None:
-        pen = QPen(self.colour, 3.5 if on else 2, Qt.PenStyle.SolidLine if on else Qt.PenStyle.DashDotLine)
+        style = Qt.PenStyle.DotLine if self.box.dotted else Qt.PenStyle.DashDotLine
+        pen = QPen(self.colour, 3.5 if on else 2, Qt.PenStyle.SolidLine if on else style)
         pen.setCosmetic(True)
         self.setPen(pen)
 

@@ -5,12 +5,19 @@ current window, as RGB). A selected box becomes the box prompt. The task row cho
 (a question, where something is, what a box holds…); one primary Ask button beside the question
 sends it, and turns into Cancel while an answer streams; a cancelled answer keeps its text but
 draws no boxes. Without a model, a one-line banner says so and offers the folder chooser.
+
+Second opinion (the toggle beside Ask, when a second model is configured): the question goes to
+both models, as two jobs on the one worker. The answers stand side by side, the second model's
+boxes are dotted and lettered B, and each pair of boxes the two found is shown with its IoU
+(engine.grounding.agreement); a box only one model found says so. Either answer's boxes are
+accepted (A) and segmented like any answer's.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtWidgets import (
@@ -35,6 +42,7 @@ from app.widgets.missing_model_banner import MissingModelBanner
 from app.widgets.research_notice import research_notice
 from engine.clinkd import Task, default_question
 from engine.files import write_json_atomic
+from engine.grounding.agreement import BoxMatch, match_boxes
 from engine.imaging import render_rgb
 
 TASK_BUTTONS = (
@@ -59,6 +67,15 @@ MISSING_DETAILS = (
     "Choose the folder of a local checkpoint (ClinKD, or Qwen2-VL-2B/7B-Instruct: see docs/models/weights.md, "
     "“Point ClinLens at your weights”), or set a server in Assistant > Settings."
 )
+SECOND_CONFIGURED_TIP = (
+    "Ask the second model too (Assistant > Settings > Second opinion): both answers side by side, "
+    "their boxes paired with their IoU"
+)
+SECOND_MISSING_TIP = (
+    "No second model is configured: fill Assistant > Settings > Second opinion (a checkpoint folder, or a "
+    "server URL) to ask two models the same question"
+)
+LETTERS = {"primary": "A", "second": "B"}
 # Streamed text is shown at most this often: the chat is re-laid out whole on each showing, so
 # one per token (hundreds a second from a small model) would keep the GUI thread busy.
 STREAM_REDRAW_MS = 50
@@ -91,7 +108,7 @@ class AskPanel(QWidget):
         self.settings = settings
         self.conversations = Conversations()
         self.task = Task.FREE
-        self.running_job: int | None = None
+        self.running_jobs: list[int] = []  # the answer streaming, or the two of a second opinion
         self.notice = research_notice()
         self.missing = MissingModelBanner(MISSING_MESSAGE, "Choose model folder…", MISSING_DETAILS)
         self.missing.action.connect(choose_model)
@@ -123,6 +140,9 @@ class AskPanel(QWidget):
         self.ask_button.setDefault(True)
         self.ask_button.setStyleSheet(PRIMARY_STYLE)
         self.ask_button.setToolTip("Send the question for the chosen task (Enter); Cancel while an answer streams")
+        self.second_button = QPushButton("Second opinion")
+        self.second_button.setCheckable(True)
+        self.second_button.setStyleSheet(TASK_STYLE)  # on reads as on, like the chosen task
         self.regenerate_button = QPushButton("Regenerate")
         self.new_button = QPushButton("New conversation")
         self.new_button.setToolTip("The next question starts fresh: no earlier turns are sent with it")
@@ -135,6 +155,7 @@ class AskPanel(QWidget):
         self.chat.setPlaceholderText("Answers appear here. Hover a box link to find it on the image.")
         question_row = QHBoxLayout()
         question_row.addWidget(self.question, 1)
+        question_row.addWidget(self.second_button)
         question_row.addWidget(self.ask_button)
         buttons = QHBoxLayout()
         for button in (self.regenerate_button, self.new_button, self.clear_button, self.export_button):
@@ -181,12 +202,25 @@ class AskPanel(QWidget):
 
     # ----- state
     @property
+    def running_job(self) -> int | None:
+        """The job streaming now (the first model's while a second opinion waits its turn)."""
+        return self.running_jobs[0] if self.running_jobs else None
+
+    @property
+    def second_opinion(self) -> bool:
+        """The next question goes to both models."""
+        return self.second_button.isChecked() and self.settings().second_configured
+
+    @property
     def image_key(self) -> str | None:
         return self.state.stack.key if self.state.stack else None
 
     def refresh_settings(self) -> None:
         settings = self.settings()
         self.missing.set_missing(not settings.clinkd_configured)
+        self.second_button.setToolTip(SECOND_CONFIGURED_TIP if settings.second_configured else SECOND_MISSING_TIP)
+        if not settings.second_configured:
+            self.second_button.setChecked(False)
         self._update_buttons()
 
     def set_task(self, task: Task) -> None:
@@ -221,11 +255,13 @@ class AskPanel(QWidget):
         self.clear_button.setEnabled(not running and has_turns)
         self.export_button.setEnabled(has_turns)
         self.accept_button.setEnabled(self.overlay.highlighted_box() is not None)
+        self.second_button.setEnabled(not running and configured and self.settings().second_configured)
 
     # ----- asking
     def ask_or_cancel(self) -> None:
-        if self.running_job is not None:
-            self.service.cancel(self.running_job)
+        if self.running_jobs:
+            for job_id in self.running_jobs:
+                self.service.cancel(job_id)
             return
         self.ask(self.question.text(), self.task, self.selected_box())
 
@@ -262,7 +298,10 @@ class AskPanel(QWidget):
             self.conversations.start_new(self.image_key)
             self.refresh()
 
-    def ask(self, question: str, task: Task, box, history: tuple | None = None) -> int | None:
+    def ask(
+        self, question: str, task: Task, box, history: tuple | None = None, second: bool | None = None
+    ) -> int | None:
+        """Send a question (to both models with ``second``, by default the toggle); the first job's id."""
         frame, key = self.state.shown_frame(), self.image_key
         if frame is None or key is None or self.running_job is not None:
             return None
@@ -272,31 +311,48 @@ class AskPanel(QWidget):
         if task is Task.VG and not question.strip():
             self.question.setFocus()
             return None
-        turn = Turn(
-            question=question.strip(), task=task.value, box=box, frame=self.state.frame_index, window=self.state.window
-        )
-        job = AskJob(
-            image=render_rgb(frame, self.state.window, invert=self.state.invert),
-            question=turn.question,
-            task=task.value,
-            box=box,
-            image_key=key,
-            frame=turn.frame,
-            window=turn.window,
-            settings=self.settings(),
-            history=self.history() if history is None else history,
-        )
-        turn.job_id = self.running_job = self.service.submit(job)
-        self.conversations.turns(key).append(turn)
+        settings = self.settings()
+        second = self.second_opinion if second is None else second and settings.second_configured
+        image = render_rgb(frame, self.state.window, invert=self.state.invert)
+        history = self.history() if history is None else history
+        turns = self.conversations.turns(key)
+        first = len(turns)
+        for slot in ("primary", "second") if second else ("primary",):
+            turn = Turn(
+                question=question.strip(),
+                task=task.value,
+                box=box,
+                frame=self.state.frame_index,
+                window=self.state.window,
+                model=slot,
+                model_name=model_name(settings, slot),
+                second_of=first if slot == "second" else None,
+            )
+            job = AskJob(
+                image=image,
+                question=turn.question,
+                task=task.value,
+                box=box,
+                image_key=key,
+                frame=turn.frame,
+                window=turn.window,
+                settings=settings,
+                history=history,  # the same question in the same context: a fair second opinion
+                model=slot,
+            )
+            turn.job_id = self.service.submit(job)
+            self.running_jobs.append(turn.job_id)
+            turns.append(turn)
         self.refresh()
-        return turn.job_id
+        return turns[first].job_id
 
     def regenerate(self) -> None:
         turns = self.conversations.turns(self.image_key) if self.image_key else []
         if turns:
-            last = turns[-1]
-            history = self.conversations.history(self.image_key, last.frame, before=len(turns) - 1)
-            self.ask(last.question, Task(last.task), last.box, history)
+            index = turns[-1].second_of if turns[-1].second_of is not None else len(turns) - 1
+            last = turns[index]
+            history = self.conversations.history(self.image_key, last.frame, before=index)
+            self.ask(last.question, Task(last.task), last.box, history, second=turns[-1].second_of is not None)
 
     def clear(self) -> None:
         if self.image_key and self.running_job is None:
@@ -333,10 +389,15 @@ class AskPanel(QWidget):
             turn.status, turn.error = "error", message
 
     def _on_finished(self, job_id: int) -> None:
-        if job_id == self.running_job:
-            self.running_job = None
-            self.refresh()
-            self.answer_finished.emit(job_id)
+        if job_id in self.running_jobs:
+            self.running_jobs.remove(job_id)
+            self.refresh()  # a second opinion: the first answer's boxes are drawn while the other streams
+            if not self.running_jobs:
+                first = self.conversations.find(job_id)
+                turns = self.conversations.turns(self.image_key) if self.image_key else []
+                if first is not None and first.second_of is not None and first.second_of < len(turns):
+                    job_id = turns[first.second_of].job_id or job_id
+                self.answer_finished.emit(job_id)
 
     # ----- view
     def refresh(self) -> None:
@@ -349,57 +410,117 @@ class AskPanel(QWidget):
 
     def answer_boxes(self) -> list[AnswerBox]:
         turns = self.conversations.turns(self.image_key) if self.image_key else []
-        return [
-            AnswerBox(t, i, b.x1, b.y1, b.x2, b.y2, b.phrase or "", turn.frame)
+        pairs = self.pairs()
+        firsts = {turn.second_of for turn in turns if turn.second_of is not None}
+        out = []
+        for t, turn in enumerate(turns):
+            pair = pairs.get(t)
+            ious = {p.second: p.iou for p in pair.pairs} if pair is not None else {}
+            for i, b in enumerate(turn.boxes):
+                caption = ""
+                if turn.model == "second" or t in firsts:
+                    caption = f"{LETTERS[turn.model]} · {b.phrase or 'answer'}"
+                    caption += f" · IoU {ious[i]:.2f}" if i in ious else ""
+                out.append(
+                    AnswerBox(t, i, b.x1, b.y1, b.x2, b.y2, b.phrase or "", turn.frame, caption, turn.model == "second")
+                )
+        return out
+
+    def pairs(self) -> dict[int, BoxMatch]:
+        """Second opinions answered: the second turn's index -> its boxes matched with the first's."""
+        turns = self.conversations.turns(self.image_key) if self.image_key else []
+        return {
+            t: match_boxes([b.pixels for b in turns[turn.second_of].boxes], [b.pixels for b in turn.boxes])
             for t, turn in enumerate(turns)
-            for i, b in enumerate(turn.boxes)
-        ]
+            if turn.second_of is not None and turn.second_of < len(turns)
+        }
 
     def _render_chat(self) -> None:
         turns = self.conversations.turns(self.image_key) if self.image_key else []
         start = self.conversations.start(self.image_key) if self.image_key else 0
+        pairs = self.pairs()
         parts = []
         for t, turn in enumerate(turns):
             if t == start and start:
                 parts.append("<p style='color:#8a8f98'>— new conversation: earlier turns are not sent —</p>")
+            if turn.model == "second":
+                continue  # drawn beside the first model's answer
             ask = html.escape(turn.question or default_question(Task(turn.task)))
             where = f" · box ({', '.join(f'{v:.0f}' for v in turn.box)})" if turn.box else ""
+            other = next((s for s, pair_turn in enumerate(turns) if pair_turn.second_of == t), None)
+            second = " · second opinion" if other is not None else ""
             parts.append(
                 f"<p><b>You</b> <span style='color:#8a8f98'>[{turn.task} · frame {turn.frame + 1}"
-                f"{where}]</span><br>{ask}</p>"
+                f"{where}{second}]</span><br>{ask}</p>"
             )
-            answer = html.escape(turn.answer)
-            status = {
-                "running": " <i>…</i>",
-                "cancelled": " <i style='color:#ffcf70'>(cancelled: no boxes)</i>",
-                "error": f" <span style='color:#ff8080'>Error: {html.escape(turn.error)}</span>",
-            }.get(turn.status, "")
-            links = "".join(
-                f"<br>▣ <a href='box:{t}:{i}'>{html.escape(b.phrase or 'box ' + str(i + 1))}</a> "
-                f"<span style='color:#8a8f98'>({b.x1:.0f}, {b.y1:.0f}) – ({b.x2:.0f}, {b.y2:.0f})</span>"
-                f" · <a href='segment:{t}:{i}'>Segment</a>"
-                for i, b in enumerate(turn.boxes)
+            if other is None:
+                parts.append(f"<p><b>ClinKD</b>{self._answer_html(t, turn)}</p>")
+                continue
+            columns = "".join(
+                f"<td width='50%' valign='top'><b>{LETTERS[u.model]} · {html.escape(u.name)}</b>"
+                f"{self._answer_html(index, u)}</td>"
+                for index, u in ((t, turn), (other, turns[other]))
             )
-            meta = ""
-            if turn.result is not None and turn.status == "done":
-                r = turn.result
-                speed = f" · {r.tokens_per_second:.1f} tok/s" if r.tokens_per_second else ""
-                sent = f" · {turn.history_sent} earlier turn(s) sent" if turn.history_sent else ""
-                dropped = (
-                    (
-                        f" · <span style='color:#ffcf70'>{turn.history_dropped} oldest turn(s) left out "
-                        "(history budget)</span>"
-                    )
-                    if turn.history_dropped
-                    else ""
-                )
-                meta = (
-                    f"<br><span style='color:#8a8f98'>{html.escape(r.model.model_id)} · {r.new_tokens} tokens"
-                    f" · {r.total_s:.1f} s{speed}{sent}</span>{dropped}"
-                )
-            parts.append(f"<p><b>ClinKD</b>{status}<br>{answer}{links}{meta}</p>")
+            parts.append(f"<table width='100%' cellspacing='6'><tr>{columns}</tr></table>")
+            parts.append(self._agreement_html(turn, turns[other], pairs.get(other)))
         self.chat.setHtml("".join(parts))
         self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())
+
+    @staticmethod
+    def _agreement_html(first: Turn, second: Turn, match: BoxMatch | None) -> str:
+        """One line under a second opinion: each pair of boxes with its IoU, and what one model found alone."""
+        if match is None or first.status == "running" or second.status == "running":
+            return ""
+        if not first.boxes and not second.boxes:
+            return "<p style='color:#8a8f98'>Agreement: neither answer has a box.</p>"
+        items = []
+        for p in match.pairs:
+            colour = "#7fdc7f" if p.agree else "#ffcf70"
+            a, b = first.boxes[p.first], second.boxes[p.second]
+            items.append(
+                f"<span style='color:{colour}'>{html.escape(a.phrase or 'box')} ↔ {html.escape(b.phrase or 'box')}"
+                f": IoU {p.iou:.2f}{'' if p.agree else ' (disagree)'}</span>"
+            )
+        for letter, turn, alone in (("A", first, match.only_first), ("B", second, match.only_second)):
+            items += [
+                f"<span style='color:#ffcf70'>{html.escape(turn.boxes[i].phrase or 'box')}: found by {letter} only"
+                "</span>"
+                for i in alone
+            ]
+        return "<p><b>Agreement</b> · " + " · ".join(items) + "</p>"
+
+    def _answer_html(self, t: int, turn: Turn) -> str:
+        """One answer: its status, text, box links (hover, Segment) and timings."""
+        answer = html.escape(turn.answer)
+        status = {
+            "running": " <i>…</i>",
+            "cancelled": " <i style='color:#ffcf70'>(cancelled: no boxes)</i>",
+            "error": f" <span style='color:#ff8080'>Error: {html.escape(turn.error)}</span>",
+        }.get(turn.status, "")
+        links = "".join(
+            f"<br>▣ <a href='box:{t}:{i}'>{html.escape(b.phrase or 'box ' + str(i + 1))}</a> "
+            f"<span style='color:#8a8f98'>({b.x1:.0f}, {b.y1:.0f}) – ({b.x2:.0f}, {b.y2:.0f})</span>"
+            f" · <a href='segment:{t}:{i}'>Segment</a>"
+            for i, b in enumerate(turn.boxes)
+        )
+        meta = ""
+        if turn.result is not None and turn.status == "done":
+            r = turn.result
+            speed = f" · {r.tokens_per_second:.1f} tok/s" if r.tokens_per_second else ""
+            sent = f" · {turn.history_sent} earlier turn(s) sent" if turn.history_sent else ""
+            dropped = (
+                (
+                    f" · <span style='color:#ffcf70'>{turn.history_dropped} oldest turn(s) left out "
+                    "(history budget)</span>"
+                )
+                if turn.history_dropped
+                else ""
+            )
+            meta = (
+                f"<br><span style='color:#8a8f98'>{html.escape(r.model.model_id)} · {r.new_tokens} tokens"
+                f" · {r.total_s:.1f} s{speed}{sent}</span>{dropped}"
+            )
+        return f"{status}<br>{answer}{links}{meta}"
 
     def _hovered(self, url: QUrl) -> None:
         text = url.toString()
@@ -438,3 +559,11 @@ class AskPanel(QWidget):
     def export(self, path: str) -> None:
         if self.image_key and self.state.stack is not None:
             write_json_atomic(path, self.conversations.export(self.image_key, self.state.stack.paths))
+
+
+def model_name(settings: AssistantSettings, slot: str) -> str:
+    """How an answer is labelled while it streams (its result names the model afterwards)."""
+    where = settings.for_model(slot)
+    if where.server_url:
+        return where.server_model or where.server_url
+    return Path(where.clinkd_dir).name or "ClinKD"

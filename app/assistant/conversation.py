@@ -31,6 +31,13 @@ class Turn:
     error: str = ""
     history_sent: int = 0  # earlier turns sent with the question (known once answered)
     history_dropped: int = 0  # older turns the token budget left out
+    model: str = "primary"  # which configured model answers: "primary", or "second" (the second opinion)
+    model_name: str = ""  # how the answer is labelled until the result names the model
+    second_of: int | None = None  # a second opinion: the index of the first model's turn it answers beside
+
+    @property
+    def name(self) -> str:
+        return self.result.model.model_id if self.result is not None else self.model_name
 
     @property
     def answer(self) -> str:
@@ -54,6 +61,8 @@ class Turn:
             "answer": self.answer,
             "error": self.error or None,
         }
+        if self.model != "primary":
+            data["second_opinion"] = True  # the same question asked of the second model
         if self.result is not None:
             result = self.result.to_dict()
             data["prompt"] = result["question"]  # as the model read it: `ask --history` replays it
@@ -88,12 +97,13 @@ class Conversations:
     def history(self, image_key: str, frame: int, before: int | None = None) -> tuple[PriorTurn, ...]:
         """The answered turns of the current conversation about ``frame`` (those before turn
         number ``before``, when regenerating it), as the model read and wrote them: what a
-        follow-up question carries (the engine keeps the newest that fit its budget)."""
+        follow-up question carries (the engine keeps the newest that fit its budget). Second opinions
+        are left out: the conversation is the one with the first model."""
         turns = self.turns(image_key)[self.start(image_key) : before]
         return tuple(
             PriorTurn(t.result.question, t.result.raw_text)
             for t in turns
-            if t.status == "done" and t.result is not None and t.frame == frame
+            if t.status == "done" and t.result is not None and t.frame == frame and t.model == "primary"
         )
 
     def clear(self, image_key: str) -> None:

@@ -4,6 +4,9 @@ The run is plain data both ways: the GUI hands the worker image descriptions and
 worker hands back one ``ImageOutcome`` per finished image, which lands in that image's document
 as one command of the run's undo group (Ctrl+Z on any image of the run takes the whole run back).
 Proposals are pending review, so the review mode (N/P, A/X, Ctrl+Enter) walks them as they come.
+With a second opinion (vg, a second model configured) both models answer every question; the
+images where they disagree are reported by ``review_first`` as they finish, and the window lists
+them first, flagged, so N walks them before the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -62,6 +66,7 @@ class PreannotationRun(QObject):
     finished = Signal(str)  # the summary sentence, every run
     run_succeeded = Signal(str)  # the summary of a run where nothing failed: a status-bar line is enough
     run_failed = Signal(str)  # why a run stopped or which images failed, then the summary: for the red strip
+    review_first = Signal(str, str)  # stack key, why: the two models disagree on this image (second opinion)
 
     def __init__(
         self,
@@ -79,6 +84,7 @@ class PreannotationRun(QObject):
         self.job_id: int | None = None
         self.batch_size = 4
         self._documents: dict[str, AnnotationDocument] = {}
+        self._stack_keys: dict[str, str] = {}  # image id -> stack key, for review_first
         self.reset_counts()
         worker = service.worker
         worker.image_done.connect(self._on_image)
@@ -93,6 +99,7 @@ class PreannotationRun(QObject):
         self.done = self.failed = self.boxes = self.labels = 0
         self.failures: list[str] = []
         self.notes: list[str] = []
+        self.disagreeing: list[str] = []  # titles of the images the two models disagree on
         self.stopped_by: str | None = None  # the error that ended the run early (a model that would not load)
 
     @property
@@ -115,9 +122,13 @@ class PreannotationRun(QObject):
                 continue
             chosen.append((stack.key, doc.image(image_id), tuple(doc.boxes(image_id))))
             self._documents[image_id] = doc
+            self._stack_keys[image_id] = stack.key
         return chosen
 
-    def start(self, spec: PreannotateSpec, only_needing_review: bool = False) -> int | None:
+    def start(
+        self, spec: PreannotateSpec, only_needing_review: bool = False, second_opinion: bool = False
+    ) -> int | None:
+        """Submit a run; ``second_opinion`` asks the second model every question too (vg)."""
         if self.running:
             return None
         images = self.images(only_needing_review)
@@ -128,7 +139,12 @@ class PreannotationRun(QObject):
         self.total = len(images)
         self.run_id = new_run_id()
         self.job = PreannotateJob(
-            spec=spec, images=tuple(images), run_id=self.run_id, settings=self.settings(), batch_size=self.batch_size
+            spec=spec,
+            images=tuple(images),
+            run_id=self.run_id,
+            settings=self.settings(),
+            batch_size=self.batch_size,
+            second_opinion=second_opinion,
         )
         self.job_id = self.service.submit(self.job)
         self.changed.emit()
@@ -175,6 +191,9 @@ class PreannotationRun(QObject):
         self.labels += outcome.labels
         if outcome.status == FAILED:
             self.failures.append(f"{outcome.title}: {outcome.reason}")
+        if outcome.disagree and outcome.image_id in self._stack_keys:
+            self.disagreeing.append(outcome.title)
+            self.review_first.emit(self._stack_keys[outcome.image_id], "; ".join(outcome.notes))
         doc = self._documents.get(outcome.image_id)
         if doc is not None and doc.has_image(outcome.image_id) and (outcome.annotations or outcome.key):
             apply_outcome(doc, outcome, self.run_id)
@@ -195,6 +214,8 @@ class PreannotationRun(QObject):
         )
         if self.notes:
             summary += " · " + "; ".join(self.notes)
+        if self.disagreeing:
+            summary += f" · the two models disagree on {len(self.disagreeing)} image(s), listed first (≠)"
         summary += "."
         if self.boxes or self.labels:  # a hint about reviewing only when there is something to review
             summary += " N/P walk the images, A/X accept/reject, Ctrl+Z takes the whole run back."
@@ -283,6 +304,7 @@ class PreannotateDialog(QDialog):
         self.knowledge.setEditable(True)
         self.knowledge.addItems([path.stem for path in available_knowledge()])
         self.knowledge.setCurrentText(knowledge)
+        self.second_opinion = QCheckBox("Ask the second model too; images where the two disagree are reviewed first")
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #ff8080;")
@@ -301,6 +323,7 @@ class PreannotateDialog(QDialog):
         form.addRow("Task", self.task)
         form.addRow("Labels to find", self.labels)
         form.addRow("Knowledge base", self.knowledge)
+        form.addRow("Second opinion", self.second_opinion)
         form.addRow("Window the model sees", QLabel(window_text(window) + (", inverted" if invert else "")))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start")
@@ -332,6 +355,16 @@ class PreannotateDialog(QDialog):
         task = self.task.currentData()
         self.labels.setEnabled(task is PreTask.VG)
         self.knowledge.setEnabled(task is PreTask.KPL)
+        second = self.settings.second_configured
+        self.second_opinion.setEnabled(task is PreTask.VG and second)
+        self.second_opinion.setToolTip(
+            "Both models answer every grounding question; a label only one finds, or their best pair of boxes "
+            "with IoU ≤ 0.5, puts the image first for review"
+            if second
+            else "No second model is configured: fill Assistant > Settings > Second opinion"
+        )
+        if not self.second_opinion.isEnabled():
+            self.second_opinion.setChecked(False)
         self.error.clear()
         self._check_model()
 
@@ -368,7 +401,7 @@ class PreannotateDialog(QDialog):
     def _choose_model(self) -> None:
         if self.choose_model is not None:
             self.settings = self.choose_model()
-            self._check_model()
+            self._task_changed()
 
     def spec(self, max_new_tokens: int = 80) -> PreannotateSpec:
         """The run's settings; raises LabelListError / ValueError with a sentence for the user."""
@@ -411,4 +444,8 @@ def ask_and_start(
     )
     if not dialog.exec():
         return None
-    return run.start(dialog.spec(dialog.settings.max_new_tokens), only_needing_review=dialog.needing_review.isChecked())
+    return run.start(
+        dialog.spec(dialog.settings.max_new_tokens),
+        only_needing_review=dialog.needing_review.isChecked(),
+        second_opinion=dialog.second_opinion.isChecked(),
+    )

@@ -38,10 +38,29 @@ class AssistantSettings:
     kpl_method: str = "kpl"
     decode_timeout_s: int = 30  # a compressed frame still decoding after this is abandoned
     segmentation_model: str = ""  # a SAM-family checkpoint folder (SAM, MedSAM) for the Segment tool
+    # Second opinion: another model asked the same question (a folder, or a server instead)
+    second_dir: str = ""
+    second_server_url: str = ""
+    second_server_model: str = ""
 
     @property
     def clinkd_configured(self) -> bool:
         return bool(self.clinkd_dir or self.server_url)
+
+    @property
+    def second_configured(self) -> bool:
+        return bool(self.second_dir or self.second_server_url)
+
+    def for_model(self, slot: str) -> AssistantSettings:
+        """These settings as the model in ``slot`` ("primary" or "second") runs with them: the second
+        model shares everything (device, precision, answer length) but where it is."""
+        if slot == "primary":
+            return self
+        if slot != "second":
+            raise ValueError(f"unknown model slot {slot!r}")
+        return replace(
+            self, clinkd_dir=self.second_dir, server_url=self.second_server_url, server_model=self.second_server_model
+        )
 
     def problems(self) -> list[str]:
         """Why these settings cannot work, one sentence each (empty when they can)."""
@@ -50,6 +69,12 @@ class AssistantSettings:
             found.append(f"The server URL must start with http:// or https://, not {self.server_url!r}.")
         if self.clinkd_dir and not Path(self.clinkd_dir).is_dir():
             found.append(f"The ClinKD folder {self.clinkd_dir} does not exist.")
+        if self.second_server_url and not self.second_server_url.startswith(("http://", "https://")):
+            found.append(
+                f"The second opinion's server URL must start with http:// or https://, not {self.second_server_url!r}."
+            )
+        if self.second_dir and not Path(self.second_dir).is_dir():
+            found.append(f"The second opinion's model folder {self.second_dir} does not exist.")
         if self.segmentation_model and not Path(self.segmentation_model).is_dir():
             found.append(f"The segmentation model folder {self.segmentation_model} does not exist.")
         for name, allowed in (
@@ -101,6 +126,12 @@ SETTING_HELP = {
     "text (descriptions only, no learning) or inmap (balanced Sinkhorn).",
     "segmentation_model": "Folder of a local SAM-family checkpoint (SAM ViT-B/L/H or MedSAM: config.json, "
     "model.safetensors, preprocessor_config.json) that the Segment tool turns boxes into masks with.",
+    "second_dir": "Second opinion: folder of another local checkpoint (any family the first model's folder may "
+    "be) asked the same question, its answer and boxes shown beside the first model's.",
+    "second_server_url": "Second opinion: address of an OpenAI-compatible server that answers as the second model "
+    "instead of a folder.",
+    "second_server_model": "Second opinion: the model name that server serves, as it lists it under /v1/models; "
+    "leave it empty when it serves only one.",
     "decode_timeout_s": "A compressed frame still decoding after this many seconds is abandoned with an error "
     "(damaged files can keep a decoder busy).",
 }

@@ -57,6 +57,12 @@ class SettingsDialog(QDialog):
         self.server_url.setPlaceholderText("http://gpu-server:8000 (vLLM or SGLang)")
         self.server_model = QLineEdit(settings.server_model)
         self.server_model.setPlaceholderText("served model name (empty: the only one it serves)")
+        self.second_dir = QLineEdit(settings.second_dir)
+        self.second_dir.setPlaceholderText("Folder of another checkpoint, asked the same question")
+        self.second_server_url = QLineEdit(settings.second_server_url)
+        self.second_server_url.setPlaceholderText("http://other-server:8000 (instead of the folder)")
+        self.second_server_model = QLineEdit(settings.second_server_model)
+        self.second_server_model.setPlaceholderText("served model name (empty: the only one it serves)")
         self.clip_model = QLineEdit(settings.clip_model)
         self.clip_model.setPlaceholderText("ViT-L-14:openai, ViT-B-16:/path/to/weights.pt or local-dir:/path")
         self.segmentation_model = QLineEdit(settings.segmentation_model)
@@ -93,6 +99,12 @@ class SettingsDialog(QDialog):
             ("server_model", "Served model name", self.server_model),
         )
         model.layout().addRow(self.test_result)
+        second = _group(
+            "Second opinion",
+            ("second_dir", "Folder", _with_browse(self.second_dir, self._browse_second)),
+            ("second_server_url", "or server URL", self.second_server_url),
+            ("second_server_model", "Served model name", self.second_server_model),
+        )
         running = _group(
             "Running a local model",
             ("device", "Device", self.device),
@@ -121,15 +133,25 @@ class SettingsDialog(QDialog):
         self.history_tokens.setSuffix(" tokens")
         self.max_new_tokens.setSuffix(" tokens")
         self.max_pixels.setSuffix(" px")
-        for edit in (self.clinkd_dir, self.server_url, self.server_model, self.clip_model, self.segmentation_model):
+        for edit in (
+            self.clinkd_dir,
+            self.server_url,
+            self.server_model,
+            self.second_dir,
+            self.second_server_url,
+            self.second_server_model,
+            self.clip_model,
+            self.segmentation_model,
+        ):
             edit.setMinimumWidth(360)  # paths and URLs: long, and clipped text hides what was typed
         grid = QGridLayout()
         grid.addWidget(model, 0, 0, 1, 2)
-        grid.addWidget(running, 1, 0)
-        grid.addWidget(answers, 1, 1)
-        grid.addWidget(kpl, 2, 0, 1, 2)
-        grid.addWidget(segmentation, 3, 0, 1, 2)
-        grid.addWidget(files, 4, 0, 1, 2)
+        grid.addWidget(second, 1, 0, 1, 2)
+        grid.addWidget(running, 2, 0)
+        grid.addWidget(answers, 2, 1)
+        grid.addWidget(kpl, 3, 0, 1, 2)
+        grid.addWidget(segmentation, 4, 0, 1, 2)
+        grid.addWidget(files, 5, 0, 1, 2)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -150,6 +172,9 @@ class SettingsDialog(QDialog):
             clinkd_dir=self.clinkd_dir.text().strip(),
             server_url=self.server_url.text().strip(),
             server_model=self.server_model.text().strip(),
+            second_dir=self.second_dir.text().strip(),
+            second_server_url=self.second_server_url.text().strip(),
+            second_server_model=self.second_server_model.text().strip(),
             clip_model=self.clip_model.text().strip(),
             segmentation_model=self.segmentation_model.text().strip(),
             knowledge=self.knowledge.currentText().strip(),
@@ -230,6 +255,11 @@ class SettingsDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "ClinKD / Qwen2-VL checkpoint folder", self.clinkd_dir.text())
         if folder:
             self.clinkd_dir.setText(folder)
+
+    def _browse_second(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Second opinion: checkpoint folder", self.second_dir.text())
+        if folder:
+            self.second_dir.setText(folder)
 
     def _browse_segmentation(self) -> None:
         folder = QFileDialog.getExistingDirectory(

@@ -39,6 +39,7 @@ class AskJob:
     window: Window | None
     settings: AssistantSettings
     history: tuple = ()  # engine.clinkd.PriorTurn: the earlier turns of this conversation
+    model: str = "primary"  # which configured model answers: "primary" or "second" (the second opinion)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class PreannotateJob:
     pause: threading.Event = field(default_factory=threading.Event)
     batch_size: int = 4  # local questions per batch
     concurrency: int = 8  # requests in flight on a server
+    second_opinion: bool = False  # the second model answers every question too (vg)
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,8 @@ class _Worker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self._clinkd = None
-        self._clinkd_key = None
+        self._clinkd: dict[str, object] = {}  # model slot ("primary", "second") -> loaded model or server
+        self._clinkd_key: dict[str, object] = {}
         self._clip = None
         self._clip_key = None
         self._segmenter = SegmenterHolder()
@@ -170,8 +172,9 @@ class _Worker(QObject):
             history_tokens=job.settings.history_tokens,
         )
         began = time.perf_counter()
-        if job.settings.server_url:
-            backend = self._open_server(job.settings)
+        where = job.settings.for_model(job.model)
+        if where.server_url:
+            backend = self._open_server(where, job.model)
             self.state.emit("busy", _device_text(backend.info))
             chunks = itertools.count(1)
 
@@ -182,7 +185,7 @@ class _Worker(QObject):
             result = backend.ask(request, settings, on_text=on_text, cancel=cancel)
             info = backend.info
         else:
-            model = self._load_clinkd(job.settings)
+            model = self._load_clinkd(where, job.model)
             if cancel.is_set():
                 self.cancelled.emit(job_id)
                 return
@@ -202,14 +205,15 @@ class _Worker(QObject):
         else:
             self.result.emit(job_id, result)
 
-    def _open_server(self, settings: AssistantSettings):
+    def _open_server(self, settings: AssistantSettings, slot: str = "primary"):
+        """The server of model ``slot`` (settings already ``for_model(slot)``), connected once."""
         from engine.clinkd import ServerSettings, open_server
 
         key = ("server", settings.server_url, settings.server_model)
-        if self._clinkd is None or self._clinkd_key != key:
-            self._clinkd = None
+        if slot not in self._clinkd or self._clinkd_key.get(slot) != key:
+            self._clinkd.pop(slot, None)
             self.state.emit("loading", f"connecting to {settings.server_url}")
-            self._clinkd = open_server(
+            self._clinkd[slot] = open_server(
                 ServerSettings(
                     settings.server_url,
                     settings.server_model or None,
@@ -217,15 +221,20 @@ class _Worker(QObject):
                     min_pixels=min(512 * 512, settings.max_pixels),
                 )
             )
-            self._clinkd_key = key
+            self._clinkd_key[slot] = key
             _import_run_modules()
-        return self._clinkd
+        return self._clinkd[slot]
 
-    def _load_clinkd(self, settings: AssistantSettings):
+    def _load_clinkd(self, settings: AssistantSettings, slot: str = "primary"):
+        """The local model of ``slot`` (settings already ``for_model(slot)``), loaded on first use."""
         from engine.clinkd import LoadSettings, load_model, read_checkpoint_config
 
         if not settings.clinkd_dir:
-            raise RuntimeError("No ClinKD / Qwen2-VL checkpoint folder or server is configured (Assistant > Settings).")
+            raise RuntimeError(
+                "No ClinKD / Qwen2-VL checkpoint folder or server is configured (Assistant > Settings)."
+                if slot == "primary"
+                else "No second-opinion model is configured (Assistant > Settings > Second opinion)."
+            )
         load = LoadSettings(
             model_dir=settings.clinkd_dir,
             dtype=None if settings.dtype == "auto" else settings.dtype,
@@ -234,15 +243,16 @@ class _Worker(QObject):
             min_pixels=min(512 * 512, settings.max_pixels),
             mcg_rope={"auto": None, "on": True, "off": False}[settings.mcg_rope],
         )
-        if self._clinkd is None or self._clinkd_key != load:
+        if slot not in self._clinkd or self._clinkd_key.get(slot) != load:
             read_checkpoint_config(load.model_dir)  # a damaged folder is refused before the loaded model goes
-            self._clinkd = None
+            self._clinkd.pop(slot, None)
             self.state.emit("loading", f"ClinKD from {settings.clinkd_dir}")
-            self._clinkd = load_model(load)
-            self._clinkd_key = load
+            self._clinkd[slot] = load_model(load)
+            self._clinkd_key[slot] = load
             _import_run_modules()
-        self.state.emit("ready", _device_text(self._clinkd.info))
-        return self._clinkd
+        model = self._clinkd[slot]
+        self.state.emit("ready", _device_text(model.info))
+        return model
 
     # ----- segmentation
     def _segment(self, job_id: int, job: SegmentJob, cancel: threading.Event) -> None:
@@ -312,16 +322,22 @@ class _Worker(QObject):
             from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation
 
             settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
-            if job.settings.server_url:
-                backend = self._open_server(job.settings)
-                dispatcher = ReplicaDispatcher(
-                    [backend], settings, job.concurrency, on_warning=lambda text: self.warning.emit(job_id, text)
-                )
-                info = backend.info
-            else:
-                model = self._load_clinkd(job.settings)
-                dispatcher = LocalDispatcher(LocalBackend(model), settings, job.batch_size)
-                info = model.info
+
+            def dispatcher_of(slot: str):
+                where = job.settings.for_model(slot)
+                if where.server_url:
+                    backend = self._open_server(where, slot)
+                    dispatcher = ReplicaDispatcher(
+                        [backend], settings, job.concurrency, on_warning=lambda text: self.warning.emit(job_id, text)
+                    )
+                    return dispatcher, backend.info
+                model = self._load_clinkd(where, slot)
+                return LocalDispatcher(LocalBackend(model), settings, job.batch_size), model.info
+
+            dispatcher, info = dispatcher_of("primary")
+            second = second_info = None
+            if job.second_opinion:
+                second, second_info = dispatcher_of("second")
             self.state.emit("busy", _device_text(info))
             try:
                 stats = run_preannotation(
@@ -329,6 +345,8 @@ class _Worker(QObject):
                     spec,
                     dispatcher,
                     model_id=info.model_id,
+                    second=second,
+                    second_model_id=second_info.model_id if second_info is not None else None,
                     on_image=on_image,
                     run_id=job.run_id,
                     progress=progress,
@@ -385,7 +403,8 @@ class _Worker(QObject):
     def _unload(self) -> None:
         from engine.device import free_memory
 
-        self._clinkd = self._clinkd_key = self._clip = self._clip_key = None
+        self._clinkd, self._clinkd_key = {}, {}
+        self._clip = self._clip_key = None
         self._segmenter.unload()
         free_memory()
         self.state.emit("not loaded", "models unloaded")

@@ -14,11 +14,13 @@ from engine.imaging import ImageStack
 
 ORIGIN_PREFIX = "⇩ "  # marks a series retrieved from a PACS
 ORIGIN_ROLE = Qt.ItemDataRole.UserRole + 1  # the list item's PACS server name (None: local files)
+DISAGREE_PREFIX = "≠ "  # a second opinion: the two models disagree on this image (reviewed first)
 
 
-def item_text(stack: ImageStack, origin: str | None = None, reviewed: bool = False) -> str:
+def item_text(stack: ImageStack, origin: str | None = None, reviewed: bool = False, disagree: bool = False) -> str:
     text = stack.title + (f" — {origin}" if origin else "")
-    return ("✓ " if reviewed else "") + (ORIGIN_PREFIX if origin else "") + text
+    flags = ("✓ " if reviewed else "") + (DISAGREE_PREFIX if disagree else "")
+    return flags + (ORIGIN_PREFIX if origin else "") + text
 
 
 def item_tooltip(stack: ImageStack, origin: str | None = None) -> str:

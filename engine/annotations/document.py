@@ -601,6 +601,15 @@ class AnnotationDocument:
         """Ids of the images not yet marked reviewed, in document order."""
         return [image_id for image_id, e in self._images.items() if not e.state.reviewed]
 
+    def order_images(self, image_ids: list[str]) -> None:
+        """Put the images in this order (the review order a project file keeps; ids not given stay
+        after them, as they were). Nothing else changes, so it is not an undoable edit."""
+        first = [i for i in dict.fromkeys(image_ids) if i in self._images]
+        order = first + [i for i in self._images if i not in set(first)]
+        if order != list(self._images):
+            self._images = {i: self._images[i] for i in order}
+            self._emit(DocumentEvent(Change.IMAGES, order[0]))
+
     # --- combining documents ---------------------------------------------------------------
 
     def merge(self, other: AnnotationDocument) -> int:

@@ -23,12 +23,11 @@ the whole response (spaces, decimals, clamped to the grid). Both recalls, and re
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.grounding import GRID, parse_answer
+from engine.grounding.grid import iou  # one IoU for evaluation, training and the second opinion
 
 PAPER_BOX = re.compile(r"<box>(.*?)</box>")
 PAPER_BARE_BOX = re.compile(r"\(\d+,\d+\),\(\d+,\d+\)")
@@ -60,21 +59,6 @@ def box_numbers(box: str) -> list[float] | None:
         return [float(part) for part in box.replace("(", "").replace(")", "").split(",")]
     except ValueError:
         return None
-
-
-def iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
-    """IoU of two (x1, y1, x2, y2) boxes on their raw numbers, 0 unless both have four finite numbers.
-
-    The papers' numpy formula: the intersection is clipped at 0, so a reversed box overlaps nothing;
-    a zero union gives 0 (numpy gives nan there, which fails the threshold all the same).
-    """
-    if a is None or b is None or len(a) != 4 or len(b) != 4 or not all(map(math.isfinite, (*a, *b))):
-        return 0.0
-    ax1, ay1, ax2, ay2 = a
-    bx1, by1, bx2, by2 = b
-    inter = max(min(ax2, bx2) - max(ax1, bx1), 0.0) * max(min(ay2, by2) - max(ay1, by1), 0.0)
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return inter / union if union != 0 else 0.0
 
 
 def box_found(overlap: float, threshold: float = IOU_THRESHOLD) -> bool:

@@ -49,3 +49,18 @@ def grid_to_pixels(grid: Sequence[float], width: float, height: float) -> PixelB
     _check_size(width, height)
     x1, y1, x2, y2 = (float(v) for v in grid)
     return x1 / GRID * width, y1 / GRID * height, x2 / GRID * width, y2 / GRID * height
+
+
+def iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
+    """IoU of two (x1, y1, x2, y2) boxes on their raw numbers, 0 unless both have four finite numbers.
+
+    The papers' numpy formula: the intersection is clipped at 0, so a reversed box overlaps nothing;
+    a zero union gives 0 (numpy gives nan there, which fails the threshold all the same).
+    """
+    if a is None or b is None or len(a) != 4 or len(b) != 4 or not all(map(math.isfinite, (*a, *b))):
+        return 0.0
+    ax1, ay1, ax2, ay2 = a
+    bx1, by1, bx2, by2 = b
+    inter = max(min(ax2, bx2) - max(ax1, bx1), 0.0) * max(min(ay2, by2) - max(ay1, by1), 0.0)
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return inter / union if union != 0 else 0.0

@@ -18,6 +18,7 @@ from engine.preannotate.outcome import (
     RunStats,
     apply_outcome,
     new_run_id,
+    review_first,
     stale_proposals,
 )
 from engine.preannotate.spec import (
@@ -31,13 +32,13 @@ from engine.preannotate.spec import (
 )
 
 _LAZY = {
-    "engine.preannotate.dispatch": ("Dispatcher", "LocalDispatcher", "ReplicaDispatcher"),
+    "engine.preannotate.dispatch": ("Dispatcher", "LocalDispatcher", "PairedDispatcher", "ReplicaDispatcher"),
     "engine.preannotate.job": ("ImageWork", "proposed_label", "run_preannotation"),
     "engine.preannotate.kpl": ("run_kpl_labels",),
 }
 
 if TYPE_CHECKING:
-    from engine.preannotate.dispatch import Dispatcher, LocalDispatcher, ReplicaDispatcher
+    from engine.preannotate.dispatch import Dispatcher, LocalDispatcher, PairedDispatcher, ReplicaDispatcher
     from engine.preannotate.job import ImageWork, proposed_label, run_preannotation
     from engine.preannotate.kpl import run_kpl_labels
 
@@ -52,6 +53,7 @@ __all__ = [
     "ImageWork",
     "LabelListError",
     "LocalDispatcher",
+    "PairedDispatcher",
     "PreTask",
     "PreannotateSpec",
     "ReplicaDispatcher",
@@ -68,6 +70,7 @@ __all__ = [
     "proposed_label",
     "read_log",
     "repair_log",
+    "review_first",
     "run_kpl_labels",
     "run_preannotation",
     "split_labels",

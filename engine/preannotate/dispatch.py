@@ -98,6 +98,36 @@ class LocalDispatcher:
                 yield key, result
 
 
+PRIMARY, SECOND = "primary", "second"
+
+
+class PairedDispatcher:
+    """Second opinion: every question answered by two dispatchers (two models), keys as ``(key, slot)``.
+
+    Questions go in chunks: the first model answers a chunk, then the second the same chunk, so
+    two local models on one device never decode at once and an image's answers from both arrive
+    close together (its agreement is known as soon as the chunk is done).
+    """
+
+    def __init__(self, first: Dispatcher, second: Dispatcher, chunk: int = 8) -> None:
+        if chunk < 1:
+            raise ValueError("chunk must be >= 1")
+        self.sides = ((PRIMARY, first), (SECOND, second))
+        self.chunk = chunk
+
+    def answers(
+        self, requests: Requests, cancel: threading.Event | None = None, pause: threading.Event | None = None
+    ) -> Iterator[tuple[Hashable, Answer]]:
+        requests = iter(requests)
+        while not _cancelled(cancel):
+            chunk = list(itertools.islice(requests, self.chunk))
+            if not chunk:
+                return
+            for slot, dispatcher in self.sides:
+                for key, answer in dispatcher.answers(iter(chunk), cancel, pause):
+                    yield (key, slot), answer
+
+
 class ReplicaDispatcher:
     """Questions spread over one or several OpenAI-compatible servers, ``concurrency`` in flight each."""
 

@@ -33,8 +33,9 @@ from engine.annotations import (
 from engine.annotations.model import Annotation, new_id, utc_now
 from engine.clinkd.generation import AskRequest, AskResult
 from engine.clinkd.prompts import Task
+from engine.grounding.agreement import LabelAgreement, label_agreement
 from engine.imaging import ImageStack, render_rgb
-from engine.preannotate.dispatch import Dispatcher
+from engine.preannotate.dispatch import PRIMARY, Dispatcher, PairedDispatcher
 from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
 from engine.preannotate.seg import MaskMaker
 from engine.preannotate.spec import MAX_LABEL_CHARS, MIA_LABEL, PreannotateSpec, PreTask, window_text
@@ -78,6 +79,7 @@ class _Pending:
     questions: int
     started: float
     answers: dict[int, AskResult] = field(default_factory=dict)
+    second_answers: dict[int, AskResult] = field(default_factory=dict)  # the second opinion's, by question
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -153,11 +155,14 @@ class ProposalBuilder:
             provenance=provenance,
         )
 
-    def proposals(self, pending: _Pending) -> list[Annotation]:
+    def proposals(self, pending: _Pending, answers: dict[int, AskResult] | None = None) -> list[Annotation]:
+        """Proposals from one model's answers (the first model's unless ``answers`` is given); each
+        carries that model's id in its provenance."""
         out: list[Annotation] = []
         ref = pending.work.ref
-        for number in sorted(pending.answers):
-            result, target = pending.answers[number], pending.targets[number]
+        answers = pending.answers if answers is None else answers
+        for number in sorted(answers):
+            result, target = answers[number], pending.targets[number]
             provenance = self.provenance(result.question, result.raw_text, result.model.model_id)
             if self.spec.task is PreTask.VG:
                 frame = pending.work.frame
@@ -192,6 +197,33 @@ class ProposalBuilder:
             elif self.spec.task is PreTask.MIA and result.text.strip():
                 out.append(self.image_label(MIA_LABEL, result.text.strip(), provenance))
         return out
+
+
+def _agreement(pending: _Pending) -> tuple[LabelAgreement, ...]:
+    """Second opinion (vg): per label both models answered, their boxes compared."""
+    return tuple(
+        label_agreement(
+            str(target),
+            [b.pixels for b in pending.answers[number].boxes],
+            [b.pixels for b in pending.second_answers[number].boxes],
+        )
+        for number, target in sorted(pending.targets.items())
+        if number in pending.answers and number in pending.second_answers
+    )
+
+
+def _flag_disagreements(
+    proposals: list[Annotation], agreement: tuple[LabelAgreement, ...], first: str, second: str
+) -> tuple[list[Annotation], list[str]]:
+    """The boxes of labels the models disagree on say so in their note; the sentences for the reviewer."""
+    sentences = {a.label: a.sentence(first, second) for a in agreement if a.disagree}
+    flagged = [
+        replace(p, note=f"{p.note} · second opinion: {sentences[p.label]}".lstrip(" ·"))
+        if isinstance(p, Box) and p.label in sentences
+        else p
+        for p in proposals
+    ]
+    return flagged, [f"models disagree: {text}" for text in sentences.values()]
 
 
 def _renderer(work: ImageWork, spec: PreannotateSpec) -> Callable[[int], np.ndarray]:
@@ -234,8 +266,14 @@ def run_preannotation(
     cancel: threading.Event | None = None,
     pause: threading.Event | None = None,
     segmenter: object | None = None,
+    second: Dispatcher | None = None,
+    second_model_id: str | None = None,
 ) -> RunStats:
     """Ask every image's questions through ``dispatcher``; ``on_image`` gets each finished image.
+
+    A ``second`` dispatcher (the second opinion, vg only) answers every question too: its boxes are
+    proposed beside the first model's (each with its own model in the provenance), and each image's
+    outcome carries the per-label agreement, so the images where the two disagree are reviewed first.
 
     The ``seg`` task needs a loaded ``segmenter`` (engine.segmentation.Segmenter): each label's
     answer boxes are segmented in this thread as the image's last answer arrives.
@@ -244,6 +282,11 @@ def run_preannotation(
     """
     if not spec.task.uses_clinkd:
         raise ValueError("KPL labels run through run_kpl_labels")
+    if second is not None:
+        second_model_id = second_model_id or "second model"
+        spec = replace(spec, second_model=second_model_id)  # refused for a task other than vg
+        dispatcher = PairedDispatcher(dispatcher, second)
+    sides = 2 if second is not None else 1
     started = time.perf_counter()
     stats = RunStats(run_id=run_id or new_run_id(), images=len(works))
     if spec.task is PreTask.SEG and segmenter is None:
@@ -295,7 +338,14 @@ def run_preannotation(
         item = pending.pop(index)
         tokens = sum(r.new_tokens for r in item.answers.values())
         seconds = time.perf_counter() - item.started
-        annotations = tuple(builder.proposals(item))
+        proposals = builder.proposals(item)
+        agreement: tuple[LabelAgreement, ...] = ()
+        if second is not None:
+            proposals += builder.proposals(item, item.second_answers)
+            agreement = _agreement(item)
+            proposals, disagreements = _flag_disagreements(proposals, agreement, model_id, str(second_model_id))
+            item.notes.extend(disagreements)
+        annotations = tuple(proposals)
         status, reason = (FAILED, "; ".join(item.errors)) if item.errors else (DONE, "")
         return ImageOutcome(
             item.work.ref.image_id,
@@ -308,19 +358,22 @@ def run_preannotation(
             seconds,
             builder.key,
             tuple(item.notes),
+            agreement,
         )
 
     try:
-        for (index, number), answer in dispatcher.answers(requests(), cancel, pause):
+        for key, answer in dispatcher.answers(requests(), cancel, pause):
+            (index, number), slot = key if second is not None else (key, PRIMARY)
             while ready:
                 report(ready.popleft())
             item = pending[index]
             if isinstance(answer, Exception):
-                item.errors.append(f"question {number + 1} of {item.questions}: {_message(answer)}")
+                who = f" ({second_model_id})" if slot != PRIMARY else ""
+                item.errors.append(f"question {number + 1} of {item.questions}{who}: {_message(answer)}")
             else:
-                item.answers[number] = answer
-            answered = len(item.answers) + len(item.errors)
-            if answered == item.questions:
+                (item.answers if slot == PRIMARY else item.second_answers)[number] = answer
+            answered = len(item.answers) + len(item.second_answers) + len(item.errors)
+            if answered == item.questions * sides:
                 report(finish(index))
         if not (cancel is not None and cancel.is_set()):
             while ready:

@@ -66,7 +66,7 @@ def done_images(records: Iterable[dict], key: str) -> set[str]:
 
 
 def log_record(outcome: ImageOutcome, key: str, run_id: str, model: str, when: str) -> dict:
-    return {
+    record = {
         "image_id": outcome.image_id,
         "title": outcome.title,
         "key": key,
@@ -83,6 +83,9 @@ def log_record(outcome: ImageOutcome, key: str, run_id: str, model: str, when: s
         "seconds": round(outcome.seconds, 3),
         "at": when,
     }
+    if outcome.agreement:  # a second-opinion run: whether the image is reviewed first
+        record["disagree"] = outcome.disagree
+    return record
 
 
 def append_log(path: str | os.PathLike[str], records: Iterable[dict]) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from engine.annotations import AnnotationDocument, ApplyProposals, Box, ImageLabel, Mask, Source
 from engine.annotations.model import Annotation
+from engine.grounding.agreement import LabelAgreement
 from engine.preannotate.spec import PreTask
 
 DONE = "done"
@@ -34,6 +35,12 @@ class ImageOutcome:
     seconds: float = 0.0
     key: str = ""  # the settings key of the run (a rerun with the same key replaces these proposals)
     notes: tuple[str, ...] = ()  # for the reviewer, on a done image (seg: a label without a box or mask)
+    agreement: tuple[LabelAgreement, ...] = ()  # second opinion: per label, how far the two models agree
+
+    @property
+    def disagree(self) -> bool:
+        """The two models disagree on some label: the image goes first in the review order."""
+        return any(a.disagree for a in self.agreement)
 
     @property
     def boxes(self) -> int:
@@ -85,6 +92,7 @@ class RunStats:
     cancelled: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)  # (title, reason)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (title, note)
+    disagreeing: list[str] = field(default_factory=list)  # second opinion: titles of images to review first
 
     def add(self, outcome: ImageOutcome) -> None:
         self.done += outcome.status == DONE
@@ -95,8 +103,18 @@ class RunStats:
         self.masks += outcome.masks
         self.notes.extend((outcome.title, note) for note in outcome.notes)
         self.new_tokens += outcome.new_tokens
+        if outcome.disagree:
+            self.disagreeing.append(outcome.title)
         if outcome.status == FAILED:
             self.failures.append((outcome.title, outcome.reason))
+
+
+def review_first(image_ids: Iterable[str], disagreeing: Iterable[str]) -> list[str]:
+    """``image_ids`` reordered for review: the images where the two models disagree first, each group
+    in its own order (a stable sort, so the reviewer still walks series in the order they were in)."""
+    flagged = set(disagreeing)
+    ids = list(image_ids)
+    return [i for i in ids if i in flagged] + [i for i in ids if i not in flagged]
 
 
 def stale_proposals(doc: AnnotationDocument, image_id: str, key: str, keep: Iterable[str]) -> list[str]:

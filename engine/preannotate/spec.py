@@ -108,6 +108,7 @@ class PreannotateSpec:
     max_new_tokens: int = 80
     invert: bool = False  # the display was inverted (the model sees what the user sees)
     segmenter: str = ""  # seg: the segmentation model's id (part of the key: another model is another run)
+    second_model: str = ""  # vg: the second opinion's model id (part of the key, as the segmenter)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", PreTask(self.task))
@@ -121,6 +122,11 @@ class PreannotateSpec:
             object.__setattr__(self, "knowledge", "")
         if self.task is not PreTask.SEG:
             object.__setattr__(self, "segmenter", "")
+        if self.second_model and self.task is not PreTask.VG:
+            raise ValueError(
+                "A second opinion compares the two models' grounding boxes: it runs with the vg task "
+                f"(find labels), not {self.task.value}."
+            )
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
 
@@ -143,6 +149,8 @@ class PreannotateSpec:
             data["invert"] = True
         if self.segmenter:
             data["segmenter"] = self.segmenter
+        if self.second_model:
+            data["second_model"] = self.second_model
         return json.dumps(data, sort_keys=True)
 
     def key(self, model_id: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +39,13 @@ def no_leaked_qthreads(monkeypatch, qapp):
 def tiny_folder(tmp_path_factory):
     """A tiny random-weight Qwen2-VL checkpoint folder, built once per session."""
     return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture
+def second_folder(tiny_folder, tmp_path):
+    """Another checkpoint folder for a second opinion: the tiny model's files under another name (the
+    ``scripted`` fixture's ``by_model`` gives it its own answer)."""
+    return Path(shutil.copytree(tiny_folder, tmp_path / "second-opinion"))
 
 
 @pytest.fixture
@@ -82,12 +90,16 @@ def scripted(monkeypatch, tiny_folder):
     """Make generate() answer ``control["answer"]`` for every row of a batch, token by token,
     through the real streamer and stopping criteria: the plumbing (streaming, cancel, parsing,
     overlays) is under test, never the model's words. With ``pause_after`` set it waits after that
-    many tokens until ``gate`` is set (a test cancels in that pause)."""
+    many tokens until ``gate`` is set (a test cancels in that pause). ``by_model`` maps a checkpoint
+    folder's name to its own answer (or a callable giving the next one): two models (a second opinion)
+    answer differently."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
-    control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event()}
+    control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event(), "by_model": {}}
 
     def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
-        tokens = tokenizer(control["answer"], add_special_tokens=False).input_ids
+        answer = control["by_model"].get(Path(str(self.name_or_path)).name, control["answer"])
+        answer = answer() if callable(answer) else answer  # a callable: the next answer of a scripted series
+        tokens = tokenizer(answer, add_special_tokens=False).input_ids
         tokens.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
         streamer.put(input_ids)
         out = input_ids

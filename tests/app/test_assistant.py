@@ -236,12 +236,12 @@ def test_unload_frees_the_model_and_the_next_question_loads_it_again(qtbot, ct, 
     open_and_wait(qtbot, main, ct)
     with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
         main.ask_panel.ask("spine", Task.VG, None)
-    assert main.service.worker._clinkd is not None
+    assert main.service.worker._clinkd.get("primary") is not None
     states: list[str] = []
     main.service.worker.state.connect(lambda state, _detail: states.append(state))
     main.service.submit(UnloadJob())
     qtbot.wait_until(lambda: main.model_status.text().startswith("Model: not loaded"))
-    assert main.service.worker._clinkd is None
+    assert main.service.worker._clinkd.get("primary") is None
     with qtbot.waitSignal(main.ask_panel.answer_finished, timeout=60000):
         main.ask_panel.ask("spine", Task.VG, None)
-    assert "loading" in states and main.service.worker._clinkd is not None
+    assert "loading" in states and main.service.worker._clinkd.get("primary") is not None

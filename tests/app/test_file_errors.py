@@ -126,7 +126,7 @@ def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(qtbot, ct,
     panel = main.ask_panel
     with qtbot.waitSignal(panel.answer_finished, timeout=60000):
         panel.ask("What is this?", Task.FREE, None)
-    loaded = main.service.worker._clinkd
+    loaded = main.service.worker._clinkd["primary"]
     assert loaded is not None
     damaged = Path(shutil.copytree(tiny_folder, tmp_path / "damaged"))
     (damaged / "config.json").write_bytes((tiny_folder / "config.json").read_bytes()[:200])  # a cut copy
@@ -135,7 +135,7 @@ def test_a_damaged_model_folder_is_refused_and_the_loaded_model_stays(qtbot, ct,
         panel.ask("And now?", Task.FREE, None)
     turn = panel.conversations.turns(main.state.stack.key)[1]
     assert turn.status == "error" and "config.json: not valid JSON" in turn.error
-    assert main.service.worker._clinkd is loaded  # the working model was not let go for a bad folder
+    assert main.service.worker._clinkd["primary"] is loaded  # the working model was not let go for a bad folder
 
 
 # --- settings and recent files, fuzzed like the engine's files (tests/engine/test_fuzz_files.py)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 
 from PySide6.QtCore import Qt, QThreadPool
 from PySide6.QtTest import QTest
@@ -58,16 +59,31 @@ def _dialog(qtbot) -> SettingsDialog:
     return dialog
 
 
+def test_the_second_opinion_is_where_the_second_model_is_and_the_rest_is_shared(qtbot, tmp_path):
+    settings = AssistantSettings(clinkd_dir=str(tmp_path), second_server_url="gpu:8000", device="cpu")
+    assert settings.second_configured
+    assert any("second opinion's server URL" in p for p in settings.problems())
+    assert any("second opinion's model folder" in p for p in replace(settings, second_dir="/nope").problems())
+    second = settings.for_model("second")
+    assert (second.clinkd_dir, second.server_url, second.device) == ("", "gpu:8000", "cpu")
+    assert settings.for_model("primary") is settings
+    dialog = SettingsDialog(settings, ["tuberculosis-cxr"])
+    qtbot.addWidget(dialog)
+    dialog.second_server_url.setText("")
+    dialog.second_dir.setText(str(tmp_path))
+    assert dialog.value().second_dir == str(tmp_path) and not dialog.value().problems()
+
+
 def test_every_field_has_a_tooltip_and_sits_in_a_group(qtbot):
     dialog = _dialog(qtbot)
     fields = [w for kind in (QLineEdit, QComboBox, QSpinBox) for w in dialog.findChildren(kind)]
     editors = [w for w in fields if not isinstance(w.parent(), QComboBox | QSpinBox)]  # not their inner line edits
-    assert len(editors) == 16
+    assert len(editors) == 19
     for widget in editors:
         assert widget.toolTip().strip(), f"{widget!r} has no tooltip"
         assert "Default:" in widget.toolTip()
     titles = {box.title() for box in dialog.findChildren(QGroupBox)}
-    assert {"ClinKD model", "Answers", "Classify (KPL)", "Files"} <= titles
+    assert {"ClinKD model", "Second opinion", "Answers", "Classify (KPL)", "Files"} <= titles
     assert "1024×1024" in dialog.max_pixels.toolTip() and "30 s" in dialog.decode_timeout_s.toolTip()
 
 
