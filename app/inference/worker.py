@@ -205,7 +205,7 @@ class _Worker(QObject):
     def _open_server(self, settings: AssistantSettings):
         from engine.clinkd import ServerSettings, open_server
 
-        key = ("server", settings.server_url, settings.server_model)
+        key = ("server", settings.server_url, settings.server_model, settings.server_family)
         if self._clinkd is None or self._clinkd_key != key:
             self._clinkd = None
             self.state.emit("loading", f"connecting to {settings.server_url}")
@@ -215,6 +215,7 @@ class _Worker(QObject):
                     settings.server_model or None,
                     max_pixels=settings.max_pixels,
                     min_pixels=min(512 * 512, settings.max_pixels),
+                    family=settings.server_family,
                 )
             )
             self._clinkd_key = key
