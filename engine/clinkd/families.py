@@ -132,14 +132,15 @@ def supported() -> str:
 
 
 def family_of_config(config: Mapping) -> Family | None:
-    """The family of a checkpoint's config.json: by ``architectures``, then by ``model_type``."""
-    architectures = config.get("architectures")
-    if isinstance(architectures, list):
-        for family in FAMILIES.values():
-            if any(a in family.architectures for a in architectures):
-                return family
+    """The family of a checkpoint's config.json: its ``model_type``, when its ``architectures`` (if
+    listed) name that family's model class; None for anything else."""
     model_type = config.get("model_type")
-    return FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    architectures = config.get("architectures")
+    listed = isinstance(architectures, list) and bool(architectures)
+    if family is not None and listed and not any(a in family.architectures for a in architectures):
+        return None
+    return family
 
 
 def family_named(name: str) -> Family:

@@ -25,7 +25,7 @@ from engine.clinkd.errors import GenerationOutOfMemory
 from engine.clinkd.families import Family
 from engine.clinkd.loader import ClinKDModel, ModelInfo
 from engine.clinkd.prompts import Prompt, Task, build_prompt
-from engine.grounding import GroundedBox, parse_answer
+from engine.grounding import GRID_FRAME, GroundedBox, parse_answer
 
 TextCallback = Callable[[str], None]
 StepCallback = Callable[[int], None]  # number of decoding steps so far (new tokens per sequence)
@@ -117,6 +117,8 @@ class AskResult:
     candidates: tuple[Candidate, ...] = ()
     history_turns: int = 0  # earlier turns sent with the question
     history_dropped: int = 0  # older turns left out to stay within the history token budget
+    dialect: str = "qwen2vl"  # the family's box dialect the answer was read in (engine.grounding)
+    frame: tuple[float, float] = GRID_FRAME  # the space of its numbers (Qwen2.5-VL: the resized input)
 
     def to_dict(self) -> dict:
         """JSON-ready plain dict (CLI --json, saved histories)."""
@@ -351,6 +353,8 @@ def answer_fields(raw: str, request: AskRequest, prompt: Prompt, cancelled: bool
         "question": prompt.question,
         "task": prompt.task,
         "cancelled": cancelled,
+        "dialect": prompt.dialect,
+        "frame": prompt.frame,
     }
 
 

@@ -99,7 +99,7 @@ def read_checkpoint_config(model_dir: str | Path) -> dict:
     folder = Path(model_dir).expanduser()
     hint = (
         "Point it at the folder of a grounded checkpoint (a ClinKD fine-tune, or a download of "
-        "Qwen/Qwen2-VL-7B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct, Qwen/Qwen3-VL-8B-Instruct or "
+        "Qwen/Qwen2-VL-2B-Instruct or -7B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct, Qwen/Qwen3-VL-8B-Instruct or "
         "google/medgemma-1.5-4b-it) that holds config.json, *.safetensors, tokenizer.json and "
         "preprocessor_config.json."
     )
@@ -113,9 +113,9 @@ def read_checkpoint_config(model_dir: str | Path) -> dict:
             _read_config_object(folder / name)
     config = _read_config_object(folder / "config.json")
     if family_of_config(config) is None:
-        said = config.get("architectures") or config.get("model_type")
         raise ModelFolderError(
-            f"{folder / 'config.json'} describes {json.dumps(said)[:80]}, which ClinLens cannot ask; "
+            f"{folder / 'config.json'} says model_type {config.get('model_type')!r:.60} "
+            f"(architectures {json.dumps(config.get('architectures'))[:80]}), which ClinLens cannot ask; "
             f"the supported families are {supported()}."
         )
     _check_config(config, folder / "config.json")
