@@ -122,10 +122,9 @@ def test_batch_of_two_with_left_padding_equals_single_answers(loaded) -> None:
 # ---------------------------------------------------------------- boxes on the right pixels
 
 
-def _script(monkeypatch, clinkd, answer: str) -> None:
-    """Make generate() write ``answer`` token by token through the real streamer (every row)."""
-    tokenizer = clinkd.processor.tokenizer
-    tokens = [*tokenizer(answer, add_special_tokens=False).input_ids, clinkd.eos_token_ids[0]]
+def script_answer(monkeypatch, model_class: type, tokenizer, end_id: int, answer: str) -> None:
+    """Make ``model_class.generate`` write ``answer`` token by token through the real streamer."""
+    tokens = [*tokenizer(answer, add_special_tokens=False).input_ids, end_id]
 
     def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
         streamer.put(input_ids)
@@ -137,7 +136,7 @@ def _script(monkeypatch, clinkd, answer: str) -> None:
         streamer.end()
         return out
 
-    monkeypatch.setattr(type(clinkd.model), "generate", generate)
+    monkeypatch.setattr(model_class, "generate", generate)
 
 
 # Each family's answer for the box covering the right half and lower half of a displayed 120 x 90
@@ -152,7 +151,8 @@ ANSWERS = {
 
 def test_answer_boxes_land_on_the_original_pixels(loaded, monkeypatch) -> None:
     family, clinkd = loaded
-    _script(monkeypatch, clinkd, ANSWERS[family.model_type])
+    answer = ANSWERS[family.model_type]
+    script_answer(monkeypatch, type(clinkd.model), clinkd.processor.tokenizer, clinkd.eos_token_ids[0], answer)
     request = AskRequest(_image(90, 120), "heart", Task.VG, width=240, height=180)
     result = ask(clinkd, request)
     (box,) = result.boxes
