@@ -24,6 +24,7 @@ from typing import Any
 from cli.help import examples
 from cli.kpl import add_clip_options
 from cli.options import add_model_options, fail, load_settings, require_model, server_settings
+from engine.grounding import DIALECTS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,6 +59,13 @@ def register(subparsers: Any) -> None:
     medgrit.add_argument("--batch-size", type=int, default=8, metavar="N", help="questions per batch (8)")
     medgrit.add_argument("--concurrency", type=int, default=8, metavar="N", help="requests in flight with --server (8)")
     medgrit.add_argument("--max-new-tokens", type=int, default=80, metavar="N", help="answer length limit (80)")
+    medgrit.add_argument(
+        "--dialect",
+        choices=("auto", *DIALECTS),
+        default="auto",
+        help="box dialect of answers whose records do not say it (files of other tools or older runs): "
+        "auto reads it from the markup; qwen2vl, bbox_2d (Qwen2.5-VL / Qwen3-VL JSON) or box_2d (MedGemma)",
+    )
     medgrit.add_argument(
         "--no-java",
         action="store_true",
@@ -179,7 +187,7 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         if summary.repaired:
             print(f"note: {summary.repaired}", file=sys.stderr)
-    answers = answered_samples(samples, out)
+    answers = answered_samples(samples, out, args.dialect)
     records = read_predictions(out / PREDICTIONS_FILE, samples).values()
     models = sorted({str(r.get("model")) for r in records})
     report = score_task(data.task, answers, use_java=not args.no_java)

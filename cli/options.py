@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from engine.clinkd.families import FAMILY_CHOICES
 from engine.imaging import ImageStack, Window, find_preset, load_presets
 
 EXIT_BAD_INPUT = 2
@@ -129,7 +130,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, several_servers: bool 
     ``several_servers`` --server may be repeated (replicas) and ``args.server`` is a list.
     """
     parser.add_argument(
-        "--model", default=os.environ.get(MODEL_ENV), help=f"Qwen2-VL checkpoint folder (default: ${MODEL_ENV})"
+        "--model",
+        default=os.environ.get(MODEL_ENV),
+        help=f"checkpoint folder: ClinKD / Qwen2-VL, Qwen2.5-VL, Qwen3-VL or MedGemma (default: ${MODEL_ENV})",
     )
     add_server_options(parser, several=several_servers)
     add_pixel_options(parser, note="; with --server, what the server uses")
@@ -153,6 +156,13 @@ def add_server_options(parser: argparse.ArgumentParser, *, several: bool = False
             help="OpenAI-compatible server (vLLM, SGLang) instead of --model, e.g. http://gpu:8000",
         )
     parser.add_argument("--server-model", metavar="NAME", help="served model name (default: the only one served)")
+    parser.add_argument(
+        "--server-family",
+        choices=FAMILY_CHOICES,
+        default="auto",
+        help="how the served model writes boxes: auto reads it from the served name (Qwen2.5-VL, Qwen3-VL, "
+        "MedGemma, else ClinKD's Qwen2-VL), or name the family",
+    )
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the server's API key")
     parser.add_argument(
         "--timeout", type=float, default=120.0, metavar="S", help="seconds to wait for the server's next token (120)"
@@ -197,6 +207,7 @@ def server_settings(args: argparse.Namespace, *, url: str | None = None, concurr
     return ServerSettings(
         url=args.server if url is None else url,
         model=args.server_model,
+        family=args.server_family,
         api_key=api_key,
         timeout_s=args.timeout,
         min_pixels=args.min_pixels,

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from engine.clinkd.families import FAMILY_CHOICES
 from engine.files import JsonFileError, Loaded, load_store, read_json, write_json_atomic
 from engine.paths import config_dir
 
@@ -22,9 +23,10 @@ KPL_METHODS = ("kpl", "text", "inmap")
 
 @dataclass(frozen=True)
 class AssistantSettings:
-    clinkd_dir: str = ""  # a Qwen2-VL-family checkpoint folder (ClinKD or stock Qwen2-VL)
+    clinkd_dir: str = ""  # a grounded checkpoint folder (ClinKD, Qwen2-VL, Qwen2.5-VL, Qwen3-VL, MedGemma)
     server_url: str = ""  # an OpenAI-compatible server (vLLM, SGLang) instead of the folder
     server_model: str = ""  # its served model name; empty: the only one it serves
+    server_family: str = "auto"  # how the served model writes boxes: auto (from its name) or a model_type
     clip_model: str = ""  # open_clip spec: "ViT-L-14:openai", a checkpoint file or local-dir:
     knowledge: str = "tuberculosis-cxr"  # knowledge base name in resources/knowledge or a JSON file
     device: str = "auto"
@@ -53,13 +55,18 @@ class AssistantSettings:
 
     def for_model(self, slot: str) -> AssistantSettings:
         """These settings as the model in ``slot`` ("primary" or "second") runs with them: the second
-        model shares everything (device, precision, answer length) but where it is."""
+        model shares everything (device, precision, answer length) but where it is; its server's family
+        is read from its own model name, since the primary's override names another server."""
         if slot == "primary":
             return self
         if slot != "second":
             raise ValueError(f"unknown model slot {slot!r}")
         return replace(
-            self, clinkd_dir=self.second_dir, server_url=self.second_server_url, server_model=self.second_server_model
+            self,
+            clinkd_dir=self.second_dir,
+            server_url=self.second_server_url,
+            server_model=self.second_server_model,
+            server_family="auto",
         )
 
     def problems(self) -> list[str]:
@@ -82,6 +89,7 @@ class AssistantSettings:
             ("dtype", DTYPES),
             ("mcg_rope", MCG_ROPE),
             ("kpl_method", KPL_METHODS),
+            ("server_family", FAMILY_CHOICES),
         ):
             if getattr(self, name) not in allowed:
                 found.append(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}.")
@@ -100,12 +108,14 @@ class AssistantSettings:
 
 
 SETTING_HELP = {
-    "clinkd_dir": "Folder of a local Qwen2-VL-family checkpoint (ClinKD or Qwen2-VL-Instruct: config.json and "
-    "*.safetensors) that answers questions on this computer.",
+    "clinkd_dir": "Folder of a local grounded checkpoint (ClinKD, Qwen2-VL, Qwen2.5-VL, Qwen3-VL or MedGemma: "
+    "config.json and *.safetensors) that answers questions on this computer.",
     "server_url": "Address of an OpenAI-compatible server (vLLM or SGLang) that answers instead of the local "
     "folder, for example http://gpu-server:8000.",
     "server_model": "Model name the server serves, as it lists it under /v1/models; leave it empty when the server "
     "serves only one.",
+    "server_family": "How the served model writes boxes: auto reads it from the model name (Qwen2.5-VL, Qwen3-VL, "
+    "MedGemma, else ClinKD's Qwen2-VL); name the family when the served name does not say it.",
     "device": "Where a local model runs: auto uses the GPU when there is one and the CPU otherwise.",
     "dtype": "Number precision of a local model's weights: auto is bfloat16 on a GPU and float32 on the CPU.",
     "max_pixels": "Largest image ClinKD is shown, in pixels (width × height); bigger frames are scaled down, "

@@ -32,7 +32,15 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from app.inference.server_check import check_server
-from app.inference.settings import DEVICES, DTYPES, KPL_METHODS, MCG_ROPE, AssistantSettings, setting_tooltip
+from app.inference.settings import (
+    DEVICES,
+    DTYPES,
+    FAMILY_CHOICES,
+    KPL_METHODS,
+    MCG_ROPE,
+    AssistantSettings,
+    setting_tooltip,
+)
 
 OK_COLOUR, ERROR_COLOUR = "#7fdc7f", "#ff8080"
 
@@ -74,6 +82,7 @@ class SettingsDialog(QDialog):
         self.device = _combo(DEVICES, settings.device)
         self.dtype = _combo(DTYPES, settings.dtype)
         self.mcg_rope = _combo(MCG_ROPE, settings.mcg_rope)
+        self.server_family = _combo(FAMILY_CHOICES, settings.server_family)
         self.kpl_method = _combo(KPL_METHODS, settings.kpl_method)
         self.max_pixels = _spin(28 * 28, 4096 * 4096, settings.max_pixels, 28 * 28)
         self.max_new_tokens = _spin(1, 4096, settings.max_new_tokens)
@@ -97,6 +106,7 @@ class SettingsDialog(QDialog):
             ("clinkd_dir", "Folder", _with_browse(self.clinkd_dir, self._browse_clinkd)),
             ("server_url", "or server URL", _with_button(self.server_url, self.test_button)),
             ("server_model", "Served model name", self.server_model),
+            ("server_family", "Served model family", self.server_family),
         )
         model.layout().addRow(self.test_result)
         second = _group(
@@ -181,6 +191,7 @@ class SettingsDialog(QDialog):
             device=self.device.currentText(),
             dtype=self.dtype.currentText(),
             mcg_rope=self.mcg_rope.currentText(),
+            server_family=self.server_family.currentText(),
             kpl_method=self.kpl_method.currentText(),
             max_pixels=self.max_pixels.value(),
             max_new_tokens=self.max_new_tokens.value(),

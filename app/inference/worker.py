@@ -209,7 +209,7 @@ class _Worker(QObject):
         """The server of model ``slot`` (settings already ``for_model(slot)``), connected once."""
         from engine.clinkd import ServerSettings, open_server
 
-        key = ("server", settings.server_url, settings.server_model)
+        key = ("server", settings.server_url, settings.server_model, settings.server_family)
         if slot not in self._clinkd or self._clinkd_key.get(slot) != key:
             self._clinkd.pop(slot, None)
             self.state.emit("loading", f"connecting to {settings.server_url}")
@@ -219,6 +219,7 @@ class _Worker(QObject):
                     settings.server_model or None,
                     max_pixels=settings.max_pixels,
                     min_pixels=min(512 * 512, settings.max_pixels),
+                    family=settings.server_family,
                 )
             )
             self._clinkd_key[slot] = key

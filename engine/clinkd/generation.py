@@ -1,4 +1,4 @@
-"""Grounded question answering with a loaded ClinKD / Qwen2-VL model.
+"""Grounded question answering with a loaded model of any supported family (engine.clinkd.families).
 
 Built for a GUI worker thread: inputs and results are plain data (numpy image in, frozen
 dataclasses out), partial text goes to a callback from inside ``generate`` (no extra thread, so
@@ -22,9 +22,10 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from engine.clinkd.conversation import DEFAULT_HISTORY_TOKENS, FittedHistory, PriorTurn, chat_messages, fit_history
 from engine.clinkd.errors import GenerationOutOfMemory
+from engine.clinkd.families import Family
 from engine.clinkd.loader import ClinKDModel, ModelInfo
 from engine.clinkd.prompts import Prompt, Task, build_prompt
-from engine.grounding import GroundedBox, parse_answer
+from engine.grounding import GRID_FRAME, GroundedBox, parse_answer
 
 TextCallback = Callable[[str], None]
 StepCallback = Callable[[int], None]  # number of decoding steps so far (new tokens per sequence)
@@ -116,6 +117,8 @@ class AskResult:
     candidates: tuple[Candidate, ...] = ()
     history_turns: int = 0  # earlier turns sent with the question
     history_dropped: int = 0  # older turns left out to stay within the history token budget
+    dialect: str = "qwen2vl"  # the family's box dialect the answer was read in (engine.grounding)
+    frame: tuple[float, float] = GRID_FRAME  # the space of its numbers (Qwen2.5-VL: the resized input)
 
     def to_dict(self) -> dict:
         """JSON-ready plain dict (CLI --json, saved histories)."""
@@ -244,7 +247,8 @@ def _run(
     on_step: StepCallback | None = None,
 ) -> _Generated:
     processor, model = clinkd.processor, clinkd.model
-    prompts = [build_prompt(r.task, r.question, r.box, *r.size) for r in requests]
+    info = clinkd.info
+    prompts = [request_prompt(clinkd.family, r, info.min_pixels, info.max_pixels) for r in requests]
     histories = [fit_history(r.history, settings.history_tokens, token_counter(clinkd)) for r in requests]
     texts = [
         processor.apply_chat_template(chat_messages(p.question, h.turns), add_generation_prompt=True, tokenize=False)
@@ -257,7 +261,9 @@ def _run(
     try:
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        inputs = processor(text=texts, images=images, return_tensors="pt", padding=True).to(device)
+        # one list of images per prompt: the form every family's processor reads (Gemma 3 needs it)
+        inputs = processor(text=texts, images=[[image] for image in images], return_tensors="pt", padding=True)
+        inputs = inputs.to(device)
         progress = _Progress(processor.tokenizer, on_text, clinkd.eos_token_ids, on_step)
         stopping = StoppingCriteriaList([_Cancelled(cancel)] if cancel is not None else [])
         with torch.inference_mode():
@@ -300,6 +306,18 @@ def _run(
     )
 
 
+def request_prompt(family: Family, request: AskRequest, min_pixels: int, max_pixels: int) -> Prompt:
+    """The question as ``family`` reads it, the box in its dialect and numbers.
+
+    Why the displayed frame's size: the processor resizes what it is given, so Qwen2.5-VL's
+    absolute numbers are pixels of the displayed frame after ``smart_resize``; the Prompt keeps that
+    frame, and the answer's boxes are mapped from it to the original ``request.size``.
+    """
+    height, width = request.image.shape[:2]
+    frame = family.frame(width, height, min_pixels, max_pixels)
+    return build_prompt(request.task, request.question, request.box, *request.size, dialect=family.dialect, frame=frame)
+
+
 def token_counter(clinkd: ClinKDModel) -> Callable[[str], int]:
     """Tokens a text takes in this checkpoint's prompts (the history budget counts with it)."""
     tokenizer = clinkd.processor.tokenizer
@@ -321,7 +339,7 @@ def answer_fields(raw: str, request: AskRequest, prompt: Prompt, cancelled: bool
     the prompt's phrase on boxes the answer leaves unnamed, no boxes from a cancelled answer);
     each backend adds its own figures (tokens, timing, memory).
     """
-    parsed = parse_answer(raw, *request.size)
+    parsed = parse_answer(raw, *request.size, prompt.dialect, prompt.frame)
     boxes = (
         ()
         if cancelled
@@ -335,6 +353,8 @@ def answer_fields(raw: str, request: AskRequest, prompt: Prompt, cancelled: bool
         "question": prompt.question,
         "task": prompt.task,
         "cancelled": cancelled,
+        "dialect": prompt.dialect,
+        "frame": prompt.frame,
     }
 
 
@@ -385,7 +405,7 @@ def rank_candidates(
     candidates with the index of the best one."""
     from engine.clinkd.sasg import default_embedder, score_candidates
 
-    parsed = [parse_answer(raw, *request.size) for raw in raws]
+    parsed = [parse_answer(raw, *request.size, prompt.dialect, prompt.frame) for raw in raws]
     scores = score_candidates(
         parsed, embed or default_embedder(), grounding=prompt.task.grounds, box_penalty=settings.box_penalty
     )

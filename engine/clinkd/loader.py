@@ -1,4 +1,7 @@
-"""Load a Qwen2-VL-family checkpoint (ClinKD fine-tune or stock Qwen2-VL-2B/7B-Instruct) from a folder.
+"""Load a grounded checkpoint from a folder: ClinKD / Qwen2-VL, Qwen2.5-VL, Qwen3-VL or MedGemma.
+
+The family comes from config.json (engine.clinkd.families); ClinKD's MCG-RoPE applies to the
+Qwen2-VL family only.
 
 Why so strict: the app runs offline on a clinician's machine, so loading never touches the
 network (local_files_only), never runs code shipped with the weights (trust_remote_code=False),
@@ -18,11 +21,11 @@ from pathlib import Path
 import torch
 
 from engine.clinkd.errors import ClinKDError, ModelFolderError, QuantizationUnavailable
+from engine.clinkd.families import QWEN2_VL, Family, family_of_config, supported
 from engine.clinkd.prompts import QWEN2VL_CHAT_TEMPLATE
 from engine.clinkd.rope import RopeGaps, install_mcg_rope
 from engine.files import JsonFileError, read_json
 
-MODEL_TYPES = ("qwen2_vl",)
 QUANTIZATIONS = ("8bit", "4bit")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 MCG_CONFIG_KEY = "mcg_rope"
@@ -59,6 +62,7 @@ class ModelInfo:
     min_pixels: int
     max_pixels: int
     mcg_rope: RopeGaps | None
+    family: str = QWEN2_VL.model_type  # engine.clinkd.families model_type: how boxes are written and read
 
 
 @dataclass
@@ -70,6 +74,7 @@ class ClinKDModel:
     info: ModelInfo
     eos_token_ids: tuple[int, ...] = field(default=())
     pad_token_id: int | None = None
+    family: Family = QWEN2_VL
 
 
 def _missing_files(folder: Path) -> list[str]:
@@ -90,12 +95,13 @@ def _missing_files(folder: Path) -> list[str]:
 
 
 def read_checkpoint_config(model_dir: str | Path) -> dict:
-    """Check that ``model_dir`` holds a complete Qwen2-VL checkpoint and return its config.json."""
+    """Check that ``model_dir`` holds a complete checkpoint of a supported family and return its config.json."""
     folder = Path(model_dir).expanduser()
     hint = (
-        "Point it at the folder of a Qwen2-VL checkpoint (a ClinKD fine-tune, or a download of "
-        "Qwen/Qwen2-VL-2B-Instruct or -7B-Instruct) that holds config.json, *.safetensors, "
-        "tokenizer.json and preprocessor_config.json."
+        "Point it at the folder of a grounded checkpoint (a ClinKD fine-tune, or a download of "
+        "Qwen/Qwen2-VL-2B-Instruct or -7B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct, Qwen/Qwen3-VL-8B-Instruct or "
+        "google/medgemma-1.5-4b-it) that holds config.json, *.safetensors, tokenizer.json and "
+        "preprocessor_config.json."
     )
     if not folder.is_dir():
         raise ModelFolderError(f"Model folder {folder} does not exist. {hint}")
@@ -106,13 +112,22 @@ def read_checkpoint_config(model_dir: str | Path) -> dict:
         if (folder / name).exists():
             _read_config_object(folder / name)
     config = _read_config_object(folder / "config.json")
-    if config.get("model_type") not in MODEL_TYPES:
+    if family_of_config(config) is None:
         raise ModelFolderError(
-            f"{folder / 'config.json'} says model_type {config.get('model_type')!r:.60}; ClinKD needs a "
-            f"Qwen2-VL checkpoint (model_type 'qwen2_vl'). {hint}"
+            f"{folder / 'config.json'} says model_type {config.get('model_type')!r:.60} "
+            f"(architectures {json.dumps(config.get('architectures'))[:80]}), which ClinLens cannot ask; "
+            f"the supported families are {supported()}."
         )
     _check_config(config, folder / "config.json")
     return config
+
+
+def checkpoint_family(config: dict) -> Family:
+    """The family of a config.json that ``read_checkpoint_config`` accepted."""
+    family = family_of_config(config)
+    if family is None:
+        raise ModelFolderError(f"not a checkpoint of a supported family; the supported families are {supported()}")
+    return family
 
 
 SIDE_CONFIGS = (
@@ -167,6 +182,11 @@ def _check_config(config: dict, path: Path) -> None:
     def fail(where: str, expected: str, value: object) -> None:
         raise ModelFolderError(f"Cannot use {path}: {where} must be {expected}, not {json.dumps(value)[:40]}")
 
+    architectures = config.get("architectures")
+    if architectures is not None and not (
+        isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
+    ):
+        fail("architectures", "a list of class names", architectures)
     sections = [("", config)]
     for key in ("text_config", "vision_config"):
         section = config.get(key)
@@ -203,9 +223,16 @@ def _check_config(config: dict, path: Path) -> None:
             fail(MCG_CONFIG_KEY, 'true, false or {"gap_in": n, "gap_out": n} with n >= 1', flag)
 
 
-def resolve_rope_gaps(settings: LoadSettings, config: dict) -> RopeGaps | None:
-    """MCG-RoPE gaps for this checkpoint, or None for stock positions."""
+def resolve_rope_gaps(settings: LoadSettings, config: dict, family: Family = QWEN2_VL) -> RopeGaps | None:
+    """MCG-RoPE gaps for this checkpoint, or None for stock positions (always, outside ClinKD's family)."""
     flag = config.get(MCG_CONFIG_KEY)
+    if not family.clinkd:
+        if settings.mcg_rope:
+            raise ClinKDError(
+                f"MCG-RoPE is ClinKD's change to Qwen2-VL positions; this is a {family.name} checkpoint. "
+                "Load it without --mcg-rope."
+            )
+        return None
     wanted = bool(flag) if settings.mcg_rope is None else settings.mcg_rope
     if not wanted:
         return None
@@ -271,11 +298,14 @@ def no_progress_bars() -> Iterator[None]:
 
 def load_model(settings: LoadSettings) -> ClinKDModel:
     """Load the checkpoint in ``settings.model_dir`` offline and prepare it for generation."""
-    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+    import transformers
+    from transformers import AutoProcessor
 
     if not 28 * 28 <= settings.min_pixels <= settings.max_pixels:
         raise ValueError(f"need 784 <= min_pixels <= max_pixels, got {settings.min_pixels}, {settings.max_pixels}")
     config = read_checkpoint_config(settings.model_dir)
+    family = checkpoint_family(config)
+    gaps = resolve_rope_gaps(settings, config, family)  # a wrong --mcg-rope fails before the weights load
     folder = Path(settings.model_dir).expanduser()
     device = _resolve_device(settings)
     if settings.dtype is not None and settings.dtype not in DTYPES:
@@ -297,14 +327,15 @@ def load_model(settings: LoadSettings) -> ClinKDModel:
         kwargs["device_map"] = "auto" if settings.device == "auto" else {"": device}
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
+    budget = {"size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}}
     try:
         with no_progress_bars():
-            model = Qwen2VLForConditionalGeneration.from_pretrained(folder, **kwargs)
+            model = getattr(transformers, family.model_class).from_pretrained(folder, **kwargs)
             processor = AutoProcessor.from_pretrained(
                 folder,
                 local_files_only=True,
                 trust_remote_code=False,
-                size={"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
+                **(budget if family.pixel_budget else {}),  # Gemma 3 resizes to its fixed square
             )
     except (torch.OutOfMemoryError, MemoryError):
         raise  # not the folder's fault: the caller reports memory
@@ -312,10 +343,14 @@ def load_model(settings: LoadSettings) -> ClinKDModel:
         raise ModelFolderError(f"Could not load the checkpoint in {folder}: {type(err).__name__}: {err}") from None
     model.eval()
     if getattr(processor, "chat_template", None) is None:
-        processor.chat_template = QWEN2VL_CHAT_TEMPLATE
+        if not family.model_type.startswith("qwen"):
+            raise ModelFolderError(
+                f"The {family.name} checkpoint in {folder} has no chat template (chat_template.jinja); "
+                "copy it from the original download."
+            )
+        processor.chat_template = QWEN2VL_CHAT_TEMPLATE  # the Qwen families share the ChatML layout
     processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
 
-    gaps = resolve_rope_gaps(settings, config)
     if gaps is not None:
         install_mcg_rope(model, gaps)
 
@@ -335,5 +370,8 @@ def load_model(settings: LoadSettings) -> ClinKDModel:
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
         mcg_rope=gaps,
+        family=family.model_type,
     )
-    return ClinKDModel(model=model, processor=processor, info=info, eos_token_ids=eos_ids, pad_token_id=pad)
+    return ClinKDModel(
+        model=model, processor=processor, info=info, eos_token_ids=eos_ids, pad_token_id=pad, family=family
+    )

@@ -1,9 +1,10 @@
-"""Task prompts for ClinKD / Qwen2-VL: the four Med-GRIT tasks and free questions.
+"""Task prompts for ClinKD / Qwen2-VL and the other grounded families: Med-GRIT tasks and free questions.
 
 Why fixed phrasings: a fine-tuned checkpoint answers best in the wording it was trained on, so the
 task templates follow the Med-GRIT (BiRD) and ClinKD demo phrasings, with boxes written in the
-model's own ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` format on the 0-1000 grid of the original
-image (engine.grounding does the conversion).
+model's own dialect and numbers: ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` on the 0-1000 grid of
+the original image for Qwen2-VL, JSON ``bbox_2d`` / ``box_2d`` for the others (engine.grounding
+does the conversion). The Prompt keeps the dialect and frame, so its answer is read the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.grounding import box_to_text, normalize_box_markup
+from engine.grounding import GRID_FRAME, Frame, box_to_text, normalize_box_markup, parse_answer
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 
@@ -73,11 +74,27 @@ def default_question(task: Task) -> str:
 
 @dataclass(frozen=True)
 class Prompt:
-    """The question as the model reads it, and the phrase a VG answer's boxes ground."""
+    """The question as the model read it, the phrase a VG answer's boxes ground, and how the
+    answer's boxes are read: the family's dialect and the frame of its numbers."""
 
     task: Task
     question: str
     phrase: str | None = None
+    dialect: str = "qwen2vl"
+    frame: Frame = GRID_FRAME
+
+
+def _in_dialect(text: str, width: float | None, height: float | None, dialect: str, frame: Frame) -> str:
+    """Rewrite the grid boxes typed in a question (or a dataset's ``<box>``) into ``dialect``, so a
+    Med-GRIT question reaches a Qwen2.5-VL or MedGemma model in the numbers it reads."""
+    if dialect == "qwen2vl" or width is None or height is None:
+        return text
+    by_span: dict[tuple[int, int], list[str]] = {}
+    for box in parse_answer(text, width, height).boxes:
+        by_span.setdefault(box.span, []).append(box_to_text(box.pixels, width, height, dialect, frame))
+    for (start, end), boxes in sorted(by_span.items(), reverse=True):
+        text = f"{text[:start]}{', '.join(boxes)}{text[end:]}"
+    return text
 
 
 def _target_phrase(text: str) -> str:
@@ -92,6 +109,9 @@ def build_prompt(
     box: Sequence[float] | None = None,
     width: float | None = None,
     height: float | None = None,
+    *,
+    dialect: str = "qwen2vl",
+    frame: Frame = GRID_FRAME,
 ) -> Prompt:
     """Build the question for ``task``.
 
@@ -100,14 +120,15 @@ def build_prompt(
       given, replaces the template and may place the box with ``{box}``.
     - MIA: the Med-GRIT whole-image question unless ``text`` is given.
     - FREE: ``text`` as typed; a box goes where ``{box}`` is, or after the question.
-    Dataset markup (``<box>``, ``<ref>``) in ``text`` is rewritten into Qwen2-VL tokens.
+    Dataset markup (``<box>``, ``<ref>``) in ``text`` is rewritten into Qwen2-VL tokens. The box
+    is written in ``dialect``, in ``frame``'s numbers (the family's; see engine.clinkd.families).
     """
-    text = normalize_box_markup(text.strip())
+    text = _in_dialect(normalize_box_markup(text.strip()), width, height, dialect, frame)
     box_text = None
     if box is not None:
         if width is None or height is None:
             raise ValueError("a box needs the original image width and height")
-        box_text = box_to_text(box, width, height)
+        box_text = box_to_text(box, width, height, dialect, frame)
     if task.needs_box and box_text is None:
         raise ValueError(f"task {task.value} needs a box")
 
@@ -115,9 +136,9 @@ def build_prompt(
         if not text:
             raise ValueError("visual grounding needs the structure to find, e.g. 'left lung'")
         if text.endswith("?"):
-            return Prompt(task, text, None)
+            return Prompt(task, text, None, dialect, frame)
         phrase = _target_phrase(text)
-        return Prompt(task, f"Where is {phrase} located in the image?", phrase.split(" ", 1)[1])
+        return Prompt(task, f"Where is {phrase} located in the image?", phrase.split(" ", 1)[1], dialect, frame)
 
     template = text or _TEMPLATES.get(task, "")
     if not template:
@@ -125,7 +146,7 @@ def build_prompt(
     if box_text is None:
         if BOX_PLACEHOLDER in template:
             raise ValueError("the question has a {box} placeholder but no box was given")
-        return Prompt(task, template)
+        return Prompt(task, template, None, dialect, frame)
     if BOX_PLACEHOLDER in template:
-        return Prompt(task, template.replace(BOX_PLACEHOLDER, box_text))
-    return Prompt(task, f"{template} {box_text}")
+        return Prompt(task, template.replace(BOX_PLACEHOLDER, box_text), None, dialect, frame)
+    return Prompt(task, f"{template} {box_text}", None, dialect, frame)

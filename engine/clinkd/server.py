@@ -7,9 +7,14 @@ the same ``AskResult`` (and ``ask_batch`` for evaluation), so the GUI worker, th
 evaluation runner do not care which one answers.
 
 What crosses the wire: the system prompt, the displayed RGB frame as an inline PNG data URL (the
-model sees what the user sees) and the question built by ``build_prompt`` (boxes already on the
-0-1000 grid); nothing else, so no patient data leaves the pixels. The answer is parsed by the same
-codec as local answers. Only the standard library speaks HTTP: streaming is Server-Sent Events,
+model sees what the user sees) and the question built by ``build_prompt`` (boxes already in the
+served family's dialect and numbers); nothing else, so no patient data leaves the pixels. The
+answer is parsed by the same codec as local answers. The family comes from ``ServerSettings.family``
+or, on "auto", from the served model's name ("Qwen/Qwen2.5-VL-7B-Instruct" -> Qwen2.5-VL); for
+Qwen2.5-VL's absolute pixels the resized size is computed with the processor's ``smart_resize``
+from ``min_pixels`` / ``max_pixels``, which must therefore equal the server's.
+
+Only the standard library speaks HTTP: streaming is Server-Sent Events,
 and a set cancel event shuts the socket down, which makes the server abort the generation.
 """
 
@@ -33,6 +38,7 @@ import numpy as np
 
 from engine.clinkd.conversation import FittedHistory, chat_messages, estimate_tokens, fit_history
 from engine.clinkd.errors import ClinKDError
+from engine.clinkd.families import FAMILY_CHOICES, Family, family_named, family_of_served_model
 from engine.clinkd.generation import (
     AskRequest,
     AskResult,
@@ -44,10 +50,11 @@ from engine.clinkd.generation import (
     ask,
     ask_batch,
     rank_candidates,
+    request_prompt,
     rgb_image,
 )
 from engine.clinkd.loader import ClinKDModel, ModelInfo
-from engine.clinkd.prompts import Prompt, build_prompt
+from engine.clinkd.prompts import Prompt
 
 END_MARKERS = ("<|im_end|>", "<|endoftext|>")
 """End-of-turn tokens a server may leave in the text when it keeps special tokens."""
@@ -123,7 +130,9 @@ class ServerSettings:
     """Where the server is and how to talk to it.
 
     ``min_pixels`` / ``max_pixels`` must equal the server's ``--mm-processor-kwargs``: the server
-    resizes images itself, and these values only let results report the image token count.
+    resizes images itself, and these values let results report the image token count and place
+    Qwen2.5-VL's absolute boxes. ``family`` is a model_type of engine.clinkd.families, or "auto":
+    read from the served model's name.
     """
 
     url: str  # http(s)://host:port, with or without the trailing /v1
@@ -135,8 +144,11 @@ class ServerSettings:
     max_pixels: int = 1024 * 1024
     concurrency: int = 8  # requests in flight for ask_batch (the server batches them)
     keep_special_tokens: bool = True  # send skip_special_tokens=false so <|box_start|> survives
+    family: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILY_CHOICES:
+            raise ValueError(f"the server family must be one of {', '.join(FAMILY_CHOICES)}, got {self.family!r}")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"the server URL must look like http://host:8000, got {self.url!r}")
@@ -155,14 +167,6 @@ def png_data_url(image: np.ndarray) -> str:
     buffer = io.BytesIO()
     rgb_image(image).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def image_tokens(height: int, width: int, min_pixels: int, max_pixels: int) -> int:
-    """Image tokens Qwen2-VL's processor makes of an image: one per 28 x 28 pixels after resizing."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    h, w = smart_resize(height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
-    return (h // 28) * (w // 28)
 
 
 def _strip_end(text: str) -> str:
@@ -216,6 +220,7 @@ class ServerBackend:
         self.settings = settings
         self.embed = embed
         self._info = info
+        self.family: Family = family_named(info.family)
 
     @property
     def info(self) -> ModelInfo:
@@ -482,7 +487,7 @@ class ServerBackend:
         generated = reply.completion_tokens if reply.completion_tokens is not None else reply.chunks
         new_tokens = generated // len(reply.texts)  # usage counts every candidate: best-of reports the mean
         height, width = request.image.shape[:2]
-        n_image = image_tokens(height, width, self.settings.min_pixels, self.settings.max_pixels)
+        n_image = self.family.image_tokens(width, height, self.settings.min_pixels, self.settings.max_pixels)
         first = reply.first_token_at
         rate = None
         if first is not None and new_tokens > 1 and finished_at > first:
@@ -519,7 +524,7 @@ class ServerBackend:
         connection (the server then stops generating); the result is marked cancelled.
         """
         started_at = time.perf_counter()
-        prompt = build_prompt(request.task, request.question, request.box, *request.size)
+        prompt = request_prompt(self.family, request, self.settings.min_pixels, self.settings.max_pixels)
         history = fit_history(request.history, settings.history_tokens, estimate_tokens)
         n = settings.best_of
         stream = on_text is not None and n == 1
@@ -618,6 +623,7 @@ def open_server(settings: ServerSettings, embed: Callable[[Sequence[str]], np.nd
 
 def _server_info(settings: ServerSettings, model: str) -> ModelInfo:
     parts = urlsplit(settings.url)
+    family = family_of_served_model(model, settings.family)
     return ModelInfo(
         model_id=model,
         path=f"{parts.scheme}://{parts.netloc}{settings.base}",
@@ -630,4 +636,5 @@ def _server_info(settings: ServerSettings, model: str) -> ModelInfo:
         min_pixels=settings.min_pixels,
         max_pixels=settings.max_pixels,
         mcg_rope=None,
+        family=family.model_type,
     )

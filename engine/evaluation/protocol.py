@@ -17,7 +17,12 @@ part of the protocol and are reproduced on purpose, so our numbers compare with 
 
 Our own additions sit beside them and are named as such: the mean IoU of each reference box with
 its best prediction, and a tolerant recall that reads every box dialect engine.grounding reads in
-the whole response (spaces, decimals, clamped to the grid). Both recalls, and reflective correction
+the whole response (spaces, decimals, clamped to the grid).
+
+Answers of the other families (Qwen2.5-VL / Qwen3-VL ``bbox_2d``, MedGemma ``box_2d`` JSON) have no
+``<box>`` for the papers' reader to find: their boxes are read by their own dialect's parser,
+mapped to the 0-1000 grid of the original image, and both recalls count those (IoU > 0.5), so a
+dialect is only a parser and the metrics compare the same boxes. Both recalls, and reflective correction
 (engine.training.correction), decide "found" with the one rule ``box_found``: IoU > 0.5.
 """
 
@@ -26,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.grounding import GRID, parse_answer
+from engine.grounding import GRID, GRID_FRAME, Frame, parse_answer
 from engine.grounding.grid import iou  # one IoU for evaluation, training and the second opinion
 
 PAPER_BOX = re.compile(r"<box>(.*?)</box>")
@@ -79,21 +84,27 @@ class GroundingScore:
     bad_targets: int  # reference boxes that are not four numbers (the papers' script would crash)
 
 
-def _grid_boxes(text: str) -> list[tuple[float, float, float, float]]:
-    return [box.grid for box in parse_answer(text, GRID, GRID).boxes]
+def _grid_boxes(text: str, dialect: str = "qwen2vl", frame: Frame = GRID_FRAME) -> list[tuple[float, ...]]:
+    return [box.grid for box in parse_answer(text, GRID, GRID, dialect, frame).boxes]
 
 
-def score_grounding(annotation: str, response: str) -> GroundingScore | None:
-    """Score one visual-grounding answer (``response`` raw); None when the reference has no box."""
+def score_grounding(
+    annotation: str, response: str, dialect: str = "qwen2vl", frame: Frame = GRID_FRAME
+) -> GroundingScore | None:
+    """Score one visual-grounding answer (``response`` raw, written in ``dialect`` with its numbers
+    in ``frame``); None when the reference has no box."""
     target_strings = paper_box_strings(annotation, fallback=False)
     if not target_strings:
         return None
     cleaned = extract_information(response)
     targets = [box_numbers(s) for s in target_strings]
-    predictions = [box_numbers(s) for s in paper_box_strings(cleaned, fallback=True)]
+    if dialect == "qwen2vl":
+        predictions = [box_numbers(s) for s in paper_box_strings(cleaned, fallback=True)]
+    else:  # JSON boxes: the family's own parser, on the grid of the original image
+        predictions = [list(b) for b in _grid_boxes(response, dialect, frame)]
     best = [max((iou(p, t) for p in predictions), default=0.0) for t in targets]
     hits = sum(any(box_found(iou(p, t)) for p in predictions) for t in targets)
-    ours = _grid_boxes(response)
+    ours = _grid_boxes(response, dialect, frame)
     reference = _grid_boxes(annotation)
     tolerant = sum(any(box_found(iou(p, t)) for p in ours) for t in reference)
     return GroundingScore(

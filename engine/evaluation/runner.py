@@ -24,6 +24,7 @@ from engine.clinkd.server import Backend
 from engine.evaluation.medgrit import DatasetError, MedGritSample
 from engine.evaluation.scores import Answered
 from engine.files import append_jsonl, read_jsonl, rewrite_jsonl
+from engine.grounding import DIALECTS, GRID_FRAME, detect_dialect
 from engine.imaging import ImageLoadError, open_image, render_rgb
 
 ProgressFn = Callable[[str, int, int], None]
@@ -154,6 +155,8 @@ def run_medgrit(
                     response=result.raw_text,
                     answer=result.text,
                     boxes=[list(b.grid) for b in result.boxes],
+                    dialect=result.dialect,
+                    frame=list(result.frame),
                     new_tokens=result.new_tokens,
                     seconds=round(result.total_s, 3),
                 )
@@ -191,11 +194,31 @@ def pending(samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str]) -
     return [s for s in samples if s.key not in done]
 
 
-def answered_samples(samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str]) -> list[Answered]:
-    """The answered ones among ``samples``, from the predictions file, ready for scoring."""
+def record_dialect(record: dict, dialect: str = "auto") -> tuple[str, tuple[float, float]]:
+    """How to read a record's response: the dialect and frame the run recorded; for records that do
+    not say (older runs, other tools), ``dialect``, or on "auto" the one its markup shows (a JSON
+    ``bbox_2d`` answer without a recorded frame is read on the 0-1000 grid, as Qwen3-VL writes it)."""
+    said, frame = record.get("dialect"), record.get("frame")
+    if said not in DIALECTS:
+        said = detect_dialect(str(record.get("response", ""))) if dialect == "auto" else dialect
+    ok_frame = (
+        isinstance(frame, list)
+        and len(frame) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in frame)
+    )
+    return said, (float(frame[0]), float(frame[1])) if ok_frame else GRID_FRAME
+
+
+def answered_samples(
+    samples: Sequence[MedGritSample], out_dir: str | os.PathLike[str], dialect: str = "auto"
+) -> list[Answered]:
+    """The answered ones among ``samples``, from the predictions file, ready for scoring.
+
+    ``dialect`` reads the responses of records that do not say theirs (see ``record_dialect``).
+    """
     records = read_predictions(Path(out_dir) / PREDICTIONS_FILE, samples)
     return [
-        Answered(modality=s.modality, annotation=s.annotation, response=records[s.key]["response"])
+        Answered(s.modality, s.annotation, records[s.key]["response"], *record_dialect(records[s.key], dialect))
         for s in samples
         if s.key in records
     ]

@@ -17,6 +17,7 @@ from engine.clinkd.prompts import Task
 from engine.evaluation.captions import CAPTION_METRICS, score_captions
 from engine.evaluation.medgrit import MODALITIES
 from engine.evaluation.protocol import classification_correct, extract_information, score_grounding
+from engine.grounding import GRID_FRAME
 
 _EPS = 1e-8  # the papers' denominators: n + 1e-8
 MBMR_PARTS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L")
@@ -37,7 +38,8 @@ HEADLINE = {Task.VG: "recall@0.5", Task.ROC: "accuracy", Task.RC: "SPICE", Task.
 """The number each task is known by (BiRD's leaderboard: VG recall, ROC recall, RC SPICE, MIA mBMR)."""
 
 METRIC_NOTES = {
-    "recall@0.5": "papers' rule: a reference box is found when any predicted box has IoU > 0.5",
+    "recall@0.5": "papers' rule: a reference box is found when any predicted box has IoU > 0.5 "
+    "(JSON-box families: their boxes read by their own parser)",
     "mIoU": "ours: mean over reference boxes of the best IoU with a predicted box",
     "recall@0.5 tolerant": "ours: every box dialect our parser reads, IoU > 0.5",
     "accuracy": "papers' rule: every word of the reference is a substring of the answer",
@@ -52,6 +54,8 @@ class Answered:
     modality: str
     annotation: str
     response: str  # the model's raw answer (box markup kept)
+    dialect: str = "qwen2vl"  # the box dialect the answer is written in (engine.grounding)
+    frame: tuple[float, float] = GRID_FRAME  # the space of its numbers (Qwen2.5-VL: the resized input)
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def _grounding_rows(groups: Mapping[str, list[Answered]]) -> tuple[dict, dict, l
     rows, counts, notes = {}, {}, []
     skipped = bad = 0
     for modality, answers in groups.items():
-        scores = [score_grounding(a.annotation, a.response) for a in answers]
+        scores = [score_grounding(a.annotation, a.response, a.dialect, a.frame) for a in answers]
         skipped += sum(s is None for s in scores)
         scores = [s for s in scores if s is not None]
         if not scores:

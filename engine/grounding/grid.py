@@ -19,6 +19,12 @@ PixelBox = tuple[float, float, float, float]
 GridBox = tuple[int, int, int, int]
 """(x1, y1, x2, y2) as integers on the 0-1000 grid, x1 <= x2 and y1 <= y2."""
 
+Frame = tuple[float, float]
+"""(width, height) of the space a model writes its numbers in: the 0-1000 grid (GRID_FRAME) for
+Qwen2-VL, Qwen3-VL and MedGemma, the processor's resized input in pixels for Qwen2.5-VL."""
+
+GRID_FRAME: Frame = (GRID, GRID)
+
 
 def _check_size(width: float, height: float) -> None:
     if not (width > 0 and height > 0):
@@ -30,25 +36,42 @@ def ordered(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, f
     return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 
 
-def pixels_to_grid(box: Sequence[float], width: float, height: float) -> GridBox:
-    """Map a pixel box to grid integers: round half up, clamp to [0, 1000], order corners."""
+def pixels_to_frame(box: Sequence[float], width: float, height: float, frame: Frame = GRID_FRAME) -> GridBox:
+    """Map a pixel box of the original image to integers in ``frame``: round half up, clamp to
+    the frame, order corners."""
     _check_size(width, height)
+    _check_size(*frame)
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise ValueError(f"box coordinates must be finite, got {tuple(box)}")
+    fw, fh = frame
 
-    def to_grid(value: float, size: float) -> int:
-        return min(GRID, max(0, math.floor(value / size * GRID + 0.5)))
+    def to_frame(value: float, size: float, limit: float) -> int:
+        return int(min(limit, max(0, math.floor(value / size * limit + 0.5))))
 
-    gx1, gy1, gx2, gy2 = ordered(to_grid(x1, width), to_grid(y1, height), to_grid(x2, width), to_grid(y2, height))
+    gx1, gy1, gx2, gy2 = ordered(
+        to_frame(x1, width, fw), to_frame(y1, height, fh), to_frame(x2, width, fw), to_frame(y2, height, fh)
+    )
     return int(gx1), int(gy1), int(gx2), int(gy2)
+
+
+def pixels_to_grid(box: Sequence[float], width: float, height: float) -> GridBox:
+    """Map a pixel box to grid integers: round half up, clamp to [0, 1000], order corners."""
+    return pixels_to_frame(box, width, height, GRID_FRAME)
+
+
+def frame_to_pixels(values: Sequence[float], width: float, height: float, frame: Frame = GRID_FRAME) -> PixelBox:
+    """Map values in ``frame`` (already clamped and ordered) to pixels of the original image."""
+    _check_size(width, height)
+    _check_size(*frame)
+    x1, y1, x2, y2 = (float(v) for v in values)
+    fw, fh = frame
+    return x1 / fw * width, y1 / fh * height, x2 / fw * width, y2 / fh * height
 
 
 def grid_to_pixels(grid: Sequence[float], width: float, height: float) -> PixelBox:
     """Map grid values (already clamped and ordered) to pixels of the original image."""
-    _check_size(width, height)
-    x1, y1, x2, y2 = (float(v) for v in grid)
-    return x1 / GRID * width, y1 / GRID * height, x2 / GRID * width, y2 / GRID * height
+    return frame_to_pixels(grid, width, height, GRID_FRAME)
 
 
 def iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:

@@ -78,7 +78,7 @@ def test_every_field_has_a_tooltip_and_sits_in_a_group(qtbot):
     dialog = _dialog(qtbot)
     fields = [w for kind in (QLineEdit, QComboBox, QSpinBox) for w in dialog.findChildren(kind)]
     editors = [w for w in fields if not isinstance(w.parent(), QComboBox | QSpinBox)]  # not their inner line edits
-    assert len(editors) == 19
+    assert len(editors) == 20
     for widget in editors:
         assert widget.toolTip().strip(), f"{widget!r} has no tooltip"
         assert "Default:" in widget.toolTip()

@@ -30,7 +30,7 @@ from engine.clinkd import (
     Task,
     open_server,
 )
-from engine.clinkd.server import image_tokens
+from engine.clinkd.families import QWEN2_VL
 from tests.engine.openai_stub import OpenAIStub, StubBehaviour
 
 BOXED = "The left lung is located at <|box_start|>(100,200),(500,600)<|box_end|>."
@@ -61,7 +61,7 @@ def test_streamed_answer_reaches_the_callback_and_parses_like_a_local_one() -> N
     assert box.grid == (100, 200, 500, 600) and box.phrase == "left lung"
     assert box.pixels == pytest.approx((120.0, 180.0, 600.0, 540.0))  # pixels of the 1200 x 900 original
     assert result.prompt_tokens == 42 and result.new_tokens == len(BOXED.split()) + 0 * len(chunks)
-    assert result.image_tokens == image_tokens(90, 120, 512 * 512, 1024 * 1024) > 0
+    assert result.image_tokens == QWEN2_VL.image_tokens(120, 90, 512 * 512, 1024 * 1024) > 0
     assert result.time_to_first_token_s is not None and result.total_s >= result.time_to_first_token_s
     assert not result.cancelled and result.model.path == stub.url + "/v1"
     # what went over the wire

@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from engine.grounding import (
     GRID,
+    GRID_FRAME,
     box_to_text,
+    detect_dialect,
     grid_to_pixels,
     normalize_box_markup,
     parse_answer,
@@ -169,3 +171,55 @@ def test_normalize_box_markup_rewrites_legacy_tags() -> None:
         "What is at the <|box_start|>(1,2),(3,4)<|box_end|> near <|object_ref_start|>liver<|object_ref_end|>?"
     )
     assert [b.grid for b in parse_answer(normalize_box_markup(question), 10, 10).boxes] == [(1, 2, 3, 4)]
+
+
+# ---------------------------------------------------------------- JSON dialects (Qwen2.5-VL, Qwen3-VL, MedGemma)
+
+
+def test_bbox_2d_list_in_a_fence_gives_labelled_boxes_and_clean_text() -> None:
+    answer = (
+        "Found two.\n```json\n[\n"
+        '\t{"bbox_2d": [10, 20, 110, 220], "label": "left lung"},\n'
+        '\t{"bbox_2d": [300, 20, 400, 220], "label": "right lung"}\n]\n```'
+    )
+    parsed = parse_answer(answer, 1000, 1000, "bbox_2d", (500, 500))  # pixels of a 500 x 500 resized input
+    assert parsed.text == "Found two.\nleft lung; right lung" and parsed.issues == ()
+    assert [b.pixels for b in parsed.boxes] == [(20, 40, 220, 440), (600, 40, 800, 440)]
+    assert [b.grid for b in parsed.boxes] == [(20, 40, 220, 440), (600, 40, 800, 440)]
+    assert [(b.phrase, b.markup) for b in parsed.boxes] == [("left lung", "bbox_2d"), ("right lung", "bbox_2d")]
+
+
+def test_box_2d_is_y_first_on_the_grid() -> None:
+    parsed = parse_answer('Final Answer: [{"box_2d": [100, 200, 300, 400], "label": "heart"}]', 200, 100, "box_2d")
+    (box,) = parsed.boxes
+    assert box.grid == (200, 100, 400, 300) and box.pixels == (40, 10, 80, 30)
+    assert parsed.text == "Final Answer: heart" and box.markup == "box_2d"
+
+
+def test_cut_off_json_keeps_the_boxes_that_parse() -> None:
+    answer = '[{"box_2d": [100, 200, 300, 400], "label": "heart"}, {"box_2d": [100, 2'
+    parsed = parse_answer(answer, 1000, 1000, "box_2d")
+    assert [b.phrase for b in parsed.boxes] == ["heart"] and parsed.text == "heart"
+    assert len(parsed.issues) == 1 and "malformed" in parsed.issues[0]
+    label_cut = parse_answer('{"bbox_2d": [10, 20, 30, 40], "label": "lef', 100, 100, "bbox_2d")
+    (box,) = label_cut.boxes
+    assert box.grid == (10, 20, 30, 40) and "cut-off" in label_cut.issues[0]
+
+
+def test_json_boxes_out_of_range_are_clamped_to_the_frame() -> None:
+    parsed = parse_answer('[{"bbox_2d": [60, 20, -5, 90]}]', 120, 90, "bbox_2d", (112, 84))
+    (box,) = parsed.boxes
+    assert box.clamped and box.reordered and not box.valid
+    assert box.pixels == pytest.approx((0, 20 * 90 / 84, 60 * 120 / 112, 90))
+    assert "clamped" in parsed.issues[0]
+
+
+def test_each_dialect_writes_the_box_prompt_it_reads() -> None:
+    for dialect, frame in (("qwen2vl", GRID_FRAME), ("bbox_2d", (112, 84)), ("box_2d", GRID_FRAME)):
+        text = box_to_text((30, 45, 90, 60), 120, 90, dialect, frame)
+        (box,) = parse_answer(text, 120, 90, dialect, frame).boxes
+        assert box.pixels == pytest.approx((30, 45, 90, 60), abs=120 / min(frame))
+    assert box_to_text((30, 45, 90, 60), 120, 90, "box_2d") == '{"box_2d": [500, 250, 667, 750]}'
+    assert detect_dialect('[{"bbox_2d": [1, 2, 3, 4]}]') == "bbox_2d" and detect_dialect("(1,2),(3,4)") == "qwen2vl"
+    with pytest.raises(ValueError, match="dialect"):
+        parse_answer("x", 10, 10, "yolo")
