@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import highdicom as hd
+import pydicom
 import pytest
 
 from engine.annotations import RemoveAnnotations, SetReview, load_document, save_document
+from engine.annotations.formats.dicom_sr import tracking_uid
+from engine.annotations.formats.targets import ExportError
 from engine.annotations.model import MeasuredValue
 from engine.annotations.persistence import document_to_dict
 from engine.report.commands import PutReport
@@ -20,8 +24,10 @@ from engine.report.signoff import (
     sign,
     sign_off_problems,
 )
+from engine.report.sr import build_report_sr, report_from_sr
 from engine.report.templates import read_templates, save_user_template
-from tests.engine.test_annotations_support import add_box, new_doc, series_ref
+from tests.engine.dicom_tools import dciodvfy_errors
+from tests.engine.test_annotations_support import add_box, annotated_set, new_doc, series_ref
 
 READER = Observer("Doe^Jane", "General Hospital")
 
@@ -144,3 +150,80 @@ def test_amendment_points_to_the_report_it_replaces():
     assert (amendment.replaces, amendment.status, amendment.verifier) == (final.id, Status.DRAFT, None)
     assert doc.current_report(ref.study_instance_uid).id == amendment.id
     assert [r.id for r in doc.reports(ref.study_instance_uid)] == [final.id, amendment.id]
+
+
+@pytest.fixture(scope="module")
+def ct_project(tmp_path_factory):
+    doc, refs = annotated_set(tmp_path_factory.mktemp("report") / "images")
+    return doc, refs
+
+
+def _signed_ct_report(doc, ct):
+    nodule = next(b for b in doc.boxes(ct.image_id) if b.label == "nodule")
+    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = report.with_section("clinical_information", "Cough for three weeks.", doc.now())
+    report = report.with_section("impression", "Solitary nodule, follow-up CT in 3 months.", doc.now())
+    report = report.with_finding(finding_from_annotation(doc, ct.image_id, nodule.id), doc.now())
+    return nodule, sign(doc, report, READER, "2026-02-03T10:11:12.000+00:00")
+
+
+def test_report_sr_is_valid_and_highdicom_reads_it_back(ct_project, tmp_path):
+    doc, refs = ct_project
+    ct = refs["ct"]
+    nodule, final = _signed_ct_report(doc, ct)
+    sr = build_report_sr(doc, final)
+    path = tmp_path / "report.dcm"
+    sr.save_as(path)
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    read = hd.sr.Comprehensive3DSR.from_dataset(ds)
+    groups = read.content.get_planar_roi_measurement_groups()
+    assert [g.tracking_uid for g in groups] == [tracking_uid(nodule.id)]  # the cited box, nothing else
+    assert (ds.CompletionFlag, ds.VerificationFlag, ds.PreliminaryFlag) == ("COMPLETE", "VERIFIED", "FINAL")
+    who = ds.VerifyingObserverSequence[0]
+    assert (who.VerifyingObserverName, who.VerifyingOrganization) == ("Doe^Jane", "General Hospital")
+    assert who.VerificationDateTime == "20260203101112+0000"
+    back = report_from_sr(ds)
+    assert back.sections == {
+        "clinical_information": "Cough for three weeks.",
+        "technique": final.section("technique").strip(),
+        "impression": "Solitary nodule, follow-up CT in 3 months.",
+    }
+    assert [f.text for f in back.findings] == ["nodule"]
+    assert (back.status, back.verifier) == (Status.FINAL, READER)
+    assert build_report_sr(doc, final).SOPInstanceUID == ds.SOPInstanceUID  # sent twice: one instance
+
+
+def test_amended_report_sr_names_its_predecessor_and_a_draft_is_partial(ct_project, tmp_path):
+    doc, refs = ct_project
+    ct = refs["ct"]
+    _, final = _signed_ct_report(doc, ct)
+    doc.execute(PutReport(ct.image_id, final.id, final, "Sign"))
+    amendment = amend(doc, final).with_section("impression", "No nodule: it was a vessel.", doc.now())
+    sr = build_report_sr(doc, amendment, Observer("Roe^Rick"))
+    path = tmp_path / "amendment.dcm"
+    sr.save_as(path)
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    assert (ds.CompletionFlag, ds.VerificationFlag, ds.PreliminaryFlag) == ("PARTIAL", "UNVERIFIED", "PRELIMINARY")
+    predecessor = ds.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert predecessor.ReferencedSOPInstanceUID == build_report_sr(doc, final).SOPInstanceUID
+    assert report_from_sr(ds).replaces == predecessor.ReferencedSOPInstanceUID
+
+
+def test_report_sr_refuses_deleted_evidence_in_one_sentence(ct_project):
+    doc, refs = ct_project
+    png = refs["png"]
+    box = doc.boxes(png.image_id)[0]
+    report = new_report(doc, png.image_id, read_templates().for_modality(""))
+    report = report.with_finding(finding_from_annotation(doc, png.image_id, box.id), doc.now())
+    with pytest.raises(ExportError, match="needs DICOM images"):
+        build_report_sr(doc, report)
+    doc.execute(RemoveAnnotations(png.image_id, [box.id]))
+    try:
+        with pytest.raises(
+            ExportError, match=r"^Finding 1 cites nodule: edge, clipped on photo.png, which was deleted"
+        ):
+            build_report_sr(doc, report)
+    finally:
+        doc.undo(png.image_id)
