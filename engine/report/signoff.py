@@ -123,6 +123,16 @@ def finding_from_answer(
     return Finding(new_id(), text.strip(), FindingSource.MODEL, False, (evidence,))
 
 
+def accepted_findings(doc: AnnotationDocument, study_key: str) -> list[Finding]:
+    """A finding for every annotation of the study a person stands behind, in document order."""
+    return [
+        finding_from_annotation(doc, image_id, annotation.id)
+        for image_id in doc.study_images(study_key)
+        for annotation in doc.annotations(image_id)
+        if is_reviewed(annotation)
+    ]
+
+
 def evidence_annotation(doc: AnnotationDocument, evidence: Evidence) -> Annotation | None:
     """The annotation a piece of evidence cites, or None when it (or its image) is gone."""
     if not evidence.annotation_id or not doc.has_image(evidence.image_id):
