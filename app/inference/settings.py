@@ -38,6 +38,8 @@ class AssistantSettings:
     kpl_method: str = "kpl"
     decode_timeout_s: int = 30  # a compressed frame still decoding after this is abandoned
     segmentation_model: str = ""  # a SAM-family checkpoint folder (SAM, MedSAM) for the Segment tool
+    observer_name: str = ""  # the reading observer who signs reports off, DICOM PN "Family^Given"
+    observer_organization: str = ""  # their organisation, written into the signed report
 
     @property
     def clinkd_configured(self) -> bool:
@@ -101,6 +103,9 @@ SETTING_HELP = {
     "text (descriptions only, no learning) or inmap (balanced Sinkhorn).",
     "segmentation_model": "Folder of a local SAM-family checkpoint (SAM ViT-B/L/H or MedSAM: config.json, "
     "model.safetensors, preprocessor_config.json) that the Segment tool turns boxes into masks with.",
+    "observer_name": "You, the reading observer who signs reports off, as a DICOM person name: "
+    "Family^Given (for example Doe^Jane); sign-off is refused without it.",
+    "observer_organization": "Your organisation, written with your name into a signed report (DICOM SR and PDF).",
     "decode_timeout_s": "A compressed frame still decoding after this many seconds is abandoned with an error "
     "(damaged files can keep a decoder busy).",
 }

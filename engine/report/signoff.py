@@ -140,20 +140,33 @@ def evidence_annotation(doc: AnnotationDocument, evidence: Evidence) -> Annotati
     return doc.find(evidence.image_id, evidence.annotation_id)
 
 
+def evidence_gone(doc: AnnotationDocument, evidence: Evidence) -> bool:
+    """Whether cited evidence was deleted after it was cited (its annotation or its image)."""
+    return not doc.has_image(evidence.image_id) or bool(
+        evidence.annotation_id and evidence_annotation(doc, evidence) is None
+    )
+
+
 def missing_evidence(doc: AnnotationDocument, report: Report) -> list[str]:
     """One sentence per finding whose cited annotation was deleted after it was cited."""
-    found = []
-    for number, finding in enumerate(report.findings, start=1):
-        for evidence in finding.evidence:
-            gone = not doc.has_image(evidence.image_id) or (
-                evidence.annotation_id and evidence_annotation(doc, evidence) is None
-            )
-            if gone:
-                found.append(
-                    f"Finding {number} cites {evidence.title or 'an annotation'}, which was deleted since: "
-                    "remove the finding or cite something else."
-                )
-    return found
+    return [
+        f"Finding {number} cites {evidence.title or 'an annotation'}, which was deleted since: "
+        "remove the finding or cite something else."
+        for number, finding in enumerate(report.findings, start=1)
+        for evidence in finding.evidence
+        if evidence_gone(doc, evidence)
+    ]
+
+
+def needs_review(doc: AnnotationDocument, finding: Finding) -> bool:
+    """A model finding nobody accepted: neither marked reviewed nor all its cited annotations accepted.
+
+    A finding with deleted evidence is left to ``missing_evidence`` (one sentence, not two)."""
+    if any(evidence_gone(doc, e) for e in finding.evidence):
+        return False
+    cited = [evidence_annotation(doc, e) for e in finding.evidence if e.annotation_id]
+    accepted_since = bool(cited) and all(is_reviewed(a) for a in cited)  # accepted after it was cited
+    return not (finding.reviewed or accepted_since)
 
 
 def unreviewed(doc: AnnotationDocument, report: Report) -> list[str]:
@@ -163,14 +176,8 @@ def unreviewed(doc: AnnotationDocument, report: Report) -> list[str]:
     annotation it cites, whenever that happened."""
     found = []
     for number, finding in enumerate(report.findings, start=1):
-        cited = [evidence_annotation(doc, e) for e in finding.evidence if e.annotation_id]
-        if None in cited:
-            continue  # deleted evidence: ``missing_evidence`` says so, once
-        accepted_since = bool(cited) and all(is_reviewed(a) for a in cited)  # accepted after it was cited
-        if not (finding.reviewed or accepted_since):
-            what = "ClinKD" if finding.source is FindingSource.MODEL else "KPL"
-            if finding.source is FindingSource.USER:
-                what = "a model"
+        if needs_review(doc, finding):
+            what = {FindingSource.MODEL: "ClinKD", FindingSource.CLASSIFIER: "KPL"}.get(finding.source, "a model")
             found.append(
                 f"Finding {number} (“{_short(finding.text)}”) came from {what} and was never accepted: "
                 "review it (Mark reviewed, or accept its annotation) or remove it before signing."
