@@ -122,6 +122,7 @@ def printable(doc: AnnotationDocument, report: Report, institution: str = "") ->
         "<html><body style='font-family: sans-serif; font-size: 10pt'>",
         f"<h1>{e(title)}</h1>",
         f"<p>{header}Study: {e(ref.title if ref else report.study_key)}<br/>Status: <b>{status}</b>{amends}</p>",
+        f"<p><small><i>{e(AI_NOTICE)}</i></small></p>",  # on the first page, however long the report
     ]
     for name in SECTIONS:
         text = report.section(name).strip()
@@ -158,5 +159,5 @@ def printable(doc: AnnotationDocument, report: Report, institution: str = "") ->
         parts.append("<h2>Key images</h2>")
         for image in images:
             parts.append(f"<p><img src='{image.name}' width='320'/><br/><small>{e(image.caption)}</small></p>")
-    parts.append(f"<hr/><p><small>{e(AI_NOTICE)}</small></p></body></html>")
+    parts.append("</body></html>")
     return Printable("\n".join(parts), tuple(images))
