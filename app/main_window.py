@@ -40,6 +40,8 @@ from app.inference.settings_dialog import SettingsDialog
 from app.inference.worker import InferenceService, UnloadJob
 from app.kpl.classify_panel import ClassifyPanel
 from app.pacs.controller import PacsController
+from app.report.controller import ReportController
+from app.report.panel import ReportPanel
 from app.segmentation.controller import SegmentationController
 from app.viewer import recent_files
 from app.viewer.canvas import ImageCanvas
@@ -75,6 +77,7 @@ from engine.imaging import (
 )
 from engine.imaging.presets import read_presets
 from engine.kpl import available_knowledge
+from engine.report.model import Observer
 
 IMAGE_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
 
@@ -118,6 +121,12 @@ class MainWindow(QMainWindow):
             self.edit_settings,
             self.open_image_paths,
         )
+        self.report = ReportController(
+            self.annotations,
+            self.state,
+            lambda: Observer(self.assistant_settings.observer_name, self.assistant_settings.observer_organization),
+        )
+        self.report_panel = ReportPanel(self.report)
         self.preannotation = PreannotationRun(
             self.service, self.annotations, lambda: self.stacks, lambda: self.assistant_settings
         )
@@ -144,6 +153,11 @@ class MainWindow(QMainWindow):
         self.ask_panel.segment_requested.connect(self.segmentation.segment_box)
         self.box_menu = BoxMenu(self.canvas, self.overlay, self.annotations)
         self.box_menu.segment_requested.connect(self.segmentation.segment_box)
+        self.ask_panel.report_requested.connect(self.report.add_answer)  # "Add to report" reaches the report here
+        self.annotation_panel.report_requested.connect(self.report.add_annotations)
+        self.classify_panel.report_requested.connect(self.report.add_annotations)
+        self.report_panel.evidence_requested.connect(self.show_evidence)
+        self.report.problem.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self._update_frame_controls()
         self._update_undo_actions()
         if settings.problem:
@@ -192,8 +206,13 @@ class MainWindow(QMainWindow):
         self.classify_dock.setObjectName("classifyDock")
         self.classify_dock.setWidget(self.classify_panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.classify_dock)
+        self.report_dock = QDockWidget("Report", self)
+        self.report_dock.setObjectName("reportDock")
+        self.report_dock.setWidget(self.report_panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.report_dock)
         self.tabifyDockWidget(metadata, self.ask_dock)
         self.tabifyDockWidget(self.ask_dock, self.classify_dock)
+        self.tabifyDockWidget(self.classify_dock, self.report_dock)
         self.ask_dock.raise_()
         self.resizeDocks([images, metadata], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([images, boxes], [250, 500], Qt.Orientation.Vertical)
@@ -319,6 +338,7 @@ class MainWindow(QMainWindow):
             view, "Show &problems", self.show_problems, tip="Show the red strip's last problems again after closing it"
         )
         view.addSeparator()
+        self._command(view, "view.report", self.show_report)
         self.panels_menu = view.addMenu("Pa&nels")
         self.panels_menu.aboutToShow.connect(self._refresh_panels_menu)
 
@@ -357,6 +377,24 @@ class MainWindow(QMainWindow):
         dialog.show()
         dialog.raise_()
         return dialog
+
+    def show_report(self) -> None:
+        """View > Report: bring the Report panel to the front (shown again if it was closed)."""
+        self.report_dock.show()
+        self.report_dock.raise_()
+
+    def show_evidence(self, image_id: str, annotation_id: str, frame: int) -> None:
+        """A report finding was clicked: show the image, frame and annotation it cites."""
+        for row, stack in enumerate(self.stacks):
+            found = self.annotations.document_for(stack)
+            if found is not None and found[1] == image_id:
+                self.image_list.setCurrentRow(row)
+                if annotation_id and found[0].find(image_id, annotation_id) is not None:
+                    self.show_box(annotation_id)
+                else:
+                    self.state.set_frame(frame)
+                return
+        self.banner.show_message("The image this finding cites is not open: open it to see the evidence.")
 
     def show_about(self) -> AboutDialog:
         dialog = self.findChild(AboutDialog) or AboutDialog(self)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from cli.help import examples
-from cli.options import fail
+from cli.options import add_annotations_option, fail
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.persistence import DocumentError, annotation_path, load_document
 
@@ -49,12 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, type=Path, help="output file (coco, csv, json) or folder (yolo, voc, sr)"
     )
-    parser.add_argument(
-        "--annotations",
-        type=Path,
-        metavar="FILE",
-        help="annotation document to read instead of the image set's sidecar",
-    )
+    add_annotations_option(parser)
     parser.add_argument(
         "--include-pending",
         action="store_true",

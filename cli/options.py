@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from engine.clinkd.families import FAMILY_CHOICES
@@ -214,3 +215,27 @@ def server_settings(args: argparse.Namespace, *, url: str | None = None, concurr
         max_pixels=args.max_pixels,
         **in_flight,
     )
+
+
+# ---------------------------------------------------------------- annotation projects and reports
+
+
+def add_annotations_option(parser: argparse.ArgumentParser) -> None:
+    """``--annotations FILE``: the project to read instead of the image set's sidecar."""
+    parser.add_argument(
+        "--annotations",
+        type=Path,
+        metavar="FILE",
+        help="annotation document to read instead of the image set's sidecar",
+    )
+
+
+def add_observer_options(parser: argparse.ArgumentParser) -> None:
+    """``--verify NAME`` and ``--organization ORG``: who signs a report off (DICOM PN Family^Given)."""
+    parser.add_argument(
+        "--verify",
+        metavar="NAME",
+        help='sign the report off as this reading observer, DICOM person name "Family^Given" '
+        "(refused with one sentence while model findings are unreviewed)",
+    )
+    parser.add_argument("--organization", default="", metavar="ORG", help="the verifying observer's organisation")

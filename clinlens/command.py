@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "cli.pacs",
     "cli.segmentation",
     "cli.annotate",
+    "cli.report",
 )
 
 

@@ -37,7 +37,18 @@ def test_no_module_but_the_entry_and_the_main_window_at_the_top_of_app():
         "main_window.py",
     ]
     folders = {path.parent.name for path in (REPO / "app").glob("*/__init__.py")}
-    layered = {"assistant", "kpl", "pacs", "segmentation", "volumes", "annotations", "inference", "viewer", "widgets"}
+    layered = {
+        "assistant",
+        "kpl",
+        "pacs",
+        "report",
+        "segmentation",
+        "volumes",
+        "annotations",
+        "inference",
+        "viewer",
+        "widgets",
+    }
     assert folders == layered, "a new app/ folder needs its place in the layers contract"
 
 
@@ -59,6 +70,7 @@ LAYOUT = dict.fromkeys(
         "app.assistant",
         "app.kpl",
         "app.pacs",
+        "app.report",
         "app.segmentation",
         "app.volumes",
         "app.annotations",

@@ -37,6 +37,7 @@ MIN_WIDTHS = (64, 44, 56, 80, 60, 50, 60, 40)  # Note (last) stretches
 class AnnotationPanel(QWidget):
     box_activated = Signal(str)  # a row was clicked: show and centre this box
     label_entered = Signal()  # Enter in the label field: the window gives the keyboard back to the image
+    report_requested = Signal(list)  # "Add to report": the ids of the selected annotations
 
     def __init__(self, state: ViewerState, controller: AnnotationController, parent=None) -> None:
         super().__init__(parent)
@@ -63,6 +64,8 @@ class AnnotationPanel(QWidget):
         self.accept_button = QPushButton("Accept (A)")
         self.reject_button = QPushButton("Reject (X)")
         self.corrected_button = QPushButton("Corrected")
+        self.report_button = QPushButton("Add to report")
+        self.report_button.setToolTip("Cite the selected annotations as findings of the study's report")
         self.image_reviewed = QCheckBox("Image reviewed")
         self.progress = QLabel()
         self.location = QLabel()  # where the annotations are saved (tooltip: the full path)
@@ -83,7 +86,7 @@ class AnnotationPanel(QWidget):
             source_row.addWidget(toggle)
         source_row.addStretch(1)
         review_row = QHBoxLayout()
-        for button in (self.accept_button, self.reject_button, self.corrected_button):
+        for button in (self.accept_button, self.reject_button, self.corrected_button, self.report_button):
             review_row.addWidget(button)
         status_row = QHBoxLayout()
         status_row.addWidget(self.image_reviewed)
@@ -114,6 +117,7 @@ class AnnotationPanel(QWidget):
         )
         self.tree.itemChanged.connect(self._item_edited)
         self.accept_button.clicked.connect(lambda: controller.review_selected(Review.ACCEPTED))
+        self.report_button.clicked.connect(lambda: self.report_requested.emit(sorted(controller.selected)))
         self.reject_button.clicked.connect(lambda: controller.review_selected(Review.REJECTED))
         self.corrected_button.clicked.connect(lambda: controller.review_selected(Review.CORRECTED))
         self.image_reviewed.toggled.connect(self._reviewed_toggled)

@@ -12,12 +12,11 @@ import math
 from dataclasses import dataclass
 
 from engine.annotations import Box, Mask
-from engine.annotations.model import MeasuredValue, Measurement, PlanePlacement
+from engine.annotations.model import UNIT_TEXT, MeasuredValue, Measurement, PlanePlacement, value_text
 
 COLUMNS = ["Label", "Frame", "Plane", "Value", "Review", "Source", "Size (px)", "Score", "Note"]
 NOTE_COLUMN = COLUMNS.index("Note")
 PLANE_COLUMN = COLUMNS.index("Plane")
-UNITS = {"mm": " mm", "deg": "°", "mm2": " mm²", "[hnsf'U]": " HU", "1": "", "px": " px", "px2": " px²"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Row:
 
 
 def with_unit(value: MeasuredValue, digits: int = 1) -> str:
-    return f"{value.value:.{digits}f}{UNITS.get(value.unit, ' ' + value.unit)}"
+    return value_text(value, digits)
 
 
 def frame_and_plane(frame: int, placement: PlanePlacement | None) -> tuple[str, str]:
@@ -78,7 +77,7 @@ def measurement_value(measurement: Measurement) -> str:
     if mean is None:
         return with_unit(area, 0) if area is not None else ""
     spread = f" ± {std.value:.0f}" if std is not None else ""
-    text = f"mean {mean.value:.0f}{spread}{UNITS.get(mean.unit, ' ' + mean.unit)}"
+    text = f"mean {mean.value:.0f}{spread}{UNIT_TEXT.get(mean.unit, ' ' + mean.unit)}"
     if low is not None and high is not None:
         text += f"\nmin/max {low.value:.0f}/{high.value:.0f}"
     return text

@@ -89,6 +89,7 @@ class AskPanel(QWidget):
     # "Segment" beside an answer box: (frame, (x1, y1, x2, y2) in image pixels, phrase). A plain
     # signal because the segmenter is a sibling capability: the main window connects the two.
     segment_requested = Signal(int, object, str)
+    report_requested = Signal(int, str, object)  # frame, answer text, its boxes ((x1, y1, x2, y2), ...)
 
     def __init__(
         self,
@@ -150,6 +151,8 @@ class AskPanel(QWidget):
         self.export_button = QPushButton("Export…")
         self.accept_button = QPushButton("Accept box (A)")
         self.accept_button.setToolTip("Add the highlighted answer box to the annotations (undoable)")
+        self.report_button = QPushButton("Add to report")
+        self.report_button.setToolTip("Put the last answer into the study's report as a finding to review")
         self.chat = QTextBrowser()
         self.chat.setOpenLinks(False)
         self.chat.setPlaceholderText("Answers appear here. Hover a box link to find it on the image.")
@@ -171,7 +174,10 @@ class AskPanel(QWidget):
         layout.addWidget(self.history_label)
         layout.addLayout(buttons)
         layout.addWidget(self.chat, 1)
-        layout.addWidget(self.accept_button)
+        answer_row = QHBoxLayout()
+        answer_row.addWidget(self.accept_button, 1)
+        answer_row.addWidget(self.report_button)
+        layout.addLayout(answer_row)
         layout.addWidget(self.notice)
 
         self.question.returnPressed.connect(self.ask_or_cancel)
@@ -179,6 +185,7 @@ class AskPanel(QWidget):
         self.regenerate_button.clicked.connect(self.regenerate)
         self.new_button.clicked.connect(self.new_conversation)
         self.clear_button.clicked.connect(self.clear)
+        self.report_button.clicked.connect(self.add_last_answer_to_report)
         self.export_button.clicked.connect(self._choose_export)
         self.chat.highlighted.connect(self._hovered)
         self.chat.anchorClicked.connect(self._clicked)
@@ -256,6 +263,19 @@ class AskPanel(QWidget):
         self.export_button.setEnabled(has_turns)
         self.accept_button.setEnabled(self.overlay.highlighted_box() is not None)
         self.second_button.setEnabled(not running and configured and self.settings().second_configured)
+        self.report_button.setEnabled(self._last_answer() is not None)
+
+    def _last_answer(self):
+        """The newest finished answer of this image (the one "Add to report" takes), or None."""
+        turns = self.conversations.turns(self.image_key) if self.image_key else []
+        return next((t for t in reversed(turns) if t.status == "done" and t.answer.strip()), None)
+
+    def add_last_answer_to_report(self) -> None:
+        """Hand the last answer (text and boxes, on its frame) to the report; the window wires it."""
+        turn = self._last_answer()
+        if turn is not None:
+            boxes = tuple((b.x1, b.y1, b.x2, b.y2) for b in turn.boxes)
+            self.report_requested.emit(turn.frame, turn.answer.strip(), boxes)
 
     # ----- asking
     def ask_or_cancel(self) -> None:

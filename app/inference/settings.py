@@ -44,6 +44,8 @@ class AssistantSettings:
     second_dir: str = ""
     second_server_url: str = ""
     second_server_model: str = ""
+    observer_name: str = ""  # the reading observer who signs reports off, DICOM PN "Family^Given"
+    observer_organization: str = ""  # their organisation, written into the signed report
 
     @property
     def clinkd_configured(self) -> bool:
@@ -142,6 +144,9 @@ SETTING_HELP = {
     "instead of a folder.",
     "second_server_model": "Second opinion: the model name that server serves, as it lists it under /v1/models; "
     "leave it empty when it serves only one.",
+    "observer_name": "You, the reading observer who signs reports off, as a DICOM person name: "
+    "Family^Given (for example Doe^Jane); sign-off is refused without it.",
+    "observer_organization": "Your organisation, written with your name into a signed report (DICOM SR and PDF).",
     "decode_timeout_s": "A compressed frame still decoding after this many seconds is abandoned with an error "
     "(damaged files can keep a decoder busy).",
 }

@@ -75,6 +75,9 @@ class SettingsDialog(QDialog):
         self.clip_model.setPlaceholderText("ViT-L-14:openai, ViT-B-16:/path/to/weights.pt or local-dir:/path")
         self.segmentation_model = QLineEdit(settings.segmentation_model)
         self.segmentation_model.setPlaceholderText("Folder of a SAM or MedSAM checkpoint (config.json, *.safetensors)")
+        self.observer_name = QLineEdit(settings.observer_name)
+        self.observer_name.setPlaceholderText("Family^Given, e.g. Doe^Jane")
+        self.observer_organization = QLineEdit(settings.observer_organization)
         self.knowledge = QComboBox()
         self.knowledge.setEditable(True)
         self.knowledge.addItems(knowledge_names)
@@ -140,6 +143,11 @@ class SettingsDialog(QDialog):
             ("segmentation_model", "Model folder", _with_browse(self.segmentation_model, self._browse_segmentation)),
         )
         files = _group("Files", ("decode_timeout_s", "Decode time limit", self.decode_timeout_s))
+        report = _group(
+            "Report",
+            ("observer_name", "Reading observer", self.observer_name),
+            ("observer_organization", "Organisation", self.observer_organization),
+        )
         self.history_tokens.setSuffix(" tokens")
         self.max_new_tokens.setSuffix(" tokens")
         self.max_pixels.setSuffix(" px")
@@ -162,6 +170,7 @@ class SettingsDialog(QDialog):
         grid.addWidget(kpl, 3, 0, 1, 2)
         grid.addWidget(segmentation, 4, 0, 1, 2)
         grid.addWidget(files, 5, 0, 1, 2)
+        grid.addWidget(report, 6, 0, 1, 2)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -199,6 +208,8 @@ class SettingsDialog(QDialog):
             kpl_k=self.kpl_k.value(),
             decode_timeout_s=self.decode_timeout_s.value(),
             history_tokens=self.history_tokens.value(),
+            observer_name=self.observer_name.text().strip(),
+            observer_organization=self.observer_organization.text().strip(),
         )
 
     def accept(self) -> None:

@@ -68,6 +68,7 @@ class ClassifyPanel(QWidget):
     image_requested = Signal(str, int)  # path, 1-based frame number: show this image
     label_changed = Signal(str)  # the current image's label text for the canvas ("" = none)
     run_finished = Signal(int)  # job id, on the GUI thread (done, cancelled or failed)
+    report_requested = Signal(list)  # "Add to report": ids of the image annotations to cite
 
     def __init__(
         self,
@@ -123,6 +124,8 @@ class ClassifyPanel(QWidget):
             table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.evidence.setWordWrap(True)
         self.accept_button = QPushButton("Accept label as an image annotation")
+        self.report_button = QPushButton("Add to report")
+        self.report_button.setToolTip("Accept the label and cite it with its descriptions in the study's report")
         notice = research_notice()
 
         knowledge_row = QHBoxLayout()
@@ -144,7 +147,10 @@ class ClassifyPanel(QWidget):
         layout.addWidget(self.current_label)
         layout.addWidget(self.scores, 1)
         layout.addWidget(self.evidence, 2)
-        layout.addWidget(self.accept_button)
+        accept_row = QHBoxLayout()
+        accept_row.addWidget(self.accept_button, 1)
+        accept_row.addWidget(self.report_button)
+        layout.addLayout(accept_row)
         layout.addWidget(notice)
 
         self.knowledge.activated.connect(self._knowledge_chosen)
@@ -153,6 +159,7 @@ class ClassifyPanel(QWidget):
         self.cancel_button.clicked.connect(lambda: self.service.cancel(self.running_job))
         self.table.cellClicked.connect(self._row_clicked)
         self.accept_button.clicked.connect(self.accept_label)
+        self.report_button.clicked.connect(self.add_label_to_report)
         worker = service.worker
         worker.progress.connect(self._on_progress)
         worker.result.connect(self._on_result)
@@ -203,6 +210,7 @@ class ClassifyPanel(QWidget):
         self.cancel_button.setEnabled(running)
         self.progress.setVisible(running)
         self.accept_button.setEnabled(self._current() is not None and self.annotations.doc is not None)
+        self.report_button.setEnabled(self.accept_button.isEnabled())
 
     # ----- running
     def classify_current(self) -> int | None:
@@ -335,11 +343,20 @@ class ClassifyPanel(QWidget):
         self.label_changed.emit(f"KPL: {current.label} {current.score:.2f}")
         self._update_buttons()
 
+    def add_label_to_report(self) -> None:
+        """Accept the label (a person now stands behind it) and cite it, descriptions and all, in the report."""
+        label = self._accepted_label()
+        if label is not None:
+            self.report_requested.emit([label.id])
+
     def accept_label(self) -> bool:
+        return self._accepted_label() is not None
+
+    def _accepted_label(self):
         current = self._current()
         if current is None:
-            return False
+            return None
         note = f"KPL ({self.result.method}, {self.result.knowledge}): " + "; ".join(
             e.description for e in current.evidence[:3]
         )
-        return self.annotations.accept_image_label(current.label, current.score, note) is not None
+        return self.annotations.accept_image_label(current.label, current.score, note)

@@ -140,6 +140,13 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     _s("view.actual_size", "&Actual size (1:1)", "Ctrl+0", "One screen pixel per stored pixel", "View"),
     _s("view.zoom_in", "Zoom &in", ("+", "="), "Zoom in", "View"),
     _s("view.zoom_out", "Zoom &out", "-", "Zoom out", "View"),
+    _s(
+        "view.report",
+        "&Report",
+        "Ctrl+Shift+R",
+        "Show the Report panel: the study's report, its findings and sign-off",
+        "View",
+    ),
     _s("view.next_frame", "&Next frame", ("Right", "Down"), "The next frame or slice", "View"),
     _s("view.previous_frame", "&Previous frame", ("Left", "Up"), "The previous frame or slice", "View"),
     _s("view.page_forward", f"Forward {PAGE_FRAMES} frames", "PgDown", f"{PAGE_FRAMES} frames forward", "View"),

@@ -36,6 +36,7 @@ from engine.annotations.model import (
     utc_now,
 )
 from engine.annotations.undo import DEFAULT_UNDO_LIMIT, Command, UndoStack
+from engine.report.model import Report
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Change(StrEnum):
     IMAGE_STATE = "image_state"  # reviewed flag or last viewed frame of image_id
     LABELS = "labels"  # the label set (added/changed/removed label names)
     HISTORY = "history"  # undo/redo availability or texts of image_id
+    REPORTS = "reports"  # reports added/changed/removed (ids), image_id: the image whose step it was
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class AnnotationDocument:
         self._labels: dict[str, Label] = {}
         self._aliases: dict[str, str] = {}  # renamed label -> new name, so old undo steps follow renames
         self._images: dict[str, _Entry] = {}
+        self._reports: dict[str, Report] = {}  # by id, in the order they were started
         self._listeners: list[Listener] = []
         self._revision = 0
         self._saved_revision = 0
@@ -609,6 +612,49 @@ class AnnotationDocument:
         if order != list(self._images):
             self._images = {i: self._images[i] for i in order}
             self._emit(DocumentEvent(Change.IMAGES, order[0]))
+
+    # --- reports ---------------------------------------------------------------------------
+
+    def study_key(self, image_id: str) -> str:
+        """The study a report of this image belongs to: its Study Instance UID, else the image itself."""
+        ref = self.image(image_id)
+        return ref.study_instance_uid or ref.image_id
+
+    def study_images(self, study_key: str) -> list[str]:
+        """Ids of the images of a study (what a report of ``study_key`` may cite)."""
+        return [ref.image_id for ref in self.images if self.study_key(ref.image_id) == study_key]
+
+    def reports(self, study_key: str | None = None) -> list[Report]:
+        """Reports (of one study), oldest first: amendments come after what they replace."""
+        return [r for r in self._reports.values() if study_key is None or r.study_key == study_key]
+
+    def find_report(self, report_id: str) -> Report | None:
+        return self._reports.get(report_id)
+
+    def current_report(self, study_key: str) -> Report | None:
+        """The study's report nobody has amended yet (the newest of its chain)."""
+        replaced = {r.replaces for r in self._reports.values() if r.replaces}
+        current = [r for r in self.reports(study_key) if r.id not in replaced]
+        return current[-1] if current else None
+
+    def apply_report(self, report_id: str, report: Report | None, image_id: str | None = None) -> None:
+        """Low-level write used by report commands: put or remove (None) a report, then notify."""
+        existed = report_id in self._reports
+        if report is None:
+            if self._reports.pop(report_id, None) is None:
+                return
+            self._emit(DocumentEvent(Change.REPORTS, image_id, removed=(report_id,)))
+            return
+        if report.id != report_id:
+            raise ValueError(f"report {report.id} stored under {report_id}")
+        self._reports[report_id] = report
+        key = "changed" if existed else "added"
+        self._emit(DocumentEvent(Change.REPORTS, image_id, **{key: (report_id,)}))
+
+    def restore_reports(self, reports: Iterable[Report]) -> None:
+        """Put reports exactly as read from a file (readers use this; not undoable)."""
+        for report in reports:
+            self._reports[report.id] = report
 
     # --- combining documents ---------------------------------------------------------------
 

@@ -255,6 +255,15 @@ class MeasuredValue:
         object.__setattr__(self, "value", _finite(self.value, self.name))
 
 
+UNIT_TEXT = {"mm": " mm", "deg": "°", "mm2": " mm²", "[hnsf'U]": " HU", "1": "", "px": " px", "px2": " px²"}
+"""How a UCUM unit is written after a number for people ("12.0 mm", "37.5°", "40 HU")."""
+
+
+def value_text(value: MeasuredValue, digits: int = 1) -> str:
+    """'23.4 mm', '37.5°', '12.0 mL': a measured value with its unit, as lists and reports show it."""
+    return f"{value.value:.{digits}f}{UNIT_TEXT.get(value.unit, ' ' + value.unit)}"
+
+
 @dataclass(frozen=True)
 class Measurement:
     """A length, angle or ROI on one frame (or one reformatted plane), with its computed values.
@@ -296,7 +305,7 @@ class Measurement:
 
     def summary(self) -> str:
         """'42.1 mm', '37.5°', 'mean 60.0 ± 0.0 HU, 314 mm²': what the list and the canvas show."""
-        units = {"mm": " mm", "deg": "°", "mm2": " mm²", "[hnsf'U]": " HU", "1": "", "px": " px", "px2": " px²"}
+        units = UNIT_TEXT
         if self.kind is MeasureKind.LENGTH and self.values:
             return f"{self.values[0].value:.1f}{units.get(self.values[0].unit, ' ' + self.values[0].unit)}"
         if self.kind is MeasureKind.ANGLE and self.values:

@@ -45,12 +45,15 @@ from engine.paths import (
     pacs_annotations_path,
     pacs_cache_dir,
 )
+from engine.report.model import Evidence, Finding, Observer, Report
 
 FORMAT = "clinlens-annotations"
-SCHEMA_VERSION = 3  # 2: measurements and plane placements; 3: masks (versions 1 and 2 still read)
+SCHEMA_VERSION = 4  # 2: measurements and plane placements; 3: masks; 4: reports (versions 1-3 still read)
 MASKLESS_VERSION = 2
 """What a file without masks is written as: an older ClinLens, which refuses a higher version
 outright, still opens every project that does not use masks."""
+REPORTLESS_VERSION = 3
+"""What a file with masks but no report is written as (the same reasoning, one version later)."""
 SIDECAR_NAME = "annotations.json"
 
 
@@ -321,13 +324,126 @@ def document_to_dict(
             }
         )
     has_masks = any(a["type"] == "mask" for image in images for a in image["annotations"])
-    return {
+    studies = None if image_ids is None else {doc.study_key(i) for i in image_ids}
+    reports = [report_to_dict(r) for r in doc.reports() if studies is None or r.study_key in studies]
+    version = SCHEMA_VERSION if reports else REPORTLESS_VERSION if has_masks else MASKLESS_VERSION
+    data = {
         "format": FORMAT,
-        "schema_version": SCHEMA_VERSION if has_masks else MASKLESS_VERSION,
+        "schema_version": version,
         "saved": doc.now(),
         "labels": [{"name": label.name, "color": label.color} for label in doc.labels],
         "images": images,
     }
+    if reports:  # only then: a file without a report stays readable by a ClinLens without reports
+        data["reports"] = reports
+    return data
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    return {
+        "id": report.id,
+        "study_key": report.study_key,
+        "created": report.created,
+        "modified": report.modified,
+        "modality": report.modality,
+        "template": report.template,
+        "sections": dict(report.sections),
+        "findings": [
+            {
+                "id": f.id,
+                "text": f.text,
+                "source": str(f.source),
+                "reviewed": f.reviewed,
+                "evidence": [
+                    {
+                        "image_id": e.image_id,
+                        "frame": e.frame,
+                        "annotation_id": e.annotation_id,
+                        "boxes": [list(b) for b in e.boxes],
+                        "title": e.title,
+                        "window": None if e.window is None else list(e.window),
+                        "invert": e.invert,
+                    }
+                    for e in f.evidence
+                ],
+            }
+            for f in report.findings
+        ],
+        "status": str(report.status),
+        "verifier": None if report.verifier is None else asdict(report.verifier),
+        "verified": report.verified,
+        "replaces": report.replaces,
+    }
+
+
+def _numbers(value: Any, n: int, at: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or len(value) != n or not all(isinstance(v, int | float) for v in value):
+        raise DamagedDocumentError(f"{at}: expected {n} numbers, got {json.dumps(value)[:40]}")
+    return tuple(float(v) for v in value)
+
+
+def _evidence_from_dict(data: Any, at: str) -> Evidence:
+    window = json_field(data, "window", (list, type(None)), at, None)
+    return Evidence(
+        image_id=json_field(data, "image_id", (str,), at),
+        frame=json_field(data, "frame", (int,), at),
+        annotation_id=json_field(data, "annotation_id", (str,), at, ""),
+        boxes=tuple(
+            _numbers(b, 4, f"{at}.boxes[{k}]") for k, b in enumerate(json_field(data, "boxes", (list,), at, []))
+        ),
+        title=json_field(data, "title", (str,), at, ""),
+        window=None if window is None else _numbers(window, 2, f"{at}.window"),
+        invert=json_field(data, "invert", (bool,), at, False),
+    )
+
+
+def report_from_dict(data: Any, where: str) -> Report:
+    """One report; ``DamagedDocumentError`` naming the first bad field."""
+    findings = []
+    for i, item in enumerate(json_field(data, "findings", (list,), where)):
+        at = f"{where}.findings[{i}]"
+        evidence = [
+            _evidence_from_dict(e, f"{at}.evidence[{j}]")
+            for j, e in enumerate(json_field(item, "evidence", (list,), at, []))
+        ]
+        try:
+            findings.append(
+                Finding(
+                    id=json_field(item, "id", (str,), at),
+                    text=json_field(item, "text", (str,), at),
+                    source=json_field(item, "source", (str,), at, "user"),
+                    reviewed=json_field(item, "reviewed", (bool,), at, True),
+                    evidence=tuple(evidence),
+                )
+            )
+        except ValueError as err:
+            raise DamagedDocumentError(f"{at}: {err}") from None
+    sections = json_field(data, "sections", (dict,), where)
+    if not all(isinstance(v, str) for v in sections.values()):
+        raise DamagedDocumentError(f"{where}.sections: expected text in every section")
+    verifier = json_field(data, "verifier", (dict, type(None)), where, None)
+    if verifier is not None:
+        at = f"{where}.verifier"
+        verifier = Observer(
+            json_field(verifier, "name", (str,), at), json_field(verifier, "organization", (str,), at, "")
+        )
+    try:
+        return Report(
+            id=json_field(data, "id", (str,), where),
+            study_key=json_field(data, "study_key", (str,), where),
+            created=json_field(data, "created", (str,), where, ""),
+            modified=json_field(data, "modified", (str,), where, ""),
+            modality=json_field(data, "modality", (str,), where, ""),
+            template=json_field(data, "template", (str,), where, ""),
+            sections=dict(sections),
+            findings=tuple(findings),
+            status=json_field(data, "status", (str,), where),
+            verifier=verifier,
+            verified=json_field(data, "verified", (str,), where, ""),
+            replaces=json_field(data, "replaces", (str,), where, ""),
+        )
+    except ValueError as err:
+        raise DamagedDocumentError(f"{where}: {err}") from None
 
 
 _MISSING = object()
@@ -501,6 +617,13 @@ def document_from_dict(
             doc.restore_image(ref, annotations, state)
         except ValueError as err:
             raise DamagedDocumentError(f"{where}: {err}") from None
+    reports = [
+        report_from_dict(item, f"reports[{i}]")
+        for i, item in enumerate(json_field(data, "reports", (list,), "document", []))
+    ]
+    if len({r.id for r in reports}) != len(reports):
+        raise DamagedDocumentError("reports: a report id appears twice")
+    doc.restore_reports(reports)
     doc.mark_saved()
     return doc
 

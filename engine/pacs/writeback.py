@@ -127,13 +127,13 @@ def send_report(connection: Connection, doc: AnnotationDocument, image_id: str) 
     sr = next(iter(reports.values()), None)
     if sr is not None:
         set_uids(sr, *content_uids(doc, image_id))
-    new = [ds for ds in (sr, seg) if ds is not None and not _stored(connection, ds)]
+    new = [ds for ds in (sr, seg) if ds is not None and not is_stored(connection, ds)]
     if new:
         connection.send(new)
     return SentReport(sr, already_stored=not new, seg=seg)
 
 
-def _stored(connection: Connection, ds: pydicom.Dataset) -> bool:
+def is_stored(connection: Connection, ds: pydicom.Dataset) -> bool:
     """Whether the archive already holds this instance (asked, never assumed)."""
     series = connection.instance_uids(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))
     return str(ds.SOPInstanceUID) in series

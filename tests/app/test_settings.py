@@ -78,12 +78,12 @@ def test_every_field_has_a_tooltip_and_sits_in_a_group(qtbot):
     dialog = _dialog(qtbot)
     fields = [w for kind in (QLineEdit, QComboBox, QSpinBox) for w in dialog.findChildren(kind)]
     editors = [w for w in fields if not isinstance(w.parent(), QComboBox | QSpinBox)]  # not their inner line edits
-    assert len(editors) == 20
+    assert len(editors) == 22
     for widget in editors:
         assert widget.toolTip().strip(), f"{widget!r} has no tooltip"
         assert "Default:" in widget.toolTip()
     titles = {box.title() for box in dialog.findChildren(QGroupBox)}
-    assert {"ClinKD model", "Second opinion", "Answers", "Classify (KPL)", "Files"} <= titles
+    assert {"ClinKD model", "Second opinion", "Answers", "Classify (KPL)", "Files", "Report"} <= titles
     assert "1024×1024" in dialog.max_pixels.toolTip() and "30 s" in dialog.decode_timeout_s.toolTip()
 
 

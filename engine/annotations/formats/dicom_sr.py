@@ -241,6 +241,109 @@ def _provenance(annotation: Annotation) -> dict:
     return options
 
 
+class SourceHeaders:
+    """The headers (not the pixels) of the source images an SR references, read once each.
+
+    ExportError when a file is gone or is no longer the image the annotation was drawn on.
+    """
+
+    def __init__(self) -> None:
+        self._headers: dict[str, pydicom.Dataset] = {}
+
+    def __call__(self, source: FrameSource) -> pydicom.Dataset:
+        if source.path not in self._headers:
+            try:
+                self._headers[source.path] = pydicom.dcmread(source.path, stop_before_pixels=True)
+            except (OSError, pydicom.errors.InvalidDicomError) as err:
+                raise ExportError(f"cannot read the source image {source.path} for the DICOM SR: {err}") from None
+        header = self._headers[source.path]
+        if header.SOPInstanceUID != source.sop_instance_uid:
+            raise ExportError(
+                f"{source.path} is no longer the image the box was drawn on "
+                f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})"
+            )
+        return header
+
+
+Item = tuple[ImageRef, Annotation, tuple[float, float, float, float] | None]
+"""One annotation to write as a measurement group: its image, itself, a box's clipped rectangle."""
+
+
+def group_items(ref: ImageRef, annotations: Sequence[Annotation], headers: SourceHeaders) -> list[tuple[str, Item]]:
+    """The annotations of one DICOM image that can be measurement groups, each with its study UID.
+
+    A box entirely outside the image and a mask without measured values (its pixels go to a
+    SEG) are left out; the study comes from the header of the frame each annotation is on.
+    """
+    items: list[tuple[str, Item]] = []
+    for item in annotations:
+        rect = None
+        if isinstance(item, ImageLabel):
+            header = headers(ref.frames[0])
+        elif isinstance(item, Mask):
+            if not item.values:
+                continue
+            header = headers(ref.frames[item.frame])
+        else:
+            if isinstance(item, Box) and item.placement is None:
+                rect = clipped(item, ref.width, ref.height)
+                if rect is None:
+                    continue
+            header = headers(_source_frame(ref, item))
+        items.append((str(header.StudyInstanceUID), (ref, item, rect)))
+    return items
+
+
+def measurement_groups(
+    items: Sequence[Item], headers: SourceHeaders
+) -> tuple[list[hd.sr.TemplateContentItem], dict[str, pydicom.Dataset]]:
+    """The TID 1410/1501 groups of ``items`` and the headers of the images they reference (evidence)."""
+    evidence, groups = {}, []
+    for ref, annotation, rect in items:
+        tracking = hd.sr.TrackingIdentifier(
+            uid=tracking_uid(annotation.id), identifier=f"{annotation.label} ({annotation.id[:8]})"
+        )
+        if isinstance(annotation, ImageLabel | Mask):
+            frames = ref.frames if isinstance(annotation, ImageLabel) else _mask_sources(ref, annotation)
+            sources = []
+            for source in dict.fromkeys(f.path for f in frames):
+                header = headers(next(f for f in frames if f.path == source))
+                evidence[header.SOPInstanceUID] = header
+                sources.append(
+                    hd.sr.SourceImageForMeasurementGroup(
+                        referenced_sop_class_uid=header.SOPClassUID,
+                        referenced_sop_instance_uid=header.SOPInstanceUID,
+                    )
+                )
+            groups.append(
+                hd.sr.MeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=tracking,
+                    finding_type=label_code(annotation.label),
+                    source_images=sources,
+                    **_provenance(annotation),
+                )
+            )
+            continue
+        header = headers(_source_frame(ref, annotation))
+        evidence[header.SOPInstanceUID] = header
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                referenced_region=_region(ref, annotation, header, rect),
+                finding_type=label_code(annotation.label),
+                **_provenance(annotation),
+            )
+        )
+    return groups, evidence
+
+
+DEVICE_OBSERVER = hd.sr.ObserverContext(
+    observer_type=codes.DCM.Device,
+    observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(uid=_DEVICE_UID, name=MANUFACTURER),
+)
+"""ClinLens as the device observer of every SR it writes."""
+
+
 def build_srs(
     doc: AnnotationDocument,
     *,
@@ -255,45 +358,20 @@ def build_srs(
     (not the pixels) of the referenced files, which must still exist: the SR inherits patient and study.
     """
     scope = ReviewScope(include_pending, include_rejected)
-    studies: dict[str, list[tuple[ImageRef, Annotation, tuple[float, float, float, float] | None]]] = {}
-    headers: dict[str, pydicom.Dataset] = {}
-
-    def header_of(source: FrameSource) -> pydicom.Dataset:
-        if source.path not in headers:
-            try:
-                headers[source.path] = pydicom.dcmread(source.path, stop_before_pixels=True)
-            except (OSError, pydicom.errors.InvalidDicomError) as err:
-                raise ExportError(f"cannot read the source image {source.path} for the DICOM SR: {err}") from None
-        header = headers[source.path]
-        if header.SOPInstanceUID != source.sop_instance_uid:
-            raise ExportError(
-                f"{source.path} is no longer the image the box was drawn on "
-                f"(SOP Instance UID {header.SOPInstanceUID}, expected {source.sop_instance_uid})"
-            )
-        return header
-
+    headers = SourceHeaders()
+    studies: dict[str, list[Item]] = {}
     for ref in selected_images(doc, image_ids):
         if ref.kind != "dicom":
             continue
-        for item in [
+        kept = [
             *kept_boxes(doc, ref.image_id, scope),
             *kept_placed_boxes(doc, ref.image_id, scope),
             *kept_measurements(doc, ref.image_id, scope),
-        ]:
-            rect = None
-            if isinstance(item, Box) and item.placement is None:
-                rect = clipped(item, ref.width, ref.height)
-                if rect is None:
-                    continue
-            header = header_of(_source_frame(ref, item))
-            studies.setdefault(str(header.StudyInstanceUID), []).append((ref, item, rect))
-        for label in kept_labels(doc, ref.image_id, scope):
-            header = header_of(ref.frames[0])
-            studies.setdefault(str(header.StudyInstanceUID), []).append((ref, label, None))
-        for mask in kept_masks(doc, ref.image_id, scope):
-            if mask.values:  # its pixels go to a DICOM SEG; the SR carries what was measured from them
-                header = header_of(ref.frames[mask.frame])
-                studies.setdefault(str(header.StudyInstanceUID), []).append((ref, mask, None))
+            *kept_labels(doc, ref.image_id, scope),
+            *kept_masks(doc, ref.image_id, scope),
+        ]
+        for study_uid, item in group_items(ref, kept, headers):
+            studies.setdefault(study_uid, []).append(item)
     if not studies:
         raise ExportError(
             f"no annotations to export on DICOM images ({scope.describe()}): "
@@ -301,51 +379,9 @@ def build_srs(
         )
     reports = {}
     for number, (study_uid, items) in enumerate(studies.items(), start=1):
-        evidence, groups = {}, []
-        for ref, annotation, rect in items:
-            tracking = hd.sr.TrackingIdentifier(
-                uid=tracking_uid(annotation.id), identifier=f"{annotation.label} ({annotation.id[:8]})"
-            )
-            if isinstance(annotation, ImageLabel | Mask):
-                frames = ref.frames if isinstance(annotation, ImageLabel) else _mask_sources(ref, annotation)
-                sources = []
-                for source in dict.fromkeys(f.path for f in frames):
-                    header = header_of(next(f for f in frames if f.path == source))
-                    evidence[header.SOPInstanceUID] = header
-                    sources.append(
-                        hd.sr.SourceImageForMeasurementGroup(
-                            referenced_sop_class_uid=header.SOPClassUID,
-                            referenced_sop_instance_uid=header.SOPInstanceUID,
-                        )
-                    )
-                groups.append(
-                    hd.sr.MeasurementsAndQualitativeEvaluations(
-                        tracking_identifier=tracking,
-                        finding_type=label_code(annotation.label),
-                        source_images=sources,
-                        **_provenance(annotation),
-                    )
-                )
-                continue
-            header = header_of(_source_frame(ref, annotation))
-            evidence[header.SOPInstanceUID] = header
-            groups.append(
-                hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                    tracking_identifier=tracking,
-                    referenced_region=_region(ref, annotation, header, rect),
-                    finding_type=label_code(annotation.label),
-                    **_provenance(annotation),
-                )
-            )
+        groups, evidence = measurement_groups(items, headers)
         report = hd.sr.MeasurementReport(
-            observation_context=hd.sr.ObservationContext(
-                observer_device_context=hd.sr.ObserverContext(
-                    observer_type=codes.DCM.Device,
-                    observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                        uid=_DEVICE_UID, name=MANUFACTURER
-                    ),
-                )
-            ),
+            observation_context=hd.sr.ObservationContext(observer_device_context=DEVICE_OBSERVER),
             procedure_reported=codes.SCT.ImagingProcedure,
             imaging_measurements=groups,
         )

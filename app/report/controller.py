@@ -1,0 +1,164 @@
+"""The GUI's side of a study's report: the report of the image on screen, edited through undoable commands.
+
+The report lives in the annotation document (``engine.report``), so it autosaves with the
+annotations, atomically, and Ctrl+Z takes back a report edit like any other. Every refusal is one
+sentence on ``problem`` and changes nothing: the draft is kept as it was.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from app.annotations.controller import AnnotationController
+from app.report.pdf import write_pdf
+from app.viewer.state import ViewerState
+from engine.annotations import Change
+from engine.report.commands import PutReport
+from engine.report.model import Finding, Observer, Report
+from engine.report.printable import printable
+from engine.report.signoff import (
+    SignOffError,
+    amend,
+    finding_from_annotation,
+    finding_from_answer,
+    new_report,
+    sign,
+)
+from engine.report.templates import read_templates
+
+
+class ReportController(QObject):
+    changed = Signal()  # the shown report (or which one is shown) changed
+    problem = Signal(str)  # one sentence for the user; nothing was changed
+
+    def __init__(self, annotations: AnnotationController, state: ViewerState, observer: Callable[[], Observer]) -> None:
+        super().__init__()
+        self.annotations = annotations
+        self.state = state
+        self.observer = observer
+        annotations.changed.connect(self._on_document_event)
+        annotations.current_image_changed.connect(self.changed)
+
+    def _on_document_event(self, event) -> None:
+        if event.change in (Change.REPORTS, Change.ANNOTATIONS):  # a cited annotation may be gone
+            self.changed.emit()
+
+    # ----- reading
+    @property
+    def study_key(self) -> str | None:
+        doc, image_id = self.annotations.doc, self.annotations.image_id
+        return None if doc is None or image_id is None else doc.study_key(image_id)
+
+    def current(self) -> Report | None:
+        key = self.study_key
+        return None if key is None else self.annotations.doc.current_report(key)
+
+    # ----- edits
+    def _put(self, report: Report, text: str, merge_key: str | None = None) -> bool:
+        return self.annotations.doc.execute(
+            PutReport(self.annotations.image_id, report.id, report, text, merge_key=merge_key)
+        )
+
+    def _draft(self) -> Report | None:
+        """The report to edit: the current draft, a new one from the template, or None (final: refused)."""
+        if self.study_key is None:
+            self.problem.emit("Open an image first: a report belongs to the study of the image on screen.")
+            return None
+        report = self.current()
+        if report is None:
+            modality = self.state.stack.modality if self.state.stack is not None else ""
+            template = read_templates().for_modality(modality or "")
+            report = new_report(self.annotations.doc, self.annotations.image_id, template, modality or "")
+            self._put(report, "Start report")
+        if report.is_final:
+            self.problem.emit("This report is signed and read-only; Amend it to change it.")
+            return None
+        return report
+
+    def set_section(self, name: str, text: str) -> None:
+        report = self.current()
+        if report is None and text.strip():
+            report = self._draft()  # typing into an empty panel starts the study's report
+        if report is None or report.is_final or report.section(name) == text:
+            return
+        self._put(report.with_section(name, text, self.annotations.doc.now()), "Edit report", merge_key=name)
+
+    def _display(self) -> dict:
+        window = self.state.effective_window()
+        return {"window": None if window is None else (window.center, window.width), "invert": self.state.invert}
+
+    def add_annotations(self, annotation_ids: list[str]) -> int:
+        """Cite annotations of the image on screen as findings; returns how many were added."""
+        if not annotation_ids:
+            self.problem.emit("Select an annotation first, then Add to report.")
+            return 0
+        report = self._draft()
+        if report is None:
+            return 0
+        doc, image_id = self.annotations.doc, self.annotations.image_id
+        for annotation_id in annotation_ids:
+            if doc.find(image_id, annotation_id) is not None:
+                finding = finding_from_annotation(doc, image_id, annotation_id, **self._display())
+                report = report.with_finding(finding, doc.now())
+        self._put(report, "Add to report")
+        return len(annotation_ids)
+
+    def add_answer(self, frame: int, text: str, boxes) -> None:
+        report = self._draft()
+        if report is None:
+            return
+        doc = self.annotations.doc
+        finding = finding_from_answer(doc, self.annotations.image_id, frame, text, tuple(boxes), **self._display())
+        self._put(report.with_finding(finding, doc.now()), "Add answer to report")
+
+    def edit_finding(self, finding_id: str, **changes) -> None:
+        report = self.current()
+        finding = report.finding(finding_id) if report is not None else None
+        if finding is None or report.is_final:
+            return
+        updated: Finding = replace(finding, **changes)
+        self._put(report.with_finding(updated, self.annotations.doc.now()), "Edit finding")
+
+    def remove_finding(self, finding_id: str) -> None:
+        report = self.current()
+        if report is not None and not report.is_final:
+            self._put(report.without_finding(finding_id, self.annotations.doc.now()), "Remove finding")
+
+    def sign(self) -> bool:
+        """Sign the draft off as the observer from the settings; one sentence per reason when refused."""
+        report = self.current()
+        if report is None:
+            self.problem.emit("There is no report to sign yet: add findings or write the impression first.")
+            return False
+        try:
+            final = sign(self.annotations.doc, report, self.observer())
+        except SignOffError as err:
+            self.problem.emit(str(err))
+            return False
+        return self._put(final, "Sign report")
+
+    def amend(self) -> bool:
+        report = self.current()
+        if report is None or not report.is_final:
+            self.problem.emit("Only a signed report is amended; edit the draft directly.")
+            return False
+        return self._put(amend(self.annotations.doc, report), "Amend report")
+
+    def save_pdf(self, out: Path) -> bool:
+        """The printable report as PDF (Qt, in this process); False with one sentence when it fails."""
+        report = self.current()
+        if report is None:
+            self.problem.emit("There is no report to print yet.")
+            return False
+        try:
+            with tempfile.TemporaryDirectory(prefix="clinlens-report-") as folder:
+                write_pdf(printable(self.annotations.doc, report).write(Path(folder)), out)
+        except OSError as err:
+            self.problem.emit(f"Could not write the PDF {out.name}: {err.strerror or err}. The report is unchanged.")
+            return False
+        return True

@@ -1,0 +1,156 @@
+"""report: the report of a study as a DICOM SR (and a PDF), from a project, optionally signed off.
+
+    clinlens report ~/ct/series1 --annotations project.json --out report.dcm --pdf report.pdf
+    clinlens report ~/ct/series1 --out report.dcm --verify "Doe^Jane" --organization "General Hospital"
+
+The report is the study's current one in the project (the one the app's Report panel edits); a
+study without a report gets a draft from the modality's template with a finding for every
+annotation a person stands behind (user annotations, accepted or corrected model output). With
+--verify the draft is signed off by that observer under the same rules as in the app (no
+unreviewed model findings, no deleted evidence) and the signed report is saved to the project.
+The PDF is drawn by Qt in a child process (``python -m app.report.pdf``): the command line never
+loads Qt itself. Bad input exits with code 2, one sentence on stderr, nothing changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pydicom
+
+from cli.annotations import selected_image_ids
+from cli.help import examples
+from cli.options import add_annotations_option, add_observer_options, fail
+from engine.annotations.document import AnnotationDocument
+from engine.annotations.formats.targets import ExportError
+from engine.annotations.persistence import DocumentError, annotation_path, load_document, save_document
+from engine.files import write_bytes_atomic
+from engine.report.commands import PutReport
+from engine.report.model import Observer, Report
+from engine.report.printable import printable
+from engine.report.signoff import SignOffError, accepted_findings, new_report, sign
+from engine.report.sr import build_report_sr
+from engine.report.templates import read_templates
+
+EXIT_WRITE_FAILED = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write a study's report as DICOM SR (and PDF), optionally signed off",
+        description="Write the report of the study the given images belong to as a DICOM Comprehensive 3D SR "
+        "(TID 1500 measurement groups of its evidence and the text sections) and, with --pdf, as a printable PDF. "
+        "The report is the study's current report in the project; without one, a draft is started from the "
+        "modality's template with a finding per accepted annotation. --verify signs it off (saved to the project). "
+        "Bad input exits with code 2.",
+        epilog=examples(
+            "~/ct/series1 --annotations project.json --out report.dcm --pdf report.pdf",
+            '~/ct/series1 --out report.dcm --verify "Doe^Jane" --organization "General Hospital"',
+        ),
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGES_OR_SERIES", help="the study's files and/or folders")
+    add_annotations_option(parser)
+    parser.add_argument("--out", required=True, type=Path, help="the DICOM SR file to write")
+    parser.add_argument("--pdf", type=Path, metavar="FILE", help="also write the printable report as PDF")
+    add_observer_options(parser)
+    parser.set_defaults(func=run_report)
+
+
+def _modality(doc: AnnotationDocument, image_ids: list[str]) -> str:
+    for image_id in image_ids:
+        ref = doc.image(image_id)
+        if ref.kind == "dicom":
+            try:
+                return str(pydicom.dcmread(ref.paths[0], stop_before_pixels=True).get("Modality", ""))
+            except (OSError, pydicom.errors.InvalidDicomError):
+                return ""
+    return ""
+
+
+def study_report(doc: AnnotationDocument, image_ids: list[str]) -> Report:
+    """The study's current report, or a new draft of its accepted annotations; ValueError when neither."""
+    study = doc.study_key(image_ids[0])
+    current = doc.current_report(study)
+    if current is not None:
+        return current
+    findings = accepted_findings(doc, study)
+    if not findings:
+        raise ValueError(
+            "nothing accepted in this study and no report yet: accept model output or annotate in the app, "
+            "or write the report in its Report panel"
+        )
+    modality = _modality(doc, image_ids)
+    report = new_report(doc, image_ids[0], read_templates().for_modality(modality), modality)
+    for finding in findings:
+        report = report.with_finding(finding, doc.now())
+    return report
+
+
+def write_pdf(doc: AnnotationDocument, report: Report, out: Path) -> None:
+    """The PDF through ``python -m app.report.pdf`` (Qt, offscreen); OSError with its reason."""
+    with tempfile.TemporaryDirectory(prefix="clinlens-report-") as folder:
+        page = printable(doc, report).write(Path(folder))
+        env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")}
+        done = subprocess.run(
+            [sys.executable, "-m", "app.report.pdf", str(page), str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=120,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise OSError((done.stderr.strip().splitlines() or ["the PDF writer failed"])[-1].removeprefix("error: "))
+
+
+def run_report(args: argparse.Namespace) -> int:
+    missing = [p for p in args.images if not os.path.exists(p)]
+    if missing:
+        return fail(f"{missing[0]} does not exist")
+    source = args.annotations or annotation_path(args.images)
+    if not source.is_file():
+        return fail(f"no annotations found: {source} does not exist (annotate in the app, or pass --annotations FILE)")
+    try:
+        doc = load_document(source)
+    except (DocumentError, OSError) as err:
+        return fail(f"cannot read the annotations: {err}")
+    image_ids = selected_image_ids(doc, args.images)
+    if not image_ids:
+        return fail(f"{source} has no images inside {', '.join(args.images)}")
+    studies = {doc.study_key(i) for i in image_ids}
+    if len(studies) > 1:
+        return fail(f"the images belong to {len(studies)} studies; write the report of one study at a time")
+    try:
+        report = study_report(doc, image_ids)
+        if args.verify and not report.is_final:
+            report = sign(doc, report, Observer(args.verify, args.organization))
+        sr = build_report_sr(doc, report)
+    except (ValueError, SignOffError, ExportError) as err:
+        return fail(str(err))
+    buffer = io.BytesIO()
+    sr.save_as(buffer)
+    try:
+        write_bytes_atomic(args.out, buffer.getvalue())
+        if args.pdf:
+            write_pdf(doc, report, args.pdf)
+        if doc.find_report(report.id) != report:  # a new or newly signed report is part of the project
+            doc.execute(
+                PutReport(image_ids[0], report.id, report, "Sign report" if report.is_final else "Start report")
+            )
+            save_document(doc, source)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return fail(f"could not write the report: {err}", EXIT_WRITE_FAILED)
+    state = f"final, verified by {report.verifier.name}" if report.is_final else "draft"
+    print(
+        f"report ({state}, {len(report.findings)} finding(s)) written to {args.out}"
+        + (f" and {args.pdf}" if args.pdf else "")
+    )
+    return 0

@@ -1,0 +1,74 @@
+"""`main.py report`: a study's report as DICOM SR and PDF from a project, signed off from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from clinlens.command import main
+from engine.annotations import save_document
+from tests.engine.dicom_tools import dciodvfy_errors
+from tests.engine.test_annotations_support import annotated_set
+from tests.pdf_tools import outline_pixels, pdf_page
+
+
+@pytest.fixture
+def project(tmp_path):
+    doc, refs = annotated_set(tmp_path / "images")
+    path = tmp_path / "project.json"
+    save_document(doc, path)
+    return path, refs
+
+
+def test_report_sr_and_pdf_signed_from_the_command_line(project, tmp_path, capsys):
+    path, refs = project
+    ct = refs["ct"].paths[0]
+    out, pdf = tmp_path / "report.dcm", tmp_path / "report.pdf"
+    code = main(
+        [
+            "report",
+            ct,
+            "--annotations",
+            str(path),
+            "--out",
+            str(out),
+            "--pdf",
+            str(pdf),
+            "--verify",
+            "Doe^Jane",
+            "--organization",
+            "General Hospital",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "final, verified by Doe^Jane" in capsys.readouterr().out
+    assert dciodvfy_errors(out) == []
+    ds = pydicom.dcmread(out)
+    assert ds.VerificationFlag == "VERIFIED" and ds.VerifyingObserverSequence[0].VerifyingObserverName == "Doe^Jane"
+    saved = json.loads(path.read_text())
+    assert saved["schema_version"] == 4 and saved["reports"][0]["status"] == "final"
+    page = pdf_page(pdf, tmp_path / "page.png")
+    yellow = np.argwhere(outline_pixels(page))
+    assert len(yellow) > 20, "the key image with its evidence outline is not on the page"
+    text_rows = (page[: yellow[:, 0].min()] < 128).all(axis=2).any(axis=1)  # dark text above the key image
+    assert text_rows.sum() > 20, "no findings text above the key image"
+
+
+def test_nothing_accepted_is_one_sentence(tmp_path, capsys):
+    doc, refs = annotated_set(tmp_path / "images")
+    ct = refs["ct"]
+    for box in doc.boxes(ct.image_id):
+        if box.source.value == "user":
+            from engine.annotations import RemoveAnnotations
+
+            doc.execute(RemoveAnnotations(ct.image_id, [box.id]))
+    save_document(doc, tmp_path / "p.json")
+    code = main(["report", ct.paths[0], "--annotations", str(tmp_path / "p.json"), "--out", str(tmp_path / "r.dcm")])
+    assert code == 2 and not (tmp_path / "r.dcm").exists()
+    assert capsys.readouterr().err == (
+        "error: nothing accepted in this study and no report yet: accept model output or annotate in the app, "
+        "or write the report in its Report panel\n"
+    )
