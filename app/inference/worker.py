@@ -322,6 +322,12 @@ class _Worker(QObject):
                 model = self._load_clinkd(job.settings)
                 dispatcher = LocalDispatcher(LocalBackend(model), settings, job.batch_size)
                 info = model.info
+            segmenter = None
+            if spec.task is PreTask.SEG:  # ClinKD's boxes are its prompts, as in `main.py annotate --task seg`
+                chosen = job.settings
+                segmenter = self._segmenter.load(
+                    chosen.segmentation_model, chosen.device, chosen.dtype, self.state.emit
+                )
             self.state.emit("busy", _device_text(info))
             try:
                 stats = run_preannotation(
@@ -334,6 +340,7 @@ class _Worker(QObject):
                     progress=progress,
                     cancel=cancel,
                     pause=job.pause,
+                    segmenter=segmenter,
                 )
             finally:
                 self.state.emit("ready", _device_text(info))

@@ -36,7 +36,7 @@ from engine.clinkd.prompts import Task
 from engine.imaging import ImageStack, render_rgb
 from engine.preannotate.dispatch import Dispatcher
 from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
-from engine.preannotate.seg import MaskMaker
+from engine.preannotate.seg import MaskMaker, with_segmenter
 from engine.preannotate.spec import MAX_LABEL_CHARS, MIA_LABEL, PreannotateSpec, PreTask, window_text
 
 
@@ -246,8 +246,10 @@ def run_preannotation(
         raise ValueError("KPL labels run through run_kpl_labels")
     started = time.perf_counter()
     stats = RunStats(run_id=run_id or new_run_id(), images=len(works))
-    if spec.task is PreTask.SEG and segmenter is None:
-        raise ValueError("the seg task needs a segmentation model")
+    if spec.task is PreTask.SEG:
+        if segmenter is None:
+            raise ValueError("the seg task needs a segmentation model")
+        spec = with_segmenter(spec, segmenter)
     masks = MaskMaker(segmenter) if spec.task is PreTask.SEG else None
     builder = ProposalBuilder(spec, stats.run_id, spec.key(model_id), model_id, masks)
     pending: dict[int, _Pending] = {}
