@@ -786,6 +786,7 @@ class MainWindow(QMainWindow):
         self.pacs.shutdown()
         self.cine.pause()
         self.series_browser.shutdown()
+        self.mpr.shutdown()
         self.state.shutdown()
         self.service.shutdown()
         self.annotations.save_all()
