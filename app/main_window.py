@@ -671,7 +671,13 @@ class MainWindow(QMainWindow):
         self.model_status.setText(f"Model: busy · {steps} tokens · {seconds:.1f} s · {rate:.1f} tok/s")
 
     def select_all_on_frame(self) -> None:
-        self.annotations.select({box.id for box in self.annotations.visible_boxes(self.state.frame_index)})
+        """Every box and mask on the shown frame (of the visible sources): Ctrl+A then A/X reviews them all."""
+        frame, controller = self.state.frame_index, self.annotations
+        chosen = {box.id for box in controller.visible_boxes(frame)}
+        if controller.doc is not None and controller.image_id is not None:
+            masks = controller.doc.masks(controller.image_id, frame)
+            chosen |= {m.id for m in masks if m.source in controller.visible_sources}
+        self.annotations.select(chosen)
 
     def show_box(self, box_id: str) -> None:
         doc = self.annotations.doc
@@ -842,6 +848,7 @@ class MainWindow(QMainWindow):
         self.pacs.shutdown()
         self.cine.pause()
         self.series_browser.shutdown()
+        self.mpr.shutdown()
         self.state.shutdown()
         self.service.shutdown()
         self.annotations.save_all()

@@ -230,10 +230,11 @@ def run_annotate(args: argparse.Namespace) -> int:
             spec = dataclasses.replace(spec, second_model=second_id)
         segmenter = None
         if spec.task is PreTask.SEG:
+            from engine.preannotate import with_segmenter
             from engine.segmentation import load_segmenter
 
             segmenter = load_segmenter(args.segmentation_model, device=args.device)
-            spec = dataclasses.replace(spec, segmenter=segmenter.info.model_id)
+            spec = with_segmenter(spec, segmenter)
     except (ModelFolderError, QuantizationUnavailable, ClipLoadError, ValueError, SegmenterError) as error:
         return fail(str(error))
     except (ClinKDError, _NoServer) as error:

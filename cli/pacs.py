@@ -4,8 +4,10 @@
 uses an entry saved in the app's settings instead. Secrets never go on the command line: name
 the environment variable that holds them (``--password-env``, ``--token-env``). Output never
 shows patient identifiers. ``get`` writes ``DIR/<study>/<series>/<sop>.dcm``, each file complete
-(written to a temporary name, then renamed). Exit status: 0 done, 1 the PACS failed (one
-sentence on stderr), 2 bad input, 130 interrupted.
+(written to a temporary name, then renamed). ``send --project`` sends each image's reviewed
+annotations as a DICOM SR and its reviewed masks as a DICOM SEG, as the window's Send does (pending
+model output stays local; a resend stores nothing new). Exit status: 0 done, 1 the PACS failed
+(one sentence on stderr), 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ EXAMPLES = (
     "find --url dicom://ORTHANC@pacs:4242 --modality CT --date 20240101-20241231 --json",
     "get --url http://pacs:8042/dicom-web STUDY_UID --series SERIES_UID --out DIR",
     "send --url dicom://ORTHANC@pacs:4242 report.dcm more/*.dcm",
+    "send --server hospital --project project.json --image series:1.2.840.113619.2.55.3",
 )
 
 EXIT_PACS = 1
@@ -76,13 +79,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     get.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="folder to write DIR/<study>/<series>/<sop>.dcm into"
     )
-    send = commands.add_parser("send", parents=[connection], help="store DICOM files (STOW-RS or C-STORE)")
+    send = commands.add_parser(
+        "send",
+        parents=[connection],
+        help="store DICOM files, or a project's reviewed annotations as SR and SEG (STOW-RS or C-STORE)",
+    )
     send.add_argument(
         "files",
-        nargs="+",
+        nargs="*",
         type=Path,
         metavar="FILE",
         help="DICOM files to store (an SR from export --format sr, images)",
+    )
+    send.add_argument(
+        "--project",
+        type=Path,
+        metavar="PROJECT.json",
+        help="send each image's reviewed annotations (SR) and reviewed masks (SEG) instead of files",
+    )
+    send.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="with --project: only this image (its id, e.g. series:UID, or one of its files); repeatable",
     )
     parser.set_defaults(func=run_pacs)
 
@@ -203,6 +223,10 @@ def _get(connection, args) -> int:
 def _send(connection, args) -> int:
     from engine.pacs import PacsError, read_for_send
 
+    if args.project is not None or args.image:
+        return _send_project(connection, args)
+    if not args.files:
+        raise _BadInput("send needs DICOM files, or --project PROJECT.json")
     missing = [p for p in args.files if not p.is_file()]
     if missing:
         raise _BadInput(f"{missing[0]} does not exist")
@@ -212,6 +236,61 @@ def _send(connection, args) -> int:
         raise _BadInput(str(err)) from None
     print(f"sent {connection.send(datasets)} instance(s)")
     return 0
+
+
+def _send_project(connection, args) -> int:
+    """Each chosen image of the project: one line saying what was stored, already held, or why nothing went."""
+    from engine.annotations import DocumentError, load_document
+    from engine.pacs import PacsError
+    from engine.pacs.writeback import nothing_to_send, send_report
+
+    if args.project is None:
+        raise _BadInput("--image needs --project PROJECT.json")
+    if args.files:
+        raise _BadInput("send takes DICOM files or --project, not both")
+    try:
+        doc = load_document(args.project)
+    except DocumentError as err:
+        raise _BadInput(str(err)) from None
+    chosen = _chosen_images(doc, args.project, args.image)
+    failed = 0
+    for ref in chosen:
+        name = f"{ref.title or ref.image_id} ({ref.image_id})"
+        reason = nothing_to_send(doc, ref.image_id)
+        if reason:
+            print(f"{name}: {reason}")
+            continue
+        try:
+            sent = send_report(connection, doc, ref.image_id)
+        except PacsError as err:
+            failed += 1
+            print(f"error: {name}: {err}", file=sys.stderr)
+            continue
+        if sent.already_stored:
+            print(f"{name}: already stored, nothing sent again ({sent.objects})")
+        else:
+            print(f"{name}: stored {sent.objects}")
+    return EXIT_PACS if failed else 0
+
+
+def _chosen_images(doc, project: Path, wanted: list[str]) -> list:
+    """The project's images, or those named by id or by one of their files (bad input when one is unknown)."""
+    images = list(doc.images)
+    if not images:
+        raise _BadInput(f"{project} holds no images")
+    if not wanted:
+        return images
+    chosen = []
+    for name in wanted:
+        path = str(Path(name).absolute())
+        found = next((r for r in images if name == r.image_id or path == r.image_id or path in r.paths), None)
+        if found is None:
+            raise _BadInput(
+                f"--image {name} is not an image of {project} (give its id, e.g. series:UID, or one of its files)"
+            )
+        if found not in chosen:
+            chosen.append(found)
+    return chosen
 
 
 ACTIONS = {"echo": _echo, "find": _find, "get": _get, "send": _send}

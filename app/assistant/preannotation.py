@@ -96,8 +96,9 @@ class PreannotationRun(QObject):
 
     def reset_counts(self) -> None:
         self.progress: RunProgress | None = None
-        self.done = self.failed = self.boxes = self.labels = 0
+        self.done = self.failed = self.boxes = self.labels = self.masks = 0
         self.failures: list[str] = []
+        self.image_notes: list[str] = []  # "title: note" per done image (seg: a label without a box or mask)
         self.notes: list[str] = []
         self.disagreeing: list[str] = []  # titles of the images the two models disagree on
         self.stopped_by: str | None = None  # the error that ended the run early (a model that would not load)
@@ -170,6 +171,8 @@ class PreannotationRun(QObject):
             rate = f" · {p.tokens_per_second:.1f} tok/s" if p.tokens_per_second else ""
             text += f" · ETA {_clock(p.eta_s)}{rate}"
         text += f" · {self.boxes} boxes, {self.labels} labels"
+        if self.masks:
+            text += f", {self.masks} masks"
         if self.failed:
             text += f" · {self.failed} failed"
         return text
@@ -189,6 +192,8 @@ class PreannotationRun(QObject):
         self.failed += outcome.status == FAILED
         self.boxes += outcome.boxes
         self.labels += outcome.labels
+        self.masks += outcome.masks
+        self.image_notes.extend(f"{outcome.title}: {note}" for note in outcome.notes)
         if outcome.status == FAILED:
             self.failures.append(f"{outcome.title}: {outcome.reason}")
         if outcome.disagree and outcome.image_id in self._stack_keys:
@@ -208,16 +213,18 @@ class PreannotationRun(QObject):
         if job_id != self.job_id:
             return
         self.job_id = None
+        masks = f", {self.masks} masks" if self.masks or self.image_notes else ""
         summary = (
-            f"Pre-annotation: {self.done + self.failed} of {self.total} images, {self.boxes} boxes and "
+            f"Pre-annotation: {self.done + self.failed} of {self.total} images, {self.boxes} boxes{masks} and "
             f"{self.labels} labels proposed (needing review), {self.failed} failed"
         )
-        if self.notes:
-            summary += " · " + "; ".join(self.notes)
+        notes = self.notes + self.image_notes[:_LISTED] + (["…"] if len(self.image_notes) > _LISTED else [])
+        if notes:
+            summary += " · " + "; ".join(notes)
         if self.disagreeing:
             summary += f" · the two models disagree on {len(self.disagreeing)} image(s), listed first (≠)"
         summary += "."
-        if self.boxes or self.labels:  # a hint about reviewing only when there is something to review
+        if self.boxes or self.labels or self.masks:  # a hint about reviewing only when there is something to review
             summary += " N/P walk the images, A/X accept/reject, Ctrl+Z takes the whole run back."
         self.changed.emit()
         if self.stopped_by or self.failures:
@@ -333,7 +340,7 @@ class PreannotateDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         about = QLabel(
-            "Proposals arrive as boxes and labels needing review; the run can be paused or "
+            "Proposals arrive as boxes, masks and labels needing review; the run can be paused or "
             "cancelled (what is done is kept), and Ctrl+Z takes the whole run back."
         )
         about.setWordWrap(True)
@@ -353,7 +360,7 @@ class PreannotateDialog(QDialog):
 
     def _task_changed(self) -> None:
         task = self.task.currentData()
-        self.labels.setEnabled(task is PreTask.VG)
+        self.labels.setEnabled(task.asks_per_label)
         self.knowledge.setEnabled(task is PreTask.KPL)
         second = self.settings.second_configured
         self.second_opinion.setEnabled(task is PreTask.VG and second)
@@ -382,6 +389,8 @@ class PreannotateDialog(QDialog):
             problems = [p for p in settings.problems() if "ClinKD folder" in p or "server URL" in p]
             if problems:
                 return " ".join(problems) + " Choose another with Choose model… (Assistant > Settings)."
+            if task is PreTask.SEG:
+                return self._missing_segmenter(task)
             return ""
         if not settings.clip_model:
             return (
@@ -389,6 +398,20 @@ class PreannotateDialog(QDialog):
                 "such as ViT-L-14:openai, a checkpoint file, or local-dir:FOLDER) with Choose model… "
                 "(Assistant > Settings)."
             )
+        return ""
+
+    def _missing_segmenter(self, task: PreTask) -> str:
+        """The seg task's second model: ClinKD's boxes are the prompts of a SAM-family segmenter."""
+        folder = self.settings.segmentation_model
+        if not folder:
+            return (
+                f"“{task.title}” also needs a segmentation model (a SAM or MedSAM checkpoint folder), and "
+                "none is chosen. Choose it with Assistant > Choose segmentation model…, or here with "
+                "Choose model… (Assistant > Settings, Segmentation: Model folder)."
+            )
+        problems = [p for p in self.settings.problems() if "segmentation model folder" in p]
+        if problems:
+            return " ".join(problems) + " Choose another with Assistant > Choose segmentation model…"
         return ""
 
     def _check_model(self) -> None:
@@ -406,7 +429,7 @@ class PreannotateDialog(QDialog):
     def spec(self, max_new_tokens: int = 80) -> PreannotateSpec:
         """The run's settings; raises LabelListError / ValueError with a sentence for the user."""
         task = self.task.currentData()
-        labels = tuple(split_labels(self.labels.text())) if task is PreTask.VG else ()
+        labels = tuple(split_labels(self.labels.text())) if task.asks_per_label else ()
         return PreannotateSpec(
             task, labels, self.knowledge.currentText().strip(), self.window_used, max_new_tokens, self.invert
         )

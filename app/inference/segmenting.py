@@ -64,17 +64,22 @@ class SegmenterHolder:
         self._key: tuple[str, str, str] | None = None
 
     def get(self, job: SegmentJob, on_state: Callable[[str, str], None]):
+        return self.load(job.model_dir, job.device, job.dtype, on_state)
+
+    def load(self, model_dir: str, device: str, dtype: str, on_state: Callable[[str, str], None]):
+        """The segmenter of ``model_dir``, loaded on first use (a prompt's job and a ``seg``
+        pre-annotation run share it, so the weights are in memory once)."""
         from engine.segmentation import SegmenterError, load_segmenter
 
-        if not job.model_dir:
+        if not model_dir:
             raise SegmenterError(
                 "No segmentation model is chosen (Assistant > Choose segmentation model…): a SAM or MedSAM folder."
             )
-        key = (job.model_dir, job.device, job.dtype)
+        key = (model_dir, device, dtype)
         if self.segmenter is None or self._key != key:
             self.segmenter = None
-            on_state("loading", f"segmentation model from {job.model_dir}")
-            self.segmenter = load_segmenter(job.model_dir, device=job.device, dtype=job.dtype)
+            on_state("loading", f"segmentation model from {model_dir}")
+            self.segmenter = load_segmenter(model_dir, device=device, dtype=dtype)
             self._key = key
             import_measurement_modules()
         return self.segmenter

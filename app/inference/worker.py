@@ -339,6 +339,12 @@ class _Worker(QObject):
             second = second_info = None
             if job.second_opinion:
                 second, second_info = dispatcher_of("second")
+            segmenter = None
+            if spec.task is PreTask.SEG:  # ClinKD's boxes are its prompts, as in `main.py annotate --task seg`
+                chosen = job.settings
+                segmenter = self._segmenter.load(
+                    chosen.segmentation_model, chosen.device, chosen.dtype, self.state.emit
+                )
             self.state.emit("busy", _device_text(info))
             try:
                 stats = run_preannotation(
@@ -353,6 +359,7 @@ class _Worker(QObject):
                     progress=progress,
                     cancel=cancel,
                     pause=job.pause,
+                    segmenter=segmenter,
                 )
             finally:
                 self.state.emit("ready", _device_text(info))

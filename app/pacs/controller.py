@@ -82,19 +82,13 @@ def _send(server: PacsServer, doc, image_id: str) -> str:
 
     with connect(server) as connection:
         sent = send_report(connection, doc, image_id)
-    objects = _sent_objects(sent)
+    objects = sent.objects
     if sent.already_stored:
         return (
             f"Not sent again: {server.name} already holds these annotations ({objects}); "
             "change them to send a new report."
         )
     return f"Annotations sent to {server.name} as {objects}."
-
-
-def _sent_objects(sent) -> str:
-    """'DICOM SR 1.2… and DICOM SEG 1.2…': a report of masks without measurements is a SEG alone."""
-    names = [f"DICOM {kind} {ds.SOPInstanceUID}" for kind, ds in (("SR", sent.sr), ("SEG", sent.seg)) if ds is not None]
-    return " and ".join(names)
 
 
 class PacsController(QObject):

@@ -162,6 +162,11 @@ class MprController(QObject):
         self._worker = worker
         worker.start()
 
+    def shutdown(self) -> None:
+        """Stop a volume load in flight and join the planes' mask build thread (the window is closing)."""
+        self._cancel_loading()
+        self.view.shutdown()
+
     def _cancel_loading(self) -> None:
         if self._worker is not None:
             self._worker.quit()

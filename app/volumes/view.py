@@ -298,7 +298,8 @@ class MprView(QWidget):
         self.box_mode = False  # the Box tool (B): boxes drawn on any plane
         self.layout_name = "1x3"
         self.viewports = {plane: PlaneViewport(self, plane) for plane in Plane}
-        self.plane_masks = PlaneMasks()
+        self.plane_masks = PlaneMasks(self)  # label volumes built off the GUI thread
+        self.plane_masks.built.connect(self.refresh_masks)
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -619,6 +620,17 @@ class MprView(QWidget):
         slice_of_frame = self.volume.geometry.frame_indices.index(annotation.frame)
         voxel = np.column_stack([np.full(len(drawn), slice_of_frame), drawn[:, 1] - 0.5, drawn[:, 0] - 0.5])
         return self.volume.geometry.voxel_to_patient(voxel), closed
+
+    def refresh_masks(self) -> None:
+        """Draw the masks again on every plane (a label volume has arrived from its build thread)."""
+        if self.volume is None:
+            return
+        for port in self.viewports.values():
+            self._draw_masks(port)
+
+    def shutdown(self) -> None:
+        """Join the mask build thread (the window is closing)."""
+        self.plane_masks.shutdown()
 
     def _draw_masks(self, port: PlaneViewport) -> None:
         """The masks of the visible sources cut along this port's plane slice."""

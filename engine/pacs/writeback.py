@@ -59,6 +59,13 @@ class SentReport:
     def instances(self) -> tuple[pydicom.Dataset, ...]:
         return tuple(ds for ds in (self.sr, self.seg) if ds is not None)
 
+    @property
+    def objects(self) -> str:
+        """'DICOM SR 1.2… and DICOM SEG 1.2…' (a report of masks without measurements is a SEG alone):
+        what the window's status bar and ``main.py pacs send --project`` say was sent."""
+        kinds = (("SR", self.sr), ("SEG", self.seg))
+        return " and ".join(f"DICOM {kind} {ds.SOPInstanceUID}" for kind, ds in kinds if ds is not None)
+
 
 def nothing_to_send(doc: AnnotationDocument, image_id: str) -> str | None:
     """The real reason there is no SR to send, most basic first ("" reasons never reach the user).

@@ -35,12 +35,14 @@ _LAZY = {
     "engine.preannotate.dispatch": ("Dispatcher", "LocalDispatcher", "PairedDispatcher", "ReplicaDispatcher"),
     "engine.preannotate.job": ("ImageWork", "proposed_label", "run_preannotation"),
     "engine.preannotate.kpl": ("run_kpl_labels",),
+    "engine.preannotate.seg": ("with_segmenter",),
 }
 
 if TYPE_CHECKING:
     from engine.preannotate.dispatch import Dispatcher, LocalDispatcher, PairedDispatcher, ReplicaDispatcher
     from engine.preannotate.job import ImageWork, proposed_label, run_preannotation
     from engine.preannotate.kpl import run_kpl_labels
+    from engine.preannotate.seg import with_segmenter
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
@@ -76,4 +78,5 @@ __all__ = [
     "split_labels",
     "stale_proposals",
     "window_text",
+    "with_segmenter",
 ]

@@ -37,7 +37,7 @@ from engine.grounding.agreement import LabelAgreement, label_agreement
 from engine.imaging import ImageStack, render_rgb
 from engine.preannotate.dispatch import PRIMARY, Dispatcher, PairedDispatcher
 from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
-from engine.preannotate.seg import MaskMaker
+from engine.preannotate.seg import MaskMaker, with_segmenter
 from engine.preannotate.spec import MAX_LABEL_CHARS, MIA_LABEL, PreannotateSpec, PreTask, window_text
 
 
@@ -289,8 +289,10 @@ def run_preannotation(
     sides = 2 if second is not None else 1
     started = time.perf_counter()
     stats = RunStats(run_id=run_id or new_run_id(), images=len(works))
-    if spec.task is PreTask.SEG and segmenter is None:
-        raise ValueError("the seg task needs a segmentation model")
+    if spec.task is PreTask.SEG:
+        if segmenter is None:
+            raise ValueError("the seg task needs a segmentation model")
+        spec = with_segmenter(spec, segmenter)
     masks = MaskMaker(segmenter) if spec.task is PreTask.SEG else None
     builder = ProposalBuilder(spec, stats.run_id, spec.key(model_id), model_id, masks)
     pending: dict[int, _Pending] = {}

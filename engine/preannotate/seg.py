@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from engine.annotations.masks import mask_frames
 from engine.annotations.model import Mask, MeasuredValue, new_id, utc_now
 from engine.clinkd.generation import AskResult
 from engine.imaging import ImageStack
+from engine.preannotate.spec import PreannotateSpec, PreTask
 from engine.segmentation import SegmenterError, check_box
 
 
@@ -38,6 +39,15 @@ class SegProposals:
 def combined_model_id(clinkd: str, segmenter: str) -> str:
     """Both models, as one provenance ``model`` string (grounding first, then segmentation)."""
     return f"{clinkd} + {segmenter}"
+
+
+def with_segmenter(spec: PreannotateSpec, segmenter: object) -> PreannotateSpec:
+    """A ``seg`` spec naming its loaded segmenter: the id is part of the settings key (another
+    segmentation model is another run). The CLI calls it before it reads the run log, the window's
+    worker before its run; ``run_preannotation`` calls it again, so no caller can forget it."""
+    if spec.task is not PreTask.SEG:
+        return spec
+    return replace(spec, segmenter=segmenter.info.model_id)  # type: ignore[attr-defined]
 
 
 class MaskMaker:
