@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMenu, QPushButton
@@ -27,6 +28,7 @@ from engine.annotations.image_ref import image_ref_from_stack
 from engine.annotations.persistence import document_from_dict, document_to_dict
 from engine.imaging import OpenResult, open_paths
 from engine.pacs import InstanceCache, PacsError, PacsServer, connect, load_pacs_settings, retrieve_series
+from engine.report.commands import PutReport
 
 PARTIAL_EVERY_S = 0.5
 BYTES_PER_MB = 1024 * 1024  # the settings give the cache limit in MB (tests make it tiny)
@@ -63,7 +65,7 @@ def _retrieve(
     with connect(server) as connection:
         result = retrieve_series(connection, cache, study_uid, series_uid, on_instance=on_instance, cancel=cancel)
         opened = open_paths([str(p) for p in result.paths])
-        found, problem = [], None
+        found, problem, reports = [], None, ()
         if opened.stacks:
             try:
                 reading = annotations_from_pacs(
@@ -74,7 +76,33 @@ def _retrieve(
                 problem = f"The annotations stored with this study could not be read: {err}"
             except Exception as err:  # noqa: BLE001 - a bad SR (or a bug reading it) must not leave the series incomplete
                 problem = f"The annotations stored with this study could not be read ({type(err).__name__}: {err})."
-    return opened, [str(cache.series_dir(study_uid, series_uid))], found, problem
+            reports, report_problem = _read_reports(connection, cache, study_uid, cancel)
+            problem = " ".join(p for p in (problem, report_problem) if p) or None
+    return Retrieved(opened, [str(cache.series_dir(study_uid, series_uid))], found, problem, reports)
+
+
+def _read_reports(connection, cache: InstanceCache, study_uid: str, cancel: threading.Event):
+    """The study's reports in the archive and one sentence when some could not be read (never raises)."""
+    from engine.pacs.report_writeback import reports_from_pacs
+
+    try:
+        found = reports_from_pacs(connection, cache, study_uid, cancel=cancel)
+    except PacsError as err:
+        return (), f"The reports stored with this study could not be read: {err}"
+    except Exception as err:  # noqa: BLE001 - a bad report SR must not leave the series incomplete
+        return (), f"The reports stored with this study could not be read ({type(err).__name__}: {err})."
+    return found.reports, " ".join(found.warnings) or None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What a retrieve brings back to the GUI thread: the series, its annotations and the study's reports."""
+
+    opened: OpenResult
+    paths: list[str]
+    annotations: list
+    problem: str | None
+    reports: tuple = ()
 
 
 def _send(server: PacsServer, doc, image_id: str) -> str:
@@ -240,8 +268,8 @@ class PacsController(QObject):
             self.window.setWindowTitle(f"ClinLens — incomplete series ({self._partial_frames} frames)")
         self.retrieve_failed.emit(message)
 
-    def _on_retrieved(self, retrieved) -> None:
-        opened, paths, found, problem = retrieved
+    def _on_retrieved(self, retrieved: Retrieved) -> None:
+        opened, paths, found, problem = retrieved.opened, retrieved.paths, retrieved.annotations, retrieved.problem
         choice = self.window.state.user_display() if self._partial_frames else None
         self._finish()
         self.window._on_opened((opened, paths))
@@ -254,6 +282,8 @@ class PacsController(QObject):
                 mark_origin(item, stack, self._pending_origin.name)
         if found and self.window.annotations.image_id is not None:
             self._import(found)
+        if retrieved.reports and self.window.annotations.image_id is not None:
+            self._import_reports(retrieved.reports)
         if problem:
             self.window.banner.show_message(problem)
         self.retrieve_finished.emit(opened)
@@ -267,6 +297,18 @@ class PacsController(QObject):
         if new:
             doc.execute(AddAnnotations(image_id, new, text="Annotations from PACS"))
             self.window.statusBar().showMessage(f"{len(new)} annotation(s) read from the PACS", 5000)
+
+    def _import_reports(self, reports) -> None:
+        """The study's reports from the archive join the project (one undo step each), chained to its own."""
+        from engine.pacs.report_writeback import reports_to_add
+
+        controller = self.window.annotations
+        doc, image_id = controller.doc, controller.image_id
+        added = reports_to_add(doc, doc.study_key(image_id), tuple(reports))
+        for report in added:
+            doc.execute(PutReport(image_id, report.id, report, "Report from PACS"))
+        if added:
+            self.window.statusBar().showMessage(f"{len(added)} report(s) of this study read from the PACS", 5000)
 
     # ----- send
     def send_current(self) -> None:

@@ -4,14 +4,17 @@
 SR (``writeback``): the archive is asked first, so the same report sent twice stores one
 instance. Nothing local changes, so a refused send (``SendRejected``) keeps the draft as it was.
 ``reports_from_pacs`` retrieves the SR series of a study and reads every report among them; SRs
-that hold no report (measurement-only SRs, dose reports) are passed over, damaged ones are a
-warning sentence, never an exception.
+that hold no report (measurement-only SRs, dose reports, other vendors' SRs) are passed over,
+damaged ones are a warning sentence, never an exception. ``reports_to_add`` says which of them a
+project lacks: the archive's copy of a report the project already holds (the same SR instance) is
+not added twice, and a draft from the archive never joins a study the project already reports on
+(the local draft is newer work); an amendment's predecessor is named by the project's own id.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.sr_reader import SrFileError, load_sr
@@ -21,7 +24,7 @@ from engine.pacs.errors import PacsError
 from engine.pacs.retrieve import Connection, retrieve_series
 from engine.pacs.writeback import SR_MODALITY, SentReport, is_stored
 from engine.report.model import Observer, Report
-from engine.report.sr import build_report_sr, report_from_sr
+from engine.report.sr import build_report_sr, report_from_sr, report_uids
 
 
 def send_report_sr(
@@ -64,3 +67,19 @@ def reports_from_pacs(
                 found.append(report)
     found.sort(key=lambda r: r.created)
     return PacsReports(tuple(found), tuple(warnings))
+
+
+def reports_to_add(doc: AnnotationDocument, study_key: str, found: tuple[Report, ...]) -> list[Report]:
+    """The archive's reports of ``study_key`` the project lacks, oldest first, chained to its own."""
+    local = {report_uids(r)[1]: r.id for r in doc.reports(study_key)}
+    had_reports = bool(local)
+    added = []
+    for report in found:
+        if report.study_key != study_key or report.id in local or doc.find_report(report.id) is not None:
+            continue
+        if not report.is_final and had_reports:
+            continue
+        report = replace(report, replaces=local.get(report.replaces, report.replaces))
+        local[report.id] = report.id
+        added.append(report)
+    return added
