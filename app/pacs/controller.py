@@ -5,8 +5,10 @@ shown as soon as it is written, and the growing series replaces it every half se
 fill in); a progress bar and a Cancel button sit in the status bar. When the series is complete
 it is opened like any folder (annotations bind to the data-folder document keyed by study and
 series UID), and the SR reports stored with the study are read back as annotations.
-Sending builds the SR from a snapshot of the document on the GUI thread and stores it on a
-worker thread, so a refused send changes nothing locally.
+The study's report SRs come back too and join the project (a signed one read-only, amendments
+chained). Sending builds the SR from a snapshot of the document on the GUI thread and stores it on
+a worker thread, so a refused send changes nothing locally; the Report panel's Send to PACS takes
+the same path and the same server.
 """
 
 from __future__ import annotations
@@ -119,9 +121,25 @@ def _send(server: PacsServer, doc, image_id: str) -> str:
     return f"Annotations sent to {server.name} as {objects}."
 
 
+def _send_report(server: PacsServer, doc, report_id: str, observer, pdf: bytes | None) -> str:
+    from engine.pacs.report_writeback import send_report_sr
+
+    report = doc.find_report(report_id)
+    if report is None:
+        raise PacsError("The report was not sent: it was discarded before the send began.")
+    with connect(server) as connection:
+        sent = send_report_sr(connection, doc, report, observer, pdf)
+    objects = _sent_objects(sent)
+    if sent.already_stored:
+        return f"Not sent again: {server.name} already holds this report ({objects})."
+    state = "signed" if report.is_final else "draft"
+    return f"Report ({state}) sent to {server.name} as {objects}."
+
+
 def _sent_objects(sent) -> str:
     """'DICOM SR 1.2… and DICOM SEG 1.2…': a report of masks without measurements is a SEG alone."""
-    names = [f"DICOM {kind} {ds.SOPInstanceUID}" for kind, ds in (("SR", sent.sr), ("SEG", sent.seg)) if ds is not None]
+    kinds = (("SR", sent.sr), ("SEG", sent.seg), ("PDF", sent.pdf))
+    names = [f"DICOM {kind} {ds.SOPInstanceUID}" for kind, ds in kinds if ds is not None]
     return " and ".join(names)
 
 
@@ -130,6 +148,7 @@ class PacsController(QObject):
     retrieve_failed = Signal(str)  # one sentence (also "Retrieve cancelled.")
     partial_shown = Signal(int)  # frames shown so far
     send_finished = Signal(str)  # one sentence, success or failure
+    report_send_finished = Signal(str, bool)  # one sentence; True when the report is in the archive
 
     def __init__(self, window, file_menu: QMenu) -> None:
         super().__init__(window)
@@ -311,16 +330,21 @@ class PacsController(QObject):
             self.window.statusBar().showMessage(f"{len(added)} report(s) of this study read from the PACS", 5000)
 
     # ----- send
+    def _server_for(self, stack) -> PacsServer | None:
+        """Where a send goes: the server the series came from, else the default (or first) one."""
+        server = self._origin.get(stack.key)
+        if server is None:
+            settings = load_pacs_settings()
+            server = settings.server(settings.default_server) or (settings.servers[0] if settings.servers else None)
+        return server
+
     def send_current(self) -> None:
         controller = self.window.annotations
         stack = self.window.state.stack
         if controller.doc is None or controller.image_id is None or stack is None:
             self.window.banner.show_message("Open an annotated DICOM series first.")
             return
-        server = self._origin.get(stack.key)
-        if server is None:
-            settings = load_pacs_settings()
-            server = settings.server(settings.default_server) or (settings.servers[0] if settings.servers else None)
+        server = self._server_for(stack)
         if server is None:
             self.window.banner.show_message("No PACS configured: add one under File > PACS servers….")
             return
@@ -330,6 +354,36 @@ class PacsController(QObject):
         worker.returned.connect(self._on_sent)
         worker.errored.connect(self._on_send_failed)
         worker.start()
+
+    def send_report(self, report_id: str, observer, pdf: bytes | None) -> None:
+        """Send a report's SR (and PDF) on a worker thread; the answer is ``report_send_finished``."""
+        controller = self.window.annotations
+        stack = self.window.state.stack
+        server = None if stack is None else self._server_for(stack)
+        if controller.doc is None or server is None:
+            message = "No PACS configured: add one under File > PACS servers…; the report is kept on this computer."
+            self.window.banner.show_message(message)
+            self.report_send_finished.emit(message, False)
+            return
+        snapshot = document_from_dict(document_to_dict(controller.doc))  # the worker never sees the live document
+        self.window.statusBar().showMessage(f"Sending the report to {server.name}…")
+        worker = create_worker(
+            _send_report, server, snapshot, report_id, observer, pdf, _start_thread=False, _ignore_errors=True
+        )
+        worker.returned.connect(self._on_report_sent)
+        worker.errored.connect(self._on_report_send_failed)
+        worker.start()
+
+    def _on_report_sent(self, message: str) -> None:
+        self.window.statusBar().showMessage(message, 8000)
+        self.report_send_finished.emit(message, True)
+
+    def _on_report_send_failed(self, error: Exception) -> None:
+        self.window.statusBar().clearMessage()
+        message = str(error) if isinstance(error, PacsError) else f"Sending the report failed: {error}"
+        message = f"{message} The report is kept as it was on this computer."
+        self.window.banner.show_message(message)
+        self.report_send_finished.emit(message, False)
 
     def _on_sent(self, message: str) -> None:
         self.window.statusBar().showMessage(message, 8000)

@@ -1,8 +1,9 @@
 """Reports to and from the PACS: the report's DICOM SR sent by the annotations' send path, read back.
 
-``send_report_sr`` builds the report's SR (``engine.report.sr``) and sends it like the annotation
-SR (``writeback``): the archive is asked first, so the same report sent twice stores one
-instance. Nothing local changes, so a refused send (``SendRejected``) keeps the draft as it was.
+``send_report_sr`` builds the report's SR (``engine.report.sr``), and when asked its Encapsulated
+PDF (``engine.report.pdf_dicom``), and sends them like the annotation SR (``writeback``): the
+archive is asked first, so the same report sent twice stores one instance. Nothing local changes,
+so a refused send (``SendRejected``) keeps the draft as it was.
 ``reports_from_pacs`` retrieves the SR series of a study and reads every report among them; SRs
 that hold no report (measurement-only SRs, dose reports, other vendors' SRs) are passed over,
 damaged ones are a warning sentence, never an exception. ``reports_to_add`` says which of them a
@@ -24,21 +25,28 @@ from engine.pacs.errors import PacsError
 from engine.pacs.retrieve import Connection, retrieve_series
 from engine.pacs.writeback import SR_MODALITY, SentReport, is_stored
 from engine.report.model import Observer, Report
+from engine.report.pdf_dicom import build_report_pdf_dicom
 from engine.report.sr import build_report_sr, report_from_sr, report_uids
 
 
 def send_report_sr(
-    connection: Connection, doc: AnnotationDocument, report: Report, observer: Observer | None = None
+    connection: Connection,
+    doc: AnnotationDocument,
+    report: Report,
+    observer: Observer | None = None,
+    pdf: bytes | None = None,
 ) -> SentReport:
-    """Send the report's SR unless the archive already holds it; ``PacsError`` says why not."""
+    """Send the report's SR (and, given the printed ``pdf``, its Encapsulated PDF) unless the archive
+    already holds them; ``PacsError`` says why not. Both are built before anything is sent."""
     try:
         sr = build_report_sr(doc, report, observer)
+        document = None if pdf is None else build_report_pdf_dicom(doc, report, pdf)
     except ExportError as err:
         raise PacsError(f"The report was not sent: {err}.") from None
-    if is_stored(connection, sr):
-        return SentReport(sr, already_stored=True)
-    connection.send([sr])
-    return SentReport(sr)
+    new = [ds for ds in (sr, document) if ds is not None and not is_stored(connection, ds)]
+    if new:
+        connection.send(new)
+    return SentReport(sr, already_stored=not new, pdf=document)
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,11 @@ class SentReport:
     sr: pydicom.Dataset | None  # None only when the reviewed annotations are masks without measurements
     already_stored: bool = False  # True only when the archive already held everything (SR and SEG)
     seg: pydicom.Dataset | None = None  # the SEG of the reviewed masks, when there are any
+    pdf: pydicom.Dataset | None = None  # a report's Encapsulated PDF, when it was sent with its SR
 
     @property
     def instances(self) -> tuple[pydicom.Dataset, ...]:
-        return tuple(ds for ds in (self.sr, self.seg) if ds is not None)
+        return tuple(ds for ds in (self.sr, self.seg, self.pdf) if ds is not None)
 
 
 def nothing_to_send(doc: AnnotationDocument, image_id: str) -> str | None:

@@ -10,11 +10,12 @@ report (same report, same instance), in a series of its own beside the SR's.
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 
 import pydicom
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.dicom_sr import MANUFACTURER, SourceHeaders
@@ -118,3 +119,10 @@ def _reference(header: pydicom.Dataset) -> pydicom.Dataset:
     item.ReferencedSOPClassUID = header.SOPClassUID
     item.ReferencedSOPInstanceUID = header.SOPInstanceUID
     return item
+
+
+def dicom_bytes(ds: pydicom.Dataset) -> bytes:
+    """A dataset as a DICOM file's bytes, for ``write_bytes_atomic`` (a crash never leaves half a file)."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

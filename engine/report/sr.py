@@ -135,9 +135,7 @@ def _organization(report: Report, study_header: pydicom.Dataset) -> str:
     return report.verifier.organization or str(study_header.get("InstitutionName", "")) or UNKNOWN_ORGANIZATION
 
 
-def _measurement_report(
-    context: hd.sr.ObservationContext, groups: list, report: Report
-) -> hd.sr.MeasurementReport:
+def _measurement_report(context: hd.sr.ObservationContext, groups: list, report: Report) -> hd.sr.MeasurementReport:
     """The TID 1500 root; without measurement groups, row 12 (Qualitative Evaluations) stands for row 6.
 
     highdicom builds TID 1500 only with measurement groups, so the text-only root is built from a
