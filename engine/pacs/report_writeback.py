@@ -64,7 +64,10 @@ def reports_from_pacs(
     for series in connection.find_series(study_uid):
         if series.modality != SR_MODALITY:
             continue
-        result = retrieve_series(connection, cache, study_uid, series.series_uid, cancel=cancel)
+        # Every report of a study shares one series: a cached copy is stale once another report joined it.
+        cached = cache.is_complete(study_uid, series.series_uid) and len(cache.paths(study_uid, series.series_uid))
+        fresh = cached == len(connection.instance_uids(study_uid, series.series_uid))
+        result = retrieve_series(connection, cache, study_uid, series.series_uid, cancel=cancel, use_cache=fresh)
         for path in result.paths:
             try:
                 report = report_from_sr(load_sr(path))
