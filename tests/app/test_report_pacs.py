@@ -82,3 +82,31 @@ def test_signed_report_sent_from_the_panel_comes_back_on_another_workstation(
     shown.amend_button.click()  # the amendment names the archive's report
     assert other.report.current().replaces == report.id
     other.close()
+
+
+def test_a_pacs_that_refuses_the_report_says_so_and_keeps_the_draft(qtbot, tmp_path):
+    """A read-only archive (STOW refused): one sentence in the panel and the banner, the draft as it was."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from tests.engine.test_pacs import READ_ONLY_LUA
+    from tests.orthanc import OrthancServer
+
+    ct = tmp_path / "study" / "CT_small.dcm"
+    ct.parent.mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), ct)
+    with OrthancServer(tmp_path / "strict", lua=READ_ONLY_LUA) as strict:
+        window = _open_window(qtbot, PacsServer("Read-only archive", strict.dicomweb_url))
+        with qtbot.waitSignal(window.load_finished, timeout=20000):
+            window.open([str(ct)])
+        panel = window.report_panel
+        panel.editors["impression"].setPlainText("No acute findings.")
+        draft = window.report.current()
+        with qtbot.waitSignal(window.pacs.report_send_finished, timeout=60000) as sent:
+            panel.send_button.click()
+        message, stored = sent.args
+    assert not stored and "rejected" in message and message.endswith("The report is kept as it was on this computer.")
+    assert panel.problem.text() == message and panel.sent.text() == "" and panel.send_button.isEnabled()
+    assert window.banner.isVisible() and window.report.current() == draft
+    window.close()
