@@ -274,6 +274,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent_menu(recent_files.load_recent())
         self.pacs = PacsController(self, file_menu)
+        self.report.send_requested.connect(self.pacs.send_report)  # the panel's Send to PACS takes the PACS path
+        self.pacs.report_send_finished.connect(self.report_panel.show_sent)
         file_menu.addSeparator()
         self._action(file_menu, "&Import annotations (COCO or ClinLens JSON)…", self.choose_import)
         export_menu = file_menu.addMenu("&Export annotations")

@@ -2,12 +2,16 @@
 
     clinlens report ~/ct/series1 --annotations project.json --out report.dcm --pdf report.pdf
     clinlens report ~/ct/series1 --out report.dcm --verify "Doe^Jane" --organization "General Hospital"
+    clinlens report ~/ct/series1 --out report.dcm --pdf-dicom report-pdf.dcm --no-save
 
 The report is the study's current one in the project (the one the app's Report panel edits); a
 study without a report gets a draft from the modality's template with a finding for every
 annotation a person stands behind (user annotations, accepted or corrected model output). With
 --verify the draft is signed off by that observer under the same rules as in the app (no
-unreviewed model findings, no deleted evidence) and the signed report is saved to the project.
+unreviewed model findings, no deleted evidence). A report the project did not hold yet (the new
+draft, or the newly signed one) is saved into the project file, atomically (temporary file,
+then rename), so the app shows what was written; --no-save leaves the project file untouched.
+--pdf-dicom writes the printed report as an Encapsulated PDF DICOM object for a PACS.
 The PDF is drawn by Qt in a child process (``python -m app.report.pdf``): the command line never
 loads Qt itself. Bad input exits with code 2, one sentence on stderr, nothing changed.
 """
@@ -15,7 +19,6 @@ loads Qt itself. Bad input exits with code 2, one sentence on stderr, nothing ch
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from engine.annotations.persistence import DocumentError, annotation_path, load_
 from engine.files import write_bytes_atomic
 from engine.report.commands import PutReport
 from engine.report.model import Observer, Report
+from engine.report.pdf_dicom import build_report_pdf_dicom, dicom_bytes
 from engine.report.printable import printable
 from engine.report.signoff import SignOffError, accepted_findings, new_report, sign
 from engine.report.sr import build_report_sr
@@ -48,17 +52,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write the report of the study the given images belong to as a DICOM Comprehensive 3D SR "
         "(TID 1500 measurement groups of its evidence and the text sections) and, with --pdf, as a printable PDF. "
         "The report is the study's current report in the project; without one, a draft is started from the "
-        "modality's template with a finding per accepted annotation. --verify signs it off (saved to the project). "
+        "modality's template with a finding per accepted annotation. --verify signs it off. A new or newly signed "
+        "report is saved into the project file (atomically) unless --no-save is given. "
         "Bad input exits with code 2.",
         epilog=examples(
             "~/ct/series1 --annotations project.json --out report.dcm --pdf report.pdf",
             '~/ct/series1 --out report.dcm --verify "Doe^Jane" --organization "General Hospital"',
+            "~/ct/series1 --out report.dcm --pdf-dicom report-pdf.dcm --no-save",
         ),
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES_OR_SERIES", help="the study's files and/or folders")
     add_annotations_option(parser)
     parser.add_argument("--out", required=True, type=Path, help="the DICOM SR file to write")
     parser.add_argument("--pdf", type=Path, metavar="FILE", help="also write the printable report as PDF")
+    parser.add_argument(
+        "--pdf-dicom",
+        type=Path,
+        metavar="FILE",
+        help="also write the printable report as an Encapsulated PDF DICOM object (for a PACS)",
+    )
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="leave the project file as it is (by default a new or newly signed report is saved into it)",
+    )
     add_observer_options(parser)
     parser.set_defaults(func=run_report)
 
@@ -135,22 +152,36 @@ def run_report(args: argparse.Namespace) -> int:
         sr = build_report_sr(doc, report)
     except (ValueError, SignOffError, ExportError) as err:
         return fail(str(err))
-    buffer = io.BytesIO()
-    sr.save_as(buffer)
+    saved = False
     try:
-        write_bytes_atomic(args.out, buffer.getvalue())
+        write_bytes_atomic(args.out, dicom_bytes(sr))
         if args.pdf:
             write_pdf(doc, report, args.pdf)
-        if doc.find_report(report.id) != report:  # a new or newly signed report is part of the project
+        if args.pdf_dicom:
+            write_pdf_dicom(doc, report, args.pdf_dicom, args.pdf)
+        if not args.no_save and doc.find_report(report.id) != report:  # a new or newly signed report joins
             doc.execute(
                 PutReport(image_ids[0], report.id, report, "Sign report" if report.is_final else "Start report")
             )
-            save_document(doc, source)
+            save_document(doc, source)  # atomic: a crash leaves the project as it was
+            saved = True
+    except ExportError as err:
+        return fail(str(err))
     except (OSError, subprocess.TimeoutExpired) as err:
         return fail(f"could not write the report: {err}", EXIT_WRITE_FAILED)
     state = f"final, verified by {report.verifier.name}" if report.is_final else "draft"
+    written = ", ".join(str(p) for p in (args.out, args.pdf, args.pdf_dicom) if p)
     print(
-        f"report ({state}, {len(report.findings)} finding(s)) written to {args.out}"
-        + (f" and {args.pdf}" if args.pdf else "")
+        f"report ({state}, {len(report.findings)} finding(s)) written to {written}"
+        + (f"; saved in {source}" if saved else "")
     )
     return 0
+
+
+def write_pdf_dicom(doc: AnnotationDocument, report: Report, out: Path, pdf: Path | None) -> None:
+    """The PDF (the one just written, else drawn now) as Encapsulated PDF DICOM, written atomically."""
+    with tempfile.TemporaryDirectory(prefix="clinlens-report-") as folder:
+        if pdf is None:
+            pdf = Path(folder) / "report.pdf"
+            write_pdf(doc, report, pdf)
+        write_bytes_atomic(out, dicom_bytes(build_report_pdf_dicom(doc, report, pdf.read_bytes())))

@@ -5,14 +5,17 @@ shown as soon as it is written, and the growing series replaces it every half se
 fill in); a progress bar and a Cancel button sit in the status bar. When the series is complete
 it is opened like any folder (annotations bind to the data-folder document keyed by study and
 series UID), and the SR reports stored with the study are read back as annotations.
-Sending builds the SR from a snapshot of the document on the GUI thread and stores it on a
-worker thread, so a refused send changes nothing locally.
+The study's report SRs come back too and join the project (a signed one read-only, amendments
+chained). Sending builds the SR from a snapshot of the document on the GUI thread and stores it on
+a worker thread, so a refused send changes nothing locally; the Report panel's Send to PACS takes
+the same path and the same server.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMenu, QPushButton
@@ -27,6 +30,7 @@ from engine.annotations.image_ref import image_ref_from_stack
 from engine.annotations.persistence import document_from_dict, document_to_dict
 from engine.imaging import OpenResult, open_paths
 from engine.pacs import InstanceCache, PacsError, PacsServer, connect, load_pacs_settings, retrieve_series
+from engine.report.commands import PutReport
 
 PARTIAL_EVERY_S = 0.5
 BYTES_PER_MB = 1024 * 1024  # the settings give the cache limit in MB (tests make it tiny)
@@ -63,7 +67,7 @@ def _retrieve(
     with connect(server) as connection:
         result = retrieve_series(connection, cache, study_uid, series_uid, on_instance=on_instance, cancel=cancel)
         opened = open_paths([str(p) for p in result.paths])
-        found, problem = [], None
+        found, problem, reports = [], None, ()
         if opened.stacks:
             try:
                 reading = annotations_from_pacs(
@@ -74,7 +78,33 @@ def _retrieve(
                 problem = f"The annotations stored with this study could not be read: {err}"
             except Exception as err:  # noqa: BLE001 - a bad SR (or a bug reading it) must not leave the series incomplete
                 problem = f"The annotations stored with this study could not be read ({type(err).__name__}: {err})."
-    return opened, [str(cache.series_dir(study_uid, series_uid))], found, problem
+            reports, report_problem = _read_reports(connection, cache, study_uid, cancel)
+            problem = " ".join(p for p in (problem, report_problem) if p) or None
+    return Retrieved(opened, [str(cache.series_dir(study_uid, series_uid))], found, problem, reports)
+
+
+def _read_reports(connection, cache: InstanceCache, study_uid: str, cancel: threading.Event):
+    """The study's reports in the archive and one sentence when some could not be read (never raises)."""
+    from engine.pacs.report_writeback import reports_from_pacs
+
+    try:
+        found = reports_from_pacs(connection, cache, study_uid, cancel=cancel)
+    except PacsError as err:
+        return (), f"The reports stored with this study could not be read: {err}"
+    except Exception as err:  # noqa: BLE001 - a bad report SR must not leave the series incomplete
+        return (), f"The reports stored with this study could not be read ({type(err).__name__}: {err})."
+    return found.reports, " ".join(found.warnings) or None
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """What a retrieve brings back to the GUI thread: the series, its annotations and the study's reports."""
+
+    opened: OpenResult
+    paths: list[str]
+    annotations: list
+    problem: str | None
+    reports: tuple = ()
 
 
 def _send(server: PacsServer, doc, image_id: str) -> str:
@@ -91,11 +121,27 @@ def _send(server: PacsServer, doc, image_id: str) -> str:
     return f"Annotations sent to {server.name} as {objects}."
 
 
+def _send_report(server: PacsServer, doc, report_id: str, observer, pdf: bytes | None) -> str:
+    from engine.pacs.report_writeback import send_report_sr
+
+    report = doc.find_report(report_id)
+    if report is None:
+        raise PacsError("The report was not sent: it was discarded before the send began.")
+    with connect(server) as connection:
+        sent = send_report_sr(connection, doc, report, observer, pdf)
+    objects = sent.objects
+    if sent.already_stored:
+        return f"Not sent again: {server.name} already holds this report ({objects})."
+    state = "signed" if report.is_final else "draft"
+    return f"Report ({state}) sent to {server.name} as {objects}."
+
+
 class PacsController(QObject):
     retrieve_finished = Signal(object)  # OpenResult of the complete series
     retrieve_failed = Signal(str)  # one sentence (also "Retrieve cancelled.")
     partial_shown = Signal(int)  # frames shown so far
     send_finished = Signal(str)  # one sentence, success or failure
+    report_send_finished = Signal(str, bool)  # one sentence; True when the report is in the archive
 
     def __init__(self, window, file_menu: QMenu) -> None:
         super().__init__(window)
@@ -234,8 +280,8 @@ class PacsController(QObject):
             self.window.setWindowTitle(f"ClinLens — incomplete series ({self._partial_frames} frames)")
         self.retrieve_failed.emit(message)
 
-    def _on_retrieved(self, retrieved) -> None:
-        opened, paths, found, problem = retrieved
+    def _on_retrieved(self, retrieved: Retrieved) -> None:
+        opened, paths, found, problem = retrieved.opened, retrieved.paths, retrieved.annotations, retrieved.problem
         choice = self.window.state.user_display() if self._partial_frames else None
         self._finish()
         self.window._on_opened((opened, paths))
@@ -248,6 +294,8 @@ class PacsController(QObject):
                 mark_origin(item, stack, self._pending_origin.name)
         if found and self.window.annotations.image_id is not None:
             self._import(found)
+        if retrieved.reports and self.window.annotations.image_id is not None:
+            self._import_reports(retrieved.reports)
         if problem:
             self.window.banner.show_message(problem)
         self.retrieve_finished.emit(opened)
@@ -262,17 +310,34 @@ class PacsController(QObject):
             doc.execute(AddAnnotations(image_id, new, text="Annotations from PACS"))
             self.window.statusBar().showMessage(f"{len(new)} annotation(s) read from the PACS", 5000)
 
+    def _import_reports(self, reports) -> None:
+        """The study's reports from the archive join the project (one undo step each), chained to its own."""
+        from engine.pacs.report_writeback import reports_to_add
+
+        controller = self.window.annotations
+        doc, image_id = controller.doc, controller.image_id
+        added = reports_to_add(doc, doc.study_key(image_id), tuple(reports))
+        for report in added:
+            doc.execute(PutReport(image_id, report.id, report, "Report from PACS"))
+        if added:
+            self.window.statusBar().showMessage(f"{len(added)} report(s) of this study read from the PACS", 5000)
+
     # ----- send
+    def _server_for(self, stack) -> PacsServer | None:
+        """Where a send goes: the server the series came from, else the default (or first) one."""
+        server = self._origin.get(stack.key)
+        if server is None:
+            settings = load_pacs_settings()
+            server = settings.server(settings.default_server) or (settings.servers[0] if settings.servers else None)
+        return server
+
     def send_current(self) -> None:
         controller = self.window.annotations
         stack = self.window.state.stack
         if controller.doc is None or controller.image_id is None or stack is None:
             self.window.banner.show_message("Open an annotated DICOM series first.")
             return
-        server = self._origin.get(stack.key)
-        if server is None:
-            settings = load_pacs_settings()
-            server = settings.server(settings.default_server) or (settings.servers[0] if settings.servers else None)
+        server = self._server_for(stack)
         if server is None:
             self.window.banner.show_message("No PACS configured: add one under File > PACS servers….")
             return
@@ -282,6 +347,36 @@ class PacsController(QObject):
         worker.returned.connect(self._on_sent)
         worker.errored.connect(self._on_send_failed)
         worker.start()
+
+    def send_report(self, report_id: str, observer, pdf: bytes | None) -> None:
+        """Send a report's SR (and PDF) on a worker thread; the answer is ``report_send_finished``."""
+        controller = self.window.annotations
+        stack = self.window.state.stack
+        server = None if stack is None else self._server_for(stack)
+        if controller.doc is None or server is None:
+            message = "No PACS configured: add one under File > PACS servers…; the report is kept on this computer."
+            self.window.banner.show_message(message)
+            self.report_send_finished.emit(message, False)
+            return
+        snapshot = document_from_dict(document_to_dict(controller.doc))  # the worker never sees the live document
+        self.window.statusBar().showMessage(f"Sending the report to {server.name}…")
+        worker = create_worker(
+            _send_report, server, snapshot, report_id, observer, pdf, _start_thread=False, _ignore_errors=True
+        )
+        worker.returned.connect(self._on_report_sent)
+        worker.errored.connect(self._on_report_send_failed)
+        worker.start()
+
+    def _on_report_sent(self, message: str) -> None:
+        self.window.statusBar().showMessage(message, 8000)
+        self.report_send_finished.emit(message, True)
+
+    def _on_report_send_failed(self, error: Exception) -> None:
+        self.window.statusBar().clearMessage()
+        message = str(error) if isinstance(error, PacsError) else f"Sending the report failed: {error}"
+        message = f"{message} The report is kept as it was on this computer."
+        self.window.banner.show_message(message)
+        self.report_send_finished.emit(message, False)
 
     def _on_sent(self, message: str) -> None:
         self.window.statusBar().showMessage(message, 8000)

@@ -15,11 +15,14 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app.annotations.controller import AnnotationController
-from app.report.pdf import write_pdf
+from app.report.pdf import pdf_bytes
 from app.viewer.state import ViewerState
 from engine.annotations import Change
+from engine.annotations.formats.targets import ExportError
+from engine.files import write_bytes_atomic
 from engine.report.commands import PutReport
 from engine.report.model import Finding, Observer, Report
+from engine.report.pdf_dicom import build_report_pdf_dicom, dicom_bytes
 from engine.report.printable import printable
 from engine.report.signoff import (
     SignOffError,
@@ -35,6 +38,7 @@ from engine.report.templates import read_templates
 class ReportController(QObject):
     changed = Signal()  # the shown report (or which one is shown) changed
     problem = Signal(str)  # one sentence for the user; nothing was changed
+    send_requested = Signal(str, object, object)  # report id, Observer, PDF bytes or None (the PACS sends it)
 
     def __init__(self, annotations: AnnotationController, state: ViewerState, observer: Callable[[], Observer]) -> None:
         super().__init__()
@@ -149,16 +153,44 @@ class ReportController(QObject):
             return False
         return self._put(amend(self.annotations.doc, report), "Amend report")
 
+    def _pdf(self, report: Report) -> bytes:
+        """The printed report (Qt, in this process: a page takes a fraction of a second); OSError."""
+        with tempfile.TemporaryDirectory(prefix="clinlens-report-") as folder:
+            return pdf_bytes(printable(self.annotations.doc, report).write(Path(folder)))
+
     def save_pdf(self, out: Path) -> bool:
-        """The printable report as PDF (Qt, in this process); False with one sentence when it fails."""
+        """The printable report as PDF, or as Encapsulated PDF DICOM when ``out`` ends in .dcm;
+        False with one sentence when it fails."""
         report = self.current()
         if report is None:
             self.problem.emit("There is no report to print yet.")
             return False
         try:
-            with tempfile.TemporaryDirectory(prefix="clinlens-report-") as folder:
-                write_pdf(printable(self.annotations.doc, report).write(Path(folder)), out)
+            pdf = self._pdf(report)
+            if out.suffix.lower() == ".dcm":
+                write_bytes_atomic(out, dicom_bytes(build_report_pdf_dicom(self.annotations.doc, report, pdf)))
+            else:
+                write_bytes_atomic(out, pdf)
+        except ExportError as err:
+            self.problem.emit(f"Could not write {out.name}: {err}. The report is unchanged.")
+            return False
         except OSError as err:
             self.problem.emit(f"Could not write the PDF {out.name}: {err.strerror or err}. The report is unchanged.")
             return False
+        return True
+
+    def send_to_pacs(self, with_pdf: bool = False) -> bool:
+        """Ask for the study's report to be sent (``send_requested``); the draft is never changed by it."""
+        report = self.current()
+        if report is None:
+            self.problem.emit("There is no report to send yet: add findings or write the impression first.")
+            return False
+        pdf = None
+        if with_pdf:
+            try:
+                pdf = self._pdf(report)
+            except OSError as err:
+                self.problem.emit(f"The report was not sent: its PDF could not be drawn ({err.strerror or err}).")
+                return False
+        self.send_requested.emit(report.id, self.observer(), pdf)
         return True

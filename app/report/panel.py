@@ -3,7 +3,9 @@
 Sections are plain text editors (typing in one is one undo step per section); findings are a list
 whose rows say where they came from and whether they still need review; clicking a row's
 evidence shows it on the image (``evidence_requested``, wired by the window). A signed report is
-read-only: the editors lock and Amend starts a new draft that replaces it.
+read-only: the editors lock and Amend starts a new draft that replaces it. Send to PACS hands the
+report (and, ticked, its PDF) to the window, which sends it on the PACS's worker thread and
+answers through ``show_sent``; a refused send only says so, the report stays as it was.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -37,6 +40,7 @@ class ReportPanel(QWidget):
     def __init__(self, controller: ReportController) -> None:
         super().__init__()
         self.controller = controller
+        self._sending = False
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.editors: dict[str, QPlainTextEdit] = {}
@@ -61,6 +65,15 @@ class ReportPanel(QWidget):
         self.amend_button = QPushButton("Amend")
         self.amend_button.setToolTip("Start a new draft that replaces this signed report once signed")
         self.pdf_button = QPushButton("Save PDF…")
+        self.pdf_button.setToolTip("The printed report as PDF, or as Encapsulated PDF DICOM (.dcm) for a PACS")
+        self.send_button = QPushButton("Send to PACS")
+        self.send_button.setToolTip(
+            "Store the report as DICOM SR in the PACS the study came from (else the default PACS)"
+        )
+        self.send_pdf = QCheckBox("with PDF")
+        self.send_pdf.setToolTip("Also store the printed report as an Encapsulated PDF DICOM object")
+        self.sent = QLabel()
+        self.sent.setWordWrap(True)
         self.problem = QLabel()
         self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #ff8080;")
@@ -72,6 +85,10 @@ class ReportPanel(QWidget):
         for button in (self.sign_button, self.amend_button, self.pdf_button):
             sign_row.addWidget(button)
         sign_row.addStretch(1)
+        send_row = QHBoxLayout()
+        send_row.addWidget(self.send_button)
+        send_row.addWidget(self.send_pdf)
+        send_row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.status)
@@ -80,12 +97,15 @@ class ReportPanel(QWidget):
         layout.addWidget(self.findings, 1)
         layout.addLayout(finding_row)
         layout.addLayout(sign_row)
+        layout.addLayout(send_row)
+        layout.addWidget(self.sent)
         layout.addWidget(self.problem)
         self.reviewed_button.clicked.connect(self._mark_reviewed)
         self.remove_button.clicked.connect(self._remove)
         self.sign_button.clicked.connect(self.sign)
         self.amend_button.clicked.connect(self.controller.amend)
         self.pdf_button.clicked.connect(self._choose_pdf)
+        self.send_button.clicked.connect(self.send)
         self.findings.currentItemChanged.connect(lambda *_: self._update_buttons())
         controller.changed.connect(self.refresh)
         controller.problem.connect(self.problem.setText)
@@ -135,6 +155,7 @@ class ReportPanel(QWidget):
         self.sign_button.setEnabled(draft)
         self.amend_button.setEnabled(report is not None and report.is_final)
         self.pdf_button.setEnabled(report is not None)
+        self.send_button.setEnabled(report is not None and not self._sending)
 
     # ----- actions
     def _section_edited(self, name: str) -> None:
@@ -157,6 +178,25 @@ class ReportPanel(QWidget):
         self.problem.clear()
         return self.controller.sign()
 
+    def send(self) -> bool:
+        """Send the report (and its PDF when ticked) to the PACS; the answer comes to ``show_sent``."""
+        self.problem.clear()
+        self.sent.clear()
+        if not self.controller.send_to_pacs(self.send_pdf.isChecked()):
+            return False
+        self._sending = True
+        self.sent.setText("Sending the report…")
+        self._update_buttons()
+        return True
+
+    def show_sent(self, message: str, stored: bool) -> None:
+        """The PACS's answer: what was stored, or (in red, with the draft kept) why not."""
+        self._sending = False
+        self.sent.setText(message if stored else "")
+        if not stored:
+            self.problem.setText(message)
+        self._update_buttons()
+
     def _show_evidence(self, item: QListWidgetItem) -> None:
         report = self.controller.current()
         finding = report.finding(item.data(FINDING_ROLE)) if report else None
@@ -165,7 +205,9 @@ class ReportPanel(QWidget):
             self.evidence_requested.emit(evidence.image_id, evidence.annotation_id, evidence.frame)
 
     def _choose_pdf(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the report as PDF", "report.pdf", "PDF (*.pdf)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the report as PDF", "report.pdf", "PDF (*.pdf);;Encapsulated PDF DICOM (*.dcm)"
+        )
         if path:
             self.controller.save_pdf(Path(path))
 

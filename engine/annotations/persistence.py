@@ -373,6 +373,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "verifier": None if report.verifier is None else asdict(report.verifier),
         "verified": report.verified,
         "replaces": report.replaces,
+        "sop_instance_uid": report.sop_instance_uid,
     }
 
 
@@ -441,6 +442,7 @@ def report_from_dict(data: Any, where: str) -> Report:
             verifier=verifier,
             verified=json_field(data, "verified", (str,), where, ""),
             replaces=json_field(data, "replaces", (str,), where, ""),
+            sop_instance_uid=json_field(data, "sop_instance_uid", (str,), where, ""),
         )
     except ValueError as err:
         raise DamagedDocumentError(f"{where}: {err}") from None

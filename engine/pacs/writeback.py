@@ -54,16 +54,17 @@ class SentReport:
     sr: pydicom.Dataset | None  # None only when the reviewed annotations are masks without measurements
     already_stored: bool = False  # True only when the archive already held everything (SR and SEG)
     seg: pydicom.Dataset | None = None  # the SEG of the reviewed masks, when there are any
+    pdf: pydicom.Dataset | None = None  # a report's Encapsulated PDF, when it was sent with its SR
 
     @property
     def instances(self) -> tuple[pydicom.Dataset, ...]:
-        return tuple(ds for ds in (self.sr, self.seg) if ds is not None)
+        return tuple(ds for ds in (self.sr, self.seg, self.pdf) if ds is not None)
 
     @property
     def objects(self) -> str:
-        """'DICOM SR 1.2… and DICOM SEG 1.2…' (a report of masks without measurements is a SEG alone):
-        what the window's status bar and ``main.py pacs send --project`` say was sent."""
-        kinds = (("SR", self.sr), ("SEG", self.seg))
+        """'DICOM SR 1.2… and DICOM SEG 1.2…' (a report of masks without measurements is a SEG alone; a
+        report sent with its PDF adds it): what the status bar and ``main.py pacs send`` say was sent."""
+        kinds = (("SR", self.sr), ("SEG", self.seg), ("PDF", self.pdf))
         return " and ".join(f"DICOM {kind} {ds.SOPInstanceUID}" for kind, ds in kinds if ds is not None)
 
 

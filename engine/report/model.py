@@ -87,6 +87,9 @@ class Report:
     verifier: Observer | None = None
     verified: str = ""  # ISO 8601 time of sign-off
     replaces: str = ""  # id of the final report this amendment supersedes
+    # A final report read back from the PACS: the SOP Instance UID of its SR, so sending it again
+    # is recognised and an amendment names the archive's instance (a final report never changes).
+    sop_instance_uid: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))

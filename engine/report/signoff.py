@@ -228,4 +228,5 @@ def amend(doc: AnnotationDocument, report: Report) -> Report:
         verifier=None,
         verified="",
         replaces=report.id,
+        sop_instance_uid="",  # the amendment is a new document
     )

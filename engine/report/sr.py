@@ -6,6 +6,16 @@ annotations the findings cite, built by the same code as the annotation export
 section containers (CID 7001 headings: Clinical Information, Current Procedure Descriptions,
 Findings, Impressions) holding TEXT items; each finding that cites annotations carries their
 Tracking Unique Identifiers (HAS PROPERTIES UIDREF), so a reader can tie the sentence to its group.
+
+How that fits the standard (PS3.16 TID 1500, PS3.3 A.35.13): TID 1500 is an extensible template,
+so the section containers follow its rows (language, observer context, procedure reported, image
+library, Imaging Measurements); the Comprehensive 3D SR relationship constraints allow TEXT
+HAS PROPERTIES UIDREF. A finding names its group by the group's own TID 1501 row 3 concept and
+value, (112040, DCM, "Tracking Unique Identifier"), the identifier DICOM defines for following one
+finding across documents; by-reference links would tie it to one document's item numbering.
+TID 1500 needs one of its rows 6 (Imaging Measurements), 10 or 12; a report that cites no
+annotation (text, ClinKD answers) has no group, so it carries row 12 instead, a Qualitative
+Evaluations container with the findings' (or the impression's) text.
 The observer context names the person (the verifier of a final report) and ClinLens as device.
 A draft is PARTIAL / UNVERIFIED / PRELIMINARY; a final report COMPLETE / VERIFIED / FINAL, with the
 verifying observer, organisation and the time of sign-off; an amendment lists the report it
@@ -50,15 +60,18 @@ ITEM_CODES = {
     "findings": codes.DCM.Finding,
     "impression": codes.DCM.Impression,
 }
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
+UNKNOWN_ORGANIZATION = "Organization not given"
 REPORT_SERIES_NUMBER = 950
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
 def report_uids(report: Report) -> tuple[str, str]:
-    """(SeriesInstanceUID, SOPInstanceUID): one report series per study; the instance from the content."""
+    """(SeriesInstanceUID, SOPInstanceUID): one report series per study; the instance from the content,
+    or, for a final report read from the archive, the instance it was read from."""
     return (
         generate_uid(entropy_srcs=["clinlens-report-series", report.study_key]),
-        generate_uid(entropy_srcs=["clinlens-report", report.id, repr(report)]),
+        report.sop_instance_uid or generate_uid(entropy_srcs=["clinlens-report", report.id, repr(report)]),
     )
 
 
@@ -117,6 +130,45 @@ def _predecessor(doc: AnnotationDocument, report: Report, study_uid: str) -> lis
     return [ds]
 
 
+def _organization(report: Report, study_header: pydicom.Dataset) -> str:
+    """Verifying Organization is Type 1: the verifier's, else the study's institution, else a stand-in."""
+    return report.verifier.organization or str(study_header.get("InstitutionName", "")) or UNKNOWN_ORGANIZATION
+
+
+def _measurement_report(context: hd.sr.ObservationContext, groups: list, report: Report) -> hd.sr.MeasurementReport:
+    """The TID 1500 root; without measurement groups, row 12 (Qualitative Evaluations) stands for row 6.
+
+    highdicom builds TID 1500 only with measurement groups, so the text-only root is built from a
+    one-group report whose Imaging Measurements container is swapped for the evaluations."""
+    texts = [f.text.strip() for f in report.findings if f.text.strip()]
+    if groups:
+        return hd.sr.MeasurementReport(
+            observation_context=context, procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=groups
+        )
+    if texts:
+        items = [_text_item(codes.DCM.Finding, text) for text in texts]
+    elif report.section("impression").strip():
+        items = [_text_item(codes.DCM.Impression, report.section("impression").strip())]
+    elif report.section("findings").strip():
+        items = [_text_item(codes.DCM.Finding, report.section("findings").strip())]
+    else:
+        raise ExportError("the report says nothing yet: write the findings or the impression first")
+    placeholder = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier="placeholder"), finding_type=codes.DCM.Finding
+    )
+    content = hd.sr.MeasurementReport(
+        observation_context=context, procedure_reported=codes.SCT.ImagingProcedure, imaging_measurements=[placeholder]
+    )
+    evaluations = hd.sr.ContainerContentItem(
+        name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+    evaluations.ContentSequence = hd.sr.ContentSequence(items)
+    rows = content[0].ContentSequence
+    del rows[-1]  # the Imaging Measurements container is the root's last row
+    rows.append(evaluations)
+    return content
+
+
 def build_report_sr(
     doc: AnnotationDocument, report: Report, observer: Observer | None = None
 ) -> hd.sr.Comprehensive3DSR:
@@ -156,11 +208,7 @@ def build_report_sr(
         ),
         observer_device_context=DEVICE_OBSERVER,
     )
-    content = hd.sr.MeasurementReport(
-        observation_context=context,
-        procedure_reported=codes.SCT.ImagingProcedure,
-        imaging_measurements=groups or None,
-    )
+    content = _measurement_report(context, groups, report)
     for name in SECTIONS:
         section = _section(doc, report, name)
         if section is not None:
@@ -180,12 +228,20 @@ def build_report_sr(
         is_final=final,
         is_verified=final,
         verifying_observer_name=report.verifier.name if final else None,
-        verifying_organization=(report.verifier.organization or "") if final else None,
+        verifying_organization=_organization(report, study_header) if final else None,
         previous_versions=_predecessor(doc, report, str(study_header.StudyInstanceUID)),
     )
     if final:
         sr.VerifyingObserverSequence[0].VerificationDateTime = _dicom_datetime(report.verified)
     return sr
+
+
+def _iso(stamp: str) -> str:
+    """A DICOM DT as ISO 8601 (reports sort by it beside the project's own), or the text as it was."""
+    try:
+        return pydicom.valuerep.DT(stamp).isoformat() if stamp else ""
+    except ValueError:
+        return stamp
 
 
 def _code(item: pydicom.Dataset, key: str) -> tuple[str, str]:
@@ -194,11 +250,15 @@ def _code(item: pydicom.Dataset, key: str) -> tuple[str, str]:
 
 
 def report_from_sr(ds: pydicom.Dataset) -> Report | None:
-    """The report an SR holds (sections, findings, sign-off), or None when it holds no report sections.
+    """The report a ClinLens SR holds (sections, findings, sign-off); None for any other SR.
 
     The report's id is the SR's SOP Instance UID and its study key the Study Instance UID; a
-    finding read back carries its text only (its evidence is the SR's measurement groups).
+    finding read back carries its text only (its evidence is the SR's measurement groups). Another
+    vendor's SR is not read as a report (its measurements are the annotation reader's business):
+    its headings and sign-off may mean something else.
     """
+    if str(ds.get("Manufacturer", "")) != MANUFACTURER or ds.get("SOPClassUID") != COMPREHENSIVE_3D_SR:
+        return None
     by_code = {(c.scheme_designator, c.value): name for name, c in SECTION_CODES.items()}
     sections: dict[str, str] = {}
     findings: list[Finding] = []
@@ -207,7 +267,7 @@ def report_from_sr(ds: pydicom.Dataset) -> Report | None:
         if name is None or container.get("ValueType") != "CONTAINER":
             continue
         for item in container.get("ContentSequence", []):
-            if item.get("ValueType") != "TEXT":
+            if item.get("ValueType") != "TEXT" or "TextValue" not in item:
                 continue
             is_finding = name == "findings" and _code(item, "ConceptNameCodeSequence") == ("DCM", "121071")
             if is_finding:
@@ -220,15 +280,18 @@ def report_from_sr(ds: pydicom.Dataset) -> Report | None:
     verifier, when = None, ""
     if verified and ds.get("VerifyingObserverSequence"):
         who = ds.VerifyingObserverSequence[0]
-        verifier = Observer(str(who.get("VerifyingObserverName", "")), str(who.get("VerifyingOrganization", "")))
+        organization = str(who.get("VerifyingOrganization", ""))
+        verifier = Observer(
+            str(who.get("VerifyingObserverName", "")), "" if organization == UNKNOWN_ORGANIZATION else organization
+        )
         stamp = str(who.get("VerificationDateTime", ""))
-        when = pydicom.valuerep.DT(stamp).isoformat() if stamp else ""
+        when = _iso(stamp)
     replaces = ""
     for study in ds.get("PredecessorDocumentsSequence", []):
         for series in study.get("ReferencedSeriesSequence", []):
             for sop in series.get("ReferencedSOPSequence", []):
                 replaces = str(sop.ReferencedSOPInstanceUID)
-    created = f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"
+    created = _iso(f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}")
     return Report(
         id=str(ds.SOPInstanceUID),
         study_key=str(ds.StudyInstanceUID),
@@ -240,4 +303,5 @@ def report_from_sr(ds: pydicom.Dataset) -> Report | None:
         verifier=verifier,
         verified=when,
         replaces=replaces,
+        sop_instance_uid=str(ds.SOPInstanceUID) if verified else "",
     )

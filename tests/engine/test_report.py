@@ -227,3 +227,104 @@ def test_report_sr_refuses_deleted_evidence_in_one_sentence(ct_project):
             build_report_sr(doc, report)
     finally:
         doc.undo(png.image_id)
+
+
+def _cited_length_and_mask(doc, ct):
+    """A length and a mask with its volume on the CT, both cited as findings ("Add to report")."""
+    import numpy as np
+
+    from engine.annotations import AddAnnotations
+
+    length = doc.new_measurement(
+        ct.image_id, "length", 0, ((10, 10), (40, 10)), (MeasuredValue("length", 24.0, "mm"),), label="nodule"
+    )
+    inside = np.zeros((128, 128), dtype=bool)
+    inside[30:50, 40:60] = True
+    mask = doc.new_mask(ct.image_id, {0: inside}, "lesion", values=(MeasuredValue("volume", 0.5, "ml"),))
+    doc.execute(AddAnnotations(ct.image_id, [length, mask]))
+    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    for annotation in (length, mask):
+        report = report.with_finding(finding_from_annotation(doc, ct.image_id, annotation.id), doc.now())
+    return length, mask, report
+
+
+def test_measurement_and_mask_findings_link_to_their_tid_1501_groups(ct_project, tmp_path):
+    """Each cited annotation is one measurement group; the finding's UIDREF is that group's Tracking UID."""
+    doc, refs = ct_project
+    ct = refs["ct"]
+    length, mask, report = _cited_length_and_mask(doc, ct)
+    assert [f.text for f in report.findings] == ["nodule: 24.0 mm", "lesion (segmented): volume 0.5 ml"]
+    assert [f.evidence[0].annotation_id for f in report.findings] == [length.id, mask.id]
+    path = tmp_path / "linked.dcm"
+    build_report_sr(doc, sign(doc, report, READER)).save_as(path)
+    assert dciodvfy_errors(path) == []
+    ds = pydicom.dcmread(path)
+    content = hd.sr.MeasurementReport.from_sequence([ds])  # the root is a TID 1500 container
+    groups = {str(g.tracking_uid): g for g in content.get_planar_roi_measurement_groups()}
+    groups.update((str(g.tracking_uid), g) for g in content.get_image_measurement_groups())
+    assert set(groups) == {tracking_uid(length.id), tracking_uid(mask.id)}
+    findings = next(c for c in ds.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue == "121070")
+    linked = {
+        item.TextValue: [ref.UID for ref in item.ContentSequence if ref.ValueType == "UIDREF"]
+        for item in findings.ContentSequence
+    }
+    assert linked == {
+        "nodule: 24.0 mm": [tracking_uid(length.id)],
+        "lesion (segmented): volume 0.5 ml": [tracking_uid(mask.id)],
+    }
+    rows = [c.ConceptNameCodeSequence[0].CodeValue for c in ds.ContentSequence]
+    assert rows.index("126010") < rows.index("121070")  # the TID 1500 rows first, the sections after them
+
+
+def test_a_report_without_measurements_is_tid_1500_row_12_and_valid(ct_project, tmp_path):
+    """No cited annotation: no group, so Qualitative Evaluations stands in (this used to raise TypeError)."""
+    doc, refs = ct_project
+    ct = refs["ct"]
+    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = report.with_section("impression", "No acute findings.", doc.now())
+    final = sign(doc, report, Observer("Doe^Jane"))  # no organisation given
+    path = tmp_path / "text.dcm"
+    build_report_sr(doc, final).save_as(path)
+    assert dciodvfy_errors(path) == []  # Verifying Organization (type 1) is never empty
+    ds = pydicom.dcmread(path)
+    content = hd.sr.MeasurementReport.from_sequence([ds])
+    assert content.get_planar_roi_measurement_groups() == []
+    evaluations = next(c for c in ds.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue == "C0034375")
+    assert [i.TextValue for i in evaluations.ContentSequence] == ["No acute findings."]
+    institution = pydicom.dcmread(ct.paths[0], stop_before_pixels=True).InstitutionName
+    assert ds.VerifyingObserverSequence[0].VerifyingOrganization == institution  # the study's, none given
+    back = report_from_sr(ds)
+    assert (back.verifier, back.section("impression")) == (Observer("Doe^Jane", institution), "No acute findings.")
+    assert back.sop_instance_uid == ds.SOPInstanceUID  # a final report read back keeps its instance
+    empty = new_report(doc, ct.image_id, read_templates().for_modality(""))
+    with pytest.raises(ExportError, match="says nothing yet"):
+        build_report_sr(
+            doc, empty.with_section("clinical_information", "", doc.now()).with_section("technique", "", doc.now())
+        )
+
+
+def test_report_pdf_as_encapsulated_pdf_dicom_is_valid(ct_project, tmp_path):
+    from engine.report.pdf_dicom import ENCAPSULATED_PDF, build_report_pdf_dicom, dicom_bytes
+
+    doc, refs = ct_project
+    ct = refs["ct"]
+    _nodule, final = _signed_ct_report(doc, ct)
+    pdf = b"%PDF-1.4\n% a three-byte-odd page\n%%EOF"
+    ds = build_report_pdf_dicom(doc, final, pdf)
+    path = tmp_path / "report-pdf.dcm"
+    path.write_bytes(dicom_bytes(ds))
+    assert dciodvfy_errors(path) == []
+    read = pydicom.dcmread(path)
+    header = pydicom.dcmread(ct.paths[0], stop_before_pixels=True)
+    assert (read.SOPClassUID, read.Modality, read.MIMETypeOfEncapsulatedDocument) == (
+        ENCAPSULATED_PDF,
+        "DOC",
+        "application/pdf",
+    )
+    assert read.EncapsulatedDocument[: read.EncapsulatedDocumentLength] == pdf
+    assert (read.StudyInstanceUID, read.PatientID) == (header.StudyInstanceUID, header.PatientID)
+    assert [s.ReferencedSOPInstanceUID for s in read.SourceInstanceSequence] == [header.SOPInstanceUID]
+    assert read.VerificationFlag == "VERIFIED"
+    assert build_report_pdf_dicom(doc, final, pdf).SOPInstanceUID == read.SOPInstanceUID  # same report, same instance
+    with pytest.raises(ExportError, match="not a PDF"):
+        build_report_pdf_dicom(doc, final, b"<html>")

@@ -44,7 +44,8 @@ def test_report_sr_and_pdf_signed_from_the_command_line(project, tmp_path, capsy
         ]
     )
     assert code == 0, capsys.readouterr().err
-    assert "final, verified by Doe^Jane" in capsys.readouterr().out
+    out_line = capsys.readouterr().out
+    assert "final, verified by Doe^Jane" in out_line and out_line.rstrip().endswith(f"; saved in {path}")
     assert dciodvfy_errors(out) == []
     ds = pydicom.dcmread(out)
     assert ds.VerificationFlag == "VERIFIED" and ds.VerifyingObserverSequence[0].VerifyingObserverName == "Doe^Jane"
@@ -72,3 +73,19 @@ def test_nothing_accepted_is_one_sentence(tmp_path, capsys):
         "error: nothing accepted in this study and no report yet: accept model output or annotate in the app, "
         "or write the report in its Report panel\n"
     )
+
+
+def test_pdf_dicom_and_no_save_leave_the_project_untouched(project, tmp_path, capsys):
+    path, refs = project
+    before = path.read_bytes()
+    out, pdf_dicom = tmp_path / "report.dcm", tmp_path / "report-pdf.dcm"
+    args = ["report", refs["ct"].paths[0], "--annotations", str(path), "--out", str(out)]
+    code = main([*args, "--pdf-dicom", str(pdf_dicom), "--verify", "Doe^Jane", "--no-save"])
+    assert code == 0, capsys.readouterr().err
+    assert "saved in" not in capsys.readouterr().out
+    assert path.read_bytes() == before  # --no-save: the signed report went to the files only
+    assert dciodvfy_errors(pdf_dicom) == []
+    ds = pydicom.dcmread(pdf_dicom)
+    sr = pydicom.dcmread(out)
+    assert ds.StudyInstanceUID == sr.StudyInstanceUID and ds.VerificationFlag == "VERIFIED"
+    assert ds.EncapsulatedDocument.startswith(b"%PDF")
