@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QSpinBox, QToolBar
 
 from app.segmentation.brush_tool import DEFAULT_RADIUS, BrushTool, Stroke
 from app.segmentation.mask_overlay import MaskOverlay
 from app.segmentation.measurements import WorkerStack, mask_measurements
+from app.segmentation.segment_tool import claim_canvas
 from app.widgets.key_bindings import bind
 from app.widgets.mask_image import FALLBACK_COLOUR
 from app.widgets.shortcuts import shortcut
@@ -92,12 +93,7 @@ class BrushController(QObject):
             action.setChecked(name == mode)
         if mode is not None:
             self.leave_segment()
-            for action in self.window.tool_actions.values():
-                action.setChecked(False)
-            mpr = getattr(self.window, "mpr", None)
-            if mpr is not None:
-                mpr.set_tool(None)
-            self.window.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
+            claim_canvas(self.window)
 
     # ----- strokes (the BrushTool's sink)
     def begin_stroke(self, frame: int, erase: bool) -> Stroke | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QToolBar
 
@@ -20,7 +20,7 @@ from app.inference.segmenting import SegmentJob, SegmentOutcome
 from app.segmentation.brush import BrushController
 from app.segmentation.mask_overlay import MaskOverlay
 from app.segmentation.measurements import WorkerStack, mask_measurements
-from app.segmentation.segment_tool import SegmentTool
+from app.segmentation.segment_tool import SegmentTool, claim_canvas
 from app.widgets.key_bindings import bind
 from app.widgets.missing_model_banner import MissingModelBanner
 from app.widgets.shortcuts import shortcut
@@ -132,12 +132,7 @@ class SegmentationController(QObject):
         self.tool.active = on
         self.tool_action.setChecked(on)
         if on:
-            for action in self.window.tool_actions.values():
-                action.setChecked(False)
-            mpr = getattr(self.window, "mpr", None)
-            if mpr is not None:
-                mpr.set_tool(None)
-            self.window.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
+            claim_canvas(self.window)
         self.banner.set_missing(on and not self.configured())
 
     # ----- prompts

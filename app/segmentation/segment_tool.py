@@ -25,6 +25,17 @@ PointPrompt = Callable[[int, tuple[float, float], bool], object]
 selected); otherwise the click starts a box as usual."""
 
 
+def claim_canvas(window) -> None:
+    """A segmentation tool takes the canvas: the window's other tools and the MPR's are unchecked,
+    and the cursor becomes a cross (the Segment tool and the brush both start this way)."""
+    for action in window.tool_actions.values():
+        action.setChecked(False)
+    mpr = getattr(window, "mpr", None)
+    if mpr is not None:
+        mpr.set_tool(None)
+    window.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+
 class SegmentTool:
     def __init__(self, canvas, state, on_box: Prompt, behind, on_point: PointPrompt | None = None) -> None:
         self.canvas, self.state, self.on_box, self.behind = canvas, state, on_box, behind
