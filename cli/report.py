@@ -38,8 +38,8 @@ from engine.annotations.persistence import DocumentError, annotation_path, load_
 from engine.files import write_bytes_atomic
 from engine.imaging.dicom_index import read_header
 from engine.imaging.errors import ImageLoadError
-from engine.report.fields import field_values
 from engine.report.commands import PutReport
+from engine.report.fields import field_values
 from engine.report.model import Observer, Report
 from engine.report.pdf_dicom import build_report_pdf_dicom, dicom_bytes
 from engine.report.printable import printable

@@ -21,8 +21,8 @@ from app.viewer.state import ViewerState
 from engine.annotations import Change
 from engine.annotations.formats.targets import ExportError
 from engine.files import write_bytes_atomic
-from engine.report.commands import PutReport
 from engine.imaging import ImageStack
+from engine.report.commands import PutReport
 from engine.report.fields import field_values
 from engine.report.model import Finding, Observer, Report
 from engine.report.pdf_dicom import build_report_pdf_dicom, dicom_bytes

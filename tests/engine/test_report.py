@@ -7,13 +7,16 @@ import json
 import highdicom as hd
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from engine.annotations import RemoveAnnotations, SetReview, load_document, save_document
 from engine.annotations.formats.dicom_sr import tracking_uid
 from engine.annotations.formats.targets import ExportError
 from engine.annotations.model import MeasuredValue
 from engine.annotations.persistence import document_to_dict
+from engine.imaging.dicom_index import read_header
 from engine.report.commands import PutReport
+from engine.report.fields import field_values
 from engine.report.model import FindingSource, Observer, Status
 from engine.report.signoff import (
     SignOffError,
@@ -32,11 +35,20 @@ from tests.engine.test_annotations_support import add_box, annotated_set, new_do
 READER = Observer("Doe^Jane", "General Hospital")
 
 
+def ct_report(doc, image_id, header_path=None):
+    """A CT report started as the app starts one: the template's fields from the CT's real header.
+
+    CT_small.dcm says everything but the body part (no BodyPartExamined), so the radiologist types
+    it over the ``[region]`` blank, as sign-off demands."""
+    header = read_header(header_path or doc.image(image_id).paths[0])
+    report = new_report(doc, image_id, read_templates().for_modality("CT"), "CT", field_values([header]))
+    return report.with_section("technique", report.section("technique").replace("[region]", "chest"), doc.now())
+
+
 def _doc_with_report():
     ref = series_ref()
     doc = new_doc(ref)
-    template = read_templates().for_modality("CT")
-    report = new_report(doc, ref.image_id, template, "CT")
+    report = ct_report(doc, ref.image_id, get_testdata_file("CT_small.dcm"))
     assert doc.execute(PutReport(ref.image_id, report.id, report, "Start report"))
     return doc, ref, report
 
@@ -160,7 +172,7 @@ def ct_project(tmp_path_factory):
 
 def _signed_ct_report(doc, ct):
     nodule = next(b for b in doc.boxes(ct.image_id) if b.label == "nodule")
-    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = ct_report(doc, ct.image_id)
     report = report.with_section("clinical_information", "Cough for three weeks.", doc.now())
     report = report.with_section("impression", "Solitary nodule, follow-up CT in 3 months.", doc.now())
     report = report.with_finding(finding_from_annotation(doc, ct.image_id, nodule.id), doc.now())
@@ -242,7 +254,7 @@ def _cited_length_and_mask(doc, ct):
     inside[30:50, 40:60] = True
     mask = doc.new_mask(ct.image_id, {0: inside}, "lesion", values=(MeasuredValue("volume", 0.5, "ml"),))
     doc.execute(AddAnnotations(ct.image_id, [length, mask]))
-    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = ct_report(doc, ct.image_id)
     for annotation in (length, mask):
         report = report.with_finding(finding_from_annotation(doc, ct.image_id, annotation.id), doc.now())
     return length, mask, report
@@ -280,7 +292,7 @@ def test_a_report_without_measurements_is_tid_1500_row_12_and_valid(ct_project, 
     """No cited annotation: no group, so Qualitative Evaluations stands in (this used to raise TypeError)."""
     doc, refs = ct_project
     ct = refs["ct"]
-    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = ct_report(doc, ct.image_id)
     report = report.with_section("impression", "No acute findings.", doc.now())
     final = sign(doc, report, Observer("Doe^Jane"))  # no organisation given
     path = tmp_path / "text.dcm"
