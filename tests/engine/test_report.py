@@ -16,7 +16,7 @@ from engine.annotations.model import MeasuredValue
 from engine.annotations.persistence import document_to_dict
 from engine.imaging.dicom_index import read_header
 from engine.report.commands import PutReport
-from engine.report.fields import field_values
+from engine.report.fields import field_values, fill
 from engine.report.model import FindingSource, Observer, Status
 from engine.report.signoff import (
     SignOffError,
@@ -340,3 +340,69 @@ def test_report_pdf_as_encapsulated_pdf_dicom_is_valid(ct_project, tmp_path):
     assert build_report_pdf_dicom(doc, final, pdf).SOPInstanceUID == read.SOPInstanceUID  # same report, same instance
     with pytest.raises(ExportError, match="not a PDF"):
         build_report_pdf_dicom(doc, final, b"<html>")
+
+
+def _header(name: str):
+    return read_header(get_testdata_file(name))
+
+
+def test_template_fields_filled_from_real_ct_and_mr_headers():
+    """CT_small.dcm knows its contrast agent, slice thickness and date; MR_small.dcm much less."""
+    ct = new_report(
+        new_doc(series_ref()),
+        "series:1.2.3",
+        read_templates().for_modality("CT"),
+        "CT",
+        field_values([_header("CT_small.dcm")]),
+    )
+    assert (
+        ct.section("technique") == "CT of the [region] with intravenous contrast (ISOVUE300/100). Slice thickness 5 mm."
+    )
+    mr = field_values([_header("MR_small.dcm")])
+    assert mr == {"slice_thickness": "0.8", "study_date": "2004-08-26"}  # its ContrastBolusAgent is empty: unknown
+    technique = new_report(new_doc(series_ref()), "series:1.2.3", read_templates().for_modality("MR"), "MR", mr)
+    assert technique.section("technique") == "MRI of the [region] [contrast]. Sequences: [sequences]."
+
+
+def test_fields_of_the_study_series_and_what_a_header_does_not_prove():
+    pa, lateral, other_study = (_header("CT_small.dcm") for _ in range(3))
+    for header, view, part in ((pa, "PA", "CHEST"), (lateral, "LL", "CHEST"), (other_study, "AP", "KNEE")):
+        header.ViewPosition, header.BodyPartExamined, header.SeriesDescription = view, part, f"{view} view"
+    other_study.StudyInstanceUID = "1.2.3.4"
+    pa.ContrastBolusRoute = "ORAL"
+    values = field_values([pa, lateral, other_study])
+    assert (values["body_part"], values["projection"]) == ("chest", "PA and left lateral projections")
+    assert (values["sequences"], values["contrast"]) == ("PA view, LL view", "with oral contrast (ISOVUE300/100)")
+    del pa.ContrastBolusAgent  # absent is not "without contrast": the blank stays for the radiologist
+    assert "contrast" not in field_values([pa])
+    template = read_templates().for_modality("CR").sections["technique"]
+    assert fill(template, values) == "Radiograph of the chest, PA and left lateral projections."
+    assert fill(template, {}) == "Radiograph of the [region], [projection]."
+
+
+def test_sign_off_refuses_template_blanks_in_one_sentence_but_not_the_radiologists_brackets():
+    doc, _ref, report = _doc_with_report()
+    report = report.with_section("impression", "Stable nodule [see prior].", doc.now())
+    assert sign_off_problems(doc, report, READER) == []  # "[see prior]" is the radiologist's, not a blank
+    blank = report.with_section("technique", "CT of the [region] [contrast]. Slice thickness 5 mm.", doc.now())
+    assert sign_off_problems(doc, blank, READER) == [
+        "The technique still has the template's blanks [region], [contrast]: fill them in or delete them."
+    ]
+    with pytest.raises(SignOffError, match=r"^The technique still has the template's blanks \[region\], \[contrast\]"):
+        sign(doc, blank, READER)
+
+
+def test_a_user_template_with_fields_and_a_blank_of_its_own():
+    save_user_template(
+        "Chest CT", "CT", {"technique": "CT of the {body_part}, {slice_thickness} mm slices. {laterality} lung."}
+    )
+    doc = new_doc(series_ref())
+    template = read_templates().for_modality("CT")
+    report = new_report(doc, "series:1.2.3", template, "CT", field_values([_header("CT_small.dcm")]))
+    assert report.section("technique") == "CT of the [region], 5 mm slices. [laterality] lung."
+    report = report.with_section("impression", "Normal.", doc.now())
+    assert sign_off_problems(doc, report, READER) == [
+        "The technique still has the template's blanks [region], [laterality]: fill them in or delete them."
+    ]
+    filled = report.with_section("technique", "CT of the chest, 5 mm slices. Right lung.", doc.now())
+    assert sign_off_problems(doc, filled, READER) == []
