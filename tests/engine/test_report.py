@@ -38,11 +38,13 @@ READER = Observer("Doe^Jane", "General Hospital")
 def ct_report(doc, image_id, header_path=None):
     """A CT report started as the app starts one: the template's fields from the CT's real header.
 
-    CT_small.dcm says everything but the body part (no BodyPartExamined), so the radiologist types
-    it over the ``[region]`` blank, as sign-off demands."""
+    CT_small.dcm says everything but the body part (no BodyPartExamined), the test PACS's CT
+    series neither body part nor contrast, so the radiologist types them over the blanks, as
+    sign-off demands."""
     header = read_header(header_path or doc.image(image_id).paths[0])
     report = new_report(doc, image_id, read_templates().for_modality("CT"), "CT", field_values([header]))
-    return report.with_section("technique", report.section("technique").replace("[region]", "chest"), doc.now())
+    technique = report.section("technique").replace("[region]", "chest")
+    return report.with_section("technique", technique.replace("[contrast]", "without contrast"), doc.now())
 
 
 def _doc_with_report():
