@@ -12,6 +12,8 @@ CODE = ["app", "engine", "cli", "clinlens"]
 setup(
     packages=[*find_packages(include=[*CODE, *(f"{name}.*" for name in CODE)]), "engine.resources"],
     package_dir={"engine.resources": "resources"},
-    package_data={"engine.resources": ["*.json", "*.md", "demo/*", "knowledge/*.json", "icons/*"]},
+    package_data={
+        "engine.resources": ["*.json", "*.md", "demo/*", "knowledge/*.json", "report_templates/*.json", "icons/*"]
+    },
     include_package_data=False,
 )

@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
             self.annotations,
             self.state,
             lambda: Observer(self.assistant_settings.observer_name, self.assistant_settings.observer_organization),
+            lambda: self.stacks,
         )
         self.report_panel = ReportPanel(self.report)
         self.preannotation = PreannotationRun(

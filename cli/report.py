@@ -8,7 +8,9 @@ The report is the study's current one in the project (the one the app's Report p
 study without a report gets a draft from the modality's template with a finding for every
 annotation a person stands behind (user annotations, accepted or corrected model output). With
 --verify the draft is signed off by that observer under the same rules as in the app (no
-unreviewed model findings, no deleted evidence). A report the project did not hold yet (the new
+unreviewed model findings, no deleted evidence, no template blank such as [region] left: the
+draft's template fields come from the DICOM header, and --field body_part=chest fills one the
+header does not say). A report the project did not hold yet (the new
 draft, or the newly signed one) is saved into the project file, atomically (temporary file,
 then rename), so the app shows what was written; --no-save leaves the project file untouched.
 --pdf-dicom writes the printed report as an Encapsulated PDF DICOM object for a PACS.
@@ -25,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pydicom
+from pydicom.dataset import Dataset
 
 from cli.annotations import selected_image_ids
 from cli.help import examples
@@ -34,7 +36,10 @@ from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.targets import ExportError
 from engine.annotations.persistence import DocumentError, annotation_path, load_document, save_document
 from engine.files import write_bytes_atomic
+from engine.imaging.dicom_index import read_header
+from engine.imaging.errors import ImageLoadError
 from engine.report.commands import PutReport
+from engine.report.fields import field_values
 from engine.report.model import Observer, Report
 from engine.report.pdf_dicom import build_report_pdf_dicom, dicom_bytes
 from engine.report.printable import printable
@@ -59,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "~/ct/series1 --annotations project.json --out report.dcm --pdf report.pdf",
             '~/ct/series1 --out report.dcm --verify "Doe^Jane" --organization "General Hospital"',
             "~/ct/series1 --out report.dcm --pdf-dicom report-pdf.dcm --no-save",
+            '~/ct/series1 --out report.dcm --field body_part=chest --verify "Doe^Jane"',
         ),
     )
     parser.add_argument("images", nargs="+", metavar="IMAGES_OR_SERIES", help="the study's files and/or folders")
@@ -76,23 +82,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave the project file as it is (by default a new or newly signed report is saved into it)",
     )
+    parser.add_argument(
+        "--field",
+        type=_field,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fill a template field of a new draft that the DICOM header does not say, e.g. body_part=chest "
+        "(repeatable; a field left blank, like [region], blocks --verify)",
+    )
     add_observer_options(parser)
     parser.set_defaults(func=run_report)
 
 
-def _modality(doc: AnnotationDocument, image_ids: list[str]) -> str:
-    for image_id in image_ids:
+def _headers(doc: AnnotationDocument, image_ids: list[str]) -> list[Dataset]:
+    """The headers (no pixels) of the given images, then of the study's other series; unreadable skipped."""
+    study = doc.study_images(doc.study_key(image_ids[0]))
+    headers = []
+    for image_id in dict.fromkeys([*image_ids, *study]):
         ref = doc.image(image_id)
         if ref.kind == "dicom":
             try:
-                return str(pydicom.dcmread(ref.paths[0], stop_before_pixels=True).get("Modality", ""))
-            except (OSError, pydicom.errors.InvalidDicomError):
-                return ""
-    return ""
+                headers.append(read_header(ref.paths[0]))
+            except (OSError, ImageLoadError):
+                continue
+    return headers
 
 
-def study_report(doc: AnnotationDocument, image_ids: list[str]) -> Report:
-    """The study's current report, or a new draft of its accepted annotations; ValueError when neither."""
+def _field(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. body_part=chest), got {text!r}")
+    return name.strip(), value.strip()
+
+
+def study_report(doc: AnnotationDocument, image_ids: list[str], fields: dict[str, str] | None = None) -> Report:
+    """The study's current report, or a new draft of its accepted annotations; ValueError when neither.
+
+    A new draft's template fields come from the study's headers; ``fields`` fills (or overrides)
+    what the headers do not say."""
     study = doc.study_key(image_ids[0])
     current = doc.current_report(study)
     if current is not None:
@@ -103,8 +131,10 @@ def study_report(doc: AnnotationDocument, image_ids: list[str]) -> Report:
             "nothing accepted in this study and no report yet: accept model output or annotate in the app, "
             "or write the report in its Report panel"
         )
-    modality = _modality(doc, image_ids)
-    report = new_report(doc, image_ids[0], read_templates().for_modality(modality), modality)
+    headers = _headers(doc, image_ids)
+    modality = str(headers[0].get("Modality", "")) if headers else ""
+    values = {**field_values(headers), **(fields or {})}
+    report = new_report(doc, image_ids[0], read_templates().for_modality(modality), modality, values)
     for finding in findings:
         report = report.with_finding(finding, doc.now())
     return report
@@ -146,7 +176,7 @@ def run_report(args: argparse.Namespace) -> int:
     if len(studies) > 1:
         return fail(f"the images belong to {len(studies)} studies; write the report of one study at a time")
     try:
-        report = study_report(doc, image_ids)
+        report = study_report(doc, image_ids, dict(args.field))
         if args.verify and not report.is_final:
             report = sign(doc, report, Observer(args.verify, args.organization))
         sr = build_report_sr(doc, report)

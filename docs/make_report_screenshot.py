@@ -1,7 +1,10 @@
-"""Render the Report panel and the printed report: docs/screenshots/report-panel.png and report-pdf.png.
+"""Render the Report panel and the printed report: docs/screenshots/report-panel.png, report-blanks.png
+and report-pdf.png.
 
 The real window on the demo CT: a length measurement drawn as the measure tool would, cited with
-Add to report, a section typed, the reading observer set in the settings and the report signed.
+Add to report, sections typed, the reading observer set in the settings; sign-off refused while the
+technique keeps the template's ``[region]`` blank (the demo header has no BodyPartExamined:
+report-blanks.png), then the blank typed over and the report signed.
 The PDF is the one Save PDF… writes (QTextDocument on QPdfWriter), its first page rendered by
 Ghostscript (or poppler's pdftoppm) for the picture.
 
@@ -53,17 +56,23 @@ def main() -> int:
     panel = window.report_panel
     panel.editors["clinical_information"].setPlainText("Indication: back pain after a fall.")
     panel.editors["impression"].setPlainText("No fracture of the imaged vertebral body.")
-    assert panel.sign(), panel.problem.text()
     window.show_report()
     window.canvas.fit_to_window()
-    settle(app, 600)
     OUT.mkdir(parents=True, exist_ok=True)
+    assert not panel.sign()  # the demo CT's header has no BodyPartExamined: the technique keeps [region]
+    settle(app, 600)
+    panel.grab().save(str(OUT / "report-blanks.png"))
+    technique = panel.editors["technique"]
+    technique.setPlainText(technique.toPlainText().replace("[region]", "lumbar spine"))  # typed over the blank
+    assert panel.sign(), panel.problem.text()
+    window.statusBar().clearMessage()  # the refusal's 10 s status-bar message, gone by the time one looks
+    settle(app, 600)
     window.grab().save(str(OUT / "report-panel.png"))
     with tempfile.TemporaryDirectory() as folder:
         pdf = Path(folder) / "report.pdf"
         assert window.report.save_pdf(pdf)
         pdf_page(pdf, OUT / "report-pdf.png", dpi=80)
-    print(f"wrote {OUT / 'report-panel.png'} and {OUT / 'report-pdf.png'}")
+    print(f"wrote {OUT / 'report-panel.png'}, {OUT / 'report-blanks.png'} and {OUT / 'report-pdf.png'}")
     window.close()
     return 0
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from pydicom.dataset import Dataset
 from PySide6.QtCore import QObject, Signal
 
 from app.annotations.controller import AnnotationController
@@ -20,7 +21,9 @@ from app.viewer.state import ViewerState
 from engine.annotations import Change
 from engine.annotations.formats.targets import ExportError
 from engine.files import write_bytes_atomic
+from engine.imaging import ImageStack
 from engine.report.commands import PutReport
+from engine.report.fields import field_values
 from engine.report.model import Finding, Observer, Report
 from engine.report.pdf_dicom import build_report_pdf_dicom, dicom_bytes
 from engine.report.printable import printable
@@ -40,11 +43,18 @@ class ReportController(QObject):
     problem = Signal(str)  # one sentence for the user; nothing was changed
     send_requested = Signal(str, object, object)  # report id, Observer, PDF bytes or None (the PACS sends it)
 
-    def __init__(self, annotations: AnnotationController, state: ViewerState, observer: Callable[[], Observer]) -> None:
+    def __init__(
+        self,
+        annotations: AnnotationController,
+        state: ViewerState,
+        observer: Callable[[], Observer],
+        stacks: Callable[[], list[ImageStack]] = list,
+    ) -> None:
         super().__init__()
         self.annotations = annotations
         self.state = state
         self.observer = observer
+        self.stacks = stacks  # the open images: their headers fill a new report's template fields
         annotations.changed.connect(self._on_document_event)
         annotations.current_image_changed.connect(self.changed)
 
@@ -77,12 +87,19 @@ class ReportController(QObject):
         if report is None:
             modality = self.state.stack.modality if self.state.stack is not None else ""
             template = read_templates().for_modality(modality or "")
-            report = new_report(self.annotations.doc, self.annotations.image_id, template, modality or "")
+            values = field_values(self._headers())
+            report = new_report(self.annotations.doc, self.annotations.image_id, template, modality or "", values)
             self._put(report, "Start report")
         if report.is_final:
             self.problem.emit("This report is signed and read-only; Amend it to change it.")
             return None
         return report
+
+    def _headers(self) -> list[Dataset]:
+        """The headers of the image on screen, then of the other open series: already in memory."""
+        shown = self.state.stack
+        stacks = ([shown] if shown is not None else []) + [s for s in self.stacks() if s is not shown]
+        return [h for s in stacks if s.kind == "dicom" and (h := s.header(0)) is not None]
 
     def set_section(self, name: str, text: str) -> None:
         report = self.current()

@@ -68,7 +68,7 @@ def key_facts(stack: ImageStack, index: int) -> list[tuple[str, str]]:
         ):
             value = str(header.get(keyword, "") or "").strip()
             if value:
-                facts.append((label, _date(value) if keyword == "StudyDate" else value))
+                facts.append((label, dicom_date(value) if keyword == "StudyDate" else value))
     if stack.transfer_syntax:
         facts.append(("Transfer syntax", stack.transfer_syntax))
     facts.append(("Photometric", stack.photometric))
@@ -116,5 +116,6 @@ def _display(elem: DataElement) -> str:
     return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
 
 
-def _date(value: str) -> str:
+def dicom_date(value: str) -> str:
+    """A DICOM DA (YYYYMMDD) as YYYY-MM-DD; anything else as it is."""
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value

@@ -2,13 +2,15 @@
 
 Why the rules live here and not in the panel: the command line signs reports too
 (``main.py report --verify``), and both must refuse the same things with the same sentence:
-a missing observer name, a report with nothing in it, machine findings nobody reviewed, and
-findings whose evidence was deleted after it was cited. A refused sign-off changes nothing: the
+a missing observer name, a report with nothing in it, blanks the template left (``[region]``:
+the header did not say), machine findings nobody reviewed, and findings whose evidence was
+deleted after it was cited. A refused sign-off changes nothing: the
 draft stays as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from engine.annotations.document import AnnotationDocument
@@ -23,8 +25,9 @@ from engine.annotations.model import (
     new_id,
     value_text,
 )
-from engine.report.model import Evidence, Finding, FindingSource, Observer, Report, Status
-from engine.report.templates import Template
+from engine.report.fields import fill, template_blanks
+from engine.report.model import SECTION_TITLES, SECTIONS, Evidence, Finding, FindingSource, Observer, Report, Status
+from engine.report.templates import Template, read_templates
 
 _SOURCES = {
     Source.USER: FindingSource.USER,
@@ -37,8 +40,16 @@ class SignOffError(ValueError):
     """The report cannot be signed as it is; ``str(err)`` says why (one sentence per reason)."""
 
 
-def new_report(doc: AnnotationDocument, image_id: str, template: Template, modality: str = "") -> Report:
-    """A draft report of the image's study, its sections started from ``template``."""
+def new_report(
+    doc: AnnotationDocument,
+    image_id: str,
+    template: Template,
+    modality: str = "",
+    values: Mapping[str, str] | None = None,
+) -> Report:
+    """A draft report of the image's study, its sections started from ``template`` with its fields
+    filled from ``values`` (``engine.report.fields.field_values`` of the study's headers); a field
+    without a value stays a visible blank that sign-off refuses."""
     now = doc.now()
     return Report(
         id=new_id(),
@@ -47,7 +58,7 @@ def new_report(doc: AnnotationDocument, image_id: str, template: Template, modal
         modified=now,
         modality=modality,
         template=template.name,
-        sections=dict(template.sections),
+        sections={name: fill(text, values or {}) for name, text in template.sections.items()},
     )
 
 
@@ -190,6 +201,24 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def blanks_left(report: Report) -> list[str]:
+    """One sentence per section that still has blanks its template put there (``[region]``).
+
+    The report's own template (by name, when it still exists) adds its non-field placeholders;
+    bracketed text the radiologist wrote is not a template blank and is left alone."""
+    template = read_templates().named(report.template)
+    found = []
+    for name in SECTIONS:
+        blanks = template_blanks(report.section(name), template.sections.get(name, "") if template else "")
+        if blanks:
+            many = len(blanks) > 1
+            found.append(
+                f"The {SECTION_TITLES[name].lower()} still has the template's blank{'s' if many else ''} "
+                f"{', '.join(blanks)}: fill {'them' if many else 'it'} in or delete {'them' if many else 'it'}."
+            )
+    return found
+
+
 def sign_off_problems(doc: AnnotationDocument, report: Report, observer: Observer | None) -> list[str]:
     """Why ``report`` cannot become final now, most basic first (empty: it can)."""
     if report.is_final:
@@ -202,7 +231,7 @@ def sign_off_problems(doc: AnnotationDocument, report: Report, observer: Observe
     has_text = any(report.section(name).strip() for name in ("findings", "impression")) or report.findings
     if not has_text:
         problems.append("The report says nothing yet: write the findings or the impression before signing.")
-    return problems + missing_evidence(doc, report) + unreviewed(doc, report)
+    return problems + blanks_left(report) + missing_evidence(doc, report) + unreviewed(doc, report)
 
 
 def sign(doc: AnnotationDocument, report: Report, observer: Observer | None, now: str | None = None) -> Report:

@@ -45,6 +45,9 @@ def test_signed_report_sent_from_the_panel_comes_back_on_another_workstation(
     drag(window, (10, 20), (50, 45))
     window.annotation_panel.report_button.click()
     panel.editors["impression"].setPlainText("Small nodule, follow-up in 3 months.")
+    technique = panel.editors["technique"]
+    assert technique.toPlainText() == "CT of the [region] [contrast]. Slice thickness 2.5 mm."  # what the header says
+    technique.setPlainText("CT of the chest without intravenous contrast. Slice thickness 2.5 mm.")
     window.set_assistant_settings(
         replace(window.assistant_settings, observer_name="Doe^Jane", observer_organization="General Hospital")
     )

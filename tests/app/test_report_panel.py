@@ -27,6 +27,9 @@ def test_add_evidence_edit_sign_and_amend(qtbot, images, tmp_path):  # noqa: F81
     draft = report.current()
     assert draft is not None and draft.modality == "CT" and draft.template == "CT"
     assert [f.text for f in draft.findings] == ["finding"]
+    technique = "CT of the [region] with intravenous contrast (ISOVUE300/100). Slice thickness 5 mm."
+    assert draft.section("technique") == technique  # from the header; CT_small.dcm has no BodyPartExamined
+    assert panel.editors["technique"].toPlainText() == technique
     evidence = draft.findings[0].evidence[0]
     shown_window = window.state.effective_window()
     assert (evidence.annotation_id, evidence.window) == (box.id, (shown_window.center, shown_window.width))
@@ -50,6 +53,7 @@ def test_add_evidence_edit_sign_and_amend(qtbot, images, tmp_path):  # noqa: F81
     assert not panel.sign() and panel.problem.text().startswith(
         "Sign-off needs the reading observer's name: set it in Assistant > Settings (Report) or pass --verify."
     )
+    assert "The technique still has the template's blank [region]: fill it in or delete it." in panel.problem.text()
     assert "Finding 2 (“A round opacity in the left lung.”) came from ClinKD" in panel.problem.text()
     assert report.current().status is Status.DRAFT  # refused: the draft is kept
 
@@ -58,6 +62,8 @@ def test_add_evidence_edit_sign_and_amend(qtbot, images, tmp_path):  # noqa: F81
     )
     panel.findings.setCurrentRow(1)
     panel.reviewed_button.click()
+    assert not panel.sign() and panel.problem.text().startswith("The technique still has the template's blank")
+    panel.editors["technique"].setPlainText(technique.replace("[region]", "chest"))
     assert panel.sign()
     final = report.current()
     assert (final.status, final.verifier.name) == (Status.FINAL, "Doe^Jane")

@@ -7,13 +7,16 @@ import json
 import highdicom as hd
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from engine.annotations import RemoveAnnotations, SetReview, load_document, save_document
 from engine.annotations.formats.dicom_sr import tracking_uid
 from engine.annotations.formats.targets import ExportError
 from engine.annotations.model import MeasuredValue
 from engine.annotations.persistence import document_to_dict
+from engine.imaging.dicom_index import read_header
 from engine.report.commands import PutReport
+from engine.report.fields import field_values, fill
 from engine.report.model import FindingSource, Observer, Status
 from engine.report.signoff import (
     SignOffError,
@@ -32,11 +35,22 @@ from tests.engine.test_annotations_support import add_box, annotated_set, new_do
 READER = Observer("Doe^Jane", "General Hospital")
 
 
+def ct_report(doc, image_id, header_path=None):
+    """A CT report started as the app starts one: the template's fields from the CT's real header.
+
+    CT_small.dcm says everything but the body part (no BodyPartExamined), the test PACS's CT
+    series neither body part nor contrast, so the radiologist types them over the blanks, as
+    sign-off demands."""
+    header = read_header(header_path or doc.image(image_id).paths[0])
+    report = new_report(doc, image_id, read_templates().for_modality("CT"), "CT", field_values([header]))
+    technique = report.section("technique").replace("[region]", "chest")
+    return report.with_section("technique", technique.replace("[contrast]", "without contrast"), doc.now())
+
+
 def _doc_with_report():
     ref = series_ref()
     doc = new_doc(ref)
-    template = read_templates().for_modality("CT")
-    report = new_report(doc, ref.image_id, template, "CT")
+    report = ct_report(doc, ref.image_id, get_testdata_file("CT_small.dcm"))
     assert doc.execute(PutReport(ref.image_id, report.id, report, "Start report"))
     return doc, ref, report
 
@@ -160,7 +174,7 @@ def ct_project(tmp_path_factory):
 
 def _signed_ct_report(doc, ct):
     nodule = next(b for b in doc.boxes(ct.image_id) if b.label == "nodule")
-    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = ct_report(doc, ct.image_id)
     report = report.with_section("clinical_information", "Cough for three weeks.", doc.now())
     report = report.with_section("impression", "Solitary nodule, follow-up CT in 3 months.", doc.now())
     report = report.with_finding(finding_from_annotation(doc, ct.image_id, nodule.id), doc.now())
@@ -242,7 +256,7 @@ def _cited_length_and_mask(doc, ct):
     inside[30:50, 40:60] = True
     mask = doc.new_mask(ct.image_id, {0: inside}, "lesion", values=(MeasuredValue("volume", 0.5, "ml"),))
     doc.execute(AddAnnotations(ct.image_id, [length, mask]))
-    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = ct_report(doc, ct.image_id)
     for annotation in (length, mask):
         report = report.with_finding(finding_from_annotation(doc, ct.image_id, annotation.id), doc.now())
     return length, mask, report
@@ -280,7 +294,7 @@ def test_a_report_without_measurements_is_tid_1500_row_12_and_valid(ct_project, 
     """No cited annotation: no group, so Qualitative Evaluations stands in (this used to raise TypeError)."""
     doc, refs = ct_project
     ct = refs["ct"]
-    report = new_report(doc, ct.image_id, read_templates().for_modality("CT"), "CT")
+    report = ct_report(doc, ct.image_id)
     report = report.with_section("impression", "No acute findings.", doc.now())
     final = sign(doc, report, Observer("Doe^Jane"))  # no organisation given
     path = tmp_path / "text.dcm"
@@ -328,3 +342,69 @@ def test_report_pdf_as_encapsulated_pdf_dicom_is_valid(ct_project, tmp_path):
     assert build_report_pdf_dicom(doc, final, pdf).SOPInstanceUID == read.SOPInstanceUID  # same report, same instance
     with pytest.raises(ExportError, match="not a PDF"):
         build_report_pdf_dicom(doc, final, b"<html>")
+
+
+def _header(name: str):
+    return read_header(get_testdata_file(name))
+
+
+def test_template_fields_filled_from_real_ct_and_mr_headers():
+    """CT_small.dcm knows its contrast agent, slice thickness and date; MR_small.dcm much less."""
+    ct = new_report(
+        new_doc(series_ref()),
+        "series:1.2.3",
+        read_templates().for_modality("CT"),
+        "CT",
+        field_values([_header("CT_small.dcm")]),
+    )
+    assert (
+        ct.section("technique") == "CT of the [region] with intravenous contrast (ISOVUE300/100). Slice thickness 5 mm."
+    )
+    mr = field_values([_header("MR_small.dcm")])
+    assert mr == {"slice_thickness": "0.8", "study_date": "2004-08-26"}  # its ContrastBolusAgent is empty: unknown
+    technique = new_report(new_doc(series_ref()), "series:1.2.3", read_templates().for_modality("MR"), "MR", mr)
+    assert technique.section("technique") == "MRI of the [region] [contrast]. Sequences: [sequences]."
+
+
+def test_fields_of_the_study_series_and_what_a_header_does_not_prove():
+    pa, lateral, other_study = (_header("CT_small.dcm") for _ in range(3))
+    for header, view, part in ((pa, "PA", "CHEST"), (lateral, "LL", "CHEST"), (other_study, "AP", "KNEE")):
+        header.ViewPosition, header.BodyPartExamined, header.SeriesDescription = view, part, f"{view} view"
+    other_study.StudyInstanceUID = "1.2.3.4"
+    pa.ContrastBolusRoute = "ORAL"
+    values = field_values([pa, lateral, other_study])
+    assert (values["body_part"], values["projection"]) == ("chest", "PA and left lateral projections")
+    assert (values["sequences"], values["contrast"]) == ("PA view, LL view", "with oral contrast (ISOVUE300/100)")
+    del pa.ContrastBolusAgent  # absent is not "without contrast": the blank stays for the radiologist
+    assert "contrast" not in field_values([pa])
+    template = read_templates().for_modality("CR").sections["technique"]
+    assert fill(template, values) == "Radiograph of the chest, PA and left lateral projections."
+    assert fill(template, {}) == "Radiograph of the [region], [projection]."
+
+
+def test_sign_off_refuses_template_blanks_in_one_sentence_but_not_the_radiologists_brackets():
+    doc, _ref, report = _doc_with_report()
+    report = report.with_section("impression", "Stable nodule [see prior].", doc.now())
+    assert sign_off_problems(doc, report, READER) == []  # "[see prior]" is the radiologist's, not a blank
+    blank = report.with_section("technique", "CT of the [region] [contrast]. Slice thickness 5 mm.", doc.now())
+    assert sign_off_problems(doc, blank, READER) == [
+        "The technique still has the template's blanks [region], [contrast]: fill them in or delete them."
+    ]
+    with pytest.raises(SignOffError, match=r"^The technique still has the template's blanks \[region\], \[contrast\]"):
+        sign(doc, blank, READER)
+
+
+def test_a_user_template_with_fields_and_a_blank_of_its_own():
+    save_user_template(
+        "Chest CT", "CT", {"technique": "CT of the {body_part}, {slice_thickness} mm slices. {laterality} lung."}
+    )
+    doc = new_doc(series_ref())
+    template = read_templates().for_modality("CT")
+    report = new_report(doc, "series:1.2.3", template, "CT", field_values([_header("CT_small.dcm")]))
+    assert report.section("technique") == "CT of the [region], 5 mm slices. [laterality] lung."
+    report = report.with_section("impression", "Normal.", doc.now())
+    assert sign_off_problems(doc, report, READER) == [
+        "The technique still has the template's blanks [region], [laterality]: fill them in or delete them."
+    ]
+    filled = report.with_section("technique", "CT of the chest, 5 mm slices. Right lung.", doc.now())
+    assert sign_off_problems(doc, filled, READER) == []

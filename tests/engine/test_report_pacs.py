@@ -9,9 +9,9 @@ from engine.pacs import InstanceCache, SendRejected, connect, server_from_url
 from engine.pacs.report_writeback import reports_from_pacs, send_report_sr
 from engine.report.commands import PutReport
 from engine.report.model import Observer, Status
-from engine.report.signoff import finding_from_annotation, new_report, sign
-from engine.report.templates import read_templates
+from engine.report.signoff import finding_from_annotation, sign
 from tests.engine.test_pacs import READ_ONLY_LUA, _annotated_series
+from tests.engine.test_report import ct_report
 from tests.orthanc import OUR_AET, OrthancServer, encode, seeded_orthanc
 
 READER = Observer("Doe^Jane", "General Hospital")
@@ -23,7 +23,7 @@ def pacs(tmp_path_factory):
 
 
 def _report(doc, ref, user_box):
-    report = new_report(doc, ref.image_id, read_templates().for_modality("CT"), "CT")
+    report = ct_report(doc, ref.image_id)
     report = report.with_section("impression", "Nodule in the right lung.", doc.now())
     report = report.with_finding(finding_from_annotation(doc, ref.image_id, user_box.id), doc.now())
     doc.execute(PutReport(ref.image_id, report.id, report, "Start report"))
