@@ -159,6 +159,7 @@ class MainWindow(QMainWindow):
         self.classify_panel.report_requested.connect(self.report.add_annotations)
         self.report_panel.evidence_requested.connect(self.show_evidence)
         self.report.problem.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        self.report.done.connect(lambda text: self.statusBar().showMessage(text, 5000))  # a refusal's is stale now
         self._update_frame_controls()
         self._update_undo_actions()
         if settings.problem:

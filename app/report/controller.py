@@ -23,24 +23,26 @@ from engine.annotations.formats.targets import ExportError
 from engine.files import write_bytes_atomic
 from engine.imaging import ImageStack
 from engine.report.commands import PutReport
-from engine.report.fields import field_values
-from engine.report.model import Finding, Observer, Report
+from engine.report.fields import field_values, unfill
+from engine.report.model import SECTIONS, Finding, Observer, Report
 from engine.report.pdf_dicom import build_report_pdf_dicom, dicom_bytes
 from engine.report.printable import printable
 from engine.report.signoff import (
     SignOffError,
     amend,
+    apply_template,
     finding_from_annotation,
     finding_from_answer,
     new_report,
     sign,
 )
-from engine.report.templates import read_templates
+from engine.report.templates import Template, TemplateSet, read_templates, save_user_template
 
 
 class ReportController(QObject):
     changed = Signal()  # the shown report (or which one is shown) changed
     problem = Signal(str)  # one sentence for the user; nothing was changed
+    done = Signal(str)  # one sentence on what succeeded (replaces a refusal still on the status bar)
     send_requested = Signal(str, object, object)  # report id, Observer, PDF bytes or None (the PACS sends it)
 
     def __init__(
@@ -55,8 +57,14 @@ class ReportController(QObject):
         self.state = state
         self.observer = observer
         self.stacks = stacks  # the open images: their headers fill a new report's template fields
+        self._templates: TemplateSet | None = None  # read again when the image changes or one is saved
+        self._chosen: dict[str, str] = {}  # study key -> the template picked in the panel for it
         annotations.changed.connect(self._on_document_event)
-        annotations.current_image_changed.connect(self.changed)
+        annotations.current_image_changed.connect(self._on_image_changed)
+
+    def _on_image_changed(self, *_args) -> None:
+        self._templates = None
+        self.changed.emit()
 
     def _on_document_event(self, event) -> None:
         if event.change in (Change.REPORTS, Change.ANNOTATIONS):  # a cited annotation may be gone
@@ -85,15 +93,96 @@ class ReportController(QObject):
             return None
         report = self.current()
         if report is None:
-            modality = self.state.stack.modality if self.state.stack is not None else ""
-            template = read_templates().for_modality(modality or "")
-            values = field_values(self._headers())
-            report = new_report(self.annotations.doc, self.annotations.image_id, template, modality or "", values)
+            template, values = self.chosen_template(), field_values(self._headers())
+            report = new_report(self.annotations.doc, self.annotations.image_id, template, self.modality, values)
             self._put(report, "Start report")
         if report.is_final:
             self.problem.emit("This report is signed and read-only; Amend it to change it.")
             return None
         return report
+
+    @property
+    def modality(self) -> str:
+        """The modality of the image on screen ("" for a picture that is not DICOM)."""
+        return (self.state.stack.modality or "") if self.state.stack is not None else ""
+
+    def templates(self) -> TemplateSet:
+        """The bundled and user templates (read once per image shown, and again after a save)."""
+        if self._templates is None:
+            self._templates = read_templates()
+        return self._templates
+
+    def chosen_template(self) -> Template:
+        """The template a new report of this study starts from: the one picked in the panel, else the
+        one the study's report started from, else the modality's (the user's own wins)."""
+        templates, report = self.templates(), self.current()
+        picked = templates.named(self._chosen.get(self.study_key or "", ""))
+        started = templates.named(report.template) if report is not None else None
+        return picked or started or templates.for_modality(self.modality)
+
+    def choose_template(self, name: str) -> None:
+        if self.study_key is not None and self.templates().named(name) is not None:
+            self._chosen[self.study_key] = name
+
+    def apply_chosen_template(self) -> bool:
+        """Start the report from the chosen template, or fill the draft's sections nobody wrote in
+        from it (one undo step); text the radiologist typed is never replaced."""
+        if self.current() is None:
+            started = self._draft()
+            if started is not None:
+                self.done.emit(f"Started the report from the {started.template} template.")
+            return started is not None
+        report = self._draft()
+        if report is None:
+            return False
+        template = self.chosen_template()
+        applied, filled = apply_template(report, template, field_values(self._headers()), self.annotations.doc.now())
+        if not filled:
+            self.problem.emit(
+                f"The {template.name} template has nothing for this draft: it fills only sections that are "
+                "empty or as their template left them, never text you typed (clear a section to fill it)."
+            )
+            return False
+        self._put(applied, f"Apply the {template.name} template")
+        self.done.emit(
+            f"Filled {len(filled)} section{'s' if len(filled) > 1 else ''} from the {template.name} template."
+        )
+        return True
+
+    def save_template(self, name: str) -> bool:
+        """Save the report's sections as the user template ``name`` for its modality, with the values
+        its template's fields were filled with turned back into ``{field}``; one sentence when refused."""
+        report, name = self.current(), name.strip()
+        if report is None:
+            self.problem.emit("There is no report to save as a template yet: write its sections first.")
+            return False
+        if not name:
+            self.problem.emit("A template needs a name: the template was not saved.")
+            return False
+        templates = self.templates()
+        same = templates.named(name)
+        if same is not None and same.modality != report.modality:
+            self.problem.emit(
+                f"{name} is the name of the {same.modality or 'default'} template: choose another name, "
+                "or saving would replace it."
+            )
+            return False
+        started, values = templates.named(report.template), field_values(self._headers())
+        sections = {
+            section: unfill(report.section(section), started.sections.get(section, "") if started else "", values)
+            for section in SECTIONS
+        }
+        try:
+            save_user_template(name, report.modality, sections)
+        except OSError as err:
+            self.problem.emit(f"Could not save the template {name}: {err.strerror or err}. Nothing was changed.")
+            return False
+        self._templates = None
+        self.choose_template(name)
+        then = f"new {report.modality} reports start from it" if report.modality else "choose it in Template to use it"
+        self.done.emit(f"Saved the template {name}: {then}.")
+        self.changed.emit()
+        return True
 
     def _headers(self) -> list[Dataset]:
         """The headers of the image on screen, then of the other open series: already in memory."""
@@ -161,7 +250,10 @@ class ReportController(QObject):
         except SignOffError as err:
             self.problem.emit(str(err))
             return False
-        return self._put(final, "Sign report")
+        if not self._put(final, "Sign report"):
+            return False
+        self.done.emit(f"Report signed off by {final.verifier.name}.")
+        return True
 
     def amend(self) -> bool:
         report = self.current()

@@ -1,6 +1,8 @@
 """The Report panel: the study's report as editable sections, findings that link to their evidence, sign-off.
 
-Sections are plain text editors (typing in one is one undo step per section); findings are a list
+Sections are plain text editors (typing in one is one undo step per section), started from the
+template chosen above them (the modality's, preselected); Apply template fills the sections nobody
+wrote in, and Save as template… keeps the draft as the user's template of its modality. Findings are a list
 whose rows say where they came from and whether they still need review; clicking a row's
 evidence shows it on the image (``evidence_requested``, wired by the window). A signed report is
 read-only: the editors lock and Amend starts a new draft that replaces it. Send to PACS hands the
@@ -15,9 +17,11 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -43,6 +47,18 @@ class ReportPanel(QWidget):
         self._sending = False
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.template = QComboBox()
+        self.template.setToolTip(
+            "The template a new report starts from (yours are marked); the modality's is preselected"
+        )
+        self.apply_button = QPushButton("Apply template")
+        self.apply_button.setToolTip(
+            "Start the report from this template, or fill the draft's empty sections from it (your text is kept)"
+        )
+        self.save_template_button = QPushButton("Save as template…")
+        self.save_template_button.setToolTip(
+            "Keep these sections as your template for the modality; values from the header go back to their fields"
+        )
         self.editors: dict[str, QPlainTextEdit] = {}
         form = QFormLayout()
         for name in SECTIONS:
@@ -77,6 +93,11 @@ class ReportPanel(QWidget):
         self.problem = QLabel()
         self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #ff8080;")
+        template_row = QHBoxLayout()
+        template_row.addWidget(QLabel("Template"))
+        template_row.addWidget(self.template, 1)
+        template_row.addWidget(self.apply_button)
+        template_row.addWidget(self.save_template_button)
         finding_row = QHBoxLayout()
         finding_row.addWidget(self.reviewed_button)
         finding_row.addWidget(self.remove_button)
@@ -92,6 +113,7 @@ class ReportPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.status)
+        layout.addLayout(template_row)
         layout.addLayout(form)
         layout.addWidget(QLabel("Findings with evidence (click one to show it on the image)"))
         layout.addWidget(self.findings, 1)
@@ -100,6 +122,9 @@ class ReportPanel(QWidget):
         layout.addLayout(send_row)
         layout.addWidget(self.sent)
         layout.addWidget(self.problem)
+        self.template.activated.connect(lambda _i: self.controller.choose_template(self.template.currentData()))
+        self.apply_button.clicked.connect(self.apply_template)
+        self.save_template_button.clicked.connect(self.save_template)
         self.reviewed_button.clicked.connect(self._mark_reviewed)
         self.remove_button.clicked.connect(self._remove)
         self.sign_button.clicked.connect(self.sign)
@@ -123,6 +148,7 @@ class ReportPanel(QWidget):
                 editor.blockSignals(False)
             editor.setReadOnly(report is not None and report.is_final)
         self.status.setText(_status(report))
+        self._show_templates()
         current = self.findings.currentItem().data(FINDING_ROLE) if self.findings.currentItem() else None
         self.findings.clear()
         for number, finding in enumerate(report.findings if report else (), start=1):
@@ -146,12 +172,28 @@ class ReportPanel(QWidget):
                 self.findings.setCurrentItem(item)
         self._update_buttons()
 
+    def _show_templates(self) -> None:
+        """List the templates (only when they changed: refresh runs on every keystroke) and show the chosen one."""
+        templates = self.controller.templates().templates
+        names = [t.name for t in templates]
+        self.template.blockSignals(True)
+        if [self.template.itemData(i) for i in range(self.template.count())] != names:
+            self.template.clear()
+            for t in templates:
+                self.template.addItem(f"{t.name} (yours)" if t.user else t.name, t.name)
+        self.template.setCurrentIndex(self.template.findData(self.controller.chosen_template().name))
+        self.template.blockSignals(False)
+
     def _update_buttons(self) -> None:
         report = self.controller.current()
         draft = report is not None and not report.is_final
         chosen = self.findings.currentItem() is not None
         self.reviewed_button.setEnabled(draft and chosen)
         self.remove_button.setEnabled(draft and chosen)
+        editable = self.controller.study_key is not None and (report is None or draft)
+        self.template.setEnabled(editable)
+        self.apply_button.setEnabled(editable)
+        self.save_template_button.setEnabled(report is not None)
         self.sign_button.setEnabled(draft)
         self.amend_button.setEnabled(report is not None and report.is_final)
         self.pdf_button.setEnabled(report is not None)
@@ -173,6 +215,24 @@ class ReportPanel(QWidget):
     def _remove(self) -> None:
         if self._chosen():
             self.controller.remove_finding(self._chosen())
+
+    def apply_template(self) -> bool:
+        self.problem.clear()
+        return self.controller.apply_chosen_template()
+
+    def save_template(self) -> bool:
+        """Ask a name (the report's template, else its modality) and save the draft as that template."""
+        report = self.controller.current()
+        if report is None:
+            return False
+        self.problem.clear()
+        name, ok = QInputDialog.getText(
+            self,
+            "Save as template",
+            f"Name of your {report.modality or 'report'} template (an existing name of yours is replaced):",
+            text=report.template or report.modality,
+        )
+        return ok and self.controller.save_template(name)
 
     def sign(self) -> bool:
         self.problem.clear()

@@ -151,6 +151,31 @@ def fill(text: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1)) or _blank(m.group(1)), text)
 
 
+def unfill(text: str, template_text: str, values: Mapping[str, str]) -> str:
+    """``text`` with what ``fill`` put in for ``template_text``'s fields turned back into ``{field}``.
+
+    Why: a report saved as a template must not freeze this study's header ("lumbar spine") into
+    every later report. Where the template's own words still stand in ``text``, each field's value
+    from ``values`` (or its blank) becomes the placeholder again; a value the radiologist typed
+    instead stays as typed, and text whose template words were rewritten is kept as it is.
+    """
+    parts = _PLACEHOLDER.split(template_text)  # literal, field, literal, field, ..., literal
+    if len(parts) == 1:
+        return text
+    pattern = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?:(?P<f{i}>{re.escape(values.get(part) or _blank(part))})|(?P<t{i}>.*?))"
+        for i, part in enumerate(parts)
+    )
+    match = re.search(pattern, text)
+    if match is None:
+        return text
+    rebuilt = "".join(
+        part if i % 2 == 0 else "{" + part + "}" if match.group(f"f{i}") is not None else match.group(f"t{i}")
+        for i, part in enumerate(parts)
+    )
+    return text[: match.start()] + rebuilt + text[match.end() :]
+
+
 def template_blanks(text: str, template_text: str = "") -> list[str]:
     """The template blanks still in ``text`` (in order, once each): every field's blank, and the
     blank of any other ``{placeholder}`` in ``template_text`` (the report's own template)."""

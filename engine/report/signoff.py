@@ -62,6 +62,30 @@ def new_report(
     )
 
 
+def apply_template(
+    report: Report,
+    template: Template,
+    values: Mapping[str, str],
+    now: str,
+) -> tuple[Report, list[str]]:
+    """The draft with ``template`` (its fields filled from ``values``) in the sections nobody wrote in:
+    those that are empty, or still read exactly as the report's own template filled them. Text the
+    radiologist typed is never replaced. Returns the report and the sections it filled (none: unchanged).
+    """
+    started = read_templates().named(report.template)
+    untouched = {name: fill(started.sections.get(name, ""), values) for name in SECTIONS} if started else {}
+    sections = dict(report.sections)
+    filled = []
+    for name in SECTIONS:
+        text, new = report.section(name), fill(template.sections.get(name, ""), values)
+        if new and new != text and (not text.strip() or text == untouched.get(name)):
+            sections[name] = new
+            filled.append(name)
+    if not filled:
+        return report, []
+    return replace(report, template=template.name, sections=sections, modified=now), filled
+
+
 def is_reviewed(annotation: Annotation) -> bool:
     """What a person stands behind: their own annotation, or machine output accepted or corrected."""
     return annotation.source is Source.USER or annotation.review in (Review.ACCEPTED, Review.CORRECTED)

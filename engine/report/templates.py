@@ -1,8 +1,9 @@
 """Report templates: the text a new report starts from, one per modality, changeable by the user.
 
 ClinLens ships ``resources/report_templates/{CT,MR,CR,DX,default}.json``; a user's own templates
-live in ``<config dir>/report_templates/*.json`` and win over a bundled one of the same name, so
-"save as template" changes what the next CT report starts from without touching the install.
+live in ``<config dir>/report_templates/*.json`` and win over a bundled one of the same name or
+modality (the most recently saved one, when the user has several of a modality), so the Report
+panel's "Save as template…" changes what the next CT report starts from without touching the install.
 A damaged user template is skipped with one sentence (``TemplateSet.problems``), never fatal.
 """
 
@@ -41,10 +42,12 @@ class TemplateSet:
         return next((t for t in self.templates if t.name == name), None)
 
     def for_modality(self, modality: str) -> Template:
-        """The user's template for the modality, else the bundled one, else the default."""
+        """The user's newest template for the modality, else the bundled one, else the default."""
         by_modality = [t for t in self.templates if modality and t.modality == modality]
-        by_modality.sort(key=lambda t: not t.user)
-        return by_modality[0] if by_modality else (self.named(DEFAULT.title()) or self.templates[0])
+        mine = [t for t in by_modality if t.user] or by_modality  # read oldest first: the last was saved last
+        if mine:
+            return mine[-1]
+        return self.named(DEFAULT.title()) or self.templates[0]
 
 
 def bundled_dir() -> Path:
@@ -70,20 +73,27 @@ def template_from_dict(data: object, source: Path, user: bool) -> Template:
 
 
 def read_templates() -> TemplateSet:
-    """Bundled templates, then the user's (a user template replaces the bundled one of its name)."""
+    """Bundled templates, then the user's oldest first (a user template replaces the bundled one of its name)."""
     found: dict[str, Template] = {}
     problems = []
     for folder, user in ((bundled_dir(), False), (user_dir(), True)):
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for path in _oldest_first(folder):
             try:
                 template = template_from_dict(read_json(path), path, user)
             except (JsonFileError, TemplateError) as err:
                 problems.append(f"The report template {path.name} was skipped: {err}.")
                 continue
+            found.pop(template.name, None)  # a replaced bundled template moves to its replacement's place
             found[template.name] = template
     if not found:
         found[DEFAULT.title()] = Template(DEFAULT.title(), "", dict.fromkeys(SECTIONS, ""))
     return TemplateSet(tuple(found.values()), tuple(problems))
+
+
+def _oldest_first(folder: Path) -> list[Path]:
+    """Template files by time saved (then name), so ``for_modality`` can take the user's newest."""
+    paths = list(folder.glob("*.json")) if folder.is_dir() else []
+    return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
 def save_user_template(name: str, modality: str, sections: dict[str, str]) -> Path:
