@@ -61,6 +61,7 @@ class ReportController(QObject):
         self._chosen: dict[str, str] = {}  # study key -> the template picked in the panel for it
         annotations.changed.connect(self._on_document_event)
         annotations.current_image_changed.connect(self._on_image_changed)
+        state.stack_changed.connect(self._on_image_changed)  # its modality picks the preselected template
 
     def _on_image_changed(self, *_args) -> None:
         self._templates = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import highdicom as hd
 import pydicom
@@ -16,7 +17,7 @@ from engine.annotations.model import MeasuredValue
 from engine.annotations.persistence import document_to_dict
 from engine.imaging.dicom_index import read_header
 from engine.report.commands import PutReport
-from engine.report.fields import field_values, fill
+from engine.report.fields import field_values, fill, unfill
 from engine.report.model import FindingSource, Observer, Status
 from engine.report.signoff import (
     SignOffError,
@@ -63,6 +64,31 @@ def test_bundled_templates_per_modality_and_user_template_wins():
     save_user_template("My CT", "CT", {"technique": "Low-dose CT of the chest."})
     mine = read_templates().for_modality("CT")
     assert (mine.name, mine.user, mine.sections["technique"]) == ("My CT", True, "Low-dose CT of the chest.")
+
+
+def test_the_newest_user_template_of_a_modality_wins():
+    older = save_user_template("A CT", "CT", {"technique": "A."})
+    newer = save_user_template("Z CT", "CT", {"technique": "Z."})
+    os.utime(older, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))  # "A CT" saved again, after "Z CT"
+    os.utime(newer, ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    assert read_templates().for_modality("CT").name == "A CT"
+    save_user_template("CT", "CT", {"technique": "Mine."})  # replaces the bundled CT, and is the newest
+    templates = read_templates()
+    assert templates.for_modality("CT").sections == {"technique": "Mine."} and templates.named("CT").user
+
+
+def test_unfill_turns_header_values_back_into_fields_but_keeps_what_was_typed():
+    template = "CT of the {body_part} {contrast}. Slice thickness {slice_thickness} mm."
+    values = {"body_part": "lumbar spine", "contrast": "with intravenous contrast (X)", "slice_thickness": "5"}
+    assert unfill("Prone. " + fill(template, values) + " A 5 mm nodule.", template, values) == (
+        "Prone. " + template + " A 5 mm nodule."  # the nodule's "5" is not the template's: kept
+    )
+    typed = fill(template, {"slice_thickness": "5"}).replace("[region]", "chest")  # the blank typed over
+    assert (
+        unfill(typed, template, {"slice_thickness": "5"})
+        == "CT of the chest {contrast}. Slice thickness {slice_thickness} mm."
+    )
+    assert unfill("Rewritten entirely.", template, values) == "Rewritten entirely."
 
 
 def test_damaged_user_template_is_skipped_with_a_sentence(tmp_path):
