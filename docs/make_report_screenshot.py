@@ -65,7 +65,6 @@ def main() -> int:
     technique = panel.editors["technique"]
     technique.setPlainText(technique.toPlainText().replace("[region]", "lumbar spine"))  # typed over the blank
     assert panel.sign(), panel.problem.text()
-    window.statusBar().clearMessage()  # the refusal's 10 s status-bar message, gone by the time one looks
     settle(app, 600)
     window.grab().save(str(OUT / "report-panel.png"))
     with tempfile.TemporaryDirectory() as folder:
