@@ -7,7 +7,8 @@ sends it, and turns into Cancel while an answer streams; a cancelled answer keep
 draws no boxes. Without a model, a one-line banner says so and offers the folder chooser.
 
 Second opinion (the toggle beside Ask, when a second model is configured): the question goes to
-both models, as two jobs on the one worker. The answers stand side by side, the second model's
+both models, as one job on the one worker whose two answers generate at the same time
+(app.inference.worker.SecondOpinionJob). The answers stream side by side, the second model's
 boxes are dotted and lettered B, and each pair of boxes the two found is shown with its IoU
 (engine.grounding.agreement); a box only one model found says so. Either answer's boxes are
 accepted (A) and segmented like any answer's.
@@ -210,7 +211,7 @@ class AskPanel(QWidget):
     # ----- state
     @property
     def running_job(self) -> int | None:
-        """The job streaming now (the first model's while a second opinion waits its turn)."""
+        """The job streaming now (a second opinion's first answer while either is streaming)."""
         return self.running_jobs[0] if self.running_jobs else None
 
     @property
@@ -337,6 +338,7 @@ class AskPanel(QWidget):
         history = self.history() if history is None else history
         turns = self.conversations.turns(key)
         first = len(turns)
+        jobs = []
         for slot in ("primary", "second") if second else ("primary",):
             turn = Turn(
                 question=question.strip(),
@@ -348,23 +350,27 @@ class AskPanel(QWidget):
                 model_name=model_name(settings, slot),
                 second_of=first if slot == "second" else None,
             )
-            job = AskJob(
-                image=image,
-                question=turn.question,
-                task=task.value,
-                box=box,
-                image_key=key,
-                frame=turn.frame,
-                window=turn.window,
-                settings=settings,
-                history=history,  # the same question in the same context: a fair second opinion
-                model=slot,
+            jobs.append(
+                AskJob(
+                    image=image,
+                    question=turn.question,
+                    task=task.value,
+                    box=box,
+                    image_key=key,
+                    frame=turn.frame,
+                    window=turn.window,
+                    settings=settings,
+                    history=history,  # the same question in the same context: a fair second opinion
+                    model=slot,
+                )
             )
-            turn.job_id = self.service.submit(job)
-            self.running_jobs.append(turn.job_id)
             turns.append(turn)
+        ids = self.service.submit_pair(*jobs) if second else (self.service.submit(jobs[0]),)
+        for turn, job_id in zip(turns[first:], ids, strict=True):
+            turn.job_id = job_id
+        self.running_jobs.extend(ids)
         self.refresh()
-        return turns[first].job_id
+        return ids[0]
 
     def regenerate(self) -> None:
         turns = self.conversations.turns(self.image_key) if self.image_key else []
