@@ -26,6 +26,7 @@ from app.inference.settings import AssistantSettings
 from engine.imaging import Window
 
 THREAD_STOP_TIMEOUT_MS = 10_000
+STEPS_EMIT_S = 0.05  # an answer's token count goes to the status bar at most this often (_StepThrottle)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +97,33 @@ class UnloadJob:
     """Free the models (and GPU memory) now."""
 
 
+class _StepThrottle:
+    """One answer's decoding-step count, sent on at most every ``interval`` seconds (and at the end).
+
+    Why: every queued signal wakes the GUI thread and makes it take the interpreter lock from the
+    generating thread(s); a count per token (hundreds a second, twice that in a second opinion)
+    only feeds the status bar's tokens/s. Text is not held back: it comes a word at a time, and a
+    word held while the model stalls would go unseen. An interval of 0 sends every step (tests that
+    follow tokens).
+    """
+
+    def __init__(self, send, interval: float) -> None:
+        self.send, self.interval = send, interval
+        self.steps = self.sent = 0
+        self.last = 0.0
+
+    def add(self, steps: int) -> None:
+        self.steps = steps
+        if time.perf_counter() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.perf_counter()
+        if self.steps != self.sent:
+            self.sent = self.steps
+            self.send(self.steps)
+
+
 @dataclass
 class _Ticket:
     job: object
@@ -130,6 +158,7 @@ class _Worker(QObject):
         self._prefetch: list = []
         self.waiting = 0  # jobs submitted and not yet started (the service counts up, run() down)
         self.waiting_lock = threading.Lock()
+        self.stream_interval_s = STEPS_EMIT_S
         self._idle.connect(self._prefetch_step, Qt.ConnectionType.QueuedConnection)
 
     def drop_prefetch(self) -> None:
@@ -259,9 +288,7 @@ class _Worker(QObject):
             history_tokens=job.settings.history_tokens,
         )
         began = time.perf_counter()
-
-        def on_step(steps: int) -> None:
-            self.steps.emit(job_id, steps, time.perf_counter() - began)
+        steps = _StepThrottle(lambda n: self.steps.emit(job_id, n, time.perf_counter() - began), self.stream_interval_s)
 
         def on_text(text: str) -> None:
             self.partial_text.emit(job_id, text)
@@ -271,11 +298,12 @@ class _Worker(QObject):
 
             def on_chunk(text: str) -> None:  # a server streams about one token per event
                 on_text(text)
-                on_step(next(chunks))
+                steps.add(next(chunks))
 
             result = backend.ask(request, settings, on_text=on_chunk, cancel=cancel)
         else:
-            result = ask(backend, request, settings, on_text=on_text, on_step=on_step, cancel=cancel)
+            result = ask(backend, request, settings, on_text=on_text, on_step=steps.add, cancel=cancel)
+        steps.flush()
         if result.cancelled:
             self.cancelled.emit(job_id)
         else:

@@ -277,6 +277,7 @@ def test_the_two_answers_stream_at_the_same_time(qtbot, ct, tiny_folder, second_
     main = make_window(qtbot, settings(tiny_folder, second_folder))
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
+    main.service.worker.stream_interval_s = 0  # every token goes to the GUI: the test follows them one by one
     arrivals = Arrivals()
     main.service.worker.steps.connect(arrivals.step)
     main.service.worker.result.connect(arrivals.result)
