@@ -98,6 +98,7 @@ def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_
     exported = main.ask_panel.conversations.export(main.state.stack.key, main.state.stack.paths)
     text = json.dumps(exported)
     assert exported["turns"][0]["boxes"][0]["x1"] == 32.0 and exported["turns"][0]["model"]["model_id"]
+    assert exported["turns"][0]["dialect"] == "qwen2vl" and exported["turns"][0]["frame"] == [1000.0, 1000.0]
     assert "CompressedSamples" not in text and "1CT1" not in text  # no patient name or id
 
 
