@@ -67,6 +67,8 @@ class Turn:
             result = self.result.to_dict()
             data["prompt"] = result["question"]  # as the model read it: `ask --history` replays it
             data["raw_answer"] = result["raw_text"]
+            data["dialect"] = result["dialect"]  # how its boxes are written (engine.grounding), for replaying it
+            data["frame"] = list(result["frame"])  # the space of the boxes' numbers in that dialect
             data["boxes"] = [{"x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "phrase": b.phrase} for b in self.boxes]
             data["model"] = {
                 k: result["model"][k]

@@ -1,5 +1,7 @@
 """The one long-lived inference thread: owns the models, runs one job at a time, never blocks the GUI.
 
+(A second opinion is one job whose two answers generate together: SecondOpinionJob.)
+
 Jobs go in through a queued signal and run in submission order on the worker's QThread; what
 comes back (state, text chunks, progress, results, errors) is plain data on queued signals. Each
 job carries its own ``threading.Event``: the GUI sets it to cancel, the engine checks it between
@@ -24,6 +26,7 @@ from app.inference.settings import AssistantSettings
 from engine.imaging import Window
 
 THREAD_STOP_TIMEOUT_MS = 10_000
+STEPS_EMIT_S = 0.05  # an answer's token count goes to the status bar at most this often (_StepThrottle)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +43,24 @@ class AskJob:
     settings: AssistantSettings
     history: tuple = ()  # engine.clinkd.PriorTurn: the earlier turns of this conversation
     model: str = "primary"  # which configured model answers: "primary" or "second" (the second opinion)
+
+
+@dataclass(frozen=True, eq=False)
+class SecondOpinionJob:
+    """One question to both configured models, the two answers streaming at the same time.
+
+    Why one job: the worker owns both models, and a second opinion is read side by side, so the
+    columns must fill together rather than one after the other. The first answer (``first``, model
+    "primary") is generated on the worker thread, the second (``second``) on a helper thread the
+    job starts and joins before it ends; torch and the HTTP client release the interpreter lock,
+    so the two decode together. Each answer streams, finishes, fails or is cancelled under its own
+    job id (the ticket's id and ``second_id``): that id tells the columns apart. One cancel event
+    stops both.
+    """
+
+    first: AskJob
+    second: AskJob
+    second_id: int
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,33 @@ class UnloadJob:
     """Free the models (and GPU memory) now."""
 
 
+class _StepThrottle:
+    """One answer's decoding-step count, sent on at most every ``interval`` seconds (and at the end).
+
+    Why: every queued signal wakes the GUI thread and makes it take the interpreter lock from the
+    generating thread(s); a count per token (hundreds a second, twice that in a second opinion)
+    only feeds the status bar's tokens/s. Text is not held back: it comes a word at a time, and a
+    word held while the model stalls would go unseen. An interval of 0 sends every step (tests that
+    follow tokens).
+    """
+
+    def __init__(self, send, interval: float) -> None:
+        self.send, self.interval = send, interval
+        self.steps = self.sent = 0
+        self.last = 0.0
+
+    def add(self, steps: int) -> None:
+        self.steps = steps
+        if time.perf_counter() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.perf_counter()
+        if self.steps != self.sent:
+            self.sent = self.steps
+            self.send(self.steps)
+
+
 @dataclass
 class _Ticket:
     job: object
@@ -110,6 +158,7 @@ class _Worker(QObject):
         self._prefetch: list = []
         self.waiting = 0  # jobs submitted and not yet started (the service counts up, run() down)
         self.waiting_lock = threading.Lock()
+        self.stream_interval_s = STEPS_EMIT_S
         self._idle.connect(self._prefetch_step, Qt.ConnectionType.QueuedConnection)
 
     def drop_prefetch(self) -> None:
@@ -139,13 +188,16 @@ class _Worker(QObject):
         with self.waiting_lock:
             self.waiting -= 1
         if ticket.cancel.is_set():
-            self.cancelled.emit(job_id)
-            self.finished.emit(job_id)
+            for answer_id in (job.second_id, job_id) if isinstance(job, SecondOpinionJob) else (job_id,):
+                self.cancelled.emit(answer_id)
+                self.finished.emit(answer_id)
             return
         self.started.emit(job_id)
         try:
             if isinstance(job, AskJob):
                 self._ask(job_id, job, ticket.cancel)
+            elif isinstance(job, SecondOpinionJob):
+                self._second_opinion(job_id, job, ticket.cancel)
             elif isinstance(job, ClassifyJob):
                 self._classify(job_id, job, ticket.cancel)
             elif isinstance(job, PreannotateJob):
@@ -155,14 +207,78 @@ class _Worker(QObject):
             elif isinstance(job, UnloadJob):
                 self._unload()
         except Exception as error:  # noqa: BLE001 - every failure must reach the panel, the thread lives on
-            self.state.emit("error", _message(error))
-            self.error.emit(job_id, _message(error))
-            traceback.print_exc()
+            self._fail(job_id, error)
         finally:
             self.finished.emit(job_id)
 
     # ----- ClinKD
     def _ask(self, job_id: int, job: AskJob, cancel: threading.Event) -> None:
+        backend = self._backend(job)
+        if cancel.is_set():
+            self.cancelled.emit(job_id)
+            return
+        self.state.emit("busy", _device_text(backend.info))
+        self._stream(job_id, job, backend, cancel)
+        self.state.emit("ready", _device_text(backend.info))
+
+    def _second_opinion(self, job_id: int, job: SecondOpinionJob, cancel: threading.Event) -> None:
+        """Both answers at once: the models load (or connect) here one after the other, then the
+        second generates on a helper thread while the first generates here; the helper is joined
+        before the job ends, whatever happens. A model that fails shows its error in its own
+        column and the other answer goes on."""
+        answers = []
+        for answer_id, ask_job in ((job_id, job.first), (job.second_id, job.second)):
+            try:
+                answers.append((answer_id, ask_job, self._backend(ask_job)))
+            except Exception as error:  # noqa: BLE001 - one model's failure is its column's, not the pair's
+                self._fail(answer_id, error)
+        try:
+            if cancel.is_set():
+                for answer_id, _job, _backend in answers:
+                    self.cancelled.emit(answer_id)
+                return
+            if answers:
+                self.state.emit("busy", " | ".join(_device_text(backend.info) for _id, _job, backend in answers))
+            helper = None
+            if len(answers) == 2:
+                helper = threading.Thread(
+                    target=self._stream_guarded, args=(*answers[1], cancel), name="second-opinion", daemon=True
+                )
+                helper.start()
+            try:
+                if answers:
+                    self._stream_guarded(*answers[0], cancel)
+            finally:
+                if helper is not None:
+                    helper.join()
+            if answers:
+                self.state.emit("ready", " | ".join(_device_text(backend.info) for _id, _job, backend in answers))
+        finally:
+            self.finished.emit(job.second_id)  # the first id's comes from run(), after this
+
+    def _stream_guarded(self, job_id: int, job: AskJob, backend, cancel: threading.Event) -> None:
+        """``_stream`` whose failure is reported under ``job_id`` (it may run on the helper thread)."""
+        try:
+            self._stream(job_id, job, backend, cancel)
+        except Exception as error:  # noqa: BLE001 - the error goes to this answer's column, the other lives on
+            self._fail(job_id, error)
+
+    def _fail(self, job_id: int, error: Exception) -> None:
+        self.state.emit("error", _message(error))
+        self.error.emit(job_id, _message(error))
+        traceback.print_exc()
+
+    def _backend(self, job: AskJob):
+        """The loaded model or connected server that answers ``job`` (its model slot)."""
+        where = job.settings.for_model(job.model)
+        if where.server_url:
+            return self._open_server(where, job.model)
+        return self._load_clinkd(where, job.model)
+
+    def _stream(self, job_id: int, job: AskJob, backend, cancel: threading.Event) -> None:
+        """One answer, its text and decoding steps streamed under ``job_id``, then its result (or
+        cancellation). Runs on the worker thread, or on a second opinion's helper thread: it touches
+        nothing of the worker's but its signals, which Qt queues to the GUI from either thread."""
         from engine.clinkd import AskRequest, GenerationSettings, Task, ask
 
         request = AskRequest(job.image, job.question, Task(job.task), job.box, history=tuple(job.history))
@@ -172,34 +288,22 @@ class _Worker(QObject):
             history_tokens=job.settings.history_tokens,
         )
         began = time.perf_counter()
-        where = job.settings.for_model(job.model)
-        if where.server_url:
-            backend = self._open_server(where, job.model)
-            self.state.emit("busy", _device_text(backend.info))
+        steps = _StepThrottle(lambda n: self.steps.emit(job_id, n, time.perf_counter() - began), self.stream_interval_s)
+
+        def on_text(text: str) -> None:
+            self.partial_text.emit(job_id, text)
+
+        if backend.info.device.startswith("server"):
             chunks = itertools.count(1)
 
-            def on_text(text: str) -> None:  # a server streams about one token per event
-                self.partial_text.emit(job_id, text)
-                self.steps.emit(job_id, next(chunks), time.perf_counter() - began)
+            def on_chunk(text: str) -> None:  # a server streams about one token per event
+                on_text(text)
+                steps.add(next(chunks))
 
-            result = backend.ask(request, settings, on_text=on_text, cancel=cancel)
-            info = backend.info
+            result = backend.ask(request, settings, on_text=on_chunk, cancel=cancel)
         else:
-            model = self._load_clinkd(where, job.model)
-            if cancel.is_set():
-                self.cancelled.emit(job_id)
-                return
-            self.state.emit("busy", _device_text(model.info))
-            result = ask(
-                model,
-                request,
-                settings,
-                on_text=lambda text: self.partial_text.emit(job_id, text),
-                on_step=lambda n: self.steps.emit(job_id, n, time.perf_counter() - began),
-                cancel=cancel,
-            )
-            info = model.info
-        self.state.emit("ready", _device_text(info))
+            result = ask(backend, request, settings, on_text=on_text, on_step=steps.add, cancel=cancel)
+        steps.flush()
         if result.cancelled:
             self.cancelled.emit(job_id)
         else:
@@ -445,6 +549,18 @@ class InferenceService(QObject):
             self.worker.waiting += 1  # before the emit: a prefetch step now yields to this job
         self._submit.emit(job_id, ticket)
         return job_id
+
+    def submit_pair(self, first: AskJob, second: AskJob) -> tuple[int, int]:
+        """A second opinion: ``first`` and ``second`` answered at the same time (SecondOpinionJob);
+        the two answers' job ids. Cancelling either id cancels both."""
+        job_id = next(self._ids)
+        second_id = next(self._ids)
+        ticket = _Ticket(SecondOpinionJob(first, second, second_id))
+        self._tickets[job_id] = self._tickets[second_id] = ticket
+        with self.worker.waiting_lock:
+            self.worker.waiting += 1
+        self._submit.emit(job_id, ticket)
+        return job_id, second_id
 
     def cancel(self, job_id: int | None = None) -> None:
         """Cancel one job, or every queued and running job (and the idle prefetch with them)."""

@@ -1,4 +1,4 @@
-"""Follow-up questions: earlier turns of a conversation as Qwen2-VL chat messages, within a budget.
+"""Follow-up questions: earlier turns of a conversation as chat messages, within a budget.
 
 Why the image goes once, in the first kept user turn: that is how Qwen2-VL's chat template and
 Med-GRIT's multi-turn conversations lay a conversation out (``<image>`` before the first question
@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.clinkd.prompts import SYSTEM_PROMPT, Task, build_prompt
 from engine.files import JsonFileError, read_json
+from engine.grounding import DIALECTS, GRID_FRAME
 
 TokenCounter = Callable[[str], int]
 """Tokens a piece of text takes in the prompt."""
@@ -114,7 +115,10 @@ def history_from_conversation(
 
     Only answered turns count (cancelled or failed ones are skipped, as the window does). The
     question as the model read it is taken from ``prompt`` when the file has it; older exports
-    get it rebuilt from the task, question and box prompt on the ``width`` x ``height`` image.
+    get it rebuilt from the task, question and box prompt on the ``width`` x ``height`` image, in
+    the turn's ``dialect`` (and ``frame``) when it records one: the family that answered it writes
+    boxes its own way (engine.clinkd.families). Exports from before families were recorded came
+    from Qwen2-VL (ClinKD), so a turn without a dialect is read as Qwen2-VL.
     """
     if not isinstance(data, dict) or data.get("format") != "clinlens-conversation":
         raise HistoryFileError(f'{where} is not a ClinLens conversation (no "format": "clinlens-conversation")')
@@ -132,16 +136,22 @@ def history_from_conversation(
         if not isinstance(answer, str):
             raise HistoryFileError(f"{where}: turn {i + 1} has no answer text")
         if not isinstance(prompt, str):
+            dialect = str(turn.get("dialect", "qwen2vl"))
+            if dialect not in DIALECTS:
+                raise HistoryFileError(f"{where}: turn {i + 1} names an unknown box dialect {dialect!r}")
             try:
                 box = turn.get("box_prompt")
+                frame = turn.get("frame")
                 prompt = build_prompt(
                     Task(turn.get("task", "free")),
                     str(turn.get("question", "")),
                     tuple(box) if box else None,
                     width,
                     height,
+                    dialect=dialect,
+                    frame=(float(frame[0]), float(frame[1])) if frame else GRID_FRAME,
                 ).question
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, IndexError) as err:
                 raise HistoryFileError(f"{where}: turn {i + 1} cannot be rebuilt: {err}") from None
         history.append(PriorTurn(prompt, answer))
     return tuple(history)

@@ -21,6 +21,11 @@ reused. What we do, every threshold a setting:
 
 New samples are single-turn records in ClinKD's layout with absolute image paths, so ``train``
 reads them next to the original data; a ``reflect`` key per record says why and how it was made.
+
+Any grounded family can be reflected on: the references are Med-GRIT's (Qwen2-VL markup on the
+0-1000 grid), while the model's answers and candidates are read in its family's dialect and frame
+(engine.clinkd.families); a candidate kept as a sample is written back in Qwen2-VL markup, the
+dialect of the training data.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from engine.clinkd.loader import LoadSettings, load_model
 from engine.clinkd.sasg import Embed, SentenceEmbedder, score_candidates, semantic_similarity
 from engine.evaluation.medgrit import clean_question
 from engine.evaluation.protocol import box_found, iou
-from engine.grounding import GroundedBox, ParsedAnswer, parse_answer
+from engine.grounding import GRID_FRAME, Frame, GroundedBox, ParsedAnswer, box_to_text, parse_answer
 from engine.training.data import (
     Conversation,
     Turn,
@@ -116,12 +121,19 @@ def select_candidate(
     height: float,
     embed: Embed,
     settings: ReflectSettings,
+    *,
+    dialect: str = "qwen2vl",
+    frame: Frame = GRID_FRAME,
 ) -> Selection:
-    """Score candidates against the reference with the SASG scorer plus box correctness; keep the best."""
+    """Score candidates against the reference with the SASG scorer plus box correctness; keep the best.
+
+    The reference is Med-GRIT's (Qwen2-VL markup); the candidates are read in the model's ``dialect``
+    with its numbers in ``frame`` (its family's, see engine.clinkd.families).
+    """
     if not candidates:
         raise ValueError("no candidates to select from")
     reference = parse_answer(reference_text, width, height)
-    parsed = [parse_answer(c, width, height) for c in candidates]
+    parsed = [parse_answer(c, width, height, dialect, frame) for c in candidates]
     grounding = bool(reference.boxes)
     sasg = score_candidates(
         parsed, embed, grounding=grounding, references=[reference.text], box_penalty=settings.box_penalty
@@ -192,6 +204,23 @@ def _candidates(clinkd: object, image: np.ndarray, question: str, settings: Refl
     return [c.raw_text for c in result.candidates] if result.candidates else [result.raw_text]
 
 
+def training_answer(raw: str, width: float, height: float, dialect: str, frame: Frame) -> str:
+    """A kept candidate as the training data writes answers: Qwen2-VL markup on the 0-1000 grid.
+
+    A Qwen2-VL answer is kept as written (its end tokens cleaned); another family's answer becomes
+    its text followed by each box, named by its phrase, in Qwen2-VL markup.
+    """
+    if dialect == "qwen2vl":
+        return clean_question(raw)
+    parsed = parse_answer(raw, width, height, dialect, frame)
+    boxes = "".join(
+        (f"<|object_ref_start|>{b.phrase}<|object_ref_end|>" if b.phrase else "")
+        + box_to_text(b.pixels, width, height, "qwen2vl")
+        for b in parsed.boxes
+    )
+    return f"{parsed.text} {boxes}".strip()
+
+
 def _new_sample(conversation: Conversation, turn: Turn, answer: str, record: QuestionRecord) -> dict:
     single = Conversation(conversation.sample_id, conversation.image, (Turn(turn.question, answer),))
     return {
@@ -240,8 +269,8 @@ def reflect(
         for (conversation, index), result in zip(batch, ask_batch(clinkd, requests, greedy), strict=True):
             turn, image = conversation.turns[index], images[conversation.image]
             height, width = image.shape[:2]
-            reference = parse_answer(turn.answer, width, height)
-            answer = parse_answer(result.raw_text, width, height)
+            reference = parse_answer(turn.answer, width, height)  # Med-GRIT's: Qwen2-VL markup
+            answer = ParsedAnswer(result.text, result.boxes, result.issues)  # read in the model's own dialect
             similarity = float(semantic_similarity([answer.text], embed, [reference.text])[0])
             judgement = judge(
                 reference,
@@ -255,10 +284,14 @@ def reflect(
                 continue
             hinted = HINT_TEMPLATE.format(question=turn.question, reference=turn.answer)
             candidates = _candidates(clinkd, image, hinted if settings.hint else turn.question, settings, embed)
-            selection = select_candidate(turn.answer, candidates, width, height, embed, settings)
+            frame = clinkd.family.frame(width, height, clinkd.info.min_pixels, clinkd.info.max_pixels)
+            dialect = clinkd.family.dialect
+            selection = select_candidate(
+                turn.answer, candidates, width, height, embed, settings, dialect=dialect, frame=frame
+            )
             best_score = round(selection.scores[selection.index], 4)
             if selection.accepted:
-                origin, text = "candidate", clean_question(selection.raw_text)
+                origin, text = "candidate", training_answer(selection.raw_text, width, height, dialect, frame)
             elif settings.fallback == "reference":
                 origin, text = "reference", turn.answer
             else:

@@ -92,25 +92,32 @@ def scripted(monkeypatch, tiny_folder):
     overlays) is under test, never the model's words. With ``pause_after`` set it waits after that
     many tokens until ``gate`` is set (a test cancels in that pause). ``by_model`` maps a checkpoint
     folder's name to its own answer (or a callable giving the next one): two models (a second opinion)
-    answer differently."""
+    answer differently. ``pace``, when set, is called with the model folder's name and the step
+    before each token, and with step None after the last: a test paces two models' streams with it."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
-    control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event(), "by_model": {}}
+    tokenizing = threading.Lock()  # two models answering at once share this one tokenizer
+    control = {"answer": BOX_ANSWER, "pause_after": None, "gate": threading.Event(), "by_model": {}, "pace": None}
 
     def generate(self, input_ids=None, streamer=None, stopping_criteria=(), **_):
-        answer = control["by_model"].get(Path(str(self.name_or_path)).name, control["answer"])
+        name = Path(str(self.name_or_path)).name
+        answer = control["by_model"].get(name, control["answer"])
         answer = answer() if callable(answer) else answer  # a callable: the next answer of a scripted series
-        tokens = tokenizer(answer, add_special_tokens=False).input_ids
-        tokens.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        with tokenizing:
+            tokens = tokenizer(answer, add_special_tokens=False).input_ids
+            tokens.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        pace = control["pace"] or (lambda _name, _step: None)
         streamer.put(input_ids)
         out = input_ids
         for step, token in enumerate(tokens):
             if step == control["pause_after"]:
                 assert control["gate"].wait(20), "the test never released the scripted answer"
+            pace(name, step)
             column = torch.full((input_ids.shape[0], 1), token)
             out = torch.cat([out, column], dim=1)
             streamer.put(column[:, 0])
             if any(bool(c(out, None).all()) for c in stopping_criteria):
                 break
+        pace(name, None)
         streamer.end()
         return out
 

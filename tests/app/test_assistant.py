@@ -98,24 +98,38 @@ def test_ask_streams_and_draws_answer_boxes_at_the_right_pixels(qtbot, ct, tiny_
     exported = main.ask_panel.conversations.export(main.state.stack.key, main.state.stack.paths)
     text = json.dumps(exported)
     assert exported["turns"][0]["boxes"][0]["x1"] == 32.0 and exported["turns"][0]["model"]["model_id"]
+    assert exported["turns"][0]["dialect"] == "qwen2vl" and exported["turns"][0]["frame"] == [1000.0, 1000.0]
     assert "CompressedSamples" not in text and "1CT1" not in text  # no patient name or id
 
 
 def test_streamed_text_is_shown_once_per_redraw_not_once_per_token(qtbot, ct):
-    """The chat is laid out whole each time it is shown; a fast model streams hundreds of tokens a
-    second, so the tokens that arrive within one redraw interval are shown together."""
+    """A fast model streams hundreds of tokens a second, so the tokens that arrive within one
+    redraw interval are shown together; and they are appended where the answer ends, not by
+    setting the whole conversation again (which lays all of it out)."""
     main = make_window(qtbot, AssistantSettings())
     open_and_wait(qtbot, main, ct)
     panel = main.ask_panel
+    earlier = Turn(question="What is this?", task=Task.FREE.value, box=None, frame=0, window=None, status="done")
+    earlier.streamed = "An earlier answer."
     turn = Turn(question="Where is the spine?", task=Task.FREE.value, box=None, frame=0, window=None, job_id=7)
-    panel.conversations.turns(main.state.stack.key).append(turn)
+    panel.conversations.turns(main.state.stack.key).extend([earlier, turn])
+    panel.refresh()  # as ask() shows the new question
+    changes: list[tuple[int, int, int]] = []
+    panel.chat.document().contentsChange.connect(lambda at, removed, added: changes.append((at, removed, added)))
     shown: list[int] = []
     panel.answer_updated.connect(shown.append)
+    words = ("The ", "spine ", "is ", "in ", "the ", "middle.")
     with qtbot.waitSignal(panel.answer_updated, timeout=5000):
-        for word in ("The ", "spine ", "is ", "in ", "the ", "middle."):
+        for word in words:
             panel._on_partial(7, word)  # as the worker's queued partial_text delivers them
         assert "middle" not in panel.chat.toPlainText()
     assert shown == [7] and "The spine is in the middle." in panel.chat.toPlainText()
+    assert [(removed, added) for _at, removed, added in changes] == [(0, len("".join(words)))]
+    assert "An earlier answer." in panel.chat.toPlainText()
+    # finished: the whole answer is rendered as usual (no stream mark left anywhere)
+    turn.status = "done"
+    panel.refresh()
+    assert "The spine is in the middle." in panel.chat.toPlainText() and "\ue000" not in panel.chat.toPlainText()
 
 
 def test_the_model_is_shown_the_pixels_the_user_sees(qtbot, tiny_folder, scripted, rtdose):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtTest import QTest
 
 from app.assistant.answer_overlay import AnswerItem
@@ -221,3 +222,166 @@ def test_the_pre_annotate_dialog_offers_a_second_opinion_for_grounding_only(qtbo
     alone = PreannotateDialog(["spine"], None, 1, 1, "tuberculosis-cxr", settings=settings(tiny_folder))
     qtbot.addWidget(alone)
     assert not alone.second_opinion.isEnabled() and "Second opinion" in alone.second_opinion.toolTip()
+
+
+class TakingTurns:
+    """Paces two scripted streams in lockstep: before its token k a model waits until the other has
+    put k tokens too (or finished). The two answers can only complete if they are generated at the
+    same time; one after the other, the first would wait here in vain."""
+
+    def __init__(self, first: str, second: str) -> None:
+        self.condition = threading.Condition()
+        self.put = {first: -1, second: -1}  # tokens each model has put; -1 until it starts generating
+        self.done: set[str] = set()
+
+    def __call__(self, name: str, step: int | None) -> None:
+        with self.condition:
+            if step is None:
+                self.done.add(name)
+            else:
+                self.put[name] = step
+            self.condition.notify_all()
+            if step is None:
+                return
+            other = next(n for n in self.put if n != name)
+            caught_up = lambda: other in self.done or self.put[other] >= step  # noqa: E731
+            assert self.condition.wait_for(caught_up, 20), f"{name} streamed alone: {other} was not generating"
+
+
+class Arrivals(QObject):
+    """The worker's step and result signals in the order the GUI thread receives them: slots of an
+    object living on the GUI thread are queued there from either generating thread (a lambda would
+    be called on the emitting thread, or queued behind the running job)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int]] = []
+
+    @Slot(int, int, float)
+    def step(self, job_id: int, _steps: int, _seconds: float) -> None:
+        self.events.append(("step", job_id))
+
+    @Slot(int, object)
+    def result(self, job_id: int, _result: object) -> None:
+        self.events.append(("result", job_id))
+
+
+SPOKEN = "The spine is in the middle of the image " + BOX_ANSWER  # words stream before the box
+OTHER_SPOKEN = "A spine lies lower down in this slice " + OTHER_ANSWER
+
+
+def test_the_two_answers_stream_at_the_same_time(qtbot, ct, tiny_folder, second_folder, scripted) -> None:
+    scripted["answer"] = SPOKEN
+    scripted["by_model"] = {second_folder.name: OTHER_SPOKEN}
+    scripted["pace"] = TakingTurns(tiny_folder.name, second_folder.name)
+    main = make_window(qtbot, settings(tiny_folder, second_folder))
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    main.service.worker.stream_interval_s = 0  # every token goes to the GUI: the test follows them one by one
+    arrivals = Arrivals()
+    main.service.worker.steps.connect(arrivals.step)
+    main.service.worker.result.connect(arrivals.result)
+    with qtbot.waitSignal(panel.answer_finished, timeout=90000):
+        first_id = panel.ask("Where is the spine?", Task.FREE, None, second=True)
+    first, second = panel.conversations.turns(main.state.stack.key)
+    assert (first.job_id, second.job_id) == (first_id, first_id + 1)
+    assert first.status == second.status == "done", (first.error, second.error)
+    events = arrivals.events
+    steps = [job_id for kind, job_id in events if kind == "step"]
+    # the columns' tokens reach the GUI interleaved: neither stream ran more than a token ahead
+    switches = sum(a != b for a, b in itertools.pairwise(steps))
+    shorter = min(steps.count(first.job_id), steps.count(second.job_id))
+    assert shorter > 10 and switches >= shorter
+    # both columns were streaming before either answer was finished
+    first_result = next(i for i, (kind, _id) in enumerate(events) if kind == "result")
+    assert {job_id for _kind, job_id in events[:first_result]} == {first.job_id, second.job_id}
+    assert first.result.text.startswith("The spine") and second.result.text.startswith("A spine")
+    assert len(first.boxes) == len(second.boxes) == 1
+    text = panel.chat.toPlainText()
+    assert "The spine is in the middle" in text and "A spine lies lower down" in text
+
+
+def test_cancel_stops_both_answers(qtbot, ct, tiny_folder, second_folder, scripted) -> None:
+    scripted["answer"] = SPOKEN
+    scripted["by_model"] = {second_folder.name: OTHER_SPOKEN}
+    scripted["pause_after"] = 4  # both models wait here until the gate opens
+    main = make_window(qtbot, settings(tiny_folder, second_folder))
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    arrivals = Arrivals()
+    main.service.worker.steps.connect(arrivals.step)
+    panel.ask("Where is the spine?", Task.FREE, None, second=True)
+    first, second = panel.conversations.turns(main.state.stack.key)
+    both = {first.job_id, second.job_id}
+    qtbot.wait_until(lambda: {job_id for _kind, job_id in arrivals.events} == both, timeout=60000)  # both generating
+    assert panel.ask_button.text() == "Cancel"
+    with qtbot.waitSignal(panel.answer_finished, timeout=20000):
+        QTest.mouseClick(panel.ask_button, Qt.MouseButton.LeftButton)
+        scripted["gate"].set()
+    assert first.status == second.status == "cancelled"
+    assert first.boxes == second.boxes == () and main.answer_overlay.items == {}
+    assert panel.chat.toPlainText().count("cancelled") == 2
+    assert panel.running_job is None and panel.ask_button.text() == "Ask"
+
+
+def test_one_model_failing_leaves_the_other_answer(qtbot, ct, tiny_folder, second_folder, scripted) -> None:
+    def fail_midway(name: str, step: int | None) -> None:
+        if name == second_folder.name and step == 3:
+            raise RuntimeError("the second model stopped mid-answer")
+
+    scripted["pace"] = fail_midway
+    main = make_window(qtbot, settings(tiny_folder, second_folder))
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    with qtbot.waitSignal(panel.answer_finished, timeout=90000):
+        panel.ask("spine", Task.VG, None, second=True)
+    first, second = panel.conversations.turns(main.state.stack.key)
+    assert first.status == "done" and len(first.boxes) == 1
+    assert second.status == "error" and "stopped mid-answer" in second.error
+    text = panel.chat.toPlainText()
+    assert "Error: the second model stopped mid-answer" in text and "spine" in text
+    assert [item.box.key for item in main.answer_overlay.items.values()] == ["0:0"]
+
+
+def test_a_second_model_that_cannot_load_shows_its_error_in_its_column(
+    qtbot, ct, tiny_folder, scripted, tmp_path
+) -> None:
+    broken = tmp_path / "broken-second"
+    broken.mkdir()
+    main = make_window(qtbot, settings(tiny_folder, broken))
+    open_and_wait(qtbot, main, ct)
+    panel = main.ask_panel
+    with qtbot.waitSignal(panel.answer_finished, timeout=90000):
+        panel.ask("spine", Task.VG, None, second=True)
+    first, second = panel.conversations.turns(main.state.stack.key)
+    assert first.status == "done" and len(first.boxes) == 1
+    assert second.status == "error" and "config.json" in second.error
+
+
+def test_two_servers_stream_their_answers_at_the_same_time(qtbot, ct) -> None:
+    """Against two inference servers (stubs on 127.0.0.1 speaking the chat-completions protocol):
+    each stalls after its first streamed delta until the test releases it, so both columns can have
+    text at once only if the two requests are in flight together."""
+    from tests.engine.openai_stub import OpenAIStub, StubBehaviour
+
+    release = threading.Event()
+    first_stub = StubBehaviour(answer=lambda body: "The spine is central " + BOX_ANSWER, stall=release)
+    second_stub = StubBehaviour(answer=lambda body: "A spine lies low " + OTHER_ANSWER, stall=release)
+    with OpenAIStub(first_stub) as one, OpenAIStub(second_stub) as two:
+        main = make_window(qtbot, AssistantSettings(server_url=one.url, second_server_url=two.url))
+        open_and_wait(qtbot, main, ct)
+        panel = main.ask_panel
+        arrivals = Arrivals()
+        main.service.worker.steps.connect(arrivals.step)
+        try:
+            panel.ask("spine", Task.VG, None, second=True)
+            first, second = panel.conversations.turns(main.state.stack.key)
+            both = {first.job_id, second.job_id}
+            qtbot.wait_until(lambda: {job_id for _kind, job_id in arrivals.events} == both, timeout=20000)
+        finally:
+            release.set()
+        qtbot.wait_until(lambda: panel.running_job is None, timeout=20000)
+        assert first.status == second.status == "done"
+        assert len(first.boxes) == len(second.boxes) == 1
+        assert first.result.text.startswith("The spine") and second.result.text.startswith("A spine")
+        main.close()

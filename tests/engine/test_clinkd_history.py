@@ -211,3 +211,19 @@ def test_history_file_from_the_window_export(tmp_path) -> None:
     path.write_text(json.dumps({"turns": []}))
     with pytest.raises(HistoryFileError, match="not a ClinLens conversation"):
         read_history_file(path, 100, 100)
+
+
+def test_a_turn_recording_its_dialect_is_rebuilt_in_it(tmp_path) -> None:
+    """A turn without its prompt is rebuilt in the dialect its export records (MedGemma: y first);
+    an older export records none and was Qwen2-VL's. An unknown dialect is one clear sentence."""
+    turn = {"question": "", "task": "roc", "box_prompt": [10, 20, 50, 60], "status": "done", "raw_answer": "Rib."}
+    data = {"format": "clinlens-conversation", "version": 1, "turns": [{**turn, "dialect": "box_2d"}, turn]}
+    path = tmp_path / "conversation.json"
+    path.write_text(json.dumps(data))
+    medgemma, qwen2vl = read_history_file(path, 100, 100)
+    assert medgemma.question == 'What anatomical structure is present at the {"box_2d": [200, 100, 600, 500]}?'
+    assert qwen2vl.question.endswith("<|box_start|>(100,200),(500,600)<|box_end|>?")
+    data["turns"][0]["dialect"] = "pixels"
+    path.write_text(json.dumps(data))
+    with pytest.raises(HistoryFileError, match="unknown box dialect 'pixels'"):
+        read_history_file(path, 100, 100)

@@ -10,8 +10,9 @@ import pytest
 
 from engine.clinkd import SentenceEmbedder
 from engine.evaluation.protocol import box_found, score_grounding
-from engine.grounding import parse_answer
+from engine.grounding import GRID_FRAME, parse_answer
 from engine.training import ReflectSettings, judge, matched_boxes, read_conversations, reflect, select_candidate
+from engine.training.correction import training_answer
 from tests.engine.test_training_data import make_medgrit
 from tests.engine.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_checkpoint
 
@@ -83,6 +84,25 @@ def test_selection_prefers_the_right_box_and_the_right_meaning(embed: SentenceEm
     # a classification answer is judged on meaning only
     roc = select_candidate("Sacrum.", ["Left kidney.", "The sacrum."], 96, 112, embed, _settings())
     assert roc.index == 1 and roc.accepted
+
+
+def test_a_medgemma_candidate_is_read_in_its_dialect_and_written_back_as_training_data(
+    embed: SentenceEmbedder,
+) -> None:
+    """The reference is Med-GRIT's (Qwen2-VL markup, x first); MedGemma answers {"box_2d": [y0, x0,
+    y1, x1]} after "Final Answer:". Read as Qwen2-VL, its right box would be no box at all."""
+    reference = f"<|object_ref_start|>the left lung<|object_ref_end|>{BOX.format(520, 200, 850, 820)}"
+    medgemma = 'Final Answer: ```json\n[{"box_2d": [190, 530, 800, 850], "label": "the left lung"}]\n```'
+    wrong = 'Final Answer: ```json\n[{"box_2d": [530, 190, 850, 800], "label": "the left lung"}]\n```'  # x first
+    read = select_candidate(reference, [wrong, medgemma], 96, 112, embed, _settings(), dialect="box_2d")
+    assert read.index == 1 and read.accepted
+    as_qwen = select_candidate(reference, [medgemma], 96, 112, embed, _settings())
+    assert not as_qwen.accepted and as_qwen.judgement.reasons[0] == "missing_box"
+    written = training_answer(medgemma, 96, 112, "box_2d", GRID_FRAME)
+    assert written.endswith("<|object_ref_start|>the left lung<|object_ref_end|>" + BOX.format(530, 190, 850, 800))
+    [box] = parse_answer(written, 96, 112).boxes  # the training data's dialect: x first, as Med-GRIT
+    assert box.grid == (530, 190, 850, 800) and box.phrase == "the left lung" and '"box_2d"' not in written
+    assert training_answer(f"{reference}<|im_end|>", 96, 112, "qwen2vl", GRID_FRAME) == reference
 
 
 def test_reflect_pass_writes_corrections_for_the_flagged_questions(
