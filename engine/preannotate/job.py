@@ -289,8 +289,7 @@ def prepare_image(index: int, work: ImageWork, spec: PreannotateSpec, key: str) 
     try:
         questions = _questions(work, spec)
     except Exception as error:  # noqa: BLE001 - a file that cannot be decoded fails alone
-        outcome = ImageOutcome(ref.image_id, ref.title, FAILED, f"cannot be opened: {_message(error)}", key=key)
-        return PreparedImage(index, ref, work.frame, {}, (), began, outcome=outcome)
+        return unreadable_image(index, ref, key, error)
     nothing_to_ask = None if questions else ImageOutcome(ref.image_id, ref.title, DONE, key=key)
     return PreparedImage(
         index,
@@ -302,6 +301,12 @@ def prepare_image(index: int, work: ImageWork, spec: PreannotateSpec, key: str) 
         work.stack if spec.task is PreTask.SEG else None,
         nothing_to_ask,
     )
+
+
+def unreadable_image(index: int, ref: ImageRef, key: str, error: BaseException) -> PreparedImage:
+    """An image that could not be opened, decoded or rendered: nothing to ask, a failure to report."""
+    outcome = ImageOutcome(ref.image_id, ref.title, FAILED, f"cannot be opened: {_message(error)}", key=key)
+    return PreparedImage(index, ref, ref.n_frames // 2, {}, (), time.time(), outcome=outcome)
 
 
 def finish_image(item: _Pending, builder: ProposalBuilder, second_model_id: str | None = None) -> ImageOutcome:
