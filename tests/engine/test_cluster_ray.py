@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+import psutil
 import pytest
 
 from cli import annotate as annotate_cli
@@ -33,9 +34,13 @@ def cluster():
 
     quiet(ray)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    started = psutil.Process().children(recursive=True)
+    assert started  # the cluster's own processes (GCS, raylet, workers) are children of this one
     yield
     ray.shutdown()
     assert not ray.is_initialized()
+    _gone, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive, f"Ray left processes running: {[p.pid for p in alive]}"
 
 
 def run(module, *argv: str) -> int:
@@ -144,3 +149,23 @@ def test_a_vllm_engine_stage_without_vllm_is_one_sentence(tmp_path, tmp_path_fac
     assert run(annotate_cli, *argv, "--out", str(tmp_path / "p.json")) == 2
     err = capsys.readouterr().err
     assert "needs the vllm package" in err and "--server URL" in err
+
+
+def test_eval_medgrit_on_ray_resumes_and_scores_as_locally(tmp_path, monkeypatch, capsys) -> None:
+    from cli import evaluation as evaluation_cli
+    from tests.engine.test_evaluation_medgrit import VG_ITEMS, stub_answers, write_fixture
+
+    monkeypatch.delenv("CLINLENS_CLINKD_MODEL", raising=False)
+    data, images = write_fixture(tmp_path, VG_ITEMS)
+    out = tmp_path / "out"
+    argv = ["eval-medgrit", "--data", str(data), "--images", str(images), "--out", str(out), "--no-java"]
+    with OpenAIStub(StubBehaviour(answer=stub_answers(VG_ITEMS))) as stub:
+        argv += ["--server", stub.url, "--ray", "local"]
+        assert run(evaluation_cli, *argv, "--limit", "2", "--batch-size", "1") == 0
+        assert len(stub.behaviour.requests) == 2
+        assert run(evaluation_cli, *argv, "--batch-size", "4") == 0  # the first two are not asked again
+        assert len(stub.behaviour.requests) == 6
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["answered"] == metrics["samples"] == 6 and metrics["model"] == ["clinkd-7b"]
+    assert metrics["mean_papers"]["recall@0.5"] == pytest.approx(2 / 8)  # the hand count of the local test
+    assert "answering: 6/6" in capsys.readouterr().err
