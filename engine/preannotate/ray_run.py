@@ -81,6 +81,7 @@ def run_preannotation_ray(
     progress: Callable[[RunProgress], None] | None = None,
     cancel: threading.Event | None = None,
     actors: int = 1,
+    images_per_call: int | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> RunStats:
     """``run_preannotation`` on the Ray cluster this process is connected to (``ray_session``).
@@ -107,11 +108,10 @@ def run_preannotation_ray(
         return stats
     in_flight = recipe.batch_size if recipe.load is not None else recipe.concurrency * len(recipe.servers)
     questions = max(1, spec.questions_per_image(max((len(w.boxes) for w in works), default=1)))
-    per_call = max(1, math.ceil(2 * in_flight / questions))
+    per_call = images_per_call or max(1, math.ceil(2 * in_flight / questions))
     rows = [pack((index, work.ref, tuple(work.boxes))) for index, work in enumerate(works)]
-    cpus = ray.cluster_resources().get("CPU", 1)
     dataset = (
-        ray.data.from_items(rows, override_num_blocks=min(len(rows), max(1, int(4 * cpus))))
+        ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_call))
         .map(_prepare, fn_kwargs={"spec": spec, "key": key}, num_cpus=DECODE_CPUS)
         .map_batches(
             _Answer,
