@@ -33,6 +33,7 @@ from engine.preannotate.outcome import ImageOutcome, RunProgress, RunStats, new_
 from engine.preannotate.spec import PreannotateSpec, PreTask
 
 WARNINGS = "warnings"
+CALL_WINDOWS = 8
 DECODE_CPUS = 0.5  # a decoding task; the actors reserve a different share, so Ray keeps the stages apart
 
 
@@ -86,8 +87,9 @@ def run_preannotation_ray(
 ) -> RunStats:
     """``run_preannotation`` on the Ray cluster this process is connected to (``ray_session``).
 
-    ``actors`` model actors answer (each opens the servers, or loads the checkpoint, once). Images
-    finish in the order their outcomes arrive; a set ``cancel`` stops the run between outcomes
+    ``actors`` model actors answer (each opens the servers, or loads the checkpoint, once), taking
+    ``images_per_call`` images per call (by default about eight times the questions it keeps in
+    flight). Images finish in the order their outcomes arrive; a set ``cancel`` stops the run between outcomes
     (the images already reported are kept; the others are done by a rerun).
     """
     if spec.task is PreTask.SEG or spec.second_model:
@@ -108,7 +110,9 @@ def run_preannotation_ray(
         return stats
     in_flight = recipe.batch_size if recipe.load is not None else recipe.concurrency * len(recipe.servers)
     questions = max(1, spec.questions_per_image(max((len(w.boxes) for w in works), default=1)))
-    per_call = images_per_call or max(1, math.ceil(2 * in_flight / questions))
+    # Each actor call fills its window of requests in flight and drains it at the end: a call of about
+    # eight windows keeps the servers busy most of the time, at the cost of outcomes arriving in steps.
+    per_call = images_per_call or max(1, math.ceil(CALL_WINDOWS * in_flight / questions))
     rows = [pack((index, work.ref, tuple(work.boxes))) for index, work in enumerate(works)]
     dataset = (
         ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_call))
