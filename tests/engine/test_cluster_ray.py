@@ -9,8 +9,10 @@ model's words.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
+import threading
 
 import psutil
 import pytest
@@ -141,9 +143,8 @@ def test_without_ray_installed_ray_is_one_sentence_saying_what_to_install(tmp_pa
 
 
 def test_a_vllm_engine_stage_without_vllm_is_one_sentence(tmp_path, tmp_path_factory, capsys) -> None:
-    pytest.importorskip("engine.cluster").check_vllm  # noqa: B018
-    if __import__("importlib.util").util.find_spec("vllm") is not None:
-        pytest.skip("vllm is installed here")
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: the engine stage's own check has nothing to refuse")
     images = write_images(tmp_path / "images", 1, broken=False)
     argv = ["annotate", str(images), "--task", "mia", "--model", str(tmp_path), "--ray", "--ray-vllm"]
     assert run(annotate_cli, *argv, "--out", str(tmp_path / "p.json")) == 2
@@ -169,3 +170,28 @@ def test_eval_medgrit_on_ray_resumes_and_scores_as_locally(tmp_path, monkeypatch
     assert metrics["answered"] == metrics["samples"] == 6 and metrics["model"] == ["clinkd-7b"]
     assert metrics["mean_papers"]["recall@0.5"] == pytest.approx(2 / 8)  # the hand count of the local test
     assert "answering: 6/6" in capsys.readouterr().err
+
+
+def test_a_cancelled_ray_run_keeps_what_was_reported_and_stops(tmp_path) -> None:
+    from engine.clinkd import ServerSettings, open_server
+    from engine.cluster import ModelRecipe
+    from engine.imaging import open_paths
+    from engine.preannotate import ImageWork, PreannotateSpec, PreTask
+    from engine.preannotate.ray_run import run_preannotation_ray
+
+    folder = write_images(tmp_path / "images", 6, broken=False)
+    works = [ImageWork.of(stack) for stack in open_paths([str(folder)]).stacks]
+    cancel = threading.Event()
+    outcomes = []
+
+    def on_image(outcome) -> None:
+        outcomes.append(outcome)
+        cancel.set()  # the user cancels as the first image comes back
+
+    with OpenAIStub(StubBehaviour(answer=grounding_answer)) as stub:
+        recipe = ModelRecipe(servers=(open_server(ServerSettings(stub.url)).settings,), concurrency=1)
+        spec = PreannotateSpec(PreTask.VG, ("left lung",))
+        stats = run_preannotation_ray(
+            works, spec, recipe, model_id="clinkd-7b", on_image=on_image, cancel=cancel, images_per_call=2
+        )
+    assert stats.cancelled and len(outcomes) == stats.done == 1 < len(works)
