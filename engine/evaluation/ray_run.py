@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from engine.clinkd.generation import GenerationSettings
-from engine.cluster import ModelRecipe, pack, require_ray, unpack
+from engine.cluster import ModelRecipe, pack, require_ray, streamed, unpack
 from engine.evaluation.medgrit import MedGritSample
 from engine.evaluation.runner import (
     ProgressFn,
@@ -85,11 +85,12 @@ def run_medgrit_ray(
             )
         )
         lines: list[dict] = []
-        for row in dataset.iter_rows():
-            lines.append(unpack(row))
-            if len(lines) == batch_size:
-                yield lines
-                lines = []
+        with streamed(dataset) as records:
+            for record in records:
+                lines.append(record)
+                if len(lines) == batch_size:
+                    yield lines
+                    lines = []
         if lines:
             yield lines
 

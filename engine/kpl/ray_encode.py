@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.cluster import pack, require_ray, unpack
+from engine.cluster import pack, require_ray, streamed, unpack
 from engine.imaging import LoadError, Window
 from engine.kpl.clip import LoadedClip, encode_image_batch, load_clip
 from engine.kpl.images import Encoded, Pool, clip_input, render_frame
@@ -84,15 +84,15 @@ class RayEncoder:
         )
         batch: list[tuple[int, torch.Tensor]] = []
         errors: list[LoadError] = []
-        for row in dataset.iter_rows():
-            index, vector, error = unpack(row)
-            if error is not None:
-                errors.append(error)
-            else:
-                batch.append((index, torch.from_numpy(np.asarray(vector))))
-            if len(batch) == batch_size:
-                check_cancel(cancel)
-                yield batch, errors
-                batch, errors = [], []
+        with streamed(dataset) as rows:
+            for index, vector, error in rows:
+                if error is not None:
+                    errors.append(error)
+                else:
+                    batch.append((index, torch.from_numpy(np.asarray(vector))))
+                if len(batch) == batch_size:
+                    check_cancel(cancel)
+                    yield batch, errors
+                    batch, errors = [], []
         if batch or errors:
             yield batch, errors

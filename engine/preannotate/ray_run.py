@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.annotations import ImageRef
 from engine.clinkd.generation import GenerationSettings
-from engine.cluster import ModelRecipe, pack, require_ray, unpack
+from engine.cluster import ModelRecipe, pack, require_ray, streamed, unpack
 from engine.imaging import ImageStack, open_paths
 from engine.preannotate.job import (
     ImageWork,
@@ -32,7 +32,6 @@ from engine.preannotate.job import (
 from engine.preannotate.outcome import ImageOutcome, RunProgress, RunStats, new_run_id
 from engine.preannotate.spec import PreannotateSpec, PreTask
 
-WARNINGS = "warnings"
 CALL_WINDOWS = 8
 DECODE_CPUS = 0.5  # a decoding task; the actors reserve a different share, so Ray keeps the stages apart
 
@@ -66,9 +65,9 @@ class _Answer:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         outcomes = list(answer_images((unpack({"item": b}) for b in batch["item"]), self.dispatcher, self.builder))
-        warnings = ["\n".join(self.warnings)] + [""] * (len(outcomes) - 1)
+        warnings = [tuple(self.warnings)] + [()] * (len(outcomes) - 1)  # the replicas taken out meanwhile
         self.warnings.clear()
-        return {"item": [pack(o)["item"] for o in outcomes], WARNINGS: warnings}
+        return {"item": [pack(pair)["item"] for pair in zip(outcomes, warnings, strict=True)]}
 
 
 def run_preannotation_ray(
@@ -127,13 +126,13 @@ def run_preannotation_ray(
         )
     )
     try:
-        for row in dataset.iter_rows():
-            if row[WARNINGS] and on_warning is not None:
-                for line in row[WARNINGS].splitlines():
-                    on_warning(line)
-            report(unpack(row))
-            if cancel is not None and cancel.is_set():
-                break
+        with streamed(dataset) as outcomes:
+            for outcome, warnings in outcomes:
+                for warning in warnings if on_warning is not None else ():
+                    on_warning(warning)
+                report(outcome)
+                if cancel is not None and cancel.is_set():
+                    break
     finally:
         report.close(cancel)
     return stats
