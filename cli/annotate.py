@@ -154,7 +154,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         QuantizationUnavailable,
         load_model,
     )
-    from engine.cluster import ModelRecipe, RayUnavailable, VllmUnavailable
+    from engine.cluster import ClusterError, ModelRecipe, RayUnavailable, VllmUnavailable
     from engine.imaging import ImageLoadError, open_paths
     from engine.kpl import ClipLoadError, KnowledgeError, resolve_knowledge
     from engine.preannotate import (
@@ -358,7 +358,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: what is done is kept; rerun the same command to continue.", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    except ClinKDError as error:  # no replica answers any more
+    except (ClinKDError, ClusterError) as error:  # no replica answers any more, or the Ray run failed
         print(f"error: {error} What is done is kept; rerun to continue.", file=sys.stderr)
         code = EXIT_FAILED
     except (ImageLoadError, ValueError) as error:

@@ -159,7 +159,7 @@ def _model_on_ray(args: argparse.Namespace) -> tuple[Any, str]:
 
 def run_eval_medgrit(args: argparse.Namespace) -> int:
     from engine.clinkd import ClinKDError, GenerationSettings, ModelFolderError, QuantizationUnavailable, Task
-    from engine.cluster import RayUnavailable, VllmUnavailable
+    from engine.cluster import ClusterError, RayUnavailable, VllmUnavailable
     from engine.evaluation import (
         PREDICTIONS_FILE,
         TASK_TITLES,
@@ -219,7 +219,7 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
                     )
         except DatasetError as exc:
             return fail(str(exc))
-        except ClinKDError as exc:
+        except (ClinKDError, ClusterError) as exc:
             return fail(f"{exc} Answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.", EXIT_FAILED)
         except KeyboardInterrupt:
             print(

@@ -187,7 +187,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from engine.cluster import RayUnavailable
+    from engine.cluster import ClusterError, RayUnavailable
     from engine.kpl import Pool, classify_pool
 
     try:
@@ -208,6 +208,8 @@ def run_classify(args: argparse.Namespace) -> int:
             result = classify_pool(pool, kb, clip, settings, cache=cache, progress=_progress, encoder=encoder)
     except (*_bad_input_errors(), RayUnavailable) as exc:
         return fail(str(exc))
+    except ClusterError as exc:
+        return fail(str(exc), EXIT_FAILED)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return EXIT_OK

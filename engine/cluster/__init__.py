@@ -12,10 +12,11 @@ imports it before a run asks for it, and without it ``require_ray`` says what to
 """
 
 from engine.cluster.models import ModelRecipe, VllmUnavailable, check_vllm
-from engine.cluster.rows import pack, streamed, unpack
+from engine.cluster.rows import ClusterError, pack, streamed, unpack
 from engine.cluster.session import RayUnavailable, ray_session, require_ray
 
 __all__ = [
+    "ClusterError",
     "ModelRecipe",
     "RayUnavailable",
     "VllmUnavailable",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.clinkd.generation import GenerationSettings
-from engine.clinkd.loader import LoadSettings
+from engine.clinkd.loader import LoadSettings, read_checkpoint_config
 from engine.clinkd.server import Backend, ServerSettings
 
 
@@ -41,6 +41,8 @@ class ModelRecipe:
             raise ValueError("a model recipe names either servers or a checkpoint to load")
         if self.vllm:
             check_vllm()
+        if self.load is not None:  # here, before the cluster starts: a wrong folder is one sentence, not a dead actor
+            read_checkpoint_config(self.load.model_dir)  # (the same path on every node: a shared filesystem)
 
     def actor_gpus(self, cluster_gpus: float) -> float:
         """GPUs an actor reserves: one for a checkpoint not pinned to the CPU on a cluster with GPUs,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,16 @@ def unpack(row: dict[str, Any]) -> Any:
     return pickle.loads(row[COLUMN])  # our own rows, written by this run's tasks
 
 
+class ClusterError(RuntimeError):
+    """A Ray task or actor failed for good (after Ray's own retries): what was reported is kept."""
+
+
+def _first_line(error: BaseException) -> str:
+    """The failure's own sentence: the last line of the remote traceback Ray wraps it in."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return re.sub(r"^[\w.]+: ", "", lines[-1]) if lines else type(error).__name__  # without "module.Error: "
+
+
 @contextlib.contextmanager
 def streamed(dataset: Any) -> Iterator[Iterator[Any]]:
     """The dataset's rows, unpacked, as they arrive.
@@ -33,10 +44,14 @@ def streamed(dataset: Any) -> Iterator[Iterator[Any]]:
     of the data, and the thread itself keeps it from being collected; so the prefetchers this
     iteration started are stopped here, and a stopped run leaves no thread behind.
     """
+    import ray.exceptions
+
     before = set(threading.enumerate())
     rows = iter(dataset.iter_rows())
     try:
         yield (unpack(row) for row in rows)
+    except ray.exceptions.RayError as error:
+        raise ClusterError(f"The Ray run stopped: {_first_line(error)}") from error
     finally:
         close = getattr(rows, "close", None)
         if close is not None:

@@ -142,6 +142,13 @@ def test_without_ray_installed_ray_is_one_sentence_saying_what_to_install(tmp_pa
     assert not (tmp_path / "p.json").exists()
 
 
+def test_a_wrong_model_folder_is_one_sentence_before_the_cluster_is_used(tmp_path, capsys) -> None:
+    images = write_images(tmp_path / "images", 1, broken=False)
+    argv = ["annotate", str(images), "--task", "mia", "--model", str(tmp_path / "nowhere"), "--ray"]
+    assert run(annotate_cli, *argv, "--out", str(tmp_path / "p.json")) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
+
+
 def test_a_vllm_engine_stage_without_vllm_is_one_sentence(tmp_path, tmp_path_factory, capsys) -> None:
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here: the engine stage's own check has nothing to refuse")
