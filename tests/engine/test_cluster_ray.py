@@ -35,8 +35,9 @@ def cluster():
     from engine.cluster.session import quiet
 
     quiet(ray)
+    before = set(psutil.Process().children(recursive=True))  # e.g. multiprocessing's resource tracker
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    started = psutil.Process().children(recursive=True)
+    started = [p for p in psutil.Process().children(recursive=True) if p not in before]
     assert started  # the cluster's own processes (GCS, raylet, workers) are children of this one
     yield
     ray.shutdown()
