@@ -5,14 +5,21 @@
 2. Server replicas: two loopback stub OpenAI servers that answer after --latency-ms each (standing
    for vLLM replicas; the stub's answer is fixed text), with --concurrency requests in flight per
    replica vs 1. Goal: >= 5x.
+3. Ray (with the cluster extra installed): the same two stub replicas, --ray-images images through
+   ``run_preannotation_ray`` on a private local Ray cluster of 1 and then 2 CPUs (one model actor,
+   --concurrency requests in flight per replica), against the local dispatcher at the same
+   concurrency on the same images: the whole time (each run starts its pipeline; the cluster is
+   started before the clock, as a cluster would already be up) and the steady rate (see
+   ``bench_ray``). Goal: steady rate >= 1.0x.
 
-    .venv/bin/python bench/bench_annotate.py [--images 24] [--batch-size 8] [--concurrency 8]
+    .venv/bin/python bench/bench_annotate.py [--images 24] [--batch-size 8] [--concurrency 8] [--skip-ray]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import subprocess
 import sys
 import tempfile
@@ -115,6 +122,71 @@ def bench_servers(works, labels, concurrency: int, latency_ms: int) -> None:
     print(f"  ratio: {ratio:.2f}x (goal >= 5x: {'met' if ratio >= 5 else 'NOT met'})")
 
 
+def bench_ray(works, labels, concurrency: int, latency_ms: int) -> None:
+    """Ray against the local dispatcher on the same images and replicas. Each Ray run starts its own
+    pipeline (decoding workers and a model actor, each importing torch: seconds on a busy machine),
+    so besides the whole time the steady rate is measured: the questions of the images that arrive
+    after the first outcome, divided by the time from the first outcome to the last. That is the
+    rate a large dataset runs at once the pipeline is up."""
+    try:
+        import ray
+    except ImportError:
+        print('ray: not installed (pip install ".[cluster]"); skipped')
+        return
+    from engine.clinkd import GenerationSettings, ServerSettings, open_server
+    from engine.cluster import ModelRecipe
+    from engine.cluster.session import quiet
+    from engine.preannotate import PreannotateSpec, PreTask, ReplicaDispatcher, run_preannotation
+    from engine.preannotate.ray_run import run_preannotation_ray
+
+    spec = PreannotateSpec(PreTask.VG, labels)
+
+    def clocked(run) -> tuple[float, int, float]:
+        """(whole time, questions, steady questions/s) of one run."""
+        arrivals: list[tuple[float, int]] = []
+        began = time.perf_counter()
+        stats = run(on_image=lambda outcome: arrivals.append((time.perf_counter(), outcome.questions)))
+        first, last = arrivals[0][0], arrivals[-1][0]
+        later = sum(q for at, q in arrivals if at > first)
+        return time.perf_counter() - began, stats.questions, later / (last - first)
+
+    with stub_replica(latency_ms) as (a, _), stub_replica(latency_ms) as (b, _):
+        backends = [open_server(ServerSettings(a)), open_server(ServerSettings(b))]
+        recipe = ModelRecipe(servers=tuple(x.settings for x in backends), concurrency=concurrency)
+
+        def local(images):
+            dispatcher = ReplicaDispatcher(backends, GenerationSettings(), concurrency)
+            return functools.partial(run_preannotation, images, spec, dispatcher, model_id="s")
+
+        clocked(local(works[:2]))  # warm-up
+        local_all, questions, local_rate = clocked(local(works))
+        print(
+            f"Ray vs the local dispatcher, two stub replicas (separate processes) answering after {latency_ms} ms, "
+            f"{len(works)} images, {questions} questions, concurrency {concurrency} per replica:"
+        )
+        print(
+            f"  local dispatcher:               {local_all:6.2f} s  ({questions / local_all:6.1f} questions/s; "
+            f"steady {local_rate:6.1f} questions/s)"
+        )
+        for cpus in (1, 2):
+            quiet(ray)
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            try:
+
+                def on_ray(images):
+                    return functools.partial(run_preannotation_ray, images, spec, recipe, model_id="s")
+
+                clocked(on_ray(works[:4]))  # warm-up: the cluster's first workers import the engine
+                ray_all, ray_questions, rate = clocked(on_ray(works))
+            finally:
+                ray.shutdown()
+            print(
+                f"  Ray, local cluster of {cpus} CPU(s): {ray_all:6.2f} s  ({ray_questions / ray_all:6.1f} "
+                f"questions/s, {local_all / ray_all:.2f}x; steady {rate:6.1f} questions/s, {rate / local_rate:.2f}x, "
+                f"goal >= 1.0x: {'met' if rate >= local_rate else 'NOT met'})"
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=24, help="images, 2 questions each (24)")
@@ -123,7 +195,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=16, help="max new tokens per local answer (16)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--ray-images", type=int, default=400, help="images for the Ray part (400)")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     from engine.imaging import open_paths
     from engine.preannotate import ImageWork
@@ -137,6 +211,10 @@ def main() -> int:
         write_images(Path(folder) / "more", args.server_images)
         more = [ImageWork.of(stack) for stack in open_paths([str(Path(folder) / "more")]).stacks]
         bench_servers(more, labels, args.concurrency, args.latency_ms)
+        if not args.skip_ray:
+            write_images(Path(folder) / "ray", args.ray_images)
+            many = [ImageWork.of(stack) for stack in open_paths([str(Path(folder) / "ray")]).stacks]
+            bench_ray(many, labels, args.concurrency, args.latency_ms)
     return 0
 
 

@@ -33,9 +33,12 @@ from cli.evaluation import ProgressPrinter
 from cli.help import examples
 from cli.options import (
     add_model_options,
+    add_ray_options,
     add_window_option,
+    check_ray,
     fail,
     load_settings,
+    ray_session_of,
     require_model,
     server_settings,
     window_arg,
@@ -101,6 +104,11 @@ def register(subparsers: Any) -> None:
         "--kpl-iterations", type=int, default=2000, metavar="N", help="kpl: proxy-learning iterations (2000)"
     )
     add_model_options(parser, several_servers=True)
+    add_ray_options(
+        parser,
+        "with --ray: model actors; each opens the --server replicas (--concurrency requests in flight per server) "
+        "or loads --model (1)",
+    )
     parser.set_defaults(func=run_annotate)
 
 
@@ -146,6 +154,7 @@ def run_annotate(args: argparse.Namespace) -> int:
         QuantizationUnavailable,
         load_model,
     )
+    from engine.cluster import ClusterError, ModelRecipe, RayUnavailable, VllmUnavailable
     from engine.imaging import ImageLoadError, open_paths
     from engine.kpl import ClipLoadError, KnowledgeError, resolve_knowledge
     from engine.preannotate import (
@@ -186,13 +195,24 @@ def run_annotate(args: argparse.Namespace) -> int:
             raise ValueError("--segmentation-model is for --task seg")
         if (args.second_model or args.second_server) and spec.task is not PreTask.VG:
             raise ValueError("--second-model / --second-server compare grounding boxes: they are for --task vg")
+        check_ray(args)
+        if args.ray is not None and (spec.task is PreTask.SEG or args.second_model or args.second_server):
+            raise ValueError("--task seg and a second opinion run locally only: leave out --ray for them")
         out = Path(args.out)
         doc = load_document(out) if out.exists() else AnnotationDocument()
         log = log_path(out)
         history = load_log(log)  # read before the model loads: a damaged log is reported, not a crash
     except LabelListError as error:
         return fail(str(error))
-    except (ValueError, KnowledgeError, DocumentError, OSError, SegmenterError) as error:
+    except (
+        ValueError,
+        KnowledgeError,
+        DocumentError,
+        OSError,
+        SegmenterError,
+        RayUnavailable,
+        VllmUnavailable,
+    ) as error:
         return fail(str(error))
 
     opened = open_paths(args.paths)
@@ -215,13 +235,17 @@ def run_annotate(args: argparse.Namespace) -> int:
     # --- the model
     try:
         if spec.task is PreTask.KPL:
-            from engine.kpl import KplSettings, ProxyParams, load_clip
+            from engine.kpl import load_clip
 
             clip = load_clip(args.clip, device=args.device)
             model_id = str(clip.spec)
         elif args.server:
             backends = _open_replicas(args)
             model_id = backends[0].info.model_id
+            recipe = ModelRecipe(servers=tuple(b.settings for b in backends), concurrency=args.concurrency)
+        elif args.ray is not None:  # each actor loads the checkpoint; the driver only names it
+            recipe = ModelRecipe(load=load_settings(args), batch_size=args.batch_size, vllm=args.ray_vllm)
+            model_id = recipe.local_model_id
         else:
             backends = [LocalBackend(load_model(load_settings(args)))]
             model_id = backends[0].info.model_id
@@ -293,47 +317,49 @@ def run_annotate(args: argparse.Namespace) -> int:
             on_image(outcome)
         if todo:
             progress = lambda p: printer("annotating", p.images_done, p.images_total)  # noqa: E731
-            if spec.task is PreTask.KPL:
-                from engine.kpl import FeatureCache
-                from engine.preannotate import run_kpl_labels
+            with ray_session_of(args):
+                if spec.task is PreTask.KPL:
+                    _run_kpl(args, todo, spec, clip, on_image, stats.run_id, model_id, progress)
+                elif args.ray is not None:
+                    from engine.preannotate.ray_run import run_preannotation_ray
 
-                run_kpl_labels(
-                    todo,
-                    spec,
-                    clip,
-                    KplSettings(k=args.k, params=ProxyParams(iterations=args.kpl_iterations)),
-                    on_image=on_image,
-                    run_id=stats.run_id,
-                    model_id=model_id,
-                    progress=progress,
-                    cache=FeatureCache(),
-                )
-            else:
-                from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation
+                    run_preannotation_ray(
+                        todo,
+                        spec,
+                        recipe,
+                        model_id=model_id,
+                        on_image=on_image,
+                        run_id=stats.run_id,
+                        progress=progress,
+                        actors=args.ray_actors,
+                        on_warning=warn,
+                    )
+                else:
+                    from engine.preannotate import LocalDispatcher, ReplicaDispatcher, run_preannotation
 
-                settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
+                    settings = GenerationSettings(max_new_tokens=spec.max_new_tokens)
 
-                def dispatcher_of(backends: list[Any]) -> Any:
-                    if isinstance(backends[0], LocalBackend):
-                        return LocalDispatcher(backends[0], settings, args.batch_size)
-                    return ReplicaDispatcher(backends, settings, args.concurrency, on_warning=warn)
+                    def dispatcher_of(backends: list[Any]) -> Any:
+                        if isinstance(backends[0], LocalBackend):
+                            return LocalDispatcher(backends[0], settings, args.batch_size)
+                        return ReplicaDispatcher(backends, settings, args.concurrency, on_warning=warn)
 
-                run_preannotation(
-                    todo,
-                    spec,
-                    dispatcher_of(backends),
-                    model_id=model_id,
-                    on_image=on_image,
-                    run_id=stats.run_id,
-                    progress=progress,
-                    segmenter=segmenter,
-                    second=None if second is None else dispatcher_of([second]),
-                    second_model_id=second_id,
-                )
+                    run_preannotation(
+                        todo,
+                        spec,
+                        dispatcher_of(backends),
+                        model_id=model_id,
+                        on_image=on_image,
+                        run_id=stats.run_id,
+                        progress=progress,
+                        segmenter=segmenter,
+                        second=None if second is None else dispatcher_of([second]),
+                        second_model_id=second_id,
+                    )
     except KeyboardInterrupt:
         print("\ninterrupted: what is done is kept; rerun the same command to continue.", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    except ClinKDError as error:  # no replica answers any more
+    except (ClinKDError, ClusterError) as error:  # no replica answers any more, or the Ray run failed
         print(f"error: {error} What is done is kept; rerun to continue.", file=sys.stderr)
         code = EXIT_FAILED
     except (ImageLoadError, ValueError) as error:
@@ -352,6 +378,36 @@ def run_annotate(args: argparse.Namespace) -> int:
     if code == EXIT_OK and stats.images and stats.failed == stats.images and not skipped:
         code = EXIT_FAILED
     return code
+
+
+def _run_kpl(
+    args: argparse.Namespace, todo: list, spec: Any, clip: Any, on_image: Any, run_id: str, model_id: str, progress: Any
+) -> None:
+    """kpl labels: every image encoded (in Ray tasks and actors with --ray), KPL learned on this machine."""
+    from engine.kpl import FeatureCache, KplSettings, ProxyParams
+    from engine.preannotate import run_kpl_labels
+
+    run_kpl_labels(
+        todo,
+        spec,
+        clip,
+        KplSettings(k=args.k, params=ProxyParams(iterations=args.kpl_iterations)),
+        on_image=on_image,
+        run_id=run_id,
+        model_id=model_id,
+        progress=progress,
+        cache=FeatureCache(),
+        encoder=_ray_encoder(args),
+    )
+
+
+def _ray_encoder(args: argparse.Namespace) -> Any:
+    """With --ray, the pool encoder that spreads CLIP encoding over the cluster; None: local threads."""
+    if args.ray is None:
+        return None
+    from engine.kpl.ray_encode import RayEncoder
+
+    return RayEncoder(args.clip, args.device, args.ray_actors)
 
 
 def _open_second(args: argparse.Namespace) -> tuple[Any, str | None]:

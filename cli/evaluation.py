@@ -23,7 +23,16 @@ from typing import Any
 
 from cli.help import examples
 from cli.kpl import add_clip_options
-from cli.options import add_model_options, fail, load_settings, require_model, server_settings
+from cli.options import (
+    add_model_options,
+    add_ray_options,
+    check_ray,
+    fail,
+    load_settings,
+    ray_session_of,
+    require_model,
+    server_settings,
+)
 from engine.grounding import DIALECTS
 
 EXIT_OK = 0
@@ -72,6 +81,7 @@ def register(subparsers: Any) -> None:
         help="skip METEOR and SPICE and tokenize in Python (faster; not the papers' numbers)",
     )
     add_model_options(medgrit)
+    add_ray_options(medgrit, "with --ray: model actors; each opens --server or loads --model (1)")
     medgrit.set_defaults(func=run_eval_medgrit)
 
     kpl_sets = subparsers.add_parser(
@@ -134,8 +144,22 @@ def _open_backend(args: argparse.Namespace) -> Any:
     return LocalBackend(load_model(load_settings(args)))
 
 
+def _model_on_ray(args: argparse.Namespace) -> tuple[Any, str]:
+    """The model recipe the actors follow and the model id: the server is checked (and its model name
+    resolved) here; a checkpoint is only named here, each actor loads it."""
+    from engine.clinkd import open_server
+    from engine.cluster import ModelRecipe
+
+    if args.server:
+        backend = open_server(server_settings(args, concurrency=args.concurrency))
+        return ModelRecipe(servers=(backend.settings,), concurrency=args.concurrency), backend.info.model_id
+    recipe = ModelRecipe(load=load_settings(args), batch_size=args.batch_size, vllm=args.ray_vllm)
+    return recipe, recipe.local_model_id
+
+
 def run_eval_medgrit(args: argparse.Namespace) -> int:
     from engine.clinkd import ClinKDError, GenerationSettings, ModelFolderError, QuantizationUnavailable, Task
+    from engine.cluster import ClusterError, RayUnavailable, VllmUnavailable
     from engine.evaluation import (
         PREDICTIONS_FILE,
         TASK_TITLES,
@@ -165,19 +189,37 @@ def run_eval_medgrit(args: argparse.Namespace) -> int:
     if todo:
         try:
             require_model(args, f"{len(todo)} questions to answer and no model")
-            backend = _open_backend(args)
-        except (ModelFolderError, QuantizationUnavailable, ValueError) as exc:
+            check_ray(args)
+            recipe, model_id = _model_on_ray(args) if args.ray is not None else (None, None)
+            backend = _open_backend(args) if recipe is None else None
+        except (ModelFolderError, QuantizationUnavailable, ValueError, RayUnavailable, VllmUnavailable) as exc:
             return fail(str(exc))
         except ClinKDError as exc:
             return fail(str(exc), EXIT_FAILED)
-        print(f"{len(todo)} of {len(samples)} questions to answer with {backend.info.model_id}", file=sys.stderr)
+        model_id = model_id or backend.info.model_id
+        print(f"{len(todo)} of {len(samples)} questions to answer with {model_id}", file=sys.stderr)
         try:
-            summary = run_medgrit(
-                samples, backend, out, settings, batch_size=args.batch_size, progress=ProgressPrinter()
-            )
+            with ray_session_of(args):
+                if recipe is not None:
+                    from engine.evaluation.ray_run import run_medgrit_ray
+
+                    summary = run_medgrit_ray(
+                        samples,
+                        recipe,
+                        model_id,
+                        out,
+                        settings,
+                        batch_size=args.batch_size,
+                        actors=args.ray_actors,
+                        progress=ProgressPrinter(),
+                    )
+                else:
+                    summary = run_medgrit(
+                        samples, backend, out, settings, batch_size=args.batch_size, progress=ProgressPrinter()
+                    )
         except DatasetError as exc:
             return fail(str(exc))
-        except ClinKDError as exc:
+        except (ClinKDError, ClusterError) as exc:
             return fail(f"{exc} Answers so far are kept in {out / PREDICTIONS_FILE}; rerun to continue.", EXIT_FAILED)
         except KeyboardInterrupt:
             print(

@@ -15,7 +15,15 @@ import sys
 from typing import Any
 
 from cli.help import examples
-from cli.options import add_device_option, add_window_option, fail, window_arg
+from cli.options import (
+    add_device_option,
+    add_ray_options,
+    add_window_option,
+    check_ray,
+    fail,
+    ray_session_of,
+    window_arg,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,6 +48,11 @@ def register(subparsers: Any) -> None:
     add_window_option(classify, "window for grayscale images (default: as displayed)")
     classify.add_argument("--top", type=int, default=3, metavar="N", help="descriptions shown per image (3)")
     classify.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    add_ray_options(
+        classify,
+        "with --ray: CLIP actors encoding the images (each loads --clip); KPL learns here, from the whole pool (1)",
+        engine=False,
+    )
     classify.set_defaults(func=run_classify)
 
     evaluate = subparsers.add_parser(
@@ -174,19 +187,29 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_classify(args: argparse.Namespace) -> int:
+    from engine.cluster import ClusterError, RayUnavailable
     from engine.kpl import Pool, classify_pool
 
     try:
         window = window_arg(args)
+        check_ray(args)
         kb, settings, clip, cache = _prepare(args)
         pool = Pool.from_paths(args.paths, window)
         for error in pool.errors:
             print(f"warning: {error.message}", file=sys.stderr)
         if not len(pool):
             return fail("no images found in " + ", ".join(args.paths))
-        result = classify_pool(pool, kb, clip, settings, cache=cache, progress=_progress)
-    except _bad_input_errors() as exc:
+        encoder = None
+        if args.ray is not None:
+            from engine.kpl.ray_encode import RayEncoder
+
+            encoder = RayEncoder(args.clip, args.device, args.ray_actors, args.allow_download)
+        with ray_session_of(args):
+            result = classify_pool(pool, kb, clip, settings, cache=cache, progress=_progress, encoder=encoder)
+    except (*_bad_input_errors(), RayUnavailable) as exc:
         return fail(str(exc))
+    except ClusterError as exc:
+        return fail(str(exc), EXIT_FAILED)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return EXIT_OK

@@ -217,6 +217,57 @@ def server_settings(args: argparse.Namespace, *, url: str | None = None, concurr
     )
 
 
+# ---------------------------------------------------------------- a Ray cluster
+
+
+def add_ray_options(parser: argparse.ArgumentParser, actors_help: str, *, engine: bool = True) -> None:
+    """``--ray [ADDRESS]`` and ``--ray-actors N``: run the dataset on a Ray cluster (docs/deployment/cluster.md)."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread the images over a Ray cluster: local (a private one on this machine, the default), auto (the "
+        "cluster this node belongs to) or the head's address; needs the cluster extra (pip install '.[cluster]')",
+    )
+    parser.add_argument("--ray-actors", type=int, default=1, metavar="N", help=actors_help)
+    if engine:
+        parser.add_argument(
+            "--ray-vllm",
+            action="store_true",
+            help="with --ray and --model: the checkpoint runs in a vLLM engine in each actor on the GPU nodes "
+            "(needs vllm on them)",
+        )
+
+
+def check_ray(args: argparse.Namespace) -> None:
+    """Before anything runs: the --ray options make sense and Ray (and vllm, for --ray-vllm) can be
+    imported; ValueError, RayUnavailable or VllmUnavailable in one sentence otherwise."""
+    if getattr(args, "ray_vllm", False):
+        if args.ray is None:
+            raise ValueError("--ray-vllm runs the model on a Ray cluster: give --ray too")
+        if not args.model or getattr(args, "server", None):
+            raise ValueError("--ray-vllm loads the --model checkpoint in vLLM; it does not apply to --server")
+    if args.ray is None:
+        return
+    from engine.cluster import check_vllm, require_ray
+
+    if args.ray_actors < 1:
+        raise ValueError("--ray-actors must be at least 1")
+    require_ray()
+    if getattr(args, "ray_vllm", False):
+        check_vllm()
+
+
+def ray_session_of(args: argparse.Namespace) -> Any:
+    """The Ray session ``--ray`` asks for, or a context that does nothing without --ray."""
+    import contextlib
+
+    from engine.cluster import ray_session
+
+    return contextlib.nullcontext() if args.ray is None else ray_session(args.ray)
+
+
 # ---------------------------------------------------------------- annotation projects and reports
 
 

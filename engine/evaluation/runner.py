@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +79,9 @@ def _check_model(records: dict[int, dict], model_id: str, path: Path) -> None:
         )
 
 
-def _request(sample: MedGritSample) -> AskRequest:
+def sample_request(sample: MedGritSample) -> AskRequest:
     """The image exactly as displayed (8-bit PNGs as stored), the dataset question verbatim, and
-    for a later turn the earlier ones with their reference answers."""
+    for a later turn the earlier ones with their reference answers. Raises ImageLoadError or OSError."""
     stack = open_image(sample.image)
     rgb = render_rgb(stack.frame(0))
     return AskRequest(rgb, sample.question, Task.FREE, width=stack.columns, height=stack.rows, history=sample.history)
@@ -102,6 +102,41 @@ def _record(sample: MedGritSample, model_id: str, **fields: object) -> dict:
     }
 
 
+def unreadable_record(sample: MedGritSample, model_id: str, error: BaseException) -> dict:
+    """The record of a sample whose image cannot be decoded: an empty answer and the reason."""
+    return _record(sample, model_id, response="", answer="", boxes=[], error=str(error))
+
+
+def answer_records(
+    backend: Backend,
+    settings: GenerationSettings,
+    asked: Sequence[tuple[MedGritSample, AskRequest]],
+    model_id: str,
+    cancel: threading.Event | None = None,
+) -> list[dict]:
+    """Ask a batch of questions and make each answer a prediction record (the local run and a Ray
+    actor both answer through this)."""
+    results = backend.ask_batch([r for _, r in asked], settings, cancel=cancel)
+    return [
+        _record(
+            sample,
+            model_id,
+            response=result.raw_text,
+            answer=result.text,
+            boxes=[list(b.grid) for b in result.boxes],
+            dialect=result.dialect,
+            frame=list(result.frame),
+            new_tokens=result.new_tokens,
+            seconds=round(result.total_s, 3),
+        )
+        for (sample, _), result in zip(asked, results, strict=True)
+    ]
+
+
+AnswerBatches = Callable[[list[MedGritSample]], Iterator[list[dict]]]
+"""Answers the samples given, yielding prediction records a batch at a time as they are done."""
+
+
 def run_medgrit(
     samples: Sequence[MedGritSample],
     backend: Backend,
@@ -118,51 +153,53 @@ def run_medgrit(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    model_id = backend.info.model_id
+
+    def batches(todo: list[MedGritSample]) -> Iterator[list[dict]]:
+        for start in range(0, len(todo), batch_size):
+            if cancel is not None and cancel.is_set():
+                return
+            asked, lines = [], []
+            for sample in todo[start : start + batch_size]:
+                try:
+                    asked.append((sample, sample_request(sample)))
+                except (ImageLoadError, OSError) as err:
+                    lines.append(unreadable_record(sample, model_id, err))
+            answered = answer_records(backend, settings, asked, model_id, cancel)
+            if cancel is not None and cancel.is_set():
+                return
+            yield lines + answered
+
+    return record_predictions(samples, model_id, out_dir, batches, progress=progress, cancel=cancel)
+
+
+def record_predictions(
+    samples: Sequence[MedGritSample],
+    model_id: str,
+    out_dir: str | os.PathLike[str],
+    batches: AnswerBatches,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> RunSummary:
+    """What every run does around its answers, wherever they are computed: resume from the
+    predictions file (refusing another model's), append each batch of records as it arrives
+    (``append_jsonl``: a crash loses at most the batch being answered), report progress."""
     started = time.perf_counter()
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / PREDICTIONS_FILE
     done = read_predictions(path, samples)
-    model_id = backend.info.model_id
     _check_model(done, model_id, path)
     repaired = _repair(path)
     todo = [s for s in samples if s.key not in done]
     answered = unreadable = 0
-    cancelled = False
     if progress is not None:
         progress("answering", len(done), len(samples))
-    # one append per batch (append_jsonl): a crash loses at most the batch being answered
-    for start in range(0, len(todo), batch_size):
-        if cancel is not None and cancel.is_set():
-            cancelled = True
-            break
-        batch, requests, lines = todo[start : start + batch_size], [], []
-        for sample in batch:
-            try:
-                requests.append((sample, _request(sample)))
-            except (ImageLoadError, OSError) as err:
-                unreadable += 1
-                lines.append(_record(sample, model_id, response="", answer="", boxes=[], error=str(err)))
-        results = backend.ask_batch([r for _, r in requests], settings, cancel=cancel)
-        if cancel is not None and cancel.is_set():
-            cancelled = True
-            break
-        for (sample, _), result in zip(requests, results, strict=True):
-            lines.append(
-                _record(
-                    sample,
-                    model_id,
-                    response=result.raw_text,
-                    answer=result.text,
-                    boxes=[list(b.grid) for b in result.boxes],
-                    dialect=result.dialect,
-                    frame=list(result.frame),
-                    new_tokens=result.new_tokens,
-                    seconds=round(result.total_s, 3),
-                )
-            )
+    for lines in batches(todo):
         append_jsonl(path, lines)
-        answered += len(batch)
+        answered += len(lines)
+        unreadable += sum(1 for line in lines if line.get("error"))
         if progress is not None:
             progress("answering", len(done) + answered, len(samples))
     return RunSummary(
@@ -170,7 +207,7 @@ def run_medgrit(
         already=len(done),
         answered=answered,
         unreadable=unreadable,
-        cancelled=cancelled,
+        cancelled=cancel is not None and cancel.is_set() and answered < len(todo),
         predictions=path,
         seconds=time.perf_counter() - started,
         repaired=repaired,

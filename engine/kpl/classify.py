@@ -17,7 +17,7 @@ import torch
 from engine.imaging import LoadError
 from engine.kpl.cache import FeatureCache, text_key
 from engine.kpl.clip import LoadedClip, encode_texts, overlong_prompts
-from engine.kpl.images import Pool, PoolImage, encode_pool
+from engine.kpl.images import Pool, PoolEncoder, PoolImage, encode_pool
 from engine.kpl.knowledge import DEFAULT_TEMPLATE, KnowledgeBase, check_template
 from engine.kpl.predict import METHODS, KplPrediction, ProxyParams, kpl_predict
 from engine.kpl.progress import CancelFlag, ProgressFn, check_cancel, report
@@ -142,11 +142,18 @@ def classify_pool(
     cache: FeatureCache | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFlag | None = None,
+    encoder: PoolEncoder | None = None,
 ) -> KplResult:
     """Classify every frame of ``pool`` with ``kb``'s classes. Images that cannot be decoded are
-    reported in ``errors`` and left out; an empty pool raises ValueError."""
+    reported in ``errors`` and left out; an empty pool raises ValueError.
+
+    ``encoder`` encodes the images (``encode_pool``: threads here by default, or a Ray cluster);
+    the proxies are always learned here, from the whole pool at once, as KPL needs.
+    """
     t0 = time.perf_counter()
-    encoded = encode_pool(pool, clip, cache=cache, batch_size=settings.batch_size, progress=progress, cancel=cancel)
+    encoded = encode_pool(
+        pool, clip, cache=cache, batch_size=settings.batch_size, progress=progress, cancel=cancel, encoder=encoder
+    )
     if not encoded.kept:
         raise ValueError("no image in the pool could be read")
     t1 = time.perf_counter()

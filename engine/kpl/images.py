@@ -13,9 +13,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -113,6 +114,11 @@ class Pool:
             return source.pixels
         return render_rgb(self._stack(source).frame(source.index), self.window)
 
+    def picture(self, i: int) -> np.ndarray | None:
+        """Frame i when the pool holds its pixels already (a reformatted plane), else None: then
+        ``render_frame(image.path, image.frame_number, window)`` renders it anywhere the file is."""
+        return self._sources[i].pixels
+
     def content_key(self, i: int) -> str:
         """Names the pixels the model would see: file content, frame, window."""
         image, pixels = self.images[i], self._sources[i].pixels
@@ -127,6 +133,79 @@ class Pool:
         w = self.window
         window = "as-stored" if w is None else f"{w.center!r},{w.width!r},{w.function}"
         return hashlib.sha256(f"image\0{digest}\0{image.frame_number}\0{window}".encode()).hexdigest()
+
+
+def render_frame(path: str, frame_number: int, window: Window | None) -> np.ndarray:
+    """One pool frame as the viewer shows it, opened from its file alone (1-based ``frame_number``):
+    what a Ray task on another node renders. A frame of a series file is that file's only frame."""
+    stack = open_image(path)
+    return render_rgb(stack.frame(min(frame_number, stack.n_frames) - 1), window)
+
+
+def clip_input(preprocess: Callable[[Image.Image], torch.Tensor], rgb: np.ndarray) -> torch.Tensor:
+    """A rendered frame as CLIP's input tensor, through the model's own ``preprocess``."""
+    return preprocess(Image.fromarray(rgb))
+
+
+Encoded = tuple[list[tuple[int, torch.Tensor]], list[LoadError]]
+"""One batch out of an encoder: (pool index, feature) for each frame encoded, and the frames that failed."""
+
+
+class PoolEncoder(Protocol):
+    """Encodes the pool frames ``todo`` in batches of ``batch_size``, yielding each batch as it is done."""
+
+    def __call__(
+        self, pool: Pool, todo: list[int], clip: LoadedClip, batch_size: int, cancel: CancelFlag | None
+    ) -> Iterator[Encoded]: ...
+
+
+@dataclass(frozen=True)
+class ThreadEncoder:
+    """Frames rendered and preprocessed in ``workers`` threads a few batches ahead of the model, so
+    the model rarely waits for the disk; batches encoded in this process."""
+
+    workers: int | None = None
+
+    def __call__(
+        self, pool: Pool, todo: list[int], clip: LoadedClip, batch_size: int, cancel: CancelFlag | None
+    ) -> Iterator[Encoded]:
+        def prepare(i: int) -> torch.Tensor:
+            return clip_input(clip.preprocess, pool.render(i))
+
+        workers = self.workers or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kpl-prep") as executor:
+            queue: deque[tuple[int, Future[torch.Tensor]]] = deque()
+            upcoming = iter(todo)
+            ahead = 2 * batch_size + workers
+
+            def refill() -> None:
+                while len(queue) < ahead:
+                    nxt = next(upcoming, None)
+                    if nxt is None:
+                        return
+                    queue.append((nxt, executor.submit(prepare, nxt)))
+
+            try:
+                refill()
+                batch: list[tuple[int, torch.Tensor]] = []
+                errors: list[LoadError] = []
+                while queue:
+                    i, future = queue.popleft()
+                    refill()
+                    try:
+                        batch.append((i, future.result()))
+                    except ImageLoadError as exc:
+                        errors.append(LoadError(exc.path, str(exc)))
+                    if batch and (len(batch) == batch_size or not queue):
+                        check_cancel(cancel)
+                        encoded = encode_image_batch(clip, torch.stack([t for _, t in batch]))
+                        yield [(j, v) for (j, _), v in zip(batch, encoded, strict=True)], errors
+                        batch, errors = [], []
+                if errors:
+                    yield [], errors
+            except BaseException:
+                executor.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 @dataclass(frozen=True)
@@ -150,12 +229,13 @@ def encode_pool(
     workers: int | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFlag | None = None,
+    encoder: PoolEncoder | None = None,
 ) -> EncodedPool:
     """CLIP features of every pool image: cached ones read back, the others encoded in batches.
 
-    Rendering and preprocessing run in ``workers`` threads a few batches ahead of the model, so
-    the model rarely waits for the disk. Each finished batch is cached at once: a cancelled run
-    keeps what it encoded.
+    ``encoder`` does the encoding: by default a ``ThreadEncoder`` of ``workers`` threads here; with
+    ``--ray`` a ``RayEncoder`` (engine.kpl.ray_encode) on the cluster. Each finished batch is cached
+    at once: a cancelled run keeps what it encoded.
     """
     start = time.perf_counter()
     n = len(pool)
@@ -177,46 +257,15 @@ def encode_pool(
     hits = len(features)
     report(progress, "encoding", hits, n - len(unreadable))
 
-    def prepare(i: int) -> torch.Tensor:
-        return clip.preprocess(Image.fromarray(pool.render(i)))
-
     done = hits
-    workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kpl-prep") as executor:
-        queue: deque[tuple[int, Future[torch.Tensor]]] = deque()
-        upcoming = iter(todo)
-        ahead = 2 * batch_size + workers
-
-        def refill() -> None:
-            while len(queue) < ahead:
-                nxt = next(upcoming, None)
-                if nxt is None:
-                    return
-                queue.append((nxt, executor.submit(prepare, nxt)))
-
-        try:
-            refill()
-            batch: list[tuple[int, torch.Tensor]] = []
-            while queue:
-                i, future = queue.popleft()
-                refill()
-                try:
-                    batch.append((i, future.result()))
-                except ImageLoadError as exc:
-                    errors.append(LoadError(exc.path, str(exc)))
-                if batch and (len(batch) == batch_size or not queue):
-                    check_cancel(cancel)
-                    encoded = encode_image_batch(clip, torch.stack([t for _, t in batch]))
-                    for (j, _), vector in zip(batch, encoded, strict=True):
-                        features[j] = vector
-                    if cache is not None:
-                        cache.put(namespace, [(keys[j], v.numpy()) for (j, _), v in zip(batch, encoded, strict=True)])
-                    done += len(batch)
-                    report(progress, "encoding", done, n - len(unreadable))
-                    batch = []
-        except BaseException:
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
+    for encoded, failed in (encoder or ThreadEncoder(workers))(pool, todo, clip, batch_size, cancel):
+        errors.extend(failed)
+        features.update(encoded)
+        if cache is not None and encoded:
+            cache.put(namespace, [(keys[j], v.numpy()) for j, v in encoded])
+        done += len(encoded)
+        if encoded:
+            report(progress, "encoding", done, n - len(unreadable))
     kept = tuple(sorted(features))
     stacked = torch.stack([features[i] for i in kept]) if kept else torch.zeros(0, 0)
     return EncodedPool(stacked, kept, tuple(errors), hits, len(todo), time.perf_counter() - start)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -73,15 +73,41 @@ def _message(error: BaseException) -> str:
 
 
 @dataclass
-class _Pending:
-    work: ImageWork
+class PreparedImage:
+    """One image decoded, rendered and turned into questions: what the decoding step hands the asking
+    step. Plain picklable data apart from ``stack`` (which only the seg task's segmenter needs), so a
+    Ray task can prepare it and a Ray actor answer it. ``outcome`` is set when nothing is to be asked
+    (the image cannot be opened, or "what is here" on an image without boxes)."""
+
+    index: int
+    ref: ImageRef
+    frame: int
     targets: dict[int, object]  # question number -> what its answer becomes (label, box, or None)
-    questions: int
-    started: float
+    requests: tuple[AskRequest, ...]
+    started: float  # wall clock (time.time()): comparable between the processes of one run
+    stack: ImageStack | None = None
+    outcome: ImageOutcome | None = None
+
+    @property
+    def questions(self) -> int:
+        return len(self.requests)
+
+
+@dataclass
+class _Pending:
+    image: PreparedImage
     answers: dict[int, AskResult] = field(default_factory=dict)
     second_answers: dict[int, AskResult] = field(default_factory=dict)  # the second opinion's, by question
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def targets(self) -> dict[int, object]:
+        return self.image.targets
+
+    @property
+    def questions(self) -> int:
+        return self.image.questions
 
 
 class ProposalBuilder:
@@ -159,13 +185,13 @@ class ProposalBuilder:
         """Proposals from one model's answers (the first model's unless ``answers`` is given); each
         carries that model's id in its provenance."""
         out: list[Annotation] = []
-        ref = pending.work.ref
+        ref = pending.image.ref
         answers = pending.answers if answers is None else answers
         for number in sorted(answers):
             result, target = answers[number], pending.targets[number]
             provenance = self.provenance(result.question, result.raw_text, result.model.model_id)
             if self.spec.task is PreTask.VG:
-                frame = pending.work.frame
+                frame = pending.image.frame
                 out.extend(
                     self.box(ref, frame, (b.x1, b.y1, b.x2, b.y2), str(target), result.text, provenance)
                     for b in result.boxes
@@ -186,10 +212,10 @@ class ProposalBuilder:
                             provenance=provenance,
                         )
                     )
-            elif self.spec.task is PreTask.SEG and self.masks is not None:
+            elif self.spec.task is PreTask.SEG and self.masks is not None and pending.image.stack is not None:
                 label, image = target  # type: ignore[misc]
                 made = self.masks.proposals(
-                    pending.work.stack, ref, pending.work.frame, image, label, result, provenance
+                    pending.image.stack, ref, pending.image.frame, image, label, result, provenance
                 )
                 out.extend(made.masks)
                 pending.notes.extend(made.notes)
@@ -254,6 +280,145 @@ def _questions(work: ImageWork, spec: PreannotateSpec) -> list[tuple[object, Ask
     raise ValueError(f"task {spec.task.value} does not ask ClinKD")
 
 
+def prepare_image(index: int, work: ImageWork, spec: PreannotateSpec, key: str) -> PreparedImage:
+    """An image's first step, wherever it runs (this thread, or a Ray task): decode and render it
+    with the spec's window and build its questions. Never raises: an image that cannot be decoded
+    or rendered becomes a failed outcome, so it fails alone."""
+    began = time.time()
+    ref = work.ref
+    try:
+        questions = _questions(work, spec)
+    except Exception as error:  # noqa: BLE001 - a file that cannot be decoded fails alone
+        return unreadable_image(index, ref, key, error)
+    nothing_to_ask = None if questions else ImageOutcome(ref.image_id, ref.title, DONE, key=key)
+    return PreparedImage(
+        index,
+        ref,
+        work.frame,
+        {number: target for number, (target, _) in enumerate(questions)},
+        tuple(request for _, request in questions),
+        began,
+        work.stack if spec.task is PreTask.SEG else None,
+        nothing_to_ask,
+    )
+
+
+def unreadable_image(index: int, ref: ImageRef, key: str, error: BaseException) -> PreparedImage:
+    """An image that could not be opened, decoded or rendered: nothing to ask, a failure to report."""
+    outcome = ImageOutcome(ref.image_id, ref.title, FAILED, f"cannot be opened: {_message(error)}", key=key)
+    return PreparedImage(index, ref, ref.n_frames // 2, {}, (), time.time(), outcome=outcome)
+
+
+def finish_image(item: _Pending, builder: ProposalBuilder, second_model_id: str | None = None) -> ImageOutcome:
+    """An image's last step: its answers become proposals with provenance (and, with a second
+    opinion, the per-label agreement), or the image fails with the reasons of its failed questions."""
+    tokens = sum(r.new_tokens for r in item.answers.values())
+    seconds = max(time.time() - item.image.started, 0.0)
+    proposals = builder.proposals(item)
+    agreement: tuple[LabelAgreement, ...] = ()
+    if second_model_id is not None:
+        proposals += builder.proposals(item, item.second_answers)
+        agreement = _agreement(item)
+        proposals, disagreements = _flag_disagreements(proposals, agreement, builder.model_id, second_model_id)
+        item.notes.extend(disagreements)
+    status, reason = (FAILED, "; ".join(item.errors)) if item.errors else (DONE, "")
+    return ImageOutcome(
+        item.image.ref.image_id,
+        item.image.ref.title,
+        status,
+        reason,
+        item.questions,
+        tuple(proposals),
+        tokens,
+        seconds,
+        builder.key,
+        tuple(item.notes),
+        agreement,
+    )
+
+
+def answer_images(
+    images: Iterable[PreparedImage],
+    dispatcher: Dispatcher,
+    builder: ProposalBuilder,
+    *,
+    second_model_id: str | None = None,
+    cancel: threading.Event | None = None,
+    pause: threading.Event | None = None,
+) -> Iterator[ImageOutcome]:
+    """Ask the prepared images' questions through ``dispatcher`` and yield each image's outcome as its
+    last answer arrives (an image decided while preparing, as the next answer arrives or at the end).
+
+    ``images`` is read lazily, as the dispatcher wants questions: locally an image is decoded only
+    when its questions are about to be sent. With ``second_model_id`` the dispatcher is a
+    ``PairedDispatcher`` (keys ``(key, slot)``). A set ``cancel`` ends it: images in flight are not
+    yielded. The local run and a Ray actor both answer through this.
+    """
+    sides = 2 if second_model_id is not None else 1
+    pending: dict[int, _Pending] = {}
+    ready: deque[ImageOutcome] = deque()
+
+    def requests() -> Iterator[tuple[Hashable, AskRequest]]:
+        for image in images:
+            if image.outcome is not None:
+                ready.append(image.outcome)
+                continue
+            pending[image.index] = _Pending(image)
+            for number, request in enumerate(image.requests):
+                yield (image.index, number), request
+
+    for key, answer in dispatcher.answers(requests(), cancel, pause):
+        (index, number), slot = key if sides == 2 else (key, PRIMARY)
+        while ready:
+            yield ready.popleft()
+        item = pending[index]
+        if isinstance(answer, Exception):
+            who = f" ({second_model_id})" if slot != PRIMARY else ""
+            item.errors.append(f"question {number + 1} of {item.questions}{who}: {_message(answer)}")
+        else:
+            (item.answers if slot == PRIMARY else item.second_answers)[number] = answer
+        answered = len(item.answers) + len(item.second_answers) + len(item.errors)
+        if answered == item.questions * sides:
+            yield finish_image(pending.pop(index), builder, second_model_id)
+    if not (cancel is not None and cancel.is_set()):
+        while ready:
+            yield ready.popleft()
+
+
+class RunReporter:
+    """Counts each finished image into the run's stats, hands it to ``on_image`` and reports progress;
+    the local run and the Ray run report through it alike."""
+
+    def __init__(
+        self,
+        stats: RunStats,
+        on_image: Callable[[ImageOutcome], None],
+        progress: Callable[[RunProgress], None] | None = None,
+    ) -> None:
+        self.stats, self.on_image, self.progress = stats, on_image, progress
+        self.started = time.perf_counter()
+
+    def __call__(self, outcome: ImageOutcome) -> None:
+        stats = self.stats
+        stats.add(outcome)
+        self.on_image(outcome)
+        if self.progress is not None:
+            self.progress(
+                RunProgress(
+                    stats.done + stats.failed,
+                    stats.images,
+                    stats.questions,
+                    stats.failed,
+                    stats.new_tokens,
+                    time.perf_counter() - self.started,
+                )
+            )
+
+    def close(self, cancel: threading.Event | None) -> None:
+        self.stats.cancelled = cancel is not None and cancel.is_set()
+        self.stats.seconds = time.perf_counter() - self.started
+
+
 def run_preannotation(
     works: Sequence[ImageWork],
     spec: PreannotateSpec,
@@ -286,8 +451,6 @@ def run_preannotation(
         second_model_id = second_model_id or "second model"
         spec = replace(spec, second_model=second_model_id)  # refused for a task other than vg
         dispatcher = PairedDispatcher(dispatcher, second)
-    sides = 2 if second is not None else 1
-    started = time.perf_counter()
     stats = RunStats(run_id=run_id or new_run_id(), images=len(works))
     if spec.task is PreTask.SEG:
         if segmenter is None:
@@ -295,92 +458,18 @@ def run_preannotation(
         spec = with_segmenter(spec, segmenter)
     masks = MaskMaker(segmenter) if spec.task is PreTask.SEG else None
     builder = ProposalBuilder(spec, stats.run_id, spec.key(model_id), model_id, masks)
-    pending: dict[int, _Pending] = {}
-    ready: deque[ImageOutcome] = deque()
-
-    def report(outcome: ImageOutcome) -> None:
-        stats.add(outcome)
-        on_image(outcome)
-        if progress is not None:
-            progress(
-                RunProgress(
-                    stats.done + stats.failed,
-                    stats.images,
-                    stats.questions,
-                    stats.failed,
-                    stats.new_tokens,
-                    time.perf_counter() - started,
-                )
-            )
-
-    def requests() -> Iterator[tuple[Hashable, AskRequest]]:
-        for index, work in enumerate(works):
-            began = time.perf_counter()
-            try:
-                questions = _questions(work, spec)
-            except Exception as error:  # noqa: BLE001 - a file that cannot be decoded fails alone
-                ready.append(
-                    ImageOutcome(
-                        work.ref.image_id,
-                        work.ref.title,
-                        FAILED,
-                        f"cannot be opened: {_message(error)}",
-                        key=builder.key,
-                    )
-                )
-                continue
-            if not questions:  # "what is here" on an image without boxes: nothing to ask
-                ready.append(ImageOutcome(work.ref.image_id, work.ref.title, DONE, key=builder.key))
-                continue
-            pending[index] = _Pending(work, {n: t for n, (t, _) in enumerate(questions)}, len(questions), began)
-            for number, (_target, request) in enumerate(questions):
-                yield (index, number), request
-
-    def finish(index: int) -> ImageOutcome:
-        item = pending.pop(index)
-        tokens = sum(r.new_tokens for r in item.answers.values())
-        seconds = time.perf_counter() - item.started
-        proposals = builder.proposals(item)
-        agreement: tuple[LabelAgreement, ...] = ()
-        if second is not None:
-            proposals += builder.proposals(item, item.second_answers)
-            agreement = _agreement(item)
-            proposals, disagreements = _flag_disagreements(proposals, agreement, model_id, str(second_model_id))
-            item.notes.extend(disagreements)
-        annotations = tuple(proposals)
-        status, reason = (FAILED, "; ".join(item.errors)) if item.errors else (DONE, "")
-        return ImageOutcome(
-            item.work.ref.image_id,
-            item.work.ref.title,
-            status,
-            reason,
-            item.questions,
-            annotations,
-            tokens,
-            seconds,
-            builder.key,
-            tuple(item.notes),
-            agreement,
-        )
-
+    report = RunReporter(stats, on_image, progress)
+    prepared = (prepare_image(index, work, spec, builder.key) for index, work in enumerate(works))
     try:
-        for key, answer in dispatcher.answers(requests(), cancel, pause):
-            (index, number), slot = key if second is not None else (key, PRIMARY)
-            while ready:
-                report(ready.popleft())
-            item = pending[index]
-            if isinstance(answer, Exception):
-                who = f" ({second_model_id})" if slot != PRIMARY else ""
-                item.errors.append(f"question {number + 1} of {item.questions}{who}: {_message(answer)}")
-            else:
-                (item.answers if slot == PRIMARY else item.second_answers)[number] = answer
-            answered = len(item.answers) + len(item.second_answers) + len(item.errors)
-            if answered == item.questions * sides:
-                report(finish(index))
-        if not (cancel is not None and cancel.is_set()):
-            while ready:
-                report(ready.popleft())
+        for outcome in answer_images(
+            prepared,
+            dispatcher,
+            builder,
+            second_model_id=second_model_id if second is not None else None,
+            cancel=cancel,
+            pause=pause,
+        ):
+            report(outcome)
     finally:
-        stats.cancelled = cancel is not None and cancel.is_set()
-        stats.seconds = time.perf_counter() - started
+        report.close(cancel)
     return stats

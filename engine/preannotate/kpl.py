@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from engine.annotations import Source
 from engine.kpl import FeatureCache, KplSettings, Pool, classify_pool, resolve_knowledge
+from engine.kpl.images import PoolEncoder
 from engine.preannotate.job import ImageWork, ProposalBuilder
 from engine.preannotate.outcome import DONE, FAILED, ImageOutcome, RunProgress, RunStats, new_run_id
 from engine.preannotate.spec import PreannotateSpec, PreTask
@@ -26,6 +27,7 @@ def run_kpl_labels(
     progress: Callable[[RunProgress], None] | None = None,
     cancel: threading.Event | None = None,
     cache: FeatureCache | None = None,
+    encoder: PoolEncoder | None = None,
 ) -> RunStats:
     """Classify each image's middle frame with ``spec.knowledge``; ``on_image`` gets each outcome.
 
@@ -40,7 +42,7 @@ def run_kpl_labels(
     builder = ProposalBuilder(spec, stats.run_id, spec.key(model_id), model_id)
     kb = resolve_knowledge(spec.knowledge)
     pool = Pool.from_frames([(w.stack, w.frame) for w in works], window=spec.window)
-    result = classify_pool(pool, kb, clip, settings, cache=cache, cancel=cancel)
+    result = classify_pool(pool, kb, clip, settings, cache=cache, cancel=cancel, encoder=encoder)
     by_index = {r.image.index: r for r in result.images}
     failed = {error.path: error.message for error in result.errors}
     elapsed = time.perf_counter() - started

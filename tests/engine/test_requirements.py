@@ -28,3 +28,20 @@ def test_transformers_is_the_tested_major():
 def test_installed_versions_satisfy_the_lower_bounds():
     for name in ("torch", "open_clip_torch", "transformers", "accelerate", "peft"):
         assert version(name) in _requirement(name.lower()).specifier, name
+
+
+def _optional(extra: str) -> list[Requirement]:
+    import tomllib
+
+    data = tomllib.loads((REQUIREMENTS.parent / "pyproject.toml").read_text())
+    return [Requirement(line) for line in data["project"]["optional-dependencies"][extra]]
+
+
+def test_ray_is_the_cluster_extra_and_the_test_command_installs_it_but_the_desktop_does_not():
+    (ray,) = _optional("cluster")
+    assert ray.name == "ray" and ray.extras == {"data"}
+    desktop = [line.split("#", 1)[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
+    assert not [line for line in desktop if line and Requirement(line).name == "ray"]
+    tests = (REQUIREMENTS.parent / "requirements-test.txt").read_text().splitlines()
+    assert str(ray) in [line.split("#", 1)[0].strip() for line in tests]
+    assert version("ray") in ray.specifier
