@@ -58,6 +58,7 @@ class Segmenter:
         self.family = family
         self.cache_size = max(1, int(cache_size))
         self._cache: OrderedDict[str, Embedding] = OrderedDict()
+        self._memo: dict = {}  # constants of the model a family's decode keeps (SAM: positional embedding)
 
     @property
     def device(self) -> torch.device:
@@ -162,10 +163,10 @@ class Segmenter:
     ) -> tuple[torch.Tensor, float]:
         """Prompt encoder + mask decoder only: low-res logits (1, 1, 256, 256) and the predicted IoU."""
         with self._memory_guard("decoding the mask"), torch.inference_mode():
-            out = self.model(image_embeddings=entry.features, multimask_output=multimask, **prompt)
-        scores = out.iou_scores[0, 0].float()
+            masks, iou = self.family.decode(self.model, entry.features, prompt, multimask, self._memo)
+        scores = iou[0, 0].float()
         best = int(torch.argmax(scores)) if multimask else 0
-        return out.pred_masks[0, 0, best][None, None].float(), float(scores[best])
+        return masks[0, 0, best][None, None].float(), float(scores[best])
 
     def mask_from_logits(self, logits: torch.Tensor, entry: Embedding) -> np.ndarray:
         """Low-res logits (1, 1, 256, 256) -> bool (H, W) mask on the caller's original pixels.

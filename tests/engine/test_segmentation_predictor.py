@@ -122,6 +122,26 @@ def test_the_tiny_model_end_to_end_returns_a_bool_mask_of_the_image(segmenter):
     assert best.mask.shape == (120, 90)
 
 
+@pytest.mark.parametrize("multimask", [False, True])
+@pytest.mark.parametrize(
+    ("box", "points"),
+    [((10, 20, 60, 100), ()), (None, ((30, 50, 1), (5, 5, 0))), ((10, 20, 60, 100), ((30, 50, 1),))],
+)
+def test_the_decoder_with_its_positional_embedding_kept_matches_the_models_forward(segmenter, box, points, multimask):
+    """SAM's decode skips recomputing the image-wide positional embedding: same logits and scores
+    as ``SamModel.forward`` on the same embedding and prompt, on every kind of prompt."""
+    entry = segmenter.embed(image(120, 90), "decode-check")
+    prompt = segmenter.prompt_tensors(entry.original_size, box, points)
+    with torch.inference_mode():
+        reference = segmenter.model(image_embeddings=entry.features, multimask_output=multimask, **prompt)
+    for _ in range(2):  # the second call uses the kept embedding
+        logits, score = segmenter.decode(entry, prompt, multimask=multimask)
+        best = int(torch.argmax(reference.iou_scores[0, 0])) if multimask else 0
+        torch.testing.assert_close(logits, reference.pred_masks[0, 0, best][None, None].float())
+        assert score == pytest.approx(float(reference.iou_scores[0, 0, best]), rel=1e-5)
+    assert "positional" in segmenter._memo
+
+
 def test_the_embedding_is_computed_once_per_key(segmenter, monkeypatch):
     segmenter.forget()
     calls = []
