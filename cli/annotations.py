@@ -75,25 +75,40 @@ def selected_image_ids(doc: AnnotationDocument, images: list[str]) -> list[str]:
     return [ref.image_id for ref in doc.images if any(_within(p, roots) for p in ref.paths)]
 
 
-def run_export(args: argparse.Namespace) -> int:
-    from engine.annotations.formats import FORMATS, ExportError, ReviewScope
+class ProjectError(ValueError):
+    """The images or their annotations cannot be used; ``str(err)`` is the one sentence to print."""
 
-    missing = [p for p in args.images if not os.path.exists(p)]
+
+def open_project(images: list[str], annotations: Path | None) -> tuple[Path, AnnotationDocument, list[str]]:
+    """The annotation file of ``images`` (``annotations``, else where the app autosaves them), the
+    document read from it and the ids of its images inside ``images``: what ``export`` and
+    ``report`` start from, refused in one sentence (``ProjectError``) when any of it is missing."""
+    missing = [p for p in images if not os.path.exists(p)]
     if missing:
-        return fail(f"{missing[0]} does not exist")
-    source = args.annotations or annotation_path(args.images)
+        raise ProjectError(f"{missing[0]} does not exist")
+    source = annotations or annotation_path(images)
     if not source.is_file():
-        return fail(
+        raise ProjectError(
             f"no annotations found: {source} does not exist"
-            + ("" if args.annotations else " (annotate in the app first, or pass --annotations FILE)")
+            + ("" if annotations else " (annotate in the app first, or pass --annotations FILE)")
         )
     try:
         doc = load_document(source)
     except (DocumentError, OSError) as err:
-        return fail(f"cannot read the annotations: {err}")
-    image_ids = selected_image_ids(doc, args.images)
+        raise ProjectError(f"cannot read the annotations: {err}") from None
+    image_ids = selected_image_ids(doc, images)
     if not image_ids:
-        return fail(f"{source} has no images inside {', '.join(args.images)}")
+        raise ProjectError(f"{source} has no images inside {', '.join(images)}")
+    return source, doc, image_ids
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from engine.annotations.formats import FORMATS, ExportError, ReviewScope
+
+    try:
+        _source, doc, image_ids = open_project(args.images, args.annotations)
+    except ProjectError as err:
+        return fail(str(err))
     fmt = FORMATS[args.format]
     if fmt.writes_folder and args.out.is_file():
         return fail(f"--out {args.out} is a file; the {fmt.name} export writes a folder")

@@ -29,12 +29,12 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from cli.annotations import selected_image_ids
+from cli.annotations import ProjectError, open_project
 from cli.help import examples
 from cli.options import add_annotations_option, add_observer_options, fail
 from engine.annotations.document import AnnotationDocument
 from engine.annotations.formats.targets import ExportError
-from engine.annotations.persistence import DocumentError, annotation_path, load_document, save_document
+from engine.annotations.persistence import save_document
 from engine.files import write_bytes_atomic
 from engine.imaging.dicom_index import read_header
 from engine.imaging.errors import ImageLoadError
@@ -159,19 +159,10 @@ def write_pdf(doc: AnnotationDocument, report: Report, out: Path) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    missing = [p for p in args.images if not os.path.exists(p)]
-    if missing:
-        return fail(f"{missing[0]} does not exist")
-    source = args.annotations or annotation_path(args.images)
-    if not source.is_file():
-        return fail(f"no annotations found: {source} does not exist (annotate in the app, or pass --annotations FILE)")
     try:
-        doc = load_document(source)
-    except (DocumentError, OSError) as err:
-        return fail(f"cannot read the annotations: {err}")
-    image_ids = selected_image_ids(doc, args.images)
-    if not image_ids:
-        return fail(f"{source} has no images inside {', '.join(args.images)}")
+        source, doc, image_ids = open_project(args.images, args.annotations)
+    except ProjectError as err:
+        return fail(str(err))
     studies = {doc.study_key(i) for i in image_ids}
     if len(studies) > 1:
         return fail(f"the images belong to {len(studies)} studies; write the report of one study at a time")
