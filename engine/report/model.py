@@ -87,8 +87,8 @@ class Report:
     verifier: Observer | None = None
     verified: str = ""  # ISO 8601 time of sign-off
     replaces: str = ""  # id of the final report this amendment supersedes
-    # A final report read back from the PACS: the SOP Instance UID of its SR, so sending it again
-    # is recognised and an amendment names the archive's instance (a final report never changes).
+    # A report read back from the PACS: the SOP Instance UID of its SR, so sending it again unchanged
+    # is recognised and an amendment names the archive's instance; any edit forgets it (``edited``).
     sop_instance_uid: str = ""
 
     def __post_init__(self) -> None:
@@ -108,17 +108,22 @@ class Report:
     def finding(self, finding_id: str) -> Finding | None:
         return next((f for f in self.findings if f.id == finding_id), None)
 
+    def edited(self, now: str, **changes: object) -> Report:
+        """The report with ``changes``, modified at ``now``. A changed report is a new document, so
+        it forgets the archive instance it was read from: sending it stores a new SR."""
+        return replace(self, modified=now, sop_instance_uid="", **changes)
+
     def with_section(self, name: str, text: str, now: str) -> Report:
         if name not in SECTIONS:
             raise ValueError(f"unknown report section {name!r}")
-        return replace(self, sections={**self.sections, name: text}, modified=now)
+        return self.edited(now, sections={**self.sections, name: text})
 
     def with_finding(self, finding: Finding, now: str) -> Report:
         """The report with ``finding`` added, or replacing the finding of the same id."""
         if self.finding(finding.id) is None:
-            return replace(self, findings=(*self.findings, finding), modified=now)
+            return self.edited(now, findings=(*self.findings, finding))
         findings = tuple(finding if f.id == finding.id else f for f in self.findings)
-        return replace(self, findings=findings, modified=now)
+        return self.edited(now, findings=findings)
 
     def without_finding(self, finding_id: str, now: str) -> Report:
-        return replace(self, findings=tuple(f for f in self.findings if f.id != finding_id), modified=now)
+        return self.edited(now, findings=tuple(f for f in self.findings if f.id != finding_id))

@@ -83,7 +83,7 @@ def apply_template(
             filled.append(name)
     if not filled:
         return report, []
-    return replace(report, template=template.name, sections=sections, modified=now), filled
+    return report.edited(now, template=template.name, sections=sections), filled
 
 
 def is_reviewed(annotation: Annotation) -> bool:
@@ -264,7 +264,7 @@ def sign(doc: AnnotationDocument, report: Report, observer: Observer | None, now
     if problems:
         raise SignOffError(" ".join(problems))
     now = now or doc.now()
-    return replace(report, status=Status.FINAL, verifier=observer, verified=now, modified=now)
+    return report.edited(now, status=Status.FINAL, verifier=observer, verified=now)
 
 
 def amend(doc: AnnotationDocument, report: Report) -> Report:

@@ -68,7 +68,7 @@ COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 
 def report_uids(report: Report) -> tuple[str, str]:
     """(SeriesInstanceUID, SOPInstanceUID): one report series per study; the instance from the content,
-    or, for a final report read from the archive, the instance it was read from."""
+    or, for a report read from the archive and not changed since, the instance it was read from."""
     return (
         generate_uid(entropy_srcs=["clinlens-report-series", report.study_key]),
         report.sop_instance_uid or generate_uid(entropy_srcs=["clinlens-report", report.id, repr(report)]),
@@ -303,5 +303,5 @@ def report_from_sr(ds: pydicom.Dataset) -> Report | None:
         verifier=verifier,
         verified=when,
         replaces=replaces,
-        sop_instance_uid=str(ds.SOPInstanceUID) if verified else "",
+        sop_instance_uid=str(ds.SOPInstanceUID),
     )

@@ -49,6 +49,22 @@ def test_report_sent_and_read_back_once(pacs):
     assert [f.text for f in back[0].findings] == ["nodule"]
 
 
+def test_a_draft_read_back_is_resent_as_the_same_instance_until_it_is_edited(pacs):
+    server, ref, doc, (user, _model, _kpl) = _annotated_series(pacs, "dicomweb")
+    draft = _report(doc, ref, user)
+    with connect(server) as connection:
+        sent = send_report_sr(connection, doc, draft)
+        found = reports_from_pacs(connection, InstanceCache(), ref.study_instance_uid).reports
+        [back] = [r for r in found if r.id == sent.sr.SOPInstanceUID]
+        assert back.status is Status.DRAFT and back.sop_instance_uid == sent.sr.SOPInstanceUID
+        again = send_report_sr(connection, doc, back)  # another workstation sends the draft it read
+        assert again.already_stored and again.sr.SOPInstanceUID == sent.sr.SOPInstanceUID
+        edited = back.with_section("impression", "Nodule in the right lung, 8 mm.", doc.now())
+        assert edited.sop_instance_uid == ""
+        changed = send_report_sr(connection, doc, edited)
+        assert not changed.already_stored and changed.sr.SOPInstanceUID != sent.sr.SOPInstanceUID
+
+
 def test_refused_send_keeps_the_draft(tmp_path, pacs):
     _server, ref, doc, (user, _model, _kpl) = _annotated_series(pacs, "dicomweb")
     draft = _report(doc, ref, user)
